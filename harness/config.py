@@ -1,0 +1,490 @@
+"""The scenario schema: pydantic models, YAML loading, CLI overrides, and one-line validation errors.
+
+Every model forbids unknown keys so a misspelt key is an error, not a silent default. The
+`autoscaling:` section uses the Kubernetes autoscaling/v2 HorizontalPodAutoscaler field names
+(camelCase) because it feeds both the local autoscaler and the Helm chart unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from harness.errors import ConfigError
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+# HPA-shaped models: YAML uses the Kubernetes spelling, Python uses snake_case.
+_HPA = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+_QUANTITY_FACTOR = {
+    None: 1.0,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "Ki": 2.0**10,
+    "Mi": 2.0**20,
+    "Gi": 2.0**30,
+    "Ti": 2.0**40,
+}
+
+
+def parse_quantity(value: str | int | float) -> float:
+    """Parse a Kubernetes resource quantity ("500m", "2", "512Mi") into a plain number."""
+    if isinstance(value, int | float):
+        return float(value)
+    match = _QUANTITY.match(str(value).strip())
+    if not match:
+        raise ValueError(f"'{value}' is not a Kubernetes quantity (expected e.g. 500m, 2, 512Mi)")
+    return float(match.group(1)) * _QUANTITY_FACTOR[match.group(2)]
+
+
+Quantity = Annotated[str | int | float, Field(union_mode="left_to_right")]
+
+
+# --------------------------------------------------------------------------- service and target
+
+
+class ServiceConfig(BaseModel):
+    """The model service under test: a BentoML project directory and the endpoint to load."""
+
+    model_config = _STRICT
+    path: Path = Field(description="BentoML project directory holding bentofile.yaml")
+    service: str = Field(description="BentoML import string, e.g. 'service:DigitsClassifier'")
+    endpoint: str = Field(default="/classify", pattern=r"^/")
+    readiness_path: str = Field(default="/readyz", pattern=r"^/")
+    metrics_path: str = Field(default="/metrics", pattern=r"^/")
+    env: dict[str, str] = Field(default_factory=dict)
+    bentoml_config: dict[str, Any] = Field(
+        default_factory=dict, description="BentoML configuration overrides (nested mapping)"
+    )
+
+
+class ResourceAmounts(BaseModel):
+    model_config = _STRICT
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+
+    @field_validator("cpu", "memory")
+    @classmethod
+    def _is_quantity(cls, value: Quantity | None) -> Quantity | None:
+        if value is not None:
+            parse_quantity(value)
+        return value
+
+    @property
+    def cpu_cores(self) -> float | None:
+        return None if self.cpu is None else parse_quantity(self.cpu)
+
+    @property
+    def memory_bytes(self) -> float | None:
+        return None if self.memory is None else parse_quantity(self.memory)
+
+
+class Resources(BaseModel):
+    """Per-replica requests and limits, in Kubernetes quantities, enforced on every target."""
+
+    model_config = _STRICT
+    requests: ResourceAmounts = Field(default_factory=ResourceAmounts)
+    limits: ResourceAmounts = Field(default_factory=ResourceAmounts)
+
+
+class DockerTargetConfig(BaseModel):
+    model_config = _STRICT
+    image: str | None = Field(default=None, description="image to run; default: the built bento's tag")
+    network: Literal["host", "publish"] = "publish"
+
+
+class KubernetesTargetConfig(BaseModel):
+    model_config = _STRICT
+    kubeconfig: Path | None = None
+    context: str | None = None
+    namespace: str = "harness"
+    release: str = "model-service"
+    image: str | None = None
+    prometheus_url: str | None = Field(
+        default=None, description="scrape replica metrics through this Prometheus instead of the pod proxy"
+    )
+    rollout_timeout_s: float = Field(default=300, gt=0)
+    kind_cluster: str | None = Field(default=None, description="kind cluster to create or reuse")
+    keep_cluster: bool = False
+
+
+class TargetConfig(BaseModel):
+    """Where replicas run."""
+
+    model_config = _STRICT
+    kind: Literal["local", "external", "docker", "kubernetes"] = "local"
+    replicas: int = Field(default=1, ge=1, le=64)
+    startup_timeout_s: float = Field(default=90, gt=0)
+    urls: list[str] = Field(default_factory=list, description="external target: base URLs of running replicas")
+    docker: DockerTargetConfig = Field(default_factory=DockerTargetConfig)
+    kubernetes: KubernetesTargetConfig = Field(default_factory=KubernetesTargetConfig)
+
+    @model_validator(mode="after")
+    def _external_needs_urls(self) -> TargetConfig:
+        if self.kind == "external" and not self.urls:
+            raise ValueError("target.kind 'external' needs target.urls (base URLs of the running service)")
+        for url in self.urls:
+            if not re.match(r"^https?://(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?(/.*)?$", url):
+                raise ValueError(
+                    f"target.urls entry '{url}' must be a loopback http(s) URL (127.x.x.x, localhost or [::1])"
+                )
+        return self
+
+
+# --------------------------------------------------------------------------- load
+
+
+class Stage(BaseModel):
+    """One load stage: closed model (a number of users) or open model (a fixed arrival rate)."""
+
+    model_config = _STRICT
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    duration_s: float = Field(gt=0, le=24 * 3600)
+    users: int | None = Field(default=None, ge=0, le=10_000)
+    spawn_rate: float | None = Field(default=None, gt=0, description="users started per second")
+    arrival_rate_rps: float | None = Field(default=None, gt=0, le=100_000)
+    arrival: Literal["constant", "poisson"] = "poisson"
+    judged: bool = Field(default=True, description="whether objectives apply to this stage (false for warm-up)")
+
+    @model_validator(mode="after")
+    def _one_model(self) -> Stage:
+        if (self.users is None) == (self.arrival_rate_rps is None):
+            raise ValueError(
+                f"stage '{self.name}' needs exactly one of users (closed model) or arrival_rate_rps (open model)"
+            )
+        if self.arrival_rate_rps is not None and self.spawn_rate is not None:
+            raise ValueError(f"stage '{self.name}': spawn_rate only applies to users stages")
+        return self
+
+    @property
+    def open_model(self) -> bool:
+        return self.arrival_rate_rps is not None
+
+
+class PayloadConfig(BaseModel):
+    """Where request bodies come from: the digits data set, or a JSON-lines file of bodies."""
+
+    model_config = _STRICT
+    source: Literal["digits", "jsonl"] = "digits"
+    file: Path | None = None
+    batch_rows: int = Field(default=1, ge=1, le=256, description="digits: images per request")
+
+    @model_validator(mode="after")
+    def _file_for_jsonl(self) -> PayloadConfig:
+        if self.source == "jsonl" and self.file is None:
+            raise ValueError("payload.source 'jsonl' needs payload.file")
+        return self
+
+
+class LoadConfig(BaseModel):
+    """The load generator's own settings."""
+
+    model_config = _STRICT
+    processes: int = Field(default=1, ge=1, le=64, description="Locust worker processes")
+    request_timeout_s: float = Field(default=10, gt=0)
+    max_in_flight: int = Field(default=2000, ge=1, description="open model: bound on outstanding requests")
+    seed: int = 42
+    cpus: list[int] | None = Field(default=None, description="CPU ids for the load generator; default: automatic")
+
+
+# --------------------------------------------------------------------------- objectives and analysis
+
+_OBJECTIVE_METRIC = re.compile(
+    r"^(latency_p(?P<q>[0-9]{1,2}(?:\.[0-9]+)?)_ms|error_rate|throughput_rps|"
+    r"scale_up_within_s|max_violation_s|ready_within_s)$"
+)
+
+
+class Objective(BaseModel):
+    """One service-level objective: a metric and a bound, checked on every judged stage."""
+
+    model_config = _STRICT
+    metric: str = Field(description="latency_pNN_ms, error_rate, throughput_rps, scale_up_within_s, max_violation_s")
+    max: float | None = None
+    min: float | None = None
+    stages: list[str] | None = Field(default=None, description="stage names; default: every judged stage")
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        match = _OBJECTIVE_METRIC.match(value)
+        if not match:
+            raise ValueError(
+                f"'{value}' is not an objective metric (expected latency_pNN_ms such as latency_p95_ms, "
+                "error_rate, throughput_rps, scale_up_within_s, max_violation_s or ready_within_s)"
+            )
+        q = match.group("q")
+        if q is not None and not 0 < float(q) < 100:
+            raise ValueError(f"percentile in '{value}' must be between 0 and 100")
+        return value
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Objective:
+        if (self.max is None) == (self.min is None):
+            raise ValueError(f"objective '{self.metric}' needs exactly one of max or min")
+        return self
+
+    @property
+    def percentile(self) -> float | None:
+        """The percentile (0-100) this objective is about, for latency objectives."""
+        match = _OBJECTIVE_METRIC.match(self.metric)
+        q = match.group("q") if match else None
+        return None if q is None else float(q)
+
+    @property
+    def name(self) -> str:
+        bound = f"<= {self.max:g}" if self.max is not None else f">= {self.min:g}"
+        return f"{self.metric} {bound}"
+
+
+class ValidityConfig(BaseModel):
+    """Rules that turn a measurement into INCONCLUSIVE rather than a misleading PASS or FAIL."""
+
+    model_config = _STRICT
+    min_tail_samples: int = Field(
+        default=10, ge=1, description="a pNN needs at least this many samples above it: n >= k / (1 - q)"
+    )
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    loadgen_cpu_saturation: float = Field(default=0.9, gt=0, le=1, description="fraction of a core per process")
+    achieved_rate_shortfall: float = Field(default=0.05, ge=0, lt=1)
+
+
+class CapacityConfig(BaseModel):
+    model_config = _STRICT
+    target_peak_rps: float | None = Field(default=None, gt=0)
+    headroom: float = Field(default=0.3, ge=0, lt=10)
+    price_per_core_hour: float | None = Field(default=None, ge=0)
+
+
+# --------------------------------------------------------------------------- autoscaling (HPA spec names)
+
+
+class MetricTarget(BaseModel):
+    model_config = _HPA
+    type: Literal["Utilization", "AverageValue", "Value"]
+    average_utilization: int | None = Field(default=None, gt=0)
+    average_value: Quantity | None = None
+    value: Quantity | None = None
+
+    @model_validator(mode="after")
+    def _value_for_type(self) -> MetricTarget:
+        needed = {"Utilization": "average_utilization", "AverageValue": "average_value", "Value": "value"}[self.type]
+        if getattr(self, needed) is None:
+            raise ValueError(f"target type {self.type} needs {to_camel(needed)}")
+        for quantity in (self.average_value, self.value):
+            if quantity is not None:
+                parse_quantity(quantity)
+        return self
+
+
+class ResourceMetricSource(BaseModel):
+    model_config = _HPA
+    name: Literal["cpu", "memory"]
+    target: MetricTarget
+
+
+class MetricIdentifier(BaseModel):
+    model_config = _HPA
+    name: str
+
+
+class PodsMetricSource(BaseModel):
+    model_config = _HPA
+    metric: MetricIdentifier
+    target: MetricTarget
+
+
+class MetricSpec(BaseModel):
+    model_config = _HPA
+    type: Literal["Resource", "Pods"]
+    resource: ResourceMetricSource | None = None
+    pods: PodsMetricSource | None = None
+
+    @model_validator(mode="after")
+    def _source_for_type(self) -> MetricSpec:
+        if self.type == "Resource" and self.resource is None:
+            raise ValueError("metric type Resource needs a resource: section")
+        if self.type == "Pods" and self.pods is None:
+            raise ValueError("metric type Pods needs a pods: section")
+        return self
+
+
+class HPAScalingPolicy(BaseModel):
+    model_config = _HPA
+    type: Literal["Pods", "Percent"]
+    value: int = Field(gt=0)
+    period_seconds: int = Field(gt=0, le=1800)
+
+
+class HPAScalingRules(BaseModel):
+    model_config = _HPA
+    stabilization_window_seconds: int | None = Field(default=None, ge=0, le=3600)
+    select_policy: Literal["Max", "Min", "Disabled"] | None = None
+    policies: list[HPAScalingPolicy] | None = None
+    tolerance: Quantity | None = None
+
+
+class HorizontalPodAutoscalerBehavior(BaseModel):
+    model_config = _HPA
+    scale_up: HPAScalingRules | None = None
+    scale_down: HPAScalingRules | None = None
+
+
+class AutoscalingConfig(BaseModel):
+    """HorizontalPodAutoscaler autoscaling/v2 spec fields, plus the controller flags the local autoscaler needs."""
+
+    model_config = _HPA
+    enabled: bool = True
+    min_replicas: int = Field(default=1, ge=1)
+    max_replicas: int = Field(default=4, ge=1)
+    metrics: list[MetricSpec] = Field(min_length=1)
+    behavior: HorizontalPodAutoscalerBehavior | None = None
+    # kube-controller-manager flags, not HPA spec fields; names follow the flags.
+    sync_period_seconds: float = Field(default=15, gt=0)
+    tolerance: float = Field(default=0.1, ge=0, lt=1)
+    cpu_initialization_period_seconds: float = Field(default=300, ge=0)
+    initial_readiness_delay_seconds: float = Field(default=30, ge=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingConfig:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"maxReplicas ({self.max_replicas}) is below minReplicas ({self.min_replicas})")
+        return self
+
+
+# --------------------------------------------------------------------------- run-level settings
+
+
+class MetricsConfig(BaseModel):
+    model_config = _STRICT
+    interval_s: float = Field(default=1.0, ge=0.1, le=60)
+    exporter_port: int | None = Field(default=None, ge=0, le=65535, description="serve harness metrics on 127.0.0.1")
+    pushgateway_url: str | None = None
+
+
+class OutputConfig(BaseModel):
+    model_config = _STRICT
+    dir: Path = Path("reports")
+    run_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
+
+
+class Scenario(BaseModel):
+    """A whole load test: what to serve, where, how hard to drive it, and what must hold."""
+
+    model_config = _STRICT
+    name: str = Field(min_length=1)
+    description: str = ""
+    service: ServiceConfig
+    target: TargetConfig = Field(default_factory=TargetConfig)
+    resources: Resources = Field(default_factory=Resources)
+    stages: list[Stage] = Field(min_length=1)
+    payload: PayloadConfig = Field(default_factory=PayloadConfig)
+    load: LoadConfig = Field(default_factory=LoadConfig)
+    objectives: list[Objective] = Field(default_factory=list)
+    validity: ValidityConfig = Field(default_factory=ValidityConfig)
+    capacity: CapacityConfig = Field(default_factory=CapacityConfig)
+    autoscaling: AutoscalingConfig | None = None
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Scenario:
+        names = [stage.name for stage in self.stages]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"stage names must be unique; repeated: {', '.join(duplicates)}")
+        for objective in self.objectives:
+            for stage_name in objective.stages or []:
+                if stage_name not in names:
+                    raise ValueError(
+                        f"objective '{objective.metric}' names stage '{stage_name}', which is not one of: "
+                        + ", ".join(names)
+                    )
+        return self
+
+    @property
+    def duration_s(self) -> float:
+        return sum(stage.duration_s for stage in self.stages)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif not str(item).startswith(("function-", "constrained-", "union")):
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(top level)"
+
+
+def _describe(error: ValidationError, source: str, data: Any) -> str:
+    first = error.errors()[0]
+    where = _location(first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown key '{where}' (check the spelling; see docs in harness/config.py)"
+    if first["type"] == "missing":
+        return f"{source}: field '{where}' is required"
+    value = first.get("input")
+    shown = "" if isinstance(value, dict | list) or value is None else f" = {value!r}"
+    return f"{source}: field '{where}'{shown}: {message}"
+
+
+def apply_override(data: dict[str, Any], dotted_key: str, value: Any) -> None:
+    """Set `a.b.c` in a nested mapping, creating levels as needed (CLI `--set a.b.c=value`)."""
+    node = data
+    *parents, leaf = dotted_key.split(".")
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override '{dotted_key}': '{part}' is not a section")
+        node = child
+    node[leaf] = value
+
+
+def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
+    """Validate an already-loaded mapping into a Scenario, raising ConfigError with one clear line."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, source, data)) from error
+
+
+def load_scenario(path: Path, overrides: dict[str, Any] | None = None) -> Scenario:
+    """Read a scenario YAML file, apply dotted-key overrides, validate once; relative paths resolve against the file."""
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read scenario file ({error.strerror})") from error
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from error
+    if data is None:
+        raise ConfigError(f"{path}: the file is empty; expected a scenario mapping")
+    if isinstance(data, dict):
+        for key, value in (overrides or {}).items():
+            apply_override(data, key, value)
+    scenario = parse_scenario(data, str(path))
+    base = path.resolve().parent
+    service = scenario.service
+    if not service.path.is_absolute():
+        service = service.model_copy(update={"path": (base / service.path).resolve()})
+    payload = scenario.payload
+    if payload.file is not None and not payload.file.is_absolute():
+        payload = payload.model_copy(update={"file": (base / payload.file).resolve()})
+    return scenario.model_copy(update={"service": service, "payload": payload})

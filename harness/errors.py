@@ -1,0 +1,48 @@
+"""The harness's one exception tree; only `harness.cli` turns these into messages and exit codes.
+
+    HarnessError
+     +-- ConfigError       the scenario file or a CLI override is wrong (names field, value, expectation)
+     +-- BuildError        bentoml build / containerisation failed
+     +-- DeployError       replicas could not be started, became unready, or could not be removed
+     +-- LoadError         the load generator failed to start or died
+     +-- MetricsError      a metrics source could not be read where it was required
+     +-- ReportError       a run directory cannot be read back into reports
+"""
+
+from __future__ import annotations
+
+
+class HarnessError(Exception):
+    """Base of every error the harness raises on purpose; `hint` says what to do about it."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ConfigError(HarnessError):
+    """The scenario or an override is invalid."""
+
+
+class BuildError(HarnessError):
+    """Building the bento or its container image failed."""
+
+
+class DeployError(HarnessError):
+    """Starting, readying or stopping replicas failed."""
+
+
+class LoadError(HarnessError):
+    """The load generator could not run."""
+
+
+class MetricsError(HarnessError):
+    """A required metrics source could not be read."""
+
+
+class ReportError(HarnessError):
+    """A run directory is incomplete or unreadable."""
