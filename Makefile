@@ -1,0 +1,50 @@
+# Two commands set everything up on a fresh machine: `make loadtest` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SCENARIO ?= loadtests/default.yaml
+TARGET ?= local
+# Debian packages the tests use for real: Prometheus, Pushgateway, Chromium (report test), Docker.
+TEST_PACKAGES := prometheus prometheus-pushgateway chromium
+
+.PHONY: setup loadtest test lint format system-packages docker-setup bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	touch $(STAMP)
+
+loadtest: setup
+ifeq ($(TARGET),docker)
+	bash scripts/docker-setup.sh
+endif
+	$(BIN)/harness run $(SCENARIO) --target $(TARGET)
+
+lint: setup
+	$(BIN)/ruff format --check harness tests bench examples
+	$(BIN)/ruff check harness tests bench examples
+	$(BIN)/mypy
+
+format: setup
+	$(BIN)/ruff format harness tests bench examples
+	$(BIN)/ruff check --fix harness tests bench examples
+
+system-packages:
+	bash scripts/install-system-packages.sh $(TEST_PACKAGES)
+
+docker-setup:
+	bash scripts/docker-setup.sh
+
+test: setup system-packages docker-setup lint
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest
+
+bench: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.accuracy
+
+clean:
+	rm -rf $(VENV) reports test-output .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,137 @@
+"""Turns a run directory's raw records into its verdict: the pure analysis, wired to the saved files.
+
+Everything here reads the run directory only, so `harness report RUN_DIR` reproduces the verdict
+from the raw data alone.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+
+import yaml
+
+from harness.analysis.autoscaling_figures import step_autoscaling
+from harness.analysis.capacity import plan_capacity
+from harness.analysis.saturation import max_sustainable
+from harness.analysis.stages import summarize_stages
+from harness.analysis.timeline import interval_series
+from harness.config import Scenario, parse_scenario
+from harness.errors import ReportError
+from harness.model import (
+    ClientInterval,
+    ReplicaCount,
+    ReplicaSample,
+    RunEvent,
+    StageResult,
+    Verdict,
+)
+from harness.rundir import RunDirectory
+from harness.verdict import build_verdict, judge
+
+BASE_PERCENTILES = (50.0, 95.0, 99.0)
+
+
+def percentiles_for(scenario: Scenario) -> tuple[float, ...]:
+    """Always p50/p95/p99, plus any percentile an objective names."""
+    asked = {q for q in (o.percentile for o in scenario.objectives) if q is not None}
+    return tuple(sorted(set(BASE_PERCENTILES) | asked))
+
+
+def load_saved_scenario(run_dir: RunDirectory) -> Scenario:
+    path = run_dir.file("scenario.yaml")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ReportError(f"{path}: missing from the run directory") from error
+    return parse_scenario(data, str(path))
+
+
+def _mean_or_none(values: Sequence[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def _replica_usage_at(
+    samples: Sequence[ReplicaSample], start_s: float, end_s: float
+) -> tuple[float | None, float | None]:
+    """Mean CPU cores and peak RSS of one replica over a window (averaged across replicas)."""
+    inside = [s for s in samples if start_s <= s.t_s <= end_s and s.ready]
+    cpu = [s.cpu_cores for s in inside if s.cpu_cores is not None]
+    rss = [s.rss_bytes for s in inside if s.rss_bytes is not None]
+    return _mean_or_none(cpu), (max(rss) if rss else None)
+
+
+def conclude_run(run_dir: RunDirectory, scenario: Scenario | None = None, warnings: Sequence[str] = ()) -> Verdict:
+    """Analyse the run directory, write verdict.json and every report, and return the verdict."""
+    scenario = scenario or load_saved_scenario(run_dir)
+    windows = run_dir.read_stages()
+    intervals = run_dir.read_records(ClientInterval)
+    counts = run_dir.read_records(ReplicaCount)
+    events = run_dir.read_records(RunEvent)
+    samples = run_dir.read_records(ReplicaSample)
+    metadata = run_dir.read_json("metadata.json")
+    all_warnings = list(dict.fromkeys([*metadata.get("warnings", []), *warnings]))
+    placement = metadata.get("cpu_placement") or {}
+    if placement.get("shared"):
+        all_warnings.append(
+            "load generator and replicas shared CPUs: " + str(placement.get("reason", "not enough CPUs to separate them"))
+        )
+
+    stages: list[StageResult] = summarize_stages(
+        windows,
+        intervals,
+        counts,
+        events,
+        scenario.validity,
+        percentiles=percentiles_for(scenario),
+        loadgen_processes=scenario.load.processes,
+    )
+    run_start_s = windows[0].start_s if windows else 0.0
+    series = interval_series(intervals, run_start_s, bucket_s=scenario.metrics.interval_s)
+    p95_objective_s = next(
+        (o.max / 1000.0 for o in scenario.objectives if o.percentile == 95.0 and o.max is not None), None
+    )
+    autoscaling = (
+        step_autoscaling(windows, series, counts, events, p95_objective_s, run_start_s)
+        if scenario.autoscaling is not None and scenario.autoscaling.enabled
+        else []
+    )
+    objective_results = judge(stages, scenario.objectives, autoscaling)
+    saturation = max_sustainable(stages, objective_results, None if counts else scenario.target.replicas)
+
+    capacity = None
+    if scenario.capacity.target_peak_rps is not None:
+        sustainable = next((s for s in stages if s.name == saturation.limiting_stage), None)
+        best = max(
+            (s for s in stages if saturation.max_sustainable_rps is not None
+             and abs(s.achieved_rps - saturation.max_sustainable_rps) < 1e-9),
+            key=lambda s: s.achieved_rps,
+            default=sustainable,
+        )
+        cpu, rss = _replica_usage_at(samples, best.start_s, best.end_s) if best else (None, None)
+        p95 = best.latency.get("p95") if best else None
+        p50 = best.latency.get("p50") if best else None
+        capacity = plan_capacity(
+            saturation.max_sustainable_rps_per_replica,
+            scenario.capacity,
+            scenario.resources,
+            cpu,
+            rss,
+            p95.value_s if p95 else None,
+            p50.value_s if p50 else None,
+        )
+        if capacity is None:
+            all_warnings.append(
+                f"no capacity plan for {scenario.capacity.target_peak_rps:g} rps: {saturation.reason}"
+            )
+
+    verdict = build_verdict(
+        stages,
+        scenario.objectives,
+        autoscaling=autoscaling,
+        saturation=saturation,
+        capacity=capacity,
+        warnings=all_warnings,
+    )
+    run_dir.write_json("verdict.json", verdict)
+    return verdict

@@ -1,0 +1,342 @@
+"""The Locust file the harness runs (in its own process): closed-model users, an open-model arrival
+generator, a LoadTestShape from the scenario's stages, and a per-interval recorder.
+
+Configuration arrives as a JSON load plan whose path is in HARNESS_LOAD_PLAN (written by
+`harness.load.runner`). Each Locust process appends ClientInterval records, one JSON line per stage
+per interval, to its own file in the plan's `intervals_dir`; the harness tails those files while the
+run goes on. Only this module imports locust and gevent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import gevent
+import psutil
+from gevent.pool import Pool
+from locust import FastHttpUser, LoadTestShape, constant, events, task
+from locust.contrib.fasthttp import FastHttpSession
+from locust.env import Environment
+
+from harness.analysis.latency import LatencyHistogram
+from harness.load.arrivals import arrival_offsets
+from harness.load.payloads import build_bodies
+from harness.load.shape import StagePlan, StageSpec, plan_at
+from harness.model import ClientInterval
+
+PLAN: dict[str, Any] = json.loads(Path(os.environ["HARNESS_LOAD_PLAN"]).read_text())
+STAGES = [StageSpec(**stage) for stage in PLAN["stages"]]
+PROCESSES: int = PLAN["processes"]
+ENDPOINT_PATH: str = PLAN["endpoint_path"]
+REQUEST_TIMEOUT_S: float = PLAN["request_timeout_s"]
+HEADERS = {"Content-Type": "application/json"}
+
+# The test's start on this process's clock; every stage boundary is measured from it.
+_test_start_s: float | None = None
+
+
+def _elapsed_s() -> float:
+    return 0.0 if _test_start_s is None else time.time() - _test_start_s
+
+
+def _current_plan() -> StagePlan | None:
+    return plan_at(STAGES, _elapsed_s())
+
+
+class Endpoints:
+    """Ready replica base URLs, re-read from the harness's endpoints file as replicas come and go."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.urls: list[str] = []
+        self._mtime_ns = -1
+        self._next = 0
+        self.refresh()
+
+    def refresh(self) -> None:
+        try:
+            mtime_ns = self.path.stat().st_mtime_ns
+            if mtime_ns != self._mtime_ns:
+                urls = json.loads(self.path.read_text())
+                if urls:
+                    self.urls = [url.rstrip("/") + ENDPOINT_PATH for url in urls]
+                self._mtime_ns = mtime_ns
+        except (OSError, json.JSONDecodeError):
+            pass  # a file being replaced: keep the previous list
+
+    def next_url(self) -> str:
+        self._next = (self._next + 1) % len(self.urls)
+        return self.urls[self._next]
+
+
+class _StageAccumulator:
+    def __init__(self) -> None:
+        self.histogram = LatencyHistogram()
+        self.requests = 0
+        self.failures = 0
+        self.errors: dict[str, int] = {}
+        self.scheduled = 0
+        self.dropped = 0
+        self.send_lag_max_s = 0.0
+
+
+class IntervalRecorder:
+    """Accumulates request outcomes per stage and appends one ClientInterval per stage each interval."""
+
+    def __init__(self, out_path: Path, interval_s: float, process: int) -> None:
+        self.out_path = out_path
+        self.interval_s = interval_s
+        self.process = process
+        self.stages: dict[str, _StageAccumulator] = {}
+        self.interval_start_s = time.time()
+        self.proc = psutil.Process()
+        self.cpu_s = self._cpu_time_s()
+        self.user_count = 0
+
+    def _cpu_time_s(self) -> float:
+        times = self.proc.cpu_times()
+        return float(times.user + times.system)
+
+    def _stage(self, name: str) -> _StageAccumulator:
+        accumulator = self.stages.get(name)
+        if accumulator is None:
+            accumulator = self.stages[name] = _StageAccumulator()
+        return accumulator
+
+    def success(self, stage: str, latency_s: float) -> None:
+        accumulator = self._stage(stage)
+        accumulator.requests += 1
+        accumulator.histogram.record_s(latency_s)
+
+    def failure(self, stage: str, kind: str) -> None:
+        accumulator = self._stage(stage)
+        accumulator.requests += 1
+        accumulator.failures += 1
+        accumulator.errors[kind] = accumulator.errors.get(kind, 0) + 1
+
+    def scheduled(self, stage: str, lag_s: float) -> None:
+        accumulator = self._stage(stage)
+        accumulator.scheduled += 1
+        accumulator.send_lag_max_s = max(accumulator.send_lag_max_s, lag_s)
+
+    def dropped(self, stage: str) -> None:
+        self._stage(stage).dropped += 1
+
+    def flush(self) -> None:
+        now_s = time.time()
+        cpu_s = self._cpu_time_s()
+        wall_s = max(now_s - self.interval_start_s, 1e-6)
+        cpu_cores = (cpu_s - self.cpu_s) / wall_s
+        plan = _current_plan()
+        stages, self.stages = self.stages, {}
+        if plan is not None and plan.name not in stages:
+            stages[plan.name] = _StageAccumulator()  # an idle interval is a measurement too
+        lines = []
+        for name, accumulator in stages.items():
+            spec = next((s for s in STAGES if s.name == name), None)
+            offered = None
+            if spec is not None and spec.arrival_rate_rps is not None:
+                offered = spec.arrival_rate_rps / PROCESSES
+            record = ClientInterval(
+                t_start_s=self.interval_start_s,
+                t_end_s=now_s,
+                process=self.process,
+                stage=name,
+                users=self.user_count,
+                offered_rps=offered,
+                scheduled=accumulator.scheduled,
+                requests=accumulator.requests,
+                failures=accumulator.failures,
+                errors=accumulator.errors,
+                latency_hdr=accumulator.histogram.encode(),
+                dropped=accumulator.dropped,
+                send_lag_max_s=accumulator.send_lag_max_s,
+                loadgen_cpu_cores=cpu_cores,
+            )
+            lines.append(json.dumps(asdict(record), separators=(",", ":")))
+        with self.out_path.open("a", encoding="utf-8") as handle:
+            handle.write("".join(line + "\n" for line in lines))
+        self.interval_start_s = now_s
+        self.cpu_s = cpu_s
+
+    def run(self) -> None:
+        while True:
+            # Align interval ends to multiples of the interval so processes' records line up.
+            gevent.sleep(self.interval_s - (time.time() % self.interval_s))
+            self.flush()
+
+
+_endpoints = Endpoints(Path(PLAN["endpoints_file"]))
+_bodies: list[bytes] = []
+_recorder: IntervalRecorder | None = None
+_background: list[gevent.Greenlet] = []
+
+
+def _error_kind(status: int, error: BaseException | None) -> str:
+    if status:
+        return f"http_{status}"
+    if error is None:
+        return "unknown"
+    name = type(error).__name__
+    text = str(error).lower()
+    if "timeout" in name.lower() or "timed out" in text:
+        return "timeout"
+    if "connection" in name.lower() or "refused" in text or "reset" in text:
+        return "connection_error"
+    return f"error_{name}"
+
+
+def _send(client: FastHttpSession, rng: random.Random, stage: str, started_s: float) -> None:
+    """POST one body to the next ready replica and record its outcome against `stage`.
+
+    `started_s` is when the request should have started: the intended send time in the open
+    model, the actual send time in the closed model.
+    """
+    assert _recorder is not None
+    if not _endpoints.urls:
+        _recorder.failure(stage, "no_ready_replica")
+        gevent.sleep(0.1)
+        return
+    body = _bodies[rng.randrange(len(_bodies))]
+    with client.post(
+        _endpoints.next_url(), data=body, headers=HEADERS, catch_response=True, name=ENDPOINT_PATH
+    ) as response:
+        latency_s = time.time() - started_s
+        status = response.status_code or 0
+        if 200 <= status < 300:
+            _recorder.success(stage, latency_s)
+            response.success()
+        else:
+            _recorder.failure(stage, _error_kind(status, response.error))
+            response.failure(f"status {status}" if status else repr(response.error))
+
+
+class ClosedModelUser(FastHttpUser):
+    """A closed-model user: sends the next request as soon as the previous one answers."""
+
+    wait_time = constant(0)
+    network_timeout = REQUEST_TIMEOUT_S
+    connection_timeout = REQUEST_TIMEOUT_S
+    host = "http://127.0.0.1"
+
+    def on_start(self) -> None:
+        self.rng = random.Random(PLAN["seed"] * 7919 + id(self) % 100_000)
+
+    @task
+    def classify(self) -> None:
+        plan = _current_plan()
+        if plan is None or plan.open_model:
+            gevent.sleep(0.05)  # open-model stages are the arrival generator's
+            return
+        _send(self.client, self.rng, plan.name, time.time())
+
+
+class ArrivalGenerator:
+    """The open model: sends at the stage's arrival rate whatever the latency, one per process.
+
+    It is not a Locust user (a user waits for its answer; arrivals must not). Each arrival runs in
+    its own greenlet from a pool bounded by max_in_flight; an arrival that finds the pool full is
+    counted as dropped, because then the load generator, not the service, fell short.
+    """
+
+    def __init__(self, environment: Environment) -> None:
+        size = int(PLAN["max_in_flight"])
+        self.client = FastHttpSession(
+            base_url="http://127.0.0.1",
+            request_event=environment.events.request,
+            user=None,
+            network_timeout=REQUEST_TIMEOUT_S,
+            connection_timeout=REQUEST_TIMEOUT_S,
+            concurrency=size,
+        )
+        self.pool = Pool(size=size)
+        self.rng = random.Random(PLAN["seed"] * 104729 + os.getpid() % 1000)
+
+    def run(self) -> None:
+        done: set[int] = set()
+        while True:
+            plan = _current_plan()
+            if plan is not None and plan.arrival_rate_rps is not None and plan.index not in done:
+                done.add(plan.index)
+                self.generate(plan)
+            gevent.sleep(0.02)
+
+    def generate(self, plan: StagePlan) -> None:
+        assert _recorder is not None and _test_start_s is not None and plan.arrival_rate_rps is not None
+        begin_s = time.time()
+        stage_end_s = _test_start_s + plan.stage_end_s
+        rate_rps = plan.arrival_rate_rps / PROCESSES
+        for offset_s in arrival_offsets(rate_rps, stage_end_s - begin_s, plan.arrival, self.rng):
+            intended_s = begin_s + offset_s
+            delay_s = intended_s - time.time()
+            if delay_s > 0:
+                gevent.sleep(delay_s)
+            _recorder.scheduled(plan.name, max(0.0, time.time() - intended_s))
+            if self.pool.full():
+                _recorder.dropped(plan.name)
+                continue
+            self.pool.spawn(_send, self.client, self.rng, plan.name, intended_s)
+
+
+class ScenarioShape(LoadTestShape):
+    """Locust's view of the scenario's stages; the decision itself is `plan_at`."""
+
+    def tick(self) -> tuple[int, float] | None:
+        plan = plan_at(STAGES, self.get_run_time())
+        if plan is None:
+            return None
+        if plan.arrival_rate_rps is not None:
+            # No closed-model users in an open stage; stop the previous stage's users at once.
+            return (0, 10_000.0)
+        return (plan.users or 0, plan.spawn_rate)
+
+
+@events.init.add_listener
+def _on_init(environment: Environment, **_: Any) -> None:
+    global _bodies
+    payload = PLAN["payload"]
+    _bodies = build_bodies(
+        payload["source"],
+        file=Path(payload["file"]) if payload.get("file") else None,
+        batch_rows=payload["batch_rows"],
+        seed=PLAN["seed"] + PLAN["process"],
+    )
+
+
+@events.test_start.add_listener
+def _on_test_start(environment: Environment, **_: Any) -> None:
+    global _test_start_s, _recorder
+    if _test_start_s is not None:
+        return
+    _test_start_s = time.time()
+    process = PLAN["process"] if PROCESSES == 1 else os.getpid()
+    out = Path(PLAN["intervals_dir"]) / f"intervals-{os.getpid()}.jsonl"
+    out.write_text(json.dumps({"test_start_s": _test_start_s, "process": process}) + "\n")
+    _recorder = IntervalRecorder(out, float(PLAN["interval_s"]), process)
+
+    def refresh_endpoints() -> None:
+        while True:
+            _endpoints.refresh()
+            if _recorder is not None and environment.runner is not None:
+                _recorder.user_count = environment.runner.user_count
+            gevent.sleep(0.25)
+
+    generator = ArrivalGenerator(environment)
+    _background.extend(
+        [gevent.spawn(refresh_endpoints), gevent.spawn(_recorder.run), gevent.spawn(generator.run)]
+    )
+
+
+@events.test_stop.add_listener
+def _on_test_stop(environment: Environment, **_: Any) -> None:
+    for greenlet in _background:
+        greenlet.kill(block=False)
+    _background.clear()
+    if _recorder is not None:
+        _recorder.flush()

@@ -1,0 +1,238 @@
+"""Runs Locust headless in its own process group and streams its per-interval records into the run.
+
+The harness process never imports locust: gevent's monkey-patching and Locust's urllib3 patches
+must not reach the orchestrator, the Docker client or the Kubernetes client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from harness.config import Scenario
+from harness.errors import LoadError
+from harness.load.shape import StageSpec, total_duration_s
+from harness.model import ClientInterval, from_json_dict
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+
+
+def stage_specs(scenario: Scenario) -> list[StageSpec]:
+    """The load generator's view of the scenario's stages."""
+    return [
+        StageSpec(
+            name=stage.name,
+            duration_s=stage.duration_s,
+            users=stage.users,
+            spawn_rate=stage.spawn_rate,
+            arrival_rate_rps=stage.arrival_rate_rps,
+            arrival=stage.arrival,
+        )
+        for stage in scenario.stages
+    ]
+
+
+def write_endpoints(path: Path, base_urls: Sequence[str]) -> None:
+    """Atomically publish the ready replicas' base URLs to the load generator."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(sorted(base_urls)))
+    tmp.replace(path)
+
+
+class IntervalTail:
+    """Follows the Locust processes' interval files and hands each complete record on."""
+
+    def __init__(self, directory: Path, on_record: Callable[[ClientInterval], None]) -> None:
+        self.directory = directory
+        self.on_record = on_record
+        self.offsets: dict[Path, int] = {}
+        self.test_start_s: float | None = None
+
+    def poll(self) -> int:
+        """Read whatever complete lines were appended since the last poll; returns records read."""
+        count = 0
+        for path in sorted(self.directory.glob("intervals-*.jsonl")):
+            offset = self.offsets.get(path, 0)
+            with path.open("rb") as handle:
+                handle.seek(offset)
+                data = handle.read()
+            end = data.rfind(b"\n")
+            if end < 0:
+                continue
+            self.offsets[path] = offset + end + 1
+            for line in data[: end + 1].splitlines():
+                item = json.loads(line)
+                if "test_start_s" in item:
+                    start = float(item["test_start_s"])
+                    self.test_start_s = start if self.test_start_s is None else min(self.test_start_s, start)
+                    continue
+                self.on_record(from_json_dict(ClientInterval, item))
+                count += 1
+        return count
+
+
+class LocustProcess:
+    """One headless Locust run (optionally with worker processes), bounded by the plan's duration."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        work_dir: Path,
+        endpoints_file: Path,
+        on_record: Callable[[ClientInterval], None],
+        *,
+        json_file: Path,
+        log_file: Path,
+        cpus: Sequence[int] | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.work_dir = work_dir
+        self.intervals_dir = work_dir / "intervals"
+        self.endpoints_file = endpoints_file
+        self.json_file = json_file
+        self.log_file = log_file
+        self.cpus = cpus
+        self.tail = IntervalTail(self.intervals_dir, on_record)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.started_s: float | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def planned_duration_s(self) -> float:
+        return total_duration_s(stage_specs(self.scenario))
+
+    def plan(self) -> dict[str, Any]:
+        scenario = self.scenario
+        return {
+            "stages": [asdict(spec) for spec in stage_specs(scenario)],
+            "processes": scenario.load.processes,
+            "process": 0,
+            "endpoint_path": scenario.service.endpoint,
+            "endpoints_file": str(self.endpoints_file),
+            "intervals_dir": str(self.intervals_dir),
+            "interval_s": scenario.metrics.interval_s,
+            "request_timeout_s": scenario.load.request_timeout_s,
+            "max_in_flight": scenario.load.max_in_flight,
+            "seed": scenario.load.seed,
+            "payload": {
+                "source": scenario.payload.source,
+                "file": str(scenario.payload.file) if scenario.payload.file else None,
+                "batch_rows": scenario.payload.batch_rows,
+            },
+        }
+
+    def start(self) -> None:
+        self.intervals_dir.mkdir(parents=True, exist_ok=True)
+        plan_file = self.work_dir / "load_plan.json"
+        plan_file.write_text(json.dumps(self.plan(), indent=2))
+        command = [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(LOCUSTFILE),
+            "--headless",
+            "--host",
+            "http://127.0.0.1",
+            "--json-file",
+            str(self.json_file.with_suffix("")),
+            "--loglevel",
+            "WARNING",
+            "--logfile",
+            str(self.log_file),
+            "--only-summary",
+            "--stop-timeout",
+            str(int(self.scenario.load.request_timeout_s) + 1),
+        ]
+        if self.scenario.load.processes > 1:
+            command += ["--processes", str(self.scenario.load.processes)]
+        env = dict(os.environ, HARNESS_LOAD_PLAN=str(plan_file), PYTHONUNBUFFERED="1")
+        cpus = set(self.cpus) if self.cpus else None
+
+        def place() -> None:
+            if cpus:
+                os.sched_setaffinity(0, cpus)
+
+        try:
+            self.process = subprocess.Popen(
+                command,
+                cwd=self.work_dir,
+                env=env,
+                stdout=self.log_file.with_suffix(".out").open("wb"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=place,
+            )
+        except OSError as error:
+            raise LoadError(f"cannot start Locust ({error})") from error
+        self.started_s = time.time()
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def poll(self) -> int:
+        """Ingest new interval records; returns how many arrived."""
+        with self._lock:
+            return self.tail.poll()
+
+    def wait(self, should_stop: Callable[[], bool] | None = None, poll_s: float = 0.5) -> int:
+        """Block until Locust exits (or the hard deadline passes), ingesting records as they come."""
+        assert self.process is not None and self.started_s is not None
+        # Locust stops itself when the shape ends; the deadline only guards against a hang.
+        deadline_s = self.started_s + self.planned_duration_s + self.scenario.load.request_timeout_s + 60
+        while self.process.poll() is None:
+            self.poll()
+            if should_stop is not None and should_stop():
+                break
+            if time.time() > deadline_s:
+                self.stop()
+                raise LoadError(
+                    f"Locust did not finish within {deadline_s - self.started_s:.0f} s",
+                    hint=f"see {self.log_file}",
+                )
+            time.sleep(poll_s)
+        self.stop()
+        self.poll()
+        code = self.process.returncode
+        if code not in (0, 1, -signal.SIGTERM, -signal.SIGINT):
+            raise LoadError(f"Locust exited with code {code}: {self.log_tail()}", hint=f"see {self.log_file}")
+        return code
+
+    def log_tail(self, lines: int = 15) -> str:
+        text = ""
+        for path in (self.log_file.with_suffix(".out"), self.log_file):
+            if path.exists():
+                text += path.read_text(errors="replace")
+        return " | ".join(text.strip().splitlines()[-lines:])
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        """Stop Locust and anything it started; idempotent. SIGTERM lets it write its JSON totals."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+
+    def totals(self) -> dict[str, Any] | None:
+        """Locust's own final totals (its JSON stats file), for cross-checking the harness's counts."""
+        try:
+            data = json.loads(self.json_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return {"stats": data} if isinstance(data, list) else data

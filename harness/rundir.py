@@ -1,0 +1,123 @@
+"""The run directory: every record of a run streamed to JSON-lines files, and read back for reports.
+
+A finished run directory holds everything the reports need, so `harness report RUN_DIR` is a pure
+function of it. Layout (one file per record type):
+
+    scenario.yaml           the scenario as validated (overrides applied)
+    metadata.json           versions, machine, git commit, CPU placement, start/end times
+    stages.json             StageWindow list: the stages as they actually ran
+    client_intervals.jsonl  ClientInterval per load-generator process per interval
+    server_samples.jsonl    ServerSample per replica per scrape
+    replica_samples.jsonl   ReplicaSample per replica per interval
+    replica_counts.jsonl    ReplicaCount per interval
+    events.jsonl            RunEvent
+    locust.json             Locust's own final totals (--json-file), for cross-checks
+    verdict.json            Verdict
+    report.html, report.md, junit.xml
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from harness.errors import ReportError
+from harness.model import (
+    ClientInterval,
+    ReplicaCount,
+    ReplicaSample,
+    RunEvent,
+    ServerSample,
+    StageWindow,
+    Verdict,
+    from_json_dict,
+    to_json_dict,
+)
+
+T = TypeVar("T")
+
+RECORD_FILES: dict[type, str] = {
+    ClientInterval: "client_intervals.jsonl",
+    ServerSample: "server_samples.jsonl",
+    ReplicaSample: "replica_samples.jsonl",
+    ReplicaCount: "replica_counts.jsonl",
+    RunEvent: "events.jsonl",
+}
+
+
+class RunDirectory:
+    """Appends records as they are collected (flushed per line, so an interrupted run keeps its data)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._files: dict[str, IO[str]] = {}
+        self._lock = threading.Lock()
+
+    def create(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=False)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def append(self, record: Any) -> None:
+        """Append one record to its type's JSON-lines file."""
+        name = RECORD_FILES[type(record)]
+        line = json.dumps(to_json_dict(record), separators=(",", ":")) + "\n"
+        with self._lock:
+            handle = self._files.get(name)
+            if handle is None:
+                handle = self._files[name] = self.file(name).open("a", encoding="utf-8")
+            handle.write(line)
+            handle.flush()
+
+    def write_json(self, name: str, value: Any) -> None:
+        """Write a whole JSON document atomically (temp file, then rename)."""
+        tmp = self.file(name + ".tmp")
+        tmp.write_text(json.dumps(to_json_dict(value), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        tmp.replace(self.file(name))
+
+    def close(self) -> None:
+        with self._lock:
+            for handle in self._files.values():
+                handle.close()
+            self._files.clear()
+
+    # ------------------------------------------------------------------ reading back
+
+    def read_records(self, cls: type[T]) -> list[T]:
+        """All records of one type; a missing file is an empty list, a torn last line is skipped."""
+        return list(self.iter_records(cls))
+
+    def iter_records(self, cls: type[T]) -> Iterator[T]:
+        path = self.file(RECORD_FILES[cls])
+        if not path.exists():
+            return
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield from_json_dict(cls, json.loads(line))
+            except (json.JSONDecodeError, ValueError, TypeError) as error:
+                # The last line may be torn by an interrupt; anything earlier is corruption.
+                if number == len(lines):
+                    return
+                raise ReportError(f"{path}:{number}: not a valid {cls.__name__} record ({error})") from error
+
+    def read_json(self, name: str) -> Any:
+        path = self.file(name)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as error:
+            raise ReportError(f"{path}: missing from the run directory", hint="was the run interrupted?") from error
+        except json.JSONDecodeError as error:
+            raise ReportError(f"{path}: not valid JSON ({error})") from error
+
+    def read_stages(self) -> list[StageWindow]:
+        return [from_json_dict(StageWindow, item) for item in self.read_json("stages.json")]
+
+    def read_verdict(self) -> Verdict:
+        return from_json_dict(Verdict, self.read_json("verdict.json"))

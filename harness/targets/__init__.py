@@ -1,0 +1,1 @@
+"""Where replicas run: one module per target behind the `Target` protocol in `base`."""

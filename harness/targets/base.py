@@ -1,0 +1,57 @@
+"""The one small protocol every target implements: start N replicas, report them, scale, stop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ReplicaInfo:
+    """One replica as a target sees it right now."""
+
+    id: str
+    base_url: str
+    ready: bool
+    started_at_s: float
+    ready_at_s: float | None = None
+    # Where resource use can be read: a local process id, or a container id.
+    pid: int | None = None
+    container_id: str | None = None
+    cpus: tuple[int, ...] | None = None
+    # Set when the replica died on its own (not stopped by the harness).
+    crashed: bool = False
+
+
+@dataclass(frozen=True)
+class ResourceUse:
+    """A replica's CPU (cores, averaged since the previous call) and resident memory."""
+
+    cpu_cores: float | None
+    rss_bytes: float | None
+
+
+class Target(Protocol):
+    """A place where replicas of the service run.
+
+    `start` blocks until the initial replicas are ready (or raises DeployError with the cause);
+    `scale` only changes the desired count and returns at once; new replicas show up in
+    `replicas()` and become ready later. `stop` is idempotent and removes everything the target
+    created, also after a failure or an interrupt.
+    """
+
+    name: str
+    # True when something other than the harness scales the replicas (a Kubernetes HPA).
+    scales_itself: bool
+
+    def start(self, replicas: int) -> None: ...
+
+    def scale(self, replicas: int) -> None: ...
+
+    def desired_replicas(self) -> int: ...
+
+    def replicas(self) -> list[ReplicaInfo]: ...
+
+    def resource_use(self) -> dict[str, ResourceUse]: ...
+
+    def stop(self) -> None: ...

@@ -1,0 +1,316 @@
+"""The embedded default target: replicas as `bentoml serve` processes on free 127.0.0.1 ports.
+
+Each replica gets its own BENTOML_HOME (replicas sharing one corrupt each other's /metrics), its
+own process group (so stopping it stops its workers too) and a log file in the run directory.
+Readiness is polled on the readiness path by a background thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.config import Scenario
+from harness.errors import DeployError
+from harness.targets.base import ReplicaInfo, ResourceUse
+
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested BentoML configuration -> dotted keys, as BENTOML_CONFIG_OPTIONS expects."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_config(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def bentoml_config_options(scenario: Scenario) -> str:
+    """BENTOML_CONFIG_OPTIONS for a replica: the scenario's overrides; access logging off unless asked."""
+    service_class = scenario.service.service.split(":")[-1]
+    options = {f"services.{service_class}.logging.access.enabled": False}
+    options.update(flatten_config(scenario.service.bentoml_config))
+    return " ".join(f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in options.items())
+
+
+def _die_with_parent() -> None:
+    # If the harness is killed outright, the kernel still stops its replicas.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def http_ok(url: str, timeout_s: float = 1.0) -> bool:
+    """True when GET url answers 2xx."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return 200 <= int(response.status) < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+@dataclass
+class _Replica:
+    id: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    home: Path
+    started_at_s: float
+    ready_at_s: float | None = None
+    ready: bool = False
+    stopping: bool = False
+    crashed: bool = False
+    cpus: tuple[int, ...] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+ReplicaHook = Callable[[str, int], None]
+
+
+class LocalTarget:
+    """Replicas as local `bentoml serve` processes."""
+
+    name = "local"
+    scales_itself = False
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        work_dir: Path,
+        *,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        on_replica_started: ReplicaHook | None = None,
+        replica_cpus: tuple[int, ...] | None = None,
+        poll_s: float = 0.25,
+    ) -> None:
+        self.scenario = scenario
+        self.work_dir = work_dir
+        self.on_event = on_event or (lambda kind, detail: None)
+        self.on_replica_started = on_replica_started
+        self.replica_cpus = replica_cpus
+        self.poll_s = poll_s
+        self._replicas: dict[str, _Replica] = {}
+        self._desired = 0
+        self._counter = 0
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._bentoml = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or "bentoml"
+
+    # ------------------------------------------------------------------ Target protocol
+
+    def start(self, replicas: int) -> None:
+        """Start `replicas` replicas and block until all are ready, or raise DeployError with the cause."""
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._watcher = threading.Thread(target=self._watch, name="local-target-readiness", daemon=True)
+        self._watcher.start()
+        self.scale(replicas)
+        deadline_s = time.time() + self.scenario.target.startup_timeout_s
+        while True:
+            with self._lock:
+                current = list(self._replicas.values())
+            for replica in current:
+                if replica.crashed:
+                    raise DeployError(
+                        f"replica {replica.id} exited with code {replica.process.returncode} before it was ready; "
+                        f"log tail: {self.log_tail(replica.id)}",
+                        hint=f"full log: {replica.log_path}",
+                    )
+            if current and all(replica.ready for replica in current):
+                return
+            if time.time() > deadline_s:
+                waiting = [r for r in current if not r.ready]
+                names = ", ".join(r.id for r in waiting)
+                raise DeployError(
+                    f"replica(s) {names} not ready within target.startup_timeout_s="
+                    f"{self.scenario.target.startup_timeout_s:g} s; log tail of {waiting[0].id}: "
+                    f"{self.log_tail(waiting[0].id)}",
+                    hint="raise target.startup_timeout_s or check the service starts with `bentoml serve`",
+                )
+            time.sleep(self.poll_s)
+
+    def scale(self, replicas: int) -> None:
+        """Set the desired replica count; new replicas start now and become ready later."""
+        with self._lock:
+            self._desired = replicas
+            alive = [r for r in self._replicas.values() if not r.stopping and not r.crashed]
+            for _ in range(replicas - len(alive)):
+                self._spawn()
+            # Remove the newest first: the oldest replicas are warm.
+            for replica in sorted(alive, key=lambda r: r.started_at_s, reverse=True)[: max(0, len(alive) - replicas)]:
+                replica.stopping = True
+                replica.ready = False
+                threading.Thread(target=self._terminate, args=(replica,), daemon=True).start()
+
+    def desired_replicas(self) -> int:
+        return self._desired
+
+    def replicas(self) -> list[ReplicaInfo]:
+        with self._lock:
+            return [
+                ReplicaInfo(
+                    id=r.id,
+                    base_url=r.base_url,
+                    ready=r.ready,
+                    started_at_s=r.started_at_s,
+                    ready_at_s=r.ready_at_s,
+                    pid=r.process.pid,
+                    cpus=r.cpus,
+                    crashed=r.crashed,
+                )
+                for r in self._replicas.values()
+                if not r.stopping
+            ]
+
+    def resource_use(self) -> dict[str, ResourceUse]:
+        # CPU and memory of local replicas are read by the metrics collector from their pids.
+        return {}
+
+    def stop(self) -> None:
+        """Stop every replica and its workers; idempotent, safe from any state."""
+        self._stop.set()
+        with self._lock:
+            replicas = list(self._replicas.values())
+            self._desired = 0
+        for replica in replicas:
+            replica.stopping = True
+        threads = [threading.Thread(target=self._terminate, args=(r,), daemon=True) for r in replicas]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=20)
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+
+    # ------------------------------------------------------------------ internals
+
+    def log_tail(self, replica_id: str, lines: int = 12) -> str:
+        replica = self._replicas.get(replica_id)
+        if replica is None or not replica.log_path.exists():
+            return "(no log)"
+        text = replica.log_path.read_text(errors="replace").strip().splitlines()
+        return " | ".join(line.strip() for line in text[-lines:]) or "(empty log)"
+
+    def _spawn(self) -> None:
+        self._counter += 1
+        replica_id = f"replica-{self._counter}"
+        port = free_port()
+        home = self.work_dir / replica_id / "bentoml_home"
+        home.mkdir(parents=True, exist_ok=True)
+        log_path = self.work_dir / f"{replica_id}.log"
+        service = self.scenario.service
+        env = dict(os.environ)
+        env.update(service.env)
+        env.update(
+            BENTOML_HOME=str(home),
+            BENTOML_CONFIG_OPTIONS=bentoml_config_options(self.scenario),
+            BENTOML_DO_NOT_TRACK="true",
+            PYTHONUNBUFFERED="1",
+        )
+        command = [self._bentoml, "serve", service.service, "--host", "127.0.0.1", "--port", str(port)]
+        cpus = self.replica_cpus
+
+        def prepare() -> None:
+            _die_with_parent()
+            if cpus:
+                os.sched_setaffinity(0, set(cpus))
+
+        try:
+            process = subprocess.Popen(
+                command,
+                cwd=service.path,
+                env=env,
+                stdout=log_path.open("wb"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=prepare,
+            )
+        except OSError as error:
+            raise DeployError(f"cannot start `bentoml serve` for {replica_id}: {error}") from error
+        replica = _Replica(
+            id=replica_id,
+            port=port,
+            process=process,
+            log_path=log_path,
+            home=home,
+            started_at_s=time.time(),
+            cpus=cpus,
+        )
+        self._replicas[replica_id] = replica
+        self.on_event("replica_started", {"replica": replica_id, "pid": process.pid, "port": port})
+        if self.on_replica_started is not None:
+            self.on_replica_started(replica_id, process.pid)
+
+    def _watch(self) -> None:
+        """Poll readiness and notice crashes until stopped."""
+        readiness_path = self.scenario.service.readiness_path
+        while not self._stop.is_set():
+            with self._lock:
+                current = [r for r in self._replicas.values() if not r.stopping]
+            for replica in current:
+                if replica.process.poll() is not None:
+                    if not replica.crashed and not replica.stopping:
+                        replica.crashed = True
+                        replica.ready = False
+                        self.on_event(
+                            "replica_crashed",
+                            {"replica": replica.id, "exit_code": replica.process.returncode,
+                             "log_tail": self.log_tail(replica.id)},
+                        )
+                    continue
+                ready = http_ok(replica.base_url + readiness_path, timeout_s=max(self.poll_s, 0.5))
+                if ready and not replica.ready and not replica.stopping:
+                    replica.ready_at_s = replica.ready_at_s or time.time()
+                    self.on_event(
+                        "replica_ready",
+                        {"replica": replica.id, "startup_s": round(replica.ready_at_s - replica.started_at_s, 3)},
+                    )
+                replica.ready = ready and not replica.stopping
+            self._stop.wait(self.poll_s)
+
+    def _terminate(self, replica: _Replica, grace_s: float = 10.0) -> None:
+        process = replica.process
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=5)
+        # Workers that left the group (none should) are still in the session: end them too.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        self.on_event("replica_stopped", {"replica": replica.id, "exit_code": process.returncode})
+        with self._lock:
+            self._replicas.pop(replica.id, None)
+        shutil.rmtree(replica.home, ignore_errors=True)
