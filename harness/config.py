@@ -288,7 +288,8 @@ class MetricTarget(BaseModel):
 
 class ResourceMetricSource(BaseModel):
     model_config = _HPA
-    name: Literal["cpu", "memory"]
+    # Memory is not a sound scaling signal for model servers and the local autoscaler does not read it.
+    name: Literal["cpu"]
     target: MetricTarget
 
 
@@ -301,6 +302,14 @@ class PodsMetricSource(BaseModel):
     model_config = _HPA
     metric: MetricIdentifier
     target: MetricTarget
+
+    @model_validator(mode="after")
+    def _average_value_only(self) -> PodsMetricSource:
+        if self.target.type != "AverageValue":
+            raise ValueError(
+                f"a Pods metric target must be type AverageValue (Kubernetes allows no other), not {self.target.type}"
+            )
+        return self
 
 
 class MetricSpec(BaseModel):
@@ -329,7 +338,7 @@ class HPAScalingRules(BaseModel):
     model_config = _HPA
     stabilization_window_seconds: int | None = Field(default=None, ge=0, le=3600)
     select_policy: Literal["Max", "Min", "Disabled"] | None = None
-    policies: list[HPAScalingPolicy] | None = None
+    policies: list[HPAScalingPolicy] | None = Field(default=None, min_length=1)
     tolerance: Quantity | None = None
 
 
