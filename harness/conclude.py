@@ -85,6 +85,7 @@ def conclude_run(run_dir: RunDirectory, scenario: Scenario | None = None, warnin
         scenario.validity,
         percentiles=percentiles_for(scenario),
         loadgen_processes=scenario.load.processes,
+        judged_percentiles=tuple(q for q in (o.percentile for o in scenario.objectives) if q is not None),
     )
     run_start_s = windows[0].start_s if windows else 0.0
     series = interval_series(intervals, run_start_s, bucket_s=scenario.metrics.interval_s)
@@ -96,7 +97,8 @@ def conclude_run(run_dir: RunDirectory, scenario: Scenario | None = None, warnin
         if scenario.autoscaling is not None and scenario.autoscaling.enabled
         else []
     )
-    objective_results = judge(stages, scenario.objectives, autoscaling)
+    confidence = scenario.validity.confidence
+    objective_results = judge(stages, scenario.objectives, autoscaling, confidence=confidence)
     saturation = max_sustainable(stages, objective_results, None if counts else scenario.target.replicas)
 
     capacity = None
@@ -132,6 +134,7 @@ def conclude_run(run_dir: RunDirectory, scenario: Scenario | None = None, warnin
         saturation=saturation,
         capacity=capacity,
         warnings=all_warnings,
+        confidence=confidence,
     )
     run_dir.write_json("verdict.json", verdict)
     return verdict

@@ -126,7 +126,12 @@ class IntervalRecorder:
         accumulator.send_lag_max_s = max(accumulator.send_lag_max_s, lag_s)
 
     def dropped(self, stage: str) -> None:
-        self._stage(stage).dropped += 1
+        # An arrival that could not be sent is a failed request from the user's point of view.
+        accumulator = self._stage(stage)
+        accumulator.dropped += 1
+        accumulator.requests += 1
+        accumulator.failures += 1
+        accumulator.errors["dropped_max_in_flight"] = accumulator.errors.get("dropped_max_in_flight", 0) + 1
 
     def flush(self) -> None:
         now_s = time.time()
@@ -242,7 +247,8 @@ class ArrivalGenerator:
 
     It is not a Locust user (a user waits for its answer; arrivals must not). Each arrival runs in
     its own greenlet from a pool bounded by max_in_flight; an arrival that finds the pool full is
-    counted as dropped, because then the load generator, not the service, fell short.
+    counted as dropped and as a failed request: either the service held max_in_flight requests
+    (a real failure) or the generator fell behind (the stage's validity check tells which).
     """
 
     def __init__(self, environment: Environment) -> None:

@@ -1,0 +1,226 @@
+"""Latency histograms (HdrHistogram, integer microseconds) and percentiles with distribution-free CIs.
+
+Percentile semantics used everywhere in the harness: the q-th percentile of n samples is the order
+statistic X_(r) with rank r = ceil(q/100 * n) (at least 1), the "inverted CDF" definition
+(numpy.percentile(..., method="inverted_cdf")). HdrHistogram's own `get_value_at_percentile` rounds the
+rank half-up instead; we compute ranks ourselves so that the point value and the confidence-interval
+ranks come from one definition. Like HdrHistogram, a value is reported as the *highest* value equivalent
+to its bucket (at 3 significant digits a bucket spans at most 1/1024 of its value), except the CI's lower
+bound, which is the bucket's *lowest* equivalent value so the interval stays conservative.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from fractions import Fraction
+from functools import cache
+
+import numpy as np
+import numpy.typing as npt
+from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
+from scipy.stats import binom
+
+from harness.errors import MetricsError
+from harness.model import PercentileEstimate
+
+LOWEST_US = 1
+HIGHEST_US = 3600 * 1_000_000
+SIGNIFICANT_DIGITS = 3
+_US_PER_S = 1_000_000.0
+
+
+@cache
+def _equivalent_values_us() -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Lowest and highest value (us) equivalent to each counts index of the standard histogram layout."""
+    layout = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+    lowest = np.array([layout.get_value_from_index(i) for i in range(layout.counts_len)], dtype=np.int64)
+    highest = np.array([layout.get_highest_equivalent_value(int(v)) for v in lowest], dtype=np.int64)
+    return lowest, highest
+
+
+def _exact(q: float) -> Fraction:
+    # Fraction(str(99.9)) is exactly 999/10, while Fraction(99.9) carries binary rounding error that
+    # would move ceil() by one rank.
+    return Fraction(str(q))
+
+
+def percentile_rank(q: float, n: int) -> int:
+    """The 1-based rank r = ceil(q/100 * n), clamped to 1..n, of the q-th percentile among n samples."""
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile q={q} must be within 0..100")
+    if n < 1:
+        raise ValueError(f"percentile rank needs at least one sample, got n={n}")
+    return min(n, max(1, math.ceil(_exact(q) * n / 100)))
+
+
+class LatencyHistogram:
+    """Counts of latencies in integer microseconds, 1 us .. 3600 s, 3 significant digits; mergeable."""
+
+    def __init__(self) -> None:
+        self._hist = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+
+    # ------------------------------------------------------------------ recording and merging
+
+    def record_s(self, latency_s: float, count: int = 1) -> None:
+        """Record `count` requests that took `latency_s` seconds (clamped to the histogram's 1 us .. 3600 s)."""
+        if not math.isfinite(latency_s) or latency_s < 0:
+            raise ValueError(f"latency_s={latency_s!r} must be a finite number >= 0")
+        if count < 0:
+            raise ValueError(f"count={count} must be >= 0")
+        if count == 0:
+            return
+        value_us = min(HIGHEST_US, max(LOWEST_US, round(latency_s * _US_PER_S)))
+        self._hist.record_value(value_us, count)
+
+    def merge(self, other: LatencyHistogram) -> None:
+        """Add another histogram's counts to this one (in place)."""
+        self._hist.add(other._hist)
+
+    @classmethod
+    def merged(cls, histograms: Iterable[LatencyHistogram]) -> LatencyHistogram:
+        """A new histogram holding the counts of all the given ones."""
+        result = cls()
+        for histogram in histograms:
+            result.merge(histogram)
+        return result
+
+    # ------------------------------------------------------------------ wire form
+
+    def encode(self) -> str:
+        """HdrHistogram's compressed, base64 V2 encoding (interoperable with other HdrHistogram ports)."""
+        encoded: bytes = self._hist.encode()
+        return encoded.decode("ascii")
+
+    @classmethod
+    def decode(cls, text: str) -> LatencyHistogram:
+        """Rebuild a histogram from `encode()` output (any HdrHistogram layout is re-binned into ours)."""
+        try:
+            decoded = HdrHistogram.decode(text)
+        except Exception as error:  # hdrh raises TypeError, zlib.error and its own cookie/length errors
+            raise MetricsError(
+                f"latency_hdr: not a base64 compressed HdrHistogram ({type(error).__name__}: {error})"
+            ) from error
+        result = cls()
+        result._hist.add(decoded)
+        return result
+
+    # ------------------------------------------------------------------ statistics
+
+    def _counts(self) -> npt.NDArray[np.uint64]:
+        counts: npt.NDArray[np.uint64] = np.ctypeslib.as_array(self._hist.counts)
+        return counts
+
+    @property
+    def count(self) -> int:
+        """Number of recorded samples."""
+        return int(self._hist.get_total_count())
+
+    def _index_at_rank(self, cumulative: npt.NDArray[np.uint64], rank: int) -> int:
+        return int(np.searchsorted(cumulative, rank, side="left"))
+
+    def value_at_rank_s(self, rank: int) -> float:
+        """The r-th smallest sample (1-based), as its bucket's highest equivalent value, in seconds."""
+        if not 1 <= rank <= self.count:
+            raise ValueError(f"rank={rank} must be within 1..{self.count}")
+        index = self._index_at_rank(np.cumsum(self._counts()), rank)
+        return float(_equivalent_values_us()[1][index]) / _US_PER_S
+
+    def value_at_percentile_s(self, q: float) -> float | None:
+        """The q-th percentile (0..100) in seconds, rank ceil(q/100 * n); None when empty."""
+        n = self.count
+        return None if n == 0 else self.value_at_rank_s(percentile_rank(q, n))
+
+    def mean_s(self) -> float | None:
+        """Mean latency (bucket midpoints) in seconds; None when empty."""
+        n = self.count
+        if n == 0:
+            return None
+        lowest, highest = _equivalent_values_us()
+        midpoints = (lowest + highest).astype(np.float64) / 2.0
+        return float(np.dot(self._counts().astype(np.float64), midpoints)) / n / _US_PER_S
+
+    def max_s(self) -> float | None:
+        """Largest sample (its bucket's highest equivalent value) in seconds; None when empty."""
+        n = self.count
+        return None if n == 0 else self.value_at_rank_s(n)
+
+    def iter_buckets(self) -> Iterator[tuple[float, int]]:
+        """(value_s, count) for every non-empty bucket in increasing order; value_s is the bucket's highest
+        equivalent value, the same value the percentiles report."""
+        counts = self._counts()
+        highest = _equivalent_values_us()[1]
+        for index in np.flatnonzero(counts):
+            yield float(highest[index]) / _US_PER_S, int(counts[index])
+
+    def __repr__(self) -> str:
+        return f"LatencyHistogram(count={self.count})"
+
+
+# --------------------------------------------------------------------------- percentile CIs
+
+
+def order_statistic_ranks(n: int, q: float, confidence: float = 0.95) -> tuple[int | None, int | None]:
+    """1-based ranks (j, k) with P(X_(j) <= x_q <= X_(k)) >= confidence for any continuous distribution.
+
+    Equal-tailed and distribution-free: the number B of samples below the true quantile x_q is
+    Binomial(n, q/100); X_(j) <= x_q iff B >= j and X_(k) >= x_q iff B <= k - 1, so coverage is
+    F(k-1) - F(j-1). We take the largest j with F(j-1) <= alpha/2 and the smallest k with
+    F(k-1) >= 1 - alpha/2. A bound is None when no rank within 1..n achieves its tail (too few samples).
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence={confidence} must be within (0, 1)")
+    if n < 1 or q <= 0 or q >= 100:
+        return None, None
+    p = float(_exact(q) / 100)
+    tail = (1.0 - confidence) / 2.0
+    # ppf gives the smallest x with F(x) >= level; the loops settle floating-point ties either way.
+    j = int(binom.ppf(tail, n, p)) + 1
+    while j >= 1 and binom.cdf(j - 1, n, p) > tail:
+        j -= 1
+    while j < n and binom.cdf(j, n, p) <= tail:
+        j += 1
+    k = int(binom.ppf(1.0 - tail, n, p)) + 1
+    while k >= 2 and binom.cdf(k - 2, n, p) >= 1.0 - tail:
+        k -= 1
+    while k <= n and binom.cdf(k - 1, n, p) < 1.0 - tail:
+        k += 1
+    return (j if j >= 1 else None), (k if k <= n else None)
+
+
+def estimate_percentile(hist: LatencyHistogram, q: float, confidence: float = 0.95) -> PercentileEstimate:
+    """The q-th percentile of a histogram with its order-statistic (binomial) confidence interval.
+
+    value_s is X_(r), r = ceil(q/100 * n); ci_low_s/ci_high_s are X_(j)/X_(k) from
+    `order_statistic_ranks` (None where that bound does not exist). j <= r <= k always, so
+    ci_low_s <= value_s <= ci_high_s whenever the bounds exist.
+    """
+    n = hist.count
+    if n == 0:
+        return PercentileEstimate(q=q, value_s=None, ci_low_s=None, ci_high_s=None, samples=0, confidence=confidence)
+    lowest, highest = _equivalent_values_us()
+    cumulative = np.cumsum(hist._counts())
+    rank = percentile_rank(q, n)
+    value_s = float(highest[hist._index_at_rank(cumulative, rank)]) / _US_PER_S
+    j, k = order_statistic_ranks(n, q, confidence)
+    ci_low_s = None if j is None else float(lowest[hist._index_at_rank(cumulative, j)]) / _US_PER_S
+    ci_high_s = None if k is None else float(highest[hist._index_at_rank(cumulative, k)]) / _US_PER_S
+    return PercentileEstimate(
+        q=q, value_s=value_s, ci_low_s=ci_low_s, ci_high_s=ci_high_s, samples=n, confidence=confidence
+    )
+
+
+def min_samples_for_percentile(q: float, min_tail_samples: int) -> int:
+    """Fewest samples for a trustworthy pNN: at least `min_tail_samples` (k) of them above it.
+
+    Rule: n >= ceil(k / (1 - q/100)); p95 with k=10 needs 200 samples, p99 needs 1000, p99.9 needs
+    10000. This is a floor against reading a percentile off a handful of tail samples, not a precision
+    guarantee. MLPerf LoadGen is stricter: it sizes runs so the percentile's one-sided binomial bound is
+    within a small margin of the target percentile (for p99 at 99% confidence that comes to 270,336
+    queries, rounded up to a multiple of 8192), so its minimum query counts are far larger.
+    """
+    if not 0 <= q < 100:
+        raise ValueError(f"percentile q={q} must be within 0..100 (exclusive of 100)")
+    if min_tail_samples < 1:
+        raise ValueError(f"min_tail_samples={min_tail_samples} must be >= 1")
+    return math.ceil(Fraction(min_tail_samples) / (1 - _exact(q) / 100))

@@ -1,0 +1,188 @@
+"""Per-stage results: throughput, errors, latency percentiles with CIs, replicas, and validity checks.
+
+A stage is *invalid* (its objectives become INCONCLUSIVE) when its measurement cannot be trusted.
+The rules, each adding one reason to `StageResult.invalid_reasons`:
+
+(a) Too few samples: for every judged percentile q, the successful requests n must satisfy
+    n >= ceil(min_tail_samples / (1 - q/100)) (`min_samples_for_percentile`).
+(b) The load generator, not the service, was the bottleneck:
+    (b1) any interval's `loadgen_cpu_cores` (one process's CPU) >= `loadgen_cpu_saturation`;
+    (b2) fewer load-generator processes reported results for the stage than were started, so the
+         stage's totals are missing a process's share;
+    (b3) open model only: the arrivals actually sent (scheduled - dropped) fell short of
+         arrival_rate_rps x duration by more than `achieved_rate_shortfall` *and* by more than
+         Poisson noise (below the 0.1% quantile of Poisson(expected)), and the shortfall is the
+         generator's doing: either it did not even schedule its arrivals (scheduled itself short by
+         the same test), or it dropped arrivals while lagging, i.e. some arrival was sent later than
+         intended by more than 10% of the stage's mean latency. Dropped arrivals with an on-time
+         generator mean the service held `max_in_flight` requests: that is saturation of the service,
+         a valid (bad) measurement, not an invalid one.
+(c) A replica crashed during the stage (a "replica_crashed" RunEvent inside the stage's window).
+(d) No requests completed in the stage.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from scipy.stats import poisson
+
+from harness.analysis.latency import LatencyHistogram, estimate_percentile, min_samples_for_percentile
+from harness.config import ValidityConfig
+from harness.model import ClientInterval, PercentileEstimate, ReplicaCount, RunEvent, StageResult, StageWindow
+
+BASE_PERCENTILES: tuple[float, ...] = (50.0, 95.0, 99.0)
+# A generator whose sends run late by more than this fraction of the service's mean latency is
+# adding a visible part of the latency it reports.
+SEND_LAG_LATENCY_FRACTION = 0.10
+# Arrival counts below this quantile of Poisson(expected) are not explained by random arrivals.
+POISSON_NOISE_QUANTILE = 0.001
+
+
+def percentile_key(q: float) -> str:
+    """The key of a percentile in `StageResult.latency`: p50, p95, p99.9."""
+    return f"p{q:g}"
+
+
+def _arrivals_short(actual: int, expected: float, shortfall: float) -> bool:
+    return actual < (1.0 - shortfall) * expected and actual < poisson.ppf(POISSON_NOISE_QUANTILE, expected)
+
+
+def _loadgen_reasons(
+    window: StageWindow,
+    own: Sequence[ClientInterval],
+    histogram: LatencyHistogram,
+    validity: ValidityConfig,
+    loadgen_processes: int,
+) -> list[str]:
+    reasons: list[str] = []
+    saturated = [
+        i for i in own if i.loadgen_cpu_cores is not None and i.loadgen_cpu_cores >= validity.loadgen_cpu_saturation
+    ]
+    if saturated:
+        worst = max(saturated, key=lambda i: i.loadgen_cpu_cores or 0.0)
+        reasons.append(
+            f"load generator CPU-bound: process {worst.process} used {worst.loadgen_cpu_cores:.2f} cores "
+            f"(limit {validity.loadgen_cpu_saturation:g} per process) in {len(saturated)} interval(s)"
+        )
+    reporting = {i.process for i in own}
+    if own and len(reporting) < loadgen_processes:
+        reasons.append(
+            f"only {len(reporting)} of {loadgen_processes} load-generator processes reported results for this stage"
+        )
+    duration_s = window.end_s - window.start_s
+    if window.arrival_rate_rps is None or duration_s <= 0:
+        return reasons
+    expected = window.arrival_rate_rps * duration_s
+    scheduled = sum(i.scheduled for i in own)
+    dropped = sum(i.dropped for i in own)
+    sent = scheduled - dropped
+    if not _arrivals_short(sent, expected, validity.achieved_rate_shortfall):
+        return reasons
+    if _arrivals_short(scheduled, expected, validity.achieved_rate_shortfall):
+        reasons.append(
+            f"load generator fell behind: scheduled {scheduled} of {expected:.0f} arrivals "
+            f"({window.arrival_rate_rps:g} rps x {duration_s:.1f} s)"
+        )
+        return reasons
+    lag_s = max((i.send_lag_max_s for i in own), default=0.0)
+    mean_s = histogram.mean_s()
+    if mean_s is not None and lag_s > SEND_LAG_LATENCY_FRACTION * mean_s:
+        reasons.append(
+            f"load generator fell behind: sent {sent} of {expected:.0f} arrivals ({dropped} dropped) "
+            f"while its sends ran up to {lag_s * 1000:.1f} ms late "
+            f"(more than {SEND_LAG_LATENCY_FRACTION:.0%} of the {mean_s * 1000:.1f} ms mean latency)"
+        )
+    return reasons
+
+
+def _summarize(
+    window: StageWindow,
+    own: Sequence[ClientInterval],
+    counts: Sequence[ReplicaCount],
+    events: Sequence[RunEvent],
+    validity: ValidityConfig,
+    computed: Sequence[float],
+    judged: Sequence[float],
+    loadgen_processes: int,
+) -> StageResult:
+    duration_s = window.end_s - window.start_s
+    requests = sum(i.requests for i in own)
+    failures = sum(i.failures for i in own)
+    errors: dict[str, int] = defaultdict(int)
+    for interval in own:
+        for kind, count in interval.errors.items():
+            errors[kind] += count
+    histogram = LatencyHistogram.merged(LatencyHistogram.decode(i.latency_hdr) for i in own)
+    latency: dict[str, PercentileEstimate] = {
+        percentile_key(q): estimate_percentile(histogram, q, validity.confidence) for q in computed
+    }
+    ready = [c.ready for c in counts if window.start_s <= c.t_s <= window.end_s]
+    cpu = [i.loadgen_cpu_cores for i in own if i.loadgen_cpu_cores is not None]
+
+    reasons: list[str] = []
+    if duration_s <= 0:
+        reasons.append(f"stage window has no duration ({window.start_s:.3f} .. {window.end_s:.3f})")
+    if requests == 0:
+        reasons.append("no requests completed in this stage")
+    for q in judged:
+        needed = min_samples_for_percentile(q, validity.min_tail_samples)
+        if histogram.count < needed:
+            reasons.append(
+                f"too few samples for {percentile_key(q)}: {histogram.count} successful requests, "
+                f"need at least {needed} (min_tail_samples={validity.min_tail_samples})"
+            )
+    reasons.extend(_loadgen_reasons(window, own, histogram, validity, loadgen_processes))
+    for event in events:
+        if event.kind == "replica_crashed" and window.start_s <= event.t_s <= window.end_s:
+            replica = event.detail.get("replica", "a replica")
+            reasons.append(f"replica {replica} crashed {event.t_s - window.start_s:.1f} s into the stage")
+
+    return StageResult(
+        name=window.name,
+        judged=window.judged,
+        start_s=window.start_s,
+        end_s=window.end_s,
+        duration_s=duration_s,
+        offered_users=window.users,
+        offered_rps=window.arrival_rate_rps,
+        achieved_rps=requests / duration_s if duration_s > 0 else 0.0,
+        requests=requests,
+        failures=failures,
+        error_rate=failures / requests if requests else None,
+        errors=dict(sorted(errors.items())),
+        latency=latency,
+        dropped=sum(i.dropped for i in own),
+        replicas_min=min(ready) if ready else None,
+        replicas_max=max(ready) if ready else None,
+        loadgen_cpu_max_cores=max(cpu) if cpu else None,
+        invalid_reasons=reasons,
+    )
+
+
+def summarize_stages(
+    windows: Sequence[StageWindow],
+    intervals: Sequence[ClientInterval],
+    counts: Sequence[ReplicaCount],
+    events: Sequence[RunEvent],
+    validity: ValidityConfig,
+    percentiles: Sequence[float] = BASE_PERCENTILES,
+    loadgen_processes: int = 1,
+    judged_percentiles: Sequence[float] | None = None,
+) -> list[StageResult]:
+    """One StageResult per stage window, in the windows' order (see the module docstring for validity).
+
+    Latency is computed for p50/p95/p99 plus `percentiles`; the sample-size rule (a) applies to
+    `judged_percentiles` (default: every computed percentile). Pass the percentiles your objectives
+    name, so that a short stage is not made invalid by a p99 nobody asked about.
+    """
+    computed = sorted(set(BASE_PERCENTILES) | set(percentiles) | set(judged_percentiles or ()))
+    judged = computed if judged_percentiles is None else sorted(set(judged_percentiles))
+    by_stage: dict[str, list[ClientInterval]] = defaultdict(list)
+    for interval in intervals:
+        by_stage[interval.stage].append(interval)
+    return [
+        _summarize(window, by_stage.get(window.name, []), counts, events, validity, computed, judged, loadgen_processes)
+        for window in windows
+    ]

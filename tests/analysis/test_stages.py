@@ -1,0 +1,257 @@
+"""Tests for harness.analysis.stages: per-stage figures and every validity rule."""
+
+from __future__ import annotations
+
+import pytest
+from _records import RUN_START_S, interval
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.analysis.stages import percentile_key, summarize_stages
+from harness.config import ValidityConfig
+from harness.model import ClientInterval, ReplicaCount, RunEvent, StageResult, StageWindow
+
+VALIDITY = ValidityConfig()
+
+
+def window(name: str = "steady", start_s: float = 0.0, duration_s: float = 10.0, **load: float | None) -> StageWindow:
+    users = load.get("users")
+    return StageWindow(
+        name=name,
+        start_s=RUN_START_S + start_s,
+        end_s=RUN_START_S + start_s + duration_s,
+        judged=True,
+        users=None if users is None else int(users),
+        arrival_rate_rps=load.get("arrival_rate_rps"),
+    )
+
+
+def steady_intervals(per_second: int = 100, seconds: int = 10, **kwargs: object) -> list[ClientInterval]:
+    """`per_second` successes per second, latencies spread evenly over 10..30 ms."""
+    latencies = [0.010 + 0.020 * i / per_second for i in range(per_second)]
+    return [interval(float(t), latencies, **kwargs) for t in range(seconds)]  # type: ignore[arg-type]
+
+
+def summarize(
+    intervals: list[ClientInterval],
+    windows: list[StageWindow] | None = None,
+    counts: list[ReplicaCount] | None = None,
+    events: list[RunEvent] | None = None,
+    validity: ValidityConfig = VALIDITY,
+    **kwargs: object,
+) -> list[StageResult]:
+    return summarize_stages(
+        windows or [window(users=10)],
+        intervals,
+        counts or [],
+        events or [],
+        validity,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_valid_stage_figures() -> None:
+    counts = [ReplicaCount(t_s=RUN_START_S + t, desired=3, ready=r) for t, r in [(-1, 1), (1, 2), (5, 3), (13, 1)]]
+    intervals = steady_intervals(seconds=12, loadgen_cpu_cores=0.3, users=10)
+    intervals[3] = interval(3.0, [0.02] * 90, failures=10, errors={"http_503": 10}, loadgen_cpu_cores=0.5)
+    (stage,) = summarize(intervals, [window(duration_s=12.0, users=10)], counts=counts)
+    assert stage.invalid_reasons == []
+    assert stage.requests == 1200
+    assert stage.failures == 10
+    assert stage.error_rate == pytest.approx(10 / 1200)
+    assert stage.errors == {"http_503": 10}
+    assert stage.achieved_rps == pytest.approx(100.0)
+    assert stage.duration_s == pytest.approx(12.0)
+    assert stage.offered_users == 10 and stage.offered_rps is None
+    assert set(stage.latency) == {"p50", "p95", "p99"}
+    p95 = stage.latency["p95"]
+    assert p95.samples == 1190
+    assert p95.value_s is not None and 0.028 <= p95.value_s <= 0.030
+    assert p95.ci_low_s is not None and p95.ci_high_s is not None
+    assert stage.replicas_min == 2 and stage.replicas_max == 3
+    assert stage.loadgen_cpu_max_cores == pytest.approx(0.5)
+
+
+def test_intervals_belong_to_stages_by_their_stage_field() -> None:
+    windows = [window("warmup", 0.0, 5.0, users=2), window("steady", 5.0, 5.0, users=10)]
+    # A warm-up interval recorded late (after the window boundary) still belongs to warm-up.
+    intervals = [
+        interval(4.5, [0.01] * 7, stage="warmup"),
+        interval(5.5, [0.01] * 11, stage="steady"),
+        interval(6.0, [0.01] * 3, stage="not-a-stage"),
+    ]
+    warmup, steady = summarize(intervals, windows)
+    assert warmup.requests == 7 and steady.requests == 11
+    assert warmup.achieved_rps == pytest.approx(7 / 5.0)
+
+
+def test_extra_percentiles_use_the_pq_format() -> None:
+    (stage,) = summarize(steady_intervals(), percentiles=(99.9, 90))
+    assert set(stage.latency) == {"p50", "p90", "p95", "p99", "p99.9"}
+    assert percentile_key(99.9) == "p99.9" and percentile_key(95.0) == "p95"
+
+
+# --------------------------------------------------------------------------- (d) nothing completed
+
+
+def test_no_requests_is_invalid_and_has_no_error_rate() -> None:
+    (stage,) = summarize([])
+    assert stage.requests == 0
+    assert stage.error_rate is None
+    assert stage.achieved_rps == 0.0
+    assert stage.latency["p95"].value_s is None
+    assert "no requests completed in this stage" in stage.invalid_reasons
+    assert stage.replicas_min is None and stage.loadgen_cpu_max_cores is None
+
+
+# --------------------------------------------------------------------------- (a) samples per percentile
+
+
+def test_too_few_samples_names_percentile_samples_and_minimum() -> None:
+    (stage,) = summarize(steady_intervals(per_second=50))  # 500 samples: enough for p95 (200), not p99 (1000)
+    assert stage.invalid_reasons == [
+        "too few samples for p99: 500 successful requests, need at least 1000 (min_tail_samples=10)"
+    ]
+
+
+def test_judged_percentiles_limit_the_sample_rule() -> None:
+    (stage,) = summarize(steady_intervals(per_second=50), judged_percentiles=(95,))
+    assert stage.invalid_reasons == []
+    assert "p99" in stage.latency  # still computed for the report
+    (stage,) = summarize(steady_intervals(per_second=50), judged_percentiles=(99.9,))
+    assert len(stage.invalid_reasons) == 1 and "p99.9" in stage.invalid_reasons[0]
+    assert "p99.9" in stage.latency
+
+
+def test_failures_do_not_count_as_latency_samples() -> None:
+    intervals = [interval(float(t), [0.01] * 50, failures=60) for t in range(10)]
+    (stage,) = summarize(intervals, judged_percentiles=(95,))
+    assert stage.requests == 1100
+    assert stage.invalid_reasons == []
+    (stage,) = summarize(intervals, judged_percentiles=(99,))
+    assert "500 successful requests" in stage.invalid_reasons[0]
+
+
+# --------------------------------------------------------------------------- (b) load generator bottleneck
+
+
+def test_loadgen_cpu_saturation_in_any_interval() -> None:
+    intervals = steady_intervals(loadgen_cpu_cores=0.5)
+    intervals[7] = interval(7.0, [0.01] * 100, loadgen_cpu_cores=0.95, process=0)
+    (stage,) = summarize(intervals)
+    assert len(stage.invalid_reasons) == 1
+    assert "CPU-bound" in stage.invalid_reasons[0] and "0.95 cores" in stage.invalid_reasons[0]
+    relaxed = ValidityConfig(loadgen_cpu_saturation=1.0)
+    (stage,) = summarize(intervals, validity=relaxed)
+    assert stage.invalid_reasons == []
+
+
+def test_missing_loadgen_process_is_invalid() -> None:
+    intervals = steady_intervals(process=1) + steady_intervals(process=2)
+    (stage,) = summarize(intervals, loadgen_processes=2)
+    assert stage.invalid_reasons == []
+    (stage,) = summarize(intervals, loadgen_processes=3)
+    assert stage.invalid_reasons == ["only 2 of 3 load-generator processes reported results for this stage"]
+
+
+def open_stage(scheduled: int, dropped: int, send_lag_max_s: float, rate_rps: float = 100.0) -> StageResult:
+    """An open-model stage of 10 s at `rate_rps`; successes spread evenly over the seconds."""
+    sent = scheduled - dropped
+    intervals = [
+        interval(
+            float(t),
+            [0.010 + 0.020 * i / 1000 for i in range(sent // 10)],
+            offered_rps=rate_rps,
+            scheduled=scheduled // 10,
+            dropped=dropped // 10,
+            send_lag_max_s=send_lag_max_s,
+        )
+        for t in range(10)
+    ]
+    (stage,) = summarize(intervals, [window(arrival_rate_rps=rate_rps)], judged_percentiles=())
+    return stage
+
+
+def test_open_model_on_schedule_is_valid() -> None:
+    assert open_stage(scheduled=1000, dropped=0, send_lag_max_s=0.001).invalid_reasons == []
+
+
+def test_open_model_poisson_noise_is_not_a_shortfall() -> None:
+    # 10 rps x 10 s: Poisson counts vary by +-10, so 88 of 100 arrivals is noise, not a slow generator.
+    assert open_stage(scheduled=880, dropped=0, send_lag_max_s=0.0, rate_rps=100.0).invalid_reasons != []
+    intervals = [interval(float(t), [0.01] * 8, offered_rps=10.0, scheduled=8) for t in range(10)]
+    (stage,) = summarize(intervals, [window(arrival_rate_rps=10.0)], judged_percentiles=())
+    assert stage.invalid_reasons == []
+
+
+def test_open_model_generator_that_did_not_schedule_is_invalid() -> None:
+    reasons = open_stage(scheduled=800, dropped=0, send_lag_max_s=0.0).invalid_reasons
+    assert reasons == ["load generator fell behind: scheduled 800 of 1000 arrivals (100 rps x 10.0 s)"]
+
+
+def test_open_model_drops_while_lagging_are_the_generators_fault() -> None:
+    reasons = open_stage(scheduled=1000, dropped=200, send_lag_max_s=0.050).invalid_reasons
+    assert len(reasons) == 1
+    assert "sent 800 of 1000 arrivals (200 dropped)" in reasons[0]
+    assert "50.0 ms late" in reasons[0]
+
+
+def test_open_model_drops_with_an_on_time_generator_mean_a_saturated_service() -> None:
+    # The service held max_in_flight requests; the generator stayed on time: a valid, bad measurement.
+    assert open_stage(scheduled=1000, dropped=200, send_lag_max_s=0.0005).invalid_reasons == []
+
+
+def test_open_model_small_shortfall_within_tolerance() -> None:
+    assert open_stage(scheduled=1000, dropped=40, send_lag_max_s=0.5).invalid_reasons == []
+
+
+# --------------------------------------------------------------------------- (c) crashes
+
+
+def test_replica_crash_inside_the_window_invalidates() -> None:
+    events = [
+        RunEvent(t_s=RUN_START_S + 4.0, kind="replica_crashed", detail={"replica": "replica-1"}),
+        RunEvent(t_s=RUN_START_S + 20.0, kind="replica_crashed", detail={"replica": "replica-2"}),
+        RunEvent(t_s=RUN_START_S + 5.0, kind="replica_stopped", detail={"replica": "replica-3"}),
+    ]
+    (stage,) = summarize(steady_intervals(), events=events)
+    assert stage.invalid_reasons == ["replica replica-1 crashed 4.0 s into the stage"]
+
+
+# --------------------------------------------------------------------------- properties
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=19),
+            st.integers(min_value=0, max_value=30),
+            st.integers(min_value=0, max_value=10),
+            st.sampled_from(["one", "two"]),
+        ),
+        max_size=30,
+    )
+)
+@settings(max_examples=80, deadline=None)
+def test_stage_totals_are_the_sums_of_their_intervals(rows: list[tuple[int, int, int, str]]) -> None:
+    intervals = [
+        interval(float(t), [0.001 * (1 + i) for i in range(ok)], failures=bad, stage=s) for t, ok, bad, s in rows
+    ]
+    windows = [window("one", 0.0, 10.0, users=1), window("two", 10.0, 10.0, users=2)]
+    results = summarize(intervals, windows)
+    for stage in results:
+        own = [i for i in intervals if i.stage == stage.name]
+        assert stage.requests == sum(i.requests for i in own)
+        assert stage.failures == sum(i.failures for i in own)
+        assert stage.achieved_rps == pytest.approx(stage.requests / 10.0)
+        if stage.requests:
+            assert stage.error_rate is not None and 0.0 <= stage.error_rate <= 1.0
+        else:
+            assert stage.error_rate is None
+            assert "no requests completed in this stage" in stage.invalid_reasons
+        for estimate in stage.latency.values():
+            assert estimate.samples == stage.requests - stage.failures
+            if estimate.value_s is not None and estimate.ci_low_s is not None:
+                assert estimate.ci_low_s <= estimate.value_s
+            if estimate.value_s is not None and estimate.ci_high_s is not None:
+                assert estimate.value_s <= estimate.ci_high_s

@@ -1,0 +1,195 @@
+"""End to end on the local target: real `bentoml serve` replicas, real Locust, the real CLI.
+
+Checks that the verdict agrees with the raw per-interval data and with Locust's own totals, that
+a broken scenario exits 2 naming the field, and that no replica or load-generator process
+outlives a run, also an interrupted one or one whose replica fails to start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+HARNESS = [sys.executable, "-m", "harness.cli"]
+
+pytestmark = pytest.mark.integration
+
+
+def short_scenario(tmp_path: Path, **changes: object) -> Path:
+    """loadtests/default.yaml shortened to about 20 s of load, written next to a tmp output dir."""
+    data = yaml.safe_load((ROOT / "loadtests" / "default.yaml").read_text())
+    data["service"]["path"] = str(ROOT / "examples" / "digits")
+    data["stages"] = [
+        {"name": "warmup", "duration_s": 3, "users": 2, "spawn_rate": 2, "judged": False},
+        {"name": "users-4", "duration_s": 8, "users": 4, "spawn_rate": 4},
+        {"name": "open-40rps", "duration_s": 8, "arrival_rate_rps": 40, "arrival": "poisson"},
+    ]
+    data["output"] = {"dir": str(tmp_path / "reports")}
+    data.update(changes)
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run_dirs(tmp_path: Path) -> list[Path]:
+    return sorted(p for p in (tmp_path / "reports").glob("*") if p.is_dir())
+
+
+def leftover_processes(marker: str) -> list[str]:
+    """Processes whose command line or environment mentions `marker` (the test's tmp dir)."""
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            cmdline = " ".join(process.info["cmdline"] or [])
+            environ = process.environ() if process.pid != os.getpid() else {}
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        if process.pid == os.getpid():
+            continue
+        if marker in cmdline or any(marker in value for value in environ.values()):
+            found.append(f"{process.pid}: {cmdline[:120]}")
+    return found
+
+
+@pytest.fixture
+def clean_tmp(tmp_path: Path) -> Iterator[Path]:
+    """A tmp dir whose processes are killed after the test, so one failing test cannot leak into others."""
+    yield tmp_path
+    for line in leftover_processes(str(tmp_path)):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(int(line.split(":")[0])).kill()
+
+
+def test_run_verdict_agrees_with_raw_data(clean_tmp: Path) -> None:
+    tmp_path = clean_tmp
+    scenario = short_scenario(tmp_path)
+    result = subprocess.run(
+        [*HARNESS, "run", str(scenario)], cwd=ROOT, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert result.returncode in (0, 1, 3), result.stderr[-3000:]
+    (run_dir,) = run_dirs(tmp_path)
+    verdict = json.loads((run_dir / "verdict.json").read_text())
+    intervals = [json.loads(line) for line in (run_dir / "client_intervals.jsonl").read_text().splitlines()]
+
+    stages = {stage["name"]: stage for stage in verdict["stages"]}
+    assert set(stages) == {"warmup", "users-4", "open-40rps"}
+    for name, stage in stages.items():
+        mine = [i for i in intervals if i["stage"] == name]
+        assert stage["requests"] == sum(i["requests"] for i in mine), name
+        assert stage["failures"] == sum(i["failures"] for i in mine), name
+        error_kinds: dict[str, int] = {}
+        for interval in mine:
+            for kind, count in interval["errors"].items():
+                error_kinds[kind] = error_kinds.get(kind, 0) + count
+        assert stage["errors"] == error_kinds, name
+        assert stage["requests"] > 0, f"stage {name} completed no request"
+        expected_rps = stage["requests"] / stage["duration_s"]
+        assert stage["achieved_rps"] == pytest.approx(expected_rps, rel=1e-6)
+
+    # The open-model stage offered about 40 requests/s over 8 s.
+    open_stage = stages["open-40rps"]
+    assert open_stage["offered_rps"] == pytest.approx(40)
+    assert 20 <= open_stage["requests"] <= 500
+
+    # Locust's own totals agree with the harness's interval records.
+    locust = json.loads((run_dir / "locust.json").read_text())
+    locust_requests = sum(entry["num_requests"] for entry in locust)
+    locust_failures = sum(entry["num_failures"] for entry in locust)
+    dropped = sum(i["dropped"] for i in intervals)  # counted as failures by the harness, unseen by Locust
+    assert locust_requests == sum(i["requests"] for i in intervals) - dropped
+    assert locust_failures == sum(i["failures"] for i in intervals) - dropped
+
+    # Every objective is judged on the judged stages, each with a measured value or a reason.
+    judged = [o for o in verdict["objectives"] if o["stage"] in ("users-4", "open-40rps")]
+    assert len(judged) == 2 * 4
+    for objective in judged:
+        assert objective["status"] in ("PASS", "WARN", "FAIL", "INCONCLUSIVE")
+        assert objective["measured"] is not None or objective["reason"]
+    assert verdict["exit_code"] == result.returncode
+
+    for name in ("report.html", "report.md", "junit.xml", "metadata.json", "stages.json", "scenario.yaml"):
+        assert (run_dir / name).exists(), name
+    assert "users-4" in result.stdout, "the verdict table is printed"
+    assert leftover_processes(str(tmp_path)) == []
+
+
+def test_broken_scenario_exits_2_naming_the_field(tmp_path: Path) -> None:
+    scenario = short_scenario(tmp_path)
+    data = yaml.safe_load(scenario.read_text())
+    data["stages"][1]["duration_s"] = "soon"
+    scenario.write_text(yaml.safe_dump(data))
+    result = subprocess.run([*HARNESS, "run", str(scenario)], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert "stages[1].duration_s" in result.stderr
+    assert "'soon'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "reports").exists(), "nothing is created for an invalid scenario"
+
+
+def test_interrupted_run_stops_everything_and_keeps_data(clean_tmp: Path) -> None:
+    tmp_path = clean_tmp
+    scenario = short_scenario(
+        tmp_path, stages=[{"name": "long", "duration_s": 120, "users": 4, "spawn_rate": 4}]
+    )
+    process = subprocess.Popen(
+        [*HARNESS, "run", str(scenario)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.time() + 120
+        intervals_file = None
+        while time.time() < deadline:
+            dirs = run_dirs(tmp_path)
+            if dirs and (dirs[0] / "client_intervals.jsonl").exists():
+                intervals_file = dirs[0] / "client_intervals.jsonl"
+                if len(intervals_file.read_text().splitlines()) >= 3:
+                    break
+            assert process.poll() is None, process.communicate()[1][-2000:]
+            time.sleep(0.5)
+        assert intervals_file is not None, "load never started"
+        assert leftover_processes(str(tmp_path)), "replicas and Locust run during the test"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr[-2000:]
+    assert leftover_processes(str(tmp_path)) == []
+    run_dir = intervals_file.parent
+    kept = [json.loads(line) for line in intervals_file.read_text().splitlines()]
+    assert sum(i["requests"] for i in kept) > 0, "collected data is kept"
+    metadata = json.loads((run_dir / "metadata.json").read_text())
+    assert metadata["interrupted"] is True
+    verdict = json.loads((run_dir / "verdict.json").read_text())
+    assert verdict["stages"][0]["requests"] == sum(i["requests"] for i in kept)
+
+
+def test_replica_that_fails_to_start_ends_the_run_with_its_log(clean_tmp: Path) -> None:
+    tmp_path = clean_tmp
+    broken = tmp_path / "broken_service"
+    broken.mkdir()
+    (broken / "service.py").write_text("raise RuntimeError('model file is corrupt: weights.bin')\n")
+    scenario = short_scenario(tmp_path)
+    data = yaml.safe_load(scenario.read_text())
+    data["service"] = {"path": str(broken), "service": "service:Broken"}
+    data["target"]["startup_timeout_s"] = 60
+    scenario.write_text(yaml.safe_dump(data))
+    result = subprocess.run(
+        [*HARNESS, "run", str(scenario)], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 2
+    assert "replica-1" in result.stderr
+    assert "model file is corrupt" in result.stderr, "the error carries the tail of the replica's log"
+    assert leftover_processes(str(tmp_path)) == []
