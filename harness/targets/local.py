@@ -24,8 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from harness.config import Scenario
 from harness.errors import DeployError
+from harness.metrics.resources import ProcessTreeSampler
 from harness.targets.base import ReplicaInfo, ResourceUse
 
 _PR_SET_PDEATHSIG = 1
@@ -62,6 +65,15 @@ def _die_with_parent() -> None:
     # If the harness is killed outright, the kernel still stops its replicas.
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _process_tree(pid: int) -> list[psutil.Process]:
+    """A process and all its descendants (by parent links, whatever their session)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
 
 
 def http_ok(url: str, timeout_s: float = 1.0) -> bool:
@@ -118,6 +130,7 @@ class LocalTarget:
         self.replica_cpus = replica_cpus
         self.poll_s = poll_s
         self._replicas: dict[str, _Replica] = {}
+        self._samplers: dict[str, ProcessTreeSampler] = {}
         self._desired = 0
         self._counter = 0
         self._lock = threading.RLock()
@@ -191,8 +204,16 @@ class LocalTarget:
             ]
 
     def resource_use(self) -> dict[str, ResourceUse]:
-        # CPU and memory of local replicas are read by the metrics collector from their pids.
-        return {}
+        """CPU and RSS of each replica's whole process tree (bentoml serve forks its workers)."""
+        with self._lock:
+            current = [r for r in self._replicas.values() if not r.stopping]
+        usage = {}
+        for replica in current:
+            sampler = self._samplers.get(replica.id)
+            if sampler is None:
+                sampler = self._samplers[replica.id] = ProcessTreeSampler(replica.process.pid)
+            usage[replica.id] = sampler.sample()
+        return usage
 
     def stop(self) -> None:
         """Stop every replica and its workers; idempotent, safe from any state."""
@@ -298,19 +319,24 @@ class LocalTarget:
 
     def _terminate(self, replica: _Replica, grace_s: float = 10.0) -> None:
         process = replica.process
+        # BentoML starts its workers in sessions of their own, so a process-group kill misses them:
+        # remember the whole tree first, ask the server to shut down, then end whatever is left.
+        tree = _process_tree(process.pid)
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
             try:
                 process.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
-        # Workers that left the group (none should) are still in the session: end them too.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+                pass
+        for member in tree + _process_tree(process.pid):
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                member.kill()
+        if process.poll() is None:
+            process.wait(timeout=5)
+        psutil.wait_procs(tree, timeout=5)
         self.on_event("replica_stopped", {"replica": replica.id, "exit_code": process.returncode})
         with self._lock:
             self._replicas.pop(replica.id, None)
+            self._samplers.pop(replica.id, None)
         shutil.rmtree(replica.home, ignore_errors=True)

@@ -1,0 +1,216 @@
+"""The run's metrics loop: every interval, scrape each ready replica's /metrics, read the target's resource
+use and replica counts, append them to the run directory, and keep the latest snapshot in memory.
+
+A replica that vanishes mid-scrape is recorded (`ServerSample(ok=False)` plus one "scrape_failed" event
+per replica) and never stops the loop. Replicas not yet ready are not scraped: they are not serving.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+
+from harness.errors import HarnessError, MetricsError
+from harness.metrics.scrape import scrape_replica
+from harness.model import ReplicaCount, ReplicaSample, RunEvent, ServerSample
+from harness.rundir import RunDirectory
+from harness.targets.base import ReplicaInfo, ResourceUse, Target
+
+
+@dataclass(frozen=True)
+class ReplicaSnapshot:
+    """One replica as of the collector's latest tick."""
+
+    replica: str
+    ready: bool
+    cpu_cores: float | None
+    rss_bytes: float | None
+    cpu_request_cores: float | None
+    # None when the replica was not scraped (not ready) in that tick.
+    scrape_ok: bool | None
+    in_progress: float | None
+    requests_total: float | None
+    # Completed requests per second between this replica's two latest successful scrapes.
+    requests_rps: float | None
+
+
+@dataclass(frozen=True)
+class CollectorSnapshot:
+    """The latest tick, for the autoscaler and live progress; all None/empty before the first tick."""
+
+    t_s: float | None = None
+    desired_replicas: int | None = None
+    ready_replicas: int | None = None
+    replicas: dict[str, ReplicaSnapshot] = field(default_factory=dict)
+
+
+class MetricsCollector:
+    """Background thread sampling a target every `interval_s` seconds into a run directory."""
+
+    def __init__(
+        self,
+        target: Target,
+        run_dir: RunDirectory,
+        interval_s: float,
+        metrics_path: str,
+        clock: Callable[[], float] = time.time,
+        *,
+        cpu_request_cores: float | None = None,
+        scrape_timeout_s: float | None = None,
+        endpoints: Collection[str] | None = None,
+    ) -> None:
+        if interval_s <= 0:
+            raise MetricsError(f"metrics.interval_s must be positive, got {interval_s}")
+        self.target = target
+        self.run_dir = run_dir
+        self.interval_s = interval_s
+        self.metrics_path = metrics_path
+        self.cpu_request_cores = cpu_request_cores
+        # A hung replica must not stretch a tick far beyond the interval.
+        self.scrape_timeout_s = scrape_timeout_s if scrape_timeout_s is not None else min(max(interval_s, 0.5), 5.0)
+        self.endpoints = endpoints
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._latest = CollectorSnapshot()
+        self._last_ok: dict[str, ServerSample] = {}
+        self._reported_failures: set[str] = set()
+        self._reported_errors: set[str] = set()
+        self._failure: BaseException | None = None
+        self.ticks = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start the background thread; the first tick happens at once."""
+        if self._thread is not None:
+            raise MetricsError("metrics collector already started")
+        self._thread = threading.Thread(target=self._run, name="metrics-collector", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop and join the thread (bounded); re-raise as MetricsError anything that broke the loop."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout_s if timeout_s is not None else self.interval_s + 2 * self.scrape_timeout_s + 5.0)
+            if thread.is_alive():
+                self._record_event("warning", {"source": "metrics collector", "error": "did not stop in time"})
+        if self._failure is not None:
+            raise MetricsError(f"metrics collector stopped on an unexpected error: {self._failure!r}") from (
+                self._failure
+            )
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def latest(self) -> CollectorSnapshot:
+        """The most recent tick's figures (thread-safe; the snapshot is immutable)."""
+        with self._lock:
+            return self._latest
+
+    # ------------------------------------------------------------------ the loop
+
+    def _run(self) -> None:
+        next_tick_s = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                self.tick()
+                # Fixed schedule; ticks missed because a scrape was slow are skipped, not bunched.
+                next_tick_s += self.interval_s
+                now_s = time.monotonic()
+                if next_tick_s < now_s:
+                    next_tick_s = now_s + self.interval_s - (now_s - next_tick_s) % self.interval_s
+                self._stop.wait(next_tick_s - now_s)
+        except Exception as error:
+            # A background thread cannot raise to the run; stop() re-raises it.
+            self._failure = error
+
+    def tick(self) -> None:
+        """Collect once: replica list, resource use, a scrape per ready replica, counts."""
+        t_s = self._clock()
+        try:
+            replicas = self.target.replicas()
+            desired = self.target.desired_replicas()
+        except (HarnessError, OSError) as error:
+            self._record_error("target.replicas", error)
+            return
+        try:
+            resources = self.target.resource_use()
+        except (HarnessError, OSError) as error:
+            self._record_error("target.resource_use", error)
+            resources = {}
+
+        snapshots: dict[str, ReplicaSnapshot] = {}
+        for replica in replicas:
+            use = resources.get(replica.id, ResourceUse(cpu_cores=None, rss_bytes=None))
+            self.run_dir.append(
+                ReplicaSample(
+                    t_s=t_s,
+                    replica=replica.id,
+                    ready=replica.ready,
+                    cpu_cores=use.cpu_cores,
+                    rss_bytes=use.rss_bytes,
+                    cpu_request_cores=self.cpu_request_cores,
+                    cpus=replica.cpus,
+                )
+            )
+            server = self._scrape(replica) if replica.ready else None
+            snapshots[replica.id] = self._snapshot(replica, use, server)
+
+        ready = sum(1 for replica in replicas if replica.ready)
+        self.run_dir.append(ReplicaCount(t_s=t_s, desired=desired, ready=ready))
+        with self._lock:
+            self._latest = CollectorSnapshot(
+                t_s=t_s, desired_replicas=desired, ready_replicas=ready, replicas=snapshots
+            )
+            self.ticks += 1
+
+    def _scrape(self, replica: ReplicaInfo) -> ServerSample:
+        url = replica.base_url.rstrip("/") + self.metrics_path
+        sample = scrape_replica(url, replica.id, self.scrape_timeout_s, self._clock, endpoints=self.endpoints)
+        self.run_dir.append(sample)
+        if not sample.ok and replica.id not in self._reported_failures:
+            self._reported_failures.add(replica.id)
+            self._record_event("scrape_failed", {"replica": replica.id, "url": url, "error": sample.error})
+        return sample
+
+    def _snapshot(self, replica: ReplicaInfo, use: ResourceUse, server: ServerSample | None) -> ReplicaSnapshot:
+        requests_rps: float | None = None
+        if server is not None and server.ok:
+            previous = self._last_ok.get(replica.id)
+            if (
+                previous is not None
+                and previous.requests_total is not None
+                and server.requests_total is not None
+                # A restarted replica resets its counters; no rate across a reset.
+                and server.requests_total >= previous.requests_total
+                and server.t_s > previous.t_s
+            ):
+                requests_rps = (server.requests_total - previous.requests_total) / (server.t_s - previous.t_s)
+            self._last_ok[replica.id] = server
+        return ReplicaSnapshot(
+            replica=replica.id,
+            ready=replica.ready,
+            cpu_cores=use.cpu_cores,
+            rss_bytes=use.rss_bytes,
+            cpu_request_cores=self.cpu_request_cores,
+            scrape_ok=None if server is None else server.ok,
+            in_progress=None if server is None else server.in_progress,
+            requests_total=None if server is None else server.requests_total,
+            requests_rps=requests_rps,
+        )
+
+    def _record_error(self, source: str, error: Exception) -> None:
+        # Once per distinct message, so a target that stays broken does not flood the event log.
+        key = f"{source}: {error}"
+        if key not in self._reported_errors:
+            self._reported_errors.add(key)
+            self._record_event("warning", {"source": f"metrics collector ({source})", "error": str(error)})
+
+    def _record_event(self, kind: str, detail: dict[str, object]) -> None:
+        self.run_dir.append(RunEvent(t_s=self._clock(), kind=kind, detail=dict(detail)))

@@ -1,0 +1,95 @@
+"""Real-process helpers for the metrics tests: free ports, HTTP without proxies, process groups, and the
+tiny BentoML service in fixtures/tiny_service."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+TINY_SERVICE_DIR = Path(__file__).parent / "fixtures" / "tiny_service"
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def pick_free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(url: str, timeout_s: float = 5.0) -> tuple[int, str]:
+    try:
+        with _NO_PROXY.open(url, timeout=timeout_s) as response:
+            return int(response.status), response.read().decode("utf-8")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode("utf-8", "replace")
+
+
+def http_post_json(url: str, body: bytes, timeout_s: float = 10.0) -> int:
+    request = urllib.request.Request(url, data=body, headers={"content-type": "application/json"}, method="POST")
+    with _NO_PROXY.open(request, timeout=timeout_s) as response:
+        response.read()
+        return int(response.status)
+
+
+def wait_until_http_ok(url: str, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll `url` until it answers 200; fail early if `process` exits."""
+    deadline = time.monotonic() + timeout_s
+    last_error = "no attempt"
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"process exited with {process.returncode} before {url} answered")
+        try:
+            status, _ = http_get(url, timeout_s=2.0)
+            if status == 200:
+                return
+            last_error = f"HTTP {status}"
+        except OSError as error:
+            last_error = str(error)
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer 200 within {timeout_s} s (last: {last_error})")
+
+
+def kill_tree(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> list[psutil.Process]:
+    """Signal a process and every descendant; BentoML starts its workers in their own sessions, so a process
+    group signal would leave them serving. Returns the processes signalled."""
+    try:
+        tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+    for member in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.send_signal(sig)
+    return tree
+
+
+def stop_tree(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
+    """SIGTERM a process tree, then SIGKILL whatever is left after `timeout_s`; reaps the root."""
+    tree = kill_tree(process, signal.SIGTERM)
+    _, alive = psutil.wait_procs(tree, timeout=timeout_s)
+    for member in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
+    psutil.wait_procs(alive, timeout=timeout_s)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout_s)
+
+
+@dataclass
+class ServedReplica:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
