@@ -74,7 +74,8 @@ def conclude_run(run_dir: RunDirectory, scenario: Scenario | None = None, warnin
     placement = metadata.get("cpu_placement") or {}
     if placement.get("shared"):
         all_warnings.append(
-            "load generator and replicas shared CPUs: " + str(placement.get("reason", "not enough CPUs to separate them"))
+            "load generator and replicas shared CPUs: "
+            + str(placement.get("reason", "not enough CPUs to separate them"))
         )
 
     stages: list[StageResult] = summarize_stages(
@@ -105,8 +106,12 @@ def conclude_run(run_dir: RunDirectory, scenario: Scenario | None = None, warnin
     if scenario.capacity.target_peak_rps is not None:
         sustainable = next((s for s in stages if s.name == saturation.limiting_stage), None)
         best = max(
-            (s for s in stages if saturation.max_sustainable_rps is not None
-             and abs(s.achieved_rps - saturation.max_sustainable_rps) < 1e-9),
+            (
+                s
+                for s in stages
+                if saturation.max_sustainable_rps is not None
+                and abs(s.achieved_rps - saturation.max_sustainable_rps) < 1e-9
+            ),
             key=lambda s: s.achieved_rps,
             default=sustainable,
         )
@@ -123,9 +128,7 @@ def conclude_run(run_dir: RunDirectory, scenario: Scenario | None = None, warnin
             p50.value_s if p50 else None,
         )
         if capacity is None:
-            all_warnings.append(
-                f"no capacity plan for {scenario.capacity.target_peak_rps:g} rps: {saturation.reason}"
-            )
+            all_warnings.append(f"no capacity plan for {scenario.capacity.target_peak_rps:g} rps: {saturation.reason}")
 
     verdict = build_verdict(
         stages,

@@ -156,6 +156,8 @@ class StageResult:
     loadgen_cpu_max_cores: float | None
     # Reasons the stage cannot be judged; empty when valid.
     invalid_reasons: list[str] = field(default_factory=list)
+    # Percentiles ("p99") with too few samples to be judged, and why; other objectives stay judgeable.
+    sample_shortfalls: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

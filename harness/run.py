@@ -8,8 +8,8 @@ already collected stays in the run directory.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
-import json
 import os
 import platform
 import signal
@@ -25,38 +25,65 @@ import yaml
 
 from harness import __version__
 from harness.config import Scenario
-from harness.errors import ConfigError, DeployError, HarnessError
+from harness.errors import ConfigError, DeployError, HarnessError, ReportError
+from harness.analysis.latency import LatencyHistogram
+from harness.conclude import conclude_run
 from harness.load.payloads import build_bodies
 from harness.load.runner import LocustProcess, write_endpoints
+from harness.local_autoscaler import LocalAutoscaler, check_supported
+from harness.metrics.collector import MetricsCollector
+from harness.metrics.exporter import HarnessExporter, push_verdict
 from harness.model import ClientInterval, RunEvent, StageWindow, Verdict
+from harness.report import write_reports
+from harness.report.progress import ProgressSnapshot
 from harness.rundir import RunDirectory
 from harness.targets.base import Target
+from harness.targets.cpu_placement import CgroupCpuLimiter, CpuPlacement, plan_cpu_placement
 
-TargetFactory = Callable[[Scenario, Path, Callable[[str, dict[str, Any]], None]], Target]
+EventSink = Callable[[str, dict[str, Any]], None]
 
 
-def _local(scenario: Scenario, work_dir: Path, on_event: Callable[[str, dict[str, Any]], None]) -> Target:
+@dataclass(frozen=True)
+class TargetContext:
+    """What a target factory gets besides the scenario: where to work, where events go, CPU placement."""
+
+    work_dir: Path
+    on_event: EventSink
+    replica_cpus: tuple[int, ...] | None = None
+    on_replica_started: Callable[[str, int], None] | None = None
+
+
+TargetFactory = Callable[[Scenario, TargetContext], Target]
+
+
+def _local(scenario: Scenario, context: TargetContext) -> Target:
     from harness.targets.local import LocalTarget
 
-    return LocalTarget(scenario, work_dir, on_event=on_event)
+    return LocalTarget(
+        scenario,
+        context.work_dir,
+        on_event=context.on_event,
+        on_replica_started=context.on_replica_started,
+        replica_cpus=context.replica_cpus,
+    )
 
 
-def _external(scenario: Scenario, work_dir: Path, on_event: Callable[[str, dict[str, Any]], None]) -> Target:
+def _external(scenario: Scenario, context: TargetContext) -> Target:
     from harness.targets.external import ExternalTarget
 
     return ExternalTarget(scenario)
 
 
-def _docker(scenario: Scenario, work_dir: Path, on_event: Callable[[str, dict[str, Any]], None]) -> Target:
+def _docker(scenario: Scenario, context: TargetContext) -> Target:
     from harness.targets.docker import DockerTarget  # type: ignore[import-not-found,unused-ignore]
 
-    return DockerTarget(scenario, work_dir, on_event=on_event)  # type: ignore[no-any-return,unused-ignore]
+    return DockerTarget(scenario, context.work_dir, on_event=context.on_event)  # type: ignore[no-any-return,unused-ignore]
 
 
-def _kubernetes(scenario: Scenario, work_dir: Path, on_event: Callable[[str, dict[str, Any]], None]) -> Target:
+def _kubernetes(scenario: Scenario, context: TargetContext) -> Target:
     from harness.targets.kubernetes import KubernetesTarget  # type: ignore[import-not-found,unused-ignore]
 
-    return KubernetesTarget(scenario, work_dir, on_event=on_event)  # type: ignore[no-any-return,unused-ignore]
+    return KubernetesTarget(scenario, context.work_dir, on_event=context.on_event)  # type: ignore[no-any-return,unused-ignore]
 
 
 TARGETS: dict[str, TargetFactory] = {
@@ -67,12 +94,12 @@ TARGETS: dict[str, TargetFactory] = {
 }
 
 
-def make_target(scenario: Scenario, work_dir: Path, on_event: Callable[[str, dict[str, Any]], None]) -> Target:
+def make_target(scenario: Scenario, context: TargetContext) -> Target:
     """The target named by the scenario; an unknown name lists the valid ones."""
     factory = TARGETS.get(scenario.target.kind)
     if factory is None:
         raise ConfigError(f"target.kind '{scenario.target.kind}' is unknown (expected one of: {', '.join(TARGETS)})")
-    return factory(scenario, work_dir, on_event)
+    return factory(scenario, context)
 
 
 # --------------------------------------------------------------------------- run identity and metadata
@@ -209,7 +236,7 @@ class Run:
         self,
         scenario: Scenario,
         *,
-        progress: Callable[[dict[str, Any]], None] | None = None,
+        progress: Callable[[ProgressSnapshot], None] | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.scenario = scenario
@@ -219,13 +246,18 @@ class Run:
         self.log = log or (lambda message: None)
         self.resources = RunResources()
         self.target: Target | None = None
+        self.collector: MetricsCollector | None = None
+        self.exporter: HarnessExporter | None = None
         self.test_start_s: float | None = None
         self.load_ended_s: float | None = None
         self.intervals: list[ClientInterval] = []
         self.warnings: list[str] = []
+        self.metadata: dict[str, Any] = {}
 
     def event(self, kind: str, detail: dict[str, Any]) -> None:
         self.run_dir.append(RunEvent(t_s=time.time(), kind=kind, detail=detail))
+        if kind == "warning":
+            self.warnings.append(f"{detail.get('source', 'harness')}: {detail.get('error', detail)}")
 
     def _on_interval(self, record: ClientInterval) -> None:
         self.run_dir.append(record)
@@ -238,8 +270,8 @@ class Run:
         (self.run_dir.path / "scenario.yaml").write_text(
             yaml.safe_dump(self.scenario.model_dump(mode="json", by_alias=True), sort_keys=False)
         )
-        metadata = run_metadata(self.scenario, self.run_id)
-        self.run_dir.write_json("metadata.json", metadata)
+        self.metadata = run_metadata(self.scenario, self.run_id)
+        self.run_dir.write_json("metadata.json", self.metadata)
         interrupted = False
         failure: HarnessError | None = None
         with sigterm_as_interrupt():
@@ -252,8 +284,13 @@ class Run:
             except HarnessError as error:
                 failure = error
             finally:
-                self.resources.close(lambda name, error: self.warnings.append(f"cleanup of {name} failed: {error}"))
-                metadata.update(
+                # A second Ctrl-C must not cut the cleanup short and leave replicas behind.
+                previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+                try:
+                    self.resources.close(lambda name, error: self.warnings.append(f"cleanup of {name} failed: {error}"))
+                finally:
+                    signal.signal(signal.SIGINT, previous)
+                self.metadata.update(
                     ended_at=dt.datetime.now(dt.UTC).isoformat(),
                     interrupted=interrupted,
                     error=str(failure) if failure else None,
@@ -261,8 +298,11 @@ class Run:
                     load_ended_s=self.load_ended_s,
                     warnings=self.warnings,
                 )
-                self.run_dir.write_json("metadata.json", metadata)
-        verdict = self._conclude() if self.test_start_s is not None else None
+                self.run_dir.write_json("metadata.json", self.metadata)
+        verdict = None
+        if self.test_start_s is not None:
+            verdict = conclude_run(self.run_dir, self.scenario)
+            self._publish_verdict(verdict)
         self.run_dir.close()
         if failure is not None:
             raise failure
@@ -270,20 +310,111 @@ class Run:
             return RunOutcome(self.run_dir.path, verdict, 130, interrupted=True)
         return RunOutcome(self.run_dir.path, verdict, verdict.exit_code if verdict else 3)
 
+    def _publish_verdict(self, verdict: Verdict) -> None:
+        write_reports(self.run_dir)
+        if self.scenario.metrics.pushgateway_url:
+            push_verdict(
+                self.scenario.metrics.pushgateway_url,
+                "harness",
+                self.run_id,
+                verdict,
+                scenario=self.scenario.name,
+            )
+
+    def _placement(self) -> CpuPlacement | None:
+        """Where replicas and the load generator run, for targets whose replicas run on this machine."""
+        scenario = self.scenario
+        if scenario.target.kind != "local":
+            return None
+        replicas = scenario.target.replicas
+        if scenario.autoscaling is not None and scenario.autoscaling.enabled:
+            replicas = scenario.autoscaling.max_replicas
+        available = sorted(os.sched_getaffinity(0))
+        if scenario.load.cpus:
+            loadgen = tuple(scenario.load.cpus)
+            rest = tuple(cpu for cpu in available if cpu not in loadgen) or tuple(available)
+            return CpuPlacement(
+                loadgen_cpus=loadgen,
+                replica_cpus=rest,
+                shared=bool(set(rest) & set(loadgen)),
+                replica_cores_needed=replicas * (scenario.resources.requests.cpu_cores or 1.0),
+                reason=f"load.cpus given: load generator on {loadgen}, replicas on {rest}",
+            )
+        return plan_cpu_placement(
+            available, replicas, scenario.resources.requests.cpu_cores, loadgen_cpus_wanted=scenario.load.processes
+        )
+
     def _deploy_and_drive(self) -> None:
         scenario = self.scenario
         work_dir = self.run_dir.path / "work"
         (work_dir / "load").mkdir(parents=True, exist_ok=True)
-        target = make_target(scenario, work_dir / "replicas", self.event)
+
+        placement = self._placement()
+        self.metadata["cpu_placement"] = dataclasses.asdict(placement) if placement else None
+        limiter: CgroupCpuLimiter | None = None
+        # The quota is the limit when one is set, else the request: what a replica may use at most.
+        quota_cores = scenario.resources.limits.cpu_cores or scenario.resources.requests.cpu_cores
+        if scenario.target.kind == "local" and quota_cores is not None:
+            limiter = CgroupCpuLimiter(self.run_id)
+            self.resources.add("cpu limits", limiter.cleanup)
+
+        def on_replica_started(replica_id: str, pid: int) -> None:
+            if limiter is not None:
+                limiter.limit(replica_id, pid, quota_cores)
+                for warning in limiter.warnings:
+                    if warning not in self.warnings:
+                        self.warnings.append(warning)
+
+        context = TargetContext(
+            work_dir=work_dir / "replicas",
+            on_event=self.event,
+            replica_cpus=placement.replica_cpus if placement else None,
+            on_replica_started=on_replica_started,
+        )
+        target = make_target(scenario, context)
         self.target = target
         self.resources.add("target", target.stop)
         initial = scenario.target.replicas
-        if scenario.autoscaling is not None and scenario.autoscaling.enabled:
-            initial = min(max(initial, scenario.autoscaling.min_replicas), scenario.autoscaling.max_replicas)
+        autoscaling = scenario.autoscaling if scenario.autoscaling and scenario.autoscaling.enabled else None
+        if autoscaling is not None:
+            check_supported(autoscaling)
+            initial = min(max(initial, autoscaling.min_replicas), autoscaling.max_replicas)
         self.log(f"starting {initial} replica(s) on the {target.name} target")
         started_s = time.time()
         target.start(initial)
         self.log(f"replicas ready in {time.time() - started_s:.1f} s")
+
+        collector = MetricsCollector(
+            target,
+            self.run_dir,
+            scenario.metrics.interval_s,
+            scenario.service.metrics_path,
+            cpu_request_cores=scenario.resources.requests.cpu_cores,
+            endpoints={scenario.service.endpoint},
+        )
+        collector.start()
+        self.collector = collector
+        self.resources.add("metrics collector", collector.stop)
+
+        if autoscaling is not None and not target.scales_itself:
+            autoscaler = LocalAutoscaler(
+                autoscaling,
+                target,
+                collector.latest,
+                cpu_request_cores=scenario.resources.requests.cpu_cores,
+                sample_interval_s=scenario.metrics.interval_s,
+                on_event=self.event,
+            )
+            autoscaler.start()
+            self.resources.add("autoscaler", autoscaler.stop)
+
+        if scenario.metrics.exporter_port is not None:
+            exporter = HarnessExporter(self.run_id, scenario.name, port=scenario.metrics.exporter_port)
+            port = exporter.start()
+            self.exporter = exporter
+            self.metadata["exporter_url"] = exporter.url
+            self.log(f"harness metrics on http://127.0.0.1:{port}/metrics")
+            self.resources.add("metrics exporter", exporter.stop)
 
         endpoints_file = work_dir / "endpoints.json"
         publisher = EndpointPublisher(target, endpoints_file)
@@ -298,12 +429,13 @@ class Run:
             self._on_interval,
             json_file=self.run_dir.file("locust.json"),
             log_file=work_dir / "load" / "locust.log",
+            cpus=placement.loadgen_cpus if placement else None,
         )
         self.resources.add("load generator", locust.stop)
         self.log(f"driving load for {locust.planned_duration_s:.0f} s")
         locust.start()
         try:
-            locust.wait(should_stop=lambda: self._watch_progress(locust))
+            locust.wait(should_stop=lambda: self._update_live(locust))
         finally:
             self.test_start_s = locust.tail.test_start_s
             self.load_ended_s = time.time()
@@ -311,21 +443,47 @@ class Run:
                 windows = stage_windows(scenario, self.test_start_s, self.load_ended_s)
                 self.run_dir.write_json("stages.json", windows)
 
-    def _watch_progress(self, locust: LocustProcess) -> bool:
-        start = locust.tail.test_start_s
-        if start is not None and self.intervals:
-            last = self.intervals[-1]
-            self.progress({"elapsed_s": time.time() - start, "stage": last.stage, "total_s": self.scenario.duration_s})
-        if self.target is not None:
-            for replica in self.target.replicas():
-                if replica.crashed:
-                    pass  # recorded as an event by the target; the stage becomes INCONCLUSIVE
+    def _update_live(self, locust: LocustProcess) -> bool:
+        """Feed live progress and the harness's own metrics from the latest interval; never stops the run."""
+        start_s = locust.tail.test_start_s
+        if start_s is None or not self.intervals:
+            return False
+        now_s = time.time()
+        latest_end_s = self.intervals[-1].t_end_s
+        recent = [i for i in self.intervals if i.t_end_s >= latest_end_s - 1e-6]
+        histogram = LatencyHistogram.merged(LatencyHistogram.decode(i.latency_hdr) for i in recent)
+        duration_s = max(max(i.t_end_s - i.t_start_s for i in recent), 1e-3)
+        rps = sum(i.requests for i in recent) / duration_s
+        offered = [i.offered_rps for i in recent if i.offered_rps is not None]
+        snapshot = self.collector.latest() if self.collector else None
+        stage_names = [stage.name for stage in self.scenario.stages]
+        stage = recent[-1].stage
+        p = {q: (histogram.value_at_percentile_s(q) if histogram.count else None) for q in (50.0, 95.0, 99.0)}
+        self.progress(
+            ProgressSnapshot(
+                stage=stage,
+                stage_index=stage_names.index(stage) if stage in stage_names else 0,
+                stage_count=len(stage_names),
+                elapsed_s=now_s - start_s,
+                total_s=self.scenario.duration_s,
+                rps=rps,
+                p95_s=p[95.0],
+                ready_replicas=snapshot.ready_replicas if snapshot else None,
+                desired_replicas=snapshot.desired_replicas if snapshot else None,
+                errors=sum(i.failures for i in self.intervals),
+                requests=sum(i.requests for i in self.intervals),
+            )
+        )
+        if self.exporter is not None:
+            self.exporter.set_achieved_rps(rps)
+            self.exporter.set_offered_rps(sum(offered) if offered else None)
+            self.exporter.set_latency_s(p[50.0], p[95.0], p[99.0])
+            if snapshot is not None:
+                self.exporter.set_replicas(snapshot.desired_replicas, snapshot.ready_replicas)
+            new_errors = sum(i.failures for i in recent)
+            if new_errors:
+                self.exporter.add_errors(new_errors)
         return False
-
-    def _conclude(self) -> Verdict | None:
-        from harness.conclude import conclude_run
-
-        return conclude_run(self.run_dir, self.scenario, self.warnings)
 
 
 class EndpointPublisher:
@@ -361,5 +519,89 @@ class EndpointPublisher:
             self._thread.join(timeout=5)
 
 
-def read_json_file(path: Path) -> Any:
-    return json.loads(path.read_text())
+# --------------------------------------------------------------------------- the CLI's verbs
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def run_scenario(path: Path, overrides: dict[str, Any], *, json_progress: bool = False) -> int:
+    """`harness run`: run one scenario, print its verdict table, return the exit code."""
+    from harness.config import load_scenario
+    from harness.report.console import print_verdict
+    from harness.report.progress import ProgressReporter
+
+    scenario = load_scenario(path, overrides)
+    console = _console()
+    reporter = ProgressReporter(mode="json" if json_progress else None)
+    run = Run(scenario, progress=reporter.update, log=lambda message: reporter.log(message))
+    try:
+        outcome = run.execute()
+    finally:
+        reporter.close()
+    if outcome.verdict is not None and not json_progress:
+        print_verdict(outcome.verdict, console)
+    console.print(f"run directory: {outcome.run_dir}")
+    return outcome.exit_code
+
+
+def rerender(run_dir_path: Path) -> list[Path]:
+    """`harness report`: recompute the verdict from the raw records and re-render every report."""
+    if not run_dir_path.is_dir():
+        raise ReportError(f"{run_dir_path}: not a run directory")
+    run_dir = RunDirectory(run_dir_path)
+    conclude_run(run_dir)
+    return [run_dir.file("verdict.json"), *write_reports(run_dir)]
+
+
+def compare_runs(
+    baseline_path: Path, candidate_path: Path, *, alpha: float, min_effect: float, html_out: Path | None
+) -> int:
+    """`harness compare`: significant regressions between two runs; 1 when any, else 0."""
+    from harness.analysis.compare import compare
+    from harness.report.compare import comparison_rows, print_comparison, render_comparison_html
+    from harness.summaries import run_summary
+
+    baseline_dir, candidate_dir = RunDirectory(baseline_path), RunDirectory(candidate_path)
+    comparison = compare(run_summary(baseline_dir), run_summary(candidate_dir), alpha=alpha, min_effect=min_effect)
+    print_comparison(comparison, _console())
+    if html_out is not None:
+        html_out.write_text(render_comparison_html(baseline_dir, candidate_dir, comparison_rows(comparison)))
+    return 1 if comparison.regressed else 0
+
+
+def sweep_scenario(
+    path: Path,
+    overrides: dict[str, Any],
+    *,
+    initial_rps: float,
+    max_rps: float,
+    tolerance: float,
+    probe_s: float | None,
+) -> int:
+    """`harness sweep`: bracket-then-bisect search for the maximum sustainable arrival rate."""
+    from harness.config import load_scenario
+    from harness.sweep import run_sweep
+
+    return run_sweep(
+        load_scenario(path, overrides),
+        initial_rps=initial_rps,
+        max_rps=max_rps,
+        tolerance=tolerance,
+        min_probe_s=probe_s,
+        console=_console(),
+    )
+
+
+def build_image(path: Path, *, base_image: str | None, ca_bundle: Path | None, tag: str | None) -> str:
+    """`harness build`: bentoml build plus containerisation; returns the image tag and figures."""
+    from harness.build import build_bento, containerize
+    from harness.config import load_scenario
+
+    scenario = load_scenario(path)
+    bento_tag = build_bento(scenario.service, None)
+    image = containerize(bento_tag, base_image, ca_bundle, tag)
+    return f"{image.tag} ({image.size_bytes / 2**20:.0f} MiB, built in {image.build_s:.0f} s)"

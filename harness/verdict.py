@@ -190,6 +190,9 @@ def _judge_stage(objective: Objective, stage: StageResult, confidence: float) ->
     if stage.invalid_reasons:
         reason = "stage invalid: " + "; ".join(stage.invalid_reasons)
         return _result(objective, stage.name, Status.INCONCLUSIVE, measured, ci_low, ci_high, reason)
+    shortfall = stage.sample_shortfalls.get(percentile_key(objective.percentile)) if objective.percentile else None
+    if shortfall is not None:
+        return _result(objective, stage.name, Status.INCONCLUSIVE, measured, ci_low, ci_high, shortfall)
     if measured is None:
         return _result(objective, stage.name, Status.INCONCLUSIVE, None, None, None, missing)
     bound = _Bound.of(objective)

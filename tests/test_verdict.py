@@ -356,3 +356,33 @@ def test_confidence_widens_intervals() -> None:
     wide = only(judge([stage()], [objective("throughput_rps", min=1)], confidence=0.99))
     assert narrow.ci_low is not None and wide.ci_low is not None and wide.ci_low < narrow.ci_low
     assert not math.isnan(wide.ci_low)
+
+
+def test_a_percentile_sample_shortfall_only_affects_that_percentiles_objectives() -> None:
+    from harness.analysis.latency import LatencyHistogram
+    from harness.analysis.stages import summarize_stages
+    from harness.config import Objective, ValidityConfig
+    from harness.model import ClientInterval, StageWindow, Status
+
+    histogram = LatencyHistogram()
+    for _ in range(50):
+        histogram.record_s(0.01)
+    intervals = [
+        ClientInterval(float(t), float(t + 1), 0, "s", 4, None, 0, 50, 0, {}, histogram.encode()) for t in range(10)
+    ]
+    (stage,) = summarize_stages(
+        [StageWindow("s", 0.0, 10.0, True, 4, None)], intervals, [], [], ValidityConfig(), judged_percentiles=(95, 99)
+    )
+    results = judge(
+        [stage],
+        [
+            Objective(metric="latency_p99_ms", max=100),
+            Objective(metric="latency_p95_ms", max=100),
+            Objective(metric="error_rate", max=0.05),
+        ],
+    )
+    by_metric = {r.metric: r for r in results}
+    assert by_metric["latency_p99_ms"].status == Status.INCONCLUSIVE
+    assert "too few samples for p99" in by_metric["latency_p99_ms"].reason
+    assert by_metric["latency_p95_ms"].status == Status.PASS
+    assert by_metric["error_rate"].status == Status.PASS

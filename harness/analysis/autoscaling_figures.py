@@ -97,7 +97,8 @@ def step_autoscaling(
         if not before and not inside:
             continue
         at_step = before[-1] if before else inside[0]
-        observed = [at_step, *inside]
+        # Every sample at the step's moment counts (several can share one timestamp).
+        observed = [c for c in before if c.t_s == at_step.t_s] + inside if before else inside
         points = sorted((p for p in series if p.stage == window.name), key=lambda p: p.elapsed_s)
         if p95_objective_s is None:
             recovered_s, violation_s = None, None

@@ -1,7 +1,8 @@
 """Per-stage results: throughput, errors, latency percentiles with CIs, replicas, and validity checks.
 
 A stage is *invalid* (its objectives become INCONCLUSIVE) when its measurement cannot be trusted.
-The rules, each adding one reason to `StageResult.invalid_reasons`:
+Rule (a) concerns one percentile only and goes to `StageResult.sample_shortfalls` (only objectives
+on that percentile become INCONCLUSIVE); the others each add a reason to `invalid_reasons`:
 
 (a) Too few samples: for every judged percentile q, the successful requests n must satisfy
     n >= ceil(min_tail_samples / (1 - q/100)) (`min_samples_for_percentile`).
@@ -126,10 +127,11 @@ def _summarize(
         reasons.append(f"stage window has no duration ({window.start_s:.3f} .. {window.end_s:.3f})")
     if requests == 0:
         reasons.append("no requests completed in this stage")
+    shortfalls: dict[str, str] = {}
     for q in judged:
         needed = min_samples_for_percentile(q, validity.min_tail_samples)
         if histogram.count < needed:
-            reasons.append(
+            shortfalls[percentile_key(q)] = (
                 f"too few samples for {percentile_key(q)}: {histogram.count} successful requests, "
                 f"need at least {needed} (min_tail_samples={validity.min_tail_samples})"
             )
@@ -158,6 +160,7 @@ def _summarize(
         replicas_max=max(ready) if ready else None,
         loadgen_cpu_max_cores=max(cpu) if cpu else None,
         invalid_reasons=reasons,
+        sample_shortfalls=shortfalls,
     )
 
 

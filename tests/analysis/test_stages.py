@@ -109,17 +109,18 @@ def test_no_requests_is_invalid_and_has_no_error_rate() -> None:
 
 def test_too_few_samples_names_percentile_samples_and_minimum() -> None:
     (stage,) = summarize(steady_intervals(per_second=50))  # 500 samples: enough for p95 (200), not p99 (1000)
-    assert stage.invalid_reasons == [
-        "too few samples for p99: 500 successful requests, need at least 1000 (min_tail_samples=10)"
-    ]
+    assert stage.sample_shortfalls == {
+        "p99": "too few samples for p99: 500 successful requests, need at least 1000 (min_tail_samples=10)"
+    }
+    assert stage.invalid_reasons == [], "a p99 shortfall does not invalidate the stage's other measurements"
 
 
 def test_judged_percentiles_limit_the_sample_rule() -> None:
     (stage,) = summarize(steady_intervals(per_second=50), judged_percentiles=(95,))
-    assert stage.invalid_reasons == []
+    assert stage.sample_shortfalls == {}
     assert "p99" in stage.latency  # still computed for the report
     (stage,) = summarize(steady_intervals(per_second=50), judged_percentiles=(99.9,))
-    assert len(stage.invalid_reasons) == 1 and "p99.9" in stage.invalid_reasons[0]
+    assert list(stage.sample_shortfalls) == ["p99.9"]
     assert "p99.9" in stage.latency
 
 
@@ -127,9 +128,9 @@ def test_failures_do_not_count_as_latency_samples() -> None:
     intervals = [interval(float(t), [0.01] * 50, failures=60) for t in range(10)]
     (stage,) = summarize(intervals, judged_percentiles=(95,))
     assert stage.requests == 1100
-    assert stage.invalid_reasons == []
+    assert stage.sample_shortfalls == {}
     (stage,) = summarize(intervals, judged_percentiles=(99,))
-    assert "500 successful requests" in stage.invalid_reasons[0]
+    assert "500 successful requests" in stage.sample_shortfalls["p99"]
 
 
 # --------------------------------------------------------------------------- (b) load generator bottleneck
