@@ -117,7 +117,6 @@ def conclude_run(run_dir: RunDirectory, scenario: Scenario | None = None, warnin
         )
         cpu, rss = _replica_usage_at(samples, best.start_s, best.end_s) if best else (None, None)
         p95 = best.latency.get("p95") if best else None
-        p50 = best.latency.get("p50") if best else None
         capacity = plan_capacity(
             saturation.max_sustainable_rps_per_replica,
             scenario.capacity,
@@ -125,7 +124,7 @@ def conclude_run(run_dir: RunDirectory, scenario: Scenario | None = None, warnin
             cpu,
             rss,
             p95.value_s if p95 else None,
-            p50.value_s if p50 else None,
+            best.latency_mean_s if best else None,
         )
         if capacity is None:
             all_warnings.append(f"no capacity plan for {scenario.capacity.target_peak_rps:g} rps: {saturation.reason}")

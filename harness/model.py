@@ -158,6 +158,7 @@ class StageResult:
     invalid_reasons: list[str] = field(default_factory=list)
     # Percentiles ("p99") with too few samples to be judged, and why; other objectives stay judgeable.
     sample_shortfalls: dict[str, str] = field(default_factory=dict)
+    latency_mean_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -561,15 +561,22 @@ def compare_runs(
     baseline_path: Path, candidate_path: Path, *, alpha: float, min_effect: float, html_out: Path | None
 ) -> int:
     """`harness compare`: significant regressions between two runs; 1 when any, else 0."""
-    from harness.analysis.compare import compare
-    from harness.report.compare import comparison_rows, print_comparison, render_comparison_html
-    from harness.summaries import run_summary
+    from harness.analysis.compare import compare, summarize_run
+    from harness.report import render_comparison_html
+    from harness.report.console import comparison_rows, print_comparison
 
-    baseline_dir, candidate_dir = RunDirectory(baseline_path), RunDirectory(candidate_path)
-    comparison = compare(run_summary(baseline_dir), run_summary(candidate_dir), alpha=alpha, min_effect=min_effect)
+    summaries = []
+    run_dirs = []
+    for path in (baseline_path, candidate_path):
+        if not path.is_dir():
+            raise ReportError(f"{path}: not a run directory")
+        run_dir = RunDirectory(path)
+        run_dirs.append(run_dir)
+        summaries.append(summarize_run(run_dir.read_stages(), run_dir.read_records(ClientInterval)))
+    comparison = compare(summaries[0], summaries[1], alpha=alpha, min_effect=min_effect)
     print_comparison(comparison, _console())
     if html_out is not None:
-        html_out.write_text(render_comparison_html(baseline_dir, candidate_dir, comparison_rows(comparison)))
+        html_out.write_text(render_comparison_html(run_dirs[0], run_dirs[1], comparison_rows(comparison)))
     return 1 if comparison.regressed else 0
 
 

@@ -161,6 +161,7 @@ def _summarize(
         loadgen_cpu_max_cores=max(cpu) if cpu else None,
         invalid_reasons=reasons,
         sample_shortfalls=shortfalls,
+        latency_mean_s=histogram.mean_s() if histogram.count else None,
     )
 
 
