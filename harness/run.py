@@ -352,15 +352,16 @@ class Run:
         placement = self._placement()
         self.metadata["cpu_placement"] = dataclasses.asdict(placement) if placement else None
         limiter: CgroupCpuLimiter | None = None
-        # The quota is the limit when one is set, else the request: what a replica may use at most.
-        quota_cores = scenario.resources.limits.cpu_cores or scenario.resources.requests.cpu_cores
-        if scenario.target.kind == "local" and quota_cores is not None:
+        # As the kubelet does: limits.cpu becomes a CFS quota, requests.cpu a relative CPU weight.
+        quota_cores = scenario.resources.limits.cpu_cores
+        request_cores = scenario.resources.requests.cpu_cores
+        if scenario.target.kind == "local" and (quota_cores is not None or request_cores is not None):
             limiter = CgroupCpuLimiter(self.run_id)
             self.resources.add("cpu limits", limiter.cleanup)
 
         def on_replica_started(replica_id: str, pid: int) -> None:
             if limiter is not None:
-                limiter.limit(replica_id, pid, quota_cores)
+                limiter.limit(replica_id, pid, quota_cores, request_cores=request_cores)
                 for warning in limiter.warnings:
                     if warning not in self.warnings:
                         self.warnings.append(warning)

@@ -134,31 +134,46 @@ class CgroupCpuLimiter:
 
     # ------------------------------------------------------------------ public
 
-    def limit(self, replica: str, pid: int, cpu_cores: float | None, cpus: Sequence[int] | None = None) -> Path | None:
-        """Enforce `cpu_cores` (None: no quota) on a process tree and pin it to `cpus` (None: no pinning);
-        returns the replica's cgroup, or None when no quota was set."""
+    def limit(
+        self,
+        replica: str,
+        pid: int,
+        cpu_cores: float | None,
+        cpus: Sequence[int] | None = None,
+        *,
+        request_cores: float | None = None,
+    ) -> Path | None:
+        """Enforce `cpu_cores` as a quota (None: no quota) and `request_cores` as a relative weight (None:
+        the default weight) on a process tree, and pin it to `cpus` (None: no pinning); returns the
+        replica's cgroup, or None when neither was set. This is how the kubelet enforces a container's
+        limits.cpu (CFS quota) and requests.cpu (cpu.shares / cpu.weight)."""
         group = None
-        if cpu_cores is not None:
-            group = self.create(replica, cpu_cores)
+        if cpu_cores is not None or request_cores is not None:
+            group = self.create(replica, cpu_cores, request_cores=request_cores)
             if group is not None:
                 self.add_process_tree(replica, pid)
         if cpus is not None:
             self.pin(pid, cpus)
         return group
 
-    def create(self, replica: str, cpu_cores: float) -> Path | None:
-        """Make (or update) the replica's cgroup with a quota of `cpu_cores`; None (and a warning) if not possible."""
+    def create(self, replica: str, cpu_cores: float | None, *, request_cores: float | None = None) -> Path | None:
+        """Make (or update) the replica's cgroup with a quota of `cpu_cores` (None: unlimited) and a weight
+        for `request_cores`; None (and a warning) if not possible."""
         if not _NAME.match(replica):
             raise ConfigError(f"CPU limiter: replica id '{replica}' must match {_NAME.pattern}")
-        if not cpu_cores > 0:
-            raise ConfigError(f"CPU limiter: cpu request must be positive, got {cpu_cores}")
+        for name, value in (("cpu limit", cpu_cores), ("cpu request", request_cores)):
+            if value is not None and not value > 0:
+                raise ConfigError(f"CPU limiter: {name} must be positive, got {value}")
+        shown = cpu_cores if cpu_cores is not None else request_cores
         if self.run_group is None or self._mount is None:
             self._warn(
-                f"replica {replica}: no cgroup cpu controller found; its cpu request of {cpu_cores:g} cores "
+                f"replica {replica}: no cgroup cpu controller found; its cpu budget of {shown:g} cores "
                 "is not enforced"
             )
             return None
-        quota_us = max(CFS_QUOTA_MIN_US, round(cpu_cores * CFS_PERIOD_US))
+        quota_us = None if cpu_cores is None else max(CFS_QUOTA_MIN_US, round(cpu_cores * CFS_PERIOD_US))
+        # The kubelet's conversions: shares = request x 1024; cgroup v2 weight from shares.
+        shares = None if request_cores is None else max(2, round(request_cores * 1024))
         group = self.run_group / replica
         with self._lock:
             try:
@@ -170,14 +185,19 @@ class CgroupCpuLimiter:
                 group.mkdir(exist_ok=True)
                 self._groups[replica] = group
                 if self.layout == "v2":
-                    (group / "cpu.max").write_text(f"{quota_us} {CFS_PERIOD_US}\n")
+                    (group / "cpu.max").write_text(f"{quota_us if quota_us else 'max'} {CFS_PERIOD_US}\n")
+                    if shares is not None:
+                        weight = 1 + ((shares - 2) * 9999) // 262142
+                        (group / "cpu.weight").write_text(f"{weight}\n")
                 else:
                     (group / "cpu.cfs_period_us").write_text(f"{CFS_PERIOD_US}\n")
-                    (group / "cpu.cfs_quota_us").write_text(f"{quota_us}\n")
+                    (group / "cpu.cfs_quota_us").write_text(f"{quota_us if quota_us else -1}\n")
+                    if shares is not None:
+                        (group / "cpu.shares").write_text(f"{shares}\n")
             except OSError as error:
                 self._warn(
-                    f"replica {replica}: cannot set a cpu quota of {cpu_cores:g} cores in {group} "
-                    f"({error.strerror or error}); its cpu request is not enforced"
+                    f"replica {replica}: cannot set a cpu budget of {shown:g} cores in {group} "
+                    f"({error.strerror or error}); it is not enforced"
                 )
                 return None
         return group

@@ -32,6 +32,12 @@ from harness.metrics.resources import ProcessTreeSampler
 from harness.targets.base import ReplicaInfo, ResourceUse
 
 _PR_SET_PDEATHSIG = 1
+# Kubernetes' readiness probe defaults: timeoutSeconds 1, failureThreshold 3 (period shortened).
+READINESS_TIMEOUT_S = 1.0
+READINESS_FAILURE_THRESHOLD = 3
+READINESS_PERIOD_S = 1.0
+# Seconds a replica removed by a scale-down keeps serving in-flight requests before SIGTERM.
+DRAIN_S = 2.0
 
 
 def free_port() -> int:
@@ -58,7 +64,9 @@ def bentoml_config_options(scenario: Scenario) -> str:
     service_class = scenario.service.service.split(":")[-1]
     options = {f"services.{service_class}.logging.access.enabled": False}
     options.update(flatten_config(scenario.service.bentoml_config))
-    return " ".join(f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in options.items())
+    return " ".join(
+        f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in options.items()
+    )
 
 
 def _die_with_parent() -> None:
@@ -135,7 +143,6 @@ class LocalTarget:
         self._counter = 0
         self._lock = threading.RLock()
         self._stop = threading.Event()
-        self._watcher: threading.Thread | None = None
         self._bentoml = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or "bentoml"
 
     # ------------------------------------------------------------------ Target protocol
@@ -143,8 +150,6 @@ class LocalTarget:
     def start(self, replicas: int) -> None:
         """Start `replicas` replicas and block until all are ready, or raise DeployError with the cause."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self._watcher = threading.Thread(target=self._watch, name="local-target-readiness", daemon=True)
-        self._watcher.start()
         self.scale(replicas)
         deadline_s = time.time() + self.scenario.target.startup_timeout_s
         while True:
@@ -181,7 +186,7 @@ class LocalTarget:
             for replica in sorted(alive, key=lambda r: r.started_at_s, reverse=True)[: max(0, len(alive) - replicas)]:
                 replica.stopping = True
                 replica.ready = False
-                threading.Thread(target=self._terminate, args=(replica,), daemon=True).start()
+                threading.Thread(target=self._drain_and_terminate, args=(replica,), daemon=True).start()
 
     def desired_replicas(self) -> int:
         return self._desired
@@ -228,8 +233,6 @@ class LocalTarget:
             thread.start()
         for thread in threads:
             thread.join(timeout=20)
-        if self._watcher is not None:
-            self._watcher.join(timeout=5)
 
     # ------------------------------------------------------------------ internals
 
@@ -286,36 +289,52 @@ class LocalTarget:
             cpus=cpus,
         )
         self._replicas[replica_id] = replica
+        threading.Thread(target=self._probe, args=(replica,), name=f"probe-{replica_id}", daemon=True).start()
         self.on_event("replica_started", {"replica": replica_id, "pid": process.pid, "port": port})
         if self.on_replica_started is not None:
             self.on_replica_started(replica_id, process.pid)
 
-    def _watch(self) -> None:
-        """Poll readiness and notice crashes until stopped."""
-        readiness_path = self.scenario.service.readiness_path
-        while not self._stop.is_set():
-            with self._lock:
-                current = [r for r in self._replicas.values() if not r.stopping]
-            for replica in current:
-                if replica.process.poll() is not None:
-                    if not replica.crashed and not replica.stopping:
-                        replica.crashed = True
-                        replica.ready = False
-                        self.on_event(
-                            "replica_crashed",
-                            {"replica": replica.id, "exit_code": replica.process.returncode,
-                             "log_tail": self.log_tail(replica.id)},
-                        )
-                    continue
-                ready = http_ok(replica.base_url + readiness_path, timeout_s=max(self.poll_s, 0.5))
-                if ready and not replica.ready and not replica.stopping:
+    def _probe(self, replica: _Replica) -> None:
+        """Readiness probing of one replica, with Kubernetes' default semantics: one success makes it
+        ready, `READINESS_FAILURE_THRESHOLD` consecutive failures (each a `READINESS_TIMEOUT_S` probe)
+        make it unready, so one slow answer from a busy replica does not take it out of rotation."""
+        readiness_url = replica.base_url + self.scenario.service.readiness_path
+        failures = 0
+        while not self._stop.is_set() and not replica.stopping:
+            if replica.process.poll() is not None:
+                if not replica.stopping:
+                    replica.crashed = True
+                    replica.ready = False
+                    self.on_event(
+                        "replica_crashed",
+                        {
+                            "replica": replica.id,
+                            "exit_code": replica.process.returncode,
+                            "log_tail": self.log_tail(replica.id),
+                        },
+                    )
+                return
+            if http_ok(readiness_url, timeout_s=READINESS_TIMEOUT_S):
+                failures = 0
+                if not replica.ready and not replica.stopping:
                     replica.ready_at_s = replica.ready_at_s or time.time()
+                    replica.ready = True
                     self.on_event(
                         "replica_ready",
                         {"replica": replica.id, "startup_s": round(replica.ready_at_s - replica.started_at_s, 3)},
                     )
-                replica.ready = ready and not replica.stopping
-            self._stop.wait(self.poll_s)
+            else:
+                failures += 1
+                if replica.ready and failures >= READINESS_FAILURE_THRESHOLD:
+                    replica.ready = False
+                    self.on_event("replica_unready", {"replica": replica.id, "failed_probes": failures})
+            # Fast polling until first ready keeps startup times precise; then probe like a kubelet.
+            self._stop.wait(self.poll_s if replica.ready_at_s is None else READINESS_PERIOD_S)
+
+    def _drain_and_terminate(self, replica: _Replica) -> None:
+        # Like a preStop hook: leave the load balancer first, let in-flight requests finish, then stop.
+        self._stop.wait(DRAIN_S)
+        self._terminate(replica)
 
     def _terminate(self, replica: _Replica, grace_s: float = 10.0) -> None:
         process = replica.process

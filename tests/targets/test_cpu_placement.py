@@ -229,3 +229,21 @@ def test_without_privileges_the_limiter_degrades_to_warnings() -> None:
     assert any("not enforced" in warning for warning in report["warnings"])
     # Pinning one's own process needs no privilege.
     assert report["affinity"] == [0]
+
+
+@pytest.mark.integration
+def test_a_cpu_request_becomes_a_weight_and_no_quota(busy_process: subprocess.Popen[bytes]) -> None:
+    limiter = CgroupCpuLimiter(f"test-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        group = limiter.limit("replica-1", busy_process.pid, None, request_cores=0.5)
+        assert group is not None, limiter.warnings
+        if limiter.layout == "v1":
+            assert (group / "cpu.shares").read_text().strip() == "512"  # the kubelet's 0.5 x 1024
+            assert (group / "cpu.cfs_quota_us").read_text().strip() == "-1"
+        else:
+            assert (group / "cpu.max").read_text().split()[0] == "max"
+            assert int((group / "cpu.weight").read_text()) == 1 + (512 - 2) * 9999 // 262142
+        # A weight alone does not cap an idle machine: the tree may use more than its request.
+        assert tree_cores(busy_process.pid, 1.0) > 0.55
+    finally:
+        limiter.cleanup()
