@@ -19,11 +19,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
 	touch $(STAMP)
 
+# On a machine that reaches no container registry, the Docker target builds on a local base image
+# (scripts/docker-setup.sh makes it) and installs packages with this machine's CA bundle.
+DOCKER_BUILD_FLAGS ?= --base-image harness-python:bookworm --ca-bundle /etc/ssl/certs/ca-certificates.crt
+
 loadtest: setup
 ifeq ($(TARGET),docker)
 	bash scripts/docker-setup.sh
-endif
+	$(BIN)/harness run $(SCENARIO) --target docker $(DOCKER_BUILD_FLAGS)
+else
 	$(BIN)/harness run $(SCENARIO) --target $(TARGET)
+endif
 
 lint: setup
 	$(BIN)/ruff format --check harness tests bench examples

@@ -64,6 +64,8 @@ def cli() -> None:
 @click.option("--run-id", help="Override output.run_id.")
 @click.option("--exporter-port", type=int, help="Serve the harness's live metrics on this 127.0.0.1 port.")
 @click.option("--pushgateway", help="Push the final verdict figures to this Prometheus Pushgateway URL.")
+@click.option("--base-image", help="Docker/Kubernetes targets: base image for the service image build.")
+@click.option("--ca-bundle", type=click.Path(path_type=Path), help="CA bundle for package installs in the build.")
 @click.option("--set", "sets", multiple=True, help="Override any scenario field: --set stages.0.users=8")
 @click.option("--json", "json_progress", is_flag=True, help="Progress as JSON lines (for machines).")
 @_debug_option
@@ -76,6 +78,8 @@ def run(
     run_id: str | None,
     exporter_port: int | None,
     pushgateway: str | None,
+    base_image: str | None,
+    ca_bundle: Path | None,
     sets: tuple[str, ...],
     json_progress: bool,
     debug: bool,
@@ -93,6 +97,8 @@ def run(
             ("output.run_id", run_id),
             ("metrics.exporter_port", exporter_port),
             ("metrics.pushgateway_url", pushgateway),
+            ("build.base_image", base_image),
+            ("build.ca_bundle", str(ca_bundle.resolve()) if ca_bundle else None),
         ):
             if value is not None:
                 overrides[key] = value
@@ -142,7 +148,9 @@ def report(run_dir: Path, debug: bool) -> None:
 @click.option("--min-effect", default=0.05, show_default=True, help="Smallest relative change that counts.")
 @click.option("--html", "html_out", type=click.Path(path_type=Path), help="Write a side-by-side HTML report.")
 @_debug_option
-def compare(baseline: Path, candidate: Path, alpha: float, min_effect: float, html_out: Path | None, debug: bool) -> None:
+def compare(
+    baseline: Path, candidate: Path, alpha: float, min_effect: float, html_out: Path | None, debug: bool
+) -> None:
     """Compare two run directories; exit 1 on a statistically significant regression."""
     from harness.run import compare_runs
 

@@ -96,6 +96,18 @@ class Resources(BaseModel):
     limits: ResourceAmounts = Field(default_factory=ResourceAmounts)
 
 
+class BuildConfig(BaseModel):
+    """How the service's container image is built (docker and kubernetes targets, `harness build`)."""
+
+    model_config = _STRICT
+    base_image: str | None = Field(
+        default=None, description="replace BentoML's base image (e.g. one built locally where no registry is reachable)"
+    )
+    ca_bundle: Path | None = Field(
+        default=None, description="CA bundle for package installs during the build (TLS-intercepting proxies)"
+    )
+
+
 class DockerTargetConfig(BaseModel):
     model_config = _STRICT
     image: str | None = Field(default=None, description="image to run; default: the built bento's tag")
@@ -402,6 +414,7 @@ class Scenario(BaseModel):
     validity: ValidityConfig = Field(default_factory=ValidityConfig)
     capacity: CapacityConfig = Field(default_factory=CapacityConfig)
     autoscaling: AutoscalingConfig | None = None
+    build: BuildConfig = Field(default_factory=BuildConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 

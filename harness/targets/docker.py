@@ -164,13 +164,15 @@ class DockerTarget:
             )
         try:
             self.client.images.get(self.image)
+            leftovers = remove_run_containers(self.client, self.run_id)
         except ImageNotFound as error:
             raise DeployError(
                 f"image '{self.image}' does not exist on the local Docker daemon",
                 hint="build it (harness.build.containerize) or fix target.docker.image",
             ) from error
+        except DockerException as error:
+            raise DeployError(f"the Docker daemon refused a request: {error}") from error
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        leftovers = remove_run_containers(self.client, self.run_id)
         if leftovers:
             self.on_event("containers_removed", {"reason": "left by an earlier run", "containers": leftovers})
         self._stop.clear()
@@ -194,6 +196,8 @@ class DockerTarget:
                 return
             if time.time() > deadline_s:
                 waiting = [r for r in current if not r.ready]
+                if not waiting:
+                    raise DeployError(f"only {len(current)} of {replicas} containers exist after {timeout_s:g} s")
                 names = ", ".join(r.name for r in waiting)
                 raise DeployError(
                     f"container(s) {names} not ready on {self.scenario.service.readiness_path} within "

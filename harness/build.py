@@ -1,0 +1,355 @@
+"""Build the service under test: `bentoml build` into a bento, then a container image of that bento.
+
+The image is built from BentoML's own generated Dockerfile, patched in a copy of the bento (never in the
+user's project or bento store): an optional base-image override, an optional CA bundle for pip/uv behind
+a TLS-inspecting proxy, and a slimmer system-package line (see `_slim_system_packages`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.config import ServiceConfig
+from harness.errors import BuildError
+
+# The image every bento container starts from on a machine without a registry (scripts/docker-setup.sh).
+LOCAL_BASE_IMAGE = "harness-python:bookworm"
+IMAGE_LABEL = "harness.bento"
+BASE_IMAGE_LABEL = "harness.base-image"
+_CA_IN_CONTEXT = "harness-ca-bundle.crt"
+_CA_IN_IMAGE = "/usr/local/share/harness/bento-ca-bundle.crt"
+_DOCKERFILE = "harness.Dockerfile"
+_TAIL_LINES = 15
+
+# BentoML renders exactly one stage: `FROM <image> AS base-container`.
+_FROM_LINE = re.compile(r"^FROM[ \t]+(?P<image>\S+)[ \t]+AS[ \t]+base-container[ \t]*$", re.IGNORECASE | re.MULTILINE)
+# BentoML's default Debian setup line: a compiler, git and gnupg add about 250 MB to every image.
+_DEFAULT_APT_LINE = re.compile(
+    r"^RUN apt-get update && apt-get install (?P<flags>[^\n]*?)ca-certificates gnupg2 bash build-essential git[ \t]*$",
+    re.MULTILINE,
+)
+
+_CONTAINERFILE_SCRIPT = """
+import sys, bentoml
+bento = bentoml.get(sys.argv[1])
+bentoml.container.get_containerfile(sys.argv[1], output_path=sys.argv[2], enable_buildkit=False)
+print(bento.path)
+"""
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """A container image of a bento: its tag, size, and how long building it took (0 when reused)."""
+
+    tag: str
+    size_bytes: int
+    build_s: float
+    reused: bool = False
+
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _tail(text: str, lines: int = _TAIL_LINES) -> str:
+    plain = _ANSI_ESCAPE.sub("", text)
+    kept = [line.rstrip() for line in plain.strip().splitlines() if line.strip()]
+    return " | ".join(kept[-lines:]) or "(no output)"
+
+
+def _bentoml_env(bentoml_home: Path | None) -> dict[str, str]:
+    env = dict(os.environ)
+    # Offline `bentoml build` needs uv, which lives next to this interpreter in the venv.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["BENTOML_DO_NOT_TRACK"] = "true"
+    if bentoml_home is not None:
+        env["BENTOML_HOME"] = str(bentoml_home)
+    return env
+
+
+def build_bento(service: ServiceConfig, bentoml_home: Path | None = None, *, timeout_s: float = 600) -> str:
+    """Run `bentoml build` in the service directory and return the new bento's tag (name:version)."""
+    if not service.path.is_dir():
+        raise BuildError(f"service.path '{service.path}': no such directory (expected a BentoML project)")
+    if bentoml_home is not None:
+        bentoml_home.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "bentoml", "build", "--output", "tag"]
+    try:
+        result = subprocess.run(
+            command,
+            cwd=service.path,
+            env=_bentoml_env(bentoml_home),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as error:
+        # TimeoutExpired may carry bytes even when text=True was asked for.
+        raw = error.stdout or ""
+        output = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+        raise BuildError(
+            f"bentoml build in {service.path} did not finish within {timeout_s:g} s; output tail: {_tail(output)}"
+        ) from error
+    output = result.stdout + result.stderr
+    match = re.search(r"__tag__:(\S+)", result.stdout)
+    if result.returncode != 0 or match is None:
+        raise BuildError(
+            f"bentoml build in {service.path} failed (exit code {result.returncode}); output tail: {_tail(output)}",
+            hint="run `bentoml build` in that directory to see the whole output",
+        )
+    return match.group(1)
+
+
+def image_tag_for(bento_tag: str) -> str:
+    """The image tag for a bento: the bento tag itself (name:version), lower-cased as Docker requires."""
+    return bento_tag.lower()
+
+
+def patch_containerfile(dockerfile: str, base_image: str | None, with_ca_bundle: bool) -> str:
+    """BentoML's generated Dockerfile with the base image replaced, the CA bundle used by installs, fewer packages."""
+    match = _FROM_LINE.search(dockerfile)
+    if match is None:
+        raise BuildError(
+            "BentoML's generated Dockerfile has no 'FROM <image> AS base-container' line; "
+            "this BentoML version renders an unexpected template"
+        )
+    from_line = f"FROM {base_image or match.group('image')} AS base-container"
+    if with_ca_bundle:
+        # ARG, not ENV: the bundle is used by the install steps only and is not part of the runtime environment.
+        from_line += "\n" + "\n".join(
+            [
+                f"COPY {_CA_IN_CONTEXT} {_CA_IN_IMAGE}",
+                f"ARG PIP_CERT={_CA_IN_IMAGE}",
+                f"ARG SSL_CERT_FILE={_CA_IN_IMAGE}",
+                f"ARG REQUESTS_CA_BUNDLE={_CA_IN_IMAGE}",
+                "ARG UV_NATIVE_TLS=true",
+            ]
+        )
+    patched = dockerfile[: match.start()] + from_line + dockerfile[match.end() :]
+    return _slim_system_packages(patched)
+
+
+def _slim_system_packages(dockerfile: str) -> str:
+    # Only what the image really needs (bash runs the entrypoint, ca-certificates lets uv reach PyPI). A service
+    # that needs a compiler or git lists build-essential or git under docker.system_packages in its bentofile:
+    # those are separate install lines, left alone. Without such lines the apt lists are not kept in the image,
+    # and nothing is fetched at all when the base image has both packages (harness-python does).
+    match = _DEFAULT_APT_LINE.search(dockerfile)
+    if match is None:
+        return dockerfile
+    install = f"apt-get update && apt-get install {match.group('flags')}ca-certificates bash"
+    if "apt-get install" in dockerfile[match.end() :]:
+        line = f"RUN {install}"
+    else:
+        line = f"RUN dpkg -s ca-certificates bash >/dev/null 2>&1 || {{ {install} && rm -rf /var/lib/apt/lists/*; }}"
+    return dockerfile[: match.start()] + line + dockerfile[match.end() :]
+
+
+def _docker_client() -> Any:
+    import docker  # imported here: the docker package must never be imported in a Locust process
+    from docker.errors import DockerException
+
+    try:
+        return docker.from_env()
+    except DockerException as error:
+        raise BuildError(
+            f"cannot reach the Docker daemon: {error}", hint="run scripts/docker-setup.sh (or `make docker-setup`)"
+        ) from error
+
+
+def _image(client: Any, tag: str) -> Any:
+    from docker.errors import ImageNotFound
+
+    try:
+        return client.images.get(tag)
+    except ImageNotFound:
+        return None
+
+
+def _containerfile(bento_tag: str, output: Path, bentoml_home: Path | None) -> Path:
+    """Write BentoML's Dockerfile for the bento to `output` and return the bento's directory in the store."""
+    result = subprocess.run(
+        [sys.executable, "-c", _CONTAINERFILE_SCRIPT, bento_tag, str(output)],
+        env=_bentoml_env(bentoml_home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if result.returncode != 0 or not output.exists():
+        raise BuildError(
+            f"cannot generate the Dockerfile for bento '{bento_tag}' (exit code {result.returncode}); "
+            f"output tail: {_tail(result.stdout + result.stderr)}",
+            hint="check the bento exists: `bentoml list` with the same BENTOML_HOME",
+        )
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def _docker_build(
+    client: Any,
+    context: Path,
+    dockerfile: str,
+    tag: str,
+    labels: dict[str, str],
+    timeout_s: float,
+    build_args: dict[str, str] | None = None,
+) -> tuple[str | None, str]:
+    """Run one `docker build --network host`; returns (error or None, the build log)."""
+    from docker.errors import DockerException
+
+    log: list[str] = []
+    try:
+        # The low-level API streams the log, which error messages need. This is the classic builder:
+        # Debian's docker.io has no BuildKit (buildx) plugin.
+        for chunk in client.api.build(
+            path=str(context),
+            dockerfile=dockerfile,
+            tag=tag,
+            network_mode="host",
+            rm=True,
+            forcerm=True,
+            decode=True,
+            labels=labels,
+            buildargs=build_args or {},
+            timeout=timeout_s,
+        ):
+            if "stream" in chunk:
+                log.append(str(chunk["stream"]))
+            if "error" in chunk:
+                return str(chunk["error"]).strip(), "".join(log)
+    except DockerException as error:
+        return str(error).strip(), "".join(log)
+    return None, "".join(log)
+
+
+def _built(client: Any, tag: str, started_s: float, log: str) -> BuiltImage:
+    image = _image(client, tag)
+    if image is None:
+        raise BuildError(f"docker build reported success but image '{tag}' does not exist; log tail: {_tail(log)}")
+    return BuiltImage(tag=tag, size_bytes=int(image.attrs["Size"]), build_s=time.monotonic() - started_s)
+
+
+def _check_ca_bundle(ca_bundle: Path | None) -> None:
+    if ca_bundle is not None and not ca_bundle.is_file():
+        raise BuildError(f"--ca-bundle '{ca_bundle}': no such file (expected a PEM bundle of CA certificates)")
+
+
+def containerize(
+    bento_tag: str,
+    base_image: str | None = None,
+    ca_bundle: Path | None = None,
+    image_tag: str | None = None,
+    *,
+    bentoml_home: Path | None = None,
+    reuse: bool = True,
+    timeout_s: float = 1800,
+) -> BuiltImage:
+    """Build a container image of a bento (`docker build --network host`); reuse one of the same bento and base."""
+    tag = image_tag or image_tag_for(bento_tag)
+    _check_ca_bundle(ca_bundle)
+    client = _docker_client()
+    # The same bento on the same base gives the same image; a different --base-image must rebuild.
+    labels = {IMAGE_LABEL: bento_tag, BASE_IMAGE_LABEL: base_image or ""}
+    existing = _image(client, tag)
+    if reuse and existing is not None and all(existing.labels.get(k) == v for k, v in labels.items()):
+        return BuiltImage(tag=tag, size_bytes=int(existing.attrs["Size"]), build_s=0.0, reused=True)
+    started_s = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="harness-build-") as scratch:
+        generated = Path(scratch) / "generated.Dockerfile"
+        bento_dir = _containerfile(bento_tag, generated, bentoml_home)
+        context = Path(scratch) / "context"
+        shutil.copytree(bento_dir, context, symlinks=True)
+        if ca_bundle is not None:
+            shutil.copyfile(ca_bundle, context / _CA_IN_CONTEXT)
+        (context / _DOCKERFILE).write_text(
+            patch_containerfile(generated.read_text(), base_image, with_ca_bundle=ca_bundle is not None)
+        )
+        error, log = _docker_build(client, context, _DOCKERFILE, tag, labels, timeout_s)
+    if error is not None:
+        shown_base = base_image or "the bento's own base image"
+        raise BuildError(
+            f"docker build of image '{tag}' for bento '{bento_tag}' from base image '{shown_base}' failed: "
+            f"{error}; log tail: {_tail(log)}",
+            hint=f"the base image must exist locally or be pullable; `bash scripts/docker-setup.sh` builds "
+            f"{LOCAL_BASE_IMAGE}",
+        )
+    return _built(client, tag, started_s, log)
+
+
+# What of the checkout goes into the harness's own images (dockerfiles/*.Dockerfile); a missing directory is
+# sent empty so the Dockerfiles can COPY it unconditionally.
+_TOOL_IMAGE_FILES = ("pyproject.toml", "README.md")
+_TOOL_IMAGE_DIRS = ("harness", "loadtests", "charts")
+
+
+def build_tool_image(
+    dockerfile: Path,
+    tag: str,
+    base_image: str | None = None,
+    ca_bundle: Path | None = None,
+    *,
+    timeout_s: float = 1800,
+) -> BuiltImage:
+    """Build one of the harness's own images (dockerfiles/loadgen.Dockerfile, runner.Dockerfile) from this checkout.
+
+    The context holds only the package sources and `ca-bundle.crt` (empty when no bundle is given), so the
+    virtualenv and reports of the checkout are never sent to the daemon.
+    """
+    _check_ca_bundle(ca_bundle)
+    if not dockerfile.is_file():
+        raise BuildError(f"{dockerfile}: no such Dockerfile")
+    root = dockerfile.resolve().parent.parent
+    client = _docker_client()
+    started_s = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="harness-image-") as scratch:
+        context = Path(scratch)
+        for name in _TOOL_IMAGE_FILES:
+            if (root / name).is_file():
+                shutil.copyfile(root / name, context / name)
+        for name in _TOOL_IMAGE_DIRS:
+            if (root / name).is_dir():
+                shutil.copytree(root / name, context / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                (context / name).mkdir()
+        (context / "ca-bundle.crt").write_bytes(ca_bundle.read_bytes() if ca_bundle is not None else b"")
+        shutil.copyfile(dockerfile, context / "Dockerfile")
+        build_args = {"BASE_IMAGE": base_image} if base_image else None
+        error, log = _docker_build(client, context, "Dockerfile", tag, {}, timeout_s, build_args)
+    if error is not None:
+        raise BuildError(
+            f"docker build of image '{tag}' from {dockerfile.name} (base image "
+            f"'{base_image or 'the Dockerfile default'}') failed: {error}; log tail: {_tail(log)}",
+            hint=f"the base image must exist locally or be pullable; `bash scripts/docker-setup.sh` builds "
+            f"{LOCAL_BASE_IMAGE}",
+        )
+    return _built(client, tag, started_s, log)
+
+
+def prune_images(keep_tag: str) -> list[str]:
+    """Remove the other harness-built images of keep_tag's repository (older bento versions); returns their tags.
+
+    Only the tags go: layers `keep_tag` shares with them stay, so Docker's build cache is kept.
+    """
+    from docker.errors import APIError
+
+    repository = keep_tag.rsplit(":", 1)[0]
+    client = _docker_client()
+    removed: list[str] = []
+    for image in client.images.list(name=repository, filters={"label": IMAGE_LABEL}):
+        for tag in image.tags:
+            if tag != keep_tag and tag.rsplit(":", 1)[0] == repository:
+                try:
+                    client.images.remove(tag, noprune=False)
+                except APIError:
+                    continue  # still used by a container: keep it
+                removed.append(tag)
+    return removed

@@ -1,0 +1,108 @@
+#!/bin/bash
+# Make Docker usable for the harness on a machine without a container registry; idempotent.
+#   1. install docker.io and debootstrap (apt) when missing
+#   2. start dockerd in the background when no daemon answers
+#   3. build harness-base:bookworm (debootstrap + docker import) and harness-python:bookworm, once each
+# Environment: HARNESS_CA_BUNDLE (default: /etc/ssl/certs/ca-certificates.crt) is given to pip in the
+# Python image; DOCKERD_LOG (default /var/log/dockerd.log); DOCKERD_WAIT_S (default 60).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BASE_IMAGE="harness-base:bookworm"
+PYTHON_IMAGE="harness-python:bookworm"
+SUITE="bookworm"
+CA_BUNDLE="${HARNESS_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
+DOCKERD_LOG="${DOCKERD_LOG:-/var/log/dockerd.log}"
+DOCKERD_WAIT_S="${DOCKERD_WAIT_S:-60}"
+
+script_start_s=$SECONDS
+step_start_s=$SECONDS
+step() { step_start_s=$SECONDS; echo "docker-setup: $*" >&2; }
+done_step() { echo "docker-setup: $* ($((SECONDS - step_start_s)) s)" >&2; }
+
+# ---------------------------------------------------------------- 1. packages
+step "checking Debian packages docker.io debootstrap"
+bash "$ROOT/scripts/install-system-packages.sh" docker.io debootstrap
+done_step "packages present"
+
+# ---------------------------------------------------------------- 2. daemon
+if ! docker info >/dev/null 2>&1; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "error: no Docker daemon answers and this is not root; start dockerd or join the docker group" >&2
+        exit 1
+    fi
+    step "starting dockerd (log: $DOCKERD_LOG)"
+    # setsid + nohup: the daemon outlives this script and the make process that ran it.
+    setsid nohup dockerd >"$DOCKERD_LOG" 2>&1 </dev/null &
+    deadline_s=$((SECONDS + DOCKERD_WAIT_S))
+    until docker info >/dev/null 2>&1; do
+        if [ "$SECONDS" -ge "$deadline_s" ]; then
+            echo "error: dockerd did not answer within ${DOCKERD_WAIT_S} s; last lines of $DOCKERD_LOG:" >&2
+            tail -n 20 "$DOCKERD_LOG" >&2 || true
+            exit 1
+        fi
+        sleep 1
+    done
+    done_step "dockerd ready"
+fi
+
+# ---------------------------------------------------------------- 3. base images
+image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+
+debian_mirror() {
+    # The mirror apt already uses here: deb822 `URIs:` first, else a classic `deb` line.
+    local uri
+    uri="$(grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' | grep -v security | head -n 1 || true)"
+    if [ -z "$uri" ]; then
+        uri="$(grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | awk '{print $2}' \
+            | grep -v security | head -n 1 || true)"
+    fi
+    echo "${uri:-http://deb.debian.org/debian}"
+}
+
+if ! image_exists "$BASE_IMAGE"; then
+    mirror="$(debian_mirror)"
+    step "building $BASE_IMAGE with debootstrap from $mirror"
+    rootfs="$(mktemp -d /tmp/harness-rootfs.XXXXXX)"
+    # A failed debootstrap can leave /proc or /sys mounted inside the root; unmount before deleting it.
+    remove_rootfs() {
+        awk -v root="$rootfs/" 'index($2, root) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
+        rm -rf "$rootfs"
+    }
+    trap remove_rootfs EXIT
+    debootstrap --variant=minbase "$SUITE" "$rootfs" "$mirror" >"$rootfs.log" 2>&1 || {
+        echo "error: debootstrap $SUITE from $mirror failed; last lines of $rootfs.log:" >&2
+        tail -n 20 "$rootfs.log" >&2
+        exit 1
+    }
+    # Documentation and message translations are a third of a minbase root file system.
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc/* \
+        "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/*
+    find "$rootfs"/usr/share/locale -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
+    tar -C "$rootfs" -c . | docker import --change 'CMD ["/bin/bash"]' - "$BASE_IMAGE" >/dev/null
+    remove_rootfs
+    rm -f "$rootfs.log"
+    trap - EXIT
+    done_step "$BASE_IMAGE built"
+fi
+
+if ! image_exists "$PYTHON_IMAGE"; then
+    step "building $PYTHON_IMAGE"
+    context="$(mktemp -d /tmp/harness-python-context.XXXXXX)"
+    trap 'rm -rf "$context"' EXIT
+    if [ -s "$CA_BUNDLE" ]; then cp "$CA_BUNDLE" "$context/ca-bundle.crt"; else : >"$context/ca-bundle.crt"; fi
+    cp "$ROOT/dockerfiles/python-base.Dockerfile" "$context/Dockerfile"
+    # The classic builder: Debian's docker.io ships no buildx plugin.
+    DOCKER_BUILDKIT=0 docker build --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$PYTHON_IMAGE" \
+        "$context" >"$context.log" 2>&1 || {
+        echo "error: building $PYTHON_IMAGE failed; last lines of the build log:" >&2
+        tail -n 20 "$context.log" >&2
+        exit 1
+    }
+    rm -rf "$context" "$context.log"
+    trap - EXIT
+    done_step "$PYTHON_IMAGE built"
+fi
+
+echo "docker-setup: ready: $(docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' \
+    | grep -E "^($BASE_IMAGE|$PYTHON_IMAGE) " | tr '\n' ' ')($((SECONDS - script_start_s)) s total)" >&2
