@@ -49,6 +49,7 @@ class TargetContext:
 
     work_dir: Path
     on_event: EventSink
+    run_id: str
     replica_cpus: tuple[int, ...] | None = None
     on_replica_started: Callable[[str, int], None] | None = None
 
@@ -74,10 +75,33 @@ def _external(scenario: Scenario, context: TargetContext) -> Target:
     return ExternalTarget(scenario)
 
 
-def _docker(scenario: Scenario, context: TargetContext) -> Target:
-    from harness.targets.docker import DockerTarget  # type: ignore[import-not-found,unused-ignore]
+def service_image(scenario: Scenario, on_event: EventSink) -> str:
+    """The image replicas run: `target.docker.image` when given, else the bento built and containerised now."""
+    from harness.build import build_bento, containerize
 
-    return DockerTarget(scenario, context.work_dir, on_event=context.on_event)  # type: ignore[no-any-return,unused-ignore]
+    if scenario.target.docker.image:
+        return scenario.target.docker.image
+    started_s = time.time()
+    bento_tag = build_bento(scenario.service)
+    image = containerize(bento_tag, scenario.build.base_image, scenario.build.ca_bundle)
+    on_event(
+        "image_built",
+        {"image": image.tag, "size_bytes": image.size_bytes, "build_s": round(time.time() - started_s, 1),
+         "reused": image.reused},
+    )
+    return image.tag
+
+
+def _docker(scenario: Scenario, context: TargetContext) -> Target:
+    from harness.targets.docker import DockerTarget
+
+    return DockerTarget(
+        scenario,
+        context.work_dir,
+        image=service_image(scenario, context.on_event),
+        run_id=context.run_id,
+        on_event=context.on_event,
+    )
 
 
 def _kubernetes(scenario: Scenario, context: TargetContext) -> Target:
@@ -369,6 +393,7 @@ class Run:
         context = TargetContext(
             work_dir=work_dir / "replicas",
             on_event=self.event,
+            run_id=self.run_id,
             replica_cpus=placement.replica_cpus if placement else None,
             on_replica_started=on_replica_started,
         )
@@ -524,9 +549,12 @@ class EndpointPublisher:
 
 
 def _console() -> Any:
+    import sys
+
     from rich.console import Console
 
-    return Console()
+    # Piped output (CI logs) gets a wide table rather than rich's 80-column default.
+    return Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def run_scenario(path: Path, overrides: dict[str, Any], *, json_progress: bool = False) -> int:
@@ -611,5 +639,7 @@ def build_image(path: Path, *, base_image: str | None, ca_bundle: Path | None, t
 
     scenario = load_scenario(path)
     bento_tag = build_bento(scenario.service, None)
-    image = containerize(bento_tag, base_image, ca_bundle, tag)
+    image = containerize(
+        bento_tag, base_image or scenario.build.base_image, ca_bundle or scenario.build.ca_bundle, tag
+    )
     return f"{image.tag} ({image.size_bytes / 2**20:.0f} MiB, built in {image.build_s:.0f} s)"
