@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import time
 
@@ -26,7 +27,6 @@ class SyntheticServer:
         self.jitter_s = jitter_ms / 1000
         self.service_s = service_ms / 1000
         self.rng = random.Random(seed)
-        self.worker = asyncio.Lock()
         self.busy_until_s = 0.0
 
     async def serve_request(self) -> None:
@@ -34,12 +34,13 @@ class SyntheticServer:
             await asyncio.sleep(self.base_s + self.rng.uniform(0, self.jitter_s))
             return
         # Deterministic service on one worker: each request finishes service_s after the later of
-        # its arrival and the previous request's finish (the Lindley recursion, kept exact by
-        # sleeping until an absolute deadline instead of accumulating sleep overshoot).
-        async with self.worker:
-            now = time.monotonic()
-            self.busy_until_s = max(now, self.busy_until_s) + self.service_s
-            await asyncio.sleep(max(0.0, self.busy_until_s - time.monotonic()))
+        # its arrival and the previous request's finish (the Lindley recursion). The finish time is
+        # fixed on arrival, with no await in between, so it is exact and FIFO: taking "now" after
+        # waiting for the previous request would add that request's sleep overshoot (the event
+        # loop wakes up to ~1 ms late) to every service time and slow the queue down.
+        arrival_s = time.monotonic()
+        self.busy_until_s = max(arrival_s, self.busy_until_s) + self.service_s
+        await asyncio.sleep(max(0.0, self.busy_until_s - time.monotonic()))
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -66,8 +67,12 @@ class SyntheticServer:
                 else:
                     status, body = b"404 Not Found", b"not found"
                 writer.write(
-                    b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\nContent-Length: "
-                    + str(len(body)).encode() + b"\r\n\r\n" + body
+                    b"HTTP/1.1 "
+                    + status
+                    + b"\r\nContent-Type: application/json\r\nContent-Length: "
+                    + str(len(body)).encode()
+                    + b"\r\n\r\n"
+                    + body
                 )
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
@@ -93,10 +98,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--max-lifetime-s", type=float, default=3600.0, help="the server stops itself after this")
     args = parser.parse_args()
-    try:
+    with contextlib.suppress(KeyboardInterrupt, TimeoutError):
         asyncio.run(main_async(args))
-    except (KeyboardInterrupt, TimeoutError):
-        pass
 
 
 if __name__ == "__main__":

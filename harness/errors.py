@@ -1,12 +1,12 @@
 """The harness's one exception tree; only `harness.cli` turns these into messages and exit codes.
 
-    HarnessError
-     +-- ConfigError       the scenario file or a CLI override is wrong (names field, value, expectation)
-     +-- BuildError        bentoml build / containerisation failed
-     +-- DeployError       replicas could not be started, became unready, or could not be removed
-     +-- LoadError         the load generator failed to start or died
-     +-- MetricsError      a metrics source could not be read where it was required
-     +-- ReportError       a run directory cannot be read back into reports
+HarnessError
+ +-- ConfigError       the scenario file or a CLI override is wrong (names field, value, expectation)
+ +-- BuildError        bentoml build / containerisation failed
+ +-- DeployError       replicas could not be started, became unready, or could not be removed
+ +-- LoadError         the load generator failed to start or died
+ +-- MetricsError      a metrics source could not be read where it was required
+ +-- ReportError       a run directory cannot be read back into reports
 """
 
 from __future__ import annotations

@@ -137,8 +137,13 @@ class LocalAutoscaler:
             "limited_by": decision.limited_by,
             "reason": decision.reason,
             "proposals": [
-                {"metric": p.metric, "current": p.current_value, "target": p.target_value, "replicas": p.replicas,
-                 "reason": p.reason}
+                {
+                    "metric": p.metric,
+                    "current": p.current_value,
+                    "target": p.target_value,
+                    "replicas": p.replicas,
+                    "reason": p.reason,
+                }
                 for p in decision.proposals
             ],
         }

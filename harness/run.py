@@ -24,10 +24,10 @@ from typing import Any
 import yaml
 
 from harness import __version__
-from harness.config import Scenario
-from harness.errors import ConfigError, DeployError, HarnessError, ReportError
 from harness.analysis.latency import LatencyHistogram
 from harness.conclude import conclude_run
+from harness.config import Scenario
+from harness.errors import ConfigError, DeployError, HarnessError, ReportError
 from harness.load.payloads import build_bodies
 from harness.load.runner import LocustProcess, write_endpoints
 from harness.local_autoscaler import LocalAutoscaler, check_supported
@@ -86,8 +86,12 @@ def service_image(scenario: Scenario, on_event: EventSink) -> str:
     image = containerize(bento_tag, scenario.build.base_image, scenario.build.ca_bundle)
     on_event(
         "image_built",
-        {"image": image.tag, "size_bytes": image.size_bytes, "build_s": round(time.time() - started_s, 1),
-         "reused": image.reused},
+        {
+            "image": image.tag,
+            "size_bytes": image.size_bytes,
+            "build_s": round(time.time() - started_s, 1),
+            "reused": image.reused,
+        },
     )
     return image.tag
 
@@ -639,7 +643,5 @@ def build_image(path: Path, *, base_image: str | None, ca_bundle: Path | None, t
 
     scenario = load_scenario(path)
     bento_tag = build_bento(scenario.service, None)
-    image = containerize(
-        bento_tag, base_image or scenario.build.base_image, ca_bundle or scenario.build.ca_bundle, tag
-    )
+    image = containerize(bento_tag, base_image or scenario.build.base_image, ca_bundle or scenario.build.ca_bundle, tag)
     return f"{image.tag} ({image.size_bytes / 2**20:.0f} MiB, built in {image.build_s:.0f} s)"

@@ -96,7 +96,9 @@ def run_sweep(
                 "run_dir": str(outcome.run_dir),
             }
         )
-        console.print(f"  -> {status.value}" + (f", achieved {probe_stage.achieved_rps:.1f} rps" if probe_stage else ""))
+        console.print(
+            f"  -> {status.value}" + (f", achieved {probe_stage.achieved_rps:.1f} rps" if probe_stage else "")
+        )
         if outcome.interrupted:
             raise KeyboardInterrupt
     found = result(probes, max_rps=max_rps)

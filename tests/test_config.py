@@ -52,9 +52,16 @@ def test_checked_in_scenarios_exist() -> None:
         (lambda d: d.pop("service"), "field 'service' is required"),
         (
             lambda d: d.update(
-                autoscaling={"minReplicas": 3, "maxReplicas": 2, "metrics": [
-                    {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization",
-                                                                                 "averageUtilization": 50}}}]}
+                autoscaling={
+                    "minReplicas": 3,
+                    "maxReplicas": 2,
+                    "metrics": [
+                        {
+                            "type": "Resource",
+                            "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}},
+                        }
+                    ],
+                }
             ),
             "maxReplicas (2) is below minReplicas (3)",
         ),
@@ -81,7 +88,7 @@ def test_overrides_are_applied_then_validated(tmp_path: Path) -> None:
     scenario = load_scenario(path, {"target.replicas": 3, "stages": [{"name": "b", "duration_s": 2, "users": 4}]})
     assert scenario.target.replicas == 3
     assert [s.name for s in scenario.stages] == ["b"]
-    with pytest.raises(ConfigError, match="target.replicas"):
+    with pytest.raises(ConfigError, match=r"target\.replicas"):
         load_scenario(path, {"target.replicas": 0})
 
 
@@ -103,10 +110,18 @@ def test_autoscaling_section_uses_hpa_field_names() -> None:
     data["autoscaling"] = {
         "minReplicas": 1,
         "maxReplicas": 3,
-        "metrics": [{"type": "Pods", "pods": {"metric": {"name": "x"}, "target": {"type": "AverageValue",
-                                                                                  "averageValue": "500m"}}}],
-        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 30, "policies": [
-            {"type": "Pods", "value": 1, "periodSeconds": 10}]}},
+        "metrics": [
+            {
+                "type": "Pods",
+                "pods": {"metric": {"name": "x"}, "target": {"type": "AverageValue", "averageValue": "500m"}},
+            }
+        ],
+        "behavior": {
+            "scaleDown": {
+                "stabilizationWindowSeconds": 30,
+                "policies": [{"type": "Pods", "value": 1, "periodSeconds": 10}],
+            }
+        },
     }
     scenario = parse_scenario(data)
     assert scenario.autoscaling is not None

@@ -141,9 +141,7 @@ def test_broken_scenario_exits_2_naming_the_field(tmp_path: Path) -> None:
 
 def test_interrupted_run_stops_everything_and_keeps_data(clean_tmp: Path) -> None:
     tmp_path = clean_tmp
-    scenario = short_scenario(
-        tmp_path, stages=[{"name": "long", "duration_s": 120, "users": 4, "spawn_rate": 4}]
-    )
+    scenario = short_scenario(tmp_path, stages=[{"name": "long", "duration_s": 120, "users": 4, "spawn_rate": 4}])
     process = subprocess.Popen(
         [*HARNESS, "run", str(scenario)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

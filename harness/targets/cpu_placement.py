@@ -167,8 +167,7 @@ class CgroupCpuLimiter:
         shown = cpu_cores if cpu_cores is not None else request_cores
         if self.run_group is None or self._mount is None:
             self._warn(
-                f"replica {replica}: no cgroup cpu controller found; its cpu budget of {shown:g} cores "
-                "is not enforced"
+                f"replica {replica}: no cgroup cpu controller found; its cpu budget of {shown:g} cores is not enforced"
             )
             return None
         quota_us = None if cpu_cores is None else max(CFS_QUOTA_MIN_US, round(cpu_cores * CFS_PERIOD_US))

@@ -344,10 +344,8 @@ class LocalTarget:
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                pass
         for member in tree + _process_tree(process.pid):
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                 member.kill()

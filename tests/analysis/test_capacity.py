@@ -141,7 +141,7 @@ def test_replicas_carry_the_target_with_headroom(per_replica: float, target: flo
     assert capacity is not None
     needed = target * (1 + headroom)
     # Enough replicas (up to rounding slack), and one fewer would not be enough.
-    assert capacity.replicas_needed * per_replica >= needed * (1 - 1e-9)
+    assert capacity.replicas_needed * per_replica >= needed * (1 - 2e-9)  # the rounding slack, with float error
     assert capacity.replicas_needed == 1 or (capacity.replicas_needed - 1) * per_replica < needed
 
 

@@ -1,0 +1,50 @@
+"""Reports of a finished run directory: report.html, report.md and junit.xml, all re-rendered from its files.
+
+`write_reports` is what `harness report RUN_DIR` and the end of `harness run` call; it reads only the run
+directory (verdict.json, the records, metadata.json, scenario.yaml, stages.json), so a report can be
+rebuilt anywhere from a copied run directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.report._common import ComparisonRow
+from harness.report._rundata import load_run
+from harness.report.html import comparison_html, render_html_from
+from harness.report.junit import render_junit
+from harness.report.markdown import render_markdown_from
+from harness.rundir import RunDirectory
+
+__all__ = ["REPORT_FILES", "ComparisonRow", "render_comparison_html", "write_reports"]
+
+REPORT_FILES = ("report.html", "report.md", "junit.xml")
+
+
+def _write(path: Path, text: str) -> Path:
+    """Write atomically, so a reader never sees half a report."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def write_reports(run_dir: RunDirectory) -> list[Path]:
+    """Render report.html, report.md and junit.xml into the run directory; returns their paths."""
+    data = load_run(run_dir)
+    texts = {
+        "report.html": render_html_from(data),
+        "report.md": render_markdown_from(data),
+        "junit.xml": render_junit(data.verdict, f"harness.{data.scenario_name}"),
+    }
+    return [_write(run_dir.file(name), texts[name]) for name in REPORT_FILES]
+
+
+def render_comparison_html(run_a: RunDirectory, run_b: RunDirectory, comparison: Sequence[ComparisonRow]) -> str:
+    """Side-by-side HTML report of a baseline (run_a) and a candidate (run_b) and their compared metrics.
+
+    `comparison` is a list of rows (metric, baseline, candidate, relative change, significant, regression);
+    `harness.report.console.comparison_rows` turns an `analysis.compare.Comparison` into them.
+    """
+    return comparison_html(run_a, run_b, comparison)

@@ -1,0 +1,172 @@
+"""Everything a report shows, read once from a finished run directory; missing parts become notes, not zeros.
+
+verdict.json is required (and validated against docs/verdict.schema.json); every other file may be
+absent (an external target has no replica records, an interrupted run may lack stages.json), and each
+absence is recorded in `missing` with the reason a renderer prints instead of an empty plot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from harness.analysis.timeline import IntervalPoint, interval_series
+from harness.errors import ReportError
+from harness.model import (
+    ClientInterval,
+    ReplicaCount,
+    ReplicaSample,
+    RunEvent,
+    ServerSample,
+    StageWindow,
+    Verdict,
+    from_json_dict,
+)
+from harness.report.schema import validate_verdict
+from harness.rundir import RECORD_FILES, RunDirectory
+
+
+@dataclass(frozen=True)
+class RunData:
+    """A run directory's contents as the renderers need them."""
+
+    run_dir: RunDirectory
+    verdict: Verdict
+    windows: list[StageWindow]
+    intervals: list[ClientInterval]
+    series: list[IntervalPoint]
+    counts: list[ReplicaCount]
+    samples: list[ReplicaSample]
+    server: list[ServerSample]
+    events: list[RunEvent]
+    metadata: dict[str, Any]
+    # The scenario as saved (plain YAML data); None when scenario.yaml is missing or unreadable.
+    scenario: dict[str, Any] | None
+    scenario_text: str | None
+    run_start_s: float | None
+    bucket_s: float
+    # Part of the run directory -> why it is absent; renderers say "not measured" with this reason.
+    missing: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def scenario_name(self) -> str:
+        for source in (self.scenario or {}, self.metadata):
+            name = source.get("name") if source is self.scenario else source.get("scenario")
+            if isinstance(name, str) and name:
+                return name
+        return self.run_dir.path.name
+
+    @property
+    def run_id(self) -> str:
+        run_id = self.metadata.get("run_id")
+        return run_id if isinstance(run_id, str) and run_id else self.run_dir.path.name
+
+    @property
+    def autoscaling_enabled(self) -> bool | None:
+        """Whether the scenario enabled autoscaling; None when the scenario is unknown."""
+        if self.scenario is None:
+            return None
+        section = self.scenario.get("autoscaling")
+        return isinstance(section, dict) and bool(section.get("enabled", True))
+
+    def elapsed_s(self, t_s: float) -> float:
+        """Seconds since the run's start (the first stage's start)."""
+        return t_s - (self.run_start_s or 0.0)
+
+
+def read_verdict(run_dir: RunDirectory) -> Verdict:
+    """verdict.json, validated against the published schema, as a Verdict."""
+    data = run_dir.read_json("verdict.json")
+    validate_verdict(data, source=str(run_dir.file("verdict.json")))
+    try:
+        return from_json_dict(Verdict, data)
+    except (ValueError, TypeError) as error:
+        raise ReportError(f"{run_dir.file('verdict.json')}: not a valid verdict ({error})") from error
+
+
+def _records(run_dir: RunDirectory, cls: type[Any], missing: dict[str, str], why_absent: str) -> list[Any]:
+    name = RECORD_FILES[cls]
+    if not run_dir.file(name).exists():
+        missing[name] = why_absent
+        return []
+    records = run_dir.read_records(cls)
+    if not records:
+        missing[name] = f"{name} holds no records"
+    return records
+
+
+def load_run(run_dir: RunDirectory) -> RunData:
+    """Read a finished run directory for the renderers (verdict.json required, everything else optional)."""
+    if not run_dir.path.is_dir():
+        raise ReportError(f"{run_dir.path}: not a run directory")
+    verdict = read_verdict(run_dir)
+    missing: dict[str, str] = {}
+
+    metadata: dict[str, Any] = {}
+    if run_dir.file("metadata.json").exists():
+        raw = run_dir.read_json("metadata.json")
+        if not isinstance(raw, dict):
+            raise ReportError(f"{run_dir.file('metadata.json')}: expected a JSON object")
+        metadata = raw
+    else:
+        missing["metadata.json"] = "metadata.json is missing from the run directory"
+
+    scenario: dict[str, Any] | None = None
+    scenario_text: str | None = None
+    path = run_dir.file("scenario.yaml")
+    if path.exists():
+        scenario_text = path.read_text(encoding="utf-8")
+        try:
+            loaded = yaml.safe_load(scenario_text)
+        except yaml.YAMLError as error:
+            raise ReportError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from error
+        scenario = loaded if isinstance(loaded, dict) else None
+    else:
+        missing["scenario.yaml"] = "scenario.yaml is missing from the run directory"
+
+    windows: list[StageWindow] = []
+    if run_dir.file("stages.json").exists():
+        windows = run_dir.read_stages()
+    else:
+        missing["stages.json"] = "stages.json is missing (the load generator never started its test)"
+
+    intervals = _records(run_dir, ClientInterval, missing, "no client results: the load generator recorded nothing")
+    counts = _records(
+        run_dir, ReplicaCount, missing, "no replica counts: the target does not report its replicas (external target?)"
+    )
+    samples = _records(
+        run_dir, ReplicaSample, missing, "no replica samples: the target does not report replica CPU and memory"
+    )
+    server = _records(run_dir, ServerSample, missing, "no /metrics scrapes: the service's metrics were not collected")
+    events = _records(run_dir, RunEvent, missing, "no events were recorded")
+
+    if windows:
+        run_start_s: float | None = min(w.start_s for w in windows)
+    elif intervals:
+        run_start_s = min(i.t_start_s for i in intervals)
+    else:
+        run_start_s = None
+    metrics = (scenario or {}).get("metrics")
+    interval_s = metrics.get("interval_s") if isinstance(metrics, dict) else None
+    bucket_s = float(interval_s) if isinstance(interval_s, int | float) and interval_s > 0 else 1.0
+    series = interval_series(intervals, run_start_s, bucket_s=bucket_s) if intervals and run_start_s is not None else []
+
+    return RunData(
+        run_dir=run_dir,
+        verdict=verdict,
+        windows=sorted(windows, key=lambda w: w.start_s),
+        intervals=intervals,
+        series=series,
+        counts=sorted(counts, key=lambda c: c.t_s),
+        samples=sorted(samples, key=lambda s: s.t_s),
+        server=sorted(server, key=lambda s: s.t_s),
+        events=sorted(events, key=lambda e: e.t_s),
+        metadata=metadata,
+        scenario=scenario,
+        scenario_text=scenario_text,
+        run_start_s=run_start_s,
+        bucket_s=bucket_s,
+        missing=missing,
+    )

@@ -1,0 +1,190 @@
+"""The verdict and run comparisons in the terminal (rich tables), printed at the end of `harness run`/`compare`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from harness.model import Status, Verdict
+from harness.report._common import (
+    STATUS_MEANING,
+    ComparisonRow,
+    fmt_ci,
+    fmt_metric_value,
+    fmt_ms,
+    fmt_number,
+    fmt_rps,
+    fmt_stage,
+    fmt_threshold,
+)
+
+STATUS_STYLE: dict[Status, str] = {
+    Status.PASS: "bold green",
+    Status.WARN: "bold yellow",
+    Status.FAIL: "bold red",
+    Status.INCONCLUSIVE: "bold magenta",
+}
+
+
+def _status(status: Status) -> Text:
+    return Text(status.value, style=STATUS_STYLE[status])
+
+
+def render_verdict_table(verdict: Verdict) -> Table:
+    """One row per objective result: objective, stage, status, measured, threshold, CI, reason."""
+    table = Table(title=f"Verdict: {verdict.status.value}", title_style=STATUS_STYLE[verdict.status], expand=False)
+    table.add_column("Objective", no_wrap=True)
+    table.add_column("Stage", no_wrap=True)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Measured", justify="right", no_wrap=True)
+    table.add_column("Threshold", justify="right", no_wrap=True)
+    table.add_column("CI", justify="right", no_wrap=True)
+    table.add_column("Reason", overflow="fold")
+    for r in verdict.objectives:
+        table.add_row(
+            r.objective,
+            fmt_stage(r),
+            _status(r.status),
+            fmt_metric_value(r.metric, r.measured),
+            fmt_threshold(r),
+            fmt_ci(r),
+            r.reason,
+        )
+    return table
+
+
+def print_verdict(verdict: Verdict, console: Console) -> None:
+    """The verdict table, then the status line, saturation, capacity plan and warnings."""
+    if verdict.objectives:
+        console.print(render_verdict_table(verdict))
+    status = Text.assemble(
+        ("status: ", "bold"),
+        _status(verdict.status),
+        f" (exit code {verdict.exit_code}): {STATUS_MEANING[verdict.status]}",
+    )
+    console.print(status)
+    saturation = verdict.saturation
+    if saturation is not None:
+        console.print(
+            f"max sustainable: {fmt_rps(saturation.max_sustainable_rps)} "
+            f"({fmt_rps(saturation.max_sustainable_rps_per_replica)} per replica); "
+            f"knee: {fmt_rps(saturation.knee_rps)} at p95 {fmt_ms(saturation.knee_latency_s)}",
+            highlight=False,
+        )
+    plan = verdict.capacity
+    if plan is not None:
+        cost = "" if plan.monthly_cost is None else f", about {plan.monthly_cost:.2f} per month"
+        console.print(
+            f"capacity plan: {plan.replicas_needed} replica(s) for {fmt_rps(plan.target_peak_rps)} "
+            f"with {plan.headroom:.0%} headroom{cost}",
+            highlight=False,
+        )
+    for warning in verdict.warnings:
+        console.print(Text("warning: ", style="yellow") + Text(warning))
+
+
+# --------------------------------------------------------------------------- comparisons
+
+
+class _MetricComparisonLike(Protocol):
+    """What a compared metric must offer (harness.analysis.compare.MetricComparison fits)."""
+
+    @property
+    def stage(self) -> str: ...
+    @property
+    def metric(self) -> str: ...
+    @property
+    def baseline(self) -> float | None: ...
+    @property
+    def candidate(self) -> float | None: ...
+    @property
+    def relative_change(self) -> float | None: ...
+    @property
+    def significant(self) -> bool: ...
+    @property
+    def regression(self) -> bool: ...
+    @property
+    def reason(self) -> str: ...
+
+
+class _ComparisonLike(Protocol):
+    """What a comparison must offer (harness.analysis.compare.Comparison fits)."""
+
+    @property
+    def metrics(self) -> Iterable[_MetricComparisonLike]: ...
+    @property
+    def regressed(self) -> bool: ...
+    @property
+    def notes(self) -> Sequence[str]: ...
+
+
+def comparison_rows(comparison: _ComparisonLike) -> list[ComparisonRow]:
+    """The renderers' rows for every compared metric of a comparison."""
+    return [
+        ComparisonRow(
+            metric=m.metric,
+            baseline=m.baseline,
+            candidate=m.candidate,
+            relative_change=m.relative_change,
+            significant=m.significant,
+            regression=m.regression,
+            stage=m.stage,
+            reason=m.reason,
+        )
+        for m in comparison.metrics
+    ]
+
+
+def _value(metric: str, value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if metric.endswith("_rps"):
+        return fmt_rps(value)
+    if metric.endswith("_s"):
+        return fmt_ms(value)
+    return fmt_number(value)
+
+
+def render_comparison_table(rows: Sequence[ComparisonRow]) -> Table:
+    """One row per compared metric; regressions in red."""
+    table = Table(title="Baseline vs candidate")
+    for name, justify in (
+        ("Stage", "left"),
+        ("Metric", "left"),
+        ("Baseline", "right"),
+        ("Candidate", "right"),
+        ("Change", "right"),
+        ("Significant", "left"),
+        ("Regression", "left"),
+    ):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for row in rows:
+        change = "n/a" if row.relative_change is None else f"{row.relative_change * 100:+.1f}%"
+        table.add_row(
+            row.stage or "",
+            row.metric,
+            _value(row.metric, row.baseline),
+            _value(row.metric, row.candidate),
+            change,
+            "yes" if row.significant else "no",
+            Text("REGRESSION", style="bold red") if row.regression else Text("no"),
+        )
+    return table
+
+
+def print_comparison(comparison: _ComparisonLike, console: Console) -> None:
+    """The comparison table, its notes, and one line saying whether anything regressed."""
+    rows = comparison_rows(comparison)
+    if rows:
+        console.print(render_comparison_table(rows))
+    for note in comparison.notes:
+        console.print(f"note: {note}", highlight=False)
+    regressions = sum(1 for row in rows if row.regression)
+    if comparison.regressed:
+        console.print(Text(f"{regressions} significant regression(s)", style="bold red"))
+    else:
+        console.print(Text("no significant regression", style="bold green"))

@@ -1,0 +1,216 @@
+"""report.md: a short GitHub-flavoured Markdown summary of a run, sized for a pull-request comment.
+
+Status first, then the objectives, stages, capacity plan and saturation tables, and the names of the
+run directory's other files (report.html has the plots).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from harness.model import Verdict
+from harness.report._common import (
+    STATUS_EMOJI,
+    STATUS_MEANING,
+    fmt_bytes,
+    fmt_ci,
+    fmt_estimate_ms,
+    fmt_metric_value,
+    fmt_ms,
+    fmt_number,
+    fmt_percent,
+    fmt_replicas,
+    fmt_rps,
+    fmt_seconds,
+    fmt_stage,
+    fmt_threshold,
+)
+from harness.report._rundata import RunData, load_run
+from harness.rundir import RunDirectory
+
+
+def _cell(value: object) -> str:
+    # A pipe would end the cell and a newline the row.
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+    lines = ["| " + " | ".join(_cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _objectives(verdict: Verdict) -> list[str]:
+    if not verdict.objectives:
+        return ["_No objectives were given, so nothing was judged._"]
+    return _table(
+        ["Objective", "Stage", "Status", "Measured", "Threshold", "CI", "Reason"],
+        (
+            [
+                r.objective,
+                fmt_stage(r),
+                f"{STATUS_EMOJI[r.status]} {r.status.value}",
+                fmt_metric_value(r.metric, r.measured),
+                fmt_threshold(r),
+                fmt_ci(r),
+                r.reason,
+            ]
+            for r in verdict.objectives
+        ),
+    )
+
+
+def _stages(verdict: Verdict) -> list[str]:
+    if not verdict.stages:
+        return ["_No stage ran._"]
+    rows = []
+    for s in verdict.stages:
+        offered = fmt_rps(s.offered_rps) if s.offered_rps is not None else f"{s.offered_users} users"
+        notes = [*s.invalid_reasons, *s.sample_shortfalls.values()]
+        rows.append(
+            [
+                s.name + ("" if s.judged else " (not judged)"),
+                offered,
+                fmt_rps(s.achieved_rps),
+                s.requests,
+                f"{s.failures} ({fmt_percent(s.error_rate)})",
+                fmt_estimate_ms(s.latency.get("p50")),
+                fmt_estimate_ms(s.latency.get("p95")),
+                fmt_estimate_ms(s.latency.get("p99")),
+                fmt_replicas(s.replicas_min, s.replicas_max),
+                "; ".join(notes),
+            ]
+        )
+    return _table(
+        ["Stage", "Offered", "Achieved", "Requests", "Failures", "p50", "p95", "p99", "Replicas", "Notes"], rows
+    )
+
+
+def _capacity(data: RunData) -> list[str]:
+    plan = data.verdict.capacity
+    if plan is None:
+        why = next((w for w in data.verdict.warnings if w.startswith("no capacity plan")), None)
+        return [f"_Not computed: {why or 'the scenario sets no capacity.target_peak_rps'}._"]
+    cpu = "n/a" if plan.cpu_request_cores is None else f"{fmt_number(plan.cpu_request_cores)} cores"
+    cost = "n/a" if plan.monthly_cost is None else f"{plan.monthly_cost:.2f}"
+    concurrency = "n/a" if plan.concurrency_per_replica is None else str(plan.concurrency_per_replica)
+    return [
+        *_table(
+            [
+                "Target peak",
+                "Headroom",
+                "Per replica",
+                "Replicas",
+                "CPU request",
+                "Memory request",
+                "Concurrency",
+                "Monthly cost",
+            ],
+            [
+                [
+                    fmt_rps(plan.target_peak_rps),
+                    fmt_percent(plan.headroom),
+                    fmt_rps(plan.per_replica_rps),
+                    plan.replicas_needed,
+                    cpu,
+                    fmt_bytes(plan.memory_request_bytes),
+                    concurrency,
+                    cost,
+                ]
+            ],
+        ),
+        "",
+        plan.reason,
+    ]
+
+
+def _saturation(data: RunData) -> list[str]:
+    saturation = data.verdict.saturation
+    if saturation is None:
+        return ["_Not analysed._"]
+    return [
+        *_table(
+            ["Max sustainable", "Per replica", "Limiting stage", "Knee", "p95 at knee"],
+            [
+                [
+                    fmt_rps(saturation.max_sustainable_rps),
+                    fmt_rps(saturation.max_sustainable_rps_per_replica),
+                    saturation.limiting_stage or "n/a",
+                    fmt_rps(saturation.knee_rps),
+                    fmt_ms(saturation.knee_latency_s),
+                ]
+            ],
+        ),
+        "",
+        saturation.reason,
+    ]
+
+
+def _autoscaling(data: RunData) -> list[str]:
+    steps = data.verdict.autoscaling
+    if not steps:
+        return []
+    return [
+        "",
+        "### Autoscaling",
+        "",
+        *_table(
+            [
+                "Step",
+                "First scale-up decision",
+                "New replicas ready",
+                "p95 recovered",
+                "p95 above objective",
+                "Replicas",
+            ],
+            (
+                [
+                    step.stage,
+                    fmt_seconds(step.first_scale_up_decision_s),
+                    fmt_seconds(step.new_replicas_ready_s),
+                    fmt_seconds(step.p95_recovered_s),
+                    fmt_seconds(step.violation_s),
+                    f"{step.replicas_min}→{step.replicas_final} (max {step.replicas_max})",
+                ]
+                for step in steps
+            ),
+        ),
+    ]
+
+
+def render_markdown(run_dir: RunDirectory) -> str:
+    """The report.md summary of a finished run directory."""
+    return render_markdown_from(load_run(run_dir))
+
+
+def render_markdown_from(data: RunData) -> str:
+    """report.md from an already loaded run directory."""
+    verdict = data.verdict
+    lines = [
+        f"## {STATUS_EMOJI[verdict.status]} {verdict.status.value}: `{data.scenario_name}`",
+        "",
+        f"Run `{data.run_id}`, exit code {verdict.exit_code}: {STATUS_MEANING[verdict.status]}.",
+        "",
+        "### Objectives",
+        "",
+        *_objectives(verdict),
+        "",
+        "### Stages",
+        "",
+        *_stages(verdict),
+        "",
+        "### Capacity plan",
+        "",
+        *_capacity(data),
+        "",
+        "### Saturation",
+        "",
+        *_saturation(data),
+        *_autoscaling(data),
+    ]
+    if verdict.warnings:
+        lines += ["", "### Warnings", "", *(f"- {w}" for w in verdict.warnings)]
+    present = sorted(p.name for p in data.run_dir.path.iterdir() if p.is_file() and not p.name.endswith(".tmp"))
+    others = sorted((set(present) | {"report.html", "junit.xml"}) - {"report.md"})
+    lines += ["", "Files: " + ", ".join(f"`{name}`" for name in others) + " (plots in `report.html`).", ""]
+    return "\n".join(lines)

@@ -1,0 +1,852 @@
+"""The Kubernetes target: the model-service chart applied to a cluster, scaled by its HorizontalPodAutoscaler.
+
+`start` renders charts/model-service from the scenario (harness.targets.helm_values), creates the
+namespace when missing, server-side-applies every manifest labelled harness.dev/run-id=<run>, and waits
+for the rollout; when it fails it names the cause from pod status and events (image pull, crash loop,
+unschedulable) with what to do. A watcher thread turns pod and HPA status into run events (replica
+started/ready/stopped/crashed, scale_decision from -> to). Load and /metrics reach each pod through a
+port-forward (the API server's pods/portforward, as `kubectl port-forward`) on a 127.0.0.1 port, so the
+harness's local load generator and scraper work unchanged; `server_samples` reads /metrics through the
+API server's pod proxy or a Prometheus instead. `stop` deletes everything labelled with the run, and the
+namespace when it created it, also after a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.config import Scenario
+from harness.errors import DeployError, HarnessError
+from harness.metrics.scrape import parse_bentoml_metrics
+from harness.model import ServerSample
+from harness.targets.base import ReplicaInfo, ResourceUse
+from harness.targets.helm import MODEL_SERVICE_CHART, render_chart
+from harness.targets.helm_values import hpa_tolerance_support, model_service_values, run_id_label
+from harness.targets.kind import KindCluster
+from harness.targets.kubernetes_api import ClientKubernetesApi, KubernetesApi, PortForwardRelay, SocketLike
+
+RUN_LABEL = "harness.dev/run-id"
+CONTAINER_PORT = 3000
+_LOG_TAIL_LINES = 12
+# Kinds the model-service chart renders; stop() deletes every object of these kinds labelled with the run.
+CLEANUP_KINDS = (
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("policy/v1", "PodDisruptionBudget"),
+    ("v1", "Service"),
+    ("apps/v1", "Deployment"),
+    ("batch/v1", "Job"),
+    ("v1", "ConfigMap"),
+)
+_IMAGE_PULL_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "ErrImageNeverPull", "InvalidImageName"})
+# ErrImagePull turns into ImagePullBackOff within seconds; waiting for it costs little and rules out a blip.
+_FATAL_WAITING_REASONS = frozenset(
+    {"ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName", "CrashLoopBackOff", "CreateContainerConfigError"}
+)
+
+
+# --------------------------------------------------------------------------- reading API objects
+
+
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(n|u|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_SUFFIX = {
+    None: Decimal(1),
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "k": Decimal("1e3"),
+    "M": Decimal("1e6"),
+    "G": Decimal("1e9"),
+    "T": Decimal("1e12"),
+    "P": Decimal("1e15"),
+    "E": Decimal("1e18"),
+    "Ki": Decimal(2**10),
+    "Mi": Decimal(2**20),
+    "Gi": Decimal(2**30),
+    "Ti": Decimal(2**40),
+    "Pi": Decimal(2**50),
+    "Ei": Decimal(2**60),
+}
+
+
+def quantity_value(quantity: str | int | float) -> float:
+    """A Kubernetes quantity as a number, with every suffix the API server emits ("250123456n", "301234Ki")."""
+    if isinstance(quantity, int | float):
+        return float(quantity)
+    match = _QUANTITY.match(quantity.strip())
+    if not match:
+        raise ValueError(f"'{quantity}' is not a Kubernetes quantity")
+    try:
+        return float(Decimal(match.group(1)) * _SUFFIX[match.group(2)])
+    except InvalidOperation as error:
+        raise ValueError(f"'{quantity}' is not a Kubernetes quantity") from error
+
+
+def parse_time(timestamp: str | None) -> float | None:
+    """An API server timestamp (RFC 3339, e.g. "2025-01-01T00:00:00Z") as seconds since the epoch."""
+    if not timestamp:
+        return None
+    return dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
+def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind:
+            return dict(condition)
+    return None
+
+
+def pod_ready(pod: dict[str, Any]) -> bool:
+    """Whether a pod counts as ready: condition Ready=True and not being deleted."""
+    ready = _condition(pod, "Ready")
+    return ready is not None and ready.get("status") == "True" and not pod["metadata"].get("deletionTimestamp")
+
+
+def _container_statuses(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((pod.get("status") or {}).get("containerStatuses") or [])
+
+
+def pod_crashed(pod: dict[str, Any]) -> bool:
+    """A pod whose container is in CrashLoopBackOff, or that failed for good."""
+    if (pod.get("status") or {}).get("phase") == "Failed":
+        return True
+    return any(
+        (status.get("state") or {}).get("waiting", {}).get("reason") == "CrashLoopBackOff"
+        for status in _container_statuses(pod)
+    )
+
+
+def restart_count(pod: dict[str, Any]) -> int:
+    return sum(int(status.get("restartCount") or 0) for status in _container_statuses(pod))
+
+
+def pod_replica(pod: dict[str, Any], base_url: str) -> ReplicaInfo:
+    """A pod as the harness's ReplicaInfo; ready_at_s is when its Ready condition last turned True."""
+    status = pod.get("status") or {}
+    ready = pod_ready(pod)
+    ready_condition = _condition(pod, "Ready") or {}
+    started_at_s = parse_time(status.get("startTime")) or parse_time(pod["metadata"].get("creationTimestamp"))
+    statuses = _container_statuses(pod)
+    return ReplicaInfo(
+        id=pod["metadata"]["name"],
+        base_url=base_url,
+        ready=ready,
+        started_at_s=started_at_s or 0.0,
+        ready_at_s=parse_time(ready_condition.get("lastTransitionTime")) if ready else None,
+        container_id=statuses[0].get("containerID") if statuses else None,
+        crashed=pod_crashed(pod),
+    )
+
+
+def pod_resource_use(pod_metrics: dict[str, Any]) -> dict[str, ResourceUse]:
+    """Per-pod CPU cores and memory from a metrics.k8s.io PodMetricsList (containers summed).
+
+    metrics-server reports the working set, which is what the kubelet evicts on; it stands in for RSS.
+    """
+    use: dict[str, ResourceUse] = {}
+    for item in pod_metrics.get("items") or []:
+        containers = item.get("containers") or []
+        cpu = [c["usage"]["cpu"] for c in containers if "cpu" in (c.get("usage") or {})]
+        memory = [c["usage"]["memory"] for c in containers if "memory" in (c.get("usage") or {})]
+        use[item["metadata"]["name"]] = ResourceUse(
+            cpu_cores=sum(quantity_value(q) for q in cpu) if cpu else None,
+            rss_bytes=sum(quantity_value(q) for q in memory) if memory else None,
+        )
+    return use
+
+
+# --------------------------------------------------------------------------- diagnosis
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why pods or the HPA are not doing what they should, and what to do about it."""
+
+    cause: str
+    message: str
+    hint: str
+    # Fatal problems end the rollout at once; others are reported if the rollout times out.
+    fatal: bool
+    pod: str | None = None
+
+
+LogTail = Callable[[str, str, bool], str]
+
+
+def _events_for(events: Iterable[dict[str, Any]], kind: str, name: str) -> list[dict[str, Any]]:
+    return [
+        event
+        for event in events
+        if (event.get("involvedObject") or {}).get("kind") == kind and event["involvedObject"].get("name") == name
+    ]
+
+
+def _unschedulable(pod: dict[str, Any], events: list[dict[str, Any]], requests: dict[str, str]) -> Problem | None:
+    name = pod["metadata"]["name"]
+    scheduled = _condition(pod, "PodScheduled")
+    failed = [e for e in _events_for(events, "Pod", name) if e.get("reason") == "FailedScheduling"]
+    if not failed and not (scheduled and scheduled.get("status") == "False"):
+        return None
+    message = (failed[-1].get("message") if failed else None) or (scheduled or {}).get("message") or "unschedulable"
+    hints = []
+    for resource in ("cpu", "memory"):
+        if f"Insufficient {resource}" in message:
+            now = f" (now {requests[resource]})" if resource in requests else ""
+            hints.append(f"lower resources.requests.{resource}{now}")
+    hint = " or ".join(hints) + ", or add nodes" if hints else "kubectl describe pod " + name
+    return Problem("unschedulable", f"pod {name} cannot be scheduled: {message}", hint, fatal=False, pod=name)
+
+
+def diagnose_pods(
+    pods: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    log_tail: LogTail,
+    *,
+    requests: dict[str, str] | None = None,
+    kind_cluster: str | None = None,
+) -> Problem | None:
+    """The most telling reason why pods are not ready, from pod status, events and container logs.
+
+    `log_tail(pod, container, previous)` gives a container's last log lines (the previous, crashed,
+    instance when `previous`).
+    """
+    problems: list[Problem] = []
+    for pod in pods:
+        name = pod["metadata"]["name"]
+        for status in _container_statuses(pod):
+            waiting = (status.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason")
+            container = status.get("name", "")
+            if reason in _IMAGE_PULL_REASONS:
+                image = status.get("image", "?")
+                load = f"kind load docker-image {image} --name {kind_cluster}" if kind_cluster else None
+                hint = (
+                    (load + " (the image is not on the kind nodes)")
+                    if load
+                    else (
+                        f"kind load docker-image {image} (kind), or push {image} to a registry the cluster pulls from"
+                    )
+                )
+                problems.append(
+                    Problem(
+                        "image-pull",
+                        f"pod {name} cannot pull image {image} ({reason}: {waiting.get('message', '')})",
+                        hint,
+                        fatal=reason in _FATAL_WAITING_REASONS,
+                        pod=name,
+                    )
+                )
+            elif reason == "CrashLoopBackOff":
+                terminated = (status.get("lastState") or {}).get("terminated") or {}
+                exit_reason = terminated.get("reason", "?")
+                hint = "the server exits at startup; fix the cause in the log lines above"
+                if exit_reason == "OOMKilled":
+                    hint = "the container ran out of memory: raise resources.limits.memory"
+                problems.append(
+                    Problem(
+                        "crash-loop",
+                        f"pod {name} container {container} is in CrashLoopBackOff after "
+                        f"{status.get('restartCount', 0)} restart(s), last exit {terminated.get('exitCode', '?')} "
+                        f"({exit_reason}); last log lines: {log_tail(name, container, True)}",
+                        hint,
+                        fatal=True,
+                        pod=name,
+                    )
+                )
+            elif reason in _FATAL_WAITING_REASONS:
+                problems.append(
+                    Problem(
+                        reason,
+                        f"pod {name} container {container}: {reason}: {waiting.get('message', '')}",
+                        "kubectl describe pod " + name,
+                        fatal=True,
+                        pod=name,
+                    )
+                )
+        if (pod.get("status") or {}).get("phase") == "Pending" and not _container_statuses(pod):
+            problem = _unschedulable(pod, events, requests or {})
+            if problem is not None:
+                problems.append(problem)
+        unhealthy = [e for e in _events_for(events, "Pod", name) if e.get("reason") == "Unhealthy"]
+        if unhealthy and not pod_ready(pod):
+            problems.append(
+                Problem(
+                    "probe-failing",
+                    f"pod {name} is running but not ready: {unhealthy[-1].get('message', '')}",
+                    "raise target.startup_timeout_s if the model loads slowly, or check service.readiness_path",
+                    fatal=False,
+                    pod=name,
+                )
+            )
+    if not problems:
+        return None
+    # Fatal first, then the order found.
+    return sorted(problems, key=lambda p: not p.fatal)[0]
+
+
+def diagnose_hpa(hpa: dict[str, Any]) -> Problem | None:
+    """Why an HPA cannot scale: ScalingActive=False (a metrics API is missing) or AbleToScale=False."""
+    name = hpa["metadata"]["name"]
+    active = _condition(hpa, "ScalingActive")
+    if active is not None and active.get("status") == "False":
+        reason = active.get("reason", "")
+        message = f"HPA {name} is not scaling ({reason}): {active.get('message', '')}"
+        if reason == "FailedGetResourceMetric":
+            hint = "install metrics-server (kind: kubectl apply -f charts/metrics-server/components.yaml)"
+        elif reason == "FailedGetPodsMetric":
+            hint = "install prometheus-adapter with a rule that serves the Pods metric (charts/README.md)"
+        elif reason == "ScalingDisabled":
+            hint = "the Deployment was scaled to 0; scale it up or remove the HPA"
+        else:
+            hint = f"kubectl describe hpa {name}"
+        return Problem("hpa-" + (reason or "inactive"), message, hint, fatal=False)
+    able = _condition(hpa, "AbleToScale")
+    if able is not None and able.get("status") == "False":
+        return Problem(
+            "hpa-" + able.get("reason", "unable"),
+            f"HPA {name} cannot scale ({able.get('reason', '')}): {able.get('message', '')}",
+            f"kubectl describe hpa {name}",
+            fatal=False,
+        )
+    return None
+
+
+def dropped_tolerances(sent_spec: dict[str, Any], stored_spec: dict[str, Any]) -> list[str]:
+    """Behavior tolerances the API server dropped (feature gate HPAConfigurableTolerance off), as field paths."""
+    dropped = []
+    for direction in ("scaleUp", "scaleDown"):
+        sent = ((sent_spec.get("behavior") or {}).get(direction) or {}).get("tolerance")
+        stored = ((stored_spec.get("behavior") or {}).get(direction) or {}).get("tolerance")
+        if sent is not None and stored is None:
+            dropped.append(f"behavior.{direction}.tolerance")
+    return dropped
+
+
+# --------------------------------------------------------------------------- status -> run events
+
+Event = tuple[str, dict[str, Any]]
+
+
+def hpa_desired_replicas(hpa: dict[str, Any] | None) -> int | None:
+    """The HPA's desired replica count; its current count while it has never computed one (desiredReplicas 0)."""
+    status = (hpa or {}).get("status") or {}
+    desired = int(status.get("desiredReplicas") or 0)
+    if desired > 0:
+        return desired
+    current = int(status.get("currentReplicas") or 0)
+    return current if current > 0 else None
+
+
+def hpa_events(previous: dict[str, Any] | None, current: dict[str, Any]) -> list[Event]:
+    """Run events from one HPA status to the next: scale_decision (from -> to) when the desired count changes."""
+    old = hpa_desired_replicas(previous)
+    new = hpa_desired_replicas(current)
+    if old is None or new is None or old == new:
+        return []
+    status = current.get("status") or {}
+    detail: dict[str, Any] = {
+        "from": old,
+        "to": new,
+        "source": "hpa",
+        "current_replicas": status.get("currentReplicas"),
+        "last_scale_time_s": parse_time(status.get("lastScaleTime")),
+    }
+    metrics = [_metric_summary(m) for m in status.get("currentMetrics") or [] if m.get("type")]
+    if metrics:
+        detail["metrics"] = metrics
+    return [("scale_decision", detail)]
+
+
+def _metric_summary(metric: dict[str, Any]) -> dict[str, Any]:
+    kind = metric.get("type", "")
+    source = metric.get(kind[:1].lower() + kind[1:]) or {}
+    name = source.get("name") or (source.get("metric") or {}).get("name")
+    return {"type": kind, "name": name, **(source.get("current") or {})}
+
+
+def pod_events(previous: dict[str, dict[str, Any]], current: list[dict[str, Any]], log_tail: LogTail) -> list[Event]:
+    """Run events between two pod listings: replica_started, replica_ready, replica_crashed, replica_stopped."""
+    events: list[Event] = []
+    seen = set()
+    for pod in current:
+        name = pod["metadata"]["name"]
+        seen.add(name)
+        before = previous.get(name)
+        if before is None:
+            events.append(("replica_started", {"replica": name, "node": (pod.get("spec") or {}).get("nodeName")}))
+        if pod["metadata"].get("deletionTimestamp"):
+            if before is not None and not before["metadata"].get("deletionTimestamp"):
+                events.append(("replica_stopped", {"replica": name, "reason": "deleted"}))
+            continue
+        if pod_ready(pod) and (before is None or not pod_ready(before)):
+            replica = pod_replica(pod, "")
+            startup_s = None if replica.ready_at_s is None else round(replica.ready_at_s - replica.started_at_s, 3)
+            events.append(("replica_ready", {"replica": name, "startup_s": startup_s}))
+        restarts = restart_count(pod)
+        if restarts > (restart_count(before) if before else 0) or (
+            pod_crashed(pod) and not (before and pod_crashed(before))
+        ):
+            statuses = _container_statuses(pod)
+            container = statuses[0].get("name", "") if statuses else ""
+            terminated = ((statuses[0].get("lastState") or {}).get("terminated") or {}) if statuses else {}
+            events.append(
+                (
+                    "replica_crashed",
+                    {
+                        "replica": name,
+                        "restarts": restarts,
+                        "exit_code": terminated.get("exitCode"),
+                        "reason": terminated.get("reason"),
+                        "log_tail": log_tail(name, container, True) if container else "",
+                    },
+                )
+            )
+    for name, before in previous.items():
+        if name not in seen and not before["metadata"].get("deletionTimestamp"):
+            events.append(("replica_stopped", {"replica": name, "reason": "gone"}))
+    return events
+
+
+# --------------------------------------------------------------------------- the target
+
+
+@dataclass
+class _State:
+    pods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hpa: dict[str, Any] | None = None
+    deployment_replicas: int | None = None
+    relays: dict[str, PortForwardRelay] = field(default_factory=dict)
+
+
+class KubernetesTarget:
+    """Replicas as pods of the model-service chart on a Kubernetes cluster, scaled by the chart's HPA."""
+
+    name = "kubernetes"
+    # The HPA scales (or, without autoscaling, the replica count is fixed): never the local autoscaler.
+    scales_itself = True
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        work_dir: Path,
+        *,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        run_id: str | None = None,
+        image: str | None = None,
+        api: KubernetesApi | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        poll_s: float = 1.0,
+        port_forward: bool = True,
+        prometheus_fetch: Callable[[str], bytes] | None = None,
+        kind: KindCluster | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.config = scenario.target.kubernetes
+        self.namespace = self.config.namespace
+        self.work_dir = work_dir
+        self.on_event = on_event or (lambda kind, detail: None)
+        self.run_id = run_id or scenario.output.run_id or f"run-{int(clock())}"
+        self.run_label = run_id_label(self.run_id)
+        self.image = image or self.config.image or scenario.target.docker.image
+        self.poll_s = poll_s
+        self.port_forward = port_forward
+        self._api = api
+        self._clock = clock
+        self._sleep = sleep
+        self._prometheus_fetch = prometheus_fetch
+        if kind is None and self.config.kind_cluster:
+            kind = KindCluster(self.config.kind_cluster, keep=self.config.keep_cluster)
+        self.kind = kind
+        self._state = _State()
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._created_namespace = False
+        self._touched_cluster = False
+        self._deployment: str | None = None
+        self._hpa_name: str | None = None
+        self._pod_selector: str | None = None
+        self._desired = 0
+        self._warned: set[str] = set()
+        self.kube_version: str | None = None
+        self.manifests: list[dict[str, Any]] = []
+
+    @property
+    def api(self) -> KubernetesApi:
+        if self._api is None:
+            self._api = ClientKubernetesApi.connect(self.config.kubeconfig, self.config.context)
+        return self._api
+
+    @property
+    def run_selector(self) -> str:
+        return f"{RUN_LABEL}={self.run_label}"
+
+    # ------------------------------------------------------------------ Target protocol
+
+    def start(self, replicas: int) -> None:
+        """Render and apply the chart, then block until `replicas` pods are ready or raise DeployError."""
+        if not self.image:
+            raise DeployError(
+                "the kubernetes target needs an image: set target.kubernetes.image (built by `harness build`)"
+            )
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        if self.kind is not None:
+            self._prepare_kind(self.kind)
+        self.kube_version = self.api.server_version()
+        values = model_service_values(self.scenario, self.image, self.run_id, kube_version=self.kube_version)
+        autoscaling = values["autoscaling"]
+        if not autoscaling["enabled"]:
+            values["replicaCount"] = replicas
+        self.manifests = render_chart(
+            MODEL_SERVICE_CHART,
+            values,
+            release=self.config.release,
+            namespace=self.namespace,
+            kube_version=self.kube_version,
+        )
+        (self.work_dir / "manifests.yaml").write_text(yaml.safe_dump_all(self.manifests, sort_keys=False))
+        deployment = next(m for m in self.manifests if m["kind"] == "Deployment")
+        self._deployment = deployment["metadata"]["name"]
+        self._hpa_name = next(
+            (m["metadata"]["name"] for m in self.manifests if m["kind"] == "HorizontalPodAutoscaler"), None
+        )
+        selector = dict(deployment["spec"]["selector"]["matchLabels"])
+        selector[RUN_LABEL] = self.run_label
+        self._pod_selector = ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
+        self._desired = replicas
+
+        self._touched_cluster = True
+        self._ensure_namespace()
+        for manifest in self.manifests:
+            manifest["metadata"].setdefault("labels", {})[RUN_LABEL] = self.run_label
+            stored = self.api.apply(manifest)
+            self.on_event("object_applied", {"kind": manifest["kind"], "name": manifest["metadata"]["name"]})
+            if manifest["kind"] == "HorizontalPodAutoscaler":
+                self._check_tolerance(manifest, stored)
+        if self._hpa_name is not None and replicas != autoscaling["minReplicas"]:
+            # The HPA takes over from this count; the chart renders no `replicas` so it never fights the HPA.
+            self.api.scale(self.namespace, self._deployment, replicas)
+        self._wait_for_rollout(replicas)
+        self._stop.clear()
+        self._watcher = threading.Thread(target=self._watch, name="kubernetes-target-watch", daemon=True)
+        self._watcher.start()
+
+    def scale(self, replicas: int) -> None:
+        """Set the Deployment's replicas; with an HPA the HPA owns the count and this is an error."""
+        if self._hpa_name is not None:
+            raise DeployError(
+                f"HPA {self._hpa_name} owns the replica count of Deployment {self._deployment}; "
+                "the harness does not scale it"
+            )
+        if self._deployment is None:
+            raise DeployError("the kubernetes target is not started")
+        self.api.scale(self.namespace, self._deployment, replicas)
+        self._desired = replicas
+
+    def desired_replicas(self) -> int:
+        """The HPA's desiredReplicas, else the Deployment's replicas, as of the watcher's last poll."""
+        with self._lock:
+            desired = hpa_desired_replicas(self._state.hpa)
+            if desired is not None:
+                return desired
+            if self._state.deployment_replicas is not None:
+                return self._state.deployment_replicas
+            return self._desired
+
+    def replicas(self) -> list[ReplicaInfo]:
+        with self._lock:
+            return [
+                pod_replica(pod, self._state.relays[name].base_url if name in self._state.relays else "")
+                for name, pod in sorted(self._state.pods.items())
+                if not pod["metadata"].get("deletionTimestamp")
+            ]
+
+    def resource_use(self) -> dict[str, ResourceUse]:
+        """CPU and memory per pod from metrics.k8s.io; None values when no metrics API is served."""
+        with self._lock:
+            names = list(self._state.pods)
+        try:
+            metrics = self.api.list("metrics.k8s.io/v1beta1", "PodMetrics", self.namespace, self._pod_selector)
+        except HarnessError as error:
+            self._warn_once("pod-metrics", f"reading pod metrics failed: {error}", "kubectl top pods")
+            metrics = None
+        if metrics is None:
+            self._warn_once(
+                "no-metrics-api",
+                "metrics.k8s.io is not served: per-pod CPU and memory are unknown",
+                "install metrics-server (kind: charts/metrics-server/components.yaml)",
+            )
+            return {name: ResourceUse(cpu_cores=None, rss_bytes=None) for name in names}
+        use = pod_resource_use(metrics)
+        return {name: use.get(name, ResourceUse(cpu_cores=None, rss_bytes=None)) for name in names}
+
+    def stop(self) -> None:
+        """Delete every object labelled with the run (and the namespace if this target created it); idempotent."""
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=self.poll_s + 10)
+            self._watcher = None
+        with self._lock:
+            relays = list(self._state.relays.values())
+            self._state.relays.clear()
+        for relay in relays:
+            relay.stop()
+        try:
+            if self._touched_cluster:
+                self._delete_run_objects()
+        finally:
+            # Deleting a cluster this run created removes whatever the object deletion could not.
+            if self.kind is not None:
+                self.kind.delete()
+
+    def _delete_run_objects(self) -> None:
+        self._save_logs()
+        failures = []
+        for api_version, kind in CLEANUP_KINDS:
+            try:
+                listed = self.api.list(api_version, kind, self.namespace, self.run_selector)
+                for item in (listed or {}).get("items") or []:
+                    self.api.delete(api_version, kind, self.namespace, item["metadata"]["name"])
+            except HarnessError as error:
+                failures.append(f"{kind}: {error}")
+        if self._created_namespace:
+            try:
+                self.api.delete("v1", "Namespace", None, self.namespace)
+                self._created_namespace = False
+            except HarnessError as error:
+                failures.append(f"Namespace {self.namespace}: {error}")
+        else:
+            self._wait_for_pods_gone()
+        if failures:
+            raise DeployError(
+                "could not delete every object of the run: " + "; ".join(failures),
+                hint=f"kubectl delete all,hpa,pdb -n {self.namespace} -l {self.run_selector}",
+            )
+        self._touched_cluster = False
+
+    # ------------------------------------------------------------------ metrics through the API server
+
+    def metrics_text(self, replica_id: str) -> str:
+        """A pod's /metrics page through the API server's pod proxy."""
+        return self.api.pod_proxy_get(self.namespace, replica_id, CONTAINER_PORT, self.scenario.service.metrics_path)
+
+    def server_samples(self) -> list[ServerSample]:
+        """One ServerSample per ready pod: from Prometheus (target.kubernetes.prometheus_url), else the pod proxy."""
+        ready = [replica.id for replica in self.replicas() if replica.ready]
+        endpoints = {self.scenario.service.endpoint}
+        if self.config.prometheus_url:
+            from harness.metrics.promql import PrometheusReplicaMetrics, urllib_fetch
+
+            source = PrometheusReplicaMetrics(
+                self.config.prometheus_url, self._prometheus_fetch or urllib_fetch(5.0), self.namespace
+            )
+            return source.samples(ready, endpoints=endpoints)
+        samples = []
+        for pod in ready:
+            try:
+                samples.append(parse_bentoml_metrics(self.metrics_text(pod), self._clock(), pod, endpoints=endpoints))
+            except HarnessError as error:
+                samples.append(ServerSample(t_s=self._clock(), replica=pod, ok=False, error=str(error)))
+        return samples
+
+    # ------------------------------------------------------------------ internals
+
+    def _prepare_kind(self, kind: KindCluster) -> None:
+        """Create or reuse the kind cluster, connect to it, and give it the image and metrics-server."""
+        created = kind.ensure()
+        self.on_event("kind_cluster", {"cluster": kind.name, "created": created})
+        if self._api is None:
+            kubeconfig = kind.write_kubeconfig(self.work_dir / "kubeconfig")
+            self._api = ClientKubernetesApi.connect(kubeconfig, None)
+        assert self.image is not None
+        kind.load_image(self.image)
+        kind.install_metrics_server(self.api)
+
+    def _warn_once(self, key: str, message: str, hint: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.on_event("warning", {"source": "kubernetes", "error": message, "hint": hint})
+
+    def _log_tail(self, pod: str, container: str, previous: bool) -> str:
+        try:
+            text = self.api.pod_log(self.namespace, pod, container, tail_lines=_LOG_TAIL_LINES, previous=previous)
+        except HarnessError as error:
+            return f"(log unavailable: {error})"
+        kept = [line.strip() for line in text.strip().splitlines() if line.strip()]
+        return " | ".join(kept[-_LOG_TAIL_LINES:]) or "(empty log)"
+
+    def _ensure_namespace(self) -> None:
+        deadline_s = self._clock() + self.config.rollout_timeout_s
+        while True:
+            namespace = self.api.get("v1", "Namespace", None, self.namespace)
+            if namespace is None:
+                self.api.create(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Namespace",
+                        "metadata": {"name": self.namespace, "labels": {RUN_LABEL: self.run_label}},
+                    }
+                )
+                self._created_namespace = True
+                self.on_event("namespace_created", {"namespace": self.namespace})
+                return
+            if (namespace.get("status") or {}).get("phase") != "Terminating":
+                return
+            # A namespace deleted by an earlier run accepts no new objects until it is gone.
+            if self._clock() > deadline_s:
+                raise DeployError(
+                    f"namespace {self.namespace} is still terminating after "
+                    f"target.kubernetes.rollout_timeout_s={self.config.rollout_timeout_s:g} s",
+                    hint=f"kubectl get namespace {self.namespace} -o yaml (look for finalizers)",
+                )
+            self._sleep(self.poll_s)
+
+    def _check_tolerance(self, sent: dict[str, Any], stored: dict[str, Any]) -> None:
+        dropped = dropped_tolerances(sent.get("spec") or {}, stored.get("spec") or {})
+        if dropped and self.kube_version is not None:
+            support = hpa_tolerance_support(self.kube_version)
+            self.on_event(
+                "warning",
+                {
+                    "source": "kubernetes",
+                    "error": f"the API server ({self.kube_version}) dropped HPA {', '.join(dropped)}: the HPA uses the "
+                    "cluster-wide tolerance instead",
+                    "hint": "enable the HPAConfigurableTolerance feature gate"
+                    if support == "feature-gate"
+                    else "upgrade the cluster",
+                },
+            )
+
+    def _list_pods(self) -> list[dict[str, Any]]:
+        listed = self.api.list("v1", "Pod", self.namespace, self._pod_selector)
+        return list((listed or {}).get("items") or [])
+
+    def _requests(self) -> dict[str, str]:
+        requests = self.scenario.resources.requests
+        return {k: str(v) for k, v in (("cpu", requests.cpu), ("memory", requests.memory)) if v is not None}
+
+    def _wait_for_rollout(self, replicas: int) -> None:
+        timeout_s = self.config.rollout_timeout_s
+        deadline_s = self._clock() + timeout_s
+        while True:
+            pods = self._list_pods()
+            self._update_pods(pods, emit=True)
+            ready = [pod for pod in pods if pod_ready(pod)]
+            if len(ready) >= replicas:
+                return
+            events = list((self.api.list("v1", "Event", self.namespace) or {}).get("items") or [])
+            problem = diagnose_pods(
+                pods, events, self._log_tail, requests=self._requests(), kind_cluster=self.config.kind_cluster
+            )
+            if problem is not None and problem.fatal:
+                raise DeployError(problem.message, hint=problem.hint)
+            if problem is not None:
+                self._warn_once(problem.cause, problem.message, problem.hint)
+            if self._clock() > deadline_s:
+                hpa = (
+                    self.api.get("autoscaling/v2", "HorizontalPodAutoscaler", self.namespace, self._hpa_name)
+                    if (self._hpa_name)
+                    else None
+                )
+                problem = problem or (diagnose_hpa(hpa) if hpa else None)
+                cause = problem.message if problem else "no pod reported a cause"
+                raise DeployError(
+                    f"Deployment {self._deployment}: {len(ready)}/{replicas} pods ready after "
+                    f"target.kubernetes.rollout_timeout_s={timeout_s:g} s; {cause}",
+                    hint=problem.hint
+                    if problem
+                    else f"kubectl describe pods -n {self.namespace} -l {self._pod_selector}",
+                )
+            self._sleep(self.poll_s)
+
+    def _update_pods(self, pods: list[dict[str, Any]], *, emit: bool) -> None:
+        with self._lock:
+            previous = dict(self._state.pods)
+            self._state.pods = {pod["metadata"]["name"]: pod for pod in pods}
+        if emit:
+            for kind, detail in pod_events(previous, pods, self._log_tail):
+                self.on_event(kind, detail)
+        if self.port_forward:
+            self._sync_relays(pods)
+
+    def _sync_relays(self, pods: list[dict[str, Any]]) -> None:
+        live = {pod["metadata"]["name"] for pod in pods if not pod["metadata"].get("deletionTimestamp")}
+        with self._lock:
+            gone = [name for name in self._state.relays if name not in live]
+            stale = [self._state.relays.pop(name) for name in gone]
+            for name in sorted(live - set(self._state.relays)):
+                relay = PortForwardRelay(self._port_forward_to(name), name)
+                relay.start()
+                self._state.relays[name] = relay
+        for relay in stale:
+            relay.stop()
+
+    def _port_forward_to(self, pod: str) -> Callable[[], SocketLike]:
+        return lambda: self.api.open_port_forward(self.namespace, pod, CONTAINER_PORT)
+
+    def _watch(self) -> None:
+        """Poll pods and the HPA until stopped, turning status changes into run events."""
+        while not self._stop.is_set():
+            try:
+                self._update_pods(self._list_pods(), emit=True)
+                if self._hpa_name is not None:
+                    hpa = self.api.get("autoscaling/v2", "HorizontalPodAutoscaler", self.namespace, self._hpa_name)
+                    if hpa is not None:
+                        with self._lock:
+                            previous = self._state.hpa
+                            self._state.hpa = hpa
+                        for kind, detail in hpa_events(previous, hpa):
+                            self.on_event(kind, detail)
+                        problem = diagnose_hpa(hpa)
+                        if problem is not None:
+                            self._warn_once(problem.cause, problem.message, problem.hint)
+                elif self._deployment is not None:
+                    deployment = self.api.get("apps/v1", "Deployment", self.namespace, self._deployment)
+                    with self._lock:
+                        self._state.deployment_replicas = (
+                            int((deployment or {}).get("spec", {}).get("replicas", 0)) if deployment else None
+                        )
+            except HarnessError as error:
+                self._warn_once(f"watch:{error}", f"watching the cluster failed: {error}", "check the API server")
+            self._stop.wait(self.poll_s)
+
+    def _save_logs(self) -> None:
+        with self._lock:
+            pods = list(self._state.pods.values())
+        for pod in pods:
+            for status in _container_statuses(pod):
+                with contextlib.suppress(HarnessError, OSError):
+                    text = self.api.pod_log(
+                        self.namespace, pod["metadata"]["name"], status["name"], tail_lines=2000, previous=False
+                    )
+                    (self.work_dir / f"{pod['metadata']['name']}.log").write_text(text)
+
+    def _wait_for_pods_gone(self, timeout_s: float = 60.0) -> None:
+        deadline_s = self._clock() + timeout_s
+        while self._clock() < deadline_s:
+            try:
+                listed = self.api.list("v1", "Pod", self.namespace, self.run_selector)
+            except HarnessError:
+                return
+            if not (listed or {}).get("items"):
+                return
+            self._sleep(min(self.poll_s, 1.0))
+        self.on_event(
+            "warning",
+            {
+                "source": "kubernetes",
+                "error": f"pods labelled {self.run_selector} still terminating after {timeout_s:g} s",
+            },
+        )
