@@ -24,7 +24,7 @@ def test_replicas_rise_under_a_load_step_and_figures_match_the_timeline(tmp_path
     data["resources"]["limits"]["cpu"] = "500m"
     data["stages"] = [
         {"name": "baseline", "duration_s": 10, "arrival_rate_rps": 10},
-        {"name": "step-up", "duration_s": 45, "arrival_rate_rps": 80},
+        {"name": "step-up", "duration_s": 70, "arrival_rate_rps": 70},
     ]
     data["output"] = {"dir": str(tmp_path / "reports")}
     scenario = tmp_path / "autoscale.yaml"
@@ -48,7 +48,12 @@ def test_replicas_rise_under_a_load_step_and_figures_match_the_timeline(tmp_path
     scale_ups = [e for e in events if e["kind"] == "scale_decision" and e["detail"]["to"] > e["detail"]["from"]]
     assert scale_ups, "the autoscaler scaled out under the load step"
     assert max(c["desired"] for c in counts) >= 2
-    assert max(c["ready"] for c in counts) >= 2, "new replicas became ready and served"
+    timeline = [
+        (round(e["t_s"] - stages["step-up"]["start_s"], 1), e["kind"], e["detail"].get("replica"))
+        for e in events
+        if e["kind"] in ("scale_decision", "replica_started", "replica_ready", "replica_unready")
+    ]
+    assert max(c["ready"] for c in counts) >= 2, f"new replicas became ready and served: {timeline}"
     assert all(1 <= c["desired"] <= 4 for c in counts), "never outside minReplicas..maxReplicas"
 
     (step,) = verdict["autoscaling"]
