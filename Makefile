@@ -23,10 +23,18 @@ $(STAMP): pyproject.toml
 # (scripts/docker-setup.sh makes it) and installs packages with this machine's CA bundle.
 DOCKER_BUILD_FLAGS ?= --base-image harness-python:bookworm --ca-bundle /etc/ssl/certs/ca-certificates.crt
 
+KIND_CLUSTER ?= harness
+
 loadtest: setup
 ifeq ($(TARGET),docker)
 	bash scripts/docker-setup.sh
 	$(BIN)/harness run $(SCENARIO) --target docker $(DOCKER_BUILD_FLAGS)
+else ifeq ($(TARGET),kind)
+	# kind: the harness creates (or reuses) the cluster, loads the image, installs metrics-server,
+	# runs the scenario under the chart's real HPA, and deletes a cluster it created.
+	bash scripts/docker-setup.sh
+	$(BIN)/harness run $(SCENARIO) --target kubernetes $(DOCKER_BUILD_FLAGS) \
+		--set target.kubernetes.kind_cluster=$(KIND_CLUSTER)
 else
 	$(BIN)/harness run $(SCENARIO) --target $(TARGET)
 endif

@@ -109,9 +109,15 @@ def _docker(scenario: Scenario, context: TargetContext) -> Target:
 
 
 def _kubernetes(scenario: Scenario, context: TargetContext) -> Target:
-    from harness.targets.kubernetes import KubernetesTarget  # type: ignore[import-not-found,unused-ignore]
+    from harness.targets.kubernetes import KubernetesTarget
 
-    return KubernetesTarget(scenario, context.work_dir, on_event=context.on_event)  # type: ignore[no-any-return,unused-ignore]
+    return KubernetesTarget(
+        scenario,
+        context.work_dir,
+        on_event=context.on_event,
+        run_id=context.run_id,
+        image=scenario.target.kubernetes.image or service_image(scenario, context.on_event),
+    )
 
 
 TARGETS: dict[str, TargetFactory] = {

@@ -23,6 +23,7 @@ from gevent.pool import Pool
 from locust import FastHttpUser, LoadTestShape, constant, events, task
 from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
+from locust.runners import MasterRunner
 
 from harness.analysis.latency import LatencyHistogram
 from harness.load.arrivals import arrival_offsets
@@ -323,7 +324,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
 @events.test_start.add_listener  # type: ignore[untyped-decorator]
 def _on_test_start(environment: Environment, **_: Any) -> None:
     global _test_start_s, _recorder
-    if _test_start_s is not None:
+    # With worker processes, the master only coordinates: it must neither send nor record.
+    if _test_start_s is not None or isinstance(environment.runner, MasterRunner):
         return
     _test_start_s = time.time()
     process = PLAN["process"] if PROCESSES == 1 else os.getpid()

@@ -123,6 +123,17 @@ def fmt_percent(fraction: float | None) -> str:
     return "n/a" if fraction is None else f"{fmt_number(fraction * 100, 3)}%"
 
 
+def fmt_comparison_value(metric: str, value: float | None) -> str:
+    """A compared metric's value: throughput in rps, latencies (metric names ending _s) in ms."""
+    if value is None:
+        return "n/a"
+    if metric.endswith("_rps"):
+        return fmt_rps(value)
+    if metric.endswith("_s"):
+        return fmt_ms(value)
+    return fmt_number(value)
+
+
 def status_counts(results: list[ObjectiveResult]) -> dict[Status, int]:
     """How many objective results have each status, in severity order (zero counts omitted)."""
     counts = {status: sum(1 for r in results if r.status is status) for status in STATUS_ORDER}

@@ -140,18 +140,22 @@ def latency_timeline(data: RunData) -> Plot:
             col=1,
             secondary_y=False,
         )
-    if any(p.offered_rps is not None for p in series):
-        gx, gy = _with_gaps(xs, [p.offered_rps for p in series], data.bucket_s)
-        load_name, load_axis = "offered load (rps)", "offered load (rps)"
-    else:
-        gx, gy = _with_gaps(xs, [float(p.users) for p in series], data.bucket_s)
-        load_name, load_axis = "users (closed model)", "users"
-    fig.add_trace(
-        go.Scatter(x=gx, y=gy, mode="lines", name=load_name, line={"color": LOAD_COLOUR, "dash": "dot", "shape": "hv"}),
-        row=1,
-        col=1,
-        secondary_y=True,
-    )
+    # Open-model buckets show their arrival rate, closed-model buckets their users: each stage's own load.
+    load_axis = []
+    for name, values, dash in (
+        ("offered load (rps)", [p.offered_rps for p in series], "dot"),
+        ("users (closed model)", [float(p.users) if p.offered_rps is None else None for p in series], "dashdot"),
+    ):
+        if all(v is None for v in values):
+            continue
+        load_axis.append(name.split(" (")[0] if "users" in name else "offered rps")
+        gx, gy = _with_gaps(xs, values, data.bucket_s)
+        fig.add_trace(
+            go.Scatter(x=gx, y=gy, mode="lines", name=name, line={"color": LOAD_COLOUR, "dash": dash, "shape": "hv"}),
+            row=1,
+            col=1,
+            secondary_y=True,
+        )
     for key, threshold_ms in _latency_objectives_ms(data.verdict.objectives).items():
         fig.add_hline(
             y=threshold_ms,
@@ -162,7 +166,9 @@ def latency_timeline(data: RunData) -> Plot:
             col=1,
         )
     fig.update_yaxes(title_text="latency (ms)", rangemode="tozero", row=1, col=1, secondary_y=False)
-    fig.update_yaxes(title_text=load_axis, rangemode="tozero", showgrid=False, row=1, col=1, secondary_y=True)
+    fig.update_yaxes(
+        title_text=" / ".join(load_axis), rangemode="tozero", showgrid=False, row=1, col=1, secondary_y=True
+    )
     if with_replicas:
         _add_replicas(fig, data, row=2)
     _add_stage_regions(fig, data, rows)
@@ -295,23 +301,22 @@ def latency_vs_throughput(data: RunData) -> Plot:
     """p95 (and p50, p99) of each stage against its achieved throughput, with the knee and the objective lines."""
     title = "Latency against achieved throughput, per stage"
     caption = (
-        "One point per stage (error bars: the percentile's confidence interval; hollow markers: stages not "
-        "judged or invalid). The star is the latency knee; dashed lines are the latency objectives and the "
-        "maximum sustainable throughput."
+        "One point per stage (error bars: the percentile's confidence interval). Judged, valid stages are joined "
+        "in order of throughput; grey hollow markers are stages not judged (warm-up) or invalid, shown with their "
+        "p95 only. The star is the latency knee; dashed lines are the latency objectives and the maximum "
+        "sustainable throughput."
     )
-    stages = sorted(
-        (s for s in data.verdict.stages if s.latency.get("p95") is not None and s.latency["p95"].value_s is not None),
-        key=lambda s: s.achieved_rps,
-    )
-    if not stages:
+    with_p95 = [s for s in data.verdict.stages if s.latency.get("p95") is not None and s.latency["p95"].value_s]
+    if not with_p95:
         return Plot("plot-knee", title, caption, missing="no stage has a p95 latency (no successful requests)")
+    judged = sorted((s for s in with_p95 if s.judged and not s.invalid_reasons), key=lambda s: s.achieved_rps)
+    others = [s for s in with_p95 if not (s.judged and not s.invalid_reasons)]
     fig = go.Figure()
     for key in ("p50", "p95", "p99"):
-        own = [s for s in stages if s.latency.get(key) is not None and s.latency[key].value_s is not None]
+        own = [s for s in judged if s.latency.get(key) is not None and s.latency[key].value_s is not None]
         if not own:
             continue
         plus, minus = _error_bars(own, key)
-        solid = [s.judged and not s.invalid_reasons for s in own]
         fig.add_trace(
             go.Scatter(
                 x=[s.achieved_rps for s in own],
@@ -322,12 +327,27 @@ def latency_vs_throughput(data: RunData) -> Plot:
                 textposition="top left",
                 line={"color": PERCENTILE_COLOURS[key], "width": 2.2 if key == "p95" else 1.2},
                 opacity=1.0 if key == "p95" else 0.6,
-                marker={
-                    "size": 10 if key == "p95" else 7,
-                    "symbol": ["circle" if ok else "circle-open" for ok in solid],
-                },
+                marker={"size": 10 if key == "p95" else 7},
                 error_y={"type": "data", "symmetric": False, "array": plus, "arrayminus": minus, "visible": True},
                 hovertext=[f"stage {s.name}" for s in own],
+            )
+        )
+    if others:
+        plus, minus = _error_bars(others, "p95")
+        fig.add_trace(
+            go.Scatter(
+                x=[s.achieved_rps for s in others],
+                y=[_ms(s.latency["p95"].value_s) for s in others],
+                mode="markers+text",
+                name="p95, not judged or invalid (ms)",
+                text=[s.name for s in others],
+                textposition="top center",
+                marker={"size": 10, "symbol": "circle-open", "color": LOAD_COLOUR},
+                error_y={"type": "data", "symmetric": False, "array": plus, "arrayminus": minus, "visible": True},
+                hovertext=[
+                    f"stage {s.name}: " + ("; ".join(s.invalid_reasons) if s.invalid_reasons else "not judged")
+                    for s in others
+                ],
             )
         )
     saturation = data.verdict.saturation

@@ -14,9 +14,9 @@ from harness.report._common import (
     STATUS_MEANING,
     ComparisonRow,
     fmt_ci,
+    fmt_comparison_value,
     fmt_metric_value,
     fmt_ms,
-    fmt_number,
     fmt_rps,
     fmt_stage,
     fmt_threshold,
@@ -139,16 +139,6 @@ def comparison_rows(comparison: _ComparisonLike) -> list[ComparisonRow]:
     ]
 
 
-def _value(metric: str, value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if metric.endswith("_rps"):
-        return fmt_rps(value)
-    if metric.endswith("_s"):
-        return fmt_ms(value)
-    return fmt_number(value)
-
-
 def render_comparison_table(rows: Sequence[ComparisonRow]) -> Table:
     """One row per compared metric; regressions in red."""
     table = Table(title="Baseline vs candidate")
@@ -167,8 +157,8 @@ def render_comparison_table(rows: Sequence[ComparisonRow]) -> Table:
         table.add_row(
             row.stage or "",
             row.metric,
-            _value(row.metric, row.baseline),
-            _value(row.metric, row.candidate),
+            fmt_comparison_value(row.metric, row.baseline),
+            fmt_comparison_value(row.metric, row.candidate),
             change,
             "yes" if row.significant else "no",
             Text("REGRESSION", style="bold red") if row.regression else Text("no"),

@@ -22,6 +22,7 @@ from harness.report._common import (
     ComparisonRow,
     fmt_bytes,
     fmt_ci,
+    fmt_comparison_value,
     fmt_estimate_ms,
     fmt_metric_value,
     fmt_ms,
@@ -514,16 +515,6 @@ def render_html_from(data: RunData) -> str:
 # --------------------------------------------------------------------------- comparison of two runs
 
 
-def _comparison_value(metric: str, value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if metric.endswith("_rps"):
-        return fmt_rps(value)
-    if metric.endswith("_s"):
-        return fmt_ms(value)
-    return fmt_number(value)
-
-
 def _overlay(runs: Sequence[tuple[str, RunData]], title: str, y_title: str, key: str) -> str:
     fig = go.Figure()
     drawn = 0
@@ -589,8 +580,8 @@ def comparison_html(run_a: RunDirectory, run_b: RunDirectory, rows: Sequence[Com
                 [
                     r.stage or "",
                     r.metric,
-                    _comparison_value(r.metric, r.baseline),
-                    _comparison_value(r.metric, r.candidate),
+                    fmt_comparison_value(r.metric, r.baseline),
+                    fmt_comparison_value(r.metric, r.candidate),
                     "n/a" if r.relative_change is None else f"{r.relative_change * 100:+.1f}%",
                     "yes" if r.significant else "no",
                     "REGRESSION" if r.regression else "no",

@@ -122,9 +122,15 @@ def hpa_spec(autoscaling: AutoscalingConfig, kube_version: str | None = None) ->
 
 
 def model_service_values(
-    scenario: Scenario, image: str, run_id: str, *, kube_version: str | None = None
+    scenario: Scenario,
+    image: str,
+    run_id: str,
+    *,
+    kube_version: str | None = None,
+    service_monitor: bool = False,
 ) -> dict[str, Any]:
-    """Values for charts/model-service from a scenario; `kube_version` gates version-specific HPA fields."""
+    """Values for charts/model-service from a scenario; `kube_version` gates version-specific HPA fields,
+    `service_monitor` renders a Prometheus Operator ServiceMonitor."""
     service = scenario.service
     autoscaling = scenario.autoscaling
     resources = {
@@ -153,7 +159,7 @@ def model_service_values(
             "readiness": {"periodSeconds": 2, "timeoutSeconds": 2, "failureThreshold": 2},
             "liveness": {"periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3},
         },
-        "serviceMonitor": {"enabled": False, "path": service.metrics_path},
+        "serviceMonitor": {"enabled": service_monitor, "path": service.metrics_path},
     }
     if autoscaling is not None and autoscaling.enabled:
         values["autoscaling"] = {"enabled": True, **hpa_spec(autoscaling, kube_version)}

@@ -505,7 +505,17 @@ class KubernetesTarget:
         if self.kind is not None:
             self._prepare_kind(self.kind)
         self.kube_version = self.api.server_version()
-        values = model_service_values(self.scenario, self.image, self.run_id, kube_version=self.kube_version)
+        # With a Prometheus to read, let a Prometheus Operator (when the cluster has one) scrape the pods.
+        service_monitor = bool(self.config.prometheus_url) and (
+            self.api.list("monitoring.coreos.com/v1", "ServiceMonitor", self.namespace) is not None
+        )
+        values = model_service_values(
+            self.scenario,
+            self.image,
+            self.run_id,
+            kube_version=self.kube_version,
+            service_monitor=service_monitor,
+        )
         autoscaling = values["autoscaling"]
         if not autoscaling["enabled"]:
             values["replicaCount"] = replicas

@@ -115,11 +115,10 @@ class ClientKubernetesApi:
 
     def __init__(self, api_client: Any, port_forward_client: Any) -> None:
         from kubernetes import client
-        from kubernetes.dynamic import DynamicClient
 
         self._client = client
         self._api_client = api_client
-        self._dynamic = DynamicClient(api_client)  # type: ignore[no-untyped-call]
+        self._dynamic_client: Any = None
         self._core = client.CoreV1Api(api_client)
         self._apps = client.AppsV1Api(api_client)
         # kubernetes.stream swaps call_api on the ApiClient for the duration of a call, so port-forwards get
@@ -162,11 +161,27 @@ class ClientKubernetesApi:
             ) from error
         return cls(rest_client, port_forward_client)
 
+    @property
+    def _dynamic(self) -> Any:
+        # Created on first use: its constructor already asks the API server for /version and discovery.
+        if self._dynamic_client is None:
+            from kubernetes.dynamic import DynamicClient
+
+            self._dynamic_client = self._call(
+                "API discovery",
+                lambda: DynamicClient(self._api_client),  # type: ignore[no-untyped-call]
+            )
+        return self._dynamic_client
+
     def _resource(self, api_version: str, kind: str) -> Any:
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
+        dynamic = self._dynamic
         try:
-            return self._dynamic.resources.get(api_version=api_version, kind=kind)
+            return self._call(
+                f"discovery of {kind} ({api_version})",
+                lambda: dynamic.resources.get(api_version=api_version, kind=kind),
+            )
         except ResourceNotFoundError as error:
             raise KubernetesApiError(
                 f"the cluster does not serve {kind} ({api_version})",

@@ -1,0 +1,100 @@
+{{/* Names and labels shared by every template of the chart. */}}
+
+{{- define "loadgen.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Leaves room for the "-master"/"-worker" suffixes within the 63-character name limit. */}}
+{{- define "loadgen.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "loadgen.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "loadgen.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "loadgen.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "loadgen.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: harness
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.runId }}
+harness.dev/run-id: {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "loadgen.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The model service's base URL: target.host, else the in-cluster DNS name of its Service. */}}
+{{- define "loadgen.host" -}}
+{{- if .Values.target.host }}
+{{- .Values.target.host }}
+{{- else }}
+{{- printf "http://%s.%s.svc.cluster.local:%d" .Values.target.service (default .Release.Namespace .Values.target.namespace) (int .Values.target.port) }}
+{{- end }}
+{{- end }}
+
+{{- define "loadgen.locustfile" -}}
+{{- if .Values.locustfile.inline }}/etc/locust/locustfile.py{{ else }}{{ .Values.locustfile.path }}{{ end }}
+{{- end }}
+
+{{/* Both Jobs end by themselves; this bounds them if a worker never connects or Locust hangs. */}}
+{{- define "loadgen.deadlineSeconds" -}}
+{{- add (int .Values.runTimeSeconds) (int .Values.expectWorkersMaxWaitSeconds) (int .Values.stopTimeoutSeconds) 120 }}
+{{- end }}
+
+{{- define "loadgen.volumeMounts" -}}
+- name: results
+  mountPath: /results
+{{- if .Values.locustfile.inline }}
+- name: locustfile
+  mountPath: /etc/locust
+  readOnly: true
+{{- end }}
+{{- if .Values.harnessPlan }}
+- name: harness-plan
+  mountPath: /etc/harness
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "loadgen.volumes" -}}
+- name: results
+  emptyDir: {}
+{{- if .Values.locustfile.inline }}
+- name: locustfile
+  configMap:
+    name: {{ include "loadgen.fullname" . }}-locustfile
+{{- end }}
+{{- if .Values.harnessPlan }}
+- name: harness-plan
+  configMap:
+    name: {{ include "loadgen.fullname" . }}-plan
+{{- end }}
+{{- end }}
+
+{{- define "loadgen.env" -}}
+- name: PYTHONUNBUFFERED
+  value: "1"
+{{- if .Values.harnessPlan }}
+- name: HARNESS_LOAD_PLAN
+  value: /etc/harness/load_plan.json
+{{- end }}
+{{- end }}

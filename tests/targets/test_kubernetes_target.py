@@ -1,0 +1,663 @@
+"""The Kubernetes target against recorded API responses, through `FakeKubernetesApi` (no API server can run here).
+
+The fixtures in fixtures/kubernetes/ are written in the exact JSON shape the API server returns (PodList,
+EventList, HorizontalPodAutoscaler, PodMetricsList, Status, /version); they were not captured from a live
+cluster. Covered: rollout-failure diagnosis (image pull, crash loop, unschedulable), HPA status -> run
+events, metrics, and cleanup by label (also after a failure, idempotent).
+"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+from kubernetes_fakes import FakeClock, FakeKubernetesApi, fixture
+
+from harness.config import AutoscalingConfig, Scenario, load_scenario
+from harness.errors import ConfigError, DeployError
+from harness.model import RunEvent
+from harness.targets.base import ResourceUse
+from harness.targets.kubernetes import (
+    RUN_LABEL,
+    KubernetesTarget,
+    diagnose_hpa,
+    diagnose_pods,
+    dropped_tolerances,
+    hpa_desired_replicas,
+    hpa_events,
+    parse_time,
+    pod_events,
+    pod_replica,
+    pod_resource_use,
+    quantity_value,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN_ID = "20250301T120000Z-digits-autoscale"
+IMAGE = "digits-classifier:20250301"
+POD_1, POD_2, POD_3 = (
+    "model-service-6d4cf56db6-2xk9p",
+    "model-service-6d4cf56db6-q8v4m",
+    "model-service-6d4cf56db6-w7t2h",
+)
+CRASH_LOG = (Path(__file__).parent / "fixtures" / "kubernetes" / "crash_loop_previous.log").read_text()
+AUTOSCALING = {
+    "minReplicas": 2,
+    "maxReplicas": 6,
+    "metrics": [
+        {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}
+    ],
+    "behavior": {
+        "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 2, "periodSeconds": 15}]},
+        "scaleDown": {
+            "stabilizationWindowSeconds": 60,
+            "policies": [{"type": "Percent", "value": 50, "periodSeconds": 30}],
+        },
+    },
+}
+
+
+def pods(name: str) -> list[dict[str, Any]]:
+    return list(fixture(name)["items"])
+
+
+def no_logs(pod: str, container: str, previous: bool) -> str:
+    raise AssertionError("no log should be read")
+
+
+def scenario(autoscaling: dict[str, Any] | None = AUTOSCALING, **kubernetes: Any) -> Scenario:
+    base = load_scenario(ROOT / "loadtests" / "default.yaml")
+    target = base.target.model_copy(
+        update={
+            "kind": "kubernetes",
+            "kubernetes": base.target.kubernetes.model_copy(update={"image": IMAGE, **kubernetes}),
+        }
+    )
+    output = base.output.model_copy(update={"run_id": RUN_ID})
+    section = AutoscalingConfig.model_validate(autoscaling) if autoscaling is not None else None
+    return base.model_copy(update={"target": target, "output": output, "autoscaling": section})
+
+
+class Recorder:
+    """The run's event sink: RunEvents stamped with the (fake) clock, as run.py records them."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.events: list[RunEvent] = []
+
+    def __call__(self, kind: str, detail: dict[str, Any]) -> None:
+        self.events.append(RunEvent(t_s=self.clock(), kind=kind, detail=detail))
+
+    def kinds(self) -> list[str]:
+        return [event.kind for event in self.events]
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [event.detail for event in self.events if event.kind == kind]
+
+
+def make_target(
+    api: FakeKubernetesApi, tmp_path: Path, scenario_: Scenario | None = None, **options: Any
+) -> tuple[KubernetesTarget, Recorder, FakeClock]:
+    clock = FakeClock()
+    recorder = Recorder(clock)
+    target = KubernetesTarget(
+        scenario_ or scenario(),
+        tmp_path,
+        on_event=recorder,
+        api=api,
+        clock=clock,
+        sleep=clock.sleep,
+        poll_s=options.pop("poll_s", 1.0),
+        port_forward=options.pop("port_forward", False),
+        **options,
+    )
+    return target, recorder, clock
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline_s = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline_s, "condition not reached in time"
+        time.sleep(0.01)
+
+
+# --------------------------------------------------------------------------- reading API objects
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("441123456n", 0.441123456),
+        ("250m", 0.25),
+        ("2", 2.0),
+        ("318712Ki", 318712 * 1024.0),
+        ("1.5Gi", 1.5 * 2**30),
+        ("12u", 12e-6),
+        ("2e3", 2000.0),
+        ("0", 0.0),
+    ],
+)
+def test_quantity_value(text: str, expected: float) -> None:
+    assert quantity_value(text) == pytest.approx(expected)
+
+
+@given(st.integers(0, 10**12), st.sampled_from([("n", 1e-9), ("m", 1e-3), ("", 1.0), ("Ki", 1024.0), ("M", 1e6)]))
+def test_quantity_value_scales_by_suffix(number: int, suffix: tuple[str, float]) -> None:
+    assert quantity_value(f"{number}{suffix[0]}") == pytest.approx(number * suffix[1])
+
+
+def test_quantity_value_rejects_garbage() -> None:
+    with pytest.raises(ValueError, match="not a Kubernetes quantity"):
+        quantity_value("lots")
+
+
+def test_pod_replica_from_a_ready_pod() -> None:
+    replica = pod_replica(pods("pods_ready.json")[0], "http://127.0.0.1:4000")
+    assert replica.id == POD_1 and replica.ready and not replica.crashed
+    assert replica.started_at_s == parse_time("2025-03-01T12:00:07Z")
+    assert replica.ready_at_s == parse_time("2025-03-01T12:00:31Z")
+    assert replica.container_id is not None and replica.container_id.startswith("containerd://")
+
+
+def test_pod_replica_not_ready_has_no_ready_time_and_terminating_is_not_ready() -> None:
+    assert pod_replica(pods("pods_starting.json")[0], "").ready_at_s is None
+    terminating = pods("pods_scaling_down.json")[1]
+    assert terminating["metadata"]["deletionTimestamp"]
+    assert not pod_replica(terminating, "").ready
+
+
+def test_pod_resource_use_sums_containers_from_pod_metrics() -> None:
+    use = pod_resource_use(fixture("pod_metrics.json"))
+    assert use[POD_1].cpu_cores == pytest.approx(0.441123456)
+    assert use[POD_1].rss_bytes == 318712 * 1024
+    assert use[POD_2] == ResourceUse(cpu_cores=0.0, rss_bytes=301224 * 1024)
+
+
+# --------------------------------------------------------------------------- diagnosis
+
+
+def test_image_pull_backoff_is_fatal_with_a_kind_load_hint() -> None:
+    problem = diagnose_pods(pods("pods_image_pull_backoff.json"), [], no_logs, kind_cluster="harness")
+    assert problem is not None and problem.fatal and problem.cause == "image-pull"
+    assert f"cannot pull image {IMAGE} (ImagePullBackOff" in problem.message
+    assert problem.hint.startswith(f"kind load docker-image {IMAGE} --name harness")
+
+
+def test_err_image_pull_alone_is_reported_but_not_yet_fatal() -> None:
+    problem = diagnose_pods(pods("pods_err_image_pull.json"), [], no_logs)
+    assert problem is not None and not problem.fatal
+    assert "ErrImagePull" in problem.message and "pull access denied" in problem.message
+    assert "push" in problem.hint and "kind load docker-image" in problem.hint
+
+
+def test_crash_loop_is_fatal_and_quotes_the_previous_containers_log() -> None:
+    asked: list[tuple[str, str, bool]] = []
+
+    def log_tail(pod: str, container: str, previous: bool) -> str:
+        asked.append((pod, container, previous))
+        return " | ".join(CRASH_LOG.strip().splitlines()[-3:])
+
+    problem = diagnose_pods(pods("pods_crash_loop.json"), [], log_tail)
+    assert problem is not None and problem.fatal and problem.cause == "crash-loop"
+    assert asked == [(POD_1, "model-service", True)]
+    assert "CrashLoopBackOff after 3 restart(s), last exit 1 (Error)" in problem.message
+    assert "FileNotFoundError: [Errno 2] No such file or directory: 'model.joblib'" in problem.message
+
+
+def test_oom_killed_crash_loop_hints_at_the_memory_limit() -> None:
+    problem = diagnose_pods(pods("pods_oom_killed.json"), [], lambda *_: "(empty log)")
+    assert problem is not None and "last exit 137 (OOMKilled)" in problem.message
+    assert "resources.limits.memory" in problem.hint
+
+
+def test_unschedulable_for_cpu_hints_at_the_cpu_request() -> None:
+    problem = diagnose_pods(
+        pods("pods_pending_insufficient_cpu.json"),
+        fixture("events_failed_scheduling.json")["items"],
+        no_logs,
+        requests={"cpu": "500m", "memory": "512Mi"},
+    )
+    assert problem is not None and not problem.fatal and problem.cause == "unschedulable"
+    assert "0/2 nodes are available: 2 Insufficient cpu" in problem.message
+    assert problem.hint == "lower resources.requests.cpu (now 500m), or add nodes"
+
+
+def test_healthy_pods_have_no_problem() -> None:
+    assert diagnose_pods(pods("pods_ready.json"), fixture("events_empty.json")["items"], no_logs) is None
+
+
+def test_hpa_without_resource_metrics_asks_for_metrics_server() -> None:
+    problem = diagnose_hpa(fixture("hpa_failed_get_resource_metric.json"))
+    assert problem is not None and problem.cause == "hpa-FailedGetResourceMetric"
+    assert "unable to fetch metrics from resource metrics API" in problem.message
+    assert "metrics-server" in problem.hint
+    assert diagnose_hpa(fixture("hpa_steady_2.json")) is None
+
+
+def test_dropped_tolerances() -> None:
+    sent = {"behavior": {"scaleUp": {"tolerance": "0.05"}, "scaleDown": {"tolerance": "0.1"}}}
+    assert dropped_tolerances(sent, {"behavior": {"scaleUp": {"tolerance": "50m"}, "scaleDown": {}}}) == [
+        "behavior.scaleDown.tolerance"
+    ]
+    assert dropped_tolerances({}, {}) == []
+
+
+# --------------------------------------------------------------------------- status -> events
+
+
+def test_hpa_status_sequence_becomes_scale_decisions() -> None:
+    sequence = [
+        "hpa_failed_get_resource_metric.json",
+        "hpa_steady_2.json",
+        "hpa_scale_up_3.json",
+        "hpa_steady_3.json",
+        "hpa_scale_down_2.json",
+    ]
+    events = []
+    previous = None
+    for name in sequence:
+        current = fixture(name)
+        events += hpa_events(previous, current)
+        previous = current
+    assert [(kind, d["from"], d["to"]) for kind, d in events] == [("scale_decision", 2, 3), ("scale_decision", 3, 2)]
+    up = events[0][1]
+    assert up["source"] == "hpa" and up["current_replicas"] == 2
+    assert up["last_scale_time_s"] == parse_time("2025-03-01T12:02:15Z")
+    assert up["metrics"] == [{"type": "Resource", "name": "cpu", "averageUtilization": 88, "averageValue": "441m"}]
+
+
+def test_hpa_that_never_computed_reports_its_current_count() -> None:
+    assert hpa_desired_replicas(fixture("hpa_failed_get_resource_metric.json")) == 2
+    assert hpa_desired_replicas(fixture("hpa_scale_up_3.json")) == 3
+    assert hpa_desired_replicas(None) is None
+
+
+def test_pod_listings_become_replica_events() -> None:
+    listings = [
+        "pods_starting.json",
+        "pods_ready.json",
+        "pods_scaling_up.json",
+        "pods_scaled_up.json",
+        "pods_scaling_down.json",
+    ]
+    previous: dict[str, dict[str, Any]] = {}
+    events = []
+    for name in listings:
+        current = pods(name)
+        events += pod_events(previous, current, no_logs)
+        previous = {pod["metadata"]["name"]: pod for pod in current}
+    events += pod_events(
+        previous, [p for p in pods("pods_scaling_down.json") if p["metadata"]["name"] != POD_2], no_logs
+    )
+    assert [(kind, detail["replica"]) for kind, detail in events] == [
+        ("replica_started", POD_1),
+        ("replica_started", POD_2),
+        ("replica_ready", POD_1),
+        ("replica_ready", POD_2),
+        ("replica_started", POD_3),
+        ("replica_ready", POD_3),
+        ("replica_stopped", POD_2),
+    ]
+    assert events[2][1]["startup_s"] == 24.0 and events[5][1]["startup_s"] == 27.0
+
+
+def test_restart_becomes_replica_crashed_with_log_tail() -> None:
+    before = {POD_1: pods("pods_ready.json")[0]}
+    events = pod_events(before, pods("pods_crash_loop.json"), lambda pod, container, previous: f"{pod}:{previous}")
+    (crashed,) = [detail for kind, detail in events if kind == "replica_crashed"]
+    assert crashed == {"replica": POD_1, "restarts": 3, "exit_code": 1, "reason": "Error", "log_tail": f"{POD_1}:True"}
+
+
+# --------------------------------------------------------------------------- the target, end to end against the fake
+
+
+def rollout_api(**options: Any) -> FakeKubernetesApi:
+    recorded = {
+        ("v1", "Pod"): [fixture("pods_starting.json"), fixture("pods_ready.json")],
+        ("v1", "Event"): [fixture("events_empty.json")],
+        **options.pop("recorded", {}),
+    }
+    return FakeKubernetesApi(recorded=recorded, **options)
+
+
+def test_start_applies_the_chart_labelled_and_waits_for_ready_pods(tmp_path: Path) -> None:
+    api = rollout_api()
+    target, recorder, clock = make_target(api, tmp_path)
+    try:
+        target.start(2)
+        assert [call[1] for call in api.calls_named("apply")] == [
+            "PodDisruptionBudget",
+            "Service",
+            "Deployment",
+            "HorizontalPodAutoscaler",
+        ]
+        for kind in ("PodDisruptionBudget", "Service", "Deployment", "HorizontalPodAutoscaler"):
+            (stored,) = api.stored(kind)
+            assert stored["metadata"]["labels"][RUN_LABEL] == RUN_ID
+        (namespace,) = api.stored("Namespace")
+        assert namespace["metadata"] == {"name": "harness", "labels": {RUN_LABEL: RUN_ID}}
+        # minReplicas is 2, so the HPA starts where asked and the harness leaves spec.replicas alone.
+        assert api.calls_named("scale") == []
+        assert clock.sleeps == 1
+        ready = [r for r in target.replicas() if r.ready]
+        assert [r.id for r in ready] == [POD_1, POD_2]
+        assert ready[0].ready_at_s == parse_time("2025-03-01T12:00:31Z")
+        assert recorder.kinds()[:2] == ["namespace_created", "object_applied"]
+        assert [d["replica"] for d in recorder.of("replica_ready")] == [POD_1, POD_2]
+        saved = yaml.safe_load_all((tmp_path / "manifests.yaml").read_text())
+        assert [m["kind"] for m in saved] == ["PodDisruptionBudget", "Service", "Deployment", "HorizontalPodAutoscaler"]
+    finally:
+        target.stop()
+    assert api.objects == {}
+    deleted = [(call[1], call[3]) for call in api.calls_named("delete")]
+    assert deleted[-1] == ("Namespace", "harness")
+    assert {"HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "Deployment"} <= {kind for kind, _ in deleted}
+    calls = len(api.calls)
+    target.stop()
+    assert len(api.calls) == calls, "a second stop() must not touch the cluster"
+
+
+def test_start_scales_the_deployment_when_asked_for_more_than_min_replicas(tmp_path: Path) -> None:
+    api = rollout_api(recorded={("v1", "Pod"): [fixture("pods_scaled_up.json")]})
+    target, _, _ = make_target(api, tmp_path)
+    try:
+        target.start(3)
+        assert api.calls_named("scale") == [("scale", "harness", "model-service", 3)]
+    finally:
+        target.stop()
+
+
+def test_without_autoscaling_the_replica_count_is_rendered_and_scale_patches_it(tmp_path: Path) -> None:
+    api = rollout_api()
+    target, _, _ = make_target(api, tmp_path, scenario(autoscaling=None))
+    try:
+        target.start(2)
+        assert [call[1] for call in api.calls_named("apply")] == ["PodDisruptionBudget", "Service", "Deployment"]
+        assert api.stored("Deployment")[0]["spec"]["replicas"] == 2
+        target.scale(3)
+        assert api.calls_named("scale") == [("scale", "harness", "model-service", 3)]
+    finally:
+        target.stop()
+
+
+def test_scale_is_refused_while_the_hpa_owns_the_count(tmp_path: Path) -> None:
+    api = rollout_api()
+    target, _, _ = make_target(api, tmp_path)
+    try:
+        target.start(2)
+        with pytest.raises(DeployError, match="HPA model-service owns the replica count"):
+            target.scale(4)
+    finally:
+        target.stop()
+
+
+def test_image_pull_failure_names_the_cause_and_cleans_up(tmp_path: Path) -> None:
+    api = rollout_api(
+        recorded={("v1", "Pod"): [fixture("pods_err_image_pull.json"), fixture("pods_image_pull_backoff.json")]}
+    )
+    target, recorder, _ = make_target(api, tmp_path, scenario(kind_cluster="harness"), kind=None)
+    target.kind = None  # the recorded cluster stands in for kind; no kind CLI here
+    with pytest.raises(DeployError) as raised:
+        target.start(2)
+    assert f"cannot pull image {IMAGE} (ImagePullBackOff" in raised.value.message
+    assert raised.value.hint is not None and f"kind load docker-image {IMAGE} --name harness" in raised.value.hint
+    # ErrImagePull was reported as a warning before it became fatal.
+    assert any("ErrImagePull" in d["error"] for d in recorder.of("warning"))
+    target.stop()
+    assert api.objects == {}
+
+
+def test_crash_loop_failure_carries_the_last_log_lines(tmp_path: Path) -> None:
+    api = rollout_api(
+        recorded={("v1", "Pod"): [fixture("pods_crash_loop.json")]},
+        logs={(POD_1, True): CRASH_LOG},
+    )
+    target, _, _ = make_target(api, tmp_path)
+    with pytest.raises(DeployError, match=r"CrashLoopBackOff.*FileNotFoundError: \[Errno 2\]"):
+        target.start(2)
+    assert ("pod_log", POD_1, "model-service", 12, True) in api.calls
+    target.stop()
+    assert api.objects == {}
+
+
+def test_unschedulable_rollout_times_out_naming_insufficient_cpu(tmp_path: Path) -> None:
+    api = rollout_api(
+        recorded={
+            ("v1", "Pod"): [fixture("pods_pending_insufficient_cpu.json")],
+            ("v1", "Event"): [fixture("events_failed_scheduling.json")],
+        }
+    )
+    target, recorder, clock = make_target(api, tmp_path, scenario(rollout_timeout_s=30))
+    started_s = clock()
+    with pytest.raises(DeployError) as raised:
+        target.start(2)
+    assert clock() - started_s > 30
+    assert "0/2 pods ready after target.kubernetes.rollout_timeout_s=30 s" in raised.value.message
+    assert "Insufficient cpu" in raised.value.message
+    assert raised.value.hint == "lower resources.requests.cpu (now 500m), or add nodes"
+    # Reported once as soon as it was seen, not once per poll.
+    assert len([d for d in recorder.of("warning") if "Insufficient cpu" in d["error"]]) == 1
+    target.stop()
+
+
+def test_apply_rejected_by_the_api_server_stops_and_removes_what_was_applied(tmp_path: Path) -> None:
+    api = rollout_api(apply_errors={"HorizontalPodAutoscaler": fixture("status_422_invalid.json")})
+    target, _, _ = make_target(api, tmp_path)
+    with pytest.raises(DeployError, match=r"periodSeconds: Invalid value: 3600: must be less than or equal to 1800"):
+        target.start(2)
+    assert {kind for kind in ("PodDisruptionBudget", "Service", "Deployment") if api.stored(kind)} == {
+        "PodDisruptionBudget",
+        "Service",
+        "Deployment",
+    }
+    target.stop()
+    assert api.objects == {}
+
+
+def test_an_existing_namespace_is_used_and_kept(tmp_path: Path) -> None:
+    api = rollout_api(
+        gets={("v1", "Namespace", "harness"): [fixture("namespace_active.json")]},
+        recorded={
+            ("v1", "Pod"): [fixture("pods_starting.json"), fixture("pods_ready.json"), {"kind": "PodList", "items": []}]
+        },
+    )
+    target, recorder, _ = make_target(api, tmp_path)
+    target.start(2)
+    target.stop()
+    assert api.calls_named("create") == []
+    assert "Namespace" not in [call[1] for call in api.calls_named("delete")]
+    assert "namespace_created" not in recorder.kinds()
+
+
+def test_a_terminating_namespace_is_waited_for(tmp_path: Path) -> None:
+    terminating = fixture("namespace_terminating.json")
+    api = rollout_api(gets={("v1", "Namespace", "harness"): [terminating, terminating, None]})
+    target, _, clock = make_target(api, tmp_path)
+    try:
+        target.start(2)
+        assert api.calls_named("create") == [("create", "Namespace", "harness")]
+        assert clock.sleeps >= 2
+    finally:
+        target.stop()
+
+
+def test_behavior_tolerance_dropped_by_the_api_server_is_a_warning(tmp_path: Path) -> None:
+    section = {**AUTOSCALING, "behavior": {"scaleUp": {"tolerance": 0.02}}}
+    api = rollout_api(version="v1.33.1")
+    target, recorder, _ = make_target(api, tmp_path, scenario(autoscaling=section))
+    try:
+        target.start(2)
+    finally:
+        target.stop()
+    (warning,) = [d for d in recorder.of("warning") if "tolerance" in d["error"]]
+    assert "dropped HPA behavior.scaleUp.tolerance" in warning["error"]
+    assert warning["hint"] == "enable the HPAConfigurableTolerance feature gate"
+
+
+def test_behavior_tolerance_on_a_131_cluster_is_refused_before_anything_is_applied(tmp_path: Path) -> None:
+    section = {**AUTOSCALING, "behavior": {"scaleUp": {"tolerance": 0.02}}}
+    api = rollout_api(version="v1.31.4")
+    target, _, _ = make_target(api, tmp_path, scenario(autoscaling=section))
+    with pytest.raises(ConfigError, match=r"needs Kubernetes >= 1\.33"):
+        target.start(2)
+    target.stop()
+    assert api.calls_named("apply") == [] and api.calls_named("create") == [] and api.calls_named("delete") == []
+
+
+def test_watcher_turns_hpa_status_into_scale_decisions_and_warnings(tmp_path: Path) -> None:
+    hpa_sequence = [
+        fixture(name)
+        for name in (
+            "hpa_failed_get_resource_metric.json",
+            "hpa_steady_2.json",
+            "hpa_scale_up_3.json",
+            "hpa_steady_3.json",
+            "hpa_scale_down_2.json",
+        )
+    ]
+    api = rollout_api(
+        gets={("autoscaling/v2", "HorizontalPodAutoscaler", "model-service"): hpa_sequence},
+        recorded={
+            ("v1", "Pod"): [
+                fixture("pods_starting.json"),
+                fixture("pods_ready.json"),
+                fixture("pods_scaling_up.json"),
+                fixture("pods_scaled_up.json"),
+                fixture("pods_scaling_down.json"),
+            ],
+        },
+    )
+    target, recorder, _ = make_target(api, tmp_path, poll_s=0.01)
+    try:
+        target.start(2)
+        wait_for(lambda: len(recorder.of("scale_decision")) == 2)
+        wait_for(lambda: target.desired_replicas() == 2 and len(recorder.of("replica_stopped")) == 1)
+    finally:
+        target.stop()
+    decisions = recorder.of("scale_decision")
+    assert [(d["from"], d["to"]) for d in decisions] == [(2, 3), (3, 2)]
+    (metrics_warning,) = [d for d in recorder.of("warning") if "FailedGetResourceMetric" in d["error"]]
+    assert "metrics-server" in metrics_warning["hint"]
+    assert [d["replica"] for d in recorder.of("replica_started")] == [POD_1, POD_2, POD_3]
+    assert recorder.of("replica_stopped") == [{"replica": POD_2, "reason": "deleted"}]
+
+
+def test_resource_use_from_pod_metrics_or_none_without_a_metrics_api(tmp_path: Path) -> None:
+    api = rollout_api(recorded={("metrics.k8s.io/v1beta1", "PodMetrics"): [fixture("pod_metrics.json")]})
+    target, _, _ = make_target(api, tmp_path)
+    try:
+        target.start(2)
+        use = target.resource_use()
+        assert use[POD_1].cpu_cores == pytest.approx(0.441123456)
+        assert use[POD_2].rss_bytes == 301224 * 1024
+    finally:
+        target.stop()
+
+    api = rollout_api(not_served={"PodMetrics"})
+    target, recorder, _ = make_target(api, tmp_path)
+    try:
+        target.start(2)
+        for _ in range(3):
+            assert target.resource_use() == {
+                POD_1: ResourceUse(cpu_cores=None, rss_bytes=None),
+                POD_2: ResourceUse(cpu_cores=None, rss_bytes=None),
+            }
+    finally:
+        target.stop()
+    assert len([d for d in recorder.of("warning") if "metrics.k8s.io is not served" in d["error"]]) == 1
+
+
+def test_server_samples_through_the_pod_proxy(tmp_path: Path) -> None:
+    page = (ROOT / "tests" / "metrics" / "fixtures" / "bentoml_metrics.txt").read_text()
+    api = rollout_api(proxy_pages={POD_1: page})
+    base = scenario()
+    service = base.service.model_copy(update={"endpoint": "/double"})
+    target, _, _ = make_target(api, tmp_path, base.model_copy(update={"service": service}))
+    try:
+        target.start(2)
+        first, second = target.server_samples()
+    finally:
+        target.stop()
+    assert ("pod_proxy_get", POD_1, 3000, "/metrics") in api.calls
+    assert first.ok and first.replica == POD_1 and first.requests_total == 6.0
+    assert not second.ok and second.error is not None and "not found" in second.error
+
+
+class _Readyz(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"ok " + self.path.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def pod_port() -> Iterator[int]:
+    """A real HTTP server on 127.0.0.1 standing in for the pod's port at the far end of the port-forward."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Readyz)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield int(server.server_address[1])
+    server.shutdown()
+    server.server_close()
+
+
+def test_ready_replicas_get_a_loopback_base_url_through_the_port_forward(tmp_path: Path, pod_port: int) -> None:
+    api = rollout_api(port_forward_to=("127.0.0.1", pod_port))
+    target, _, _ = make_target(api, tmp_path, port_forward=True)
+    try:
+        target.start(2)
+        replicas = target.replicas()
+        assert len({r.base_url for r in replicas}) == 2
+        for replica in replicas:
+            assert replica.base_url.startswith("http://127.0.0.1:")
+            with urllib.request.urlopen(replica.base_url + "/readyz", timeout=5) as response:
+                assert response.read() == b"ok /readyz"
+        assert sorted(call[1] for call in api.calls_named("open_port_forward")) == [POD_1, POD_2]
+    finally:
+        target.stop()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(replicas[0].base_url + "/readyz", timeout=2)
+
+
+def test_missing_image_is_a_clear_error(tmp_path: Path) -> None:
+    api = rollout_api()
+    target, _, _ = make_target(api, tmp_path, scenario(image=None))
+    target.image = None
+    with pytest.raises(DeployError, match="needs an image"):
+        target.start(1)
+    target.stop()
+    assert api.calls == []
+
+
+def test_a_service_monitor_is_applied_when_reading_prometheus_on_an_operator_cluster(tmp_path: Path) -> None:
+    api = rollout_api(
+        recorded={("monitoring.coreos.com/v1", "ServiceMonitor"): [{"kind": "ServiceMonitorList", "items": []}]}
+    )
+    target, _, _ = make_target(api, tmp_path, scenario(prometheus_url="http://127.0.0.1:9090"))
+    try:
+        target.start(2)
+        assert "ServiceMonitor" in [call[1] for call in api.calls_named("apply")]
+    finally:
+        target.stop()
+    # Without the Prometheus Operator's CRDs nothing is rendered that the cluster would refuse.
+    api = rollout_api(not_served={"ServiceMonitor"})
+    target, _, _ = make_target(api, tmp_path, scenario(prometheus_url="http://127.0.0.1:9090"))
+    try:
+        target.start(2)
+        assert "ServiceMonitor" not in [call[1] for call in api.calls_named("apply")]
+    finally:
+        target.stop()
