@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Protocol
 
 
@@ -55,3 +56,11 @@ class Target(Protocol):
     def resource_use(self) -> dict[str, ResourceUse]: ...
 
     def stop(self) -> None: ...
+
+
+def scale_plan(alive: Sequence[tuple[str, float]], desired: int) -> tuple[int, list[str]]:
+    """For replicas `(id, started_at_s)` alive now: how many to start and which ids to remove to reach
+    `desired`. The newest go first on a scale-down: the oldest replicas are warm."""
+    newest_first = sorted(alive, key=lambda item: item[1], reverse=True)
+    surplus = max(0, len(alive) - desired)
+    return max(0, desired - len(alive)), [replica_id for replica_id, _ in newest_first[:surplus]]

@@ -22,7 +22,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from harness.config import Scenario
 from harness.errors import DeployError
-from harness.targets.base import ReplicaInfo, ResourceUse
+from harness.targets.base import ReplicaInfo, ResourceUse, scale_plan
 from harness.targets.local import bentoml_config_options, free_port, http_ok
 
 RUN_LABEL = "harness.run-id"
@@ -211,11 +211,12 @@ class DockerTarget:
         """Set the desired replica count; containers are created and removed in background threads."""
         with self._lock:
             self._desired = replicas
-            alive = [r for r in self._replicas.values() if not r.stopping and not r.crashed]
-            for _ in range(replicas - len(alive)):
+            alive = {r.id: r for r in self._replicas.values() if not r.stopping and not r.crashed}
+            to_start, to_remove = scale_plan([(r.id, r.started_at_s) for r in alive.values()], replicas)
+            for _ in range(to_start):
                 self._spawn()
-            # Remove the newest first: the oldest replicas are warm.
-            for replica in sorted(alive, key=lambda r: r.started_at_s, reverse=True)[: max(0, len(alive) - replicas)]:
+            for replica_id in to_remove:
+                replica = alive[replica_id]
                 replica.stopping = True
                 replica.ready = False
                 self._in_background(self._remove, replica, self.stop_timeout_s)

@@ -29,7 +29,7 @@ import psutil
 from harness.config import Scenario
 from harness.errors import DeployError
 from harness.metrics.resources import ProcessTreeSampler
-from harness.targets.base import ReplicaInfo, ResourceUse
+from harness.targets.base import ReplicaInfo, ResourceUse, scale_plan
 
 _PR_SET_PDEATHSIG = 1
 # Kubernetes' readiness probe defaults: timeoutSeconds 1, failureThreshold 3 (period shortened).
@@ -179,11 +179,12 @@ class LocalTarget:
         """Set the desired replica count; new replicas start now and become ready later."""
         with self._lock:
             self._desired = replicas
-            alive = [r for r in self._replicas.values() if not r.stopping and not r.crashed]
-            for _ in range(replicas - len(alive)):
+            alive = {r.id: r for r in self._replicas.values() if not r.stopping and not r.crashed}
+            to_start, to_remove = scale_plan([(r.id, r.started_at_s) for r in alive.values()], replicas)
+            for _ in range(to_start):
                 self._spawn()
-            # Remove the newest first: the oldest replicas are warm.
-            for replica in sorted(alive, key=lambda r: r.started_at_s, reverse=True)[: max(0, len(alive) - replicas)]:
+            for replica_id in to_remove:
+                replica = alive[replica_id]
                 replica.stopping = True
                 replica.ready = False
                 threading.Thread(target=self._drain_and_terminate, args=(replica,), daemon=True).start()

@@ -1,0 +1,154 @@
+"""Live progress: plain lines at a bounded rate, JSON lines for machines, a rich bar for terminals."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+
+import pytest
+
+from harness.report.progress import ProgressReporter, ProgressSnapshot, format_line
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now_s = 0.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def _snapshot(elapsed_s: float, stage: str = "base", index: int = 1, **changes: object) -> ProgressSnapshot:
+    fields: dict[str, object] = {
+        "stage": stage,
+        "stage_index": index,
+        "stage_count": 4,
+        "elapsed_s": elapsed_s,
+        "total_s": 160.0,
+        "rps": 70.25,
+        "p95_s": 0.0429,
+        "ready_replicas": 2,
+        "desired_replicas": 3,
+        "errors": 3,
+        "requests": 1200,
+    }
+    fields.update(changes)
+    return ProgressSnapshot(**fields)  # type: ignore[arg-type]
+
+
+def test_format_line() -> None:
+    assert format_line(_snapshot(42.4)) == (
+        "[ 42/160 s] stage 2/4 base | 70.2 rps | p95 42.9 ms | replicas 2/3 (ready/desired) | errors 3/1200 (0.25%)"
+    )
+    bare = format_line(_snapshot(0.0, p95_s=None, ready_replicas=None, desired_replicas=None, requests=0, errors=0))
+    assert "p95 n/a" in bare and "replicas n/a" in bare and "errors 0/0 (n/a)" in bare
+
+
+def test_plain_mode_writes_one_line_per_interval_and_at_stage_changes() -> None:
+    out, clock = io.StringIO(), FakeClock()
+    reporter = ProgressReporter("plain", stream=out, interval_s=5.0, clock=clock)
+    for second in range(13):
+        clock.now_s = float(second)
+        stage, index = ("base", 1) if second < 7 else ("step", 2)
+        reporter.update(_snapshot(float(second), stage, index))
+    reporter.close()
+
+    lines = out.getvalue().splitlines()
+    # t=0 (first), 5 (interval), 7 (stage change), 12 (interval); close adds nothing new.
+    assert [line.split("]")[0] for line in lines] == ["[  0/160 s", "[  5/160 s", "[  7/160 s", "[ 12/160 s"]
+    assert "stage 3/4 step" in lines[2]
+
+
+def test_close_shows_the_last_state_once() -> None:
+    out, clock = io.StringIO(), FakeClock()
+    reporter = ProgressReporter("plain", stream=out, interval_s=5.0, clock=clock)
+    reporter.update(_snapshot(0.0))
+    clock.now_s = 2.0
+    reporter.update(_snapshot(2.0))
+    reporter.close()
+    reporter.close()
+    reporter.update(_snapshot(3.0))
+
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and lines[-1].startswith("[  2/160 s]")
+
+
+def test_json_mode_writes_one_object_per_line() -> None:
+    out, clock = io.StringIO(), FakeClock()
+    reporter = ProgressReporter("json", stream=out, interval_s=1.0, clock=clock)
+    reporter.log("starting 2 replica(s)")
+    for tick in range(6):
+        clock.now_s = tick * 0.5
+        reporter.update(_snapshot(tick * 0.5, rps=float("nan") if tick == 4 else 70.25))
+    reporter.close()
+
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert records[0] == {"type": "log", "message": "starting 2 replica(s)"}
+    progress = [r for r in records if r["type"] == "progress"]
+    assert [r["elapsed_s"] for r in progress] == [0.0, 1.0, 2.0, 2.5]
+    assert progress[0] == {
+        "type": "progress",
+        "stage": "base",
+        "stage_index": 1,
+        "stage_count": 4,
+        "elapsed_s": 0.0,
+        "total_s": 160.0,
+        "rps": 70.25,
+        "p95_s": 0.0429,
+        "ready_replicas": 2,
+        "desired_replicas": 3,
+        "errors": 3,
+        "requests": 1200,
+    }
+    # A non-finite number is null, never NaN (which is not JSON).
+    assert progress[2]["rps"] is None
+
+
+def test_json_lines_stay_whole_under_concurrent_updates() -> None:
+    out = io.StringIO()
+    reporter = ProgressReporter("json", stream=out, interval_s=0.0)
+
+    def hammer(worker: int) -> None:
+        for i in range(200):
+            reporter.update(_snapshot(float(i), stage=f"w{worker}"))
+            if i % 50 == 0:
+                reporter.log(f"worker {worker} at {i}")
+
+    threads = [threading.Thread(target=hammer, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    reporter.close()
+
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert sum(1 for r in records if r["type"] == "progress") == 800
+    assert sum(1 for r in records if r["type"] == "log") == 16
+
+
+def test_mode_follows_the_stream() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert ProgressReporter(stream=io.StringIO()).mode == "plain"
+    assert ProgressReporter(stream=Terminal()).mode == "rich"
+    with pytest.raises(ValueError, match="progress mode 'xml' is unknown"):
+        ProgressReporter("xml", stream=io.StringIO())  # type: ignore[arg-type]
+
+
+def test_rich_mode_draws_a_bar_and_logs_above_it() -> None:
+    out = io.StringIO()
+    with ProgressReporter("rich", stream=out) as reporter:
+        reporter.log("replicas ready in 12.8 s")
+        reporter.update(_snapshot(40.0))
+        reporter.update(_snapshot(80.0, "step", 2))
+        reporter.log("scaled to 3")
+
+    # An 80-column console: the figures wrap, so compare with whitespace collapsed.
+    text = " ".join(out.getvalue().split())
+    assert "replicas ready in 12.8 s" in text and "scaled to 3" in text
+    assert "stage 3/4 step" in text
+    assert "80/160 s" in text
+    assert "70.2 rps" in text and "p95 42.9 ms" in text
