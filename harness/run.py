@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import json
 import os
 import platform
 import signal
@@ -275,7 +276,8 @@ class Run:
     ) -> None:
         self.scenario = scenario
         self.run_id = scenario.output.run_id or new_run_id(scenario)
-        self.run_dir = RunDirectory(scenario.output.dir / self.run_id)
+        # Absolute: the load generator and replicas run with other working directories.
+        self.run_dir = RunDirectory((scenario.output.dir / self.run_id).resolve())
         self.progress = progress or (lambda snapshot: None)
         self.log = log or (lambda message: None)
         self.resources = RunResources()
@@ -581,7 +583,12 @@ def run_scenario(path: Path, overrides: dict[str, Any], *, json_progress: bool =
         outcome = run.execute()
     finally:
         reporter.close()
-    if outcome.verdict is not None and not json_progress:
+    if json_progress:
+        status = outcome.verdict.status.value if outcome.verdict else None
+        result = {"type": "result", "status": status, "exit_code": outcome.exit_code, "run_dir": str(outcome.run_dir)}
+        print(json.dumps(result), flush=True)
+        return outcome.exit_code
+    if outcome.verdict is not None:
         print_verdict(outcome.verdict, console)
     console.print(f"run directory: {outcome.run_dir}")
     return outcome.exit_code

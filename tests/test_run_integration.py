@@ -36,7 +36,7 @@ def short_scenario(tmp_path: Path, **changes: object) -> Path:
         {"name": "users-4", "duration_s": 8, "users": 4, "spawn_rate": 4},
         {"name": "open-40rps", "duration_s": 8, "arrival_rate_rps": 40, "arrival": "poisson"},
     ]
-    data["output"] = {"dir": str(tmp_path / "reports")}
+    data["output"] = {"dir": "reports"}  # relative to the working directory, as users write it
     data.update(changes)
     path = tmp_path / "scenario.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -76,7 +76,7 @@ def test_run_verdict_agrees_with_raw_data(clean_tmp: Path) -> None:
     tmp_path = clean_tmp
     scenario = short_scenario(tmp_path)
     result = subprocess.run(
-        [*HARNESS, "run", str(scenario)], cwd=ROOT, capture_output=True, text=True, timeout=240, check=False
+        [*HARNESS, "run", str(scenario)], cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False
     )
     assert result.returncode in (0, 1, 3), result.stderr[-3000:]
     (run_dir,) = run_dirs(tmp_path)
@@ -130,7 +130,7 @@ def test_broken_scenario_exits_2_naming_the_field(tmp_path: Path) -> None:
     data = yaml.safe_load(scenario.read_text())
     data["stages"][1]["duration_s"] = "soon"
     scenario.write_text(yaml.safe_dump(data))
-    result = subprocess.run([*HARNESS, "run", str(scenario)], cwd=ROOT, capture_output=True, text=True, check=False)
+    result = subprocess.run([*HARNESS, "run", str(scenario)], cwd=tmp_path, capture_output=True, text=True, check=False)
     assert result.returncode == 2
     assert "stages[1].duration_s" in result.stderr
     assert "'soon'" in result.stderr
@@ -143,7 +143,7 @@ def test_interrupted_run_stops_everything_and_keeps_data(clean_tmp: Path) -> Non
     tmp_path = clean_tmp
     scenario = short_scenario(tmp_path, stages=[{"name": "long", "duration_s": 120, "users": 4, "spawn_rate": 4}])
     process = subprocess.Popen(
-        [*HARNESS, "run", str(scenario)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*HARNESS, "run", str(scenario)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         deadline = time.time() + 120
@@ -185,7 +185,7 @@ def test_replica_that_fails_to_start_ends_the_run_with_its_log(clean_tmp: Path) 
     data["target"]["startup_timeout_s"] = 60
     scenario.write_text(yaml.safe_dump(data))
     result = subprocess.run(
-        [*HARNESS, "run", str(scenario)], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+        [*HARNESS, "run", str(scenario)], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 2
     assert "replica-1" in result.stderr

@@ -203,8 +203,12 @@ class LocustProcess:
         self.stop()
         self.poll()
         code = self.process.returncode
-        if code not in (0, 1, -signal.SIGTERM, -signal.SIGINT):
-            raise LoadError(f"Locust exited with code {code}: {self.log_tail()}", hint=f"see {self.log_file}")
+        # Exit code 1 means "some requests failed" once a test ran; before any test it is a crash.
+        if self.tail.test_start_s is None or code not in (0, 1, -signal.SIGTERM, -signal.SIGINT):
+            raise LoadError(
+                f"Locust exited with code {code} after {time.time() - self.started_s:.0f} s: {self.log_tail()}",
+                hint=f"see {self.log_file.with_suffix('.out')}",
+            )
         return code
 
     def log_tail(self, lines: int = 15) -> str:

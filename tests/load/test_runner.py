@@ -1,0 +1,44 @@
+"""The Locust subprocess runner: a load generator that dies before its test starts is an error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.config import parse_scenario
+from harness.errors import LoadError
+from harness.load import runner
+from harness.model import ClientInterval
+
+
+@pytest.mark.integration
+def test_a_locust_that_crashes_at_startup_is_a_load_error_with_its_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "locustfile.py"
+    broken.write_text("raise RuntimeError('payload store unreachable')\n")
+    monkeypatch.setattr(runner, "LOCUSTFILE", broken)
+    scenario = parse_scenario(
+        {
+            "name": "t",
+            "service": {"path": str(tmp_path), "service": "s:S"},
+            "stages": [{"name": "a", "duration_s": 5, "users": 1}],
+        }
+    )
+    records: list[ClientInterval] = []
+    endpoints = tmp_path / "endpoints.json"
+    runner.write_endpoints(endpoints, ["http://127.0.0.1:9"])
+    process = runner.LocustProcess(
+        scenario,
+        tmp_path,
+        endpoints,
+        records.append,
+        json_file=tmp_path / "locust.json",
+        log_file=tmp_path / "locust.log",
+    )
+    process.start()
+    with pytest.raises(LoadError, match="payload store unreachable"):
+        process.wait(poll_s=0.1)
+    assert records == []
+    assert not process.running()
