@@ -1,0 +1,101 @@
+"""`harness sweep` against a server of known capacity: a single FIFO worker with a 10 ms service time
+can sustain at most 100 requests/s, so the search must end below that and near its objective's limit."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def queue_server() -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "synthetic_server.py"),
+            "--port",
+            str(port),
+            "--mode",
+            "queue",
+            "--service-ms",
+            "10",
+            "--max-lifetime-s",
+            "600",
+        ]
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+def test_sweep_brackets_the_maximum_sustainable_rate(tmp_path: Path, queue_server: str) -> None:
+    bodies = tmp_path / "bodies.jsonl"
+    bodies.write_text('{"x": 1}\n')
+    scenario = tmp_path / "sweep.yaml"
+    scenario.write_text(
+        yaml.safe_dump(
+            {
+                "name": "queue",
+                "service": {"path": str(tmp_path), "service": "synthetic:Queue", "endpoint": "/predict"},
+                "target": {"kind": "external", "urls": [queue_server]},
+                "stages": [{"name": "unused", "duration_s": 1, "arrival_rate_rps": 1}],
+                "payload": {"source": "jsonl", "file": str(bodies)},
+                # A p95 bound keeps probes short (200 samples) while still sitting below capacity.
+                "objectives": [{"metric": "latency_p95_ms", "max": 60}, {"metric": "error_rate", "max": 0.01}],
+                "output": {"dir": str(tmp_path / "reports")},
+            }
+        )
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "sweep",
+            str(scenario),
+            "--initial-rps",
+            "40",
+            "--max-rps",
+            "160",
+            "--tolerance",
+            "0.25",
+            "--probe-s",
+            "6",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (summary_path,) = (tmp_path / "reports").glob("*-sweep/sweep.json")
+    summary = json.loads(summary_path.read_text())
+    found = summary["result"]["max_sustainable_rps"]
+    # M/D/1 at 10 ms: p95 <= 60 ms holds up to about rho 0.85; the server cannot exceed 100 rps.
+    assert 40 <= found < 100
+    low, high = summary["result"]["bracket_low"], summary["result"]["bracket_high"]
+    assert high is not None and (high - low) / low <= 0.25 + 1e-9
+    assert len(summary["probes"]) >= 3
+    for probe in summary["probes"]:
+        assert Path(probe["run_dir"], "verdict.json").exists(), "every probe is a complete run directory"
