@@ -20,15 +20,18 @@ from bench.accuracy import (  # noqa: E402
     Comparison,
     Overhead,
     Workspace,
+    count_edges,
     format_table,
     ideal_probe_passed,
     ideal_sweep_rps,
     jitter_comparisons,
     lindley_sojourn_ms,
     md1_max_rate_rps,
+    md1_path_ms,
     md1_quantiles_ms,
     md1_sojourn_ms,
     measure_overhead,
+    time_edges,
     window_band,
 )
 
@@ -86,13 +89,24 @@ def test_md1_max_rate_is_where_the_quantile_meets_the_bound() -> None:
 
 def test_window_band_holds_the_path_quantile_and_narrows_with_bigger_windows() -> None:
     path = np.random.default_rng(3).random(400_000)
-    small = window_band(path, 500, 95.0)
-    large = window_band(path, 10_000, 95.0)
+    small = window_band(path, 95.0, count_edges(len(path), 500))
+    large = window_band(path, 95.0, count_edges(len(path), 10_000))
     assert small[0] <= 0.95 <= small[1]
     assert large[0] <= 0.95 <= large[1]
     assert large[1] - large[0] < small[1] - small[0]
     with pytest.raises(ValueError, match="windows"):
-        window_band(path, 100_000, 95.0)
+        window_band(path, 95.0, count_edges(len(path), 100_000))
+
+
+def test_time_windows_follow_the_arrival_times() -> None:
+    arrival_ms = np.arange(0.0, 100_000.0, 10.0)  # one arrival every 10 ms for 100 s
+    edges = time_edges(arrival_ms, 1000.0)
+    assert len(edges) == 100 and np.all(np.diff(edges) == 100)
+    arrival_ms, sojourn_ms = md1_path_ms(0.5, 10.0, arrivals=100_000)
+    assert np.all(np.diff(arrival_ms) > 0) and len(sojourn_ms) == len(arrival_ms)
+    assert arrival_ms[-1] / len(arrival_ms) == pytest.approx(20.0, rel=0.02)  # 50 rps
+    low, high = window_band(sojourn_ms, 50.0, time_edges(arrival_ms, 30_000.0))
+    assert low <= np.percentile(sojourn_ms, 50) <= high
 
 
 def test_ideal_probe_applies_the_harness_rule() -> None:
