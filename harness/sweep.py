@@ -15,6 +15,7 @@ from harness.analysis.sweep import Probe, next_rate, probe_duration_s, result
 from harness.config import Scenario, Stage
 from harness.errors import ConfigError
 from harness.model import Status, to_json_dict
+from harness.verdict import requests_to_pass_error_rate
 
 # A probe's warm-up: long enough for connections, batching and caches to settle.
 WARMUP_S = 5.0
@@ -66,6 +67,14 @@ def run_sweep(
         raise ConfigError("harness sweep needs objectives: the maximum rate is the highest one where they all hold")
     latency_percentiles = [o.percentile for o in scenario.objectives if o.percentile is not None]
     percentile = max(latency_percentiles, default=95.0)
+    error_rate_requests = max(
+        (
+            requests_to_pass_error_rate(o.max, scenario.validity.confidence)
+            for o in scenario.objectives
+            if o.metric == "error_rate" and o.max is not None and 0 < o.max < 1
+        ),
+        default=0,
+    )
     sweep_id = f"{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}-{scenario.name}-sweep"
     sweep_dir = scenario.output.dir / sweep_id
     base = scenario.model_copy(update={"output": scenario.output.model_copy(update={"dir": sweep_dir})})
@@ -81,6 +90,9 @@ def run_sweep(
             min_tail_samples=scenario.validity.min_tail_samples,
             min_duration_s=min_probe_s if min_probe_s is not None else 10.0,
         )
+        # An error-rate objective can only PASS with enough requests, even with no failure at all;
+        # 20% more arrivals than that covers Poisson shortfall.
+        duration_s = max(duration_s, 1.2 * error_rate_requests / rate)
         run_id = f"probe-{len(probes) + 1:02d}-{rate:.1f}rps"
         console.print(f"probe {len(probes) + 1}: {rate:.1f} rps for {duration_s:.0f} s")
         outcome = Run(probe_scenario(base, rate, duration_s, run_id)).execute()

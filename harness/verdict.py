@@ -61,6 +61,15 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tu
     return low, high
 
 
+def requests_to_pass_error_rate(max_error_rate: float, confidence: float = 0.95) -> int:
+    """Fewest requests for an `error_rate <= max` objective to PASS even with zero failures: the Wilson
+    upper bound at 0 failures is z^2 / (n + z^2), below max when n > z^2 (1 - max) / max."""
+    if not 0 < max_error_rate < 1:
+        raise ValueError(f"max_error_rate={max_error_rate} must be within (0, 1)")
+    z = float(norm.ppf(0.5 + confidence / 2))
+    return math.floor(z * z * (1 - max_error_rate) / max_error_rate) + 1
+
+
 def garwood_interval(count: int, confidence: float = 0.95) -> tuple[float, float]:
     """Exact (Garwood) confidence interval for a Poisson mean given an observed count."""
     if count < 0:

@@ -386,3 +386,12 @@ def test_a_percentile_sample_shortfall_only_affects_that_percentiles_objectives(
     assert "too few samples for p99" in by_metric["latency_p99_ms"].reason
     assert by_metric["latency_p95_ms"].status == Status.PASS
     assert by_metric["error_rate"].status == Status.PASS
+
+
+@given(st.floats(min_value=1e-4, max_value=0.5), st.sampled_from([0.9, 0.95, 0.99]))
+def test_requests_to_pass_error_rate_is_the_smallest_zero_failure_pass(max_rate: float, confidence: float) -> None:
+    from harness.verdict import requests_to_pass_error_rate
+
+    n = requests_to_pass_error_rate(max_rate, confidence)
+    assert wilson_interval(0, n, confidence)[1] <= max_rate
+    assert n == 1 or wilson_interval(0, n - 1, confidence)[1] > max_rate - 1e-12

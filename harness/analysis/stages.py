@@ -18,6 +18,8 @@ on that percentile become INCONCLUSIVE); the others each add a reason to `invali
          intended by more than 10% of the stage's mean latency. Dropped arrivals with an on-time
          generator mean the service held `max_in_flight` requests: that is saturation of the service,
          a valid (bad) measurement, not an invalid one.
+(b4) open model only: some arrival was sent later than intended by more than both
+     SEND_LAG_FLOOR_S and the stage's median latency (the lag is inside the measured latency).
 (c) A replica crashed during the stage (a "replica_crashed" RunEvent inside the stage's window).
 (d) No requests completed in the stage.
 """
@@ -29,7 +31,12 @@ from collections.abc import Sequence
 
 from scipy.stats import poisson
 
-from harness.analysis.latency import LatencyHistogram, estimate_percentile, min_samples_for_percentile
+from harness.analysis.latency import (
+    LatencyHistogram,
+    estimate_percentile_dependent,
+    min_samples_for_percentile,
+    sections_for,
+)
 from harness.config import ValidityConfig
 from harness.model import ClientInterval, PercentileEstimate, ReplicaCount, RunEvent, StageResult, StageWindow
 
@@ -37,6 +44,9 @@ BASE_PERCENTILES: tuple[float, ...] = (50.0, 95.0, 99.0)
 # A generator whose sends run late by more than this fraction of the service's mean latency is
 # adding a visible part of the latency it reports.
 SEND_LAG_LATENCY_FRACTION = 0.10
+# (b4) A send lag above both this and the stage's median latency makes an open-model stage invalid:
+# the generator, not the service, then shaped a visible share of the measured latencies.
+SEND_LAG_FLOOR_S = 0.025
 # Arrival counts below this quantile of Poisson(expected) are not explained by random arrivals.
 POISSON_NOISE_QUANTILE = 0.001
 
@@ -75,6 +85,14 @@ def _loadgen_reasons(
     duration_s = window.end_s - window.start_s
     if window.arrival_rate_rps is None or duration_s <= 0:
         return reasons
+    # Open-model latency is measured from the intended send time, so generator lag is inside it.
+    lag_s = max((i.send_lag_max_s for i in own), default=0.0)
+    p50_s = histogram.value_at_percentile_s(50) if histogram.count else None
+    if p50_s is not None and lag_s > max(SEND_LAG_FLOOR_S, p50_s):
+        reasons.append(
+            f"load generator stalled: sends ran up to {lag_s * 1000:.1f} ms late, more than the stage's "
+            f"{p50_s * 1000:.1f} ms median latency; that lag is part of the latencies measured"
+        )
     expected = window.arrival_rate_rps * duration_s
     scheduled = sum(i.scheduled for i in own)
     dropped = sum(i.dropped for i in own)
@@ -87,7 +105,6 @@ def _loadgen_reasons(
             f"({window.arrival_rate_rps:g} rps x {duration_s:.1f} s)"
         )
         return reasons
-    lag_s = max((i.send_lag_max_s for i in own), default=0.0)
     mean_s = histogram.mean_s()
     if mean_s is not None and lag_s > SEND_LAG_LATENCY_FRACTION * mean_s:
         reasons.append(
@@ -96,6 +113,23 @@ def _loadgen_reasons(
             f"(more than {SEND_LAG_LATENCY_FRACTION:.0%} of the {mean_s * 1000:.1f} ms mean latency)"
         )
     return reasons
+
+
+def _sections(decoded: Sequence[tuple[float, LatencyHistogram]], k: int) -> list[LatencyHistogram]:
+    """The stage's intervals (all processes) in time order, merged into k contiguous sections of about
+    equal sample counts; empty for k < 2."""
+    if k < 2:
+        return []
+    ordered = sorted(decoded, key=lambda item: item[0])
+    total = sum(h.count for _, h in ordered)
+    sections: list[LatencyHistogram] = [LatencyHistogram() for _ in range(k)]
+    seen = 0
+    for _, histogram in ordered:
+        # Place each interval by the middle of its samples in the stage's cumulative count.
+        index = min(k - 1, int((seen + histogram.count / 2) * k / max(total, 1)))
+        sections[index].merge(histogram)
+        seen += histogram.count
+    return [section for section in sections if section.count]
 
 
 def _summarize(
@@ -115,9 +149,13 @@ def _summarize(
     for interval in own:
         for kind, count in interval.errors.items():
             errors[kind] += count
-    histogram = LatencyHistogram.merged(LatencyHistogram.decode(i.latency_hdr) for i in own)
+    decoded = [(i.t_start_s, LatencyHistogram.decode(i.latency_hdr)) for i in own]
+    histogram = LatencyHistogram.merged(h for _, h in decoded)
     latency: dict[str, PercentileEstimate] = {
-        percentile_key(q): estimate_percentile(histogram, q, validity.confidence) for q in computed
+        percentile_key(q): estimate_percentile_dependent(
+            histogram, _sections(decoded, sections_for(q, histogram.count)), q, validity.confidence
+        )
+        for q in computed
     }
     ready = [c.ready for c in counts if window.start_s <= c.t_s <= window.end_s]
     cpu = [i.loadgen_cpu_cores for i in own if i.loadgen_cpu_cores is not None]

@@ -28,7 +28,7 @@ from locust.runners import MasterRunner
 from harness.analysis.latency import LatencyHistogram
 from harness.load.arrivals import arrival_offsets
 from harness.load.payloads import build_bodies
-from harness.load.shape import StagePlan, StageSpec, plan_at
+from harness.load.shape import StagePlan, StageSpec, plan_at, total_duration_s
 from harness.model import ClientInterval
 
 PLAN: dict[str, Any] = json.loads(Path(os.environ["HARNESS_LOAD_PLAN"]).read_text())
@@ -36,6 +36,7 @@ STAGES = [StageSpec(**stage) for stage in PLAN["stages"]]
 PROCESSES: int = PLAN["processes"]
 ENDPOINT_PATH: str = PLAN["endpoint_path"]
 REQUEST_TIMEOUT_S: float = PLAN["request_timeout_s"]
+DRAIN_S: float = PLAN["drain_s"]
 HEADERS = {"Content-Type": "application/json"}
 
 # The test's start on this process's clock; every stage boundary is measured from it.
@@ -300,9 +301,12 @@ class ScenarioShape(LoadTestShape):
     """Locust's view of the scenario's stages; the decision itself is `plan_at`."""
 
     def tick(self) -> tuple[int, float] | None:
-        plan = plan_at(STAGES, float(self.get_run_time()))  # type: ignore[no-untyped-call]
+        elapsed_s = float(self.get_run_time())  # type: ignore[no-untyped-call]
+        plan = plan_at(STAGES, elapsed_s)
         if plan is None:
-            return None
+            # Drain: no new requests, but the last stage's outstanding ones may still finish and be
+            # recorded (a service that fell behind shows its queueing instead of losing it).
+            return (0, 10_000.0) if elapsed_s < total_duration_s(STAGES) + DRAIN_S else None
         if plan.arrival_rate_rps is not None:
             # No closed-model users in an open stage; stop the previous stage's users at once.
             return (0, 10_000.0)

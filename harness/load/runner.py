@@ -24,6 +24,8 @@ from harness.load.shape import StageSpec, total_duration_s
 from harness.model import ClientInterval, from_json_dict
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+# Upper bound on the drain after the last stage (also bounded by the request timeout).
+DRAIN_S = 5.0
 
 
 def stage_specs(scenario: Scenario) -> list[StageSpec]:
@@ -107,8 +109,13 @@ class LocustProcess:
         self._lock = threading.Lock()
 
     @property
+    def drain_s(self) -> float:
+        """After the last stage: time for outstanding requests to finish and be recorded."""
+        return min(self.scenario.load.request_timeout_s, DRAIN_S)
+
+    @property
     def planned_duration_s(self) -> float:
-        return total_duration_s(stage_specs(self.scenario))
+        return total_duration_s(stage_specs(self.scenario)) + self.drain_s
 
     def plan(self) -> dict[str, Any]:
         scenario = self.scenario
@@ -121,6 +128,7 @@ class LocustProcess:
             "intervals_dir": str(self.intervals_dir),
             "interval_s": scenario.metrics.interval_s,
             "request_timeout_s": scenario.load.request_timeout_s,
+            "drain_s": self.drain_s,
             "max_in_flight": scenario.load.max_in_flight,
             "seed": scenario.load.seed,
             "payload": {

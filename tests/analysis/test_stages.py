@@ -191,10 +191,11 @@ def test_open_model_generator_that_did_not_schedule_is_invalid() -> None:
 
 
 def test_open_model_drops_while_lagging_are_the_generators_fault() -> None:
-    reasons = open_stage(scheduled=1000, dropped=200, send_lag_max_s=0.050).invalid_reasons
+    # 5 ms late: above 10% of the mean latency (b3), below the stall floor (b4).
+    reasons = open_stage(scheduled=1000, dropped=200, send_lag_max_s=0.005).invalid_reasons
     assert len(reasons) == 1
     assert "sent 800 of 1000 arrivals (200 dropped)" in reasons[0]
-    assert "50.0 ms late" in reasons[0]
+    assert "5.0 ms late" in reasons[0]
 
 
 def test_open_model_drops_with_an_on_time_generator_mean_a_saturated_service() -> None:
@@ -203,7 +204,7 @@ def test_open_model_drops_with_an_on_time_generator_mean_a_saturated_service() -
 
 
 def test_open_model_small_shortfall_within_tolerance() -> None:
-    assert open_stage(scheduled=1000, dropped=40, send_lag_max_s=0.5).invalid_reasons == []
+    assert open_stage(scheduled=1000, dropped=40, send_lag_max_s=0.005).invalid_reasons == []
 
 
 # --------------------------------------------------------------------------- (c) crashes
@@ -256,3 +257,15 @@ def test_stage_totals_are_the_sums_of_their_intervals(rows: list[tuple[int, int,
                 assert estimate.ci_low_s <= estimate.value_s
             if estimate.value_s is not None and estimate.ci_high_s is not None:
                 assert estimate.value_s <= estimate.ci_high_s
+
+
+def test_an_open_model_generator_stall_longer_than_the_median_invalidates_the_stage() -> None:
+    on_time = [
+        interval(float(t), [0.03] * 100, offered_rps=100.0, scheduled=100, send_lag_max_s=0.002) for t in range(10)
+    ]
+    (stage,) = summarize(on_time, [window(arrival_rate_rps=100.0)], judged_percentiles=())
+    assert stage.invalid_reasons == []
+    stalled = [*on_time[:-1], interval(9.0, [0.03] * 100, offered_rps=100.0, scheduled=100, send_lag_max_s=0.15)]
+    (stage,) = summarize(stalled, [window(arrival_rate_rps=100.0)], judged_percentiles=())
+    assert len(stage.invalid_reasons) == 1
+    assert "load generator stalled: sends ran up to 150.0 ms late" in stage.invalid_reasons[0]
