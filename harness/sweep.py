@@ -23,8 +23,9 @@ WARMUP_S = 5.0
 MAX_PROBES = 24
 
 
-def probe_scenario(scenario: Scenario, rate_rps: float, duration_s: float, run_id: str) -> Scenario:
-    """The scenario reduced to a warm-up and one judged open-model stage at `rate_rps`."""
+def probe_scenario(scenario: Scenario, rate_rps: float, duration_s: float, run_id: str, index: int) -> Scenario:
+    """The scenario reduced to a warm-up and one judged open-model stage at `rate_rps`; each probe gets
+    its own arrival seed, so a retried probe is a new sample rather than the same schedule again."""
     stages = [
         Stage(name="warmup", duration_s=WARMUP_S, arrival_rate_rps=rate_rps, judged=False),
         Stage(name="probe", duration_s=duration_s, arrival_rate_rps=rate_rps, arrival="poisson"),
@@ -41,6 +42,7 @@ def probe_scenario(scenario: Scenario, rate_rps: float, duration_s: float, run_i
             "stages": stages,
             "objectives": objectives,
             "autoscaling": None,
+            "load": scenario.load.model_copy(update={"seed": scenario.load.seed + 1000 * index}),
             "output": scenario.output.model_copy(update={"run_id": run_id}),
         }
     )
@@ -95,7 +97,7 @@ def run_sweep(
         duration_s = max(duration_s, 1.2 * error_rate_requests / rate)
         run_id = f"probe-{len(probes) + 1:02d}-{rate:.1f}rps"
         console.print(f"probe {len(probes) + 1}: {rate:.1f} rps for {duration_s:.0f} s")
-        outcome = Run(probe_scenario(base, rate, duration_s, run_id)).execute()
+        outcome = Run(probe_scenario(base, rate, duration_s, run_id, len(probes))).execute()
         status = outcome.verdict.status if outcome.verdict else Status.INCONCLUSIVE
         probes.append(Probe(rate_rps=rate, passed=probe_passed(status)))
         probe_stage = next((s for s in outcome.verdict.stages if s.name == "probe"), None) if outcome.verdict else None

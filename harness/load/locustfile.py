@@ -269,7 +269,11 @@ class ArrivalGenerator:
             concurrency=size,
         )
         self.pool = Pool(size=size)
-        self.rng = random.Random(PLAN["seed"] * 104729 + os.getpid() % 1000)
+        # Separate generators: the arrival schedule must depend on the seed and the process only,
+        # not on how response timing interleaves body choices between greenlets.
+        worker = int(getattr(environment.runner, "worker_index", PLAN["process"]) or 0)
+        self.schedule_rng = random.Random(PLAN["seed"] * 104729 + worker)
+        self.body_rng = random.Random(PLAN["seed"] * 7919 + worker)
 
     def run(self) -> None:
         done: set[int] = set()
@@ -285,7 +289,7 @@ class ArrivalGenerator:
         begin_s = time.time()
         stage_end_s = _test_start_s + plan.stage_end_s
         rate_rps = plan.arrival_rate_rps / PROCESSES
-        for offset_s in arrival_offsets(rate_rps, stage_end_s - begin_s, plan.arrival, self.rng):
+        for offset_s in arrival_offsets(rate_rps, stage_end_s - begin_s, plan.arrival, self.schedule_rng):
             intended_s = begin_s + offset_s
             delay_s = intended_s - time.time()
             if delay_s > 0:
@@ -294,7 +298,7 @@ class ArrivalGenerator:
             if self.pool.full():
                 _recorder.dropped(plan.name)
                 continue
-            self.pool.spawn(_send, self.client, self.rng, plan.name, intended_s)
+            self.pool.spawn(_send, self.client, self.body_rng, plan.name, intended_s)
 
 
 class ScenarioShape(LoadTestShape):

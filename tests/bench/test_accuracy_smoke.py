@@ -3,7 +3,6 @@ percentile part, so `make bench` keeps working: the harness's p50 against a jitt
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    # `bench` is a directory of scripts at the repository root, not an installed package.
-    sys.path.insert(0, str(ROOT))
-
-from bench.accuracy import (  # noqa: E402
+# `bench` is importable because pytest puts the repository root on sys.path (pyproject: pythonpath).
+from bench.accuracy import (
     Comparison,
     Overhead,
     Workspace,
