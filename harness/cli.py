@@ -167,6 +167,13 @@ def compare(
 @click.option("--max-rps", type=float, default=2000.0, show_default=True)
 @click.option("--tolerance", type=float, default=0.05, show_default=True, help="Stop when the bracket is this tight.")
 @click.option("--probe-s", type=float, help="Minimum probe duration (default: long enough for the percentiles).")
+@click.option(
+    "--replicas",
+    "replica_counts",
+    type=int,
+    multiple=True,
+    help="Search at each replica count (repeatable); with 1 and more, reports the scaling efficiency.",
+)
 @click.option("--set", "sets", multiple=True, help="Override any scenario field.")
 @_debug_option
 def sweep(
@@ -175,6 +182,7 @@ def sweep(
     max_rps: float,
     tolerance: float,
     probe_s: float | None,
+    replica_counts: tuple[int, ...],
     sets: tuple[str, ...],
     debug: bool,
 ) -> None:
@@ -183,7 +191,13 @@ def sweep(
 
     try:
         code = sweep_scenario(
-            scenario, _parse_set(sets), initial_rps=initial_rps, max_rps=max_rps, tolerance=tolerance, probe_s=probe_s
+            scenario,
+            _parse_set(sets),
+            initial_rps=initial_rps,
+            max_rps=max_rps,
+            tolerance=tolerance,
+            probe_s=probe_s,
+            replica_counts=replica_counts,
         )
     except HarnessError as error:
         _fail(error, debug)

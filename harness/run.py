@@ -634,6 +634,7 @@ def sweep_scenario(
     max_rps: float,
     tolerance: float,
     probe_s: float | None,
+    replica_counts: tuple[int, ...] = (),
 ) -> int:
     """`harness sweep`: bracket-then-bisect search for the maximum sustainable arrival rate."""
     from harness.config import load_scenario
@@ -646,6 +647,7 @@ def sweep_scenario(
         tolerance=tolerance,
         min_probe_s=probe_s,
         console=_console(),
+        replica_counts=replica_counts,
     )
 
 

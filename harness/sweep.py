@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from typing import Any
 
-from harness.analysis.sweep import Probe, next_rate, probe_duration_s, result
+from harness.analysis.saturation import scaling_efficiency
+from harness.analysis.sweep import Probe, SweepResult, next_rate, probe_duration_s, result
 from harness.config import Scenario, Stage
 from harness.errors import ConfigError
 from harness.model import Status, to_json_dict
@@ -53,33 +55,29 @@ def probe_passed(status: Status) -> bool | None:
     return {Status.PASS: True, Status.FAIL: False}.get(status)
 
 
-def run_sweep(
-    scenario: Scenario,
+def _search(
+    base: Scenario,
     *,
     initial_rps: float,
     max_rps: float,
     tolerance: float,
     min_probe_s: float | None,
     console: Any,
-) -> int:
-    """Search the maximum sustainable arrival rate; writes sweep.json; 0 found, 3 when no rate passed."""
+    label: str,
+) -> tuple[SweepResult, list[dict[str, Any]]]:
+    """One bracket-then-bisect search on `base`'s target; every probe is a run under base's output dir."""
     from harness.run import Run
 
-    if not scenario.objectives:
-        raise ConfigError("harness sweep needs objectives: the maximum rate is the highest one where they all hold")
-    latency_percentiles = [o.percentile for o in scenario.objectives if o.percentile is not None]
+    latency_percentiles = [o.percentile for o in base.objectives if o.percentile is not None]
     percentile = max(latency_percentiles, default=95.0)
     error_rate_requests = max(
         (
-            requests_to_pass_error_rate(o.max, scenario.validity.confidence)
-            for o in scenario.objectives
+            requests_to_pass_error_rate(o.max, base.validity.confidence)
+            for o in base.objectives
             if o.metric == "error_rate" and o.max is not None and 0 < o.max < 1
         ),
         default=0,
     )
-    sweep_id = f"{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}-{scenario.name}-sweep"
-    sweep_dir = scenario.output.dir / sweep_id
-    base = scenario.model_copy(update={"output": scenario.output.model_copy(update={"dir": sweep_dir})})
     probes: list[Probe] = []
     records: list[dict[str, Any]] = []
     while len(probes) < MAX_PROBES:
@@ -89,20 +87,21 @@ def run_sweep(
         duration_s = probe_duration_s(
             rate,
             percentile=percentile,
-            min_tail_samples=scenario.validity.min_tail_samples,
+            min_tail_samples=base.validity.min_tail_samples,
             min_duration_s=min_probe_s if min_probe_s is not None else 10.0,
         )
         # An error-rate objective can only PASS with enough requests, even with no failure at all;
         # 20% more arrivals than that covers Poisson shortfall.
         duration_s = max(duration_s, 1.2 * error_rate_requests / rate)
-        run_id = f"probe-{len(probes) + 1:02d}-{rate:.1f}rps"
-        console.print(f"probe {len(probes) + 1}: {rate:.1f} rps for {duration_s:.0f} s")
+        run_id = f"{label}probe-{len(probes) + 1:02d}-{rate:.1f}rps"
+        console.print(f"{label}probe {len(probes) + 1}: {rate:.1f} rps for {duration_s:.0f} s")
         outcome = Run(probe_scenario(base, rate, duration_s, run_id, len(probes))).execute()
         status = outcome.verdict.status if outcome.verdict else Status.INCONCLUSIVE
         probes.append(Probe(rate_rps=rate, passed=probe_passed(status)))
         probe_stage = next((s for s in outcome.verdict.stages if s.name == "probe"), None) if outcome.verdict else None
         records.append(
             {
+                "replicas": base.target.replicas,
                 "rate_rps": rate,
                 "duration_s": duration_s,
                 "status": status.value,
@@ -115,12 +114,70 @@ def run_sweep(
         )
         if outcome.interrupted:
             raise KeyboardInterrupt
-    found = result(probes, max_rps=max_rps)
-    summary = {"sweep_id": sweep_id, "result": to_json_dict(found), "probes": records}
+    return result(probes, max_rps=max_rps), records
+
+
+def run_sweep(
+    scenario: Scenario,
+    *,
+    initial_rps: float,
+    max_rps: float,
+    tolerance: float,
+    min_probe_s: float | None,
+    console: Any,
+    replica_counts: Sequence[int] = (),
+) -> int:
+    """Search the maximum sustainable arrival rate (at each of `replica_counts`, else at the scenario's
+    replicas); writes sweep.json with the scaling efficiency when 1 replica and more were searched;
+    0 when a rate was found everywhere, 3 otherwise."""
+    if not scenario.objectives:
+        raise ConfigError("harness sweep needs objectives: the maximum rate is the highest one where they all hold")
+    counts = list(dict.fromkeys(replica_counts)) or [scenario.target.replicas]
+    if any(count < 1 for count in counts):
+        raise ConfigError(f"--replicas: replica counts must be >= 1, got {counts}")
+    if scenario.target.kind == "external" and counts != [scenario.target.replicas]:
+        raise ConfigError("--replicas needs a target the harness deploys (local, docker, kubernetes), not external")
+    sweep_id = f"{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}-{scenario.name}-sweep"
+    sweep_dir = scenario.output.dir / sweep_id
+    results: dict[int, SweepResult] = {}
+    all_records: list[dict[str, Any]] = []
+    for count in counts:
+        base = scenario.model_copy(
+            update={
+                "output": scenario.output.model_copy(update={"dir": sweep_dir}),
+                "target": scenario.target.model_copy(update={"replicas": count}),
+            }
+        )
+        label = f"{count}r-" if len(counts) > 1 else ""
+        found, records = _search(
+            base,
+            initial_rps=initial_rps,
+            max_rps=max_rps,
+            tolerance=tolerance,
+            min_probe_s=min_probe_s,
+            console=console,
+            label=label,
+        )
+        results[count] = found
+        all_records.extend(records)
+        console.print(f"{count} replica(s): {found.reason}")
+    maxima = {n: r.max_sustainable_rps for n, r in results.items() if r.max_sustainable_rps is not None}
+    efficiency = scaling_efficiency(maxima)
+    summary = {
+        "sweep_id": sweep_id,
+        # The first (or only) replica count's search, for a single-count sweep's readers.
+        "result": to_json_dict(results[counts[0]]),
+        "by_replicas": {str(n): to_json_dict(r) for n, r in results.items()},
+        "scaling_efficiency": efficiency,
+        "probes": all_records,
+    }
     sweep_dir.mkdir(parents=True, exist_ok=True)
     (sweep_dir / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
-    console.print(found.reason)
-    if found.max_sustainable_rps is not None:
-        console.print(f"maximum sustainable arrival rate: {found.max_sustainable_rps:.1f} rps ({sweep_dir}/sweep.json)")
-        return 0
-    return 3
+    for n, rate in maxima.items():
+        console.print(f"maximum sustainable arrival rate at {n} replica(s): {rate:.1f} rps")
+    if efficiency is not None:
+        console.print(
+            f"scaling efficiency (throughput at {max(maxima)} replicas / {max(maxima)} x one replica): {efficiency:.2f}"
+        )
+    console.print(f"sweep: {sweep_dir / 'sweep.json'}")
+    return 0 if len(maxima) == len(counts) else 3
