@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+from harness.errors import DeployError
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -64,3 +69,29 @@ def scale_plan(alive: Sequence[tuple[str, float]], desired: int) -> tuple[int, l
     newest_first = sorted(alive, key=lambda item: item[1], reverse=True)
     surplus = max(0, len(alive) - desired)
     return max(0, desired - len(alive)), [replica_id for replica_id, _ in newest_first[:surplus]]
+
+
+def wait_until_ready(
+    current: Callable[[], Sequence[R]],
+    *,
+    count: int,
+    timeout_s: float,
+    poll_s: float,
+    ready: Callable[[R], bool],
+    failure: Callable[[R], DeployError | None],
+    timed_out: Callable[[list[R]], DeployError],
+) -> None:
+    """Block until `count` replicas exist and all are ready; raise the first replica's `failure`, or
+    `timed_out(not-ready replicas)` after `timeout_s`. The start-up wait every target shares."""
+    deadline_s = time.time() + timeout_s
+    while True:
+        replicas = list(current())
+        for replica in replicas:
+            error = failure(replica)
+            if error is not None:
+                raise error
+        if len(replicas) >= count and all(ready(replica) for replica in replicas):
+            return
+        if time.time() > deadline_s:
+            raise timed_out([replica for replica in replicas if not ready(replica)])
+        time.sleep(poll_s)

@@ -22,7 +22,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from harness.config import Scenario
 from harness.errors import DeployError
-from harness.targets.base import ReplicaInfo, ResourceUse, scale_plan
+from harness.targets.base import ReplicaInfo, ResourceUse, scale_plan, wait_until_ready
 from harness.targets.local import bentoml_config_options, free_port, http_ok
 
 RUN_LABEL = "harness.run-id"
@@ -180,32 +180,41 @@ class DockerTarget:
         self._watcher.start()
         self.scale(replicas)
         timeout_s = self.scenario.target.startup_timeout_s
-        deadline_s = time.time() + timeout_s
-        while True:
+
+        def current() -> list[_Replica]:
             with self._lock:
-                current = [r for r in self._replicas.values() if not r.stopping]
-            for replica in current:
-                if replica.crashed or replica.error is not None:
-                    cause = replica.error or f"exited with code {replica.exit_code}"
-                    raise DeployError(
-                        f"container {replica.name} ({self.image}) {cause} before it was ready; "
-                        f"log tail: {self.log_tail(replica.id)}",
-                        hint=f"docker logs {replica.name} (kept until the target stops); full log in {self.work_dir}",
-                    )
-            if len(current) >= replicas and all(replica.ready for replica in current):
-                return
-            if time.time() > deadline_s:
-                waiting = [r for r in current if not r.ready]
-                if not waiting:
-                    raise DeployError(f"only {len(current)} of {replicas} containers exist after {timeout_s:g} s")
-                names = ", ".join(r.name for r in waiting)
-                raise DeployError(
-                    f"container(s) {names} not ready on {self.scenario.service.readiness_path} within "
-                    f"target.startup_timeout_s={timeout_s:g} s; log tail of {waiting[0].name}: "
-                    f"{self.log_tail(waiting[0].id)}",
-                    hint="raise target.startup_timeout_s or check the image starts: docker run IMAGE",
-                )
-            time.sleep(self.poll_s)
+                return [r for r in self._replicas.values() if not r.stopping]
+
+        def failure(replica: _Replica) -> DeployError | None:
+            if not (replica.crashed or replica.error is not None):
+                return None
+            cause = replica.error or f"exited with code {replica.exit_code}"
+            return DeployError(
+                f"container {replica.name} ({self.image}) {cause} before it was ready; "
+                f"log tail: {self.log_tail(replica.id)}",
+                hint=f"docker logs {replica.name} (kept until the target stops); full log in {self.work_dir}",
+            )
+
+        def timed_out(waiting: list[_Replica]) -> DeployError:
+            if not waiting:
+                return DeployError(f"only {len(current())} of {replicas} containers exist after {timeout_s:g} s")
+            names = ", ".join(r.name for r in waiting)
+            return DeployError(
+                f"container(s) {names} not ready on {self.scenario.service.readiness_path} within "
+                f"target.startup_timeout_s={timeout_s:g} s; log tail of {waiting[0].name}: "
+                f"{self.log_tail(waiting[0].id)}",
+                hint="raise target.startup_timeout_s or check the image starts: docker run IMAGE",
+            )
+
+        wait_until_ready(
+            current,
+            count=replicas,
+            timeout_s=timeout_s,
+            poll_s=self.poll_s,
+            ready=lambda r: r.ready,
+            failure=failure,
+            timed_out=timed_out,
+        )
 
     def scale(self, replicas: int) -> None:
         """Set the desired replica count; containers are created and removed in background threads."""

@@ -29,7 +29,7 @@ import psutil
 from harness.config import Scenario
 from harness.errors import DeployError
 from harness.metrics.resources import ProcessTreeSampler
-from harness.targets.base import ReplicaInfo, ResourceUse, scale_plan
+from harness.targets.base import ReplicaInfo, ResourceUse, scale_plan, wait_until_ready
 
 _PR_SET_PDEATHSIG = 1
 # Kubernetes' readiness probe defaults: timeoutSeconds 1, failureThreshold 3 (period shortened).
@@ -151,29 +151,38 @@ class LocalTarget:
         """Start `replicas` replicas and block until all are ready, or raise DeployError with the cause."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.scale(replicas)
-        deadline_s = time.time() + self.scenario.target.startup_timeout_s
-        while True:
+        timeout_s = self.scenario.target.startup_timeout_s
+
+        def current() -> list[_Replica]:
             with self._lock:
-                current = list(self._replicas.values())
-            for replica in current:
-                if replica.crashed:
-                    raise DeployError(
-                        f"replica {replica.id} exited with code {replica.process.returncode} before it was ready; "
-                        f"log tail: {self.log_tail(replica.id)}",
-                        hint=f"full log: {replica.log_path}",
-                    )
-            if current and all(replica.ready for replica in current):
-                return
-            if time.time() > deadline_s:
-                waiting = [r for r in current if not r.ready]
-                names = ", ".join(r.id for r in waiting)
-                raise DeployError(
-                    f"replica(s) {names} not ready within target.startup_timeout_s="
-                    f"{self.scenario.target.startup_timeout_s:g} s; log tail of {waiting[0].id}: "
-                    f"{self.log_tail(waiting[0].id)}",
-                    hint="raise target.startup_timeout_s or check the service starts with `bentoml serve`",
-                )
-            time.sleep(self.poll_s)
+                return list(self._replicas.values())
+
+        def failure(replica: _Replica) -> DeployError | None:
+            if not replica.crashed:
+                return None
+            return DeployError(
+                f"replica {replica.id} exited with code {replica.process.returncode} before it was ready; "
+                f"log tail: {self.log_tail(replica.id)}",
+                hint=f"full log: {replica.log_path}",
+            )
+
+        def timed_out(waiting: list[_Replica]) -> DeployError:
+            names = ", ".join(r.id for r in waiting) or "(none started)"
+            tail = self.log_tail(waiting[0].id) if waiting else "(no replica)"
+            return DeployError(
+                f"replica(s) {names} not ready within target.startup_timeout_s={timeout_s:g} s; log tail: {tail}",
+                hint="raise target.startup_timeout_s or check the service starts with `bentoml serve`",
+            )
+
+        wait_until_ready(
+            current,
+            count=replicas,
+            timeout_s=timeout_s,
+            poll_s=self.poll_s,
+            ready=lambda r: r.ready,
+            failure=failure,
+            timed_out=timed_out,
+        )
 
     def scale(self, replicas: int) -> None:
         """Set the desired replica count; new replicas start now and become ready later."""

@@ -24,3 +24,41 @@ def test_the_plan_reaches_the_desired_count(starts: list[float], desired: int) -
     kept = [t for (i, t) in alive if i not in to_remove]
     removed = [t for (i, t) in alive if i in to_remove]
     assert not kept or not removed or max(kept) <= min(removed)
+
+
+def test_wait_until_ready_returns_raises_failures_and_times_out() -> None:
+    import pytest
+
+    from harness.errors import DeployError
+    from harness.targets.base import wait_until_ready
+
+    states = iter([[False, False], [True, False], [True, True]])
+    wait_until_ready(
+        lambda: next(states),
+        count=2,
+        timeout_s=5,
+        poll_s=0.001,
+        ready=lambda r: r,
+        failure=lambda r: None,
+        timed_out=lambda waiting: DeployError("late"),
+    )
+    with pytest.raises(DeployError, match="crashed"):
+        wait_until_ready(
+            lambda: ["a"],
+            count=1,
+            timeout_s=5,
+            poll_s=0.001,
+            ready=lambda r: False,
+            failure=lambda r: DeployError(f"{r} crashed"),
+            timed_out=lambda waiting: DeployError("late"),
+        )
+    with pytest.raises(DeployError, match="late: 1"):
+        wait_until_ready(
+            lambda: ["a"],
+            count=2,
+            timeout_s=0.01,
+            poll_s=0.001,
+            ready=lambda r: True,
+            failure=lambda r: None,
+            timed_out=lambda waiting: DeployError(f"late: {len(waiting) + 1}"),
+        )
