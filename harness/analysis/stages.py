@@ -18,8 +18,11 @@ on that percentile become INCONCLUSIVE); the others each add a reason to `invali
          intended by more than 10% of the stage's mean latency. Dropped arrivals with an on-time
          generator mean the service held `max_in_flight` requests: that is saturation of the service,
          a valid (bad) measurement, not an invalid one.
-(b4) open model only: some arrival was sent later than intended by more than both
-     SEND_LAG_FLOOR_S and the stage's median latency (the lag is inside the measured latency).
+(b4) open model only, per percentile (in `sample_shortfalls`, like rule (a)): the generator stalled
+     (an interval's send lag above both SEND_LAG_FLOOR_S and the stage's median latency), and the
+     arrivals those stalls could have delayed (lag x rate per stalled interval, an upper bound)
+     exceed half the samples above the percentile, so the stall could have moved it. A 80 ms stall
+     at 400 rps touches at most 32 arrivals: enough to move a p99 of 3200 samples, not a p95.
 (c) A replica crashed during the stage (a "replica_crashed" RunEvent inside the stage's window).
 (d) No requests completed in the stage.
 """
@@ -44,8 +47,8 @@ BASE_PERCENTILES: tuple[float, ...] = (50.0, 95.0, 99.0)
 # A generator whose sends run late by more than this fraction of the service's mean latency is
 # adding a visible part of the latency it reports.
 SEND_LAG_LATENCY_FRACTION = 0.10
-# (b4) A send lag above both this and the stage's median latency makes an open-model stage invalid:
-# the generator, not the service, then shaped a visible share of the measured latencies.
+# (b4) A send lag above both this and the stage's median latency is a generator stall: the lag is
+# inside the latencies measured from the intended send time.
 SEND_LAG_FLOOR_S = 0.025
 # Arrival counts below this quantile of Poisson(expected) are not explained by random arrivals.
 POISSON_NOISE_QUANTILE = 0.001
@@ -87,12 +90,6 @@ def _loadgen_reasons(
         return reasons
     # Open-model latency is measured from the intended send time, so generator lag is inside it.
     lag_s = max((i.send_lag_max_s for i in own), default=0.0)
-    p50_s = histogram.value_at_percentile_s(50) if histogram.count else None
-    if p50_s is not None and lag_s > max(SEND_LAG_FLOOR_S, p50_s):
-        reasons.append(
-            f"load generator stalled: sends ran up to {lag_s * 1000:.1f} ms late, more than the stage's "
-            f"{p50_s * 1000:.1f} ms median latency; that lag is part of the latencies measured"
-        )
     expected = window.arrival_rate_rps * duration_s
     scheduled = sum(i.scheduled for i in own)
     dropped = sum(i.dropped for i in own)
@@ -113,6 +110,30 @@ def _loadgen_reasons(
             f"(more than {SEND_LAG_LATENCY_FRACTION:.0%} of the {mean_s * 1000:.1f} ms mean latency)"
         )
     return reasons
+
+
+def _stall_shortfalls(
+    window: StageWindow, own: Sequence[ClientInterval], histogram: LatencyHistogram, judged: Sequence[float]
+) -> dict[float, str]:
+    """Rule (b4): judged percentiles that generator stalls could have moved, with the reason."""
+    if window.arrival_rate_rps is None or not histogram.count:
+        return {}
+    p50_s = histogram.value_at_percentile_s(50) or 0.0
+    stalled = [i for i in own if i.send_lag_max_s > max(SEND_LAG_FLOOR_S, p50_s)]
+    if not stalled:
+        return {}
+    touched = sum(min(float(i.scheduled), i.send_lag_max_s * (i.offered_rps or 0.0)) for i in stalled)
+    worst_s = max(i.send_lag_max_s for i in stalled)
+    found: dict[float, str] = {}
+    for q in judged:
+        tail = histogram.count * (1 - q / 100)
+        if touched > tail / 2:
+            found[q] = (
+                f"load generator stalled (sends up to {worst_s * 1000:.1f} ms late, above the {p50_s * 1000:.1f} ms "
+                f"median): up to {touched:.0f} arrivals delayed, against {tail:.0f} samples above "
+                f"{percentile_key(q)}, so the stall could have moved it"
+            )
+    return found
 
 
 def _sections(decoded: Sequence[tuple[float, LatencyHistogram]], k: int) -> list[LatencyHistogram]:
@@ -173,6 +194,8 @@ def _summarize(
                 f"too few samples for {percentile_key(q)}: {histogram.count} successful requests, "
                 f"need at least {needed} (min_tail_samples={validity.min_tail_samples})"
             )
+    for q, reason in _stall_shortfalls(window, own, histogram, judged).items():
+        shortfalls.setdefault(percentile_key(q), reason)
     reasons.extend(_loadgen_reasons(window, own, histogram, validity, loadgen_processes))
     for event in events:
         if event.kind == "replica_crashed" and window.start_s <= event.t_s <= window.end_s:
