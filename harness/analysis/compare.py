@@ -2,7 +2,7 @@
 
 A metric *regresses* only when its change is statistically significant AND larger than `min_effect`
 relative to the baseline, in the bad direction (throughput down, latency up). Significance is
-family-wise: with m metrics compared (per common judged stage: throughput, p50, p95, p99), each test
+family-wise: with m metrics compared (per common judged stage: throughput, error rate, p50, p95, p99), each test
 runs at level alpha / m (Bonferroni), so the chance of any false alarm on identical services is at
 most alpha. Nothing is random, so the result is deterministic.
 
@@ -14,6 +14,9 @@ mean, and interval counts tie often. The intervals of one run are not independen
 autoscaling), which makes the test somewhat liberal; min_effect guards against flagging small drifts.
 In an open-model stage below saturation achieved rps equals the offered rate in both runs, so only
 latency can regress there.
+
+Error rate: Fisher's exact test on the 2x2 table of failed/succeeded requests, one-sided (the
+candidate fails more often): exact at any count, including the zero-failure baselines that are common.
 
 Latency percentiles: distribution-free order-statistic confidence intervals of each run's quantile
 (harness.analysis.latency.estimate_percentile), each at confidence 1 - alpha / (2m); the difference is
@@ -35,7 +38,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from scipy.stats import ttest_ind
+from scipy.stats import fisher_exact, ttest_ind
 
 from harness.analysis.latency import LatencyHistogram, estimate_percentile
 from harness.analysis.timeline import interval_series
@@ -53,6 +56,7 @@ class StageSummary:
     # Achieved rps of each metrics interval inside the stage, in time order.
     interval_rps: tuple[float, ...]
     latency: LatencyHistogram
+    failures: int = 0
 
     @property
     def achieved_rps(self) -> float | None:
@@ -71,7 +75,7 @@ class MetricComparison:
     """One metric of one stage, baseline against candidate."""
 
     stage: str
-    # throughput_rps, latency_p50_s, latency_p95_s, latency_p99_s
+    # throughput_rps, error_rate, latency_p50_s, latency_p95_s, latency_p99_s
     metric: str
     baseline: float | None
     candidate: float | None
@@ -185,6 +189,42 @@ def _latency(
     )
 
 
+def _error_rate(
+    stage: str, base: StageSummary, cand: StageSummary, level: float, min_effect: float
+) -> MetricComparison:
+    """Fisher's exact test (one-sided: the candidate fails more often), exact for any counts."""
+    baseline = base.failures / base.requests if base.requests else None
+    candidate = cand.failures / cand.requests if cand.requests else None
+    change = _relative(baseline, candidate)
+    if baseline is None or candidate is None:
+        reason = "not tested: a run completed no request in this stage"
+        p_value = None
+    else:
+        table = [[cand.failures, cand.requests - cand.failures], [base.failures, base.requests - base.failures]]
+        p_value = float(fisher_exact(table, alternative="greater").pvalue)
+        reason = (
+            f"Fisher's exact test, {cand.failures}/{cand.requests} vs {base.failures}/{base.requests} failed: "
+            f"p = {p_value:.3g} (level {level:.3g})"
+        )
+    significant = p_value is not None and p_value < level
+    # From a zero baseline any failure rate is an infinite relative change: count it as larger than min_effect.
+    worse = baseline is not None and candidate is not None and candidate > baseline
+    large = change is None or change > min_effect
+    return MetricComparison(
+        stage=stage,
+        metric="error_rate",
+        baseline=baseline,
+        candidate=candidate,
+        relative_change=change,
+        p_value=p_value,
+        difference_low=None,
+        difference_high=None,
+        significant=significant,
+        regression=significant and worse and large,
+        reason=reason,
+    )
+
+
 def compare(baseline: RunSummary, candidate: RunSummary, alpha: float = 0.01, min_effect: float = 0.05) -> Comparison:
     """Compare every metric of the stages both runs share (see the module docstring for the tests)."""
     if not 0 < alpha < 1:
@@ -198,12 +238,13 @@ def compare(baseline: RunSummary, candidate: RunSummary, alpha: float = 0.01, mi
     ]
     if not common:
         notes.append("the runs share no judged stage, so nothing was compared")
-    tests = len(common) * (1 + len(COMPARED_PERCENTILES))
+    tests = len(common) * (2 + len(COMPARED_PERCENTILES))
     level = alpha / tests if tests else alpha
     metrics: list[MetricComparison] = []
     for name in common:
         base, cand = baseline.stages[name], candidate.stages[name]
         metrics.append(_throughput(name, base, cand, level, min_effect))
+        metrics.append(_error_rate(name, base, cand, level, min_effect))
         metrics.extend(_latency(name, q, base, cand, level, min_effect) for q in COMPARED_PERCENTILES)
     return Comparison(
         metrics=tuple(metrics),
@@ -235,6 +276,7 @@ def summarize_run(
             rates = rates[1:-1]
         stages[window.name] = StageSummary(
             requests=sum(i.requests for i in own),
+            failures=sum(i.failures for i in own),
             duration_s=window.end_s - window.start_s,
             interval_rps=tuple(rates),
             latency=LatencyHistogram.merged(LatencyHistogram.decode(i.latency_hdr) for i in own),

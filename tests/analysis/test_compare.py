@@ -44,12 +44,14 @@ def test_lists_every_metric_of_every_common_stage() -> None:
     comparison = compare(run(1), run(2))
     assert [(m.stage, m.metric) for m in comparison.metrics] == [
         ("steady", "throughput_rps"),
+        ("steady", "error_rate"),
         ("steady", "latency_p50_s"),
         ("steady", "latency_p95_s"),
         ("steady", "latency_p99_s"),
     ]
     assert (comparison.alpha, comparison.min_effect, comparison.notes) == (0.01, 0.05, ())
-    for m in comparison.metrics:
+    # No failures in either run: the error rates are 0 and have no relative change or difference interval.
+    for m in (m for m in comparison.metrics if m.metric != "error_rate"):
         assert m.baseline is not None and m.candidate is not None and m.relative_change is not None
         assert m.difference_low is not None and m.difference_high is not None
         assert m.difference_low <= m.candidate - m.baseline <= m.difference_high
@@ -61,7 +63,7 @@ def test_identical_runs_do_not_regress() -> None:
     comparison = compare(run(1), run(1))
     assert not comparison.regressed
     assert not any(m.significant for m in comparison.metrics)
-    assert all(m.relative_change == 0.0 for m in comparison.metrics)
+    assert all(m.relative_change == 0.0 for m in comparison.metrics if m.metric != "error_rate")
 
 
 def test_thirty_percent_latency_shift_with_enough_samples_regresses() -> None:
@@ -180,3 +182,26 @@ def test_summarize_run_from_records() -> None:
     assert steady.interval_rps == tuple(float(20 + t) for t in range(6, 14))
     assert steady.latency.count == steady.requests
     assert steady.achieved_rps == pytest.approx(steady.requests / 10.0)
+
+
+def test_error_rate_regression_needs_a_significant_rise() -> None:
+    from harness.analysis.compare import RunSummary, StageSummary, compare
+
+    histogram = LatencyHistogram()
+    for _ in range(200):
+        histogram.record_s(0.01)
+
+    def run(requests: int, failures: int) -> RunSummary:
+        return RunSummary(
+            stages={"s": StageSummary(requests, 10.0, tuple([requests / 10.0] * 10), histogram, failures=failures)}
+        )
+
+    def error_metric(base: RunSummary, cand: RunSummary) -> object:
+        return next(m for m in compare(base, cand).metrics if m.metric == "error_rate")
+
+    clean = run(10_000, 0)
+    assert not error_metric(clean, run(10_000, 2)).regression, "2 failures in 10k is noise"
+    worse = error_metric(clean, run(10_000, 150))
+    assert worse.significant and worse.regression
+    assert not error_metric(run(10_000, 150), clean).regression, "fewer failures is not a regression"
+    assert not error_metric(run(20, 0), run(20, 2)).significant, "20 requests cannot show it"

@@ -216,9 +216,9 @@ def test_comparison_page_from_a_real_comparison(recorded_run: RunDirectory) -> N
 
     page = render_comparison_html(recorded_run, recorded_run, rows)
 
-    assert len(rows) == 4 * 4
+    assert len(rows) == 4 * 5  # 4 stages x (throughput, error rate, p50, p95, p99)
     assert not any(row.regression for row in rows)
-    assert "0 significant regression(s) among 16 compared metric(s)" in page
+    assert "0 significant regression(s) among 20 compared metric(s)" in page
 
 
 def test_comparison_without_rows_says_nothing_was_compared(recorded_run: RunDirectory) -> None:
