@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import os
 import platform
@@ -287,6 +288,10 @@ class Run:
         self.test_start_s: float | None = None
         self.load_ended_s: float | None = None
         self.intervals: list[ClientInterval] = []
+        self.requests_total = 0
+        self.failures_total = 0
+        # How many interval records the live view has shown: it is redrawn only when new ones arrive.
+        self._shown_intervals = 0
         self.warnings: list[str] = []
         self.metadata: dict[str, Any] = {}
 
@@ -298,6 +303,10 @@ class Run:
     def _on_interval(self, record: ClientInterval) -> None:
         self.run_dir.append(record)
         self.intervals.append(record)
+        self.requests_total += record.requests
+        self.failures_total += record.failures
+        if self.exporter is not None and record.failures:
+            self.exporter.add_errors(record.failures)
 
     def execute(self) -> RunOutcome:
         """Run the scenario; always cleans up; returns the verdict (None if no data to judge)."""
@@ -473,7 +482,7 @@ class Run:
         self.log(f"driving load for {locust.planned_duration_s:.0f} s")
         locust.start()
         try:
-            locust.wait(should_stop=lambda: self._update_live(locust))
+            locust.wait(on_poll=lambda: self._update_live(locust))
         finally:
             self.test_start_s = locust.tail.test_start_s
             self.load_ended_s = time.time()
@@ -481,14 +490,17 @@ class Run:
                 windows = stage_windows(scenario, self.test_start_s, self.load_ended_s)
                 self.run_dir.write_json("stages.json", windows)
 
-    def _update_live(self, locust: LocustProcess) -> bool:
-        """Feed live progress and the harness's own metrics from the latest interval; never stops the run."""
+    def _update_live(self, locust: LocustProcess) -> None:
+        """Feed live progress and the harness's own metrics from the latest interval, when one arrived."""
         start_s = locust.tail.test_start_s
-        if start_s is None or not self.intervals:
-            return False
+        if start_s is None or len(self.intervals) == self._shown_intervals:
+            return
+        self._shown_intervals = len(self.intervals)
         now_s = time.time()
+        # The latest interval's records (one per process and stage) sit at the end of the list.
         latest_end_s = self.intervals[-1].t_end_s
-        recent = [i for i in self.intervals if i.t_end_s >= latest_end_s - 1e-6]
+        recent = list(itertools.takewhile(lambda i: i.t_end_s >= latest_end_s - 1e-6, reversed(self.intervals)))
+        recent.reverse()
         histogram = LatencyHistogram.merged(LatencyHistogram.decode(i.latency_hdr) for i in recent)
         duration_s = max(max(i.t_end_s - i.t_start_s for i in recent), 1e-3)
         rps = sum(i.requests for i in recent) / duration_s
@@ -508,8 +520,8 @@ class Run:
                 p95_s=p[95.0],
                 ready_replicas=snapshot.ready_replicas if snapshot else None,
                 desired_replicas=snapshot.desired_replicas if snapshot else None,
-                errors=sum(i.failures for i in self.intervals),
-                requests=sum(i.requests for i in self.intervals),
+                errors=self.failures_total,
+                requests=self.requests_total,
             )
         )
         if self.exporter is not None:
@@ -518,10 +530,6 @@ class Run:
             self.exporter.set_latency_s(p[50.0], p[95.0], p[99.0])
             if snapshot is not None:
                 self.exporter.set_replicas(snapshot.desired_replicas, snapshot.ready_replicas)
-            new_errors = sum(i.failures for i in recent)
-            if new_errors:
-                self.exporter.add_errors(new_errors)
-        return False
 
 
 class EndpointPublisher:

@@ -192,15 +192,16 @@ class LocustProcess:
         with self._lock:
             return self.tail.poll()
 
-    def wait(self, should_stop: Callable[[], bool] | None = None, poll_s: float = 0.5) -> int:
-        """Block until Locust exits (or the hard deadline passes), ingesting records as they come."""
+    def wait(self, on_poll: Callable[[], None] | None = None, poll_s: float = 0.5) -> int:
+        """Block until Locust exits (or the hard deadline passes), ingesting records as they come and
+        calling `on_poll` after each ingestion."""
         assert self.process is not None and self.started_s is not None
         # Locust stops itself when the shape ends; the deadline only guards against a hang.
         deadline_s = self.started_s + self.planned_duration_s + self.scenario.load.request_timeout_s + 60
         while self.process.poll() is None:
             self.poll()
-            if should_stop is not None and should_stop():
-                break
+            if on_poll is not None:
+                on_poll()
             if time.time() > deadline_s:
                 self.stop()
                 raise LoadError(
