@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -188,6 +189,7 @@ def test_replica_that_fails_to_start_ends_the_run_with_its_log(clean_tmp: Path) 
         [*HARNESS, "run", str(scenario)], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 2
-    assert "replica-1" in result.stderr
+    # Both replicas fail the same way; whichever exits first is the one named.
+    assert re.search(r"replica-[12]", result.stderr)
     assert "model file is corrupt" in result.stderr, "the error carries the tail of the replica's log"
     assert leftover_processes(str(tmp_path)) == []
