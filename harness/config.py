@@ -122,11 +122,27 @@ class KubernetesTargetConfig(BaseModel):
     release: str = "model-service"
     image: str | None = None
     prometheus_url: str | None = Field(
-        default=None, description="scrape replica metrics through this Prometheus instead of the pod proxy"
+        default=None, description="a Prometheus that scrapes the pods (metrics_route: prometheus reads it)"
+    )
+    metrics_route: Literal["pod-proxy", "prometheus", "port-forward"] = Field(
+        default="pod-proxy",
+        description="how each pod's /metrics is read: the API server's pod proxy, the Prometheus at "
+        "prometheus_url, or the load port-forward",
+    )
+    node_containerd: Path | None = Field(
+        default=None,
+        description="containerd socket of a node on this machine (the cluster of scripts/cluster): the image "
+        "is imported there instead of pulled from a registry",
     )
     rollout_timeout_s: float = Field(default=300, gt=0)
     kind_cluster: str | None = Field(default=None, description="kind cluster to create or reuse")
     keep_cluster: bool = False
+
+    @model_validator(mode="after")
+    def _prometheus_route_needs_url(self) -> KubernetesTargetConfig:
+        if self.metrics_route == "prometheus" and not self.prometheus_url:
+            raise ValueError("target.kubernetes.metrics_route 'prometheus' needs target.kubernetes.prometheus_url")
+        return self
 
 
 class TargetConfig(BaseModel):

@@ -16,7 +16,7 @@ from harness.errors import HarnessError, MetricsError
 from harness.metrics.scrape import scrape_replica
 from harness.model import ReplicaCount, ReplicaSample, RunEvent, ServerSample
 from harness.rundir import RunDirectory
-from harness.targets.base import ReplicaInfo, ResourceUse, Target
+from harness.targets.base import ReadsServerMetrics, ReplicaInfo, ResourceUse, Target
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,7 @@ class MetricsCollector:
             self._record_error("target.resource_use", error)
             resources = {}
 
+        servers = self._server_samples([replica for replica in replicas if replica.ready])
         snapshots: dict[str, ReplicaSnapshot] = {}
         for replica in replicas:
             use = resources.get(replica.id, ResourceUse(cpu_cores=None, rss_bytes=None))
@@ -159,8 +160,7 @@ class MetricsCollector:
                     cpus=replica.cpus,
                 )
             )
-            server = self._scrape(replica) if replica.ready else None
-            snapshots[replica.id] = self._snapshot(replica, use, server)
+            snapshots[replica.id] = self._snapshot(replica, use, servers.get(replica.id))
 
         ready = sum(1 for replica in replicas if replica.ready)
         self.run_dir.append(ReplicaCount(t_s=t_s, desired=desired, ready=ready))
@@ -170,14 +170,31 @@ class MetricsCollector:
             )
             self.ticks += 1
 
+    def _server_samples(self, ready: list[ReplicaInfo]) -> dict[str, ServerSample]:
+        """One sample per ready replica: through the target when it reads metrics itself, else over HTTP."""
+        if isinstance(self.target, ReadsServerMetrics):
+            try:
+                samples = self.target.server_samples(ready, self.scrape_timeout_s)
+            except (HarnessError, OSError) as error:
+                self._record_error("target.server_samples", error)
+                return {}
+            sources = {replica.id: f"{self.target.name} metrics route" for replica in ready}
+        else:
+            samples = [self._scrape(replica) for replica in ready]
+            sources = {replica.id: replica.base_url.rstrip("/") + self.metrics_path for replica in ready}
+        for sample in samples:
+            self.run_dir.append(sample)
+            if not sample.ok and sample.replica not in self._reported_failures:
+                self._reported_failures.add(sample.replica)
+                self._record_event(
+                    "scrape_failed",
+                    {"replica": sample.replica, "url": sources.get(sample.replica, ""), "error": sample.error},
+                )
+        return {sample.replica: sample for sample in samples}
+
     def _scrape(self, replica: ReplicaInfo) -> ServerSample:
         url = replica.base_url.rstrip("/") + self.metrics_path
-        sample = scrape_replica(url, replica.id, self.scrape_timeout_s, self._clock, endpoints=self.endpoints)
-        self.run_dir.append(sample)
-        if not sample.ok and replica.id not in self._reported_failures:
-            self._reported_failures.add(replica.id)
-            self._record_event("scrape_failed", {"replica": replica.id, "url": url, "error": sample.error})
-        return sample
+        return scrape_replica(url, replica.id, self.scrape_timeout_s, self._clock, endpoints=self.endpoints)
 
     def _snapshot(self, replica: ReplicaInfo, use: ResourceUse, server: ServerSample | None) -> ReplicaSnapshot:
         requests_rps: float | None = None

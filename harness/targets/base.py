@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 from harness.errors import DeployError
+from harness.model import ServerSample
 
 R = TypeVar("R")
 
@@ -61,6 +62,16 @@ class Target(Protocol):
     def resource_use(self) -> dict[str, ResourceUse]: ...
 
     def stop(self) -> None: ...
+
+
+@runtime_checkable
+class ReadsServerMetrics(Protocol):
+    """A target that reads its replicas' /metrics itself (a Kubernetes pod proxy or a Prometheus), instead of
+    the collector scraping each replica's base URL."""
+
+    def server_samples(self, replicas: Sequence[ReplicaInfo], timeout_s: float) -> list[ServerSample]:
+        """One ServerSample per replica given, failed ones with ok=False and the error."""
+        ...
 
 
 def scale_plan(alive: Sequence[tuple[str, float]], desired: int) -> tuple[int, list[str]]:

@@ -27,6 +27,8 @@ _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
 _KUBE_VERSION = re.compile(r"^v?(\d+)\.(\d+)")
 # The chart's startup probe period; failureThreshold is derived from target.startup_timeout_s.
 STARTUP_PROBE_PERIOD_S = 2
+# BentoML's default port, the chart's containerPort.
+CONTAINER_PORT = 3000
 # A ConfigMap holds at most 1 MiB; leave room for the load plan beside the payload file.
 _MAX_PAYLOAD_BYTES = 900 * 1024
 
@@ -128,6 +130,7 @@ def model_service_values(
     *,
     kube_version: str | None = None,
     service_monitor: bool = False,
+    pull_policy: Literal["IfNotPresent", "Never", "Always"] = "IfNotPresent",
 ) -> dict[str, Any]:
     """Values for charts/model-service from a scenario; `kube_version` gates version-specific HPA fields,
     `service_monitor` renders a Prometheus Operator ServiceMonitor."""
@@ -143,8 +146,14 @@ def model_service_values(
     }
     values: dict[str, Any] = {
         "runId": run_id_label(run_id),
-        "image": {**split_image(image), "pullPolicy": "IfNotPresent"},
+        "image": {**split_image(image), "pullPolicy": pull_policy},
         "replicaCount": scenario.target.replicas,
+        # The common scrape annotations: a Prometheus with pod discovery (scripts/cluster's) finds the pods.
+        "podAnnotations": {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(CONTAINER_PORT),
+            "prometheus.io/path": service.metrics_path,
+        },
         "resources": resources,
         "env": dict(service.env),
         "bentomlConfigOptions": bentoml_config_options(scenario),

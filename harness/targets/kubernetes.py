@@ -18,7 +18,7 @@ import datetime as dt
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -28,16 +28,16 @@ import yaml
 
 from harness.config import Scenario
 from harness.errors import DeployError, HarnessError
-from harness.metrics.scrape import parse_bentoml_metrics
+from harness.metrics.scrape import parse_bentoml_metrics, scrape_replica
 from harness.model import ServerSample
 from harness.targets.base import ReplicaInfo, ResourceUse
+from harness.targets.containerd_node import ContainerdNode
 from harness.targets.helm import MODEL_SERVICE_CHART, render_chart
-from harness.targets.helm_values import hpa_tolerance_support, model_service_values, run_id_label
+from harness.targets.helm_values import CONTAINER_PORT, hpa_tolerance_support, model_service_values, run_id_label
 from harness.targets.kind import KindCluster
 from harness.targets.kubernetes_api import ClientKubernetesApi, KubernetesApi, PortForwardRelay, SocketLike
 
 RUN_LABEL = "harness.dev/run-id"
-CONTAINER_PORT = 3000
 _LOG_TAIL_LINES = 12
 # Kinds the model-service chart renders; stop() deletes every object of these kinds labelled with the run.
 CLEANUP_KINDS = (
@@ -278,7 +278,13 @@ def diagnose_pods(
             problem = _unschedulable(pod, events, requests or {})
             if problem is not None:
                 problems.append(problem)
-        unhealthy = [e for e in _events_for(events, "Pod", name) if e.get("reason") == "Unhealthy"]
+        # A failing startup probe is the model still loading (its budget is target.startup_timeout_s, and the
+        # kubelet restarts the container when that runs out): only readiness and liveness failures count.
+        unhealthy = [
+            e
+            for e in _events_for(events, "Pod", name)
+            if e.get("reason") == "Unhealthy" and not str(e.get("message", "")).startswith("Startup probe")
+        ]
         if unhealthy and not pod_ready(pod):
             problems.append(
                 Problem(
@@ -504,6 +510,18 @@ class KubernetesTarget:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         if self.kind is not None:
             self._prepare_kind(self.kind)
+        if self.config.node_containerd is not None:
+            started_s = self._clock()
+            imported = ContainerdNode(self.config.node_containerd).load_image(self.image)
+            self.on_event(
+                "image_loaded",
+                {
+                    "image": self.image,
+                    "node": str(self.config.node_containerd),
+                    "imported": imported,
+                    "load_s": round(self._clock() - started_s, 1),
+                },
+            )
         self.kube_version = self.api.server_version()
         # With a Prometheus to read, let a Prometheus Operator (when the cluster has one) scrape the pods.
         service_monitor = bool(self.config.prometheus_url) and (
@@ -515,6 +533,10 @@ class KubernetesTarget:
             self.run_id,
             kube_version=self.kube_version,
             service_monitor=service_monitor,
+            # A side-loaded image is on the node or nowhere: never try a registry for it.
+            pull_policy="Never"
+            if (self.kind is not None or self.config.node_containerd is not None)
+            else "IfNotPresent",
         )
         autoscaling = values["autoscaling"]
         if not autoscaling["enabled"]:
@@ -648,27 +670,40 @@ class KubernetesTarget:
 
     # ------------------------------------------------------------------ metrics through the API server
 
-    def metrics_text(self, replica_id: str) -> str:
+    def metrics_text(self, replica_id: str, timeout_s: float = 5.0) -> str:
         """A pod's /metrics page through the API server's pod proxy."""
-        return self.api.pod_proxy_get(self.namespace, replica_id, CONTAINER_PORT, self.scenario.service.metrics_path)
+        return self.api.pod_proxy_get(
+            self.namespace, replica_id, CONTAINER_PORT, self.scenario.service.metrics_path, timeout_s=timeout_s
+        )
 
-    def server_samples(self) -> list[ServerSample]:
-        """One ServerSample per ready pod: from Prometheus (target.kubernetes.prometheus_url), else the pod proxy."""
-        ready = [replica.id for replica in self.replicas() if replica.ready]
+    def server_samples(self, replicas: Sequence[ReplicaInfo], timeout_s: float) -> list[ServerSample]:
+        """One ServerSample per pod by target.kubernetes.metrics_route: the pod proxy, Prometheus, or the
+        load port-forward."""
         endpoints = {self.scenario.service.endpoint}
-        if self.config.prometheus_url:
+        route = self.config.metrics_route
+        if route == "prometheus":
             from harness.metrics.promql import PrometheusReplicaMetrics, urllib_fetch
 
+            assert self.config.prometheus_url is not None  # the scenario schema requires it for this route
             source = PrometheusReplicaMetrics(
-                self.config.prometheus_url, self._prometheus_fetch or urllib_fetch(5.0), self.namespace
+                self.config.prometheus_url, self._prometheus_fetch or urllib_fetch(timeout_s), self.namespace
             )
-            return source.samples(ready, endpoints=endpoints)
+            return source.samples([replica.id for replica in replicas], endpoints=endpoints)
+        if route == "port-forward":
+            path = self.scenario.service.metrics_path
+            return [
+                scrape_replica(
+                    replica.base_url.rstrip("/") + path, replica.id, timeout_s, self._clock, endpoints=endpoints
+                )
+                for replica in replicas
+            ]
         samples = []
-        for pod in ready:
+        for replica in replicas:
             try:
-                samples.append(parse_bentoml_metrics(self.metrics_text(pod), self._clock(), pod, endpoints=endpoints))
+                text = self.metrics_text(replica.id, timeout_s)
+                samples.append(parse_bentoml_metrics(text, self._clock(), replica.id, endpoints=endpoints))
             except HarnessError as error:
-                samples.append(ServerSample(t_s=self._clock(), replica=pod, ok=False, error=str(error)))
+                samples.append(ServerSample(t_s=self._clock(), replica=replica.id, ok=False, error=str(error)))
         return samples
 
     # ------------------------------------------------------------------ internals

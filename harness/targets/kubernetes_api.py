@@ -90,7 +90,7 @@ class KubernetesApi(Protocol):
 
     def pod_log(self, namespace: str, pod: str, container: str, *, tail_lines: int, previous: bool) -> str: ...
 
-    def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
+    def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str, *, timeout_s: float = 5.0) -> str:
         """GET a path of a pod's port through the API server's pod proxy."""
         ...
 
@@ -295,11 +295,11 @@ class ClientKubernetesApi:
             raise
         return str(text)
 
-    def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
+    def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str, *, timeout_s: float = 5.0) -> str:
         response = self._call(
             f"GET pod {pod}:{port}{path} through the API server proxy",
             lambda: self._core.connect_get_namespaced_pod_proxy_with_path(
-                f"{pod}:{port}", namespace, path.lstrip("/"), _preload_content=False
+                f"{pod}:{port}", namespace, path.lstrip("/"), _preload_content=False, _request_timeout=timeout_s
             ),
         )
         return bytes(response.data).decode("utf-8", errors="replace")

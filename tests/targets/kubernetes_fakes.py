@@ -180,7 +180,7 @@ class FakeKubernetesApi:
         text = self.logs.get((pod, previous), "")
         return "\n".join(text.splitlines()[-tail_lines:])
 
-    def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
+    def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str, *, timeout_s: float = 5.0) -> str:
         self.calls.append(("pod_proxy_get", pod, port, path))
         if pod not in self.proxy_pages:
             raise KubernetesApiError(f'pods "{pod}" not found', status=404)

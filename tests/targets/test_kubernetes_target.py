@@ -584,7 +584,7 @@ def test_server_samples_through_the_pod_proxy(tmp_path: Path) -> None:
     target, _, _ = make_target(api, tmp_path, base.model_copy(update={"service": service}))
     try:
         target.start(2)
-        first, second = target.server_samples()
+        first, second = target.server_samples(target.replicas(), 5.0)
     finally:
         target.stop()
     assert ("pod_proxy_get", POD_1, 3000, "/metrics") in api.calls

@@ -1,0 +1,14 @@
+//go:build tools
+
+// Package tools pins the commands that make up the test cluster; see cluster.sh.
+package tools
+
+import (
+	_ "go.etcd.io/etcd/server/v3"
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "sigs.k8s.io/metrics-server/cmd/metrics-server"
+)
