@@ -6,10 +6,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SCENARIO ?= loadtests/default.yaml
 TARGET ?= local
-# Debian packages the tests use for real: Prometheus, Pushgateway, Chromium (report test), Docker.
-TEST_PACKAGES := prometheus prometheus-pushgateway chromium
+# Debian packages the tests use for real: Prometheus, Pushgateway, Chromium (report test), and the test
+# cluster's container runtime, CNI plugins and iptables (scripts/cluster/cluster.sh). Docker: docker-setup.
+TEST_PACKAGES := prometheus prometheus-pushgateway chromium containerd runc containernetworking-plugins iptables \
+	openssl curl
+# The test cluster's binaries are built with Go (Debian 12's is too old; the machine's is in /usr/local/go).
+export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: setup loadtest test lint format system-packages docker-setup bench clean
+.PHONY: setup loadtest test lint format system-packages docker-setup cluster cluster-down bench clean
 
 setup: $(STAMP)
 
@@ -24,11 +28,17 @@ $(STAMP): pyproject.toml
 DOCKER_BUILD_FLAGS ?= --base-image harness-python:bookworm --ca-bundle /etc/ssl/certs/ca-certificates.crt
 
 KIND_CLUSTER ?= harness
+CLUSTER_FLAGS := --set target.kubernetes.kubeconfig=$(CURDIR)/.cluster/kubeconfig \
+	--set target.kubernetes.node_containerd=/run/harness-cluster/containerd/containerd.sock
 
 loadtest: setup
 ifeq ($(TARGET),docker)
 	bash scripts/docker-setup.sh
 	$(BIN)/harness run $(SCENARIO) --target docker $(DOCKER_BUILD_FLAGS)
+else ifeq ($(TARGET),cluster)
+	# The single-node cluster of scripts/cluster on this machine (make cluster); the image goes into its containerd.
+	$(MAKE) cluster
+	$(BIN)/harness run $(SCENARIO) --target kubernetes $(DOCKER_BUILD_FLAGS) $(CLUSTER_FLAGS)
 else ifeq ($(TARGET),kind)
 	# kind: the harness creates (or reuses) the cluster, loads the image, installs metrics-server,
 	# runs the scenario under the chart's real HPA, and deletes a cluster it created.
@@ -54,7 +64,14 @@ system-packages:
 docker-setup:
 	bash scripts/docker-setup.sh
 
-test: setup system-packages docker-setup lint
+# A real single-node Kubernetes cluster on this machine (scripts/cluster/cluster.sh); idempotent.
+cluster: system-packages docker-setup
+	bash scripts/cluster/cluster.sh up
+
+cluster-down:
+	bash scripts/cluster/cluster.sh down
+
+test: setup system-packages docker-setup cluster lint
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest
 
 bench: setup

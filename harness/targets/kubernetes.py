@@ -49,6 +49,8 @@ CLEANUP_KINDS = (
     ("batch/v1", "Job"),
     ("v1", "ConfigMap"),
 )
+# Warnings that never keep a pod from becoming ready (a cluster without DNS falls back to the node's).
+_BENIGN_POD_WARNINGS = frozenset({"MissingClusterDNS", "DNSConfigForming"})
 _IMAGE_PULL_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "ErrImageNeverPull", "InvalidImageName"})
 # ErrImagePull turns into ImagePullBackOff within seconds; waiting for it costs little and rules out a blip.
 _FATAL_WAITING_REASONS = frozenset(
@@ -296,9 +298,35 @@ def diagnose_pods(
                 )
             )
     if not problems:
-        return None
+        return _latest_pod_warning(pods, events)
     # Fatal first, then the order found.
     return sorted(problems, key=lambda p: not p.fatal)[0]
+
+
+def _latest_pod_warning(pods: list[dict[str, Any]], events: list[dict[str, Any]]) -> Problem | None:
+    """The newest Warning event of a pod that is not ready (a sandbox the runtime cannot create, a volume that
+    does not mount...): what the kubelet last said, when nothing above explains the wait."""
+    waiting = {pod["metadata"]["name"] for pod in pods if not pod_ready(pod)}
+    warnings = [
+        event
+        for event in events
+        if event.get("type") == "Warning"
+        and (event.get("involvedObject") or {}).get("kind") == "Pod"
+        and event["involvedObject"].get("name") in waiting
+        and not str(event.get("message", "")).startswith("Startup probe")
+        and event.get("reason") not in _BENIGN_POD_WARNINGS
+    ]
+    if not warnings:
+        return None
+    latest = max(warnings, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+    name = latest["involvedObject"]["name"]
+    return Problem(
+        str(latest.get("reason") or "warning"),
+        f"pod {name}: {latest.get('reason', '')}: {latest.get('message', '')}",
+        f"kubectl describe pod {name}",
+        fatal=False,
+        pod=name,
+    )
 
 
 def diagnose_hpa(hpa: dict[str, Any]) -> Problem | None:
@@ -559,10 +587,11 @@ class KubernetesTarget:
         self._pod_selector = ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
         self._desired = replicas
 
-        self._touched_cluster = True
         self._ensure_namespace()
         for manifest in self.manifests:
             manifest["metadata"].setdefault("labels", {})[RUN_LABEL] = self.run_label
+            # From the first write on, stop() has objects to remove (also when this one fails half-way).
+            self._touched_cluster = True
             stored = self.api.apply(manifest)
             self.on_event("object_applied", {"kind": manifest["kind"], "name": manifest["metadata"]["name"]})
             if manifest["kind"] == "HorizontalPodAutoscaler":
@@ -745,6 +774,7 @@ class KubernetesTarget:
                     }
                 )
                 self._created_namespace = True
+                self._touched_cluster = True
                 self.on_event("namespace_created", {"namespace": self.namespace})
                 return
             if (namespace.get("status") or {}).get("phase") != "Terminating":

@@ -314,7 +314,20 @@ state = "$RUN/containerd/state"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$STATE/cni"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$STATE/registries"
 EOF
+    # No registry may be tried from here: a pull of an image that was not loaded goes to a closed loopback
+    # port and fails at once (ErrImagePull), for Docker Hub and for every other registry.
+    local registry
+    for registry in _default docker.io; do
+        mkdir -p "$STATE/registries/$registry"
+        cat >"$STATE/registries/$registry/hosts.toml" <<EOF
+server = "http://127.0.0.1:9"
+[host."http://127.0.0.1:9"]
+  capabilities = ["pull", "resolve"]
+EOF
+    done
     start containerd containerd --config "$STATE/containerd.toml"
     wait_for containerd 30 ctr --address "$CONTAINERD_SOCK" version || fail_with_log containerd
 }

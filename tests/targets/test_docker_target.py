@@ -16,7 +16,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.build import LOCAL_BASE_IMAGE, build_bento, containerize, prune_images
 from harness.config import Resources, Scenario, parse_scenario
 from harness.errors import DeployError
 from harness.targets.docker import (
@@ -106,17 +105,6 @@ def test_memory_in_use_excludes_the_page_cache() -> None:
 
 
 # --------------------------------------------------------------------------- real containers
-
-
-@pytest.fixture(scope="module")
-def digits_image(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The digits example's image, built for real (Docker's layer cache keeps repeated builds short)."""
-    home = tmp_path_factory.mktemp("bentoml_home")
-    bento_tag = build_bento(scenario().service, home)
-    ca_bundle = MACHINE_CA_BUNDLE if MACHINE_CA_BUNDLE.is_file() else None
-    tag = containerize(bento_tag, LOCAL_BASE_IMAGE, ca_bundle, bentoml_home=home).tag
-    prune_images(tag)  # every test run builds a new bento version; older test images need not pile up
-    return tag
 
 
 @pytest.fixture

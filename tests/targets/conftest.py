@@ -1,0 +1,49 @@
+"""Shared real resources of the target tests: the digits example image and the test cluster."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from harness.build import LOCAL_BASE_IMAGE, build_bento, containerize, prune_images
+from harness.config import ServiceConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+DIGITS_DIR = ROOT / "examples" / "digits"
+MACHINE_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+CLUSTER_SCRIPT = ROOT / "scripts" / "cluster" / "cluster.sh"
+
+
+@pytest.fixture(scope="session")
+def digits_image(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The digits example's image, built for real (Docker's layer cache keeps repeated builds short)."""
+    home = tmp_path_factory.mktemp("bentoml_home")
+    service = ServiceConfig(path=DIGITS_DIR, service="service:DigitsClassifier")
+    bento_tag = build_bento(service, home)
+    ca_bundle = MACHINE_CA_BUNDLE if MACHINE_CA_BUNDLE.is_file() else None
+    tag = containerize(bento_tag, LOCAL_BASE_IMAGE, ca_bundle, bentoml_home=home).tag
+    prune_images(tag)  # every test run builds a new bento version; older test images need not pile up
+    return tag
+
+
+@dataclass(frozen=True)
+class RealCluster:
+    """The single-node cluster of scripts/cluster/cluster.sh, as the tests reach it."""
+
+    kubeconfig: Path
+    containerd: Path
+    prometheus_url: str
+
+
+@pytest.fixture(scope="session")
+def cluster() -> RealCluster:
+    """The real cluster on this machine, started when it is not running (`make test` starts it first)."""
+    subprocess.run(["bash", str(CLUSTER_SCRIPT), "up"], check=True, timeout=3600)
+    return RealCluster(
+        kubeconfig=ROOT / ".cluster" / "kubeconfig",
+        containerd=Path("/run/harness-cluster/containerd/containerd.sock"),
+        prometheus_url="http://127.0.0.1:19090",
+    )

@@ -1,0 +1,284 @@
+"""The Kubernetes target on a real cluster (scripts/cluster: a real API server, scheduler, controller manager,
+kubelet, containerd, metrics-server, Prometheus and prometheus-adapter on this machine), with the digits image.
+
+Rollout and readiness, /metrics of every pod by each route (pod proxy, Prometheus, port-forward), CPU and
+memory from metrics.k8s.io, cleanup by label with the namespace, and the failure paths a user meets first:
+an image the node does not have, a crash loop, an OOM kill, a forbidden service account, no cluster at all.
+Each ends in one DeployError naming the cause, and nothing of the run is left in the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.config import Scenario, parse_scenario
+from harness.errors import DeployError
+from harness.metrics.promql import PrometheusReplicaMetrics, urllib_fetch
+from harness.targets.kubernetes import RUN_LABEL, KubernetesTarget
+from harness.targets.kubernetes_api import ClientKubernetesApi
+from tests.targets.conftest import DIGITS_DIR, ROOT, RealCluster
+
+pytestmark = pytest.mark.integration
+
+WAIT_S = 120.0
+
+
+def cluster_scenario(cluster: RealCluster, image: str, namespace: str, **changes: Any) -> Scenario:
+    data: dict[str, Any] = {
+        "name": "cluster-target-test",
+        "service": {"path": str(DIGITS_DIR), "service": "service:DigitsClassifier"},
+        "target": {
+            "kind": "kubernetes",
+            "replicas": 2,
+            "startup_timeout_s": 120,
+            "kubernetes": {
+                "kubeconfig": str(cluster.kubeconfig),
+                "node_containerd": str(cluster.containerd),
+                "namespace": namespace,
+                "image": image,
+                "rollout_timeout_s": 150,
+            },
+        },
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "stages": [{"name": "s", "duration_s": 1, "users": 1}],
+    }
+    for path, value in changes.items():
+        node = data
+        *parents, last = path.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return parse_scenario(data)
+
+
+def new_namespace() -> str:
+    return f"harness-test-{uuid.uuid4().hex[:8]}"
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
+    deadline_s = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline_s, f"{what} not within {timeout_s:g} s"
+        time.sleep(1.0)
+
+
+def admin(cluster: RealCluster) -> ClientKubernetesApi:
+    return ClientKubernetesApi.connect(cluster.kubeconfig)
+
+
+def run_objects(api: ClientKubernetesApi, namespace: str, run_label: str) -> list[str]:
+    found = []
+    for api_version, kind in (
+        ("apps/v1", "Deployment"),
+        ("v1", "Service"),
+        ("v1", "Pod"),
+        ("policy/v1", "PodDisruptionBudget"),
+    ):
+        listed = api.list(api_version, kind, namespace, f"{RUN_LABEL}={run_label}") or {}
+        found += [f"{kind}/{item['metadata']['name']}" for item in listed.get("items") or []]
+    return found
+
+
+def assert_nothing_left(cluster: RealCluster, target: KubernetesTarget) -> None:
+    """No object of the run remains, and the namespace the target created goes away."""
+    api = admin(cluster)
+    wait_for(lambda: api.get("v1", "Namespace", None, target.namespace) is None, f"namespace {target.namespace} gone")
+    assert run_objects(api, target.namespace, target.run_label) == []
+
+
+def failing_start(target: KubernetesTarget) -> DeployError:
+    try:
+        with pytest.raises(DeployError) as raised:
+            target.start(1)
+    finally:
+        target.stop()
+    return raised.value
+
+
+def post_json(url: str, body: Any) -> Any:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+# --------------------------------------------------------------------------- a healthy rollout
+
+
+def test_rollout_serves_reports_metrics_by_every_route_and_leaves_nothing(
+    cluster: RealCluster, digits_image: str, tmp_path: Path
+) -> None:
+    events: list[tuple[str, dict[str, Any]]] = []
+    scenario = cluster_scenario(cluster, digits_image, new_namespace())
+    target = KubernetesTarget(scenario, tmp_path, on_event=lambda kind, detail: events.append((kind, detail)))
+    try:
+        target.start(2)
+        replicas = target.replicas()
+        assert len(replicas) == 2 and all(replica.ready for replica in replicas)
+        assert [kind for kind, _ in events].count("replica_ready") == 2
+        assert any(kind == "image_loaded" for kind, _ in events)
+
+        # Each pod answers through its own port-forward, with real predictions.
+        rows = [[0.0] * 64] * 3
+        for replica in replicas:
+            answer = post_json(replica.base_url + "/classify", {"images": rows})
+            assert len(answer["labels"]) == 3
+
+        # The pod proxy route (the default) reads every pod's BentoML counters.
+        samples = target.server_samples(replicas, 5.0)
+        assert [sample.replica for sample in samples] == [replica.id for replica in replicas]
+        assert all(sample.ok for sample in samples), samples
+        assert sum(sample.requests_total or 0 for sample in samples) >= 2
+
+        # Prometheus (scraping the annotated pods) reports the same pods.
+        prometheus = PrometheusReplicaMetrics(cluster.prometheus_url, urllib_fetch(5.0), target.namespace)
+        names = [replica.id for replica in replicas]
+        wait_for(lambda: all(s.ok for s in prometheus.samples(names)), "Prometheus series for both pods", 60)
+
+        # metrics-server reports CPU and working-set memory per pod.
+        def measured() -> bool:
+            use = target.resource_use()
+            return all(use[name].cpu_cores is not None and (use[name].rss_bytes or 0) > 50e6 for name in names)
+
+        wait_for(measured, "metrics.k8s.io figures for both pods", 90)
+    finally:
+        target.stop()
+    assert_nothing_left(cluster, target)
+
+
+def test_prometheus_route_and_a_scaled_deployment(cluster: RealCluster, digits_image: str, tmp_path: Path) -> None:
+    scenario = cluster_scenario(
+        cluster,
+        digits_image,
+        new_namespace(),
+        target__replicas=1,
+        target__kubernetes__metrics_route="prometheus",
+        target__kubernetes__prometheus_url=cluster.prometheus_url,
+    )
+    target = KubernetesTarget(scenario, tmp_path)
+    try:
+        target.start(1)
+        target.scale(2)
+        wait_for(lambda: sum(r.ready for r in target.replicas()) == 2, "the second pod ready")
+        assert target.desired_replicas() == 2
+
+        def both_scraped() -> bool:
+            return all(sample.ok for sample in target.server_samples(target.replicas(), 5.0))
+
+        wait_for(both_scraped, "both pods in Prometheus", 60)
+    finally:
+        target.stop()
+    assert_nothing_left(cluster, target)
+
+
+# --------------------------------------------------------------------------- failure paths
+
+
+def test_an_image_the_node_does_not_have_is_named(cluster: RealCluster, tmp_path: Path) -> None:
+    # Not side-loaded, so the kubelet pulls; every registry is a closed loopback port on the test cluster.
+    scenario = cluster_scenario(
+        cluster, "harness-no-such-image:1", new_namespace(), target__kubernetes__node_containerd=None
+    )
+    target = KubernetesTarget(scenario, tmp_path)
+    error = failing_start(target)
+    assert "cannot pull image" in str(error) and "harness-no-such-image:1" in str(error)
+    assert_nothing_left(cluster, target)
+
+
+def test_a_crash_looping_pod_is_named_with_its_log(cluster: RealCluster, digits_image: str, tmp_path: Path) -> None:
+    scenario = cluster_scenario(cluster, digits_image, new_namespace(), service__env={"DIGITS_MODEL": "bogus"})
+    target = KubernetesTarget(scenario, tmp_path)
+    error = failing_start(target)
+    assert "CrashLoopBackOff" in str(error)
+    assert "DIGITS_MODEL='bogus'" in str(error), "the container's last log lines are in the error"
+    assert_nothing_left(cluster, target)
+
+
+def test_an_out_of_memory_pod_says_to_raise_the_memory_limit(
+    cluster: RealCluster, digits_image: str, tmp_path: Path
+) -> None:
+    scenario = cluster_scenario(
+        cluster,
+        digits_image,
+        new_namespace(),
+        resources={"requests": {"cpu": "100m", "memory": "48Mi"}, "limits": {"memory": "48Mi"}},
+    )
+    target = KubernetesTarget(scenario, tmp_path)
+    error = failing_start(target)
+    assert "OOMKilled" in str(error)
+    assert error.hint is not None and "resources.limits.memory" in error.hint
+    assert_nothing_left(cluster, target)
+
+
+def test_a_forbidden_service_account_is_one_error_and_touches_nothing(
+    cluster: RealCluster, digits_image: str, tmp_path: Path
+) -> None:
+    api = admin(cluster)
+    account = f"harness-nobody-{uuid.uuid4().hex[:6]}"
+    api.apply({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account, "namespace": "default"}})
+    try:
+        from kubernetes import client, config
+
+        core = client.CoreV1Api(config.new_client_from_config(config_file=str(cluster.kubeconfig)))
+        request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 600}}
+        token = core.create_namespaced_service_account_token(account, "default", request).status.token
+        kubeconfig = yaml.safe_load(cluster.kubeconfig.read_text())
+        kubeconfig["users"] = [{"name": account, "user": {"token": token}}]
+        kubeconfig["contexts"][0]["context"]["user"] = account
+        restricted = tmp_path / "restricted.kubeconfig"
+        restricted.write_text(yaml.safe_dump(kubeconfig))
+        namespace = new_namespace()
+        scenario = cluster_scenario(cluster, digits_image, namespace, target__kubernetes__kubeconfig=str(restricted))
+        target = KubernetesTarget(scenario, tmp_path)
+        error = failing_start(target)
+        assert "forbidden" in str(error).lower() and account in str(error)
+        assert api.get("v1", "Namespace", None, namespace) is None
+    finally:
+        api.delete("v1", "ServiceAccount", "default", account)
+
+
+def test_no_cluster_at_the_address_is_exit_2_with_one_line(digits_image: str, tmp_path: Path) -> None:
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "gone", "cluster": {"server": "https://127.0.0.1:9"}}],
+        "users": [{"name": "u", "user": {"token": "x"}}],
+        "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "u"}}],
+        "current-context": "gone",
+    }
+    (tmp_path / "gone.kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+    scenario = {
+        "name": "no-cluster",
+        "service": {"path": str(DIGITS_DIR), "service": "service:DigitsClassifier"},
+        "target": {
+            "kind": "kubernetes",
+            "kubernetes": {"kubeconfig": str(tmp_path / "gone.kubeconfig"), "image": digits_image},
+        },
+        "stages": [{"name": "s", "duration_s": 1, "users": 1}],
+        "output": {"dir": str(tmp_path / "reports")},
+    }
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cannot reach the Kubernetes API server" in errors[0], result.stderr[-2000:]
