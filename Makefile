@@ -29,7 +29,8 @@ DOCKER_BUILD_FLAGS ?= --base-image harness-python:bookworm --ca-bundle /etc/ssl/
 
 KIND_CLUSTER ?= harness
 CLUSTER_FLAGS := --set target.kubernetes.kubeconfig=$(CURDIR)/.cluster/kubeconfig \
-	--set target.kubernetes.node_containerd=/run/harness-cluster/containerd/containerd.sock
+	--set target.kubernetes.node_containerd=/run/harness-cluster/containerd/containerd.sock \
+	--set target.kubernetes.load_route=pod-ip
 
 loadtest: setup
 ifeq ($(TARGET),docker)

@@ -129,6 +129,11 @@ class KubernetesTargetConfig(BaseModel):
         description="how each pod's /metrics is read: the API server's pod proxy, the Prometheus at "
         "prometheus_url, or the load port-forward",
     )
+    load_route: Literal["port-forward", "pod-ip"] = Field(
+        default="port-forward",
+        description="how load reaches the pods: a port-forward per pod through the API server (any cluster), "
+        "or their pod IPs (when the pod network is routable from the harness: a node on this machine)",
+    )
     node_containerd: Path | None = Field(
         default=None,
         description="containerd socket of a node on this machine (the cluster of scripts/cluster): the image "

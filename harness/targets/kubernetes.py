@@ -49,6 +49,9 @@ CLEANUP_KINDS = (
     ("batch/v1", "Job"),
     ("v1", "ConfigMap"),
 )
+# Two metrics-server resolutions plus two HPA syncs (15 s each): how long an HPA may report missing metrics
+# for new pods before it is a problem worth a warning.
+HPA_PROBLEM_GRACE_S = 60.0
 # Warnings that never keep a pod from becoming ready (a cluster without DNS falls back to the node's).
 _BENIGN_POD_WARNINGS = frozenset({"MissingClusterDNS", "DNSConfigForming"})
 _IMAGE_PULL_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "ErrImageNeverPull", "InvalidImageName"})
@@ -495,7 +498,9 @@ class KubernetesTarget:
         self.run_label = run_id_label(self.run_id)
         self.image = image or self.config.image or scenario.target.docker.image
         self.poll_s = poll_s
-        self.port_forward = port_forward
+        # Load reaches pods through port-forwards (any cluster) or at their pod IPs (the pod network is
+        # routable from here: a node on this machine, or the harness running inside the cluster).
+        self.port_forward = port_forward and self.config.load_route == "port-forward"
         self._api = api
         self._clock = clock
         self._sleep = sleep
@@ -514,6 +519,7 @@ class KubernetesTarget:
         self._pod_selector: str | None = None
         self._desired = 0
         self._warned: set[str] = set()
+        self._hpa_problem_since: tuple[str, float] | None = None
         self.kube_version: str | None = None
         self.manifests: list[dict[str, Any]] = []
 
@@ -629,10 +635,17 @@ class KubernetesTarget:
     def replicas(self) -> list[ReplicaInfo]:
         with self._lock:
             return [
-                pod_replica(pod, self._state.relays[name].base_url if name in self._state.relays else "")
+                pod_replica(pod, self._base_url(name, pod))
                 for name, pod in sorted(self._state.pods.items())
                 if not pod["metadata"].get("deletionTimestamp")
             ]
+
+    def _base_url(self, name: str, pod: dict[str, Any]) -> str:
+        if self.config.load_route == "pod-ip":
+            pod_ip = (pod.get("status") or {}).get("podIP")
+            return f"http://{pod_ip}:{CONTAINER_PORT}" if pod_ip else ""
+        relay = self._state.relays.get(name)
+        return relay.base_url if relay is not None else ""
 
     def resource_use(self) -> dict[str, ResourceUse]:
         """CPU and memory per pod from metrics.k8s.io; None values when no metrics API is served."""
@@ -857,7 +870,9 @@ class KubernetesTarget:
             self._sync_relays(pods)
 
     def _sync_relays(self, pods: list[dict[str, Any]]) -> None:
-        live = {pod["metadata"]["name"] for pod in pods if not pod["metadata"].get("deletionTimestamp")}
+        # A terminating pod leaves the load at once (replicas() drops it) but keeps its relay until it is gone:
+        # requests still in flight through it finish while the pod drains (preStop, then SIGTERM).
+        live = {pod["metadata"]["name"] for pod in pods}
         with self._lock:
             gone = [name for name in self._state.relays if name not in live]
             stale = [self._state.relays.pop(name) for name in gone]
@@ -884,9 +899,7 @@ class KubernetesTarget:
                             self._state.hpa = hpa
                         for kind, detail in hpa_events(previous, hpa):
                             self.on_event(kind, detail)
-                        problem = diagnose_hpa(hpa)
-                        if problem is not None:
-                            self._warn_once(problem.cause, problem.message, problem.hint)
+                        self._note_hpa_problem(diagnose_hpa(hpa))
                 elif self._deployment is not None:
                     deployment = self.api.get("apps/v1", "Deployment", self.namespace, self._deployment)
                     with self._lock:
@@ -896,6 +909,18 @@ class KubernetesTarget:
             except HarnessError as error:
                 self._warn_once(f"watch:{error}", f"watching the cluster failed: {error}", "check the API server")
             self._stop.wait(self.poll_s)
+
+    def _note_hpa_problem(self, problem: Problem | None) -> None:
+        """Warn about an HPA that cannot scale once the problem has lasted HPA_PROBLEM_GRACE_S: right after a
+        pod starts, metrics-server has no sample of it yet and the HPA says so for a sync or two."""
+        now_s = self._clock()
+        if problem is None:
+            self._hpa_problem_since = None
+            return
+        if self._hpa_problem_since is None or self._hpa_problem_since[0] != problem.cause:
+            self._hpa_problem_since = (problem.cause, now_s)
+        if now_s - self._hpa_problem_since[1] >= HPA_PROBLEM_GRACE_S:
+            self._warn_once(problem.cause, problem.message, problem.hint)
 
     def _save_logs(self) -> None:
         with self._lock:

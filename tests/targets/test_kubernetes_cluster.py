@@ -158,7 +158,9 @@ def test_rollout_serves_reports_metrics_by_every_route_and_leaves_nothing(
     assert_nothing_left(cluster, target)
 
 
-def test_prometheus_route_and_a_scaled_deployment(cluster: RealCluster, digits_image: str, tmp_path: Path) -> None:
+def test_prometheus_route_pod_ip_load_and_a_scaled_deployment(
+    cluster: RealCluster, digits_image: str, tmp_path: Path
+) -> None:
     scenario = cluster_scenario(
         cluster,
         digits_image,
@@ -166,6 +168,7 @@ def test_prometheus_route_and_a_scaled_deployment(cluster: RealCluster, digits_i
         target__replicas=1,
         target__kubernetes__metrics_route="prometheus",
         target__kubernetes__prometheus_url=cluster.prometheus_url,
+        target__kubernetes__load_route="pod-ip",
     )
     target = KubernetesTarget(scenario, tmp_path)
     try:
@@ -173,6 +176,10 @@ def test_prometheus_route_and_a_scaled_deployment(cluster: RealCluster, digits_i
         target.scale(2)
         wait_for(lambda: sum(r.ready for r in target.replicas()) == 2, "the second pod ready")
         assert target.desired_replicas() == 2
+        # Load goes to the pod IPs (the pod network of a node on this machine), no port-forward.
+        for replica in target.replicas():
+            assert replica.base_url.startswith("http://10.244.0.")
+            assert len(post_json(replica.base_url + "/classify", {"images": [[0.0] * 64]})["labels"]) == 1
 
         def both_scraped() -> bool:
             return all(sample.ok for sample in target.server_samples(target.replicas(), 5.0))

@@ -27,6 +27,7 @@ from harness.errors import ConfigError, DeployError
 from harness.model import RunEvent
 from harness.targets.base import ResourceUse
 from harness.targets.kubernetes import (
+    HPA_PROBLEM_GRACE_S,
     RUN_LABEL,
     KubernetesTarget,
     diagnose_hpa,
@@ -545,10 +546,26 @@ def test_watcher_turns_hpa_status_into_scale_decisions_and_warnings(tmp_path: Pa
         target.stop()
     decisions = recorder.of("scale_decision")
     assert [(d["from"], d["to"]) for d in decisions] == [(2, 3), (3, 2)]
-    (metrics_warning,) = [d for d in recorder.of("warning") if "FailedGetResourceMetric" in d["error"]]
-    assert "metrics-server" in metrics_warning["hint"]
+    # Missing metrics for one poll right after the start is what every new pod shows: no warning.
+    assert [d for d in recorder.of("warning") if "FailedGetResourceMetric" in d["error"]] == []
     assert [d["replica"] for d in recorder.of("replica_started")] == [POD_1, POD_2, POD_3]
     assert recorder.of("replica_stopped") == [{"replica": POD_2, "reason": "deleted"}]
+
+
+def test_an_hpa_that_stays_without_metrics_is_a_warning_with_what_to_install(tmp_path: Path) -> None:
+    failing = fixture("hpa_failed_get_resource_metric.json")
+    api = rollout_api(gets={("autoscaling/v2", "HorizontalPodAutoscaler", "model-service"): [failing]})
+    target, recorder, clock = make_target(api, tmp_path, poll_s=0.01)
+    try:
+        target.start(2)
+        wait_for(lambda: len([c for c in api.calls_named("get") if "HorizontalPodAutoscaler" in c]) >= 3)
+        assert all("FailedGet" not in d["error"] for d in recorder.of("warning"))
+        clock.now_s += HPA_PROBLEM_GRACE_S
+        wait_for(lambda: any("FailedGetResourceMetric" in d["error"] for d in recorder.of("warning")))
+    finally:
+        target.stop()
+    (metrics_warning,) = [d for d in recorder.of("warning") if "FailedGetResourceMetric" in d["error"]]
+    assert "metrics-server" in metrics_warning["hint"]
 
 
 def test_resource_use_from_pod_metrics_or_none_without_a_metrics_api(tmp_path: Path) -> None:
