@@ -1,38 +1,60 @@
 """The `harness` command: argument parsing and exit codes only; the work happens in `harness.run`.
 
-Exit codes: 0 every objective PASS (or WARN), 1 an objective FAILed or `compare` found a
-regression, 2 harness error (bad scenario, deploy/build/load failure), 3 INCONCLUSIVE (the run
-could not prove PASS or FAIL: too few samples, load generator saturated, replicas crashed),
-130 interrupted (Ctrl-C / SIGTERM; what was collected is kept).
+Every verb ends with one of the codes of `harness.exit_codes.ExitCode` (listed by `harness --help`). Any
+error, expected (a HarnessError) or not, is one line `error: ...` on stderr and exit code 2; `--debug`
+adds the traceback.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import yaml
 
 from harness.errors import ConfigError, HarnessError
+from harness.exit_codes import ExitCode
 
-EXIT_HARNESS_ERROR = 2
-EXIT_INTERRUPTED = 130
+Verb = Callable[..., int | None]
 
-F = TypeVar("F", bound=Callable[..., Any])
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _fail(error: BaseException, debug: bool) -> None:
     if debug:
         traceback.print_exception(error)
-    message = str(error)
-    if isinstance(error, HarnessError) and error.hint:
-        message = f"{error.message}; {error.hint}"
-    click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_HARNESS_ERROR)
+    if isinstance(error, HarnessError):
+        message = f"{error.message}; {error.hint}" if error.hint else error.message
+    else:
+        # Not raised on purpose: name the exception, since its text alone may not say what went wrong.
+        message = f"unexpected {type(error).__name__}: {error}" + ("" if debug else " (--debug shows the traceback)")
+    click.echo(f"error: {_one_line(message)}", err=True)
+    sys.exit(ExitCode.HARNESS_ERROR)
+
+
+def _verb(function: Verb) -> Callable[..., None]:
+    """Add --debug and turn the verb's return value, error or interruption into the process exit code."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, debug: bool, **kwargs: Any) -> None:
+        try:
+            code = function(*args, **kwargs)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(ExitCode.INTERRUPTED)
+        except Exception as error:  # every error, expected or not, is one line and exit code 2
+            _fail(error, debug)
+        sys.exit(int(code or ExitCode.OK))
+
+    return click.option("--debug", is_flag=True, help="Show full tracebacks.")(wrapper)
 
 
 def _parse_set(values: tuple[str, ...]) -> dict[str, Any]:
@@ -41,18 +63,32 @@ def _parse_set(values: tuple[str, ...]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set '{item}': expected KEY=VALUE with a dotted key, e.g. target.replicas=3")
-        overrides[key] = yaml.safe_load(raw)
+        try:
+            overrides[key] = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", None) or str(error)
+            raise ConfigError(
+                f"--set '{item}': value {raw!r} is not valid YAML ({_one_line(problem)})",
+                hint="quote a string value, e.g. --set 'name=\"[x\"'",
+            ) from error
     return overrides
 
 
-def _debug_option(function: F) -> F:
-    return click.option("--debug", is_flag=True, help="Show full tracebacks.")(function)
+_HELP = "\n".join(
+    [
+        "Scalability load tests for ML model services: will it hold its latency objectives, on how many replicas?",
+        "",
+        "\b",
+        "Exit codes:",
+        *(f"  {code.value:<4} {code.meaning}" for code in ExitCode),
+    ]
+)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(help=_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="harness")
 def cli() -> None:
-    """Scalability load tests for ML model services: will it hold its latency objectives, on how many replicas?"""
+    pass
 
 
 @cli.command()
@@ -68,7 +104,7 @@ def cli() -> None:
 @click.option("--ca-bundle", type=click.Path(path_type=Path), help="CA bundle for package installs in the build.")
 @click.option("--set", "sets", multiple=True, help="Override any scenario field: --set stages.0.users=8")
 @click.option("--json", "json_progress", is_flag=True, help="Progress as JSON lines (for machines).")
-@_debug_option
+@_verb
 def run(
     scenario: Path,
     target_kind: str | None,
@@ -82,83 +118,66 @@ def run(
     ca_bundle: Path | None,
     sets: tuple[str, ...],
     json_progress: bool,
-    debug: bool,
-) -> None:
+) -> int:
     """Run SCENARIO and print its verdict."""
     from harness.run import run_scenario
 
-    try:
-        overrides = _parse_set(sets)
-        for key, value in (
-            ("target.kind", target_kind),
-            ("target.replicas", replicas),
-            ("target.urls", list(urls) or None),
-            ("output.dir", str(out) if out else None),
-            ("output.run_id", run_id),
-            ("metrics.exporter_port", exporter_port),
-            ("metrics.pushgateway_url", pushgateway),
-            ("build.base_image", base_image),
-            ("build.ca_bundle", str(ca_bundle.resolve()) if ca_bundle else None),
-        ):
-            if value is not None:
-                overrides[key] = value
-        code = run_scenario(scenario, overrides, json_progress=json_progress)
-    except HarnessError as error:
-        _fail(error, debug)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    sys.exit(code)
+    overrides = _parse_set(sets)
+    for key, value in (
+        ("target.kind", target_kind),
+        ("target.replicas", replicas),
+        ("target.urls", list(urls) or None),
+        ("output.dir", str(out) if out else None),
+        ("output.run_id", run_id),
+        ("metrics.exporter_port", exporter_port),
+        ("metrics.pushgateway_url", pushgateway),
+        ("build.base_image", base_image),
+        ("build.ca_bundle", str(ca_bundle.resolve()) if ca_bundle else None),
+    ):
+        if value is not None:
+            overrides[key] = value
+    return run_scenario(scenario, overrides, json_progress=json_progress)
 
 
 @cli.command()
 @click.argument("scenario", type=click.Path(path_type=Path))
-@click.option("--set", "sets", multiple=True, help="Override any scenario field.")
-@_debug_option
-def validate(scenario: Path, sets: tuple[str, ...], debug: bool) -> None:
+@click.option("--set", "sets", multiple=True, help="Override any scenario field: --set stages.0.users=8")
+@_verb
+def validate(scenario: Path, sets: tuple[str, ...]) -> None:
     """Check SCENARIO without running it."""
     from harness.config import load_scenario
 
-    try:
-        loaded = load_scenario(scenario, _parse_set(sets))
-    except HarnessError as error:
-        _fail(error, debug)
+    loaded = load_scenario(scenario, _parse_set(sets))
     click.echo(f"{scenario}: valid ({len(loaded.stages)} stages, {loaded.duration_s:.0f} s of load)")
 
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@_debug_option
-def report(run_dir: Path, debug: bool) -> None:
+@_verb
+def report(run_dir: Path) -> None:
     """Re-analyse RUN_DIR's raw data and re-render every report in it."""
     from harness.run import rerender
 
-    try:
-        paths = rerender(run_dir)
-    except HarnessError as error:
-        _fail(error, debug)
-    for path in paths:
+    for path in rerender(run_dir):
         click.echo(str(path))
 
 
 @cli.command()
 @click.argument("baseline", type=click.Path(path_type=Path))
 @click.argument("candidate", type=click.Path(path_type=Path))
-@click.option("--alpha", default=0.01, show_default=True, help="Significance level.")
-@click.option("--min-effect", default=0.05, show_default=True, help="Smallest relative change that counts.")
+@click.option("--alpha", default=0.01, show_default=True, help="Significance level, between 0 and 1.")
+@click.option("--min-effect", default=0.05, show_default=True, help="Smallest relative change that counts (>= 0).")
 @click.option("--html", "html_out", type=click.Path(path_type=Path), help="Write a side-by-side HTML report.")
-@_debug_option
-def compare(
-    baseline: Path, candidate: Path, alpha: float, min_effect: float, html_out: Path | None, debug: bool
-) -> None:
+@_verb
+def compare(baseline: Path, candidate: Path, alpha: float, min_effect: float, html_out: Path | None) -> int:
     """Compare two run directories; exit 1 on a statistically significant regression."""
     from harness.run import compare_runs
 
-    try:
-        code = compare_runs(baseline, candidate, alpha=alpha, min_effect=min_effect, html_out=html_out)
-    except HarnessError as error:
-        _fail(error, debug)
-    sys.exit(code)
+    if not 0 < alpha < 1:
+        raise ConfigError(f"--alpha {alpha:g}: must be between 0 and 1 (exclusive), e.g. 0.01")
+    if not (math.isfinite(min_effect) and min_effect >= 0):
+        raise ConfigError(f"--min-effect {min_effect:g}: must be a finite number >= 0, e.g. 0.05")
+    return compare_runs(baseline, candidate, alpha=alpha, min_effect=min_effect, html_out=html_out)
 
 
 @cli.command()
@@ -174,8 +193,8 @@ def compare(
     multiple=True,
     help="Search at each replica count (repeatable); with 1 and more, reports the scaling efficiency.",
 )
-@click.option("--set", "sets", multiple=True, help="Override any scenario field.")
-@_debug_option
+@click.option("--set", "sets", multiple=True, help="Override any scenario field: --set stages.0.users=8")
+@_verb
 def sweep(
     scenario: Path,
     initial_rps: float,
@@ -184,26 +203,19 @@ def sweep(
     probe_s: float | None,
     replica_counts: tuple[int, ...],
     sets: tuple[str, ...],
-    debug: bool,
-) -> None:
+) -> int:
     """Search the maximum sustainable arrival rate of SCENARIO's service under its objectives."""
     from harness.run import sweep_scenario
 
-    try:
-        code = sweep_scenario(
-            scenario,
-            _parse_set(sets),
-            initial_rps=initial_rps,
-            max_rps=max_rps,
-            tolerance=tolerance,
-            probe_s=probe_s,
-            replica_counts=replica_counts,
-        )
-    except HarnessError as error:
-        _fail(error, debug)
-    except KeyboardInterrupt:
-        sys.exit(EXIT_INTERRUPTED)
-    sys.exit(code)
+    return sweep_scenario(
+        scenario,
+        _parse_set(sets),
+        initial_rps=initial_rps,
+        max_rps=max_rps,
+        tolerance=tolerance,
+        probe_s=probe_s,
+        replica_counts=replica_counts,
+    )
 
 
 @cli.command()
@@ -211,15 +223,12 @@ def sweep(
 @click.option("--base-image", help="Base image for the container build (default: BentoML's).")
 @click.option("--ca-bundle", type=click.Path(path_type=Path), help="CA bundle for package installs in the build.")
 @click.option("--tag", help="Image tag (default: from the bento tag).")
-@_debug_option
-def build(scenario: Path, base_image: str | None, ca_bundle: Path | None, tag: str | None, debug: bool) -> None:
+@_verb
+def build(scenario: Path, base_image: str | None, ca_bundle: Path | None, tag: str | None) -> None:
     """Build SCENARIO's service as a bento and an OCI image."""
     from harness.run import build_image
 
-    try:
-        click.echo(build_image(scenario, base_image=base_image, ca_bundle=ca_bundle, tag=tag))
-    except HarnessError as error:
-        _fail(error, debug)
+    click.echo(build_image(scenario, base_image=base_image, ca_bundle=ca_bundle, tag=tag))
 
 
 def main() -> None:

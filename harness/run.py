@@ -30,6 +30,7 @@ from harness.analysis.latency import LatencyHistogram
 from harness.conclude import conclude_run
 from harness.config import Scenario
 from harness.errors import ConfigError, DeployError, HarnessError, ReportError
+from harness.exit_codes import ExitCode
 from harness.load.payloads import build_bodies
 from harness.load.runner import LocustProcess, write_endpoints
 from harness.local_autoscaler import LocalAutoscaler, check_supported
@@ -352,8 +353,8 @@ class Run:
         if failure is not None:
             raise failure
         if interrupted:
-            return RunOutcome(self.run_dir.path, verdict, 130, interrupted=True)
-        return RunOutcome(self.run_dir.path, verdict, verdict.exit_code if verdict else 3)
+            return RunOutcome(self.run_dir.path, verdict, ExitCode.INTERRUPTED, interrupted=True)
+        return RunOutcome(self.run_dir.path, verdict, verdict.exit_code if verdict else ExitCode.INCONCLUSIVE)
 
     def _publish_verdict(self, verdict: Verdict) -> None:
         write_reports(self.run_dir)
@@ -631,7 +632,7 @@ def compare_runs(
     print_comparison(comparison, _console())
     if html_out is not None:
         html_out.write_text(render_comparison_html(run_dirs[0], run_dirs[1], comparison_rows(comparison)))
-    return 1 if comparison.regressed else 0
+    return ExitCode.FAIL if comparison.regressed else ExitCode.OK
 
 
 def sweep_scenario(

@@ -16,6 +16,7 @@ from harness.analysis.saturation import scaling_efficiency
 from harness.analysis.sweep import Probe, SweepResult, next_rate, probe_duration_s, result
 from harness.config import Scenario, Stage
 from harness.errors import ConfigError
+from harness.exit_codes import ExitCode
 from harness.model import Status, to_json_dict
 from harness.verdict import requests_to_pass_error_rate
 
@@ -180,4 +181,4 @@ def run_sweep(
             f"scaling efficiency (throughput at {max(maxima)} replicas / {max(maxima)} x one replica): {efficiency:.2f}"
         )
     console.print(f"sweep: {sweep_dir / 'sweep.json'}")
-    return 0 if len(maxima) == len(counts) else 3
+    return ExitCode.OK if len(maxima) == len(counts) else ExitCode.INCONCLUSIVE

@@ -13,7 +13,7 @@ the value could not be measured. A missing interval bound counts as unbounded on
 
 The run's status is the worst result: FAIL if any FAIL, else INCONCLUSIVE if any, else WARN if any,
 else PASS; with no objectives it is INCONCLUSIVE. Process exit codes: PASS 0, WARN 0, FAIL 1,
-INCONCLUSIVE 3 (2 is reserved for harness errors, raised as HarnessError and mapped by the CLI).
+INCONCLUSIVE 3 (harness.exit_codes; 2 is for harness errors, raised as HarnessError and mapped by the CLI).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from scipy.stats import chi2, norm
 
 from harness.analysis.stages import percentile_key
 from harness.config import Objective
+from harness.exit_codes import ExitCode
 from harness.model import (
     CapacityPlan,
     ObjectiveResult,
@@ -36,7 +37,12 @@ from harness.model import (
     Verdict,
 )
 
-EXIT_CODES: dict[Status, int] = {Status.PASS: 0, Status.WARN: 0, Status.FAIL: 1, Status.INCONCLUSIVE: 3}
+EXIT_CODES: dict[Status, ExitCode] = {
+    Status.PASS: ExitCode.OK,
+    Status.WARN: ExitCode.OK,
+    Status.FAIL: ExitCode.FAIL,
+    Status.INCONCLUSIVE: ExitCode.INCONCLUSIVE,
+}
 AUTOSCALING_METRICS = ("scale_up_within_s", "ready_within_s", "max_violation_s")
 NO_OBJECTIVES_WARNING = "no objectives were given, so nothing was judged (add objectives: to the scenario)"
 
@@ -315,7 +321,7 @@ def overall_status(results: Sequence[ObjectiveResult]) -> Status:
 
 def exit_code_for(status: Status) -> int:
     """The process exit code for a run's status: PASS 0, WARN 0, FAIL 1, INCONCLUSIVE 3."""
-    return EXIT_CODES[status]
+    return int(EXIT_CODES[status])
 
 
 def build_verdict(

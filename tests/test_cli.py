@@ -1,4 +1,4 @@
-"""The CLI verbs that work on saved run directories: report, compare, validate (real subprocesses)."""
+"""The CLI verbs that work on saved run directories: report, compare, validate (real subprocesses), and exit codes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
 from harness.analysis.latency import LatencyHistogram
+from harness.cli import cli
+from harness.exit_codes import ExitCode
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDED = ROOT / "tests" / "fixtures" / "run_recorded"
@@ -87,3 +92,62 @@ def test_a_bad_override_names_the_key(tmp_path: Path) -> None:
     assert "target.replicas" in result.stderr and "Traceback" not in result.stderr
     result = harness("validate", str(ROOT / "loadtests" / "default.yaml"), "--set", "novalue")
     assert result.returncode == 2 and "KEY=VALUE" in result.stderr
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *expected: str) -> None:
+    """Exit code 2 and exactly one stderr line `error: ...` naming each of `expected`, no traceback."""
+    assert result.returncode == ExitCode.HARNESS_ERROR, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for text in expected:
+        assert text in lines[0]
+
+
+def test_help_lists_every_exit_code() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for code in ExitCode:
+        assert f"  {code.value:<4} {code.meaning}" in result.output
+
+
+def test_an_unexpected_error_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import harness.run
+
+    def broken(run_dir: Path) -> list[Path]:
+        raise RuntimeError("disk on fire\nsecond line")
+
+    monkeypatch.setattr(harness.run, "rerender", broken)
+    result = CliRunner().invoke(cli, ["report", str(tmp_path)])
+    assert result.exit_code == ExitCode.HARNESS_ERROR
+    assert result.stderr.splitlines() == [
+        "error: unexpected RuntimeError: disk on fire second line (--debug shows the traceback)"
+    ]
+    debug = CliRunner().invoke(cli, ["report", str(tmp_path), "--debug"])
+    assert debug.exit_code == ExitCode.HARNESS_ERROR
+    assert "Traceback" in debug.stderr and debug.stderr.splitlines()[-1].startswith("error: unexpected RuntimeError")
+
+
+def test_an_interrupt_exits_130(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import harness.run
+
+    def interrupted(run_dir: Path) -> list[Path]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness.run, "rerender", interrupted)
+    result = CliRunner().invoke(cli, ["report", str(tmp_path)])
+    assert result.exit_code == ExitCode.INTERRUPTED == 130
+    assert result.stderr == "interrupted\n"
+
+
+def test_an_unparsable_override_value_names_it() -> None:
+    result = harness("validate", str(ROOT / "loadtests" / "default.yaml"), "--set", "name=[")
+    assert_one_line_error(result, "--set 'name=['", "not valid YAML")
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--alpha", "5"), ("--alpha", "0"), ("--alpha", "nan"), ("--min-effect", "-1")]
+)
+def test_compare_rejects_out_of_range_options(tmp_path: Path, option: str, value: str) -> None:
+    result = CliRunner().invoke(cli, ["compare", str(tmp_path), str(tmp_path), option, value])
+    assert result.exit_code == ExitCode.HARNESS_ERROR
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(f"error: {option} ")
