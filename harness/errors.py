@@ -6,7 +6,7 @@ HarnessError
  +-- DeployError       replicas could not be started, became unready, or could not be removed
  +-- LoadError         the load generator failed to start or died
  +-- MetricsError      a metrics source could not be read where it was required
- +-- ReportError       a run directory cannot be read back into reports
+ +-- ReportError       a run directory cannot be read back into reports, or a report or record cannot be written
 """
 
 from __future__ import annotations
@@ -45,4 +45,4 @@ class MetricsError(HarnessError):
 
 
 class ReportError(HarnessError):
-    """A run directory is incomplete or unreadable."""
+    """A run directory is incomplete or unreadable, or a file of it (or a report) cannot be written."""

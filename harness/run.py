@@ -39,7 +39,7 @@ from harness.metrics.exporter import HarnessExporter, push_verdict
 from harness.model import ClientInterval, RunEvent, StageWindow, Verdict
 from harness.report import write_reports
 from harness.report.progress import ProgressSnapshot
-from harness.rundir import RunDirectory
+from harness.rundir import RunDirectory, write_atomically
 from harness.targets.base import Target
 from harness.targets.cpu_placement import CgroupCpuLimiter, CpuPlacement, plan_cpu_placement
 
@@ -313,8 +313,8 @@ class Run:
         """Run the scenario; always cleans up; returns the verdict (None if no data to judge)."""
         preflight(self.scenario)
         self.run_dir.create()
-        (self.run_dir.path / "scenario.yaml").write_text(
-            yaml.safe_dump(self.scenario.model_dump(mode="json", by_alias=True), sort_keys=False)
+        self.run_dir.write_text(
+            "scenario.yaml", yaml.safe_dump(self.scenario.model_dump(mode="json", by_alias=True), sort_keys=False)
         )
         self.metadata = run_metadata(self.scenario, self.run_id)
         self.run_dir.write_json("metadata.json", self.metadata)
@@ -631,7 +631,7 @@ def compare_runs(
     comparison = compare(summaries[0], summaries[1], alpha=alpha, min_effect=min_effect)
     print_comparison(comparison, _console())
     if html_out is not None:
-        html_out.write_text(render_comparison_html(run_dirs[0], run_dirs[1], comparison_rows(comparison)))
+        write_atomically(html_out, render_comparison_html(run_dirs[0], run_dirs[1], comparison_rows(comparison)))
     return ExitCode.FAIL if comparison.regressed else ExitCode.OK
 
 

@@ -18,13 +18,14 @@ function of it. Layout (one file per record type):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from harness.errors import ReportError
+from harness.errors import ConfigError, ReportError
 from harness.model import (
     ClientInterval,
     ReplicaCount,
@@ -38,6 +39,23 @@ from harness.model import (
 )
 
 T = TypeVar("T")
+
+
+def write_atomically(path: Path, text: str) -> Path:
+    """Write `text` to `path` through a temporary file and a rename, so a reader never sees half a file.
+
+    On failure (a full disk, a missing folder) the temporary file is removed and a ReportError names `path`.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise ReportError(f"{path}: cannot write ({error.strerror or error})") from error
+    return path
+
 
 RECORD_FILES: dict[type, str] = {
     ClientInterval: "client_intervals.jsonl",
@@ -57,7 +75,16 @@ class RunDirectory:
         self._lock = threading.Lock()
 
     def create(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=False)
+        """Make the directory; a run never writes into an existing one (a reused run id)."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=False)
+        except FileExistsError as error:
+            raise ConfigError(
+                f"output.run_id: run directory {self.path} already exists",
+                hint="choose another --run-id, or remove that directory",
+            ) from error
+        except OSError as error:
+            raise ConfigError(f"output.dir: cannot create run directory {self.path} ({error.strerror})") from error
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -73,11 +100,13 @@ class RunDirectory:
             handle.write(line)
             handle.flush()
 
+    def write_text(self, name: str, text: str) -> Path:
+        """Write a whole file atomically (temp file, then rename); returns its path."""
+        return write_atomically(self.file(name), text)
+
     def write_json(self, name: str, value: Any) -> None:
         """Write a whole JSON document atomically (temp file, then rename)."""
-        tmp = self.file(name + ".tmp")
-        tmp.write_text(json.dumps(to_json_dict(value), indent=2, sort_keys=False) + "\n", encoding="utf-8")
-        tmp.replace(self.file(name))
+        self.write_text(name, json.dumps(to_json_dict(value), indent=2, sort_keys=False) + "\n")
 
     def close(self) -> None:
         with self._lock:

@@ -18,6 +18,7 @@ from harness.config import Scenario, Stage
 from harness.errors import ConfigError
 from harness.exit_codes import ExitCode
 from harness.model import Status, to_json_dict
+from harness.rundir import write_atomically
 from harness.verdict import requests_to_pass_error_rate
 
 # A probe's warm-up: long enough for connections, batching and caches to settle.
@@ -173,7 +174,7 @@ def run_sweep(
         "probes": all_records,
     }
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    (sweep_dir / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_atomically(sweep_dir / "sweep.json", json.dumps(summary, indent=2) + "\n")
     for n, rate in maxima.items():
         console.print(f"maximum sustainable arrival rate at {n} replica(s): {rate:.1f} rps")
     if efficiency is not None:

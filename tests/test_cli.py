@@ -151,3 +151,38 @@ def test_compare_rejects_out_of_range_options(tmp_path: Path, option: str, value
     result = CliRunner().invoke(cli, ["compare", str(tmp_path), str(tmp_path), option, value])
     assert result.exit_code == ExitCode.HARNESS_ERROR
     assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(f"error: {option} ")
+
+
+def test_compare_into_a_missing_folder_names_it(tmp_path: Path) -> None:
+    run_dir = copy_run(tmp_path, "run")
+    missing = tmp_path / "nope" / "compare.html"
+    result = CliRunner().invoke(cli, ["compare", str(run_dir), str(run_dir), "--html", str(missing)])
+    assert result.exit_code == ExitCode.HARNESS_ERROR
+    assert result.stderr.splitlines() == [f"error: {missing}: cannot write (No such file or directory)"]
+
+
+def test_a_reused_run_id_is_refused_before_anything_starts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import harness.run
+
+    def must_not_run(self: harness.run.Run) -> None:
+        raise AssertionError("the run went ahead")
+
+    monkeypatch.setattr(harness.run.Run, "_deploy_and_drive", must_not_run)
+    (tmp_path / "taken").mkdir()
+    scenario = str(ROOT / "loadtests" / "default.yaml")
+    result = CliRunner().invoke(cli, ["run", scenario, "--out", str(tmp_path), "--run-id", "taken"])
+    assert result.exit_code == ExitCode.HARNESS_ERROR
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: output.run_id: run directory ")
+    assert "already exists" in lines[0] and "--run-id" in lines[0]
+    assert list((tmp_path / "taken").iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_report_on_a_full_disk_exits_2_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    run_dir = copy_run(tmp_path, "run")
+    # Writing report.html.tmp goes to /dev/full, which fails as a full disk does.
+    (run_dir / "report.html.tmp").symlink_to("/dev/full")
+    result = harness("report", str(run_dir))
+    assert_one_line_error(result, str(run_dir / "report.html"), "No space left on device")
+    assert not list(run_dir.glob("*.tmp"))

@@ -22,14 +22,6 @@ __all__ = ["REPORT_FILES", "ComparisonRow", "render_comparison_html", "write_rep
 REPORT_FILES = ("report.html", "report.md", "junit.xml")
 
 
-def _write(path: Path, text: str) -> Path:
-    """Write atomically, so a reader never sees half a report."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
-
-
 def write_reports(run_dir: RunDirectory) -> list[Path]:
     """Render report.html, report.md and junit.xml into the run directory; returns their paths."""
     data = load_run(run_dir)
@@ -38,7 +30,7 @@ def write_reports(run_dir: RunDirectory) -> list[Path]:
         "report.md": render_markdown_from(data),
         "junit.xml": render_junit(data.verdict, f"harness.{data.scenario_name}"),
     }
-    return [_write(run_dir.file(name), texts[name]) for name in REPORT_FILES]
+    return [run_dir.write_text(name, texts[name]) for name in REPORT_FILES]
 
 
 def render_comparison_html(run_a: RunDirectory, run_b: RunDirectory, comparison: Sequence[ComparisonRow]) -> str:
