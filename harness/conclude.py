@@ -9,14 +9,12 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
-import yaml
-
 from harness.analysis.autoscaling_figures import step_autoscaling
 from harness.analysis.capacity import plan_capacity
 from harness.analysis.saturation import max_sustainable
 from harness.analysis.stages import summarize_stages
 from harness.analysis.timeline import interval_series
-from harness.config import Scenario, parse_scenario
+from harness.config import Scenario, parse_scenario, read_yaml
 from harness.errors import ReportError
 from harness.model import (
     ClientInterval,
@@ -40,11 +38,9 @@ def percentiles_for(scenario: Scenario) -> tuple[float, ...]:
 
 def load_saved_scenario(run_dir: RunDirectory) -> Scenario:
     path = run_dir.file("scenario.yaml")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise ReportError(f"{path}: missing from the run directory") from error
-    return parse_scenario(data, str(path))
+    if not path.is_file():
+        raise ReportError(f"{path}: missing from the run directory")
+    return parse_scenario(read_yaml(path), str(path))
 
 
 def _mean_or_none(values: Sequence[float]) -> float | None:

@@ -1,25 +1,36 @@
 """The scenario schema: pydantic models, YAML loading, CLI overrides, and one-line validation errors.
 
-Every model forbids unknown keys so a misspelt key is an error, not a silent default. The
-`autoscaling:` section uses the Kubernetes autoscaling/v2 HorizontalPodAutoscaler field names
-(camelCase) because it feeds both the local autoscaler and the Helm chart unchanged.
+Every model forbids unknown keys so a misspelt key is an error, not a silent default, and every number
+must be finite. Scenario files are read with a YAML loader that refuses duplicate keys, aliases and deep
+nesting. The `autoscaling:` section uses the Kubernetes autoscaling/v2 HorizontalPodAutoscaler field
+names (camelCase) because it feeds both the local autoscaler and the Helm chart unchanged.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from harness.errors import ConfigError
 
-_STRICT = ConfigDict(extra="forbid", frozen=True)
+_STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 # HPA-shaped models: YAML uses the Kubernetes spelling, Python uses snake_case.
-_HPA = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
+_HPA = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, alias_generator=to_camel, populate_by_name=True)
 
 _QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
 _QUANTITY_FACTOR = {
@@ -37,8 +48,10 @@ _QUANTITY_FACTOR = {
 
 
 def parse_quantity(value: str | int | float) -> float:
-    """Parse a Kubernetes resource quantity ("500m", "2", "512Mi") into a plain number."""
+    """Parse a Kubernetes resource quantity ("500m", "2", "512Mi") into a plain number; never negative."""
     if isinstance(value, int | float):
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"'{value}' is not a Kubernetes quantity (expected a finite number >= 0, e.g. 0.5)")
         return float(value)
     match = _QUANTITY.match(str(value).strip())
     if not match:
@@ -49,6 +62,25 @@ def parse_quantity(value: str | int | float) -> float:
 Quantity = Annotated[str | int | float, Field(union_mode="left_to_right")]
 
 
+def _no_nul(path: Path) -> Path:
+    if "\x00" in str(path):
+        raise ValueError("a path cannot contain a NUL character")
+    return path
+
+
+def _file_name(value: str) -> str:
+    # It becomes a directory name under output.dir: no separators, no '..', no hidden or special names.
+    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", value):
+        raise ValueError(
+            "must use only letters, digits, '.', '_' and '-' and not start with '.' (it names the run directory)"
+        )
+    return value
+
+
+LocalPath = Annotated[Path, AfterValidator(_no_nul)]
+FileName = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_file_name)]
+
+
 # --------------------------------------------------------------------------- service and target
 
 
@@ -56,7 +88,7 @@ class ServiceConfig(BaseModel):
     """The model service under test: a BentoML project directory and the endpoint to load."""
 
     model_config = _STRICT
-    path: Path = Field(description="BentoML project directory holding bentofile.yaml")
+    path: LocalPath = Field(description="BentoML project directory holding bentofile.yaml")
     service: str = Field(description="BentoML import string, e.g. 'service:DigitsClassifier'")
     endpoint: str = Field(default="/classify", pattern=r"^/")
     readiness_path: str = Field(default="/readyz", pattern=r"^/")
@@ -103,7 +135,7 @@ class BuildConfig(BaseModel):
     base_image: str | None = Field(
         default=None, description="replace BentoML's base image (e.g. one built locally where no registry is reachable)"
     )
-    ca_bundle: Path | None = Field(
+    ca_bundle: LocalPath | None = Field(
         default=None, description="CA bundle for package installs during the build (TLS-intercepting proxies)"
     )
 
@@ -116,7 +148,7 @@ class DockerTargetConfig(BaseModel):
 
 class KubernetesTargetConfig(BaseModel):
     model_config = _STRICT
-    kubeconfig: Path | None = None
+    kubeconfig: LocalPath | None = None
     context: str | None = None
     namespace: str = "harness"
     release: str = "model-service"
@@ -134,7 +166,7 @@ class KubernetesTargetConfig(BaseModel):
         description="how load reaches the pods: a port-forward per pod through the API server (any cluster), "
         "or their pod IPs (when the pod network is routable from the harness: a node on this machine)",
     )
-    node_containerd: Path | None = Field(
+    node_containerd: LocalPath | None = Field(
         default=None,
         description="containerd socket of a node on this machine (the cluster of scripts/cluster): the image "
         "is imported there instead of pulled from a registry",
@@ -208,7 +240,7 @@ class PayloadConfig(BaseModel):
 
     model_config = _STRICT
     source: Literal["digits", "jsonl"] = "digits"
-    file: Path | None = None
+    file: LocalPath | None = None
     batch_rows: int = Field(default=1, ge=1, le=256, description="digits: images per request")
 
     @model_validator(mode="after")
@@ -226,7 +258,16 @@ class LoadConfig(BaseModel):
     request_timeout_s: float = Field(default=10, gt=0)
     max_in_flight: int = Field(default=2000, ge=1, description="open model: bound on outstanding requests")
     seed: int = 42
-    cpus: list[int] | None = Field(default=None, description="CPU ids for the load generator; default: automatic")
+    cpus: list[Annotated[int, Field(ge=0)]] | None = Field(
+        default=None, min_length=1, description="CPU ids for the load generator; default: automatic"
+    )
+
+    @field_validator("cpus")
+    @classmethod
+    def _distinct(cls, cpus: list[int] | None) -> list[int] | None:
+        if cpus is not None and len(set(cpus)) != len(cpus):
+            raise ValueError(f"CPU ids must be distinct, got {cpus}")
+        return cpus
 
 
 # --------------------------------------------------------------------------- objectives and analysis
@@ -415,15 +456,15 @@ class MetricsConfig(BaseModel):
 
 class OutputConfig(BaseModel):
     model_config = _STRICT
-    dir: Path = Path("reports")
-    run_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
+    dir: LocalPath = Path("reports")
+    run_id: FileName | None = None
 
 
 class Scenario(BaseModel):
     """A whole load test: what to serve, where, how hard to drive it, and what must hold."""
 
     model_config = _STRICT
-    name: str = Field(min_length=1)
+    name: FileName
     description: str = ""
     service: ServiceConfig
     target: TargetConfig = Field(default_factory=TargetConfig)
@@ -481,20 +522,41 @@ def _describe(error: ValidationError, source: str, data: Any) -> str:
     if first["type"] == "missing":
         return f"{source}: field '{where}' is required"
     value = first.get("input")
-    shown = "" if isinstance(value, dict | list) or value is None else f" = {value!r}"
+    shown = "" if isinstance(value, dict | list) or value is None else f" = {_short(repr(value))}"
     return f"{source}: field '{where}'{shown}: {message}"
 
 
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def apply_override(data: dict[str, Any], dotted_key: str, value: Any) -> None:
-    """Set `a.b.c` in a nested mapping, creating levels as needed (CLI `--set a.b.c=value`)."""
-    node = data
-    *parents, leaf = dotted_key.split(".")
-    for part in parents:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"override '{dotted_key}': '{part}' is not a section")
-        node = child
-    node[leaf] = value
+    """Set `a.b.c` in a nested mapping, creating sections as needed; a number indexes a list (`stages.0.users`)."""
+    parts = dotted_key.split(".")
+    if not all(parts):
+        raise ConfigError(f"override '{dotted_key}': empty part in the dotted key (expected e.g. stages.0.users)")
+    node: Any = data
+    for depth, part in enumerate(parts):
+        where = ".".join(parts[:depth])
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not re.fullmatch(r"[0-9]+", part) or int(part) >= len(node):
+                raise ConfigError(
+                    f"override '{dotted_key}': '{where}' is a list of {len(node)}; '{part}' is not one of its "
+                    f"indexes (0 to {len(node) - 1})"
+                    if node
+                    else f"override '{dotted_key}': '{where}' is an empty list"
+                )
+            index = int(part)
+            if last:
+                node[index] = value
+            node = node[index]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            node = node.setdefault(part, {})
+        else:
+            raise ConfigError(f"override '{dotted_key}': '{where}' is neither a section nor a list")
 
 
 def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
@@ -507,22 +569,121 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
         raise ConfigError(_describe(error, source, data)) from error
 
 
-def load_scenario(path: Path, overrides: dict[str, Any] | None = None) -> Scenario:
-    """Read a scenario YAML file, apply dotted-key overrides, validate once; relative paths resolve against the file."""
+# Deeper than any scenario needs; PyYAML's composer recurses once per level, so this also bounds the stack.
+MAX_YAML_DEPTH = 50
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """Well-formed YAML that a scenario file must not contain."""
+
+
+class ScenarioLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses duplicate keys (otherwise the last one wins silently), aliases (a few
+    lines of anchors can expand to gigabytes) and nesting deeper than MAX_YAML_DEPTH."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
+        mark = cast(yaml.Mark | None, event.start_mark)
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused(
+                problem=f"alias *{event.anchor}: YAML aliases are not allowed in scenario files (write the value out)",
+                problem_mark=mark,
+            )
+        if self._depth >= MAX_YAML_DEPTH:
+            raise _Refused(problem=f"nested deeper than {MAX_YAML_DEPTH} levels", problem_mark=mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node)
+            if key in first_line:
+                raise _Refused(
+                    problem=f"duplicate key {_short(repr(key))} (first on line {first_line[key]})",
+                    problem_mark=key_node.start_mark,
+                )
+            first_line[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def _where(error: yaml.MarkedYAMLError) -> str:
+    mark = error.problem_mark or error.context_mark
+    return "" if mark is None else f"line {mark.line + 1}, column {mark.column + 1}: "
+
+
+def read_yaml(path: Path) -> Any:
+    """A scenario file's YAML document (UTF-8, no duplicate keys, aliases or deep nesting), or a ConfigError."""
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as error:
         raise ConfigError(f"{path}: cannot read scenario file ({error.strerror})") from error
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{raw[error.start]:02x} at offset {error.start}); save it as UTF-8"
+        ) from error
+    try:
+        return yaml.load(text, Loader=ScenarioLoader)
+    except _Refused as error:
+        raise ConfigError(f"{path}: {_where(error)}{error.problem}") from error
+    except yaml.MarkedYAMLError as error:
+        problem = " ".join(f"{error.context or ''} {error.problem or ''}".split())
+        raise ConfigError(f"{path}: not valid YAML ({_where(error)}{problem})") from error
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from error
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from error
+    except Exception as error:
+        # PyYAML's constructors raise ValueError, KeyError, IndexError, AttributeError ... for explicit tags
+        # they cannot apply (`!!int x`, `!!int ''`, `!!bool maybe`, `!!timestamp 2020-13-45`).
+        raise ConfigError(
+            f"{path}: not valid YAML (a value cannot be converted to its tag: {type(error).__name__} {error})"
+        ) from error
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def dump_scenario(scenario: Scenario) -> str:
+    """The scenario as YAML that `read_yaml` accepts again (no aliases, Kubernetes spelling for autoscaling)."""
+    return yaml.dump(
+        scenario.model_dump(mode="json", by_alias=True), Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True
+    )
+
+
+def check_machine(scenario: Scenario, source: str) -> None:
+    """Reject what this machine cannot do (load.cpus it does not have); not part of the schema, so a run
+    directory recorded elsewhere still re-renders here."""
+    cpus = os.cpu_count() or 1
+    missing = [cpu for cpu in scenario.load.cpus or [] if cpu >= cpus]
+    if missing:
+        raise ConfigError(
+            f"{source}: field 'load.cpus' = {scenario.load.cpus}: this machine has no CPU "
+            f"{', '.join(map(str, missing))} (it has CPUs 0 to {cpus - 1})"
+        )
+
+
+def load_scenario(path: Path, overrides: dict[str, Any] | None = None) -> Scenario:
+    """Read a scenario YAML file, apply dotted-key overrides, validate once; relative paths resolve against the file."""
+    data = read_yaml(path)
     if data is None:
         raise ConfigError(f"{path}: the file is empty; expected a scenario mapping")
     if isinstance(data, dict):
         for key, value in (overrides or {}).items():
             apply_override(data, key, value)
     scenario = parse_scenario(data, str(path))
+    check_machine(scenario, str(path))
     base = path.resolve().parent
     service = scenario.service
     if not service.path.is_absolute():

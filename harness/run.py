@@ -23,12 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness import __version__
 from harness.analysis.latency import LatencyHistogram
 from harness.conclude import conclude_run
-from harness.config import Scenario
+from harness.config import Scenario, dump_scenario
 from harness.errors import ConfigError, DeployError, HarnessError, ReportError
 from harness.exit_codes import ExitCode
 from harness.load.payloads import build_bodies
@@ -313,9 +311,7 @@ class Run:
         """Run the scenario; always cleans up; returns the verdict (None if no data to judge)."""
         preflight(self.scenario)
         self.run_dir.create()
-        self.run_dir.write_text(
-            "scenario.yaml", yaml.safe_dump(self.scenario.model_dump(mode="json", by_alias=True), sort_keys=False)
-        )
+        self.run_dir.write_text("scenario.yaml", dump_scenario(self.scenario))
         self.metadata = run_metadata(self.scenario, self.run_id)
         self.run_dir.write_json("metadata.json", self.metadata)
         interrupted = False

@@ -186,3 +186,37 @@ def test_report_on_a_full_disk_exits_2_and_leaves_no_temporary_file(tmp_path: Pa
     result = harness("report", str(run_dir))
     assert_one_line_error(result, str(run_dir / "report.html"), "No space left on device")
     assert not list(run_dir.glob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"name: caf\xe9\n", "not UTF-8 text (byte 0xe9 at offset 9)"),
+        (b"[" * 10_000, "line 1, column 51: nested deeper than 50 levels"),
+        (b"name: a\nname: b\n", "line 2, column 1: duplicate key 'name' (first on line 1)"),
+        (b"a: &a [1, 2]\nb: [*a, *a]\n", "line 2, column 5: alias *a: YAML aliases are not allowed"),
+        (b"name: ../../etc\n", "field 'name' = '../../etc'"),
+    ],
+)
+def test_validate_refuses_a_bad_file_in_one_line(tmp_path: Path, content: bytes, expected: str) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_bytes(content)
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == ExitCode.HARNESS_ERROR
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: {expected}"), result.stderr
+
+
+def test_set_indexes_a_list() -> None:
+    scenario = str(ROOT / "loadtests" / "default.yaml")
+    result = CliRunner().invoke(
+        cli, ["validate", scenario, "--set", "stages.0.users=8", "--set", "stages.1.duration_s=5"]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "(5 stages, 95 s of load)" in result.stdout
+    result = CliRunner().invoke(cli, ["validate", scenario, "--set", "stages.9.users=8"])
+    assert result.exit_code == ExitCode.HARNESS_ERROR
+    assert (
+        result.stderr
+        == "error: override 'stages.9.users': 'stages' is a list of 5; '9' is not one of its indexes (0 to 4)\n"
+    )

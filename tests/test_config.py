@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from harness.config import load_scenario, parse_quantity, parse_scenario
+from harness.config import Scenario, dump_scenario, load_scenario, parse_quantity, parse_scenario
 from harness.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +73,28 @@ def test_checked_in_scenarios_exist() -> None:
             lambda d: d.update(autoscaling={"metrics": [{"type": "Pods"}]}),
             "needs a pods: section",
         ),
+        (lambda d: d.update(objectives=[{"metric": "error_rate", "max": float("nan")}]), "objectives[0].max"),
+        (lambda d: d.update(objectives=[{"metric": "throughput_rps", "min": float("-inf")}]), "finite number"),
+        (lambda d: d["stages"][0].update(duration_s=float("inf")), "stages[0].duration_s"),
+        (lambda d: d["stages"][0].update(users=None, arrival_rate_rps=float("nan")), "stages[0].arrival_rate_rps"),
+        (lambda d: d.update(load={"request_timeout_s": float("inf")}), "load.request_timeout_s"),
+        (lambda d: d.update(target={"startup_timeout_s": float("nan")}), "target.startup_timeout_s"),
+        (lambda d: d.update(metrics={"interval_s": float("nan")}), "metrics.interval_s"),
+        (lambda d: d.update(validity={"confidence": float("nan")}), "validity.confidence"),
+        (lambda d: d.update(resources={"requests": {"cpu": -1}}), "resources.requests.cpu"),
+        (lambda d: d.update(resources={"limits": {"memory": -512.0}}), "resources.limits.memory"),
+        (lambda d: d.update(resources={"limits": {"cpu": float("inf")}}), "resources.limits.cpu"),
+        (lambda d: d.update(resources={"requests": {"memory": "-1Gi"}}), "not a Kubernetes quantity"),
+        (lambda d: d.update(load={"cpus": [-1]}), "load.cpus[0]"),
+        (lambda d: d.update(load={"cpus": [0, 0]}), "must be distinct"),
+        (lambda d: d.update(name="../escape"), "field 'name' = '../escape'"),
+        (lambda d: d.update(name="a/b"), "field 'name'"),
+        (lambda d: d.update(name=".."), "not start with '.'"),
+        (lambda d: d.update(name=".hidden"), "not start with '.'"),
+        (lambda d: d.update(name="x" * 101), "field 'name'"),
+        (lambda d: d.update(output={"run_id": "../../tmp/x"}), "field 'output.run_id'"),
+        (lambda d: d.update(output={"run_id": "a\\b"}), "output.run_id"),
+        (lambda d: d.update(service={"path": "a\x00b", "service": "s:S"}), "service.path"),
     ],
 )
 def test_invalid_scenarios_name_the_field(mutate: Any, expected: str) -> None:
@@ -135,3 +161,212 @@ def test_autoscaling_section_uses_hpa_field_names() -> None:
 )
 def test_parse_quantity(text: str | int, value: float) -> None:
     assert parse_quantity(text) == pytest.approx(value)
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "s.yaml") -> Path:
+    path = tmp_path / name
+    if isinstance(text, str):
+        path.write_text(text, encoding="utf-8")
+    else:
+        path.write_bytes(text)
+    return path
+
+
+def one_line_error(path: Path, overrides: dict[str, Any] | None = None) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_scenario(path, overrides)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(str(path))
+    return message
+
+
+def test_a_name_that_is_a_safe_directory_name_is_accepted() -> None:
+    data = minimal()
+    data.update(name="digits-1.2_x", output={"run_id": "2025-01-01.run_2"})
+    scenario = parse_scenario(data)
+    assert scenario.name == "digits-1.2_x" and scenario.output.run_id == "2025-01-01.run_2"
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, b"name: caf\xe9\n")
+    assert "not UTF-8 text (byte 0xe9 at offset 9)" in one_line_error(path)
+
+
+def test_duplicate_keys_are_refused_with_both_lines(tmp_path: Path) -> None:
+    text = yaml.safe_dump(minimal(), sort_keys=False) + "name: again\n"
+    message = one_line_error(write(tmp_path, text))
+    assert "duplicate key 'name' (first on line 1)" in message
+    nested = "name: t\nservice: {path: ., service: 's:S', path: ..}\nstages: []\n"
+    assert "line 2, column 36: duplicate key 'path'" in one_line_error(write(tmp_path, nested))
+
+
+def test_yaml_aliases_are_refused(tmp_path: Path) -> None:
+    # A "billion laughs": nine lines that would expand to 10^9 list items.
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(8)
+    )
+    message = one_line_error(write(tmp_path, bomb))
+    assert "line 2" in message and "alias *a: YAML aliases are not allowed" in message
+    merge = "base: &base {duration_s: 5, users: 1}\nname: t\nstages: [{<<: *base, name: a}]\n"
+    assert "YAML aliases are not allowed" in one_line_error(write(tmp_path, merge))
+
+
+def test_deep_nesting_is_refused(tmp_path: Path) -> None:
+    assert "nested deeper than 50 levels" in one_line_error(write(tmp_path, "[" * 10_000))
+    assert "nested deeper than 50 levels" in one_line_error(
+        write(tmp_path, "a:\n" + "".join(" " * i + "- \n" for i in range(1, 200)))
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a: !!int abc", "!!int", "a: !!bool maybe", "a: !!timestamp 2020-13-45", "a: !!timestamp x", "a: !!binary 'é'"],
+)
+def test_values_that_cannot_take_their_tag_are_config_errors(tmp_path: Path, text: str) -> None:
+    assert "not valid YAML" in one_line_error(write(tmp_path, text))
+
+
+def test_cpu_ids_must_exist_on_this_machine(tmp_path: Path) -> None:
+    cpus = os.cpu_count() or 1
+    data = minimal()
+    data["load"] = {"cpus": [0, cpus]}
+    message = one_line_error(write(tmp_path, yaml.safe_dump(data)))
+    assert f"field 'load.cpus' = [0, {cpus}]: this machine has no CPU {cpus} (it has CPUs 0 to {cpus - 1})" in message
+    data["load"] = {"cpus": [cpus - 1]}
+    assert load_scenario(write(tmp_path, yaml.safe_dump(data))).load.cpus == [cpus - 1]
+
+
+def test_overrides_index_lists(tmp_path: Path) -> None:
+    data = minimal()
+    data["stages"].append({"name": "b", "duration_s": 5, "arrival_rate_rps": 10})
+    data["objectives"] = [{"metric": "error_rate", "max": 0.01}]
+    path = write(tmp_path, yaml.safe_dump(data))
+    scenario = load_scenario(path, {"stages.0.users": 8, "stages.1.arrival_rate_rps": 20, "objectives.0.max": 0.05})
+    assert scenario.stages[0].users == 8 and scenario.stages[1].arrival_rate_rps == 20
+    assert scenario.objectives[0].max == 0.05
+    for key, expected in [
+        ("stages.2.users", "'stages' is a list of 2; '2' is not one of its indexes (0 to 1)"),
+        ("stages.-1.users", "'stages' is a list of 2; '-1' is not one of its indexes"),
+        ("stages.0.users.x", "'stages.0.users' is neither a section nor a list"),
+        ("stages..users", "empty part"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(f"override '{key}': {expected}")):
+            load_scenario(path, {key: 8})
+
+
+def test_a_dumped_scenario_reads_back_unchanged(tmp_path: Path) -> None:
+    scenario = load_scenario(ROOT / "loadtests" / "autoscale.yaml")
+    # The same object twice would make a plain dump write an alias, which the loader refuses.
+    shared = scenario.model_copy(
+        update={"stages": [scenario.stages[0], scenario.stages[0].model_copy(update={"name": "b"})]}
+    )
+    path = write(tmp_path, dump_scenario(shared))
+    assert "&" not in path.read_text()
+    assert load_scenario(path) == shared
+
+
+# --------------------------------------------------------------------------- any input: a Scenario or a ConfigError
+
+_FIELD_NAMES = [
+    "name",
+    "service",
+    "path",
+    "stages",
+    "users",
+    "duration_s",
+    "target",
+    "kind",
+    "replicas",
+    "load",
+    "cpus",
+    "objectives",
+    "metric",
+    "max",
+    "resources",
+    "requests",
+    "cpu",
+    "output",
+    "run_id",
+    "autoscaling",
+    "metrics",
+    "type",
+    "<<",
+]
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(),
+    st.text(max_size=12),
+    st.sampled_from([".", "..", "../x", "a/b", "500m", "-1", "1Gi", "service:S", "/", "\x00", "local"]),
+)
+_DOCUMENTS = st.recursive(
+    _SCALARS,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.sampled_from(_FIELD_NAMES) | st.text(max_size=6), children, max_size=5)
+    ),
+    max_leaves=25,
+)
+_YAMLISH = st.lists(
+    st.sampled_from([*"ab0.:-[]{},&*!|>'\"#%@~? \n\t\\", "!!int ", "name: ", "<<: ", "\xe9"]), max_size=60
+).map("".join)
+
+
+@st.composite
+def _mutated(draw: st.DrawFn) -> Any:
+    """A valid scenario, often with one value somewhere replaced by a random document."""
+    data: Any = minimal()
+    data["objectives"] = [{"metric": "error_rate", "max": 0.01}]
+    node = data if draw(st.sampled_from([False, True, True])) else None
+    while isinstance(node, dict | list) and node:
+        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+        key = draw(st.sampled_from(keys))
+        if not isinstance(node[key], dict | list) or draw(st.booleans()):
+            node[key] = draw(_DOCUMENTS)
+            break
+        node = node[key]
+    return data
+
+
+_RAW = st.one_of(
+    st.binary(max_size=200),
+    _YAMLISH.map(str.encode),
+    _DOCUMENTS.map(lambda doc: yaml.safe_dump(doc).encode()),
+)
+_OVERRIDES = st.sampled_from([{}, {}, {"stages.0.users": 8}]) | st.dictionaries(
+    st.sampled_from(
+        ["stages.0.users", "stages.3.users", "name", "stages.0", "load.cpus.0", "target.replicas.x", "a..b"]
+    ),
+    _DOCUMENTS,
+    max_size=2,
+)
+
+
+def _scenario_or_config_error(path: Path, overrides: dict[str, Any]) -> bool:
+    """Whether `path` loads (True) or raises a one-line ConfigError (False); anything else fails the test."""
+    try:
+        scenario = load_scenario(path, overrides)
+    except ConfigError as error:
+        assert "\n" not in str(error)
+        return False
+    assert isinstance(scenario, Scenario)
+    return True
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(raw=_RAW)
+def test_any_bytes_are_a_scenario_or_a_config_error(tmp_path_factory: pytest.TempPathFactory, raw: bytes) -> None:
+    path = tmp_path_factory.getbasetemp() / "fuzzed.yaml"
+    path.write_bytes(raw)
+    _scenario_or_config_error(path, {})
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(data=_mutated(), overrides=_OVERRIDES)
+def test_any_edit_of_a_scenario_is_a_scenario_or_a_config_error(
+    tmp_path_factory: pytest.TempPathFactory, data: Any, overrides: dict[str, Any]
+) -> None:
+    path = tmp_path_factory.getbasetemp() / "edited.yaml"
+    path.write_text(yaml.safe_dump(data))
+    _scenario_or_config_error(path, overrides)
