@@ -611,7 +611,8 @@ def rerender(run_dir_path: Path) -> list[Path]:
 def compare_runs(
     baseline_path: Path, candidate_path: Path, *, alpha: float, min_effect: float, html_out: Path | None
 ) -> int:
-    """`harness compare`: significant regressions between two runs; 1 when any, else 0."""
+    """`harness compare`: significant regressions between two runs; 1 when any, else 0; a ReportError when
+    the runs share no judged stage (no comparison is not "no regression")."""
     from harness.analysis.compare import compare, summarize_run
     from harness.report import render_comparison_html
     from harness.report.console import comparison_rows, print_comparison
@@ -624,6 +625,13 @@ def compare_runs(
         run_dir = RunDirectory(path)
         run_dirs.append(run_dir)
         summaries.append(summarize_run(run_dir.read_stages(), run_dir.read_records(ClientInterval)))
+    if not set(summaries[0].stages) & set(summaries[1].stages):
+        baseline_stages, candidate_stages = (", ".join(summary.stages) or "none" for summary in summaries)
+        raise ReportError(
+            f"{baseline_path} and {candidate_path} share no judged stage, so nothing can be compared "
+            f"(baseline: {baseline_stages}; candidate: {candidate_stages})",
+            hint="compare runs of the same scenario",
+        )
     comparison = compare(summaries[0], summaries[1], alpha=alpha, min_effect=min_effect)
     print_comparison(comparison, _console())
     if html_out is not None:

@@ -220,3 +220,30 @@ def test_set_indexes_a_list() -> None:
         result.stderr
         == "error: override 'stages.9.users': 'stages' is a list of 5; '9' is not one of its indexes (0 to 4)\n"
     )
+
+
+def rename_stages(run_dir: Path, prefix: str) -> None:
+    """Give every stage of a run directory another name, in its stage windows and its records."""
+    stages = json.loads((run_dir / "stages.json").read_text())
+    for stage in stages:
+        stage["name"] = prefix + stage["name"]
+    (run_dir / "stages.json").write_text(json.dumps(stages))
+    path = run_dir / "client_intervals.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for record in records:
+        record["stage"] = prefix + record["stage"]
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+
+
+def test_compare_of_runs_without_a_common_stage_exits_2(tmp_path: Path) -> None:
+    baseline = copy_run(tmp_path, "baseline")
+    other = copy_run(tmp_path, "other")
+    rename_stages(other, "x-")
+    result = CliRunner().invoke(cli, ["compare", str(baseline), str(other)])
+    assert result.exit_code == ExitCode.HARNESS_ERROR, result.output
+    assert result.stderr.splitlines() == [
+        f"error: {baseline} and {other} share no judged stage, so nothing can be compared "
+        "(baseline: low, base, step, peak; candidate: x-low, x-base, x-step, x-peak); "
+        "compare runs of the same scenario"
+    ]
+    assert result.stdout == ""
