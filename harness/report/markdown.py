@@ -1,11 +1,13 @@
 """report.md: a short GitHub-flavoured Markdown summary of a run, sized for a pull-request comment.
 
 Status first, then the objectives, stages, capacity plan and saturation tables, and the names of the
-run directory's other files (report.html has the plots).
+run directory's other files (report.html has the plots). Text that comes from the run (names, reasons,
+warnings) is escaped, so it shows as itself and cannot inject HTML or Markdown into a pull request.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 from harness.model import Verdict
@@ -28,6 +30,27 @@ from harness.report._common import (
 from harness.report._rundata import RunData, load_run
 from harness.rundir import RunDirectory
 
+_HTML_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+# Emphasis, code, links, strikethrough and escapes; `_` only where it could start or end emphasis.
+_MARKUP = re.compile(r"[\\`*\[\]~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+# What starts a block at the beginning of a list item or heading: heading, list, setext underline.
+_BLOCK_START = re.compile(r"^([0-9]*)([#+=.)-])")
+
+
+def _text(value: object) -> str:
+    """Text from the run shown as itself on one line: HTML as entities, Markdown markup backslash-escaped."""
+    text = "".join(_HTML_ENTITIES.get(char, char) for char in " ".join(str(value).split()))
+    text = _MARKUP.sub(lambda match: "\\" + match.group(0), text)
+    return _BLOCK_START.sub(r"\1\\\2", text)
+
+
+def _code(value: object) -> str:
+    """A code span holding `value` literally, however many backticks it contains."""
+    text = " ".join(str(value).split())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
 
 def _cell(value: object) -> str:
     # A pipe would end the cell and a newline the row.
@@ -47,13 +70,13 @@ def _objectives(verdict: Verdict) -> list[str]:
         ["Objective", "Stage", "Status", "Measured", "Threshold", "CI", "Reason"],
         (
             [
-                r.objective,
-                fmt_stage(r),
+                _text(r.objective),
+                _text(fmt_stage(r)),
                 f"{STATUS_EMOJI[r.status]} {r.status.value}",
                 fmt_metric_value(r.metric, r.measured),
                 fmt_threshold(r),
                 fmt_ci(r),
-                r.reason,
+                _text(r.reason),
             ]
             for r in verdict.objectives
         ),
@@ -66,10 +89,10 @@ def _stages(verdict: Verdict) -> list[str]:
     rows = []
     for s in verdict.stages:
         offered = fmt_rps(s.offered_rps) if s.offered_rps is not None else f"{s.offered_users} users"
-        notes = [*s.invalid_reasons, *s.sample_shortfalls.values()]
+        notes = [_text(note) for note in (*s.invalid_reasons, *s.sample_shortfalls.values())]
         rows.append(
             [
-                s.name + ("" if s.judged else " (not judged)"),
+                _text(s.name) + ("" if s.judged else " (not judged)"),
                 offered,
                 fmt_rps(s.achieved_rps),
                 s.requests,
@@ -90,7 +113,7 @@ def _capacity(data: RunData) -> list[str]:
     plan = data.verdict.capacity
     if plan is None:
         why = next((w for w in data.verdict.warnings if w.startswith("no capacity plan")), None)
-        return [f"_Not computed: {why or 'the scenario sets no capacity.target_peak_rps'}._"]
+        return [f"_Not computed: {_text(why) if why else 'the scenario sets no capacity.target_peak_rps'}._"]
     cpu = "n/a" if plan.cpu_request_cores is None else f"{fmt_number(plan.cpu_request_cores)} cores"
     cost = "n/a" if plan.monthly_cost is None else f"{plan.monthly_cost:.2f}"
     concurrency = "n/a" if plan.concurrency_per_replica is None else str(plan.concurrency_per_replica)
@@ -120,7 +143,7 @@ def _capacity(data: RunData) -> list[str]:
             ],
         ),
         "",
-        plan.reason,
+        _text(plan.reason),
     ]
 
 
@@ -135,14 +158,14 @@ def _saturation(data: RunData) -> list[str]:
                 [
                     fmt_rps(saturation.max_sustainable_rps),
                     fmt_rps(saturation.max_sustainable_rps_per_replica),
-                    saturation.limiting_stage or "n/a",
+                    _text(saturation.limiting_stage or "n/a"),
                     fmt_rps(saturation.knee_rps),
                     fmt_ms(saturation.knee_latency_s),
                 ]
             ],
         ),
         "",
-        saturation.reason,
+        _text(saturation.reason),
     ]
 
 
@@ -165,7 +188,7 @@ def _autoscaling(data: RunData) -> list[str]:
             ],
             (
                 [
-                    step.stage,
+                    _text(step.stage),
                     fmt_seconds(step.first_scale_up_decision_s),
                     fmt_seconds(step.new_replicas_ready_s),
                     fmt_seconds(step.p95_recovered_s),
@@ -187,9 +210,9 @@ def render_markdown_from(data: RunData) -> str:
     """report.md from an already loaded run directory."""
     verdict = data.verdict
     lines = [
-        f"## {STATUS_EMOJI[verdict.status]} {verdict.status.value}: `{data.scenario_name}`",
+        f"## {STATUS_EMOJI[verdict.status]} {verdict.status.value}: {_code(data.scenario_name)}",
         "",
-        f"Run `{data.run_id}`, exit code {verdict.exit_code}: {STATUS_MEANING[verdict.status]}.",
+        f"Run {_code(data.run_id)}, exit code {verdict.exit_code}: {STATUS_MEANING[verdict.status]}.",
         "",
         "### Objectives",
         "",
@@ -209,8 +232,8 @@ def render_markdown_from(data: RunData) -> str:
         *_autoscaling(data),
     ]
     if verdict.warnings:
-        lines += ["", "### Warnings", "", *(f"- {w}" for w in verdict.warnings)]
+        lines += ["", "### Warnings", "", *(f"- {_text(w)}" for w in verdict.warnings)]
     present = sorted(p.name for p in data.run_dir.path.iterdir() if p.is_file() and not p.name.endswith(".tmp"))
     others = sorted((set(present) | {"report.html", "junit.xml"}) - {"report.md"})
-    lines += ["", "Files: " + ", ".join(f"`{name}`" for name in others) + " (plots in `report.html`).", ""]
+    lines += ["", "Files: " + ", ".join(_code(name) for name in others) + " (plots in `report.html`).", ""]
     return "\n".join(lines)

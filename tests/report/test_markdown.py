@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+from html import escape
+
+import pytest
+import yaml
 
 from harness.report.markdown import render_markdown
 from harness.rundir import RunDirectory
@@ -23,9 +27,9 @@ def test_recorded_run_summary(recorded_run: RunDirectory) -> None:
     objectives = _table_rows(text, "Objectives")
     assert len(objectives) == len(verdict.objectives)
     assert objectives[3].startswith(
-        "| latency_p95_ms <= 150 | peak | ❌ FAIL | 1334 ms | ≤ 150 ms | [915.4 ms, 1753 ms] |"
+        "| latency_p95_ms &lt;= 150 | peak | ❌ FAIL | 1334 ms | ≤ 150 ms | [915.4 ms, 1753 ms] |"
     )
-    assert "| error_rate <= 0.01 | peak | ❌ FAIL | 10.8% | ≤ 1% |" in text
+    assert "| error_rate &lt;= 0.01 | peak | ❌ FAIL | 10.8% | ≤ 1% |" in text
     stages = _table_rows(text, "Stages")
     assert [row.split(" | ")[0] for row in stages] == ["| low", "| base", "| step", "| peak"]
     assert "| 2–3 |" in stages[2]
@@ -65,3 +69,66 @@ def test_missing_capacity_and_saturation_are_explained(recorded_run: RunDirector
     assert "### Capacity plan\n\n_Not computed: the scenario sets no capacity.target_peak_rps._" in text
     assert "### Saturation\n\n_Not analysed._" in text
     assert "### Autoscaling" not in text and "### Warnings" not in text
+
+
+def unescaped_pipes(row: str) -> int:
+    return len(re.findall(r"(?<!\\)(?:\\\\)*\|", row))
+
+
+def test_names_and_reasons_cannot_inject_html_or_markdown(recorded_run: RunDirectory) -> None:
+    hostile = "<script>alert(1)</script> | **bold** [link](javascript:x) `code` _em_ ~~s~~ \\"
+    scenario_path = recorded_run.file("scenario.yaml")
+    scenario = yaml.safe_load(scenario_path.read_text())
+    scenario["name"] = "`<b>x</b>`"
+    scenario_path.write_text(yaml.safe_dump(scenario))
+    metadata_path = recorded_run.file("metadata.json")
+    metadata = json.loads(metadata_path.read_text())
+    metadata["run_id"] = "<img src=x onerror=alert(1)>"
+    metadata_path.write_text(json.dumps(metadata))
+    verdict_path = recorded_run.file("verdict.json")
+    verdict = json.loads(verdict_path.read_text())
+    verdict["objectives"][0].update(objective=hostile, stage="<b>peak</b>", reason=hostile)
+    verdict["stages"][0].update(name=hostile, invalid_reasons=["# heading", "1. item"], sample_shortfalls={})
+    verdict["warnings"] = ["# not a heading\n- not an item", "<iframe src=x>", "1) not a list"]
+    verdict_path.write_text(json.dumps(verdict))
+
+    text = render_markdown(recorded_run)
+
+    # Outside code spans (where HTML is literal) no tag or markup survives.
+    body = text.split("### Objectives", 1)[1]
+    for raw in ("<script", "<b>", "<iframe", "**bold**", "[link](", "~~s~~"):
+        assert raw not in body, raw
+    assert text.startswith("## ❌ FAIL: `` `<b>x</b>` ``\n"), "a code span shows the name literally"
+    assert "Run `<img src=x onerror=alert(1)>`, exit code 1" in text
+    escaped = (
+        "&lt;script&gt;alert(1)&lt;/script&gt; \\| \\*\\*bold\\*\\* \\[link\\](javascript:x) \\`code\\` \\_em\\_ "
+        "\\~\\~s\\~\\~ \\\\"
+    )
+    objective = _table_rows(text, "Objectives")[0]
+    assert objective.startswith(f"| {escaped} | &lt;b&gt;peak&lt;/b&gt; | ")
+    assert objective.endswith(f"| {escaped} |")
+    assert all(unescaped_pipes(row) == 8 for row in _table_rows(text, "Objectives"))
+    stage = _table_rows(text, "Stages")[0]
+    assert stage.startswith(f"| {escaped} | ") and stage.endswith("| \\# heading; 1\\. item |")
+    assert all(unescaped_pipes(row) == 11 for row in _table_rows(text, "Stages"))
+    warnings = text.split("### Warnings\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert warnings == ["- \\# not a heading - not an item", "- &lt;iframe src=x&gt;", "- 1\\) not a list"]
+
+    # A CommonMark renderer (with GFM tables) shows every text exactly as it was written.
+    markdown_it = pytest.importorskip("markdown_it")
+    html = markdown_it.MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"]).render(text)
+    assert html.count(f"<td>{escape(hostile, quote=False)}</td>") == 3
+    assert "<td>&lt;b&gt;peak&lt;/b&gt;</td>" in html
+    assert "<li># not a heading - not an item</li>\n<li>&lt;iframe src=x&gt;</li>\n<li>1) not a list</li>" in html
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [("digits", "`digits`"), ("a`b", "``a`b``"), ("`a", "`` `a ``"), ("a | b", "`a | b`")],
+)
+def test_the_scenario_name_is_a_literal_code_span(recorded_run: RunDirectory, name: str, shown: str) -> None:
+    path = recorded_run.file("scenario.yaml")
+    scenario = yaml.safe_load(path.read_text())
+    scenario["name"] = name
+    path.write_text(yaml.safe_dump(scenario))
+    assert render_markdown(recorded_run).startswith(f"## ❌ FAIL: {shown}\n")
