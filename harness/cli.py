@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
+from harness.config import parse_yaml
 from harness.errors import ConfigError, HarnessError
 from harness.exit_codes import ExitCode
 
@@ -63,14 +63,7 @@ def _parse_set(values: tuple[str, ...]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set '{item}': expected KEY=VALUE with a dotted key, e.g. target.replicas=3")
-        try:
-            overrides[key] = yaml.safe_load(raw)
-        except yaml.YAMLError as error:
-            problem = getattr(error, "problem", None) or str(error)
-            raise ConfigError(
-                f"--set '{item}': value {raw!r} is not valid YAML ({_one_line(problem)})",
-                hint="quote a string value, e.g. --set 'name=\"[x\"'",
-            ) from error
+        overrides[key] = parse_yaml(raw, f"--set {key}")
     return overrides
 
 

@@ -621,8 +621,27 @@ def _where(error: yaml.MarkedYAMLError) -> str:
     return "" if mark is None else f"line {mark.line + 1}, column {mark.column + 1}: "
 
 
+def parse_yaml(text: str, source: str) -> Any:
+    """One YAML document with no duplicate keys, aliases or deep nesting, or a one-line ConfigError naming `source`."""
+    try:
+        return yaml.load(text, Loader=ScenarioLoader)
+    except _Refused as error:
+        raise ConfigError(f"{source}: {_where(error)}{error.problem}") from error
+    except yaml.MarkedYAMLError as error:
+        problem = " ".join(f"{error.context or ''} {error.problem or ''}".split())
+        raise ConfigError(f"{source}: not valid YAML ({_where(error)}{problem})") from error
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{source}: not valid YAML ({' '.join(str(error).split())})") from error
+    except Exception as error:
+        # PyYAML's constructors raise ValueError, KeyError, IndexError, AttributeError ... for explicit tags
+        # they cannot apply (`!!int x`, `!!int ''`, `!!bool maybe`, `!!timestamp 2020-13-45`).
+        raise ConfigError(
+            f"{source}: not valid YAML (a value cannot be converted to its tag: {type(error).__name__} {error})"
+        ) from error
+
+
 def read_yaml(path: Path) -> Any:
-    """A scenario file's YAML document (UTF-8, no duplicate keys, aliases or deep nesting), or a ConfigError."""
+    """A scenario file's YAML document (UTF-8, then as `parse_yaml`), or a one-line ConfigError."""
     try:
         raw = path.read_bytes()
     except OSError as error:
@@ -633,21 +652,7 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(
             f"{path}: not UTF-8 text (byte 0x{raw[error.start]:02x} at offset {error.start}); save it as UTF-8"
         ) from error
-    try:
-        return yaml.load(text, Loader=ScenarioLoader)
-    except _Refused as error:
-        raise ConfigError(f"{path}: {_where(error)}{error.problem}") from error
-    except yaml.MarkedYAMLError as error:
-        problem = " ".join(f"{error.context or ''} {error.problem or ''}".split())
-        raise ConfigError(f"{path}: not valid YAML ({_where(error)}{problem})") from error
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from error
-    except Exception as error:
-        # PyYAML's constructors raise ValueError, KeyError, IndexError, AttributeError ... for explicit tags
-        # they cannot apply (`!!int x`, `!!int ''`, `!!bool maybe`, `!!timestamp 2020-13-45`).
-        raise ConfigError(
-            f"{path}: not valid YAML (a value cannot be converted to its tag: {type(error).__name__} {error})"
-        ) from error
+    return parse_yaml(text, str(path))
 
 
 class _NoAliasDumper(yaml.SafeDumper):

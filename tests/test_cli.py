@@ -139,9 +139,20 @@ def test_an_interrupt_exits_130(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert result.stderr == "interrupted\n"
 
 
-def test_an_unparsable_override_value_names_it() -> None:
-    result = harness("validate", str(ROOT / "loadtests" / "default.yaml"), "--set", "name=[")
-    assert_one_line_error(result, "--set 'name=['", "not valid YAML")
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("[", "not valid YAML (line 1, column 2: "),
+        ("!!int x", "not valid YAML (a value cannot be converted to its tag: ValueError "),
+        ("[" * 3000, "line 1, column 51: nested deeper than 50 levels"),
+        ("*a", "alias *a: YAML aliases are not allowed"),
+    ],
+)
+def test_an_unparsable_override_value_names_it(value: str, expected: str) -> None:
+    result = CliRunner().invoke(cli, ["validate", str(ROOT / "loadtests" / "default.yaml"), "--set", f"name={value}"])
+    assert result.exit_code == ExitCode.HARNESS_ERROR
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --set name: ") and expected in lines[0], result.stderr
 
 
 @pytest.mark.parametrize(
