@@ -108,9 +108,13 @@ build() {
 pid_file() { echo "$RUN/pids/$1.pid"; }
 
 running() {
-    local pid
+    # Alive, not a zombie (killed, not yet reaped), and still this component (not a reused pid).
+    local pid state command
     pid="$(cat "$(pid_file "$1")" 2>/dev/null)" || return 1
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+    [ -n "$pid" ] || return 1
+    state="$(ps -o stat= -p "$pid" 2>/dev/null)" || return 1
+    command="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    [ -n "$state" ] && [ "${state:0:1}" != Z ] && [[ "$command" == *"$1"* ]]
 }
 
 # start NAME COMMAND...: run a component in its own session, its output in $STATE/logs/NAME.log.
@@ -562,7 +566,16 @@ up() {
     done
     [ -x /usr/lib/cni/bridge ] || die "CNI plugins are missing; run: make system-packages"
     build
-    local started=$SECONDS
+    local started=$SECONDS name alive=0
+    for name in "${COMPONENTS[@]}"; do
+        if running "$name"; then alive=1; fi
+    done
+    if [ "$alive" -eq 0 ] && [ -d "$RUN" -o -d "$STATE/etcd" ]; then
+        # Nothing runs, yet state is left: processes killed from outside (a machine's session ended). Their
+        # mounts, network namespaces, pod IPs and etcd objects are stale; start from a clean slate.
+        log "cleaning up what a killed cluster left behind"
+        down
+    fi
     mkdir -p "$STATE" "$RUN"
     chmod 700 "$STATE"
     pki
