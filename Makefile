@@ -13,7 +13,7 @@ TEST_PACKAGES := prometheus prometheus-pushgateway chromium containerd runc cont
 # The test cluster's binaries are built with Go (Debian 12's is too old; the machine's is in /usr/local/go).
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: setup loadtest test lint format system-packages docker-setup cluster cluster-down bench clean
+.PHONY: setup loadtest test lint format system-packages docker-setup cluster cluster-down bench bench-hpa clean
 
 setup: $(STAMP)
 
@@ -78,6 +78,10 @@ test: setup system-packages docker-setup cluster lint
 
 bench: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.accuracy
+
+# The harness's HPA emulation (local target) against the real controller (the test cluster), side by side.
+bench-hpa: setup cluster
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.hpa_parity
 
 clean:
 	rm -rf $(VENV) reports test-output .pytest_cache .mypy_cache .ruff_cache

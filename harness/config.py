@@ -166,6 +166,12 @@ class KubernetesTargetConfig(BaseModel):
         description="how load reaches the pods: a port-forward per pod through the API server (any cluster), "
         "or their pod IPs (when the pod network is routable from the harness: a node on this machine)",
     )
+    loadgen: Literal["host", "in-cluster"] = Field(
+        default="host",
+        description="where Locust runs: on the harness's machine, or inside the cluster (charts/loadgen: a "
+        "master and loadgen_workers workers sending to the Service)",
+    )
+    loadgen_workers: int | None = Field(default=None, ge=1, le=32, description="default: load.processes")
     node_containerd: LocalPath | None = Field(
         default=None,
         description="containerd socket of a node on this machine (the cluster of scripts/cluster): the image "

@@ -38,8 +38,9 @@ from harness.model import ClientInterval, RunEvent, StageWindow, Verdict
 from harness.report import write_reports
 from harness.report.progress import ProgressSnapshot
 from harness.rundir import RunDirectory, write_atomically
-from harness.targets.base import Target
+from harness.targets.base import HasInClusterLoad, Target
 from harness.targets.cpu_placement import CgroupCpuLimiter, CpuPlacement, plan_cpu_placement
+from harness.targets.kubernetes_loadgen import InClusterLoad
 
 EventSink = Callable[[str, dict[str, Any]], None]
 
@@ -466,15 +467,20 @@ class Run:
         publisher.start()
         self.resources.add("endpoint publisher", publisher.stop)
 
-        locust = LocustProcess(
-            scenario,
-            work_dir / "load",
-            endpoints_file,
-            self._on_interval,
-            json_file=self.run_dir.file("locust.json"),
-            log_file=work_dir / "load" / "locust.log",
-            cpus=placement.loadgen_cpus if placement else None,
+        in_cluster = target.in_cluster_load if isinstance(target, HasInClusterLoad) else None
+        locust: LocustProcess | InClusterLoad | None = (
+            in_cluster(work_dir / "load", self._on_interval, self.run_dir.file("locust.json")) if in_cluster else None
         )
+        if locust is None:
+            locust = LocustProcess(
+                scenario,
+                work_dir / "load",
+                endpoints_file,
+                self._on_interval,
+                json_file=self.run_dir.file("locust.json"),
+                log_file=work_dir / "load" / "locust.log",
+                cpus=placement.loadgen_cpus if placement else None,
+            )
         self.resources.add("load generator", locust.stop)
         self.log(f"driving load for {locust.planned_duration_s:.0f} s")
         locust.start()
@@ -487,7 +493,7 @@ class Run:
                 windows = stage_windows(scenario, self.test_start_s, self.load_ended_s)
                 self.run_dir.write_json("stages.json", windows)
 
-    def _update_live(self, locust: LocustProcess) -> None:
+    def _update_live(self, locust: LocustProcess | InClusterLoad) -> None:
         """Feed live progress and the harness's own metrics from the latest interval, when one arrived."""
         start_s = locust.tail.test_start_s
         if start_s is None or len(self.intervals) == self._shown_intervals:

@@ -34,6 +34,10 @@ from harness.model import ClientInterval
 PLAN: dict[str, Any] = json.loads(Path(os.environ["HARNESS_LOAD_PLAN"]).read_text())
 STAGES = [StageSpec(**stage) for stage in PLAN["stages"]]
 PROCESSES: int = PLAN["processes"]
+# In a pod (charts/loadgen) the worker's index names its records, and each record is also printed on
+# stdout behind INTERVAL_LOG_PREFIX: the harness follows the pods' logs while the run goes on.
+POD_PROCESS: str | None = os.environ.get("HARNESS_PROCESS")
+INTERVAL_LOG_PREFIX = "harness-interval "
 ENDPOINT_PATH: str = PLAN["endpoint_path"]
 REQUEST_TIMEOUT_S: float = PLAN["request_timeout_s"]
 DRAIN_S: float = PLAN["drain_s"]
@@ -167,8 +171,7 @@ class IntervalRecorder:
                 loadgen_cpu_cores=cpu_cores,
             )
             lines.append(json.dumps(asdict(record), separators=(",", ":")))
-        with self.out_path.open("a", encoding="utf-8") as handle:
-            handle.write("".join(line + "\n" for line in lines))
+        _write_records(self.out_path, lines)
         self.interval_start_s = now_s
         self.cpu_s = cpu_s
 
@@ -329,6 +332,13 @@ def _on_init(environment: Environment, **_: Any) -> None:
     )
 
 
+def _write_records(path: Path, lines: list[str]) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("".join(line + "\n" for line in lines))
+    if POD_PROCESS is not None:
+        print("".join(INTERVAL_LOG_PREFIX + line + "\n" for line in lines), end="", flush=True)
+
+
 @events.test_start.add_listener  # type: ignore[untyped-decorator]
 def _on_test_start(environment: Environment, **_: Any) -> None:
     global _test_start_s, _recorder
@@ -337,8 +347,11 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         return
     _test_start_s = time.time()
     process = PLAN["process"] if PROCESSES == 1 else os.getpid()
+    if POD_PROCESS is not None:
+        process = int(POD_PROCESS)
     out = Path(PLAN["intervals_dir"]) / f"intervals-{os.getpid()}.jsonl"
-    out.write_text(json.dumps({"test_start_s": _test_start_s, "process": process}) + "\n")
+    out.unlink(missing_ok=True)
+    _write_records(out, [json.dumps({"test_start_s": _test_start_s, "process": process})])
     _recorder = IntervalRecorder(out, float(PLAN["interval_s"]), process)
 
     def refresh_endpoints() -> None:

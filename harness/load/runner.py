@@ -43,6 +43,16 @@ def stage_specs(scenario: Scenario) -> list[StageSpec]:
     ]
 
 
+def drain_s(scenario: Scenario) -> float:
+    """After the last stage: time for outstanding requests to finish and be recorded."""
+    return min(scenario.load.request_timeout_s, DRAIN_S)
+
+
+def planned_duration_s(scenario: Scenario) -> float:
+    """How long a load generator runs the scenario: every stage, then the drain."""
+    return total_duration_s(stage_specs(scenario)) + drain_s(scenario)
+
+
 def write_endpoints(path: Path, base_urls: Sequence[str]) -> None:
     """Atomically publish the ready replicas' base URLs to the load generator."""
     tmp = path.with_suffix(".tmp")
@@ -110,12 +120,11 @@ class LocustProcess:
 
     @property
     def drain_s(self) -> float:
-        """After the last stage: time for outstanding requests to finish and be recorded."""
-        return min(self.scenario.load.request_timeout_s, DRAIN_S)
+        return drain_s(self.scenario)
 
     @property
     def planned_duration_s(self) -> float:
-        return total_duration_s(stage_specs(self.scenario)) + self.drain_s
+        return planned_duration_s(self.scenario)
 
     def plan(self) -> dict[str, Any]:
         scenario = self.scenario

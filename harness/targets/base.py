@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from harness.errors import DeployError
-from harness.model import ServerSample
+from harness.model import ClientInterval, ServerSample
 
 R = TypeVar("R")
 
@@ -71,6 +72,16 @@ class ReadsServerMetrics(Protocol):
 
     def server_samples(self, replicas: Sequence[ReplicaInfo], timeout_s: float) -> list[ServerSample]:
         """One ServerSample per replica given, failed ones with ok=False and the error."""
+        ...
+
+
+@runtime_checkable
+class HasInClusterLoad(Protocol):
+    """A target that can run the load generator next to the replicas (Kubernetes: charts/loadgen)."""
+
+    def in_cluster_load(self, work_dir: Path, on_record: Callable[[ClientInterval], None], json_file: Path) -> Any:
+        """The in-cluster load driver (the interface of harness.load.runner.LocustProcess), or None when the
+        scenario runs the load on the harness's machine."""
         ...
 
 

@@ -22,22 +22,24 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from harness.config import Scenario
 from harness.errors import DeployError, HarnessError
 from harness.metrics.scrape import parse_bentoml_metrics, scrape_replica
-from harness.model import ServerSample
+from harness.model import ClientInterval, ServerSample
 from harness.targets.base import ReplicaInfo, ResourceUse
 from harness.targets.containerd_node import ContainerdNode
 from harness.targets.helm import MODEL_SERVICE_CHART, render_chart
 from harness.targets.helm_values import CONTAINER_PORT, hpa_tolerance_support, model_service_values, run_id_label
 from harness.targets.kind import KindCluster
 from harness.targets.kubernetes_api import ClientKubernetesApi, KubernetesApi, PortForwardRelay, SocketLike
+from harness.targets.kubernetes_loadgen import InClusterLoad
 
 RUN_LABEL = "harness.dev/run-id"
+LOADGEN_DOCKERFILE = Path(__file__).resolve().parents[2] / "dockerfiles" / "loadgen.Dockerfile"
 _LOG_TAIL_LINES = 12
 # Kinds the model-service chart renders; stop() deletes every object of these kinds labelled with the run.
 CLEANUP_KINDS = (
@@ -544,18 +546,9 @@ class KubernetesTarget:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         if self.kind is not None:
             self._prepare_kind(self.kind)
-        if self.config.node_containerd is not None:
-            started_s = self._clock()
-            imported = ContainerdNode(self.config.node_containerd).load_image(self.image)
-            self.on_event(
-                "image_loaded",
-                {
-                    "image": self.image,
-                    "node": str(self.config.node_containerd),
-                    "imported": imported,
-                    "load_s": round(self._clock() - started_s, 1),
-                },
-            )
+        self.load_image(self.image)
+        if self.kind is not None:
+            self.kind.install_metrics_server(self.api)
         self.kube_version = self.api.server_version()
         # With a Prometheus to read, let a Prometheus Operator (when the cluster has one) scrape the pods.
         service_monitor = bool(self.config.prometheus_url) and (
@@ -567,10 +560,7 @@ class KubernetesTarget:
             self.run_id,
             kube_version=self.kube_version,
             service_monitor=service_monitor,
-            # A side-loaded image is on the node or nowhere: never try a registry for it.
-            pull_policy="Never"
-            if (self.kind is not None or self.config.node_containerd is not None)
-            else "IfNotPresent",
+            pull_policy=self.pull_policy,
         )
         autoscaling = values["autoscaling"]
         if not autoscaling["enabled"]:
@@ -595,11 +585,7 @@ class KubernetesTarget:
 
         self._ensure_namespace()
         for manifest in self.manifests:
-            manifest["metadata"].setdefault("labels", {})[RUN_LABEL] = self.run_label
-            # From the first write on, stop() has objects to remove (also when this one fails half-way).
-            self._touched_cluster = True
-            stored = self.api.apply(manifest)
-            self.on_event("object_applied", {"kind": manifest["kind"], "name": manifest["metadata"]["name"]})
+            stored = self.apply_run_object(manifest)
             if manifest["kind"] == "HorizontalPodAutoscaler":
                 self._check_tolerance(manifest, stored)
         if self._hpa_name is not None and replicas != autoscaling["minReplicas"]:
@@ -609,6 +595,73 @@ class KubernetesTarget:
         self._stop.clear()
         self._watcher = threading.Thread(target=self._watch, name="kubernetes-target-watch", daemon=True)
         self._watcher.start()
+
+    @property
+    def pull_policy(self) -> Literal["Never", "IfNotPresent"]:
+        """A side-loaded image is on the node or nowhere: never try a registry for it."""
+        return "Never" if (self.kind is not None or self.config.node_containerd is not None) else "IfNotPresent"
+
+    def load_image(self, image: str) -> None:
+        """Put a locally built image on the cluster's node when this machine can (a kind cluster, or a node's
+        containerd socket); any other cluster pulls it from its registry."""
+        started_s = self._clock()
+        if self.kind is not None:
+            self.kind.load_image(image)
+            node, imported = f"kind cluster {self.kind.name}", True
+        elif self.config.node_containerd is not None:
+            node = str(self.config.node_containerd)
+            imported = ContainerdNode(self.config.node_containerd).load_image(image)
+        else:
+            return
+        self.on_event(
+            "image_loaded",
+            {"image": image, "node": node, "imported": imported, "load_s": round(self._clock() - started_s, 1)},
+        )
+
+    def apply_run_object(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply one object labelled with the run (stop() deletes it with the others)."""
+        manifest["metadata"].setdefault("labels", {})[RUN_LABEL] = self.run_label
+        self._touched_cluster = True
+        stored = self.api.apply(manifest)
+        self.on_event("object_applied", {"kind": manifest["kind"], "name": manifest["metadata"]["name"]})
+        return stored
+
+    def service_url(self) -> str:
+        """The model-service Service's in-cluster URL (its cluster IP: no cluster DNS needed)."""
+        service = next((m for m in self.manifests if m["kind"] == "Service"), None)
+        stored = self.api.get("v1", "Service", self.namespace, service["metadata"]["name"]) if service else None
+        cluster_ip = ((stored or {}).get("spec") or {}).get("clusterIP")
+        if not cluster_ip:
+            raise DeployError(f"the model-service Service in namespace {self.namespace} has no cluster IP")
+        port = service["spec"]["ports"][0]["port"] if service else CONTAINER_PORT
+        return f"http://{cluster_ip}:{port}"
+
+    def in_cluster_load(
+        self, work_dir: Path, on_record: Callable[[ClientInterval], None], json_file: Path
+    ) -> InClusterLoad | None:
+        """The load generator inside the cluster (target.kubernetes.loadgen: in-cluster), its image built from
+        this checkout and put on the node; None when the load runs on the harness's machine."""
+        if self.config.loadgen != "in-cluster":
+            return None
+        from harness.build import build_tool_image
+
+        started_s = self._clock()
+        tag = f"harness-loadgen:{run_id_label(self.run_id).lower()[:100]}"
+        built = build_tool_image(LOADGEN_DOCKERFILE, tag, self.scenario.build.base_image, self.scenario.build.ca_bundle)
+        self.on_event(
+            "image_built",
+            {
+                "image": built.tag,
+                "size_bytes": built.size_bytes,
+                "build_s": round(self._clock() - started_s, 1),
+                "reused": built.reused,
+            },
+        )
+        self.load_image(built.tag)
+        workers = self.config.loadgen_workers or self.scenario.load.processes
+        return InClusterLoad(
+            self, self.scenario, work_dir, on_record, image=built.tag, json_file=json_file, workers=workers
+        )
 
     def scale(self, replicas: int) -> None:
         """Set the Deployment's replicas; with an HPA the HPA owns the count and this is an error."""
@@ -751,15 +804,12 @@ class KubernetesTarget:
     # ------------------------------------------------------------------ internals
 
     def _prepare_kind(self, kind: KindCluster) -> None:
-        """Create or reuse the kind cluster, connect to it, and give it the image and metrics-server."""
+        """Create or reuse the kind cluster and connect to it (the image and metrics-server follow)."""
         created = kind.ensure()
         self.on_event("kind_cluster", {"cluster": kind.name, "created": created})
         if self._api is None:
             kubeconfig = kind.write_kubeconfig(self.work_dir / "kubeconfig")
             self._api = ClientKubernetesApi.connect(kubeconfig, None)
-        assert self.image is not None
-        kind.load_image(self.image)
-        kind.install_metrics_server(self.api)
 
     def _warn_once(self, key: str, message: str, hint: str) -> None:
         if key not in self._warned:

@@ -13,7 +13,7 @@ import os
 import selectors
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -96,6 +96,10 @@ class KubernetesApi(Protocol):
 
     def open_port_forward(self, namespace: str, pod: str, port: int) -> SocketLike:
         """A new connection to the pod's port, tunnelled through the API server (kubectl port-forward)."""
+        ...
+
+    def follow_pod_log(self, namespace: str, pod: str, container: str) -> Iterator[str]:
+        """A container's log lines as they are written, from the start, until the container ends."""
         ...
 
 
@@ -303,6 +307,25 @@ class ClientKubernetesApi:
             ),
         )
         return bytes(response.data).decode("utf-8", errors="replace")
+
+    def follow_pod_log(self, namespace: str, pod: str, container: str) -> Iterator[str]:
+        response = self._call(
+            f"following the log of pod {pod}",
+            lambda: self._core.read_namespaced_pod_log(
+                pod, namespace, container=container, follow=True, _preload_content=False
+            ),
+        )
+        pending = b""
+        try:
+            for chunk in response.stream(65536):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield line.decode("utf-8", errors="replace")
+        finally:
+            response.release_conn()
+        if pending:
+            yield pending.decode("utf-8", errors="replace")
 
     def open_port_forward(self, namespace: str, pod: str, port: int) -> SocketLike:
         from kubernetes.stream import portforward

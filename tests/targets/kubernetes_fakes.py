@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +186,10 @@ class FakeKubernetesApi:
         if pod not in self.proxy_pages:
             raise KubernetesApiError(f'pods "{pod}" not found', status=404)
         return self.proxy_pages[pod]
+
+    def follow_pod_log(self, namespace: str, pod: str, container: str) -> Iterator[str]:
+        self.calls.append(("follow_pod_log", pod, container))
+        yield from self.logs.get((pod, False), "").splitlines()
 
     def open_port_forward(self, namespace: str, pod: str, port: int) -> SocketLike:
         self.calls.append(("open_port_forward", pod, port))

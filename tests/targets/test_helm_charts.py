@@ -304,7 +304,7 @@ def test_loadgen_from_each_loadtest_scenario(path: Path, kube_version: str) -> N
     assert "--expect-workers=3" in args and f"--host={SERVICE_URL}" in args and "--headless" in args
     assert f"--run-time={values['runTimeSeconds']}s" in args
     assert worker["spec"]["completions"] == worker["spec"]["parallelism"] == 3
-    assert "--master-host=loadgen-master" in worker["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--master-host=$(LOADGEN_MASTER_SERVICE_HOST)" in worker["spec"]["template"]["spec"]["containers"][0]["args"]
     # Both Jobs end on their own, and are bounded if they do not.
     for job in (master, worker):
         assert job["spec"]["activeDeadlineSeconds"] >= values["runTimeSeconds"]

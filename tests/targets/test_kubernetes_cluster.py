@@ -338,3 +338,63 @@ def test_autoscale_scenario_scales_out_and_back_in_under_the_real_hpa(
     verdict = json.loads((run_dir / "verdict.json").read_text())
     (step,) = [s for s in verdict["autoscaling"] if s["stage"] == "step-up"]
     assert step["first_scale_up_decision_s"] is not None and step["first_scale_up_decision_s"] <= 45
+
+
+# --------------------------------------------------------------------------- load from inside the cluster
+
+
+def run_in_cluster(cluster: RealCluster, digits_image: str, tmp_path: Path, workers: int) -> Path:
+    scenario = {
+        "name": f"in-cluster-{workers}",
+        "service": {"path": str(DIGITS_DIR), "service": "service:DigitsClassifier"},
+        "target": {
+            "kind": "kubernetes",
+            "replicas": 1,
+            "kubernetes": {
+                "kubeconfig": str(cluster.kubeconfig),
+                "node_containerd": str(cluster.containerd),
+                "image": digits_image,
+                "namespace": new_namespace(),
+                "loadgen": "in-cluster",
+                "loadgen_workers": workers,
+            },
+        },
+        "build": {"base_image": "harness-python:bookworm", "ca_bundle": "/etc/ssl/certs/ca-certificates.crt"},
+        "stages": [{"name": "open-20", "duration_s": 20, "arrival_rate_rps": 20, "arrival": "constant"}],
+        "objectives": [{"metric": "error_rate", "max": 0.05}, {"metric": "throughput_rps", "min": 10}],
+        "output": {"dir": str(tmp_path / f"reports-{workers}")},
+    }
+    path = tmp_path / f"in-cluster-{workers}.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode in (0, 1, 3), result.stderr[-3000:]
+    (run_dir,) = [p for p in (tmp_path / f"reports-{workers}").iterdir() if p.is_dir()]
+    return run_dir
+
+
+def test_in_cluster_generators_stream_their_records_and_agree_with_one(
+    cluster: RealCluster, digits_image: str, tmp_path: Path
+) -> None:
+    """charts/loadgen in the cluster: every worker's interval records reach the run directory, Locust's own
+    totals agree with them, and two workers give the verdict one gives on the same open-model load."""
+    verdicts = {}
+    for workers in (1, 2):
+        run_dir = run_in_cluster(cluster, digits_image, tmp_path, workers)
+        records = [json.loads(line) for line in (run_dir / "client_intervals.jsonl").read_text().splitlines()]
+        assert {record["process"] for record in records} == set(range(workers))
+        requests = sum(record["requests"] for record in records if record["stage"] == "open-20")
+        # A constant 20 rps for 20 s, split over the workers: every arrival was sent and answered.
+        assert 360 <= requests <= 440, requests
+        totals = json.loads((run_dir / "locust.json").read_text())
+        locust_requests = sum(entry["num_requests"] for entry in totals if entry.get("name") != "Aggregated")
+        assert locust_requests == pytest.approx(sum(r["requests"] for r in records), abs=workers * 2)
+        verdict = json.loads((run_dir / "verdict.json").read_text())
+        verdicts[workers] = {(o["objective"], o["stage"]): o["status"] for o in verdict["objectives"]}
+    assert verdicts[1] == verdicts[2] and set(verdicts[1].values()) == {"PASS"}, verdicts
