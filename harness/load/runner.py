@@ -53,6 +53,28 @@ def planned_duration_s(scenario: Scenario) -> float:
     return total_duration_s(stage_specs(scenario)) + drain_s(scenario)
 
 
+def load_plan(scenario: Scenario, endpoints_file: Path, intervals_dir: Path) -> dict[str, Any]:
+    """The harness locustfile's plan (HARNESS_LOAD_PLAN): stages, payload, where endpoints and records live."""
+    return {
+        "stages": [asdict(spec) for spec in stage_specs(scenario)],
+        "processes": scenario.load.processes,
+        "process": 0,
+        "endpoint_path": scenario.service.endpoint,
+        "endpoints_file": str(endpoints_file),
+        "intervals_dir": str(intervals_dir),
+        "interval_s": scenario.metrics.interval_s,
+        "request_timeout_s": scenario.load.request_timeout_s,
+        "drain_s": drain_s(scenario),
+        "max_in_flight": scenario.load.max_in_flight,
+        "seed": scenario.load.seed,
+        "payload": {
+            "source": scenario.payload.source,
+            "file": str(scenario.payload.file) if scenario.payload.file else None,
+            "batch_rows": scenario.payload.batch_rows,
+        },
+    }
+
+
 def write_endpoints(path: Path, base_urls: Sequence[str]) -> None:
     """Atomically publish the ready replicas' base URLs to the load generator."""
     tmp = path.with_suffix(".tmp")
@@ -127,25 +149,7 @@ class LocustProcess:
         return planned_duration_s(self.scenario)
 
     def plan(self) -> dict[str, Any]:
-        scenario = self.scenario
-        return {
-            "stages": [asdict(spec) for spec in stage_specs(scenario)],
-            "processes": scenario.load.processes,
-            "process": 0,
-            "endpoint_path": scenario.service.endpoint,
-            "endpoints_file": str(self.endpoints_file),
-            "intervals_dir": str(self.intervals_dir),
-            "interval_s": scenario.metrics.interval_s,
-            "request_timeout_s": scenario.load.request_timeout_s,
-            "drain_s": self.drain_s,
-            "max_in_flight": scenario.load.max_in_flight,
-            "seed": scenario.load.seed,
-            "payload": {
-                "source": scenario.payload.source,
-                "file": str(scenario.payload.file) if scenario.payload.file else None,
-                "batch_rows": scenario.payload.batch_rows,
-            },
-        }
+        return load_plan(self.scenario, self.endpoints_file, self.intervals_dir)
 
     def start(self) -> None:
         self.intervals_dir.mkdir(parents=True, exist_ok=True)

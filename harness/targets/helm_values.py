@@ -187,18 +187,10 @@ def loadgen_values(
 ) -> dict[str, Any]:
     """Values for charts/loadgen: the scenario's stages as the harness locustfile's plan, on `workers` pods."""
     # Imported here: the load runner is only needed for in-cluster load.
-    from harness.load.runner import LocustProcess
+    from harness.load.runner import load_plan, planned_duration_s
 
     worker_count = workers or scenario.load.processes
-    locust = LocustProcess(
-        scenario,
-        Path("/results"),
-        Path("/etc/harness/endpoints.json"),
-        lambda record: None,
-        json_file=Path("/results/locust.json"),
-        log_file=Path("/results/locust.log"),
-    )
-    plan = locust.plan()
+    plan = load_plan(scenario, Path("/etc/harness/endpoints.json"), Path("/results/intervals"))
     plan["processes"] = worker_count
     payload_text = ""
     if scenario.payload.source == "jsonl":
@@ -219,7 +211,7 @@ def loadgen_values(
         "image": {**split_image(image), "pullPolicy": "IfNotPresent"},
         "target": {"host": service_url},
         "workers": worker_count,
-        "runTimeSeconds": math.ceil(locust.planned_duration_s) + 5,
+        "runTimeSeconds": math.ceil(planned_duration_s(scenario)) + 5,
         "stopTimeoutSeconds": int(scenario.load.request_timeout_s) + 1,
         "users": 0,
         "harnessPlan": plan,
