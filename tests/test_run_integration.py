@@ -144,7 +144,14 @@ def test_interrupted_run_stops_everything_and_keeps_data(clean_tmp: Path) -> Non
     tmp_path = clean_tmp
     scenario = short_scenario(tmp_path, stages=[{"name": "long", "duration_s": 120, "users": 4, "spawn_rate": 4}])
     process = subprocess.Popen(
-        [*HARNESS, "run", str(scenario)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*HARNESS, "run", str(scenario)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A background job of a non-interactive shell (a CI runner's) starts with SIGINT ignored, and the
+        # harness would inherit that: Ctrl-C is what this test sends, so the child gets the default back.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.time() + 120
