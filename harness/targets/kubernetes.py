@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import http.client
 import re
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -592,9 +594,47 @@ class KubernetesTarget:
             # The HPA takes over from this count; the chart renders no `replicas` so it never fights the HPA.
             self.api.scale(self.namespace, self._deployment, replicas)
         self._wait_for_rollout(replicas)
+        if self.port_forward and self.config.loadgen == "host":
+            self._report_tunnel_cost()
         self._stop.clear()
         self._watcher = threading.Thread(target=self._watch, name="kubernetes-target-watch", daemon=True)
         self._watcher.start()
+
+    def _report_tunnel_cost(self, requests: int = 20) -> None:
+        """Time the readiness path through one pod's port-forward (a new connection, then requests on it):
+        what the tunnel adds to every latency the run measures, named in the verdict's warnings."""
+        ready = [replica for replica in self.replicas() if replica.ready and replica.base_url]
+        if not ready:
+            return
+        address = ready[0].base_url.removeprefix("http://")
+        path = self.scenario.service.readiness_path
+        connection = http.client.HTTPConnection(address, timeout=10)
+        round_trips_s: list[float] = []
+        try:
+            started_s = time.perf_counter()
+            for _ in range(requests):
+                connection.request("GET", path)
+                connection.getresponse().read()
+                round_trips_s.append(time.perf_counter() - started_s)
+                started_s = time.perf_counter()
+        except (OSError, http.client.HTTPException):
+            pass
+        finally:
+            connection.close()
+        if len(round_trips_s) < 2:
+            return
+        self.on_event(
+            "warning",
+            {
+                "source": "kubernetes",
+                "error": f"load goes through port-forwards (API server and kubelet relay every connection): "
+                f"GET {path} took {round_trips_s[0] * 1000:.1f} ms with a new connection and "
+                f"{statistics.median(round_trips_s[1:]) * 1000:.1f} ms median on an open one; every latency "
+                "measured includes that",
+                "hint": "target.kubernetes.load_route: pod-ip where the pod network is routable, or "
+                "target.kubernetes.loadgen: in-cluster",
+            },
+        )
 
     @property
     def pull_policy(self) -> Literal["Never", "IfNotPresent"]:

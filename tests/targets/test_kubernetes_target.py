@@ -634,7 +634,7 @@ def pod_port() -> Iterator[int]:
 
 def test_ready_replicas_get_a_loopback_base_url_through_the_port_forward(tmp_path: Path, pod_port: int) -> None:
     api = rollout_api(port_forward_to=("127.0.0.1", pod_port))
-    target, _, _ = make_target(api, tmp_path, port_forward=True)
+    target, recorder, _ = make_target(api, tmp_path, port_forward=True)
     try:
         target.start(2)
         replicas = target.replicas()
@@ -643,7 +643,10 @@ def test_ready_replicas_get_a_loopback_base_url_through_the_port_forward(tmp_pat
             assert replica.base_url.startswith("http://127.0.0.1:")
             with urllib.request.urlopen(replica.base_url + "/readyz", timeout=5) as response:
                 assert response.read() == b"ok /readyz"
-        assert sorted(call[1] for call in api.calls_named("open_port_forward")) == [POD_1, POD_2]
+        # One stream per TCP connection; the tunnel's cost was measured through it and named as a warning.
+        assert {call[1] for call in api.calls_named("open_port_forward")} == {POD_1, POD_2}
+        (tunnel,) = [w for w in recorder.of("warning") if "load goes through port-forwards" in w["error"]]
+        assert "GET /readyz took" in tunnel["error"] and "load_route: pod-ip" in tunnel["hint"]
     finally:
         target.stop()
     with pytest.raises(OSError):
