@@ -681,3 +681,45 @@ def test_a_service_monitor_is_applied_when_reading_prometheus_on_an_operator_clu
         assert "ServiceMonitor" not in [call[1] for call in api.calls_named("apply")]
     finally:
         target.stop()
+
+
+def unhealthy(pod: str, message: str) -> dict[str, Any]:
+    return {
+        "type": "Warning",
+        "reason": "Unhealthy",
+        "message": message,
+        "involvedObject": {"kind": "Pod", "name": pod},
+        "lastTimestamp": "2025-03-01T12:00:05Z",
+    }
+
+
+def test_a_failing_startup_probe_is_the_model_loading_not_a_problem() -> None:
+    starting = pods("pods_starting.json")
+    name = starting[0]["metadata"]["name"]
+    loading = [unhealthy(name, "Startup probe failed: Get http://10.244.0.5:3000/readyz: connection refused")]
+    assert diagnose_pods(starting, loading, no_logs) is None
+    failing = [unhealthy(name, "Readiness probe failed: HTTP probe failed with statuscode: 503")]
+    problem = diagnose_pods(starting, failing, no_logs)
+    assert problem is not None and problem.cause == "probe-failing" and "503" in problem.message
+
+
+def test_without_a_known_cause_the_latest_pod_warning_is_named_but_not_dns_fallbacks() -> None:
+    starting = pods("pods_starting.json")
+    name = starting[0]["metadata"]["name"]
+    sandbox = {
+        "type": "Warning",
+        "reason": "FailedCreatePodSandBox",
+        "message": "Failed to create pod sandbox: runc create failed",
+        "involvedObject": {"kind": "Pod", "name": name},
+        "lastTimestamp": "2025-03-01T12:00:03Z",
+    }
+    dns = {
+        **sandbox,
+        "reason": "MissingClusterDNS",
+        "message": "no ClusterDNS",
+        "lastTimestamp": "2025-03-01T12:00:09Z",
+    }
+    problem = diagnose_pods(starting, [sandbox, dns], no_logs)
+    assert problem is not None and not problem.fatal
+    assert problem.cause == "FailedCreatePodSandBox" and "runc create failed" in problem.message
+    assert diagnose_pods(starting, [dns], no_logs) is None
