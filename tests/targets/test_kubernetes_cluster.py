@@ -158,13 +158,19 @@ def test_rollout_serves_reports_metrics_by_every_route_and_leaves_nothing(
     assert_nothing_left(cluster, target)
 
 
-def test_prometheus_route_pod_ip_load_and_a_scaled_deployment(
+def test_restricted_namespace_prometheus_route_pod_ip_load_and_scaling(
     cluster: RealCluster, digits_image: str, tmp_path: Path
 ) -> None:
+    """In a namespace that enforces the "restricted" Pod Security Standard the chart's pods are admitted
+    and serve (non-root, read-only root file system, no capabilities, RuntimeDefault seccomp, no token)."""
+    api = admin(cluster)
+    namespace = new_namespace()
+    restricted = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn")}
+    api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": restricted}})
     scenario = cluster_scenario(
         cluster,
         digits_image,
-        new_namespace(),
+        namespace,
         target__replicas=1,
         target__kubernetes__metrics_route="prometheus",
         target__kubernetes__prometheus_url=cluster.prometheus_url,
@@ -187,7 +193,8 @@ def test_prometheus_route_pod_ip_load_and_a_scaled_deployment(
         wait_for(both_scraped, "both pods in Prometheus", 60)
     finally:
         target.stop()
-    assert_nothing_left(cluster, target)
+        assert run_objects(api, namespace, target.run_label) == []
+        api.delete("v1", "Namespace", None, namespace)
 
 
 # --------------------------------------------------------------------------- failure paths
