@@ -74,7 +74,7 @@ cluster-down:
 	bash scripts/cluster/cluster.sh down
 
 test: setup system-packages docker-setup cluster lint
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest --durations=30
 
 bench: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.accuracy
