@@ -75,6 +75,15 @@ def load_plan(scenario: Scenario, endpoints_file: Path, intervals_dir: Path) -> 
     }
 
 
+def locust_totals(json_file: Path) -> dict[str, Any] | None:
+    """Locust's totals from its --json-file output; None when it wrote none (killed, or never started)."""
+    try:
+        data = json.loads(json_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return {"stats": data} if isinstance(data, list) else data
+
+
 def write_endpoints(path: Path, base_urls: Sequence[str]) -> None:
     """Atomically publish the ready replicas' base URLs to the load generator."""
     tmp = path.with_suffix(".tmp")
@@ -257,8 +266,4 @@ class LocustProcess:
 
     def totals(self) -> dict[str, Any] | None:
         """Locust's own final totals (its JSON stats file), for cross-checking the harness's counts."""
-        try:
-            data = json.loads(self.json_file.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
-        return {"stats": data} if isinstance(data, list) else data
+        return locust_totals(self.json_file)

@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.config import Scenario
 from harness.errors import HarnessError, LoadError
-from harness.load.runner import IntervalTail, planned_duration_s
+from harness.load.runner import IntervalTail, locust_totals, planned_duration_s
 from harness.model import ClientInterval
 from harness.targets.helm import LOADGEN_CHART, render_chart
 from harness.targets.helm_values import loadgen_values
@@ -214,8 +214,4 @@ class InClusterLoad:
 
     def totals(self) -> dict[str, Any] | None:
         """Locust's own totals as the master printed them."""
-        try:
-            data = json.loads(self.json_file.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
-        return {"stats": data} if isinstance(data, list) else data
+        return locust_totals(self.json_file)

@@ -114,6 +114,26 @@ def post_json(url: str, body: Any) -> Any:
         return json.loads(response.read())
 
 
+def run_cli(scenario: dict[str, Any], directory: Path, name: str) -> Path:
+    """`harness run` of a scenario written under `directory`; its run directory (FAIL and INCONCLUSIVE are
+    results here, a harness error is not)."""
+    reports = directory / f"reports-{name}"
+    scenario = {**scenario, "output": {"dir": str(reports)}}
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode in (0, 1, 3), result.stderr[-3000:]
+    (run_dir,) = [p for p in reports.iterdir() if p.is_dir()]
+    return run_dir
+
+
 # --------------------------------------------------------------------------- a healthy rollout
 
 
@@ -316,20 +336,8 @@ def test_autoscale_scenario_scales_out_and_back_in_under_the_real_hpa(
         "image": digits_image,
         "namespace": new_namespace(),
     }
-    data["output"] = {"dir": str(tmp_path / "reports")}
-    scenario = tmp_path / "autoscale.yaml"
-    scenario.write_text(yaml.safe_dump(data))
-    result = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", str(scenario)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
     # FAIL is a possible truth here (503s while new pods start); a harness error is not.
-    assert result.returncode in (0, 1, 3), result.stderr[-3000:]
-    (run_dir,) = [p for p in (tmp_path / "reports").iterdir() if p.is_dir()]
+    run_dir = run_cli(data, tmp_path, "autoscale")
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     counts = [json.loads(line) for line in (run_dir / "replica_counts.jsonl").read_text().splitlines()]
     stages = {s["name"]: s for s in json.loads((run_dir / "stages.json").read_text())}
@@ -369,21 +377,8 @@ def run_in_cluster(cluster: RealCluster, digits_image: str, tmp_path: Path, work
         "build": {"base_image": "harness-python:bookworm", "ca_bundle": "/etc/ssl/certs/ca-certificates.crt"},
         "stages": [{"name": "open-20", "duration_s": 20, "arrival_rate_rps": 20, "arrival": "constant"}],
         "objectives": [{"metric": "error_rate", "max": 0.05}, {"metric": "throughput_rps", "min": 10}],
-        "output": {"dir": str(tmp_path / f"reports-{workers}")},
     }
-    path = tmp_path / f"in-cluster-{workers}.yaml"
-    path.write_text(yaml.safe_dump(scenario))
-    result = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", str(path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode in (0, 1, 3), result.stderr[-3000:]
-    (run_dir,) = [p for p in (tmp_path / f"reports-{workers}").iterdir() if p.is_dir()]
-    return run_dir
+    return run_cli(scenario, tmp_path, f"in-cluster-{workers}")
 
 
 def test_in_cluster_generators_stream_their_records_and_agree_with_one(
