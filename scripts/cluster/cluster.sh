@@ -82,7 +82,7 @@ build() {
     version_flags+=" -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
     (
         cd "$HERE"
-        export CGO_ENABLED=0 GOFLAGS=-mod=mod
+        export CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false"
         go build -trimpath -ldflags="-s -w $version_flags" -o "$tmp/" \
             k8s.io/kubernetes/cmd/kube-apiserver \
             k8s.io/kubernetes/cmd/kube-controller-manager \
