@@ -30,7 +30,7 @@ from harness.config import Scenario, dump_scenario
 from harness.errors import ConfigError, DeployError, HarnessError, ReportError
 from harness.exit_codes import ExitCode
 from harness.load.payloads import build_bodies
-from harness.load.runner import LocustProcess, write_endpoints
+from harness.load.runner import LoadDriver, LocustProcess, write_endpoints
 from harness.local_autoscaler import LocalAutoscaler, check_supported
 from harness.metrics.collector import MetricsCollector
 from harness.metrics.exporter import HarnessExporter, push_verdict
@@ -40,7 +40,6 @@ from harness.report.progress import ProgressSnapshot
 from harness.rundir import RunDirectory, write_atomically
 from harness.targets.base import HasInClusterLoad, Target
 from harness.targets.cpu_placement import CgroupCpuLimiter, CpuPlacement, plan_cpu_placement
-from harness.targets.kubernetes_loadgen import InClusterLoad
 
 EventSink = Callable[[str, dict[str, Any]], None]
 
@@ -467,10 +466,9 @@ class Run:
         publisher.start()
         self.resources.add("endpoint publisher", publisher.stop)
 
-        in_cluster = target.in_cluster_load if isinstance(target, HasInClusterLoad) else None
-        locust: LocustProcess | InClusterLoad | None = (
-            in_cluster(work_dir / "load", self._on_interval, self.run_dir.file("locust.json")) if in_cluster else None
-        )
+        locust: LoadDriver | None = None
+        if isinstance(target, HasInClusterLoad):
+            locust = target.in_cluster_load(work_dir / "load", self._on_interval, self.run_dir.file("locust.json"))
         if locust is None:
             locust = LocustProcess(
                 scenario,
@@ -493,7 +491,7 @@ class Run:
                 windows = stage_windows(scenario, self.test_start_s, self.load_ended_s)
                 self.run_dir.write_json("stages.json", windows)
 
-    def _update_live(self, locust: LocustProcess | InClusterLoad) -> None:
+    def _update_live(self, locust: LoadDriver) -> None:
         """Feed live progress and the harness's own metrics from the latest interval, when one arrived."""
         start_s = locust.tail.test_start_s
         if start_s is None or len(self.intervals) == self._shown_intervals:

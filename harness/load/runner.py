@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from harness.config import Scenario
 from harness.errors import LoadError
@@ -121,6 +121,23 @@ class IntervalTail:
                 self.on_record(from_json_dict(ClientInterval, item))
                 count += 1
         return count
+
+
+class LoadDriver(Protocol):
+    """What a run needs of a load generator: LocustProcess on this machine, InClusterLoad in a cluster."""
+
+    tail: IntervalTail
+
+    @property
+    def planned_duration_s(self) -> float: ...
+
+    def start(self) -> None: ...
+
+    def wait(self, on_poll: Callable[[], None] | None = None, poll_s: float = 0.5) -> int: ...
+
+    def stop(self, grace_s: float = 15.0) -> None: ...
+
+    def totals(self) -> dict[str, Any] | None: ...
 
 
 class LocustProcess:

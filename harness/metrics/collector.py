@@ -172,14 +172,15 @@ class MetricsCollector:
 
     def _server_samples(self, ready: list[ReplicaInfo]) -> dict[str, ServerSample]:
         """One sample per ready replica: through the target when it reads metrics itself, else over HTTP."""
+        samples: list[ServerSample] | None = None
+        sources = {replica.id: f"{self.target.name} metrics route" for replica in ready}
         if isinstance(self.target, ReadsServerMetrics):
             try:
                 samples = self.target.server_samples(ready, self.scrape_timeout_s)
             except (HarnessError, OSError) as error:
                 self._record_error("target.server_samples", error)
                 return {}
-            sources = {replica.id: f"{self.target.name} metrics route" for replica in ready}
-        else:
+        if samples is None:
             samples = [self._scrape(replica) for replica in ready]
             sources = {replica.id: replica.base_url.rstrip("/") + self.metrics_path for replica in ready}
         for sample in samples:

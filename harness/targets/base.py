@@ -6,10 +6,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from harness.errors import DeployError
 from harness.model import ClientInterval, ServerSample
+
+if TYPE_CHECKING:
+    from harness.load.runner import LoadDriver
 
 R = TypeVar("R")
 
@@ -70,8 +73,9 @@ class ReadsServerMetrics(Protocol):
     """A target that reads its replicas' /metrics itself (a Kubernetes pod proxy or a Prometheus), instead of
     the collector scraping each replica's base URL."""
 
-    def server_samples(self, replicas: Sequence[ReplicaInfo], timeout_s: float) -> list[ServerSample]:
-        """One ServerSample per replica given, failed ones with ok=False and the error."""
+    def server_samples(self, replicas: Sequence[ReplicaInfo], timeout_s: float) -> list[ServerSample] | None:
+        """One ServerSample per replica given, failed ones with ok=False and the error; None when the
+        replicas' base URLs are the route after all (the collector scrapes them as for any target)."""
         ...
 
 
@@ -79,9 +83,10 @@ class ReadsServerMetrics(Protocol):
 class HasInClusterLoad(Protocol):
     """A target that can run the load generator next to the replicas (Kubernetes: charts/loadgen)."""
 
-    def in_cluster_load(self, work_dir: Path, on_record: Callable[[ClientInterval], None], json_file: Path) -> Any:
-        """The in-cluster load driver (the interface of harness.load.runner.LocustProcess), or None when the
-        scenario runs the load on the harness's machine."""
+    def in_cluster_load(
+        self, work_dir: Path, on_record: Callable[[ClientInterval], None], json_file: Path
+    ) -> LoadDriver | None:
+        """The in-cluster load driver, or None when the scenario runs the load on the harness's machine."""
         ...
 
 

@@ -30,7 +30,7 @@ import yaml
 
 from harness.config import Scenario
 from harness.errors import DeployError, HarnessError
-from harness.metrics.scrape import parse_bentoml_metrics, scrape_replica
+from harness.metrics.scrape import parse_bentoml_metrics
 from harness.model import ClientInterval, ServerSample
 from harness.targets.base import ReplicaInfo, ResourceUse
 from harness.targets.containerd_node import ContainerdNode
@@ -668,13 +668,12 @@ class KubernetesTarget:
 
     def service_url(self) -> str:
         """The model-service Service's in-cluster URL (its cluster IP: no cluster DNS needed)."""
-        service = next((m for m in self.manifests if m["kind"] == "Service"), None)
-        stored = self.api.get("v1", "Service", self.namespace, service["metadata"]["name"]) if service else None
+        service = next(m for m in self.manifests if m["kind"] == "Service")
+        stored = self.api.get("v1", "Service", self.namespace, service["metadata"]["name"])
         cluster_ip = ((stored or {}).get("spec") or {}).get("clusterIP")
         if not cluster_ip:
             raise DeployError(f"the model-service Service in namespace {self.namespace} has no cluster IP")
-        port = service["spec"]["ports"][0]["port"] if service else CONTAINER_PORT
-        return f"http://{cluster_ip}:{port}"
+        return f"http://{cluster_ip}:{service['spec']['ports'][0]['port']}"
 
     def in_cluster_load(
         self, work_dir: Path, on_record: Callable[[ClientInterval], None], json_file: Path
@@ -811,9 +810,9 @@ class KubernetesTarget:
             self.namespace, replica_id, CONTAINER_PORT, self.scenario.service.metrics_path, timeout_s=timeout_s
         )
 
-    def server_samples(self, replicas: Sequence[ReplicaInfo], timeout_s: float) -> list[ServerSample]:
-        """One ServerSample per pod by target.kubernetes.metrics_route: the pod proxy, Prometheus, or the
-        load port-forward."""
+    def server_samples(self, replicas: Sequence[ReplicaInfo], timeout_s: float) -> list[ServerSample] | None:
+        """One ServerSample per pod by target.kubernetes.metrics_route: the pod proxy or Prometheus; None for
+        the port-forward route, which the collector scrapes like any replica's base URL."""
         endpoints = {self.scenario.service.endpoint}
         route = self.config.metrics_route
         if route == "prometheus":
@@ -825,13 +824,7 @@ class KubernetesTarget:
             )
             return source.samples([replica.id for replica in replicas], endpoints=endpoints)
         if route == "port-forward":
-            path = self.scenario.service.metrics_path
-            return [
-                scrape_replica(
-                    replica.base_url.rstrip("/") + path, replica.id, timeout_s, self._clock, endpoints=endpoints
-                )
-                for replica in replicas
-            ]
+            return None
         samples = []
         for replica in replicas:
             try:

@@ -114,14 +114,10 @@ def post_json(url: str, body: Any) -> Any:
         return json.loads(response.read())
 
 
-def run_cli(scenario: dict[str, Any], directory: Path, name: str) -> Path:
-    """`harness run` of a scenario written under `directory`; its run directory (FAIL and INCONCLUSIVE are
-    results here, a harness error is not)."""
-    reports = directory / f"reports-{name}"
-    scenario = {**scenario, "output": {"dir": str(reports)}}
-    path = directory / f"{name}.yaml"
+def harness_run(scenario: dict[str, Any], path: Path) -> subprocess.CompletedProcess[str]:
+    """`harness run` of a scenario written to `path`, as a user runs it."""
     path.write_text(yaml.safe_dump(scenario))
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "harness.cli", "run", str(path)],
         cwd=ROOT,
         capture_output=True,
@@ -129,6 +125,13 @@ def run_cli(scenario: dict[str, Any], directory: Path, name: str) -> Path:
         timeout=600,
         check=False,
     )
+
+
+def run_cli(scenario: dict[str, Any], directory: Path, name: str) -> Path:
+    """`harness run` of a scenario written under `directory`; its run directory (FAIL and INCONCLUSIVE are
+    results here, a harness error is not)."""
+    reports = directory / f"reports-{name}"
+    result = harness_run({**scenario, "output": {"dir": str(reports)}}, directory / f"{name}.yaml")
     assert result.returncode in (0, 1, 3), result.stderr[-3000:]
     (run_dir,) = [p for p in reports.iterdir() if p.is_dir()]
     return run_dir
@@ -303,16 +306,7 @@ def test_no_cluster_at_the_address_is_exit_2_with_one_line(digits_image: str, tm
         "stages": [{"name": "s", "duration_s": 1, "users": 1}],
         "output": {"dir": str(tmp_path / "reports")},
     }
-    path = tmp_path / "scenario.yaml"
-    path.write_text(yaml.safe_dump(scenario))
-    result = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", str(path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = harness_run(scenario, tmp_path / "scenario.yaml")
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "cannot reach the Kubernetes API server" in errors[0], result.stderr[-2000:]
