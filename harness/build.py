@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -293,7 +293,7 @@ _TOOL_IMAGE_DIRS = ("harness", "loadtests", "charts")
 
 def build_tool_image(
     dockerfile: Path,
-    tag: str,
+    repository: str,
     base_image: str | None = None,
     ca_bundle: Path | None = None,
     *,
@@ -302,11 +302,14 @@ def build_tool_image(
     """Build one of the harness's own images (dockerfiles/loadgen.Dockerfile, runner.Dockerfile) from this checkout.
 
     The context holds only the package sources and `ca-bundle.crt` (empty when no bundle is given), so the
-    virtualenv and reports of the checkout are never sent to the daemon.
+    virtualenv and reports of the checkout are never sent to the daemon. The image is tagged
+    `repository:<its id>`: the same sources give the same tag, so a node that already holds it (a second
+    run, a second night) is not sent it again.
     """
     _check_ca_bundle(ca_bundle)
     if not dockerfile.is_file():
         raise BuildError(f"{dockerfile}: no such Dockerfile")
+    tag = f"{repository}:building-{os.getpid()}"
     root = dockerfile.resolve().parent.parent
     client = _docker_client()
     started_s = time.monotonic()
@@ -331,7 +334,12 @@ def build_tool_image(
             hint=f"the base image must exist locally or be pullable; `bash scripts/docker-setup.sh` builds "
             f"{LOCAL_BASE_IMAGE}",
         )
-    return _built(client, tag, started_s, log)
+    built = _built(client, tag, started_s, log)
+    image = client.images.get(tag)
+    content_tag = image.id.removeprefix("sha256:")[:16]
+    image.tag(repository, content_tag)
+    client.images.remove(tag, noprune=True)  # the building tag only; the image keeps its content tag
+    return replace(built, tag=f"{repository}:{content_tag}")
 
 
 def prune_images(keep_tag: str) -> list[str]:

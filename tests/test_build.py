@@ -181,8 +181,12 @@ def test_a_missing_ca_bundle_is_a_build_error(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_the_load_generator_image_runs_locust() -> None:
-    built = build_tool_image(ROOT / "dockerfiles" / "loadgen.Dockerfile", "harness-loadgen:test", ca_bundle=CA_BUNDLE)
+    built = build_tool_image(ROOT / "dockerfiles" / "loadgen.Dockerfile", "harness-loadgen", ca_bundle=CA_BUNDLE)
     print(f"loadgen image: {built.size_bytes / 1e6:.0f} MB in {built.build_s:.1f} s")
+    again = build_tool_image(ROOT / "dockerfiles" / "loadgen.Dockerfile", "harness-loadgen", ca_bundle=CA_BUNDLE)
+    assert again.tag == built.tag, "the same sources give the same tag"
+    tags = [tag for image in docker.from_env().images.list("harness-loadgen") for tag in image.tags]
+    assert built.tag in tags and not [tag for tag in tags if "building" in tag], tags
     version = subprocess.run(
         ["docker", "run", "--rm", built.tag, "--version"], capture_output=True, text=True, timeout=60, check=True
     )

@@ -78,7 +78,7 @@ def test_sweep_brackets_the_maximum_sustainable_rate(tmp_path: Path, queue_serve
             "--max-rps",
             "160",
             "--tolerance",
-            "0.25",
+            "0.5",
             "--probe-s",
             "6",
         ],
@@ -95,7 +95,7 @@ def test_sweep_brackets_the_maximum_sustainable_rate(tmp_path: Path, queue_serve
     # M/D/1 at 10 ms: p95 <= 60 ms holds up to about rho 0.85; the server cannot exceed 100 rps.
     assert 40 <= found < 100
     low, high = summary["result"]["bracket_low"], summary["result"]["bracket_high"]
-    assert high is not None and (high - low) / low <= 0.25 + 1e-9
+    assert high is not None and (high - low) / low <= 0.5 + 1e-9
     assert len(summary["probes"]) >= 3
     for probe in summary["probes"]:
         assert Path(probe["run_dir"], "verdict.json").exists(), "every probe is a complete run directory"

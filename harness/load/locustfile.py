@@ -28,7 +28,7 @@ from locust.runners import MasterRunner
 from harness.analysis.latency import LatencyHistogram
 from harness.load.arrivals import arrival_offsets
 from harness.load.payloads import build_bodies
-from harness.load.shape import StagePlan, StageSpec, plan_at, total_duration_s
+from harness.load.shape import StagePlan, StageSpec, drain_over, plan_at
 from harness.model import ClientInterval
 
 PLAN: dict[str, Any] = json.loads(Path(os.environ["HARNESS_LOAD_PLAN"]).read_text())
@@ -45,6 +45,8 @@ HEADERS = {"Content-Type": "application/json"}
 
 # The test's start on this process's clock; every stage boundary is measured from it.
 _test_start_s: float | None = None
+# Requests sent and not yet answered in this process: the drain ends when none is left.
+_in_flight = 0
 
 
 def _elapsed_s() -> float:
@@ -214,6 +216,16 @@ def _send(client: FastHttpSession, rng: random.Random, stage: str, started_s: fl
         gevent.sleep(0.1)
         return
     body = _bodies[rng.randrange(len(_bodies))]
+    global _in_flight
+    _in_flight += 1
+    try:
+        _post(client, body, stage, started_s)
+    finally:
+        _in_flight -= 1
+
+
+def _post(client: FastHttpSession, body: bytes, stage: str, started_s: float) -> None:
+    assert _recorder is not None
     # geventhttpclient sends bytes as they are; Locust's annotation is narrower than what it accepts.
     with client.post(
         _endpoints.next_url(),
@@ -313,7 +325,9 @@ class ScenarioShape(LoadTestShape):
         if plan is None:
             # Drain: no new requests, but the last stage's outstanding ones may still finish and be
             # recorded (a service that fell behind shows its queueing instead of losing it).
-            return (0, 10_000.0) if elapsed_s < total_duration_s(STAGES) + DRAIN_S else None
+            # A distributed master cannot see its workers' requests, so it drains for the full time.
+            in_flight = None if isinstance(self.runner, MasterRunner) else _in_flight
+            return None if drain_over(STAGES, elapsed_s, DRAIN_S, in_flight) else (0, 10_000.0)
         if plan.arrival_rate_rps is not None:
             # No closed-model users in an open stage; stop the previous stage's users at once.
             return (0, 10_000.0)

@@ -64,3 +64,19 @@ def plan_at(stages: Sequence[StageSpec], elapsed_s: float) -> StagePlan | None:
 def total_duration_s(stages: Sequence[StageSpec]) -> float:
     """Planned length of the whole test."""
     return sum(stage.duration_s for stage in stages)
+
+
+# Shape ticks come once a second; a drain shorter than one tick would not let the last scheduled sends start.
+MIN_DRAIN_S = 1.0
+
+
+def drain_over(stages: Sequence[StageSpec], elapsed_s: float, drain_s: float, in_flight: int | None) -> bool:
+    """Whether the drain after the last stage is over: at `drain_s` at the latest, and as soon as no
+    request is outstanding when the caller can count them (`in_flight` is None where it cannot, as on a
+    distributed master, whose workers hold the requests)."""
+    over_s = elapsed_s - total_duration_s(stages)
+    if over_s < 0:
+        return False
+    if over_s >= drain_s:
+        return True
+    return in_flight == 0 and over_s >= min(MIN_DRAIN_S, drain_s)

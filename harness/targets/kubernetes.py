@@ -685,8 +685,9 @@ class KubernetesTarget:
         from harness.build import build_tool_image
 
         started_s = self._clock()
-        tag = f"harness-loadgen:{run_id_label(self.run_id).lower()[:100]}"
-        built = build_tool_image(LOADGEN_DOCKERFILE, tag, self.scenario.build.base_image, self.scenario.build.ca_bundle)
+        built = build_tool_image(
+            LOADGEN_DOCKERFILE, "harness-loadgen", self.scenario.build.base_image, self.scenario.build.ca_bundle
+        )
         self.on_event(
             "image_built",
             {

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.load.arrivals import arrival_offsets
-from harness.load.shape import StageSpec, plan_at, total_duration_s
+from harness.load.shape import MIN_DRAIN_S, StageSpec, drain_over, plan_at, total_duration_s
 
 STAGES = [
     StageSpec("warm", 5, users=2, spawn_rate=1, arrival_rate_rps=None),
@@ -56,3 +56,34 @@ def test_poisson_is_reproducible_with_a_seed() -> None:
     a = list(arrival_offsets(50, 3, "poisson", random.Random(7)))
     b = list(arrival_offsets(50, 3, "poisson", random.Random(7)))
     assert a == b
+
+
+DRAIN_STAGES = [
+    StageSpec(name="a", duration_s=10, users=2, spawn_rate=None, arrival_rate_rps=None),
+    StageSpec(name="b", duration_s=5, users=None, spawn_rate=None, arrival_rate_rps=3),
+]
+
+
+def test_the_drain_ends_early_once_nothing_is_outstanding_and_never_before_the_stages_end() -> None:
+    assert not drain_over(DRAIN_STAGES, 14.9, drain_s=5, in_flight=0)
+    assert not drain_over(DRAIN_STAGES, 15.2, drain_s=5, in_flight=0), "the last sends get one tick to start"
+    assert drain_over(DRAIN_STAGES, 15 + MIN_DRAIN_S, drain_s=5, in_flight=0)
+    assert not drain_over(DRAIN_STAGES, 17, drain_s=5, in_flight=3)
+    assert not drain_over(DRAIN_STAGES, 19.9, drain_s=5, in_flight=None), "a master cannot count: full drain"
+    assert drain_over(DRAIN_STAGES, 20, drain_s=5, in_flight=3), "the drain is bounded"
+
+
+@given(
+    elapsed_s=st.floats(min_value=0, max_value=100, allow_nan=False),
+    drain_s=st.floats(min_value=0, max_value=30, allow_nan=False),
+    in_flight=st.one_of(st.none(), st.integers(min_value=0, max_value=50)),
+)
+def test_the_drain_is_over_exactly_within_its_bounds(elapsed_s: float, drain_s: float, in_flight: int | None) -> None:
+    over = drain_over(DRAIN_STAGES, elapsed_s, drain_s, in_flight)
+    end_s = total_duration_s(DRAIN_STAGES)
+    if elapsed_s < end_s:
+        assert not over
+    elif elapsed_s >= end_s + drain_s:
+        assert over
+    elif in_flight:
+        assert not over
