@@ -145,6 +145,34 @@ def validate(scenario: Path, sets: tuple[str, ...]) -> None:
 
 
 @cli.command()
+@click.option("--docker/--no-docker", default=True, help="Also remove containers of harnesses that are gone.")
+@click.option(
+    "--kubeconfig",
+    type=click.Path(path_type=Path),
+    help="Also delete the cluster objects (and namespaces) of harnesses of this machine that are gone.",
+)
+@_verb
+def cleanup(docker: bool, kubeconfig: Path | None) -> None:
+    """Remove what killed runs left: processes, cgroups, containers, cluster objects.
+
+    Only what bears the mark of a harness of this machine that no longer runs is touched; every
+    `harness run` does the same for processes and cgroups before it starts.
+    """
+    from harness.cleanup import sweep_dead
+
+    lines = sweep_dead(docker=docker and _docker_reachable(), kubeconfig=kubeconfig, on_line=click.echo)
+    if not lines:
+        click.echo("nothing to clean up")
+
+
+def _docker_reachable() -> bool:
+    import os
+
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    return not host.startswith("unix://") or Path(host.removeprefix("unix://")).exists()
+
+
+@cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @_verb
 def report(run_dir: Path) -> None:

@@ -23,6 +23,7 @@ from harness.model import (
     RunEvent,
     StageResult,
     Verdict,
+    cut_windows,
 )
 from harness.rundir import RunDirectory
 from harness.verdict import build_verdict, judge
@@ -67,6 +68,11 @@ def conclude_run(run_dir: RunDirectory, scenario: Scenario | None = None, warnin
     samples = run_dir.read_records(ReplicaSample)
     metadata = run_dir.read_json("metadata.json")
     all_warnings = list(dict.fromkeys([*metadata.get("warnings", []), *warnings]))
+    if "ended_at" not in metadata and intervals:
+        # The harness died mid-run (SIGKILL, OOM): the stages as far as the load generator recorded them.
+        last_record_s = max(interval.t_end_s for interval in intervals)
+        windows = cut_windows(windows, last_record_s)
+        all_warnings.append("the harness was killed before the run ended: partial data, stages cut at the last record")
     placement = metadata.get("cpu_placement") or {}
     if placement.get("shared"):
         all_warnings.append(

@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -116,6 +117,11 @@ class StageWindow:
     judged: bool
     users: int | None
     arrival_rate_rps: float | None
+
+
+def cut_windows(windows: Sequence[StageWindow], ended_s: float) -> list[StageWindow]:
+    """The stages as far as they ran when the load ended at `ended_s`: later ones dropped, the last cut."""
+    return [replace(window, end_s=min(window.end_s, ended_s)) for window in windows if window.start_s < ended_s]
 
 
 # --------------------------------------------------------------------------- analysis results

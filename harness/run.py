@@ -25,6 +25,7 @@ from typing import Any
 
 from harness import __version__
 from harness.analysis.latency import LatencyHistogram
+from harness.cleanup import sweep_dead
 from harness.conclude import conclude_run
 from harness.config import Scenario, dump_scenario
 from harness.errors import ConfigError, DeployError, HarnessError, ReportError
@@ -34,11 +35,12 @@ from harness.load.runner import LoadDriver, LocustProcess, write_endpoints
 from harness.local_autoscaler import LocalAutoscaler, check_supported
 from harness.metrics.collector import MetricsCollector
 from harness.metrics.exporter import HarnessExporter, push_verdict
-from harness.model import ClientInterval, RunEvent, StageWindow, Verdict
+from harness.model import ClientInterval, RunEvent, StageWindow, Verdict, cut_windows
+from harness.processes import RunWatchdog
 from harness.report import write_reports
 from harness.report.progress import ProgressSnapshot
 from harness.rundir import RunDirectory, write_atomically
-from harness.targets.base import HasInClusterLoad, Target
+from harness.targets.base import HasInClusterLoad, LeavesResources, Target
 from harness.targets.cpu_placement import CgroupCpuLimiter, CpuPlacement, plan_cpu_placement
 
 EventSink = Callable[[str, dict[str, Any]], None]
@@ -67,6 +69,7 @@ def _local(scenario: Scenario, context: TargetContext) -> Target:
         on_event=context.on_event,
         on_replica_started=context.on_replica_started,
         replica_cpus=context.replica_cpus,
+        run_id=context.run_id,
     )
 
 
@@ -239,21 +242,18 @@ def stage_windows(scenario: Scenario, test_start_s: float, ended_s: float | None
     windows = []
     start_s = test_start_s
     for stage in scenario.stages:
-        end_s = start_s + stage.duration_s
-        if ended_s is not None and start_s >= ended_s:
-            break
         windows.append(
             StageWindow(
                 name=stage.name,
                 start_s=start_s,
-                end_s=min(end_s, ended_s) if ended_s is not None else end_s,
+                end_s=start_s + stage.duration_s,
                 judged=stage.judged,
                 users=stage.users,
                 arrival_rate_rps=stage.arrival_rate_rps,
             )
         )
-        start_s = end_s
-    return windows
+        start_s += stage.duration_s
+    return windows if ended_s is None else cut_windows(windows, ended_s)
 
 
 def preflight(scenario: Scenario) -> None:
@@ -390,6 +390,12 @@ class Run:
         scenario = self.scenario
         work_dir = self.run_dir.path / "work"
         (work_dir / "load").mkdir(parents=True, exist_ok=True)
+        # What earlier runs left when their harness was killed goes first; this run's own leftovers, should
+        # the harness die, are swept by its watchdog.
+        for line in sweep_dead(docker=scenario.target.kind == "docker"):
+            self.log(f"cleanup: {line}")
+        watchdog = RunWatchdog(self.run_id)
+        self.resources.add("watchdog", watchdog.finish)
 
         placement = self._placement()
         self.metadata["cpu_placement"] = dataclasses.asdict(placement) if placement else None
@@ -417,6 +423,8 @@ class Run:
         )
         target = make_target(scenario, context)
         self.target = target
+        if isinstance(target, LeavesResources):
+            watchdog.register(target.sweep_resource())
         self.resources.add("target", target.stop)
         initial = scenario.target.replicas
         autoscaling = scenario.autoscaling if scenario.autoscaling and scenario.autoscaling.enabled else None
@@ -478,12 +486,22 @@ class Run:
                 json_file=self.run_dir.file("locust.json"),
                 log_file=work_dir / "load" / "locust.log",
                 cpus=placement.loadgen_cpus if placement else None,
+                run_id=self.run_id,
             )
         self.resources.add("load generator", locust.stop)
         self.log(f"driving load for {locust.planned_duration_s:.0f} s")
         locust.start()
+
+        def on_poll() -> None:
+            if self.test_start_s is None and locust.tail.test_start_s is not None:
+                # The stages as planned, as soon as the load starts: a run whose harness is killed can
+                # still be judged from what it wrote (`harness report`).
+                self.test_start_s = locust.tail.test_start_s
+                self.run_dir.write_json("stages.json", stage_windows(scenario, self.test_start_s))
+            self._update_live(locust)
+
         try:
-            locust.wait(on_poll=lambda: self._update_live(locust))
+            locust.wait(on_poll=on_poll)
         finally:
             self.test_start_s = locust.tail.test_start_s
             self.load_ended_s = time.time()

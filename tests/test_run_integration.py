@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -200,3 +200,59 @@ def test_replica_that_fails_to_start_ends_the_run_with_its_log(clean_tmp: Path) 
     assert re.search(r"replica-[12]", result.stderr)
     assert "model file is corrupt" in result.stderr, "the error carries the tail of the replica's log"
     assert leftover_processes(str(tmp_path)) == []
+
+
+def marked(run_id: str, replica: str | None = None) -> list[psutil.Process]:
+    """Processes bearing the run's mark (harness.processes), optionally one replica's."""
+    found = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            environ = process.environ()
+            mine = environ.get("HARNESS_RUN_ID") == run_id and replica in (None, environ.get("HARNESS_REPLICA"))
+            if mine and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+    return found
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float) -> None:
+    deadline_s = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline_s, f"{what} not within {timeout_s:g} s"
+        time.sleep(0.2)
+
+
+def test_killed_replica_and_killed_harness_leave_nothing_and_the_run_still_renders(clean_tmp: Path) -> None:
+    """SIGKILL of one replica's `bentoml serve` mid-run takes its workers with it; SIGKILL of the harness
+    leaves nothing of the run after 15 s, and `harness report` judges what was written."""
+    tmp_path = clean_tmp
+    scenario = short_scenario(tmp_path, stages=[{"name": "long", "duration_s": 120, "users": 4, "spawn_rate": 4}])
+    process = subprocess.Popen([*HARNESS, "run", str(scenario)], cwd=tmp_path, stdout=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: bool(run_dirs(tmp_path)) and (run_dirs(tmp_path)[0] / "stages.json").exists(), "load", 120)
+        run_dir = run_dirs(tmp_path)[0]
+        run_id = run_dir.name
+        # The stages are on disk as soon as the load starts, before any of them ended.
+        assert [s["name"] for s in json.loads((run_dir / "stages.json").read_text())] == ["long"]
+        replica = [p for p in marked(run_id, "replica-1") if "serve" in " ".join(p.cmdline())]
+        supervisor = min(replica, key=lambda p: p.create_time())
+        assert len(marked(run_id, "replica-1")) >= 2, "bentoml serve runs workers"
+        supervisor.kill()
+        wait_until(lambda: marked(run_id, "replica-1") == [], "the killed replica's workers stopped", 15)
+        assert marked(run_id, "replica-2"), "the other replica serves on"
+        records = run_dir / "client_intervals.jsonl"
+        wait_until(lambda: records.exists() and len(records.read_text().splitlines()) >= 4, "records", 60)
+        process.kill()
+        process.wait()
+        wait_until(lambda: marked(run_id) == [], "every process of the run stopped after the harness's SIGKILL", 15)
+        wait_until(lambda: leftover_processes(run_id) == [], "the run's watchdog exited", 15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    report = subprocess.run(
+        [*HARNESS, "report", str(run_dir)], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert report.returncode == 0, report.stderr[-2000:]
+    verdict = json.loads((run_dir / "verdict.json").read_text())
+    (stage,) = verdict["stages"]
+    assert stage["requests"] > 0 and stage["end_s"] - stage["start_s"] < 120, "the stage is cut at the last record"
+    assert any("killed before the run ended" in warning for warning in verdict["warnings"])

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -22,8 +23,11 @@ from harness.config import Scenario
 from harness.errors import LoadError
 from harness.load.shape import StageSpec, total_duration_s
 from harness.model import ClientInterval, from_json_dict
+from harness.processes import REPLICA_ENV, RUN_ENV, free_port, spawn, stop_tree
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+# The process mark's replica part for Locust and its workers (harness.processes).
+LOADGEN_MARK = "loadgen"
 # Upper bound on the drain after the last stage (also bounded by the request timeout).
 DRAIN_S = 5.0
 
@@ -153,8 +157,10 @@ class LocustProcess:
         json_file: Path,
         log_file: Path,
         cpus: Sequence[int] | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.scenario = scenario
+        self.run_id = run_id or f"load-{uuid.uuid4().hex[:12]}"
         self.work_dir = work_dir
         self.intervals_dir = work_dir / "intervals"
         self.endpoints_file = endpoints_file
@@ -201,23 +207,20 @@ class LocustProcess:
             str(int(self.scenario.load.request_timeout_s) + 1),
         ]
         if self.scenario.load.processes > 1:
+            # The master listens on loopback, on a port of its own: two runs side by side do not collide.
+            port = str(free_port())
             command += ["--processes", str(self.scenario.load.processes)]
+            command += ["--master-bind-host", "127.0.0.1", "--master-bind-port", port, "--master-port", port]
         env = dict(os.environ, HARNESS_LOAD_PLAN=str(plan_file), PYTHONUNBUFFERED="1")
-        cpus = set(self.cpus) if self.cpus else None
-
-        def place() -> None:
-            if cpus:
-                os.sched_setaffinity(0, cpus)
-
         try:
-            self.process = subprocess.Popen(
+            self.process = spawn(
                 command,
+                run_id=self.run_id,
+                replica=LOADGEN_MARK,
                 cwd=self.work_dir,
                 env=env,
                 stdout=self.log_file.with_suffix(".out").open("wb"),
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=place,
+                cpus=self.cpus,
             )
         except OSError as error:
             raise LoadError(f"cannot start Locust ({error})") from error
@@ -268,18 +271,8 @@ class LocustProcess:
 
     def stop(self, grace_s: float = 15.0) -> None:
         """Stop Locust and anything it started; idempotent. SIGTERM lets it write its JSON totals."""
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
+        if self.process is not None:
+            stop_tree(self.process, grace_s=grace_s, mark={RUN_ENV: self.run_id, REPLICA_ENV: LOADGEN_MARK})
 
     def totals(self) -> dict[str, Any] | None:
         """Locust's own final totals (its JSON stats file), for cross-checking the harness's counts."""

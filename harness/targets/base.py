@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from harness.errors import DeployError
 from harness.model import ClientInterval, ServerSample
@@ -76,6 +76,16 @@ class ReadsServerMetrics(Protocol):
     def server_samples(self, replicas: Sequence[ReplicaInfo], timeout_s: float) -> list[ServerSample] | None:
         """One ServerSample per replica given, failed ones with ok=False and the error; None when the
         replicas' base URLs are the route after all (the collector scrapes them as for any target)."""
+        ...
+
+
+@runtime_checkable
+class LeavesResources(Protocol):
+    """A target whose replicas live outside the harness's processes (containers, cluster objects): what a
+    sweep needs to remove them if the harness dies (harness.cleanup, via the run's watchdog)."""
+
+    def sweep_resource(self) -> dict[str, Any]:
+        """A JSON-able description with a "kind" harness.cleanup knows ("docker", "kubernetes")."""
         ...
 
 

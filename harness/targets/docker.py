@@ -22,11 +22,15 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from harness.config import Scenario
 from harness.errors import DeployError
+from harness.processes import free_port, owner_alive, owner_id
 from harness.targets.base import ReplicaInfo, ResourceUse, scale_plan, wait_until_ready
-from harness.targets.local import bentoml_config_options, free_port, http_ok
+from harness.targets.local import bentoml_config_options, http_ok
 
 RUN_LABEL = "harness.run-id"
 REPLICA_LABEL = "harness.replica"
+# The harness process that started the container (harness.processes.owner_id): `harness cleanup` removes
+# the containers of owners that are gone.
+OWNER_LABEL = "harness.owner"
 # The port BentoML serves on inside the container in "publish" mode (its default, EXPOSEd by the image).
 CONTAINER_PORT = 3000
 _LOG_TAIL_LINES = 12
@@ -94,6 +98,18 @@ def remove_run_containers(client: Any, run_id: str | None = None) -> list[str]:
     return removed
 
 
+def remove_containers_of_dead_owners(client: Any) -> list[str]:
+    """Force-remove the harness containers whose owner no longer runs on this machine; returns their names."""
+    removed: list[str] = []
+    for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
+        if owner_alive(container.labels.get(OWNER_LABEL, "")):
+            continue
+        with contextlib.suppress(NotFound):
+            container.remove(force=True)
+            removed.append(container.name)
+    return removed
+
+
 @dataclass
 class _Replica:
     id: str
@@ -155,6 +171,9 @@ class DockerTarget:
         return self._client
 
     # ------------------------------------------------------------------ Target protocol
+
+    def sweep_resource(self) -> dict[str, Any]:
+        return {"kind": "docker"}
 
     def start(self, replicas: int) -> None:
         """Start `replicas` containers and block until all are ready, or raise DeployError with the cause."""
@@ -348,7 +367,7 @@ class DockerTarget:
         options: dict[str, Any] = {
             "name": replica.name,
             "detach": True,
-            "labels": {RUN_LABEL: self.run_id, REPLICA_LABEL: replica.id},
+            "labels": {RUN_LABEL: self.run_id, REPLICA_LABEL: replica.id, OWNER_LABEL: owner_id()},
             "environment": environment,
             **container_resources(self.scenario),
         }

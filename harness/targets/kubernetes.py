@@ -32,6 +32,7 @@ from harness.config import Scenario
 from harness.errors import DeployError, HarnessError
 from harness.metrics.scrape import parse_bentoml_metrics
 from harness.model import ClientInterval, ServerSample
+from harness.processes import owner_alive, owner_id
 from harness.targets.base import ReplicaInfo, ResourceUse
 from harness.targets.containerd_node import ContainerdNode
 from harness.targets.helm import MODEL_SERVICE_CHART, render_chart
@@ -41,6 +42,9 @@ from harness.targets.kubernetes_api import ClientKubernetesApi, KubernetesApi, P
 from harness.targets.kubernetes_loadgen import InClusterLoad
 
 RUN_LABEL = "harness.dev/run-id"
+# The harness process that applied the object (harness.processes.owner_id): `harness cleanup --kubeconfig`
+# deletes what harnesses of this machine that are gone left in the cluster.
+OWNER_LABEL = "harness.dev/owner"
 LOADGEN_DOCKERFILE = Path(__file__).resolve().parents[2] / "dockerfiles" / "loadgen.Dockerfile"
 _LOG_TAIL_LINES = 12
 # Kinds the model-service chart renders; stop() deletes every object of these kinds labelled with the run.
@@ -533,6 +537,14 @@ class KubernetesTarget:
             self._api = ClientKubernetesApi.connect(self.config.kubeconfig, self.config.context)
         return self._api
 
+    def sweep_resource(self) -> dict[str, Any]:
+        return {
+            "kind": "kubernetes",
+            "kubeconfig": str(self.config.kubeconfig) if self.config.kubeconfig else None,
+            "context": self.config.context,
+            "namespace": self.namespace,
+        }
+
     @property
     def run_selector(self) -> str:
         return f"{RUN_LABEL}={self.run_label}"
@@ -660,7 +672,8 @@ class KubernetesTarget:
 
     def apply_run_object(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply one object labelled with the run (stop() deletes it with the others)."""
-        manifest["metadata"].setdefault("labels", {})[RUN_LABEL] = self.run_label
+        labels = manifest["metadata"].setdefault("labels", {})
+        labels.update({RUN_LABEL: self.run_label, OWNER_LABEL: owner_id()})
         self._touched_cluster = True
         stored = self.api.apply(manifest)
         self.on_event("object_applied", {"kind": manifest["kind"], "name": manifest["metadata"]["name"]})
@@ -780,14 +793,7 @@ class KubernetesTarget:
 
     def _delete_run_objects(self) -> None:
         self._save_logs()
-        failures = []
-        for api_version, kind in CLEANUP_KINDS:
-            try:
-                listed = self.api.list(api_version, kind, self.namespace, self.run_selector)
-                for item in (listed or {}).get("items") or []:
-                    self.api.delete(api_version, kind, self.namespace, item["metadata"]["name"])
-            except HarnessError as error:
-                failures.append(f"{kind}: {error}")
+        _, failures = delete_run_objects(self.api, self.namespace, self.run_selector)
         if self._created_namespace:
             try:
                 self.api.delete("v1", "Namespace", None, self.namespace)
@@ -867,7 +873,10 @@ class KubernetesTarget:
                     {
                         "apiVersion": "v1",
                         "kind": "Namespace",
-                        "metadata": {"name": self.namespace, "labels": {RUN_LABEL: self.run_label}},
+                        "metadata": {
+                            "name": self.namespace,
+                            "labels": {RUN_LABEL: self.run_label, OWNER_LABEL: owner_id()},
+                        },
                     }
                 )
                 self._created_namespace = True
@@ -1034,3 +1043,58 @@ class KubernetesTarget:
                 "error": f"pods labelled {self.run_selector} still terminating after {timeout_s:g} s",
             },
         )
+
+
+# --------------------------------------------------------------------------- sweeps (harness.cleanup)
+
+
+def delete_run_objects(api: KubernetesApi, namespace: str, selector: str) -> tuple[list[str], list[str]]:
+    """Delete every object of CLEANUP_KINDS matching `selector` in `namespace`: (deleted, failures)."""
+    deleted, failures = [], []
+    for api_version, kind in CLEANUP_KINDS:
+        try:
+            listed = api.list(api_version, kind, namespace, selector)
+            for item in (listed or {}).get("items") or []:
+                api.delete(api_version, kind, namespace, item["metadata"]["name"])
+                deleted.append(f"{kind} {namespace}/{item['metadata']['name']}")
+        except HarnessError as error:
+            failures.append(f"{kind}: {error}")
+    return deleted, failures
+
+
+def delete_run_objects_of(resource: dict[str, Any], run_id: str) -> list[str]:
+    """A dead run's objects, as its watchdog registered the cluster: the namespace when the run created it
+    (labelled with the run), else the run's objects in it. One line per thing deleted or not."""
+    kubeconfig = resource.get("kubeconfig")
+    api = ClientKubernetesApi.connect(Path(kubeconfig) if kubeconfig else None, resource.get("context"))
+    namespace = str(resource["namespace"])
+    run_label = run_id_label(run_id)
+    selector = f"{RUN_LABEL}={run_label}"
+    stored = api.get("v1", "Namespace", None, namespace)
+    if stored is not None and (stored["metadata"].get("labels") or {}).get(RUN_LABEL) == run_label:
+        api.delete("v1", "Namespace", None, namespace)
+        return [f"deleted namespace {namespace}"]
+    deleted, failures = delete_run_objects(api, namespace, selector)
+    return [f"deleted {name}" for name in deleted] + [f"could not delete {failure}" for failure in failures]
+
+
+def delete_objects_of_dead_owners(api: KubernetesApi) -> list[str]:
+    """Namespaces and objects labelled by a harness of this machine that no longer runs."""
+    lines = []
+    namespaces = (api.list("v1", "Namespace", None, OWNER_LABEL) or {}).get("items") or []
+    for namespace in namespaces:
+        metadata = namespace["metadata"]
+        if (
+            not owner_alive(metadata["labels"][OWNER_LABEL])
+            and namespace.get("status", {}).get("phase") != "Terminating"
+        ):
+            api.delete("v1", "Namespace", None, metadata["name"])
+            lines.append(f"deleted namespace {metadata['name']}")
+    for deployment in (api.list("apps/v1", "Deployment", None, OWNER_LABEL) or {}).get("items") or []:
+        metadata = deployment["metadata"]
+        labels = metadata.get("labels") or {}
+        if owner_alive(labels[OWNER_LABEL]) or RUN_LABEL not in labels:
+            continue
+        deleted, failures = delete_run_objects(api, metadata["namespace"], f"{RUN_LABEL}={labels[RUN_LABEL]}")
+        lines += [f"deleted {name}" for name in deleted] + [f"could not delete {failure}" for failure in failures]
+    return lines

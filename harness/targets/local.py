@@ -1,50 +1,38 @@
 """The embedded default target: replicas as `bentoml serve` processes on free 127.0.0.1 ports.
 
-Each replica gets its own BENTOML_HOME (replicas sharing one corrupt each other's /metrics), its
-own process group (so stopping it stops its workers too) and a log file in the run directory.
-Readiness is polled on the readiness path by a background thread.
+Each replica gets its own BENTOML_HOME (replicas sharing one corrupt each other's /metrics), the run's
+process mark (harness.processes: stopping it stops its workers too, even those whose parent died) and a
+log file in the run directory. Readiness is polled on the readiness path by a background thread.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from harness.config import Scenario
 from harness.errors import DeployError
 from harness.metrics.resources import ProcessTreeSampler
+from harness.processes import REPLICA_ENV, RUN_ENV, free_port, kill_all, marked_processes, spawn, stop_tree
 from harness.targets.base import ReplicaInfo, ResourceUse, scale_plan, wait_until_ready
 
-_PR_SET_PDEATHSIG = 1
 # Kubernetes' readiness probe defaults: timeoutSeconds 1, failureThreshold 3 (period shortened).
 READINESS_TIMEOUT_S = 1.0
 READINESS_FAILURE_THRESHOLD = 3
 READINESS_PERIOD_S = 1.0
 # Seconds a replica removed by a scale-down keeps serving in-flight requests before SIGTERM.
 DRAIN_S = 2.0
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -67,21 +55,6 @@ def bentoml_config_options(scenario: Scenario) -> str:
     return " ".join(
         f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in options.items()
     )
-
-
-def _die_with_parent() -> None:
-    # If the harness is killed outright, the kernel still stops its replicas.
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _process_tree(pid: int) -> list[psutil.Process]:
-    """A process and all its descendants (by parent links, whatever their session)."""
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
 
 
 def http_ok(url: str, timeout_s: float = 1.0) -> bool:
@@ -130,8 +103,11 @@ class LocalTarget:
         on_replica_started: ReplicaHook | None = None,
         replica_cpus: tuple[int, ...] | None = None,
         poll_s: float = 0.25,
+        run_id: str | None = None,
     ) -> None:
         self.scenario = scenario
+        # The processes' mark: unique per target, so stopping replica-1 never touches another run's replica-1.
+        self.run_id = run_id or f"local-{uuid.uuid4().hex[:12]}"
         self.work_dir = work_dir
         self.on_event = on_event or (lambda kind, detail: None)
         self.on_replica_started = on_replica_started
@@ -271,21 +247,15 @@ class LocalTarget:
         )
         command = [self._bentoml, "serve", service.service, "--host", "127.0.0.1", "--port", str(port)]
         cpus = self.replica_cpus
-
-        def prepare() -> None:
-            _die_with_parent()
-            if cpus:
-                os.sched_setaffinity(0, set(cpus))
-
         try:
-            process = subprocess.Popen(
+            process = spawn(
                 command,
+                run_id=self.run_id,
+                replica=replica_id,
                 cwd=service.path,
                 env=env,
                 stdout=log_path.open("wb"),
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=prepare,
+                cpus=cpus,
             )
         except OSError as error:
             raise DeployError(f"cannot start `bentoml serve` for {replica_id}: {error}") from error
@@ -315,6 +285,8 @@ class LocalTarget:
                 if not replica.stopping:
                     replica.crashed = True
                     replica.ready = False
+                    # Its workers may outlive it, still serving on the inherited socket.
+                    kill_all([found for found, _ in marked_processes(run_id=self.run_id, replica=replica.id)])
                     self.on_event(
                         "replica_crashed",
                         {
@@ -347,22 +319,9 @@ class LocalTarget:
         self._terminate(replica)
 
     def _terminate(self, replica: _Replica, grace_s: float = 10.0) -> None:
-        process = replica.process
-        # BentoML starts its workers in sessions of their own, so a process-group kill misses them:
-        # remember the whole tree first, ask the server to shut down, then end whatever is left.
-        tree = _process_tree(process.pid)
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=grace_s)
-        for member in tree + _process_tree(process.pid):
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                member.kill()
-        if process.poll() is None:
-            process.wait(timeout=5)
-        psutil.wait_procs(tree, timeout=5)
-        self.on_event("replica_stopped", {"replica": replica.id, "exit_code": process.returncode})
+        # SIGTERM lets BentoML shut its workers down; the mark finds the ones that left its tree.
+        stop_tree(replica.process, grace_s=grace_s, mark={RUN_ENV: self.run_id, REPLICA_ENV: replica.id})
+        self.on_event("replica_stopped", {"replica": replica.id, "exit_code": replica.process.returncode})
         with self._lock:
             self._replicas.pop(replica.id, None)
             self._samplers.pop(replica.id, None)

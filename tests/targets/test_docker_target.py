@@ -3,7 +3,10 @@ digits example image: requests, CPU limit, scaling, crash reporting, and nothing
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -18,7 +21,9 @@ from hypothesis import strategies as st
 
 from harness.config import Resources, Scenario, parse_scenario
 from harness.errors import DeployError
+from harness.processes import owner_id
 from harness.targets.docker import (
+    OWNER_LABEL,
     RUN_LABEL,
     DockerTarget,
     container_resources,
@@ -256,3 +261,28 @@ def test_missing_image_is_a_deploy_error(tmp_path: Path) -> None:
     with pytest.raises(DeployError, match="harness-test/no-such-image:0"):
         target.start(1)
     target.stop()
+
+
+@pytest.mark.integration
+def test_harness_cleanup_removes_containers_of_dead_harnesses_only(digits_image: str, client: Any) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead = owner_id(child.pid)
+    child.wait()
+    run_id = f"test-{uuid.uuid4().hex[:8]}"
+    left = client.containers.create(
+        digits_image, name=f"harness-{run_id}-left", labels={RUN_LABEL: run_id, OWNER_LABEL: dead}
+    )
+    live = client.containers.create(
+        digits_image, name=f"harness-{run_id}-live", labels={RUN_LABEL: run_id, OWNER_LABEL: owner_id()}
+    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "harness.cli", "cleanup"], cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"removed container harness-{run_id}-left of a harness that is gone" in result.stdout
+        assert [c.name for c in labelled(client, run_id)] == [f"harness-{run_id}-live"]
+    finally:
+        for container in (left, live):
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)

@@ -25,9 +25,11 @@ from kubernetes_fakes import FakeClock, FakeKubernetesApi, fixture
 from harness.config import AutoscalingConfig, Scenario, load_scenario
 from harness.errors import ConfigError, DeployError
 from harness.model import RunEvent
+from harness.processes import owner_id
 from harness.targets.base import ResourceUse
 from harness.targets.kubernetes import (
     HPA_PROBLEM_GRACE_S,
+    OWNER_LABEL,
     RUN_LABEL,
     KubernetesTarget,
     diagnose_hpa,
@@ -344,8 +346,9 @@ def test_start_applies_the_chart_labelled_and_waits_for_ready_pods(tmp_path: Pat
         for kind in ("PodDisruptionBudget", "Service", "Deployment", "HorizontalPodAutoscaler"):
             (stored,) = api.stored(kind)
             assert stored["metadata"]["labels"][RUN_LABEL] == RUN_ID
+            assert stored["metadata"]["labels"][OWNER_LABEL] == owner_id(), "this harness process owns it"
         (namespace,) = api.stored("Namespace")
-        assert namespace["metadata"] == {"name": "harness", "labels": {RUN_LABEL: RUN_ID}}
+        assert namespace["metadata"] == {"name": "harness", "labels": {RUN_LABEL: RUN_ID, OWNER_LABEL: owner_id()}}
         # minReplicas is 2, so the HPA starts where asked and the harness leaves spec.replicas alone.
         assert api.calls_named("scale") == []
         assert clock.sleeps == 1

@@ -1,0 +1,217 @@
+"""Sweeping what a run left behind: its marked processes, its cgroups, its containers, its cluster objects.
+
+`sweep_run` is what a run's watchdog (harness.processes.RunWatchdog) does once the harness is gone;
+`sweep_dead` is `harness cleanup`, and what every `harness run` does first: everything bearing the mark of a
+harness that no longer runs on this machine. What belongs to a live harness, or to another machine, is
+never touched (harness.processes.owner_alive).
+
+Run as `python -m harness.cleanup --watch RUN_ID OWNER` it is the watchdog: it reads resource lines from
+stdin until the harness closes the pipe, then sweeps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from harness.processes import OWNER_ENV, RUN_ENV, kill_all, marked_processes, owner_alive
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_PREFIX = "harness-"
+WATCH_FLAG = "--watch"
+
+
+def _log(lines: list[str], on_line: Callable[[str], None] | None, line: str) -> None:
+    lines.append(line)
+    if on_line is not None:
+        on_line(line)
+
+
+# --------------------------------------------------------------------------- cgroups
+
+
+def _cgroup_mounts(root: Path) -> list[Path]:
+    """Where harness cgroups can live: the unified hierarchy, or every v1 controller mount."""
+    if (root / "cgroup.controllers").exists():
+        return [root]
+    with contextlib.suppress(OSError):
+        return [path for path in root.iterdir() if path.is_dir() and not path.is_symlink()]
+    return []
+
+
+def _remove_cgroup(group: Path, mount: Path, timeout_s: float = 5.0) -> bool:
+    """Kill what is still inside, move nothing out, remove children first; True when it is gone."""
+    for child in sorted((p for p in group.iterdir() if p.is_dir()), reverse=True) if group.is_dir() else []:
+        _remove_cgroup(child, mount, timeout_s)
+    deadline_s = time.monotonic() + timeout_s
+    while True:
+        try:
+            pids = [int(pid) for pid in (group / "cgroup.procs").read_text().split()]
+            kill_all([psutil.Process(pid) for pid in pids if psutil.pid_exists(pid)])
+            group.rmdir()
+            return True
+        except FileNotFoundError:
+            return True
+        except psutil.NoSuchProcess:
+            continue
+        except OSError as error:
+            # EBUSY while an exiting process is still being removed from the group.
+            if error.errno == errno.EBUSY and time.monotonic() < deadline_s:
+                time.sleep(0.05)
+                continue
+            return False
+
+
+def _live_watched_runs() -> set[str]:
+    """Run ids whose watchdog still runs: their harness is alive, or their sweep is under way."""
+    runs = set()
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info.get("cmdline") or []
+        if WATCH_FLAG in cmdline and "harness.cleanup" in cmdline:
+            index = cmdline.index(WATCH_FLAG)
+            if index + 1 < len(cmdline):
+                runs.add(cmdline[index + 1])
+    return runs
+
+
+def harness_cgroups(root: Path = CGROUP_ROOT) -> dict[str, list[Path]]:
+    """The harness's per-run cgroups (`harness-<run id>` under each controller), by run id."""
+    found: dict[str, list[Path]] = {}
+    for mount in _cgroup_mounts(root):
+        with contextlib.suppress(OSError):
+            for group in mount.iterdir():
+                if group.is_dir() and group.name.startswith(CGROUP_PREFIX):
+                    found.setdefault(group.name.removeprefix(CGROUP_PREFIX), []).append(group)
+    return found
+
+
+def _cgroup_has_processes(group: Path) -> bool:
+    with contextlib.suppress(OSError):
+        for procs in group.rglob("cgroup.procs"):
+            if procs.read_text().strip():
+                return True
+    return False
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def sweep_run(
+    run_id: str,
+    owner: str,
+    resources: Iterable[dict[str, Any]] = (),
+    *,
+    cgroup_root: Path = CGROUP_ROOT,
+    on_line: Callable[[str], None] | None = None,
+) -> list[str]:
+    """Remove everything of one run: processes bearing its mark, its cgroups, then the registered resources
+    (containers, cluster objects). Returns one line per thing removed or left."""
+    lines: list[str] = []
+    processes = [process for process, _ in marked_processes(owner=owner, run_id=run_id)]
+    if processes:
+        kill_all(processes)
+        _log(lines, on_line, f"run {run_id}: killed {len(processes)} process(es)")
+    for group in harness_cgroups(cgroup_root).get(run_id, []):
+        mount = group.parent
+        if _remove_cgroup(group, mount):
+            _log(lines, on_line, f"run {run_id}: removed cgroup {group}")
+        else:
+            _log(lines, on_line, f"run {run_id}: could not remove cgroup {group}")
+    for resource in resources:
+        for line in _sweep_resource(run_id, resource):
+            _log(lines, on_line, line)
+    return lines
+
+
+def _sweep_resource(run_id: str, resource: dict[str, Any]) -> list[str]:
+    kind = resource.get("kind")
+    try:
+        if kind == "docker":
+            from harness.targets.docker import docker_client, remove_run_containers
+
+            removed = remove_run_containers(docker_client(), run_id)
+            return [f"run {run_id}: removed container {name}" for name in removed]
+        if kind == "kubernetes":
+            from harness.targets.kubernetes import delete_run_objects_of
+
+            return [f"run {run_id}: {line}" for line in delete_run_objects_of(resource, run_id)]
+    except Exception as error:  # a sweep reports what it could not do and goes on
+        return [f"run {run_id}: could not sweep {kind}: {error}"]
+    return [f"run {run_id}: unknown resource {resource}"]
+
+
+def sweep_dead(
+    *,
+    cgroup_root: Path = CGROUP_ROOT,
+    docker: bool = False,
+    kubeconfig: Path | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> list[str]:
+    """Everything bearing the mark of a harness of this machine that no longer runs: processes, then the
+    cgroups of runs without a live watchdog that hold no process, then (`docker`) containers and (with a
+    `kubeconfig`) the cluster's namespaces and objects."""
+    lines: list[str] = []
+    dead: dict[str, list[psutil.Process]] = {}
+    for process, mark in marked_processes():
+        if not owner_alive(mark[OWNER_ENV]):
+            dead.setdefault(mark[RUN_ENV], []).append(process)
+    for run_id, processes in sorted(dead.items()):
+        kill_all(processes)
+        _log(lines, on_line, f"run {run_id}: killed {len(processes)} process(es) of a harness that is gone")
+    watched = _live_watched_runs()
+    for run_id, groups in sorted(harness_cgroups(cgroup_root).items()):
+        if run_id in watched or any(_cgroup_has_processes(group) for group in groups):
+            continue
+        for group in groups:
+            if _remove_cgroup(group, group.parent):
+                _log(lines, on_line, f"run {run_id}: removed cgroup {group}")
+    if docker:
+        from harness.targets.docker import docker_client, remove_containers_of_dead_owners
+
+        for name in remove_containers_of_dead_owners(docker_client()):
+            _log(lines, on_line, f"removed container {name} of a harness that is gone")
+    if kubeconfig is not None:
+        from harness.targets.kubernetes import delete_objects_of_dead_owners
+        from harness.targets.kubernetes_api import ClientKubernetesApi
+
+        for line in delete_objects_of_dead_owners(ClientKubernetesApi.connect(kubeconfig)):
+            _log(lines, on_line, f"cluster: {line} (a harness that is gone)")
+    return lines
+
+
+# --------------------------------------------------------------------------- the watchdog's main
+
+
+def watch(run_id: str, owner: str, stream: Iterable[str]) -> list[str]:
+    """Read resource lines until the harness closes the pipe; sweep the run unless it finished cleanly
+    (then only its processes and cgroups, in case a worker escaped)."""
+    resources: list[dict[str, Any]] = []
+    finished = False
+    for line in stream:
+        with contextlib.suppress(json.JSONDecodeError):
+            message = json.loads(line)
+            if message.get("finished"):
+                finished = True
+            elif isinstance(message, dict) and "kind" in message:
+                resources.append(message)
+    return sweep_run(run_id, owner, [] if finished else resources)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3 or argv[0] != WATCH_FLAG:
+        print("usage: python -m harness.cleanup --watch RUN_ID OWNER", file=sys.stderr)
+        return 2
+    watch(argv[1], argv[2], sys.stdin)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
