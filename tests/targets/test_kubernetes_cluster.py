@@ -25,7 +25,8 @@ import yaml
 from harness.config import Scenario, parse_scenario
 from harness.errors import DeployError
 from harness.metrics.promql import PrometheusReplicaMetrics, urllib_fetch
-from harness.targets.kubernetes import RUN_LABEL, KubernetesTarget
+from harness.processes import owner_id
+from harness.targets.kubernetes import OWNER_LABEL, RUN_LABEL, KubernetesTarget
 from harness.targets.kubernetes_api import ClientKubernetesApi
 from tests.targets.conftest import DIGITS_DIR, ROOT, RealCluster
 
@@ -400,3 +401,77 @@ def test_in_cluster_generators_stream_their_records_and_agree_with_one(
         verdict = json.loads((run_dir / "verdict.json").read_text())
         verdicts[workers] = {(o["objective"], o["stage"]): o["status"] for o in verdict["objectives"]}
     assert verdicts[1] == verdicts[2] and set(verdicts[1].values()) == {"PASS"}, verdicts
+
+
+# --------------------------------------------------------------------------- a harness that dies
+
+
+def test_a_sigkilled_harness_has_its_namespace_deleted_by_its_watchdog(
+    cluster: RealCluster, digits_image: str, tmp_path: Path
+) -> None:
+    namespace = new_namespace()
+    scenario = {
+        "name": "killed-harness",
+        "service": {"path": str(DIGITS_DIR), "service": "service:DigitsClassifier"},
+        "target": {
+            "kind": "kubernetes",
+            "replicas": 1,
+            "kubernetes": {
+                "kubeconfig": str(cluster.kubeconfig),
+                "node_containerd": str(cluster.containerd),
+                "load_route": "pod-ip",
+                "image": digits_image,
+                "namespace": namespace,
+            },
+        },
+        "stages": [{"name": "long", "duration_s": 300, "users": 1}],
+        "output": {"dir": str(tmp_path / "reports")},
+    }
+    (tmp_path / "scenario.yaml").write_text(yaml.safe_dump(scenario))
+    harness = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "run", str(tmp_path / "scenario.yaml")],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    api = admin(cluster)
+    try:
+        wait_for(lambda: any((tmp_path / "reports").glob("*/stages.json")), "the load started", 180)
+        assert api.get("v1", "Namespace", None, namespace) is not None
+    finally:
+        harness.kill()
+        harness.wait()
+
+    def deleted() -> bool:
+        stored = api.get("v1", "Namespace", None, namespace)
+        return stored is None or stored.get("status", {}).get("phase") == "Terminating"
+
+    wait_for(deleted, "the namespace's deletion", 15)
+    wait_for(lambda: api.get("v1", "Namespace", None, namespace) is None, "the namespace gone", WAIT_S)
+
+
+def test_harness_cleanup_deletes_namespaces_of_dead_harnesses_only(cluster: RealCluster) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead = owner_id(child.pid)
+    child.wait()
+    api = admin(cluster)
+    left, live = new_namespace(), new_namespace()
+    for name, owner in ((left, dead), (live, owner_id())):
+        api.create(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {OWNER_LABEL: owner}}}
+        )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "harness.cli", "cleanup", "--no-docker", "--kubeconfig", str(cluster.kubeconfig)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"cluster: deleted namespace {left} (a harness that is gone)" in result.stdout
+        assert live not in result.stdout
+        assert (api.get("v1", "Namespace", None, live) or {}).get("status", {}).get("phase") == "Active"
+    finally:
+        api.delete("v1", "Namespace", None, live)
+        api.delete("v1", "Namespace", None, left)
