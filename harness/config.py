@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from harness.errors import ConfigError
+from harness.redact import redact_scenario_data
 
 _STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 # HPA-shaped models: YAML uses the Kubernetes spelling, Python uses snake_case.
@@ -667,10 +668,10 @@ class _NoAliasDumper(yaml.SafeDumper):
 
 
 def dump_scenario(scenario: Scenario) -> str:
-    """The scenario as YAML that `read_yaml` accepts again (no aliases, Kubernetes spelling for autoscaling)."""
-    return yaml.dump(
-        scenario.model_dump(mode="json", by_alias=True), Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True
-    )
+    """The scenario as YAML that `read_yaml` accepts again (no aliases, Kubernetes spelling for autoscaling),
+    with its secrets redacted (harness.redact): what a run directory keeps."""
+    data = redact_scenario_data(scenario.model_dump(mode="json", by_alias=True))
+    return yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True)
 
 
 def check_machine(scenario: Scenario, source: str) -> None:

@@ -340,9 +340,13 @@ class Run:
                     load_ended_s=self.load_ended_s,
                     warnings=self.warnings,
                 )
-                self.run_dir.write_json("metadata.json", self.metadata)
+                try:
+                    self.run_dir.write_json("metadata.json", self.metadata)
+                except ReportError as error:
+                    # A full disk: the first error is the one to report.
+                    failure = failure or error
         verdict = None
-        if self.test_start_s is not None:
+        if self.test_start_s is not None and not isinstance(failure, ReportError):
             verdict = conclude_run(self.run_dir, self.scenario)
             self._publish_verdict(verdict)
         self.run_dir.close()
@@ -493,6 +497,11 @@ class Run:
         locust.start()
 
         def on_poll() -> None:
+            # A record that could not be written (a full disk) ends the run: exit 2, the data so far kept.
+            if self.run_dir.failure is not None:
+                raise self.run_dir.failure
+            if collector.failure is not None:
+                raise collector.failure
             if self.test_start_s is None and locust.tail.test_start_s is not None:
                 # The stages as planned, as soon as the load starts: a run whose harness is killed can
                 # still be judged from what it wrote (`harness report`).

@@ -73,6 +73,9 @@ class RunDirectory:
         self.path = path
         self._files: dict[str, IO[str]] = {}
         self._lock = threading.Lock()
+        # The first record that could not be written: a run stops on it (exit 2) rather than go on
+        # collecting nothing; what was written before stays.
+        self.failure: ReportError | None = None
 
     def create(self) -> None:
         """Make the directory; a run never writes into an existing one (a reused run id)."""
@@ -94,11 +97,19 @@ class RunDirectory:
         name = RECORD_FILES[type(record)]
         line = json.dumps(to_json_dict(record), separators=(",", ":")) + "\n"
         with self._lock:
-            handle = self._files.get(name)
-            if handle is None:
-                handle = self._files[name] = self.file(name).open("a", encoding="utf-8")
-            handle.write(line)
-            handle.flush()
+            try:
+                handle = self._files.get(name)
+                if handle is None:
+                    handle = self._files[name] = self.file(name).open("a", encoding="utf-8")
+                handle.write(line)
+                handle.flush()
+            except OSError as error:
+                failure = ReportError(
+                    f"{self.file(name)}: cannot write a record ({error.strerror or error})",
+                    hint="the records written before are kept; free space or fix permissions, then run again",
+                )
+                self.failure = self.failure or failure
+                raise failure from error
 
     def write_text(self, name: str, text: str) -> Path:
         """Write a whole file atomically (temp file, then rename); returns its path."""
@@ -111,7 +122,8 @@ class RunDirectory:
     def close(self) -> None:
         with self._lock:
             for handle in self._files.values():
-                handle.close()
+                with contextlib.suppress(OSError):  # a full disk's error was reported when writing
+                    handle.close()
             self._files.clear()
 
     # ------------------------------------------------------------------ reading back

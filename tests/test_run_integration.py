@@ -22,6 +22,8 @@ import psutil
 import pytest
 import yaml
 
+from harness.processes import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = [sys.executable, "-m", "harness.cli"]
 
@@ -256,3 +258,54 @@ def test_killed_replica_and_killed_harness_leave_nothing_and_the_run_still_rende
     (stage,) = verdict["stages"]
     assert stage["requests"] > 0 and stage["end_s"] - stage["start_s"] < 120, "the stage is cut at the last record"
     assert any("killed before the run ended" in warning for warning in verdict["warnings"])
+
+
+def test_a_full_disk_mid_run_stops_it_with_exit_2_and_keeps_the_records(clean_tmp: Path) -> None:
+    tmp_path = clean_tmp
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            *(sys.executable, str(ROOT / "bench" / "synthetic_server.py"), "--port", str(port), "--mode", "jitter"),
+            *("--base-ms", "2", "--jitter-ms", "1", "--max-lifetime-s", "300"),
+        ]
+    )
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    # A 64 KiB file system: room for the scenario and a few seconds of records, then ENOSPC.
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], check=True)
+    try:
+        bodies = tmp_path / "bodies.jsonl"
+        bodies.write_text('{"x": 1}\n')
+        scenario = tmp_path / "full.yaml"
+        scenario.write_text(
+            yaml.safe_dump(
+                {
+                    "name": "full-disk",
+                    "service": {"path": str(tmp_path), "service": "synthetic:Jitter", "endpoint": "/predict"},
+                    "target": {"kind": "external", "urls": [f"http://127.0.0.1:{port}"]},
+                    "stages": [{"name": "long", "duration_s": 120, "arrival_rate_rps": 50}],
+                    "payload": {"source": "jsonl", "file": str(bodies)},
+                    "metrics": {"interval_s": 0.5},
+                    "output": {"dir": str(disk)},
+                }
+            )
+        )
+        result = subprocess.run(
+            [*HARNESS, "run", str(scenario)], cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False
+        )
+        assert result.returncode == 2, result.stderr[-2000:]
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        (run_dir,) = [p for p in disk.iterdir() if p.is_dir()]
+        # Which file meets the full disk first depends on timing; the error names it.
+        assert len(errors) == 1 and f"error: {run_dir}/" in errors[0], result.stderr[-2000:]
+        assert "cannot write" in errors[0] and "No space left on device" in errors[0], errors
+        # What was written before the disk filled is kept, every complete line readable.
+        kept = {path.name: path.read_text().splitlines() for path in run_dir.glob("*.jsonl")}
+        assert kept.get("events.jsonl") and kept.get("server_samples.jsonl"), kept.keys()
+        for lines in kept.values():
+            for line in lines[:-1]:
+                json.loads(line)
+        assert leftover_processes(run_dir.name) == []
+    finally:
+        server.kill()
+        subprocess.run(["umount", "--lazy", str(disk)], check=False)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError, ReportError
+from harness.model import ReplicaCount, RunEvent
 from harness.rundir import RunDirectory, write_atomically
 
 needs_dev_full = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
@@ -43,3 +44,17 @@ def test_a_run_directory_is_never_reused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"output\.run_id: run directory .*run-1 already exists") as caught:
         RunDirectory(tmp_path / "run-1").create()
     assert caught.value.hint is not None and "--run-id" in caught.value.hint
+
+
+def test_a_record_that_cannot_be_written_is_an_error_kept_for_the_run(tmp_path: Path) -> None:
+    run_dir = RunDirectory(tmp_path / "run")
+    run_dir.create()
+    event = RunEvent(t_s=1.0, kind="replica_started", detail={"replica": "replica-1"})
+    run_dir.append(event)
+    # Records of another type go to a file on a "full disk" (/dev/full fails every write with ENOSPC).
+    (run_dir.path / "replica_counts.jsonl").symlink_to("/dev/full")
+    with pytest.raises(ReportError, match=r"replica_counts.jsonl: cannot write a record \(No space left on device\)"):
+        run_dir.append(ReplicaCount(t_s=1.0, desired=1, ready=1))
+    assert run_dir.failure is not None and "replica_counts.jsonl" in str(run_dir.failure)
+    run_dir.close()
+    assert run_dir.read_records(RunEvent) == [event], "what was written before is kept"

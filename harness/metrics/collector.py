@@ -99,10 +99,18 @@ class MetricsCollector:
             thread.join(timeout_s if timeout_s is not None else self.interval_s + 2 * self.scrape_timeout_s + 5.0)
             if thread.is_alive():
                 self._record_event("warning", {"source": "metrics collector", "error": "did not stop in time"})
-        if self._failure is not None:
-            raise MetricsError(f"metrics collector stopped on an unexpected error: {self._failure!r}") from (
-                self._failure
-            )
+        failure = self.failure
+        if failure is not None:
+            raise failure
+
+    @property
+    def failure(self) -> HarnessError | None:
+        """What stopped the collection loop, if anything did (the run stops on it, never collects on silently)."""
+        if self._failure is None:
+            return None
+        if isinstance(self._failure, HarnessError):
+            return self._failure
+        return MetricsError(f"metrics collector stopped on an unexpected error: {self._failure!r}")
 
     @property
     def running(self) -> bool:

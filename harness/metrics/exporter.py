@@ -11,13 +11,15 @@ import http.client
 import math
 import threading
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, push_to_gateway, start_http_server
+from prometheus_client.exposition import basic_auth_handler, default_handler
 
 from harness.errors import MetricsError
 from harness.model import Status, Verdict
+from harness.redact import redact_text, redact_url, url_credentials
 
 LOOPBACK: Final = "127.0.0.1"
 # Numeric encoding of a Status in harness_objective_status and harness_run_status.
@@ -183,17 +185,28 @@ def verdict_registry(verdict: Verdict) -> CollectorRegistry:
 def push_verdict(
     pushgateway_url: str, job: str, run_id: str, verdict: Verdict, *, scenario: str, timeout_s: float = 10.0
 ) -> None:
-    """Push a verdict's final figures to a Pushgateway, grouped by run and scenario; MetricsError on failure."""
+    """Push a verdict's final figures to a Pushgateway, grouped by run and scenario; MetricsError on failure.
+
+    Credentials in the URL (`https://user:password@host`) are sent as HTTP basic auth and never shown."""
+    url, credentials = url_credentials(pushgateway_url)
+
+    def handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes) -> Any:
+        if credentials is None:
+            return default_handler(url, method, timeout, headers, data)
+        return basic_auth_handler(url, method, timeout, headers, data, credentials[0], credentials[1])
+
     try:
         push_to_gateway(
-            pushgateway_url,
+            url,
             job=job,
             registry=verdict_registry(verdict),
             grouping_key={"run": run_id, "scenario": scenario},
             timeout=timeout_s,
+            handler=handler,
         )
     except (OSError, http.client.HTTPException, ValueError) as error:
+        shown = redact_text(str(error), [credentials[1]] if credentials else [])
         raise MetricsError(
-            f"metrics.pushgateway_url {pushgateway_url}: push failed ({error})",
+            f"metrics.pushgateway_url {redact_url(pushgateway_url)}: push failed ({shown})",
             hint="is the Pushgateway running and reachable?",
         ) from error

@@ -18,6 +18,7 @@ import datetime as dt
 import http.client
 import re
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -33,6 +34,7 @@ from harness.errors import DeployError, HarnessError
 from harness.metrics.scrape import parse_bentoml_metrics
 from harness.model import ClientInterval, ServerSample
 from harness.processes import owner_alive, owner_id
+from harness.redact import redact_manifests
 from harness.targets.base import ReplicaInfo, ResourceUse
 from harness.targets.containerd_node import ContainerdNode
 from harness.targets.helm import MODEL_SERVICE_CHART, render_chart
@@ -586,7 +588,8 @@ class KubernetesTarget:
             namespace=self.namespace,
             kube_version=self.kube_version,
         )
-        (self.work_dir / "manifests.yaml").write_text(yaml.safe_dump_all(self.manifests, sort_keys=False))
+        kept = redact_manifests(self.manifests, self.scenario.service.env)
+        (self.work_dir / "manifests.yaml").write_text(yaml.safe_dump_all(kept, sort_keys=False))
         deployment = next(m for m in self.manifests if m["kind"] == "Deployment")
         self._deployment = deployment["metadata"]["name"]
         self._hpa_name = next(
@@ -848,8 +851,11 @@ class KubernetesTarget:
         created = kind.ensure()
         self.on_event("kind_cluster", {"cluster": kind.name, "created": created})
         if self._api is None:
-            kubeconfig = kind.write_kubeconfig(self.work_dir / "kubeconfig")
-            self._api = ClientKubernetesApi.connect(kubeconfig, None)
+            # The cluster's admin credentials never enter the run directory (nightly CI uploads it): a
+            # private temporary file, read once by the client, then removed.
+            with tempfile.TemporaryDirectory(prefix="harness-kind-") as private:
+                kubeconfig = kind.write_kubeconfig(Path(private) / "kubeconfig")
+                self._api = ClientKubernetesApi.connect(kubeconfig, None)
 
     def _warn_once(self, key: str, message: str, hint: str) -> None:
         if key not in self._warned:

@@ -3,6 +3,7 @@ tiny BentoML service in fixtures/tiny_service."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import signal
 import socket
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import psutil
 
+from harness.redact import url_credentials
+
 TINY_SERVICE_DIR = Path(__file__).parent / "fixtures" / "tiny_service"
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -26,8 +29,14 @@ def pick_free_port() -> int:
 
 
 def http_get(url: str, timeout_s: float = 5.0) -> tuple[int, str]:
+    """GET `url`; credentials in it (`http://user:password@host/`) go as HTTP basic auth."""
+    bare, credentials = url_credentials(url)
+    request = urllib.request.Request(bare)
+    if credentials is not None:
+        token = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     try:
-        with _NO_PROXY.open(url, timeout=timeout_s) as response:
+        with _NO_PROXY.open(request, timeout=timeout_s) as response:
             return int(response.status), response.read().decode("utf-8")
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode("utf-8", "replace")

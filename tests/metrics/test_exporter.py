@@ -263,3 +263,33 @@ def test_push_to_an_unreachable_gateway_names_the_url() -> None:
     url = f"http://127.0.0.1:{pick_free_port()}"
     with pytest.raises(MetricsError, match=url.replace(".", r"\.")):
         push_verdict(url, "harness", "run-1", _verdict(), scenario="s", timeout_s=2.0)
+
+
+@pytest.mark.integration
+def test_credentials_in_the_pushgateway_url_authenticate_and_are_never_shown(
+    system_packages: None, start_server: StartServer, tmp_path: Path
+) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt  # Debian's libxcrypt hashes bcrypt, the Pushgateway's basic-auth format
+
+        hashed = crypt.crypt("s3cret-pass", crypt.mksalt(crypt.METHOD_BLOWFISH))
+    config = tmp_path / "web.yml"
+    config.write_text(f"basic_auth_users:\n  pusher: '{hashed}'\n")
+    port = pick_free_port()
+    start_server(
+        [
+            "/usr/bin/prometheus-pushgateway",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--web.config.file={config}",
+        ],
+        f"http://pusher:s3cret-pass@127.0.0.1:{port}/-/ready",
+        "pushgateway with basic auth",
+    )
+    push_verdict(f"http://pusher:s3cret-pass@127.0.0.1:{port}", "harness", "run-7", _verdict(), scenario="s")
+    with pytest.raises(MetricsError) as refused:
+        push_verdict(f"http://pusher:wrong-pass@127.0.0.1:{port}", "harness", "run-8", _verdict(), scenario="s")
+    assert "401" in str(refused.value) and "wrong-pass" not in str(refused.value)
+    assert f"http://pusher:<redacted>@127.0.0.1:{port}" in str(refused.value)
