@@ -58,6 +58,7 @@ CLEANUP_KINDS = (
     ("apps/v1", "Deployment"),
     ("batch/v1", "Job"),
     ("v1", "ConfigMap"),
+    ("v1", "ServiceAccount"),
 )
 # Two metrics-server resolutions plus two HPA syncs (15 s each): how long an HPA may report missing metrics
 # for new pods before it is a problem worth a warning.

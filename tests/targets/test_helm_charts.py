@@ -287,7 +287,7 @@ def test_deployment_has_probes_and_graceful_termination() -> None:
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
 def test_loadgen_defaults_render_to_valid_manifests(kube_version: str) -> None:
     manifests = render_loadgen(None)
-    assert validate_all(manifests, kube_version) == ["Service", "Job", "Job"]
+    assert validate_all(manifests, kube_version) == ["ServiceAccount", "Service", "Job", "Job"]
     check_golden("loadgen-chart-defaults", manifests)
 
 
@@ -297,7 +297,7 @@ def test_loadgen_from_each_loadtest_scenario(path: Path, kube_version: str) -> N
     scenario = load_scenario(path)
     values = loadgen_values(scenario, "harness-loadgen:1", RUN_ID, service_url=SERVICE_URL, workers=3)
     manifests = render_loadgen(values)
-    assert validate_all(manifests, kube_version) == ["ConfigMap", "Service", "Job", "Job"]
+    assert validate_all(manifests, kube_version) == ["ServiceAccount", "ConfigMap", "Service", "Job", "Job"]
     master = next(m for m in manifests if m["metadata"]["name"] == "loadgen-master" and m["kind"] == "Job")
     worker = next(m for m in manifests if m["metadata"]["name"] == "loadgen-worker")
     args = master["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -305,10 +305,21 @@ def test_loadgen_from_each_loadtest_scenario(path: Path, kube_version: str) -> N
     assert f"--run-time={values['runTimeSeconds']}s" in args
     assert worker["spec"]["completions"] == worker["spec"]["parallelism"] == 3
     assert "--master-host=$(LOADGEN_MASTER_SERVICE_HOST)" in worker["spec"]["template"]["spec"]["containers"][0]["args"]
-    # Both Jobs end on their own, and are bounded if they do not.
+    # Both Jobs end on their own, and are bounded if they do not; their pods run under an account of their
+    # own with no token, as the "restricted" Pod Security Standard wants them.
+    account = by_kind(manifests, "ServiceAccount")
+    assert account["automountServiceAccountToken"] is False
     for job in (master, worker):
         assert job["spec"]["activeDeadlineSeconds"] >= values["runTimeSeconds"]
-        assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+        pod = job["spec"]["template"]["spec"]
+        assert pod["restartPolicy"] == "Never"
+        assert pod["serviceAccountName"] == account["metadata"]["name"] and pod["automountServiceAccountToken"] is False
+        assert (
+            pod["securityContext"]["runAsNonRoot"]
+            and pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        )
+        container = pod["containers"][0]["securityContext"]
+        assert container["readOnlyRootFilesystem"] and container["capabilities"]["drop"] == ["ALL"]
     plan = yaml.safe_load(by_kind(manifests, "ConfigMap")["data"]["load_plan.json"])
     assert plan["processes"] == 3
     assert [stage["name"] for stage in plan["stages"]] == [stage.name for stage in scenario.stages]

@@ -360,6 +360,21 @@ def test_autoscale_scenario_scales_out_and_back_in_under_the_real_hpa(
 
 
 def run_in_cluster(cluster: RealCluster, digits_image: str, tmp_path: Path, workers: int) -> Path:
+    """One in-cluster run in a namespace that enforces the "restricted" Pod Security Standard: the loadgen
+    chart's pods (own service account, no token, non-root, read-only root) are admitted as the model's are."""
+    api = admin(cluster)
+    namespace = new_namespace()
+    restricted = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn")}
+    api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": restricted}})
+    try:
+        return run_restricted_in_cluster(cluster, digits_image, tmp_path, workers, namespace)
+    finally:
+        api.delete("v1", "Namespace", None, namespace)
+
+
+def run_restricted_in_cluster(
+    cluster: RealCluster, digits_image: str, tmp_path: Path, workers: int, namespace: str
+) -> Path:
     scenario = {
         "name": f"in-cluster-{workers}",
         "service": {"path": str(DIGITS_DIR), "service": "service:DigitsClassifier"},
@@ -370,7 +385,7 @@ def run_in_cluster(cluster: RealCluster, digits_image: str, tmp_path: Path, work
                 "kubeconfig": str(cluster.kubeconfig),
                 "node_containerd": str(cluster.containerd),
                 "image": digits_image,
-                "namespace": new_namespace(),
+                "namespace": namespace,
                 "loadgen": "in-cluster",
                 "loadgen_workers": workers,
             },

@@ -63,6 +63,8 @@ harness.dev/run-id: {{ . | quote }}
 {{- define "loadgen.volumeMounts" -}}
 - name: results
   mountPath: /results
+- name: tmp
+  mountPath: /tmp
 {{- if .Values.locustfile.inline }}
 - name: locustfile
   mountPath: /etc/locust
@@ -77,6 +79,8 @@ harness.dev/run-id: {{ . | quote }}
 
 {{- define "loadgen.volumes" -}}
 - name: results
+  emptyDir: {}
+- name: tmp
   emptyDir: {}
 {{- if .Values.locustfile.inline }}
 - name: locustfile
