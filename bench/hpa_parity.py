@@ -10,14 +10,15 @@ IPs. Writes the table to reports/bench-hpa-parity.md. Needs `make cluster` and D
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from harness.model import ReplicaCount
+from harness.rundir import RunDirectory
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "loadtests" / "autoscale.yaml"
@@ -54,34 +55,36 @@ class AutoscalingRun:
     desired_every_bucket: tuple[int, ...]
 
 
-def desired_timeline(counts: Sequence[dict[str, Any]], start_s: float, end_s: float) -> tuple[int, ...]:
+def desired_timeline(counts: Sequence[ReplicaCount], start_s: float, end_s: float) -> tuple[int, ...]:
     """The desired replica count in force at start_s, start_s + BUCKET_S, ... up to end_s (last record at or
     before each instant; the first record's count before it)."""
-    ordered = sorted(counts, key=lambda c: c["t_s"])
+    ordered = sorted(counts, key=lambda c: c.t_s)
     timeline = []
     t_s = start_s
     while t_s <= end_s and ordered:
-        before = [c for c in ordered if c["t_s"] <= t_s]
-        timeline.append(int((before[-1] if before else ordered[0])["desired"]))
+        before = [c for c in ordered if c.t_s <= t_s]
+        timeline.append((before[-1] if before else ordered[0]).desired)
         t_s += BUCKET_S
     return tuple(timeline)
 
 
-def read_run(run_dir: Path, target: str) -> AutoscalingRun:
-    verdict = json.loads((run_dir / "verdict.json").read_text())
-    stages = {s["name"]: s for s in json.loads((run_dir / "stages.json").read_text())}
-    counts = [json.loads(line) for line in (run_dir / "replica_counts.jsonl").read_text().splitlines()]
-    step = next((s for s in verdict.get("autoscaling") or [] if s["stage"] == STEP_STAGE), {})
-    last_end_s = max(s["end_s"] for s in stages.values())
+def read_run(path: Path, target: str) -> AutoscalingRun:
+    run_dir = RunDirectory(path)
+    verdict = run_dir.read_verdict()
+    stages = {s.name: s for s in run_dir.read_stages()}
+    step = next((s for s in verdict.autoscaling if s.stage == STEP_STAGE), None)
+    last_end_s = max(s.end_s for s in stages.values())
     return AutoscalingRun(
         target=target,
-        status=verdict["status"],
-        first_scale_up_decision_s=step.get("first_scale_up_decision_s"),
-        new_replicas_ready_s=step.get("new_replicas_ready_s"),
-        violation_s=step.get("violation_s"),
-        replicas_max=step.get("replicas_max"),
-        replicas_final=step.get("replicas_final"),
-        desired_every_bucket=desired_timeline(counts, stages[STEP_STAGE]["start_s"], last_end_s),
+        status=verdict.status.value,
+        first_scale_up_decision_s=step.first_scale_up_decision_s if step else None,
+        new_replicas_ready_s=step.new_replicas_ready_s if step else None,
+        violation_s=step.violation_s if step else None,
+        replicas_max=step.replicas_max if step else None,
+        replicas_final=step.replicas_final if step else None,
+        desired_every_bucket=desired_timeline(
+            run_dir.read_records(ReplicaCount), stages[STEP_STAGE].start_s, last_end_s
+        ),
     )
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from bench.hpa_parity import BUCKET_S, AutoscalingRun, desired_timeline, parity_table
+from harness.model import ReplicaCount
 
 
 def test_desired_timeline_takes_the_count_in_force_at_each_instant() -> None:
     counts = [
-        {"t_s": 99.0, "desired": 1},
-        {"t_s": 105.0, "desired": 2},
-        {"t_s": 121.0, "desired": 4},
-        {"t_s": 140.0, "desired": 3},
+        ReplicaCount(t_s=99.0, desired=1, ready=1),
+        ReplicaCount(t_s=105.0, desired=2, ready=1),
+        ReplicaCount(t_s=121.0, desired=4, ready=2),
+        ReplicaCount(t_s=140.0, desired=3, ready=4),
     ]
     assert desired_timeline(counts, 100.0, 100.0 + 4 * BUCKET_S) == (1, 2, 2, 4, 3)
     # Before the first record the first record's count stands; no records, no timeline.
