@@ -16,9 +16,9 @@ from harness.config import (
     HPAScalingPolicy,
     HPAScalingRules,
     MetricSpec,
-    parse_quantity,
 )
 from harness.errors import ConfigError
+from harness.quantity import parse_quantity
 
 # kube-controller-manager --horizontal-pod-autoscaler-downscale-stabilization; AutoscalingConfig has no field for it.
 DOWNSCALE_STABILIZATION_S = 300.0

@@ -8,7 +8,6 @@ names (camelCase) because it feeds both the local autoscaler and the Helm chart 
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from pathlib import Path
@@ -27,38 +26,12 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from harness.errors import ConfigError
+from harness.quantity import parse_quantity
 from harness.redact import redact_scenario_data
 
 _STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 # HPA-shaped models: YAML uses the Kubernetes spelling, Python uses snake_case.
 _HPA = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, alias_generator=to_camel, populate_by_name=True)
-
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
-_QUANTITY_FACTOR = {
-    None: 1.0,
-    "m": 1e-3,
-    "k": 1e3,
-    "M": 1e6,
-    "G": 1e9,
-    "T": 1e12,
-    "Ki": 2.0**10,
-    "Mi": 2.0**20,
-    "Gi": 2.0**30,
-    "Ti": 2.0**40,
-}
-
-
-def parse_quantity(value: str | int | float) -> float:
-    """Parse a Kubernetes resource quantity ("500m", "2", "512Mi") into a plain number; never negative."""
-    if isinstance(value, int | float):
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"'{value}' is not a Kubernetes quantity (expected a finite number >= 0, e.g. 0.5)")
-        return float(value)
-    match = _QUANTITY.match(str(value).strip())
-    if not match:
-        raise ValueError(f"'{value}' is not a Kubernetes quantity (expected e.g. 500m, 2, 512Mi)")
-    return float(match.group(1)) * _QUANTITY_FACTOR[match.group(2)]
-
 
 Quantity = Annotated[str | int | float, Field(union_mode="left_to_right")]
 

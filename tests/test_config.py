@@ -12,7 +12,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.config import Scenario, dump_scenario, load_scenario, parse_quantity, parse_scenario
+from harness.config import Scenario, dump_scenario, load_scenario, parse_scenario
 from harness.errors import ConfigError
 from harness.redact import REDACTED
 
@@ -155,13 +155,6 @@ def test_autoscaling_section_uses_hpa_field_names() -> None:
     dumped = scenario.autoscaling.model_dump(by_alias=True, exclude_none=True)
     assert dumped["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 30
     assert dumped["maxReplicas"] == 3
-
-
-@pytest.mark.parametrize(
-    ("text", "value"), [("500m", 0.5), ("2", 2.0), ("512Mi", 512 * 2**20), ("1Gi", 2**30), ("1.5", 1.5), (3, 3.0)]
-)
-def test_parse_quantity(text: str | int, value: float) -> None:
-    assert parse_quantity(text) == pytest.approx(value)
 
 
 def write(tmp_path: Path, text: str | bytes, name: str = "s.yaml") -> Path:

@@ -16,14 +16,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import http.client
-import re
 import statistics
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +32,7 @@ from harness.errors import DeployError, HarnessError
 from harness.metrics.scrape import parse_bentoml_metrics
 from harness.model import ClientInterval, ServerSample
 from harness.processes import owner_alive, owner_id
+from harness.quantity import parse_quantity
 from harness.redact import redact_manifests
 from harness.targets.base import ReplicaInfo, ResourceUse
 from harness.targets.containerd_node import ContainerdNode
@@ -73,40 +72,6 @@ _FATAL_WAITING_REASONS = frozenset(
 
 
 # --------------------------------------------------------------------------- reading API objects
-
-
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(n|u|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
-_SUFFIX = {
-    None: Decimal(1),
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "k": Decimal("1e3"),
-    "M": Decimal("1e6"),
-    "G": Decimal("1e9"),
-    "T": Decimal("1e12"),
-    "P": Decimal("1e15"),
-    "E": Decimal("1e18"),
-    "Ki": Decimal(2**10),
-    "Mi": Decimal(2**20),
-    "Gi": Decimal(2**30),
-    "Ti": Decimal(2**40),
-    "Pi": Decimal(2**50),
-    "Ei": Decimal(2**60),
-}
-
-
-def quantity_value(quantity: str | int | float) -> float:
-    """A Kubernetes quantity as a number, with every suffix the API server emits ("250123456n", "301234Ki")."""
-    if isinstance(quantity, int | float):
-        return float(quantity)
-    match = _QUANTITY.match(quantity.strip())
-    if not match:
-        raise ValueError(f"'{quantity}' is not a Kubernetes quantity")
-    try:
-        return float(Decimal(match.group(1)) * _SUFFIX[match.group(2)])
-    except InvalidOperation as error:
-        raise ValueError(f"'{quantity}' is not a Kubernetes quantity") from error
 
 
 def parse_time(timestamp: str | None) -> float | None:
@@ -176,8 +141,8 @@ def pod_resource_use(pod_metrics: dict[str, Any]) -> dict[str, ResourceUse]:
         cpu = [c["usage"]["cpu"] for c in containers if "cpu" in (c.get("usage") or {})]
         memory = [c["usage"]["memory"] for c in containers if "memory" in (c.get("usage") or {})]
         use[item["metadata"]["name"]] = ResourceUse(
-            cpu_cores=sum(quantity_value(q) for q in cpu) if cpu else None,
-            rss_bytes=sum(quantity_value(q) for q in memory) if memory else None,
+            cpu_cores=sum(parse_quantity(q) for q in cpu) if cpu else None,
+            rss_bytes=sum(parse_quantity(q) for q in memory) if memory else None,
         )
     return use
 

@@ -18,9 +18,9 @@ import yaml
 
 from harness.config import AutoscalingConfig, Scenario, load_scenario
 from harness.errors import ConfigError
+from harness.quantity import parse_quantity
 from harness.targets.helm import LOADGEN_CHART, MODEL_SERVICE_CHART, render_chart
 from harness.targets.helm_values import loadgen_values, model_service_values
-from harness.targets.kubernetes import quantity_value
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
@@ -116,7 +116,7 @@ def quantities_as_numbers(node: Any) -> Any:
     """Quantities compared by value: the chart writes "4" where a scenario may say 4."""
     if isinstance(node, dict):
         return {
-            key: quantity_value(value)
+            key: parse_quantity(value)
             if key in ("averageValue", "value", "tolerance")
             else quantities_as_numbers(value)
             for key, value in node.items()

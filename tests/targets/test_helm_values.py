@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.config import AutoscalingConfig, Scenario, load_scenario, parse_quantity
+from harness.config import AutoscalingConfig, Scenario, load_scenario
 from harness.errors import ConfigError
+from harness.quantity import parse_quantity
 from harness.targets.helm_values import (
     HPA_SPEC_FIELDS,
     format_quantity,

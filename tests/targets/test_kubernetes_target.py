@@ -18,8 +18,6 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given
-from hypothesis import strategies as st
 from kubernetes_fakes import FakeClock, FakeKubernetesApi, fixture
 
 from harness.config import AutoscalingConfig, Scenario, load_scenario
@@ -41,7 +39,6 @@ from harness.targets.kubernetes import (
     pod_events,
     pod_replica,
     pod_resource_use,
-    quantity_value,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,33 +131,6 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
 
 
 # --------------------------------------------------------------------------- reading API objects
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("441123456n", 0.441123456),
-        ("250m", 0.25),
-        ("2", 2.0),
-        ("318712Ki", 318712 * 1024.0),
-        ("1.5Gi", 1.5 * 2**30),
-        ("12u", 12e-6),
-        ("2e3", 2000.0),
-        ("0", 0.0),
-    ],
-)
-def test_quantity_value(text: str, expected: float) -> None:
-    assert quantity_value(text) == pytest.approx(expected)
-
-
-@given(st.integers(0, 10**12), st.sampled_from([("n", 1e-9), ("m", 1e-3), ("", 1.0), ("Ki", 1024.0), ("M", 1e6)]))
-def test_quantity_value_scales_by_suffix(number: int, suffix: tuple[str, float]) -> None:
-    assert quantity_value(f"{number}{suffix[0]}") == pytest.approx(number * suffix[1])
-
-
-def test_quantity_value_rejects_garbage() -> None:
-    with pytest.raises(ValueError, match="not a Kubernetes quantity"):
-        quantity_value("lots")
 
 
 def test_pod_replica_from_a_ready_pod() -> None:
