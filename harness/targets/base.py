@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 
 R = TypeVar("R")
 
+# Every object a run creates (containers, Kubernetes objects) carries this label with the run's id, so stop()
+# and a later run find all of them by one selector. The charts spell it too (templates/_helpers.tpl).
+RUN_LABEL = "harness.dev/run-id"
+
 
 @dataclass(frozen=True)
 class ReplicaInfo:

@@ -2,7 +2,7 @@
 
 Containers get the scenario's CPU and memory (limits, else requests) and listen on 127.0.0.1 only: a
 published port in "publish" mode, BentoML's own port on the host network in "host" mode. The label
-`harness.run-id=<run>` lets `stop()` remove every container of the run, even ones this process lost
+`harness.dev/run-id=<run>` lets `stop()` remove every container of the run, even ones this process lost
 track of, and lets a later run remove what a crashed one left behind.
 """
 
@@ -23,10 +23,9 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from harness.config import Scenario
 from harness.errors import DeployError
 from harness.processes import free_port, owner_alive, owner_id
-from harness.targets.base import ReplicaInfo, ResourceUse, scale_plan, wait_until_ready
+from harness.targets.base import RUN_LABEL, ReplicaInfo, ResourceUse, scale_plan, wait_until_ready
 from harness.targets.local import bentoml_config_options, http_ok
 
-RUN_LABEL = "harness.run-id"
 REPLICA_LABEL = "harness.replica"
 # The harness process that started the container (harness.processes.owner_id): `harness cleanup` removes
 # the containers of owners that are gone.

@@ -34,7 +34,7 @@ from harness.model import ClientInterval, ServerSample
 from harness.processes import owner_alive, owner_id
 from harness.quantity import parse_quantity
 from harness.redact import redact_manifests
-from harness.targets.base import ReplicaInfo, ResourceUse
+from harness.targets.base import RUN_LABEL, ReplicaInfo, ResourceUse
 from harness.targets.containerd_node import ContainerdNode
 from harness.targets.helm import MODEL_SERVICE_CHART, render_chart
 from harness.targets.helm_values import CONTAINER_PORT, hpa_tolerance_support, model_service_values, run_id_label
@@ -42,7 +42,6 @@ from harness.targets.kind import KindCluster
 from harness.targets.kubernetes_api import ClientKubernetesApi, KubernetesApi, PortForwardRelay, SocketLike
 from harness.targets.kubernetes_loadgen import InClusterLoad
 
-RUN_LABEL = "harness.dev/run-id"
 # The harness process that applied the object (harness.processes.owner_id): `harness cleanup --kubeconfig`
 # deletes what harnesses of this machine that are gone left in the cluster.
 OWNER_LABEL = "harness.dev/owner"

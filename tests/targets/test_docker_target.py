@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from harness.config import Resources, Scenario, parse_scenario
 from harness.errors import DeployError
 from harness.processes import owner_id
+from harness.targets.base import RUN_LABEL
 from harness.targets.docker import (
     OWNER_LABEL,
-    RUN_LABEL,
     DockerTarget,
     container_resources,
     cpu_cores_between,

@@ -19,6 +19,7 @@ import yaml
 from harness.config import AutoscalingConfig, Scenario, load_scenario
 from harness.errors import ConfigError
 from harness.quantity import parse_quantity
+from harness.targets.base import RUN_LABEL
 from harness.targets.helm import LOADGEN_CHART, MODEL_SERVICE_CHART, render_chart
 from harness.targets.helm_values import loadgen_values, model_service_values
 
@@ -266,6 +267,15 @@ def test_disabled_autoscaling_renders_no_hpa_and_fixed_replicas() -> None:
     manifests = render_model_service(model_service_values(scenario, IMAGE, RUN_ID))
     assert "HorizontalPodAutoscaler" not in {m["kind"] for m in manifests}
     assert by_kind(manifests, "Deployment")["spec"]["replicas"] == scenario.target.replicas
+
+
+def test_every_object_of_both_charts_carries_the_harness_run_label() -> None:
+    scenario = default_scenario()
+    rendered = [
+        *render_model_service(model_service_values(scenario, IMAGE, RUN_ID)),
+        *render_loadgen({"runId": RUN_ID}),
+    ]
+    assert {manifest["metadata"]["labels"].get(RUN_LABEL) for manifest in rendered} == {RUN_ID}
 
 
 def test_deployment_has_probes_and_graceful_termination() -> None:

@@ -26,7 +26,8 @@ from harness.config import Scenario, parse_scenario
 from harness.errors import DeployError
 from harness.metrics.promql import PrometheusReplicaMetrics, urllib_fetch
 from harness.processes import owner_id
-from harness.targets.kubernetes import OWNER_LABEL, RUN_LABEL, KubernetesTarget
+from harness.targets.base import RUN_LABEL
+from harness.targets.kubernetes import OWNER_LABEL, KubernetesTarget
 from harness.targets.kubernetes_api import ClientKubernetesApi
 from tests.targets.conftest import DIGITS_DIR, ROOT, RealCluster
 

@@ -24,11 +24,10 @@ from harness.config import AutoscalingConfig, Scenario, load_scenario
 from harness.errors import ConfigError, DeployError
 from harness.model import RunEvent
 from harness.processes import owner_id
-from harness.targets.base import ResourceUse
+from harness.targets.base import RUN_LABEL, ResourceUse
 from harness.targets.kubernetes import (
     HPA_PROBLEM_GRACE_S,
     OWNER_LABEL,
-    RUN_LABEL,
     KubernetesTarget,
     diagnose_hpa,
     diagnose_pods,
