@@ -3,7 +3,8 @@
 `FakeKubernetesApi` keeps applied and created objects in a dict (so apply -> list -> delete behaves like a
 server), answers the kinds given in `recorded` with recorded API responses (JSON fixtures in
 fixtures/kubernetes/, one per call, the last repeated), and logs every call so tests can assert what the
-target asked for. `FakeClock` is the injected clock whose `sleep` advances time instantly.
+target asked for. `FakeClock` is the injected clock whose `sleep` advances time instantly; `fixture` and `pods` read the
+recorded responses.
 """
 
 from __future__ import annotations
@@ -18,12 +19,29 @@ from typing import Any
 from harness.targets.kubernetes_api import KubernetesApiError, SocketLike, status_message
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kubernetes"
+# What the recorded fixtures hold: the image the pods run and their names.
+IMAGE = "digits-classifier:20250301"
+POD_1, POD_2, POD_3 = (
+    "model-service-6d4cf56db6-2xk9p",
+    "model-service-6d4cf56db6-q8v4m",
+    "model-service-6d4cf56db6-w7t2h",
+)
+CRASH_LOG = (FIXTURES / "crash_loop_previous.log").read_text()
 
 
 def fixture(name: str) -> dict[str, Any]:
     """A recorded API response."""
     loaded: dict[str, Any] = json.loads((FIXTURES / name).read_text())
     return loaded
+
+
+def pods(name: str) -> list[dict[str, Any]]:
+    """The pods of a recorded PodList."""
+    return list(fixture(name)["items"])
+
+
+def no_logs(pod: str, container: str, previous: bool) -> str:
+    raise AssertionError("no log should be read")
 
 
 def _matches(labels: dict[str, str], selector: str | None) -> bool:
