@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from harness.errors import ConfigError
+from harness.objectives import ObjectiveMetric, documented_metric_names, latency_percentile, objective_metric
 from harness.quantity import parse_quantity
 from harness.redact import redact_scenario_data
 
@@ -252,17 +253,12 @@ class LoadConfig(BaseModel):
 
 # --------------------------------------------------------------------------- objectives and analysis
 
-_OBJECTIVE_METRIC = re.compile(
-    r"^(latency_p(?P<q>[0-9]{1,2}(?:\.[0-9]+)?)_ms|error_rate|throughput_rps|"
-    r"scale_up_within_s|max_violation_s|ready_within_s)$"
-)
-
 
 class Objective(BaseModel):
     """One service-level objective: a metric and a bound, checked on every judged stage."""
 
     model_config = _STRICT
-    metric: str = Field(description="latency_pNN_ms, error_rate, throughput_rps, scale_up_within_s, max_violation_s")
+    metric: str = Field(description=documented_metric_names())
     max: float | None = None
     min: float | None = None
     stages: list[str] | None = Field(default=None, description="stage names; default: every judged stage")
@@ -270,15 +266,7 @@ class Objective(BaseModel):
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, value: str) -> str:
-        match = _OBJECTIVE_METRIC.match(value)
-        if not match:
-            raise ValueError(
-                f"'{value}' is not an objective metric (expected latency_pNN_ms such as latency_p95_ms, "
-                "error_rate, throughput_rps, scale_up_within_s, max_violation_s or ready_within_s)"
-            )
-        q = match.group("q")
-        if q is not None and not 0 < float(q) < 100:
-            raise ValueError(f"percentile in '{value}' must be between 0 and 100")
+        objective_metric(value)
         return value
 
     @model_validator(mode="after")
@@ -290,9 +278,12 @@ class Objective(BaseModel):
     @property
     def percentile(self) -> float | None:
         """The percentile (0-100) this objective is about, for latency objectives."""
-        match = _OBJECTIVE_METRIC.match(self.metric)
-        q = match.group("q") if match else None
-        return None if q is None else float(q)
+        return latency_percentile(self.metric)
+
+    @property
+    def kind(self) -> ObjectiveMetric:
+        """The registry entry of this objective's metric: unit, how it is measured and shown."""
+        return objective_metric(self.metric)
 
     @property
     def name(self) -> str:

@@ -139,6 +139,11 @@ class PercentileEstimate:
     confidence: float
 
 
+def percentile_key(q: float) -> str:
+    """The key of a percentile in `StageResult.latency` and `sample_shortfalls`: p50, p95, p99.9."""
+    return f"p{q:g}"
+
+
 @dataclass(frozen=True)
 class StageResult:
     """Everything measured in one stage."""

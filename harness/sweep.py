@@ -19,7 +19,6 @@ from harness.errors import ConfigError
 from harness.exit_codes import ExitCode
 from harness.model import Status, to_json_dict
 from harness.rundir import write_atomically
-from harness.verdict import requests_to_pass_error_rate
 
 # A probe's warm-up: long enough for connections, batching and caches to settle.
 WARMUP_S = 5.0
@@ -34,13 +33,7 @@ def probe_scenario(scenario: Scenario, rate_rps: float, duration_s: float, run_i
         Stage(name="warmup", duration_s=WARMUP_S, arrival_rate_rps=rate_rps, judged=False),
         Stage(name="probe", duration_s=duration_s, arrival_rate_rps=rate_rps, arrival="poisson"),
     ]
-    # Latency and errors decide; a fixed throughput floor would fail every probe below it, and a
-    # service that falls behind an open-model rate shows it as queueing latency anyway.
-    objectives = [
-        o.model_copy(update={"stages": None})
-        for o in scenario.objectives
-        if o.percentile is not None or o.metric == "error_rate"
-    ]
+    objectives = [o.model_copy(update={"stages": None}) for o in scenario.objectives if o.kind.decides_sweep_probes]
     return scenario.model_copy(
         update={
             "stages": stages,
@@ -72,11 +65,11 @@ def _search(
 
     latency_percentiles = [o.percentile for o in base.objectives if o.percentile is not None]
     percentile = max(latency_percentiles, default=95.0)
-    error_rate_requests = max(
+    requests_to_pass = max(
         (
-            requests_to_pass_error_rate(o.max, base.validity.confidence)
+            o.kind.requests_to_pass(o.max, base.validity.confidence)
             for o in base.objectives
-            if o.metric == "error_rate" and o.max is not None and 0 < o.max < 1
+            if o.kind.requests_to_pass is not None
         ),
         default=0,
     )
@@ -92,9 +85,9 @@ def _search(
             min_tail_samples=base.validity.min_tail_samples,
             min_duration_s=min_probe_s if min_probe_s is not None else 10.0,
         )
-        # An error-rate objective can only PASS with enough requests, even with no failure at all;
+        # Some objectives (an error rate) can only PASS with enough requests, even with no failure at all;
         # 20% more arrivals than that covers Poisson shortfall.
-        duration_s = max(duration_s, 1.2 * error_rate_requests / rate)
+        duration_s = max(duration_s, 1.2 * requests_to_pass / rate)
         run_id = f"{label}probe-{len(probes) + 1:02d}-{rate:.1f}rps"
         console.print(f"{label}probe {len(probes) + 1}: {rate:.1f} rps for {duration_s:.0f} s")
         outcome = Run(probe_scenario(base, rate, duration_s, run_id, len(probes))).execute()

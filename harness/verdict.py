@@ -3,13 +3,9 @@
 An objective is decided by where its measurement's confidence interval lies relative to the threshold:
 PASS when the whole interval is on the good side, FAIL when the whole interval is on the bad side,
 WARN when it straddles the threshold (the data cannot tell), INCONCLUSIVE when the stage is invalid or
-the value could not be measured. A missing interval bound counts as unbounded on that side.
-
-    latency_pNN_ms   the stage's pNN and its order-statistic CI (harness.analysis.latency), in ms
-    error_rate       failures / requests with a Wilson score interval
-    throughput_rps   requests / duration with an exact (Garwood) Poisson interval on the count
-    scale_up_within_s, ready_within_s, max_violation_s
-                     per load step, from StepAutoscaling (no CI: one observation per step)
+the value could not be measured. A missing interval bound counts as unbounded on that side. How each
+metric is measured (and with which interval) is its entry in harness.objectives; autoscaling metrics
+are judged per load step, from StepAutoscaling, with no CI (one observation per step).
 
 The run's status is the worst result: FAIL if any FAIL, else INCONCLUSIVE if any, else WARN if any,
 else PASS; with no objectives it is INCONCLUSIVE. Process exit codes: PASS 0, WARN 0, FAIL 1,
@@ -22,9 +18,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scipy.stats import chi2, norm
-
-from harness.analysis.stages import percentile_key
 from harness.config import Objective
 from harness.exit_codes import ExitCode
 from harness.model import (
@@ -35,7 +28,9 @@ from harness.model import (
     Status,
     StepAutoscaling,
     Verdict,
+    percentile_key,
 )
+from harness.objectives import is_per_step, objective_metric
 
 EXIT_CODES: dict[Status, ExitCode] = {
     Status.PASS: ExitCode.OK,
@@ -43,47 +38,7 @@ EXIT_CODES: dict[Status, ExitCode] = {
     Status.FAIL: ExitCode.FAIL,
     Status.INCONCLUSIVE: ExitCode.INCONCLUSIVE,
 }
-AUTOSCALING_METRICS = ("scale_up_within_s", "ready_within_s", "max_violation_s")
 NO_OBJECTIVES_WARNING = "no objectives were given, so nothing was judged (add objectives: to the scenario)"
-
-
-# --------------------------------------------------------------------------- intervals
-
-
-def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion; (0, 1) when there are no trials."""
-    if trials <= 0:
-        return 0.0, 1.0
-    if not 0 <= successes <= trials:
-        raise ValueError(f"successes={successes} must be within 0..trials={trials}")
-    z = float(norm.ppf(0.5 + confidence / 2))
-    p = successes / trials
-    denominator = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denominator
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
-    # At p = 0 or 1 the exact bound is the endpoint; floating-point noise must not move it off.
-    low = 0.0 if successes == 0 else max(0.0, centre - half)
-    high = 1.0 if successes == trials else min(1.0, centre + half)
-    return low, high
-
-
-def requests_to_pass_error_rate(max_error_rate: float, confidence: float = 0.95) -> int:
-    """Fewest requests for an `error_rate <= max` objective to PASS even with zero failures: the Wilson
-    upper bound at 0 failures is z^2 / (n + z^2), below max when n > z^2 (1 - max) / max."""
-    if not 0 < max_error_rate < 1:
-        raise ValueError(f"max_error_rate={max_error_rate} must be within (0, 1)")
-    z = float(norm.ppf(0.5 + confidence / 2))
-    return math.floor(z * z * (1 - max_error_rate) / max_error_rate) + 1
-
-
-def garwood_interval(count: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Exact (Garwood) confidence interval for a Poisson mean given an observed count."""
-    if count < 0:
-        raise ValueError(f"count={count} must be >= 0")
-    alpha = 1 - confidence
-    low = 0.0 if count == 0 else float(chi2.ppf(alpha / 2, 2 * count)) / 2
-    high = float(chi2.ppf(1 - alpha / 2, 2 * count + 2)) / 2
-    return low, high
 
 
 # --------------------------------------------------------------------------- the straddle rule
@@ -170,38 +125,12 @@ def _result(
     )
 
 
-def _measure(
-    objective: Objective, stage: StageResult, confidence: float
-) -> tuple[float | None, float | None, float | None, str, str]:
-    """(measured, ci_low, ci_high, what, why-not-measured) for a per-stage objective."""
-    q = objective.percentile
-    if q is not None:
-        key = percentile_key(q)
-        estimate = stage.latency.get(key)
-        if estimate is None:
-            return None, None, None, key, f"{key} was not computed for this stage"
-        if estimate.value_s is None:
-            return None, None, None, key, f"no successful requests to compute {key} from"
-
-        def ms(value_s: float | None) -> float | None:
-            return None if value_s is None else value_s * 1000.0
-
-        return ms(estimate.value_s), ms(estimate.ci_low_s), ms(estimate.ci_high_s), f"{key} (ms)", ""
-    if objective.metric == "error_rate":
-        if stage.error_rate is None:
-            return None, None, None, "error rate", "no requests completed, so there is no error rate"
-        low, high = wilson_interval(stage.failures, stage.requests, confidence)
-        return stage.error_rate, low, high, f"error rate ({stage.failures}/{stage.requests})", ""
-    if objective.metric == "throughput_rps":
-        if stage.duration_s <= 0:
-            return None, None, None, "throughput (rps)", "the stage has no duration"
-        low, high = garwood_interval(stage.requests, confidence)
-        return stage.achieved_rps, low / stage.duration_s, high / stage.duration_s, "throughput (rps)", ""
-    raise ValueError(f"objective metric '{objective.metric}' is not a per-stage metric")
-
-
 def _judge_stage(objective: Objective, stage: StageResult, confidence: float) -> ObjectiveResult:
-    measured, ci_low, ci_high, what, missing = _measure(objective, stage, confidence)
+    measure = objective_metric(objective.metric).stage
+    if measure is None:
+        raise ValueError(f"objective metric '{objective.metric}' is not a per-stage metric")
+    measurement = measure(objective.metric, stage, confidence)
+    measured, ci_low, ci_high = measurement.value, measurement.ci_low, measurement.ci_high
     if stage.invalid_reasons:
         reason = "stage invalid: " + "; ".join(stage.invalid_reasons)
         return _result(objective, stage.name, Status.INCONCLUSIVE, measured, ci_low, ci_high, reason)
@@ -209,10 +138,10 @@ def _judge_stage(objective: Objective, stage: StageResult, confidence: float) ->
     if shortfall is not None:
         return _result(objective, stage.name, Status.INCONCLUSIVE, measured, ci_low, ci_high, shortfall)
     if measured is None:
-        return _result(objective, stage.name, Status.INCONCLUSIVE, None, None, None, missing)
+        return _result(objective, stage.name, Status.INCONCLUSIVE, None, None, None, measurement.missing)
     bound = _Bound.of(objective)
     status = bound.decide(ci_low, ci_high)
-    reason = _explain(status, what, measured, _ci_text(ci_low, ci_high, confidence), bound)
+    reason = _explain(status, measurement.what, measured, _ci_text(ci_low, ci_high, confidence), bound)
     return _result(objective, stage.name, status, measured, ci_low, ci_high, reason)
 
 
@@ -231,37 +160,27 @@ def _stages_for(objective: Objective, stages: Sequence[StageResult]) -> tuple[li
 
 def _judge_step(objective: Objective, step: StepAutoscaling, stage: StageResult | None) -> ObjectiveResult:
     bound = _Bound.of(objective)
-    measured = {
-        "scale_up_within_s": step.first_scale_up_decision_s,
-        "ready_within_s": step.new_replicas_ready_s,
-        "max_violation_s": step.violation_s,
-    }[objective.metric]
+    measure = objective_metric(objective.metric).step
+    if measure is None:
+        raise ValueError(f"objective metric '{objective.metric}' is not a load-step metric")
+    measured = measure.value(step)
     if stage is not None and stage.invalid_reasons:
         reason = "stage invalid: " + "; ".join(stage.invalid_reasons)
         return _result(objective, step.stage, Status.INCONCLUSIVE, measured, None, None, reason)
     if measured is None:
-        if objective.metric == "max_violation_s":
-            why = "no p95 latency objective to measure violations against"
-            return _result(objective, step.stage, Status.INCONCLUSIVE, None, None, None, why)
-        if objective.metric == "ready_within_s" and step.first_scale_up_decision_s is None:
-            why = "no scale-up was decided in this step, so no new replicas had to become ready"
-            return _result(objective, step.stage, Status.INCONCLUSIVE, None, None, None, why)
-        event = "scale-up decision" if objective.metric == "scale_up_within_s" else "new replicas ready"
+        unmeasurable = measure.unmeasurable(step)
+        if unmeasurable is not None:
+            return _result(objective, step.stage, Status.INCONCLUSIVE, None, None, None, unmeasurable)
         if stage is not None and bound.upper and stage.duration_s >= bound.threshold:
-            why = f"no {event} during the whole {stage.duration_s:.0f} s stage (limit {bound.threshold:g} s)"
+            why = f"no {measure.event} during the whole {stage.duration_s:.0f} s stage (limit {bound.threshold:g} s)"
             return _result(objective, step.stage, Status.FAIL, None, None, None, why)
-        why = f"no {event} before the stage ended, and the stage was shorter than {bound.threshold:g} s"
+        why = f"no {measure.event} before the stage ended, and the stage was shorter than {bound.threshold:g} s"
         return _result(objective, step.stage, Status.INCONCLUSIVE, None, None, None, why)
     status = (
         Status.PASS if (measured <= bound.threshold if bound.upper else measured >= bound.threshold) else Status.FAIL
     )
-    what = {
-        "scale_up_within_s": "first scale-up decision",
-        "ready_within_s": "new replicas ready",
-        "max_violation_s": "p95 above objective",
-    }[objective.metric]
     verb = bound.sign if status is Status.PASS else f"misses {bound.sign}"
-    reason = f"{what} after {measured:.1f} s {verb} {bound.threshold:g} s"
+    reason = f"{measure.what} after {measured:.1f} s {verb} {bound.threshold:g} s"
     return _result(objective, step.stage, status, measured, None, None, reason)
 
 
@@ -295,7 +214,7 @@ def judge(
     """Judge every objective on every judged stage (or load step) it applies to."""
     results: list[ObjectiveResult] = []
     for objective in objectives:
-        if objective.metric in AUTOSCALING_METRICS:
+        if is_per_step(objective.metric):
             results.extend(_judge_autoscaling(objective, autoscaling, stages))
             continue
         applicable, missing = _stages_for(objective, stages)

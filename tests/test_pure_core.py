@@ -32,7 +32,11 @@ FORBIDDEN_LOADED = {"requests", "docker", "kubernetes", "locust", "gevent", "ben
 
 
 def pure_modules() -> list[Path]:
-    candidates = [*sorted((ROOT / "harness" / "analysis").glob("*.py")), ROOT / "harness" / "verdict.py"]
+    candidates = [
+        *sorted((ROOT / "harness" / "analysis").glob("*.py")),
+        *(ROOT / "harness" / name for name in ("verdict.py", "objectives.py", "quantity.py")),
+        ROOT / "harness" / "targets" / "kubernetes_status.py",
+    ]
     autoscaling = ROOT / "harness" / "autoscaling.py"
     if autoscaling.exists():
         candidates.append(autoscaling)

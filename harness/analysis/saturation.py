@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 from harness.analysis.knee import find_knee
 from harness.model import ObjectiveResult, Saturation, StageResult, Status
-from harness.verdict import AUTOSCALING_METRICS
+from harness.objectives import is_per_step
 
 KNEE_PERCENTILE_KEY = "p95"
 
@@ -66,7 +66,7 @@ def max_sustainable(
     """
     by_stage: dict[str, list[ObjectiveResult]] = {}
     for result in objective_results:
-        if result.stage is not None and result.metric not in AUTOSCALING_METRICS:
+        if result.stage is not None and not is_per_step(result.metric):
             by_stage.setdefault(result.stage, []).append(result)
 
     judged = [s for s in stages if s.judged]

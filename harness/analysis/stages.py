@@ -41,7 +41,15 @@ from harness.analysis.latency import (
     sections_for,
 )
 from harness.config import ValidityConfig
-from harness.model import ClientInterval, PercentileEstimate, ReplicaCount, RunEvent, StageResult, StageWindow
+from harness.model import (
+    ClientInterval,
+    PercentileEstimate,
+    ReplicaCount,
+    RunEvent,
+    StageResult,
+    StageWindow,
+    percentile_key,
+)
 
 BASE_PERCENTILES: tuple[float, ...] = (50.0, 95.0, 99.0)
 # A generator whose sends run late by more than this fraction of the service's mean latency is
@@ -52,11 +60,6 @@ SEND_LAG_LATENCY_FRACTION = 0.10
 SEND_LAG_FLOOR_S = 0.025
 # Arrival counts below this quantile of Poisson(expected) are not explained by random arrivals.
 POISSON_NOISE_QUANTILE = 0.001
-
-
-def percentile_key(q: float) -> str:
-    """The key of a percentile in `StageResult.latency`: p50, p95, p99.9."""
-    return f"p{q:g}"
 
 
 def _arrivals_short(actual: int, expected: float, shortfall: float) -> bool:

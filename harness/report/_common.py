@@ -1,4 +1,5 @@
-"""Formatting shared by every renderer: units by objective metric, CI text, status order, comparison rows.
+"""Formatting shared by every renderer: objective values in their units (from harness.objectives), CI text,
+status order, comparison rows.
 
 One place decides how a number is shown, so the HTML page, the Markdown summary, the JUnit file and the
 terminal table never disagree about a value or its unit.
@@ -7,10 +8,10 @@ terminal table never disagree about a value or its unit.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 from harness.model import ObjectiveResult, PercentileEstimate, Status
+from harness.objectives import objective_metric
 
 STATUS_ORDER: tuple[Status, ...] = (Status.FAIL, Status.INCONCLUSIVE, Status.WARN, Status.PASS)
 STATUS_EMOJI: dict[Status, str] = {
@@ -26,21 +27,6 @@ STATUS_MEANING: dict[Status, str] = {
     Status.INCONCLUSIVE: "the run could not prove PASS or FAIL for some objective (see the reasons)",
 }
 NOT_MEASURED = "not measured"
-
-_LATENCY_METRIC = re.compile(r"^latency_p[0-9.]+_ms$")
-
-
-def metric_unit(metric: str) -> str:
-    """The unit an objective metric's measured value and threshold are in."""
-    if _LATENCY_METRIC.match(metric):
-        return "ms"
-    if metric == "throughput_rps":
-        return "rps"
-    if metric == "error_rate":
-        return ""
-    if metric.endswith("_s"):
-        return "s"
-    return ""
 
 
 def fmt_number(value: float | None, digits: int = 4) -> str:
@@ -58,10 +44,10 @@ def fmt_metric_value(metric: str, value: float | None) -> str:
     """A measured value or threshold of an objective metric, with its unit (error rates as percent)."""
     if value is None:
         return "n/a"
-    if metric == "error_rate":
-        return f"{fmt_number(value * 100, 3)}%"
-    unit = metric_unit(metric)
-    return f"{fmt_number(value)} {unit}".rstrip()
+    kind = objective_metric(metric)
+    if kind.shown_as_percent:
+        return fmt_percent(value)
+    return f"{fmt_number(value)} {kind.unit}".rstrip()
 
 
 def fmt_threshold(result: ObjectiveResult) -> str:

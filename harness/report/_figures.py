@@ -18,7 +18,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from harness.analysis.timeline import IntervalPoint
-from harness.model import ObjectiveResult, ServerSample, StageResult
+from harness.model import ObjectiveResult, ServerSample, StageResult, percentile_key
+from harness.objectives import latency_percentile
 from harness.report._common import fmt_number
 from harness.report._rundata import RunData
 
@@ -99,8 +100,9 @@ def _latency_objectives_ms(objectives: Sequence[ObjectiveResult]) -> dict[str, f
     """Latency objective thresholds by percentile key ("p95" -> 150.0), one per metric."""
     lines: dict[str, float] = {}
     for result in objectives:
-        if result.metric.startswith("latency_p") and result.metric.endswith("_ms"):
-            lines.setdefault(result.metric.removeprefix("latency_").removesuffix("_ms"), result.threshold)
+        q = latency_percentile(result.metric)
+        if q is not None:
+            lines.setdefault(percentile_key(q), result.threshold)
     return lines
 
 

@@ -7,9 +7,9 @@ from _records import RUN_START_S, interval
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.analysis.stages import percentile_key, summarize_stages
+from harness.analysis.stages import summarize_stages
 from harness.config import ValidityConfig
-from harness.model import ClientInterval, ReplicaCount, RunEvent, StageResult, StageWindow
+from harness.model import ClientInterval, ReplicaCount, RunEvent, StageResult, StageWindow, percentile_key
 
 VALIDITY = ValidityConfig()
 

@@ -1,0 +1,194 @@
+"""The objective registry: every metric a scenario's objective can bound, with how it is written, its
+unit, how it is measured and how it is shown.
+
+config.py validates objective names against it, verdict.py measures through it, the reports show values
+through it, sweep.py and conclude.py ask it which objectives bound latency or errors. A new objective
+metric is one entry in OBJECTIVE_METRICS (and its tests), never an if-chain elsewhere. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from harness.analysis.intervals import garwood_interval, requests_to_pass_error_rate, wilson_interval
+from harness.model import StageResult, StepAutoscaling, percentile_key
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """An objective metric on one stage: the value and its confidence interval in the metric's unit, or why
+    there is no value."""
+
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    # How the verdict's reason names what was measured: "p95 (ms)", "error rate (3/1200)".
+    what: str
+    missing: str = ""
+
+
+# (metric name, stage, confidence) -> Measurement
+StageMeasure = Callable[[str, StageResult, float], Measurement]
+
+
+@dataclass(frozen=True)
+class StepMeasure:
+    """How an autoscaling objective reads one load step (no CI: one observation per step)."""
+
+    value: Callable[[StepAutoscaling], float | None]
+    # The reason's words for the measured value ("first scale-up decision") and for the awaited event.
+    what: str
+    event: str
+    # Why a step without a value cannot be judged at all (None: judge it by how long the stage waited).
+    unmeasurable: Callable[[StepAutoscaling], str | None]
+
+
+@dataclass(frozen=True)
+class ObjectiveMetric:
+    """One kind of objective metric. Exactly one of `stage` and `step` says how it is measured."""
+
+    # How the documentation and error messages write it: "latency_pNN_ms".
+    syntax: str
+    pattern: re.Pattern[str]
+    # The unit of measured values and thresholds: "ms", "rps", "s", or "" for a fraction.
+    unit: str
+    stage: StageMeasure | None = None
+    step: StepMeasure | None = None
+    # Shown as a percentage (a fraction of requests), else as a number with its unit.
+    shown_as_percent: bool = False
+    # Whether it decides a `harness sweep` probe: latency and errors do; a fixed throughput floor would fail
+    # every probe below it, and a service that falls behind an open-model rate shows it as queueing latency.
+    decides_sweep_probes: bool = False
+    # (the objective's max or None, confidence) -> fewest requests a stage needs before it can PASS at all.
+    requests_to_pass: Callable[[float | None, float], int] | None = None
+
+
+# --------------------------------------------------------------------------- how each metric is measured
+
+
+def _latency(metric: str, stage: StageResult, confidence: float) -> Measurement:
+    q = latency_percentile(metric)
+    assert q is not None  # the pattern matched
+    key = percentile_key(q)
+    estimate = stage.latency.get(key)
+    if estimate is None:
+        return Measurement(None, None, None, key, f"{key} was not computed for this stage")
+    if estimate.value_s is None:
+        return Measurement(None, None, None, key, f"no successful requests to compute {key} from")
+
+    def ms(value_s: float | None) -> float | None:
+        return None if value_s is None else value_s * 1000.0
+
+    return Measurement(ms(estimate.value_s), ms(estimate.ci_low_s), ms(estimate.ci_high_s), f"{key} (ms)")
+
+
+def _error_rate(metric: str, stage: StageResult, confidence: float) -> Measurement:
+    if stage.error_rate is None:
+        return Measurement(None, None, None, "error rate", "no requests completed, so there is no error rate")
+    low, high = wilson_interval(stage.failures, stage.requests, confidence)
+    return Measurement(stage.error_rate, low, high, f"error rate ({stage.failures}/{stage.requests})")
+
+
+def _throughput(metric: str, stage: StageResult, confidence: float) -> Measurement:
+    if stage.duration_s <= 0:
+        return Measurement(None, None, None, "throughput (rps)", "the stage has no duration")
+    low, high = garwood_interval(stage.requests, confidence)
+    return Measurement(stage.achieved_rps, low / stage.duration_s, high / stage.duration_s, "throughput (rps)")
+
+
+def _error_rate_requests(max_rate: float | None, confidence: float) -> int:
+    # Even with no failure at all, the Wilson upper bound falls below `max` only after enough requests.
+    return requests_to_pass_error_rate(max_rate, confidence) if max_rate is not None and 0 < max_rate < 1 else 0
+
+
+def _judge_by_waiting(step: StepAutoscaling) -> str | None:
+    return None
+
+
+def _no_scale_up(step: StepAutoscaling) -> str | None:
+    if step.first_scale_up_decision_s is None:
+        return "no scale-up was decided in this step, so no new replicas had to become ready"
+    return None
+
+
+def _no_p95_objective(step: StepAutoscaling) -> str | None:
+    return "no p95 latency objective to measure violations against"
+
+
+_LATENCY = re.compile(r"^latency_p(?P<q>[0-9]{1,2}(?:\.[0-9]+)?)_ms$")
+
+# In the order error messages list them.
+OBJECTIVE_METRICS: tuple[ObjectiveMetric, ...] = (
+    ObjectiveMetric("latency_pNN_ms", _LATENCY, "ms", stage=_latency, decides_sweep_probes=True),
+    ObjectiveMetric(
+        "error_rate",
+        re.compile(r"^error_rate$"),
+        "",
+        stage=_error_rate,
+        shown_as_percent=True,
+        decides_sweep_probes=True,
+        requests_to_pass=_error_rate_requests,
+    ),
+    ObjectiveMetric("throughput_rps", re.compile(r"^throughput_rps$"), "rps", stage=_throughput),
+    ObjectiveMetric(
+        "scale_up_within_s",
+        re.compile(r"^scale_up_within_s$"),
+        "s",
+        step=StepMeasure(
+            lambda step: step.first_scale_up_decision_s,
+            "first scale-up decision",
+            "scale-up decision",
+            _judge_by_waiting,
+        ),
+    ),
+    ObjectiveMetric(
+        "max_violation_s",
+        re.compile(r"^max_violation_s$"),
+        "s",
+        step=StepMeasure(lambda step: step.violation_s, "p95 above objective", "p95 violation", _no_p95_objective),
+    ),
+    ObjectiveMetric(
+        "ready_within_s",
+        re.compile(r"^ready_within_s$"),
+        "s",
+        step=StepMeasure(
+            lambda step: step.new_replicas_ready_s, "new replicas ready", "new replicas ready", _no_scale_up
+        ),
+    ),
+)
+
+
+# --------------------------------------------------------------------------- lookups
+
+
+def objective_metric(name: str) -> ObjectiveMetric:
+    """The registry entry of an objective metric name; a ValueError naming the valid ones when there is none."""
+    for metric in OBJECTIVE_METRICS:
+        if metric.pattern.match(name):
+            q = latency_percentile(name)
+            if q is not None and not 0 < q < 100:
+                raise ValueError(f"percentile in '{name}' must be between 0 and 100")
+            return metric
+    *first, last = [m.syntax for m in OBJECTIVE_METRICS]
+    raise ValueError(
+        f"'{name}' is not an objective metric (expected latency_pNN_ms such as latency_p95_ms, "
+        f"{', '.join(first[1:])} or {last})"
+    )
+
+
+def latency_percentile(name: str) -> float | None:
+    """The percentile (0-100) a latency objective metric is about ("latency_p95_ms" -> 95.0), else None."""
+    match = _LATENCY.match(name)
+    return float(match.group("q")) if match else None
+
+
+def is_per_step(name: str) -> bool:
+    """Whether a metric judges load steps of an autoscaled run rather than stages (scale_up_within_s ...)."""
+    return objective_metric(name).step is not None
+
+
+def documented_metric_names() -> str:
+    """The metric names as a scenario's documentation lists them."""
+    return ", ".join(m.syntax for m in OBJECTIVE_METRICS)
