@@ -18,6 +18,7 @@ from harness.config import (
     MetricSpec,
 )
 from harness.errors import ConfigError
+from harness.model import MetricProposal
 from harness.quantity import parse_quantity
 
 # kube-controller-manager --horizontal-pod-autoscaler-downscale-stabilization; AutoscalingConfig has no field for it.
@@ -87,17 +88,6 @@ class AutoscalerState:
     recommendations: tuple[Recommendation, ...] = ()
     scale_up_events: tuple[ScaleEvent, ...] = ()
     scale_down_events: tuple[ScaleEvent, ...] = ()
-
-
-@dataclass(frozen=True)
-class MetricProposal:
-    """One metric's replica proposal; replicas is None when the metric could not be computed (reason says why)."""
-
-    metric: str
-    current_value: float | None  # utilization percent for Utilization targets, else the per-pod average
-    target_value: float | None
-    replicas: int | None
-    reason: str
 
 
 @dataclass(frozen=True)

@@ -66,18 +66,17 @@ def conclude_run(run_dir: RunDirectory, scenario: Scenario | None = None, warnin
     counts = run_dir.read_records(ReplicaCount)
     events = run_dir.read_records(RunEvent)
     samples = run_dir.read_records(ReplicaSample)
-    metadata = run_dir.read_json("metadata.json")
-    all_warnings = list(dict.fromkeys([*metadata.get("warnings", []), *warnings]))
-    if "ended_at" not in metadata and intervals:
+    metadata = run_dir.read_metadata()
+    all_warnings = list(dict.fromkeys([*metadata.warnings, *warnings]))
+    if metadata.ended_at is None and intervals:
         # The harness died mid-run (SIGKILL, OOM): the stages as far as the load generator recorded them.
         last_record_s = max(interval.t_end_s for interval in intervals)
         windows = cut_windows(windows, last_record_s)
         all_warnings.append("the harness was killed before the run ended: partial data, stages cut at the last record")
-    placement = metadata.get("cpu_placement") or {}
-    if placement.get("shared"):
+    placement = metadata.cpu_placement
+    if placement is not None and placement.shared:
         all_warnings.append(
-            "load generator and replicas shared CPUs: "
-            + str(placement.get("reason", "not enough CPUs to separate them"))
+            "load generator and replicas shared CPUs: " + (placement.reason or "not enough CPUs to separate them")
         )
 
     stages: list[StageResult] = summarize_stages(

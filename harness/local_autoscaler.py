@@ -11,12 +11,12 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from harness.autoscaling import AutoscalerState, CpuSample, PodObservation, ScalingDecision, decide
 from harness.config import AutoscalingConfig
 from harness.errors import ConfigError
 from harness.metrics.collector import CollectorSnapshot
+from harness.model import AutoscalerSync, EventSink, RunWarning, ScaleDecision
 from harness.targets.base import Target
 
 # Pods metrics the local autoscaler can observe, by the name a scenario (and the HPA) uses.
@@ -44,7 +44,7 @@ class LocalAutoscaler:
         *,
         cpu_request_cores: float | None,
         sample_interval_s: float,
-        on_event: Callable[[str, dict[str, Any]], None],
+        on_event: EventSink,
         clock: Callable[[], float] = time.time,
     ) -> None:
         check_supported(config)
@@ -80,7 +80,7 @@ class LocalAutoscaler:
                 try:
                     self.sync()
                 except Exception as error:  # a failed sync is recorded; the next one may succeed
-                    self.on_event("warning", {"source": "local autoscaler", "error": repr(error)})
+                    self.on_event(RunWarning("local autoscaler", repr(error)))
 
     def sample(self) -> None:
         """Fold the collector's latest per-replica figures into the current window."""
@@ -131,24 +131,19 @@ class LocalAutoscaler:
         self.decisions.append(decision)
         self._window = {}
         self._window_start_s = now_s
-        detail = {
-            "from": current,
-            "to": decision.desired_replicas,
-            "limited_by": decision.limited_by,
-            "reason": decision.reason,
-            "proposals": [
-                {
-                    "metric": p.metric,
-                    "current": p.current_value,
-                    "target": p.target_value,
-                    "replicas": p.replicas,
-                    "reason": p.reason,
-                }
-                for p in decision.proposals
-            ],
-        }
-        self.on_event("autoscaler_sync", detail)
+
+        def record(kind: type[AutoscalerSync] | type[ScaleDecision]) -> AutoscalerSync | ScaleDecision:
+            return kind(
+                from_replicas=current,
+                to_replicas=decision.desired_replicas,
+                source="harness",
+                reason=decision.reason,
+                limited_by=decision.limited_by,
+                proposals=decision.proposals,
+            )
+
+        self.on_event(record(AutoscalerSync))
         if decision.desired_replicas != current:
             self.target.scale(decision.desired_replicas)
-            self.on_event("scale_decision", detail)
+            self.on_event(record(ScaleDecision))
         return decision

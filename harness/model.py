@@ -3,7 +3,8 @@
 Everything here is a frozen dataclass of plain values, so the pure core (analysis, autoscaling,
 verdict) and every renderer can use it without touching I/O. Times are seconds since the epoch
 (`t_s`, `*_at_s`) or seconds since the run's start (`elapsed_s`), as each name says. JSON form:
-`to_json_dict` / `from_json_dict` (dataclass fields map 1:1 to keys).
+`to_json_dict` / `from_json_dict` (dataclass fields map 1:1 to keys; a field's metadata "json" renames
+its key where the name would be a Python keyword, as "from").
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 T = TypeVar("T")
 
@@ -97,14 +98,248 @@ class ReplicaCount:
     ready: int
 
 
-@dataclass(frozen=True)
-class RunEvent:
-    """Something that happened at one moment: stage_start, replica_started, replica_ready,
-    replica_stopped, replica_crashed, scale_decision, warning."""
+# --------------------------------------------------------------------------- run events
+# What happened during a run, one dataclass per kind. events.jsonl holds one {"t_s", "kind", "detail"} line
+# per event: `kind` is the class's `kind`, `detail` its fields (harness.rundir writes and reads them).
+# Fields a producer does not know are None; every producer of a kind writes the same keys.
 
-    t_s: float
+
+@dataclass(frozen=True)
+class ReplicaStarted:
+    """A replica's process, container or pod was started."""
+
+    kind: ClassVar[str] = "replica_started"
+    replica: str
+    # Where it runs, as far as the target knows: a local process, a container, a pod on a node.
+    pid: int | None = None
+    port: int | None = None
+    container: str | None = None
+    container_id: str | None = None
+    node: str | None = None
+
+
+@dataclass(frozen=True)
+class ReplicaReady:
+    """A replica passed its readiness probe for the first time (or again, after being unready)."""
+
+    kind: ClassVar[str] = "replica_ready"
+    replica: str
+    startup_s: float | None = None
+
+
+@dataclass(frozen=True)
+class ReplicaUnready:
+    """A ready replica failed enough consecutive readiness probes to leave the load."""
+
+    kind: ClassVar[str] = "replica_unready"
+    replica: str
+    failed_probes: int
+
+
+@dataclass(frozen=True)
+class ReplicaStopped:
+    """A replica was stopped by the harness or its controller (scale-down, end of run)."""
+
+    kind: ClassVar[str] = "replica_stopped"
+    replica: str
+    exit_code: int | None = None
+    container: str | None = None
+    # Kubernetes: "deleted" (terminating) or "gone" (vanished from the listing).
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ReplicaCrashed:
+    """A replica died on its own, or could not be started."""
+
+    kind: ClassVar[str] = "replica_crashed"
+    replica: str
+    exit_code: int | None = None
+    # Why, as the platform says it ("Error", "OOMKilled"); `error` when it could not be started at all.
+    reason: str | None = None
+    error: str | None = None
+    oom_killed: bool | None = None
+    restarts: int | None = None
+    container: str | None = None
+    log_tail: str | None = None
+
+
+@dataclass(frozen=True)
+class MetricProposal:
+    """One metric's reading at an autoscaler sync and the replicas it proposes; replicas is None when the
+    metric could not be computed (reason says why) or the controller does not tell (an HPA's status)."""
+
+    metric: str
+    # Utilization percent for Utilization targets, else the per-pod average.
+    current_value: float | None = field(metadata={"json": "current"})
+    target_value: float | None = field(metadata={"json": "target"})
+    replicas: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class _ReplicaCountDecision:
+    from_replicas: int = field(metadata={"json": "from"})
+    to_replicas: int = field(metadata={"json": "to"})
+    # Who decided: "harness" (the local autoscaler) or "hpa" (the cluster's HorizontalPodAutoscaler).
+    source: str = "harness"
+    reason: str = ""
+    # The bound that cut the proposal short ("maxReplicas", a scaling policy), when one did.
+    limited_by: str | None = None
+    proposals: tuple[MetricProposal, ...] = ()
+
+
+@dataclass(frozen=True)
+class AutoscalerSync(_ReplicaCountDecision):
+    """One sync of the local autoscaler, whether or not it changed the replica count."""
+
+    kind: ClassVar[str] = "autoscaler_sync"
+
+
+@dataclass(frozen=True)
+class ScaleDecision(_ReplicaCountDecision):
+    """The autoscaler changed the desired replica count from -> to."""
+
+    kind: ClassVar[str] = "scale_decision"
+
+
+@dataclass(frozen=True)
+class RunWarning:
+    """Something the reader of the report must know that did not stop the run."""
+
+    kind: ClassVar[str] = "warning"
+    source: str
+    error: str
+    hint: str | None = None
+
+
+@dataclass(frozen=True)
+class ScrapeFailed:
+    """A replica's /metrics could not be read."""
+
+    kind: ClassVar[str] = "scrape_failed"
+    replica: str
+    url: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageBuilt:
+    """The service's image was built (or an identical one reused)."""
+
+    kind: ClassVar[str] = "image_built"
+    image: str
+    size_bytes: int | None
+    build_s: float
+    reused: bool
+
+
+@dataclass(frozen=True)
+class ImageLoaded:
+    """A locally built image was copied onto a cluster node."""
+
+    kind: ClassVar[str] = "image_loaded"
+    image: str
+    node: str
+    imported: bool
+    load_s: float
+
+
+@dataclass(frozen=True)
+class ContainersRemoved:
+    """Containers an earlier run left behind were removed before this one started."""
+
+    kind: ClassVar[str] = "containers_removed"
+    reason: str
+    containers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class KindClusterUsed:
+    """The run's kind cluster, created now or reused."""
+
+    kind: ClassVar[str] = "kind_cluster"
+    cluster: str
+    created: bool
+
+
+@dataclass(frozen=True)
+class NamespaceCreated:
+    """The run created its Kubernetes namespace (and so deletes it at the end)."""
+
+    kind: ClassVar[str] = "namespace_created"
+    namespace: str
+
+
+@dataclass(frozen=True)
+class ObjectApplied:
+    """A Kubernetes object of the run was applied."""
+
+    kind: ClassVar[str] = "object_applied"
+    object_kind: str = field(metadata={"json": "kind"})
+    name: str
+
+
+@dataclass(frozen=True)
+class UnknownEvent:
+    """An event of a kind this version does not know (an older or newer harness wrote it), kept as read."""
+
     kind: str
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+Event = (
+    ReplicaStarted
+    | ReplicaReady
+    | ReplicaUnready
+    | ReplicaStopped
+    | ReplicaCrashed
+    | AutoscalerSync
+    | ScaleDecision
+    | RunWarning
+    | ScrapeFailed
+    | ImageBuilt
+    | ImageLoaded
+    | ContainersRemoved
+    | KindClusterUsed
+    | NamespaceCreated
+    | ObjectApplied
+    | UnknownEvent
+)
+EVENT_KINDS: dict[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (
+        ReplicaStarted,
+        ReplicaReady,
+        ReplicaUnready,
+        ReplicaStopped,
+        ReplicaCrashed,
+        AutoscalerSync,
+        ScaleDecision,
+        RunWarning,
+        ScrapeFailed,
+        ImageBuilt,
+        ImageLoaded,
+        ContainersRemoved,
+        KindClusterUsed,
+        NamespaceCreated,
+        ObjectApplied,
+    )
+}
+# Where events go while a run records them: the run stamps the time and appends them to events.jsonl.
+EventSink = Callable[[Event], None]
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """One event at one moment (seconds since the epoch), as events.jsonl holds it."""
+
+    t_s: float
+    detail: Event
+
+    @property
+    def kind(self) -> str:
+        return self.detail.kind
 
 
 @dataclass(frozen=True)
@@ -122,6 +357,60 @@ class StageWindow:
 def cut_windows(windows: Sequence[StageWindow], ended_s: float) -> list[StageWindow]:
     """The stages as far as they ran when the load ended at `ended_s`: later ones dropped, the last cut."""
     return [replace(window, end_s=min(window.end_s, ended_s)) for window in windows if window.start_s < ended_s]
+
+
+# --------------------------------------------------------------------------- run metadata
+
+
+@dataclass(frozen=True)
+class CpuPlacement:
+    """Which CPUs the load generator gets and which all replicas share; `shared` when the two sets overlap."""
+
+    loadgen_cpus: tuple[int, ...]
+    replica_cpus: tuple[int, ...]
+    shared: bool
+    # Cores the replicas were assumed to need: their requests, or one core each without a request.
+    replica_cores_needed: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class MachineInfo:
+    """The machine the harness ran on."""
+
+    hostname: str | None = None
+    platform: str | None = None
+    cpus: int | None = None
+    memory_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class RunMetadata:
+    """metadata.json: what ran where (versions, machine, source revisions, CPU placement) and how it ended.
+
+    Written when the run starts and again when it ends; every field may be missing from an older or an
+    interrupted run's file, so each is optional.
+    """
+
+    run_id: str | None = None
+    scenario: str | None = None
+    harness_version: str | None = None
+    git_commit: str | None = None
+    service_git_commit: str | None = None
+    # Package -> installed version (None: not installed).
+    versions: dict[str, str | None] = field(default_factory=dict)
+    python: str | None = None
+    machine: MachineInfo | None = None
+    target: str | None = None
+    started_at: str | None = None
+    cpu_placement: CpuPlacement | None = None
+    exporter_url: str | None = None
+    ended_at: str | None = None
+    interrupted: bool | None = None
+    error: str | None = None
+    test_start_s: float | None = None
+    load_ended_s: float | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- analysis results
@@ -252,7 +541,7 @@ class Verdict:
 def to_json_dict(value: Any) -> Any:
     """Turn a dataclass tree into JSON-ready dicts, lists and scalars."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json_dict(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {_json_key(f): to_json_dict(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, StrEnum):
         return value.value
     if isinstance(value, dict):
@@ -262,38 +551,44 @@ def to_json_dict(value: Any) -> Any:
     return value
 
 
-def _convert(hint: Any, raw: Any) -> Any:
+def _json_key(f: dataclasses.Field[Any]) -> str:
+    # A field whose JSON key is a Python keyword or clashes with a class attribute names it in its metadata.
+    return str(f.metadata.get("json", f.name))
+
+
+def _convert(hint: Any, raw: Any, ignore_unknown: bool = False) -> Any:
     if raw is None:
         return None
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _convert(options[0], raw) if len(options) == 1 else raw
+        return _convert(options[0], raw, ignore_unknown) if len(options) == 1 else raw
     if origin is list:
         (item,) = typing.get_args(hint)
-        return [_convert(item, v) for v in raw]
+        return [_convert(item, v, ignore_unknown) for v in raw]
     if origin is tuple:
         item = typing.get_args(hint)[0]
-        return tuple(_convert(item, v) for v in raw)
+        return tuple(_convert(item, v, ignore_unknown) for v in raw)
     if origin is dict:
         _, item = typing.get_args(hint)
-        return {k: _convert(item, v) for k, v in raw.items()}
+        return {k: _convert(item, v, ignore_unknown) for k, v in raw.items()}
     if isinstance(hint, type) and issubclass(hint, StrEnum):
         return hint(raw)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return from_json_dict(hint, raw)
+        return from_json_dict(hint, raw, ignore_unknown=ignore_unknown)
     if hint is float and isinstance(raw, int):
         return float(raw)
     return raw
 
 
-def from_json_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Rebuild a dataclass (recursively) from `to_json_dict` output; unknown keys are an error."""
+def from_json_dict(cls: type[T], data: dict[str, Any], *, ignore_unknown: bool = False) -> T:
+    """Rebuild a dataclass (recursively) from `to_json_dict` output; unknown keys are an error unless
+    `ignore_unknown` (records an older or newer harness wrote, whose extra keys this version does not use)."""
     assert dataclasses.is_dataclass(cls)
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - names
-    if unknown:
+    names = {_json_key(f): f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(names)
+    if unknown and not ignore_unknown:
         raise ValueError(f"{cls.__name__}: unknown keys {sorted(unknown)}")
-    kwargs = {name: _convert(hints[name], raw) for name, raw in data.items()}
+    kwargs = {names[key]: _convert(hints[names[key]], raw, ignore_unknown) for key, raw in data.items() if key in names}
     return cls(**kwargs)

@@ -35,15 +35,26 @@ from harness.load.runner import LoadDriver, LocustProcess, write_endpoints
 from harness.local_autoscaler import LocalAutoscaler, check_supported
 from harness.metrics.collector import MetricsCollector
 from harness.metrics.exporter import HarnessExporter, push_verdict
-from harness.model import ClientInterval, RunEvent, StageWindow, Verdict, cut_windows
+from harness.model import (
+    ClientInterval,
+    CpuPlacement,
+    Event,
+    EventSink,
+    ImageBuilt,
+    MachineInfo,
+    RunEvent,
+    RunMetadata,
+    RunWarning,
+    StageWindow,
+    Verdict,
+    cut_windows,
+)
 from harness.processes import RunWatchdog
 from harness.report import write_reports
 from harness.report.progress import ProgressSnapshot
 from harness.rundir import RunDirectory, write_atomically
 from harness.targets.base import HasInClusterLoad, LeavesResources, Target
-from harness.targets.cpu_placement import CgroupCpuLimiter, CpuPlacement, plan_cpu_placement
-
-EventSink = Callable[[str, dict[str, Any]], None]
+from harness.targets.cpu_placement import CgroupCpuLimiter, plan_cpu_placement
 
 
 @dataclass(frozen=True)
@@ -88,15 +99,7 @@ def service_image(scenario: Scenario, on_event: EventSink) -> str:
     started_s = time.time()
     bento_tag = build_bento(scenario.service)
     image = containerize(bento_tag, scenario.build.base_image, scenario.build.ca_bundle)
-    on_event(
-        "image_built",
-        {
-            "image": image.tag,
-            "size_bytes": image.size_bytes,
-            "build_s": round(time.time() - started_s, 1),
-            "reused": image.reused,
-        },
-    )
+    on_event(ImageBuilt(image.tag, image.size_bytes, round(time.time() - started_s, 1), image.reused))
     return image.tag
 
 
@@ -167,28 +170,28 @@ def _package_version(name: str) -> str | None:
         return None
 
 
-def run_metadata(scenario: Scenario, run_id: str) -> dict[str, Any]:
+def run_metadata(scenario: Scenario, run_id: str) -> RunMetadata:
     """Versions, machine and source revision, so a result can be reproduced and compared fairly."""
-    return {
-        "run_id": run_id,
-        "scenario": scenario.name,
-        "harness_version": __version__,
-        "git_commit": _git_commit(Path(__file__).parent),
-        "service_git_commit": _git_commit(scenario.service.path) if scenario.service.path.exists() else None,
-        "versions": {
+    return RunMetadata(
+        run_id=run_id,
+        scenario=scenario.name,
+        harness_version=__version__,
+        git_commit=_git_commit(Path(__file__).parent),
+        service_git_commit=_git_commit(scenario.service.path) if scenario.service.path.exists() else None,
+        versions={
             name: _package_version(name)
             for name in ("bentoml", "locust", "prometheus-client", "kubernetes", "docker", "scikit-learn", "numpy")
         },
-        "python": platform.python_version(),
-        "machine": {
-            "hostname": platform.node(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
-        },
-        "target": scenario.target.kind,
-        "started_at": dt.datetime.now(dt.UTC).isoformat(),
-    }
+        python=platform.python_version(),
+        machine=MachineInfo(
+            hostname=platform.node(),
+            platform=platform.platform(),
+            cpus=os.cpu_count(),
+            memory_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+        ),
+        target=scenario.target.kind,
+        started_at=dt.datetime.now(dt.UTC).isoformat(),
+    )
 
 
 # --------------------------------------------------------------------------- the run
@@ -292,12 +295,12 @@ class Run:
         # How many interval records the live view has shown: it is redrawn only when new ones arrive.
         self._shown_intervals = 0
         self.warnings: list[str] = []
-        self.metadata: dict[str, Any] = {}
+        self.metadata = RunMetadata()
 
-    def event(self, kind: str, detail: dict[str, Any]) -> None:
-        self.run_dir.append(RunEvent(t_s=time.time(), kind=kind, detail=detail))
-        if kind == "warning":
-            self.warnings.append(f"{detail.get('source', 'harness')}: {detail.get('error', detail)}")
+    def event(self, event: Event) -> None:
+        self.run_dir.append(RunEvent(t_s=time.time(), detail=event))
+        if isinstance(event, RunWarning):
+            self.warnings.append(f"{event.source}: {event.error}")
 
     def _on_interval(self, record: ClientInterval) -> None:
         self.run_dir.append(record)
@@ -313,7 +316,7 @@ class Run:
         self.run_dir.create()
         self.run_dir.write_text("scenario.yaml", dump_scenario(self.scenario))
         self.metadata = run_metadata(self.scenario, self.run_id)
-        self.run_dir.write_json("metadata.json", self.metadata)
+        self.run_dir.write_metadata(self.metadata)
         interrupted = False
         failure: HarnessError | None = None
         with sigterm_as_interrupt():
@@ -332,7 +335,8 @@ class Run:
                     self.resources.close(lambda name, error: self.warnings.append(f"cleanup of {name} failed: {error}"))
                 finally:
                     signal.signal(signal.SIGINT, previous)
-                self.metadata.update(
+                self.metadata = dataclasses.replace(
+                    self.metadata,
                     ended_at=dt.datetime.now(dt.UTC).isoformat(),
                     interrupted=interrupted,
                     error=str(failure) if failure else None,
@@ -341,7 +345,7 @@ class Run:
                     warnings=self.warnings,
                 )
                 try:
-                    self.run_dir.write_json("metadata.json", self.metadata)
+                    self.run_dir.write_metadata(self.metadata)
                 except ReportError as error:
                     # A full disk: the first error is the one to report.
                     failure = failure or error
@@ -402,7 +406,7 @@ class Run:
         self.resources.add("watchdog", watchdog.finish)
 
         placement = self._placement()
-        self.metadata["cpu_placement"] = dataclasses.asdict(placement) if placement else None
+        self.metadata = dataclasses.replace(self.metadata, cpu_placement=placement)
         limiter: CgroupCpuLimiter | None = None
         # As the kubelet does: limits.cpu becomes a CFS quota, requests.cpu a relative CPU weight.
         quota_cores = scenario.resources.limits.cpu_cores
@@ -468,7 +472,7 @@ class Run:
             exporter = HarnessExporter(self.run_id, scenario.name, port=scenario.metrics.exporter_port)
             port = exporter.start()
             self.exporter = exporter
-            self.metadata["exporter_url"] = exporter.url
+            self.metadata = dataclasses.replace(self.metadata, exporter_url=exporter.url)
             self.log(f"harness metrics on http://127.0.0.1:{port}/metrics")
             self.resources.add("metrics exporter", exporter.stop)
 

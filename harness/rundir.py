@@ -4,13 +4,13 @@ A finished run directory holds everything the reports need, so `harness report R
 function of it. Layout (one file per record type):
 
     scenario.yaml           the scenario as validated (overrides applied)
-    metadata.json           versions, machine, git commit, CPU placement, start/end times
+    metadata.json           RunMetadata: versions, machine, git commit, CPU placement, start/end times
     stages.json             StageWindow list: the stages as they actually ran
     client_intervals.jsonl  ClientInterval per load-generator process per interval
     server_samples.jsonl    ServerSample per replica per scrape
     replica_samples.jsonl   ReplicaSample per replica per interval
     replica_counts.jsonl    ReplicaCount per interval
-    events.jsonl            RunEvent
+    events.jsonl            RunEvent: {"t_s", "kind", "detail"}, detail the fields of the kind's dataclass
     locust.json             Locust's own final totals (--json-file), for cross-checks
     verdict.json            Verdict
     report.html, report.md, junit.xml
@@ -27,12 +27,15 @@ from typing import IO, Any, TypeVar
 
 from harness.errors import ConfigError, ReportError
 from harness.model import (
+    EVENT_KINDS,
     ClientInterval,
     ReplicaCount,
     ReplicaSample,
     RunEvent,
+    RunMetadata,
     ServerSample,
     StageWindow,
+    UnknownEvent,
     Verdict,
     from_json_dict,
     to_json_dict,
@@ -66,6 +69,29 @@ RECORD_FILES: dict[type, str] = {
 }
 
 
+def _record_to_json(record: Any) -> Any:
+    if isinstance(record, RunEvent):
+        event = record.detail
+        detail = dict(event.detail) if isinstance(event, UnknownEvent) else to_json_dict(event)
+        return {"t_s": record.t_s, "kind": event.kind, "detail": detail}
+    return to_json_dict(record)
+
+
+def _record_from_json(cls: type[T], data: Any) -> T:
+    if cls is RunEvent:
+        kind, detail = data["kind"], data.get("detail") or {}
+        event_class = EVENT_KINDS.get(kind)
+        # Old run directories must keep rendering: keys an older harness wrote and this one dropped are
+        # ignored, and a kind this version does not know is kept as it was read.
+        event = (
+            UnknownEvent(kind, dict(detail))
+            if event_class is None
+            else from_json_dict(event_class, detail, ignore_unknown=True)
+        )
+        return RunEvent(t_s=float(data["t_s"]), detail=event)  # type: ignore[return-value]
+    return from_json_dict(cls, data)
+
+
 class RunDirectory:
     """Appends records as they are collected (flushed per line, so an interrupted run keeps its data)."""
 
@@ -95,7 +121,7 @@ class RunDirectory:
     def append(self, record: Any) -> None:
         """Append one record to its type's JSON-lines file."""
         name = RECORD_FILES[type(record)]
-        line = json.dumps(to_json_dict(record), separators=(",", ":")) + "\n"
+        line = json.dumps(_record_to_json(record), separators=(",", ":")) + "\n"
         with self._lock:
             try:
                 handle = self._files.get(name)
@@ -141,8 +167,8 @@ class RunDirectory:
             if not line.strip():
                 continue
             try:
-                yield from_json_dict(cls, json.loads(line))
-            except (json.JSONDecodeError, ValueError, TypeError) as error:
+                yield _record_from_json(cls, json.loads(line))
+            except (json.JSONDecodeError, ValueError, TypeError, KeyError) as error:
                 # The last line may be torn by an interrupt; anything earlier is corruption.
                 if number == len(lines):
                     return
@@ -156,6 +182,19 @@ class RunDirectory:
             raise ReportError(f"{path}: missing from the run directory", hint="was the run interrupted?") from error
         except json.JSONDecodeError as error:
             raise ReportError(f"{path}: not valid JSON ({error})") from error
+
+    def write_metadata(self, metadata: RunMetadata) -> None:
+        self.write_json("metadata.json", metadata)
+
+    def read_metadata(self) -> RunMetadata:
+        """metadata.json (a ReportError when missing); keys this version does not know are ignored."""
+        raw = self.read_json("metadata.json")
+        if not isinstance(raw, dict):
+            raise ReportError(f"{self.file('metadata.json')}: expected a JSON object")
+        try:
+            return from_json_dict(RunMetadata, raw, ignore_unknown=True)
+        except (ValueError, TypeError) as error:
+            raise ReportError(f"{self.file('metadata.json')}: not valid run metadata ({error})") from error
 
     def read_stages(self) -> list[StageWindow]:
         return [from_json_dict(StageWindow, item) for item in self.read_json("stages.json")]

@@ -1,14 +1,38 @@
-"""The run directory: atomic writes that leave nothing behind on failure, and no reuse of a run id."""
+"""The run directory: atomic writes that leave nothing behind on failure, no reuse of a run id, and typed
+records (events, metadata) that read back what was written and what older harness versions wrote."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
 from harness.errors import ConfigError, ReportError
-from harness.model import ReplicaCount, RunEvent
+from harness.model import (
+    EVENT_KINDS,
+    AutoscalerSync,
+    ContainersRemoved,
+    ImageBuilt,
+    ImageLoaded,
+    KindClusterUsed,
+    MetricProposal,
+    NamespaceCreated,
+    ObjectApplied,
+    ReplicaCount,
+    ReplicaCrashed,
+    ReplicaReady,
+    ReplicaStarted,
+    ReplicaStopped,
+    ReplicaUnready,
+    RunEvent,
+    RunMetadata,
+    RunWarning,
+    ScaleDecision,
+    ScrapeFailed,
+    UnknownEvent,
+)
 from harness.rundir import RunDirectory, write_atomically
 
 needs_dev_full = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
@@ -49,7 +73,7 @@ def test_a_run_directory_is_never_reused(tmp_path: Path) -> None:
 def test_a_record_that_cannot_be_written_is_an_error_kept_for_the_run(tmp_path: Path) -> None:
     run_dir = RunDirectory(tmp_path / "run")
     run_dir.create()
-    event = RunEvent(t_s=1.0, kind="replica_started", detail={"replica": "replica-1"})
+    event = RunEvent(t_s=1.0, detail=ReplicaStarted("replica-1"))
     run_dir.append(event)
     # Records of another type go to a file on a "full disk" (/dev/full fails every write with ENOSPC).
     (run_dir.path / "replica_counts.jsonl").symlink_to("/dev/full")
@@ -58,3 +82,80 @@ def test_a_record_that_cannot_be_written_is_an_error_kept_for_the_run(tmp_path: 
     assert run_dir.failure is not None and "replica_counts.jsonl" in str(run_dir.failure)
     run_dir.close()
     assert run_dir.read_records(RunEvent) == [event], "what was written before is kept"
+
+
+# --------------------------------------------------------------------------- typed records
+
+RECORDED = Path(__file__).parent / "fixtures" / "run_recorded"
+EVERY_EVENT = [
+    ReplicaStarted("r-1", pid=41, port=3001),
+    ReplicaReady("r-1", 12.5),
+    ReplicaUnready("r-1", 3),
+    ReplicaStopped("r-1", exit_code=0),
+    ReplicaCrashed("r-2", exit_code=137, reason="OOMKilled", oom_killed=True, restarts=1, log_tail="killed"),
+    AutoscalerSync(2, 2, reason="within tolerance"),
+    ScaleDecision(
+        2,
+        3,
+        source="hpa",
+        reason="cpu",
+        limited_by="maxReplicas",
+        proposals=(MetricProposal("cpu", 88.0, 60.0, None, ""),),
+    ),
+    RunWarning("kubernetes", "no metrics", hint="install metrics-server"),
+    ScrapeFailed("r-1", "http://127.0.0.1:3001/metrics", "connection refused"),
+    ImageBuilt("svc:1", 123, 4.5, reused=False),
+    ImageLoaded("svc:1", "node-1", imported=True, load_s=2.0),
+    ContainersRemoved("left by an earlier run", ("harness-x-replica-1",)),
+    KindClusterUsed("harness", created=True),
+    NamespaceCreated("harness"),
+    ObjectApplied("Deployment", "model-service"),
+    UnknownEvent("stage_start", {"stage": "warm-up"}),
+]
+
+
+def test_every_event_kind_round_trips_through_events_jsonl(tmp_path: Path) -> None:
+    assert set(EVENT_KINDS.values()) <= {type(event) for event in EVERY_EVENT}, "an event kind is not tested"
+    run_dir = RunDirectory(tmp_path / "run")
+    run_dir.create()
+    for index, event in enumerate(EVERY_EVENT):
+        run_dir.append(RunEvent(float(index), event))
+    run_dir.close()
+    assert [e.detail for e in run_dir.read_records(RunEvent)] == EVERY_EVENT
+    first = json.loads(run_dir.file("events.jsonl").read_text().splitlines()[6])
+    assert first["kind"] == "scale_decision" and {"from", "to", "proposals"} <= set(first["detail"])
+    assert first["detail"]["proposals"][0] == {
+        "metric": "cpu",
+        "current": 88.0,
+        "target": 60.0,
+        "replicas": None,
+        "reason": "",
+    }
+
+
+def test_events_of_an_older_harness_still_load(tmp_path: Path) -> None:
+    events = RunDirectory(RECORDED).read_records(RunEvent)
+    assert events[0].detail == ReplicaStarted("replica-1", pid=41230, port=41001)
+    assert UnknownEvent("stage_start", {"stage": "low"}) in [e.detail for e in events]
+    (decision,) = [e.detail for e in events if isinstance(e.detail, ScaleDecision)]
+    assert (decision.from_replicas, decision.to_replicas, decision.limited_by) == (2, 3, "maxReplicas")
+    # Before both producers wrote the same keys, the HPA watcher wrote these; they are ignored now.
+    run_dir = RunDirectory(tmp_path)
+    line = {
+        "t_s": 5.0,
+        "kind": "scale_decision",
+        "detail": {"from": 2, "to": 3, "source": "hpa", "current_replicas": 2, "metrics": [{"type": "Resource"}]},
+    }
+    run_dir.file("events.jsonl").write_text(json.dumps(line) + "\n")
+    assert [e.detail for e in run_dir.read_records(RunEvent)] == [ScaleDecision(2, 3, source="hpa")]
+
+
+def test_run_metadata_round_trips_and_an_older_file_still_loads(tmp_path: Path) -> None:
+    recorded = RunDirectory(RECORDED).read_metadata()
+    assert recorded.machine is not None and recorded.machine.cpus == 4
+    assert recorded.cpu_placement is not None and recorded.cpu_placement.loadgen_cpus == (3,)
+    run_dir = RunDirectory(tmp_path)
+    run_dir.write_metadata(recorded)
+    assert run_dir.read_metadata() == recorded
+    run_dir.file("metadata.json").write_text(json.dumps({"run_id": "r", "written_by_a_newer_harness": 1}))
+    assert run_dir.read_metadata() == RunMetadata(run_id="r")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from itertools import pairwise
 
 from harness.analysis.timeline import IntervalPoint
-from harness.model import ReplicaCount, RunEvent, StageWindow, StepAutoscaling
+from harness.model import ReplicaCount, RunEvent, ScaleDecision, StageWindow, StepAutoscaling
 
 RECOVERY_BUCKETS = 3
 
@@ -27,10 +27,10 @@ def _is_step(previous: StageWindow, window: StageWindow) -> bool:
 
 def _first_scale_up_s(window: StageWindow, events: Sequence[RunEvent]) -> float | None:
     for event in sorted(events, key=lambda e: e.t_s):
-        if event.kind != "scale_decision" or not window.start_s <= event.t_s <= window.end_s:
+        decision = event.detail
+        if not isinstance(decision, ScaleDecision) or not window.start_s <= event.t_s <= window.end_s:
             continue
-        before, after = event.detail.get("from"), event.detail.get("to")
-        if isinstance(before, int | float) and isinstance(after, int | float) and after > before:
+        if decision.to_replicas > decision.from_replicas:
             return event.t_s - window.start_s
     return None
 

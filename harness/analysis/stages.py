@@ -45,6 +45,7 @@ from harness.model import (
     ClientInterval,
     PercentileEstimate,
     ReplicaCount,
+    ReplicaCrashed,
     RunEvent,
     StageResult,
     StageWindow,
@@ -201,9 +202,8 @@ def _summarize(
         shortfalls.setdefault(percentile_key(q), reason)
     reasons.extend(_loadgen_reasons(window, own, histogram, validity, loadgen_processes))
     for event in events:
-        if event.kind == "replica_crashed" and window.start_s <= event.t_s <= window.end_s:
-            replica = event.detail.get("replica", "a replica")
-            reasons.append(f"replica {replica} crashed {event.t_s - window.start_s:.1f} s into the stage")
+        if isinstance(event.detail, ReplicaCrashed) and window.start_s <= event.t_s <= window.end_s:
+            reasons.append(f"replica {event.detail.replica} crashed {event.t_s - window.start_s:.1f} s into the stage")
 
     return StageResult(
         name=window.name,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from harness.errors import HarnessError, MetricsError
 from harness.metrics.scrape import scrape_replica
-from harness.model import ReplicaCount, ReplicaSample, RunEvent, ServerSample
+from harness.model import Event, ReplicaCount, ReplicaSample, RunEvent, RunWarning, ScrapeFailed, ServerSample
 from harness.rundir import RunDirectory
 from harness.targets.base import ReadsServerMetrics, ReplicaInfo, ResourceUse, Target
 
@@ -98,7 +98,7 @@ class MetricsCollector:
         if thread is not None:
             thread.join(timeout_s if timeout_s is not None else self.interval_s + 2 * self.scrape_timeout_s + 5.0)
             if thread.is_alive():
-                self._record_event("warning", {"source": "metrics collector", "error": "did not stop in time"})
+                self._record_event(RunWarning("metrics collector", "did not stop in time"))
         failure = self.failure
         if failure is not None:
             raise failure
@@ -195,10 +195,7 @@ class MetricsCollector:
             self.run_dir.append(sample)
             if not sample.ok and sample.replica not in self._reported_failures:
                 self._reported_failures.add(sample.replica)
-                self._record_event(
-                    "scrape_failed",
-                    {"replica": sample.replica, "url": sources.get(sample.replica, ""), "error": sample.error},
-                )
+                self._record_event(ScrapeFailed(sample.replica, sources.get(sample.replica, ""), sample.error))
         return {sample.replica: sample for sample in samples}
 
     def _scrape(self, replica: ReplicaInfo) -> ServerSample:
@@ -236,7 +233,7 @@ class MetricsCollector:
         key = f"{source}: {error}"
         if key not in self._reported_errors:
             self._reported_errors.add(key)
-            self._record_event("warning", {"source": f"metrics collector ({source})", "error": str(error)})
+            self._record_event(RunWarning(f"metrics collector ({source})", str(error)))
 
-    def _record_event(self, kind: str, detail: dict[str, object]) -> None:
-        self.run_dir.append(RunEvent(t_s=self._clock(), kind=kind, detail=dict(detail)))
+    def _record_event(self, event: Event) -> None:
+        self.run_dir.append(RunEvent(t_s=self._clock(), detail=event))

@@ -8,7 +8,6 @@ Times are seconds since the run's start on every time axis, so the plots line up
 from __future__ import annotations
 
 import itertools
-import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -205,30 +204,30 @@ def _add_replicas(fig: go.Figure, data: RunData, row: int) -> None:
         row=row,
         col=1,
     )
-    decisions = [e for e in data.events if e.kind == "scale_decision"]
+    decisions = data.scale_decisions()
     if decisions:
-        ups = [e for e in decisions if _number(e.detail.get("to"), 0) >= _number(e.detail.get("from"), 0)]
-        downs = [e for e in decisions if e not in ups]
+        ups = [(t_s, d) for t_s, d in decisions if d.to_replicas >= d.from_replicas]
+        downs = [(t_s, d) for t_s, d in decisions if d.to_replicas < d.from_replicas]
         for events, symbol, label in ((ups, "triangle-up", "scale up"), (downs, "triangle-down", "scale down")):
             if not events:
                 continue
             fig.add_trace(
                 go.Scatter(
-                    x=[data.elapsed_s(e.t_s) for e in events],
-                    y=[_number(e.detail.get("to"), math.nan) for e in events],
+                    x=[data.elapsed_s(t_s) for t_s, _ in events],
+                    y=[float(d.to_replicas) for _, d in events],
                     mode="markers",
                     name=f"{label} decision",
                     marker={"symbol": symbol, "size": 13, "color": "#f77f00", "line": {"width": 1, "color": "#000"}},
-                    hovertext=[str(e.detail.get("reason", "")) for e in events],
+                    hovertext=[d.reason for _, d in events],
                 ),
                 row=row,
                 col=1,
             )
-        for event in decisions:
+        for t_s, decision in decisions:
             fig.add_annotation(
-                x=data.elapsed_s(event.t_s),
-                y=_number(event.detail.get("to"), 0),
-                text=f"{event.detail.get('from')}→{event.detail.get('to')}",
+                x=data.elapsed_s(t_s),
+                y=float(decision.to_replicas),
+                text=f"{decision.from_replicas}→{decision.to_replicas}",
                 showarrow=True,
                 arrowhead=2,
                 ax=0,

@@ -19,6 +19,8 @@ from harness.model import (
     ReplicaCount,
     ReplicaSample,
     RunEvent,
+    RunMetadata,
+    ScaleDecision,
     ServerSample,
     StageWindow,
     Verdict,
@@ -41,7 +43,8 @@ class RunData:
     samples: list[ReplicaSample]
     server: list[ServerSample]
     events: list[RunEvent]
-    metadata: dict[str, Any]
+    # None when metadata.json is missing.
+    metadata: RunMetadata | None
     # The scenario as saved (plain YAML data); None when scenario.yaml is missing or unreadable.
     scenario: dict[str, Any] | None
     scenario_text: str | None
@@ -52,15 +55,12 @@ class RunData:
 
     @property
     def scenario_name(self) -> str:
-        for source in (self.scenario or {}, self.metadata):
-            name = source.get("name") if source is self.scenario else source.get("scenario")
-            if isinstance(name, str) and name:
-                return name
-        return self.run_dir.path.name
+        names = [(self.scenario or {}).get("name"), self.metadata.scenario if self.metadata else None]
+        return next((name for name in names if isinstance(name, str) and name), self.run_dir.path.name)
 
     @property
     def run_id(self) -> str:
-        run_id = self.metadata.get("run_id")
+        run_id = self.metadata.run_id if self.metadata else None
         return run_id if isinstance(run_id, str) and run_id else self.run_dir.path.name
 
     @property
@@ -70,6 +70,10 @@ class RunData:
             return None
         section = self.scenario.get("autoscaling")
         return isinstance(section, dict) and bool(section.get("enabled", True))
+
+    def scale_decisions(self) -> list[tuple[float, ScaleDecision]]:
+        """Every change of the desired replica count, with its time, in time order."""
+        return [(e.t_s, e.detail) for e in self.events if isinstance(e.detail, ScaleDecision)]
 
     def elapsed_s(self, t_s: float) -> float:
         """Seconds since the run's start (the first stage's start)."""
@@ -104,13 +108,8 @@ def load_run(run_dir: RunDirectory) -> RunData:
     verdict = read_verdict(run_dir)
     missing: dict[str, str] = {}
 
-    metadata: dict[str, Any] = {}
-    if run_dir.file("metadata.json").exists():
-        raw = run_dir.read_json("metadata.json")
-        if not isinstance(raw, dict):
-            raise ReportError(f"{run_dir.file('metadata.json')}: expected a JSON object")
-        metadata = raw
-    else:
+    metadata = run_dir.read_metadata() if run_dir.file("metadata.json").exists() else None
+    if metadata is None:
         missing["metadata.json"] = "metadata.json is missing from the run directory"
 
     scenario: dict[str, Any] | None = None

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
-from harness.model import ObjectiveResult, PercentileEstimate, Status, Verdict
+from harness.model import MachineInfo, ObjectiveResult, PercentileEstimate, RunMetadata, Status, Verdict
 from harness.report._common import (
     STATUS_MEANING,
     ComparisonRow,
@@ -247,7 +247,7 @@ def _warnings(warnings: Sequence[str]) -> str:
 
 def _autoscaling(data: RunData) -> str:
     verdict = data.verdict
-    decisions = [e for e in data.events if e.kind == "scale_decision"]
+    decisions = data.scale_decisions()
     if not verdict.autoscaling and not decisions:
         if data.autoscaling_enabled is False:
             return str(_not_measured("autoscaling was not enabled in this scenario"))
@@ -291,12 +291,12 @@ def _autoscaling(data: RunData) -> str:
     if decisions:
         rows = [
             [
-                fmt_seconds(data.elapsed_s(e.t_s)),
-                f"{e.detail.get('from')} → {e.detail.get('to')}",
-                str(e.detail.get("limited_by") or ""),
-                str(e.detail.get("reason", "")),
+                fmt_seconds(data.elapsed_s(t_s)),
+                f"{d.from_replicas} → {d.to_replicas}",
+                d.limited_by or "",
+                d.reason,
             ]
-            for e in decisions
+            for t_s, d in decisions
         ]
         parts.append(_table(["At", "Replicas", "Limited by", "Reason"], rows, css_id="scale-decisions"))
     else:
@@ -415,37 +415,29 @@ def stages_table(verdict: Verdict, css_id: str = "stages-table") -> str:
     )
 
 
-def _mapping(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def _metadata(data: RunData) -> str:
     meta = data.metadata
-    if not meta:
+    if meta is None or meta == RunMetadata():
         parts = [str(_not_measured(data.missing.get("metadata.json", "metadata.json is empty")))]
     else:
-        machine = _mapping(meta.get("machine"))
-        placement = _mapping(meta.get("cpu_placement"))
-        items = [
-            ("Run", meta.get("run_id")),
-            ("Scenario", meta.get("scenario")),
-            ("Target", meta.get("target")),
-            ("Started", meta.get("started_at")),
-            ("Ended", meta.get("ended_at")),
-            ("Interrupted", meta.get("interrupted")),
-            ("Error", meta.get("error")),
-            ("Harness version", meta.get("harness_version")),
-            ("Harness git commit", meta.get("git_commit")),
-            ("Service git commit", meta.get("service_git_commit")),
-            ("Python", meta.get("python")),
-            ("Host", machine.get("hostname")),
-            ("Platform", machine.get("platform")),
-            ("CPUs", machine.get("cpus")),
-            (
-                "Memory",
-                fmt_bytes(machine["memory_bytes"]) if isinstance(machine.get("memory_bytes"), int | float) else None,
-            ),
-            ("CPU placement", placement.get("reason")),
+        machine = meta.machine or MachineInfo()
+        items: list[tuple[str, object]] = [
+            ("Run", meta.run_id),
+            ("Scenario", meta.scenario),
+            ("Target", meta.target),
+            ("Started", meta.started_at),
+            ("Ended", meta.ended_at),
+            ("Interrupted", meta.interrupted),
+            ("Error", meta.error),
+            ("Harness version", meta.harness_version),
+            ("Harness git commit", meta.git_commit),
+            ("Service git commit", meta.service_git_commit),
+            ("Python", meta.python),
+            ("Host", machine.hostname),
+            ("Platform", machine.platform),
+            ("CPUs", machine.cpus),
+            ("Memory", fmt_bytes(machine.memory_bytes) if machine.memory_bytes is not None else None),
+            ("CPU placement", meta.cpu_placement.reason if meta.cpu_placement else None),
         ]
         rendered = "".join(
             f"<dt>{_e(k)}</dt><dd>{_e('n/a' if v is None else v)}</dd>"
@@ -453,8 +445,8 @@ def _metadata(data: RunData) -> str:
             if k in ("Run", "Scenario") or v is not None
         )
         parts = [f'<dl class="meta">{rendered}</dl>']
-        versions = meta.get("versions")
-        if isinstance(versions, dict) and versions:
+        versions = meta.versions
+        if versions:
             parts.append("<h3>Package versions</h3>")
             parts.append(
                 _table(
@@ -549,13 +541,13 @@ def _overlay(runs: Sequence[tuple[str, RunData]], title: str, y_title: str, key:
 
 
 def _run_column(label: str, data: RunData, index: int) -> str:
-    meta = data.metadata
+    meta = data.metadata or RunMetadata()
     return (
         f"<div><h3>{_e(label)}: {_e(data.run_id)}</h3>"
         f"<p>{_badge(data.verdict.status)} exit code {data.verdict.exit_code}</p>"
         f'<dl class="meta"><dt>Scenario</dt><dd>{_e(data.scenario_name)}</dd>'
-        f"<dt>Git commit</dt><dd>{_e(meta.get('git_commit') or 'n/a')}</dd>"
-        f"<dt>Started</dt><dd>{_e(meta.get('started_at') or 'n/a')}</dd></dl>"
+        f"<dt>Git commit</dt><dd>{_e(meta.git_commit or 'n/a')}</dd>"
+        f"<dt>Started</dt><dd>{_e(meta.started_at or 'n/a')}</dd></dl>"
         f"{verdict_table(data.verdict, css_id=f'verdict-table-{index}')}"
         f"{stages_table(data.verdict, css_id=f'stages-table-{index}')}</div>"
     )

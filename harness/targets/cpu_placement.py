@@ -14,11 +14,11 @@ import re
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
 from harness.errors import ConfigError
+from harness.model import CpuPlacement
 
 CFS_PERIOD_US: Final = 100_000
 # The kernel rejects quotas below 1 ms.
@@ -27,18 +27,6 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 # --------------------------------------------------------------------------- the planner (pure)
-
-
-@dataclass(frozen=True)
-class CpuPlacement:
-    """Which CPUs the load generator gets and which all replicas share; `shared` when the two sets overlap."""
-
-    loadgen_cpus: tuple[int, ...]
-    replica_cpus: tuple[int, ...]
-    shared: bool
-    # Cores the replicas were assumed to need: their requests, or one core each without a request.
-    replica_cores_needed: float
-    reason: str
 
 
 def _cpu_list(cpus: Sequence[int]) -> str:

@@ -22,6 +22,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from harness.config import Scenario
 from harness.errors import DeployError
+from harness.model import ContainersRemoved, EventSink, ReplicaCrashed, ReplicaReady, ReplicaStarted, ReplicaStopped
 from harness.processes import free_port, owner_alive, owner_id
 from harness.targets.base import RUN_LABEL, ReplicaInfo, ResourceUse, scale_plan, wait_until_ready
 from harness.targets.local import bentoml_config_options, http_ok
@@ -141,7 +142,7 @@ class DockerTarget:
         *,
         image: str | None = None,
         run_id: str | None = None,
-        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        on_event: EventSink | None = None,
         client: Any = None,
         poll_s: float = 0.25,
         stop_timeout_s: int = 10,
@@ -150,7 +151,7 @@ class DockerTarget:
         self.work_dir = work_dir
         self.image = image or scenario.target.docker.image
         self.run_id = run_id or scenario.output.run_id or f"run-{uuid.uuid4().hex[:12]}"
-        self.on_event = on_event or (lambda kind, detail: None)
+        self.on_event: EventSink = on_event or (lambda event: None)
         self.poll_s = poll_s
         self.stop_timeout_s = stop_timeout_s
         self._client = client
@@ -192,7 +193,7 @@ class DockerTarget:
             raise DeployError(f"the Docker daemon refused a request: {error}") from error
         self.work_dir.mkdir(parents=True, exist_ok=True)
         if leftovers:
-            self.on_event("containers_removed", {"reason": "left by an earlier run", "containers": leftovers})
+            self.on_event(ContainersRemoved("left by an earlier run", tuple(leftovers)))
         self._stop.clear()
         self._watcher = threading.Thread(target=self._watch, name="docker-target-readiness", daemon=True)
         self._watcher.start()
@@ -386,15 +387,12 @@ class DockerTarget:
                 replica.error = f"could not be started: {error}"
                 if not replica.stopping:
                     replica.crashed = True
-            self.on_event("replica_crashed", {"replica": replica.id, "container": replica.name, "error": str(error)})
+            self.on_event(ReplicaCrashed(replica.id, container=replica.name, error=str(error)))
             return
         with self._lock:
             replica.container = container
             stopping = replica.stopping
-        self.on_event(
-            "replica_started",
-            {"replica": replica.id, "container": replica.name, "container_id": container.id, "port": replica.port},
-        )
+        self.on_event(ReplicaStarted(replica.id, port=replica.port, container=replica.name, container_id=container.id))
         if stopping:
             self._remove(replica, 0)
 
@@ -418,23 +416,19 @@ class DockerTarget:
                     replica.ready = False
                     replica.exit_code = state.get("ExitCode")
                     self.on_event(
-                        "replica_crashed",
-                        {
-                            "replica": replica.id,
-                            "container": replica.name,
-                            "exit_code": replica.exit_code,
-                            "oom_killed": state.get("OOMKilled"),
-                            "log_tail": self.log_tail(replica.id),
-                        },
+                        ReplicaCrashed(
+                            replica.id,
+                            exit_code=replica.exit_code,
+                            oom_killed=state.get("OOMKilled"),
+                            container=replica.name,
+                            log_tail=self.log_tail(replica.id),
+                        )
                     )
                     continue
                 ready = http_ok(replica.base_url + readiness_path, timeout_s=max(self.poll_s, 0.5))
                 if ready and not replica.ready and not replica.stopping:
                     replica.ready_at_s = replica.ready_at_s or time.time()
-                    self.on_event(
-                        "replica_ready",
-                        {"replica": replica.id, "startup_s": round(replica.ready_at_s - replica.started_at_s, 3)},
-                    )
+                    self.on_event(ReplicaReady(replica.id, round(replica.ready_at_s - replica.started_at_s, 3)))
                 replica.ready = ready and not replica.stopping
             self._stop.wait(self.poll_s)
 
@@ -451,7 +445,7 @@ class DockerTarget:
             (self.work_dir / f"{replica.id}.log").write_bytes(container.logs())
         with contextlib.suppress(APIError, NotFound):
             container.remove(force=True)
-        self.on_event("replica_stopped", {"replica": replica.id, "container": replica.name})
+        self.on_event(ReplicaStopped(replica.id, container=replica.name))
         with self._lock:
             self._replicas.pop(replica.id, None)
         self._cpu_samples.pop(replica.id, None)

@@ -29,7 +29,17 @@ import yaml
 from harness.config import Scenario
 from harness.errors import DeployError, HarnessError
 from harness.metrics.scrape import parse_bentoml_metrics
-from harness.model import ClientInterval, ServerSample
+from harness.model import (
+    ClientInterval,
+    EventSink,
+    ImageBuilt,
+    ImageLoaded,
+    KindClusterUsed,
+    NamespaceCreated,
+    ObjectApplied,
+    RunWarning,
+    ServerSample,
+)
 from harness.processes import owner_alive, owner_id
 from harness.redact import redact_manifests
 from harness.targets.base import RUN_LABEL, ReplicaInfo, ResourceUse
@@ -95,7 +105,7 @@ class KubernetesTarget:
         scenario: Scenario,
         work_dir: Path,
         *,
-        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        on_event: EventSink | None = None,
         run_id: str | None = None,
         image: str | None = None,
         api: KubernetesApi | None = None,
@@ -110,7 +120,7 @@ class KubernetesTarget:
         self.config = scenario.target.kubernetes
         self.namespace = self.config.namespace
         self.work_dir = work_dir
-        self.on_event = on_event or (lambda kind, detail: None)
+        self.on_event: EventSink = on_event or (lambda event: None)
         self.run_id = run_id or scenario.output.run_id or f"run-{int(clock())}"
         self.run_label = run_id_label(self.run_id)
         self.image = image or self.config.image or scenario.target.docker.image
@@ -246,16 +256,15 @@ class KubernetesTarget:
         if len(round_trips_s) < 2:
             return
         self.on_event(
-            "warning",
-            {
-                "source": "kubernetes",
-                "error": f"load goes through port-forwards (API server and kubelet relay every connection): "
+            RunWarning(
+                "kubernetes",
+                f"load goes through port-forwards (API server and kubelet relay every connection): "
                 f"GET {path} took {round_trips_s[0] * 1000:.1f} ms with a new connection and "
                 f"{statistics.median(round_trips_s[1:]) * 1000:.1f} ms median on an open one; every latency "
                 "measured includes that",
-                "hint": "target.kubernetes.load_route: pod-ip where the pod network is routable, or "
+                hint="target.kubernetes.load_route: pod-ip where the pod network is routable, or "
                 "target.kubernetes.loadgen: in-cluster",
-            },
+            )
         )
 
     @property
@@ -275,10 +284,7 @@ class KubernetesTarget:
             imported = ContainerdNode(self.config.node_containerd).load_image(image)
         else:
             return
-        self.on_event(
-            "image_loaded",
-            {"image": image, "node": node, "imported": imported, "load_s": round(self._clock() - started_s, 1)},
-        )
+        self.on_event(ImageLoaded(image, node, imported, round(self._clock() - started_s, 1)))
 
     def apply_run_object(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply one object labelled with the run (stop() deletes it with the others)."""
@@ -286,7 +292,7 @@ class KubernetesTarget:
         labels.update({RUN_LABEL: self.run_label, OWNER_LABEL: owner_id()})
         self._touched_cluster = True
         stored = self.api.apply(manifest)
-        self.on_event("object_applied", {"kind": manifest["kind"], "name": manifest["metadata"]["name"]})
+        self.on_event(ObjectApplied(manifest["kind"], manifest["metadata"]["name"]))
         return stored
 
     def service_url(self) -> str:
@@ -311,15 +317,7 @@ class KubernetesTarget:
         built = build_tool_image(
             LOADGEN_DOCKERFILE, "harness-loadgen", self.scenario.build.base_image, self.scenario.build.ca_bundle
         )
-        self.on_event(
-            "image_built",
-            {
-                "image": built.tag,
-                "size_bytes": built.size_bytes,
-                "build_s": round(self._clock() - started_s, 1),
-                "reused": built.reused,
-            },
-        )
+        self.on_event(ImageBuilt(built.tag, built.size_bytes, round(self._clock() - started_s, 1), built.reused))
         self.load_image(built.tag)
         workers = self.config.loadgen_workers or self.scenario.load.processes
         return InClusterLoad(
@@ -456,7 +454,7 @@ class KubernetesTarget:
     def _prepare_kind(self, kind: KindCluster) -> None:
         """Create or reuse the kind cluster and connect to it (the image and metrics-server follow)."""
         created = kind.ensure()
-        self.on_event("kind_cluster", {"cluster": kind.name, "created": created})
+        self.on_event(KindClusterUsed(kind.name, created))
         if self._api is None:
             # The cluster's admin credentials never enter the run directory (nightly CI uploads it): a
             # private temporary file, read once by the client, then removed.
@@ -467,7 +465,7 @@ class KubernetesTarget:
     def _warn_once(self, key: str, message: str, hint: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            self.on_event("warning", {"source": "kubernetes", "error": message, "hint": hint})
+            self.on_event(RunWarning("kubernetes", message, hint))
 
     def _log_tail(self, pod: str, container: str, previous: bool) -> str:
         try:
@@ -494,7 +492,7 @@ class KubernetesTarget:
                 )
                 self._created_namespace = True
                 self._touched_cluster = True
-                self.on_event("namespace_created", {"namespace": self.namespace})
+                self.on_event(NamespaceCreated(self.namespace))
                 return
             if (namespace.get("status") or {}).get("phase") != "Terminating":
                 return
@@ -512,15 +510,14 @@ class KubernetesTarget:
         if dropped and self.kube_version is not None:
             support = hpa_tolerance_support(self.kube_version)
             self.on_event(
-                "warning",
-                {
-                    "source": "kubernetes",
-                    "error": f"the API server ({self.kube_version}) dropped HPA {', '.join(dropped)}: the HPA uses the "
+                RunWarning(
+                    "kubernetes",
+                    f"the API server ({self.kube_version}) dropped HPA {', '.join(dropped)}: the HPA uses the "
                     "cluster-wide tolerance instead",
-                    "hint": "enable the HPAConfigurableTolerance feature gate"
+                    hint="enable the HPAConfigurableTolerance feature gate"
                     if support == "feature-gate"
                     else "upgrade the cluster",
-                },
+                )
             )
 
     def _list_pods(self) -> list[dict[str, Any]]:
@@ -570,8 +567,8 @@ class KubernetesTarget:
             previous = dict(self._state.pods)
             self._state.pods = {pod["metadata"]["name"]: pod for pod in pods}
         if emit:
-            for kind, detail in pod_events(previous, pods, self._log_tail):
-                self.on_event(kind, detail)
+            for event in pod_events(previous, pods, self._log_tail):
+                self.on_event(event)
         if self.port_forward:
             self._sync_relays(pods)
 
@@ -603,8 +600,8 @@ class KubernetesTarget:
                         with self._lock:
                             previous = self._state.hpa
                             self._state.hpa = hpa
-                        for kind, detail in hpa_events(previous, hpa):
-                            self.on_event(kind, detail)
+                        for event in hpa_events(previous, hpa):
+                            self.on_event(event)
                         self._note_hpa_problem(diagnose_hpa(hpa))
                 elif self._deployment is not None:
                     deployment = self.api.get("apps/v1", "Deployment", self.namespace, self._deployment)
@@ -650,11 +647,7 @@ class KubernetesTarget:
                 return
             self._sleep(min(self.poll_s, 1.0))
         self.on_event(
-            "warning",
-            {
-                "source": "kubernetes",
-                "error": f"pods labelled {self.run_selector} still terminating after {timeout_s:g} s",
-            },
+            RunWarning("kubernetes", f"pods labelled {self.run_selector} still terminating after {timeout_s:g} s")
         )
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from harness.config import Scenario
 from harness.errors import HarnessError, LoadError
 from harness.load.runner import IntervalTail, locust_totals, planned_duration_s
-from harness.model import ClientInterval
+from harness.model import ClientInterval, RunWarning
 from harness.targets.helm import LOADGEN_CHART, render_chart
 from harness.targets.helm_values import loadgen_values
 
@@ -144,7 +144,7 @@ class InClusterLoad:
                     if self._stop.is_set():
                         return
         except HarnessError as error:
-            self.target.on_event("warning", {"source": "loadgen", "error": f"log of worker {pod}: {error}"})
+            self.target.on_event(RunWarning("loadgen", f"log of worker {pod}: {error}"))
 
     def _master_result(self) -> bool | None:
         job = self.target.api.get("batch/v1", "Job", self.target.namespace, self._master_job)

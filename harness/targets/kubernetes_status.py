@@ -13,6 +13,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from harness.model import (
+    Event,
+    MetricProposal,
+    ReplicaCrashed,
+    ReplicaReady,
+    ReplicaStarted,
+    ReplicaStopped,
+    ScaleDecision,
+)
 from harness.quantity import parse_quantity
 from harness.targets.base import ReplicaInfo, ResourceUse
 
@@ -302,8 +311,6 @@ def dropped_tolerances(sent_spec: dict[str, Any], stored_spec: dict[str, Any]) -
 
 # --------------------------------------------------------------------------- status -> run events
 
-Event = tuple[str, dict[str, Any]]
-
 
 def hpa_desired_replicas(hpa: dict[str, Any] | None) -> int | None:
     """The HPA's desired replica count; its current count while it has never computed one (desiredReplicas 0)."""
@@ -316,30 +323,58 @@ def hpa_desired_replicas(hpa: dict[str, Any] | None) -> int | None:
 
 
 def hpa_events(previous: dict[str, Any] | None, current: dict[str, Any]) -> list[Event]:
-    """Run events from one HPA status to the next: scale_decision (from -> to) when the desired count changes."""
+    """Run events from one HPA status to the next: a ScaleDecision (from -> to) when the desired count changes,
+    with the keys the local autoscaler writes: the controller's reason, its limit, each metric's reading."""
     old = hpa_desired_replicas(previous)
     new = hpa_desired_replicas(current)
     if old is None or new is None or old == new:
         return []
-    status = current.get("status") or {}
-    detail: dict[str, Any] = {
-        "from": old,
-        "to": new,
-        "source": "hpa",
-        "current_replicas": status.get("currentReplicas"),
-        "last_scale_time_s": parse_time(status.get("lastScaleTime")),
-    }
-    metrics = [_metric_summary(m) for m in status.get("currentMetrics") or [] if m.get("type")]
-    if metrics:
-        detail["metrics"] = metrics
-    return [("scale_decision", detail)]
+    able = _condition(current, "AbleToScale") or {}
+    limited = _condition(current, "ScalingLimited") or {}
+    targets = {_metric_key(m): m for m in (current.get("spec") or {}).get("metrics") or [] if m.get("type")}
+    proposals = tuple(
+        _metric_proposal(m, targets.get(_metric_key(m)))
+        for m in (current.get("status") or {}).get("currentMetrics") or []
+        if m.get("type")
+    )
+    decision = ScaleDecision(
+        from_replicas=old,
+        to_replicas=new,
+        source="hpa",
+        reason=str(able.get("message") or ""),
+        limited_by=str(limited.get("reason")) if limited.get("status") == "True" else None,
+        proposals=proposals,
+    )
+    return [decision]
 
 
-def _metric_summary(metric: dict[str, Any]) -> dict[str, Any]:
-    kind = metric.get("type", "")
-    source = metric.get(kind[:1].lower() + kind[1:]) or {}
-    name = source.get("name") or (source.get("metric") or {}).get("name")
-    return {"type": kind, "name": name, **(source.get("current") or {})}
+def _metric_source(metric: dict[str, Any]) -> dict[str, Any]:
+    # A MetricSpec or MetricStatus keeps its source under the lower-camel-case type: Resource -> resource.
+    kind = str(metric.get("type", ""))
+    return dict(metric.get(kind[:1].lower() + kind[1:]) or {})
+
+
+def _metric_key(metric: dict[str, Any]) -> tuple[str, str | None]:
+    source = _metric_source(metric)
+    return str(metric.get("type")), source.get("name") or (source.get("metric") or {}).get("name")
+
+
+def _metric_value(values: dict[str, Any]) -> float | None:
+    """Utilization percent when given (as the local autoscaler reports it), else the per-pod or total value."""
+    if values.get("averageUtilization") is not None:
+        return float(values["averageUtilization"])
+    for key in ("averageValue", "value"):
+        if values.get(key) is not None:
+            return parse_quantity(values[key])
+    return None
+
+
+def _metric_proposal(status: dict[str, Any], spec: dict[str, Any] | None) -> MetricProposal:
+    """One HPA metric's reading against its target; the HPA does not say what each metric proposed."""
+    _, name = _metric_key(status)
+    current = _metric_source(status).get("current") or {}
+    target = _metric_source(spec).get("target") or {} if spec is not None else {}
+    return MetricProposal(str(name or status.get("type")), _metric_value(current), _metric_value(target), None, "")
 
 
 def pod_events(previous: dict[str, dict[str, Any]], current: list[dict[str, Any]], log_tail: LogTail) -> list[Event]:
@@ -351,15 +386,15 @@ def pod_events(previous: dict[str, dict[str, Any]], current: list[dict[str, Any]
         seen.add(name)
         before = previous.get(name)
         if before is None:
-            events.append(("replica_started", {"replica": name, "node": (pod.get("spec") or {}).get("nodeName")}))
+            events.append(ReplicaStarted(name, node=(pod.get("spec") or {}).get("nodeName")))
         if pod["metadata"].get("deletionTimestamp"):
             if before is not None and not before["metadata"].get("deletionTimestamp"):
-                events.append(("replica_stopped", {"replica": name, "reason": "deleted"}))
+                events.append(ReplicaStopped(name, reason="deleted"))
             continue
         if pod_ready(pod) and (before is None or not pod_ready(before)):
             replica = pod_replica(pod, "")
             startup_s = None if replica.ready_at_s is None else round(replica.ready_at_s - replica.started_at_s, 3)
-            events.append(("replica_ready", {"replica": name, "startup_s": startup_s}))
+            events.append(ReplicaReady(name, startup_s))
         restarts = restart_count(pod)
         if restarts > (restart_count(before) if before else 0) or (
             pod_crashed(pod) and not (before and pod_crashed(before))
@@ -368,18 +403,15 @@ def pod_events(previous: dict[str, dict[str, Any]], current: list[dict[str, Any]
             container = statuses[0].get("name", "") if statuses else ""
             terminated = ((statuses[0].get("lastState") or {}).get("terminated") or {}) if statuses else {}
             events.append(
-                (
-                    "replica_crashed",
-                    {
-                        "replica": name,
-                        "restarts": restarts,
-                        "exit_code": terminated.get("exitCode"),
-                        "reason": terminated.get("reason"),
-                        "log_tail": log_tail(name, container, True) if container else "",
-                    },
+                ReplicaCrashed(
+                    name,
+                    exit_code=terminated.get("exitCode"),
+                    reason=terminated.get("reason"),
+                    restarts=restarts,
+                    log_tail=log_tail(name, container, True) if container else "",
                 )
             )
     for name, before in previous.items():
         if name not in seen and not before["metadata"].get("deletionTimestamp"):
-            events.append(("replica_stopped", {"replica": name, "reason": "gone"}))
+            events.append(ReplicaStopped(name, reason="gone"))
     return events

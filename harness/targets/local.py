@@ -24,6 +24,7 @@ from typing import Any
 from harness.config import Scenario
 from harness.errors import DeployError
 from harness.metrics.resources import ProcessTreeSampler
+from harness.model import EventSink, ReplicaCrashed, ReplicaReady, ReplicaStarted, ReplicaStopped, ReplicaUnready
 from harness.processes import REPLICA_ENV, RUN_ENV, free_port, kill_all, marked_processes, spawn, stop_tree
 from harness.targets.base import ReplicaInfo, ResourceUse, scale_plan, wait_until_ready
 
@@ -99,7 +100,7 @@ class LocalTarget:
         scenario: Scenario,
         work_dir: Path,
         *,
-        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        on_event: EventSink | None = None,
         on_replica_started: ReplicaHook | None = None,
         replica_cpus: tuple[int, ...] | None = None,
         poll_s: float = 0.25,
@@ -109,7 +110,7 @@ class LocalTarget:
         # The processes' mark: unique per target, so stopping replica-1 never touches another run's replica-1.
         self.run_id = run_id or f"local-{uuid.uuid4().hex[:12]}"
         self.work_dir = work_dir
-        self.on_event = on_event or (lambda kind, detail: None)
+        self.on_event: EventSink = on_event or (lambda event: None)
         self.on_replica_started = on_replica_started
         self.replica_cpus = replica_cpus
         self.poll_s = poll_s
@@ -270,7 +271,7 @@ class LocalTarget:
         )
         self._replicas[replica_id] = replica
         threading.Thread(target=self._probe, args=(replica,), name=f"probe-{replica_id}", daemon=True).start()
-        self.on_event("replica_started", {"replica": replica_id, "pid": process.pid, "port": port})
+        self.on_event(ReplicaStarted(replica_id, pid=process.pid, port=port))
         if self.on_replica_started is not None:
             self.on_replica_started(replica_id, process.pid)
 
@@ -288,12 +289,9 @@ class LocalTarget:
                     # Its workers may outlive it, still serving on the inherited socket.
                     kill_all([found for found, _ in marked_processes(run_id=self.run_id, replica=replica.id)])
                     self.on_event(
-                        "replica_crashed",
-                        {
-                            "replica": replica.id,
-                            "exit_code": replica.process.returncode,
-                            "log_tail": self.log_tail(replica.id),
-                        },
+                        ReplicaCrashed(
+                            replica.id, exit_code=replica.process.returncode, log_tail=self.log_tail(replica.id)
+                        )
                     )
                 return
             if http_ok(readiness_url, timeout_s=READINESS_TIMEOUT_S):
@@ -301,15 +299,12 @@ class LocalTarget:
                 if not replica.ready and not replica.stopping:
                     replica.ready_at_s = replica.ready_at_s or time.time()
                     replica.ready = True
-                    self.on_event(
-                        "replica_ready",
-                        {"replica": replica.id, "startup_s": round(replica.ready_at_s - replica.started_at_s, 3)},
-                    )
+                    self.on_event(ReplicaReady(replica.id, round(replica.ready_at_s - replica.started_at_s, 3)))
             else:
                 failures += 1
                 if replica.ready and failures >= READINESS_FAILURE_THRESHOLD:
                     replica.ready = False
-                    self.on_event("replica_unready", {"replica": replica.id, "failed_probes": failures})
+                    self.on_event(ReplicaUnready(replica.id, failures))
             # Fast polling until first ready keeps startup times precise; then probe like a kubelet.
             self._stop.wait(self.poll_s if replica.ready_at_s is None else READINESS_PERIOD_S)
 
@@ -321,7 +316,7 @@ class LocalTarget:
     def _terminate(self, replica: _Replica, grace_s: float = 10.0) -> None:
         # SIGTERM lets BentoML shut its workers down; the mark finds the ones that left its tree.
         stop_tree(replica.process, grace_s=grace_s, mark={RUN_ENV: self.run_id, REPLICA_ENV: replica.id})
-        self.on_event("replica_stopped", {"replica": replica.id, "exit_code": replica.process.returncode})
+        self.on_event(ReplicaStopped(replica.id, exit_code=replica.process.returncode))
         with self._lock:
             self._replicas.pop(replica.id, None)
             self._samplers.pop(replica.id, None)

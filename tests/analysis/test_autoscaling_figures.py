@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from harness.analysis.autoscaling_figures import step_autoscaling
 from harness.analysis.timeline import IntervalPoint
-from harness.model import ReplicaCount, RunEvent, StageWindow
+from harness.model import ReplicaCount, ReplicaStarted, RunEvent, ScaleDecision, StageWindow
 
 T0 = 1_700_000_000.0
 
@@ -42,7 +42,7 @@ def point(elapsed_s: float, stage: str, p95_s: float | None, duration_s: float =
 
 
 def decision(at_s: float, before: int, after: int) -> RunEvent:
-    return RunEvent(T0 + at_s, "scale_decision", {"from": before, "to": after})
+    return RunEvent(T0 + at_s, ScaleDecision(before, after))
 
 
 def count(at_s: float, desired: int, ready: int) -> ReplicaCount:
@@ -62,7 +62,7 @@ EVENTS = [
     decision(30.5, 2, 1),  # a scale-down does not count
     decision(35.0, 1, 3),
     decision(60.0, 3, 4),
-    RunEvent(T0 + 34.0, "replica_started", {}),
+    RunEvent(T0 + 34.0, ReplicaStarted("replica-3")),
 ]
 
 

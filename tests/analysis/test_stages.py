@@ -9,7 +9,16 @@ from hypothesis import strategies as st
 
 from harness.analysis.stages import summarize_stages
 from harness.config import ValidityConfig
-from harness.model import ClientInterval, ReplicaCount, RunEvent, StageResult, StageWindow, percentile_key
+from harness.model import (
+    ClientInterval,
+    ReplicaCount,
+    ReplicaCrashed,
+    ReplicaStopped,
+    RunEvent,
+    StageResult,
+    StageWindow,
+    percentile_key,
+)
 
 VALIDITY = ValidityConfig()
 
@@ -212,9 +221,9 @@ def test_open_model_small_shortfall_within_tolerance() -> None:
 
 def test_replica_crash_inside_the_window_invalidates() -> None:
     events = [
-        RunEvent(t_s=RUN_START_S + 4.0, kind="replica_crashed", detail={"replica": "replica-1"}),
-        RunEvent(t_s=RUN_START_S + 20.0, kind="replica_crashed", detail={"replica": "replica-2"}),
-        RunEvent(t_s=RUN_START_S + 5.0, kind="replica_stopped", detail={"replica": "replica-3"}),
+        RunEvent(t_s=RUN_START_S + 4.0, detail=ReplicaCrashed("replica-1")),
+        RunEvent(t_s=RUN_START_S + 20.0, detail=ReplicaCrashed("replica-2")),
+        RunEvent(t_s=RUN_START_S + 5.0, detail=ReplicaStopped("replica-3")),
     ]
     (stage,) = summarize(steady_intervals(), events=events)
     assert stage.invalid_reasons == ["replica replica-1 crashed 4.0 s into the stage"]

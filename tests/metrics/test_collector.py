@@ -12,7 +12,7 @@ from metrics_test_support import ServedReplica, http_get, http_post_json, kill_t
 from harness.errors import DeployError, MetricsError
 from harness.metrics.collector import CollectorSnapshot, MetricsCollector
 from harness.metrics.resources import ProcessTreeSampler
-from harness.model import ReplicaCount, ReplicaSample, RunEvent, ServerSample
+from harness.model import ReplicaCount, ReplicaSample, RunEvent, RunWarning, ScrapeFailed, ServerSample
 from harness.rundir import RunDirectory
 from harness.targets.base import ReplicaInfo, ResourceUse
 
@@ -155,9 +155,9 @@ def test_collects_real_replicas_and_survives_one_being_killed(
     assert a_ok[-1].requests_total == 5.0 and a_ok[-1].duration_count == 5.0
 
     events = run_dir.read_records(RunEvent)
-    failures = [e for e in events if e.kind == "scrape_failed"]
-    assert [e.detail["replica"] for e in failures] == ["b"]
-    assert failures[0].detail["url"] == served[1].base_url + "/metrics"
+    failures = [e.detail for e in events if isinstance(e.detail, ScrapeFailed)]
+    assert [f.replica for f in failures] == ["b"]
+    assert failures[0].url == served[1].base_url + "/metrics"
 
     samples = run_dir.read_records(ReplicaSample)
     assert {s.replica for s in samples} == {"a", "b"}
@@ -210,8 +210,8 @@ def test_a_failing_target_is_recorded_once_and_collection_goes_on(tmp_path: Path
     collector.stop()
     run_dir.close()
     events = run_dir.read_records(RunEvent)
-    assert [e.kind for e in events] == ["warning"]
-    assert "kubernetes API unreachable" in events[0].detail["error"]
+    (warning,) = [e.detail for e in events]
+    assert isinstance(warning, RunWarning) and "kubernetes API unreachable" in warning.error
 
 
 def test_an_unexpected_error_ends_the_loop_and_surfaces_at_stop(tmp_path: Path) -> None:

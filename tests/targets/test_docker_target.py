@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from harness.config import Resources, Scenario, parse_scenario
 from harness.errors import DeployError
+from harness.model import ContainersRemoved, Event
 from harness.processes import owner_id
 from harness.targets.base import RUN_LABEL
 from harness.targets.docker import (
@@ -145,9 +146,13 @@ def wait_for(condition: Any, what: str, timeout_s: float = WAIT_S) -> None:
 @pytest.mark.integration
 def test_replicas_serve_are_limited_scale_and_are_removed(digits_image: str, client: Any, tmp_path: Path) -> None:
     run_id = f"test-{uuid.uuid4().hex[:8]}"
-    events: list[tuple[str, dict[str, Any]]] = []
+    events: list[tuple[str, Event]] = []
     target = DockerTarget(
-        scenario(), tmp_path, image=digits_image, run_id=run_id, on_event=lambda k, d: events.append((k, d))
+        scenario(),
+        tmp_path,
+        image=digits_image,
+        run_id=run_id,
+        on_event=lambda event: events.append((event.kind, event)),
     )
     try:
         started_s = time.monotonic()
@@ -233,18 +238,18 @@ def test_host_network_replica_and_leftovers_of_a_crashed_run(digits_image: str, 
     crashed.start(1)
     assert len(labelled(client, run_id)) == 1
 
-    events: list[tuple[str, dict[str, Any]]] = []
+    events: list[tuple[str, Event]] = []
     target = DockerTarget(
         scenario(replicas=1, docker={"network": "host"}),
         tmp_path / "again",
         image=digits_image,
         run_id=run_id,
-        on_event=lambda k, d: events.append((k, d)),
+        on_event=lambda event: events.append((event.kind, event)),
     )
     try:
         target.start(1)
         removed = [d for k, d in events if k == "containers_removed"]
-        assert removed and removed[0]["containers"] == [f"harness-{run_id}-replica-1"]
+        assert removed == [ContainersRemoved("left by an earlier run", (f"harness-{run_id}-replica-1",))]
         (container,) = labelled(client, run_id)
         assert container.attrs["HostConfig"]["NetworkMode"] == "host"
         assert container.attrs["HostConfig"]["NanoCpus"] == 500_000_000

@@ -14,6 +14,7 @@ from kubernetes_fakes import FakeClock, FakeKubernetesApi
 from test_kubernetes_target import IMAGE, make_target, rollout_api, scenario
 
 from harness.errors import DeployError
+from harness.model import KindClusterUsed
 from harness.targets.kind import (
     KIND_CONFIG,
     METRICS_API_SERVICE,
@@ -160,7 +161,7 @@ def test_kubernetes_target_prepares_and_removes_its_kind_cluster(tmp_path: Path)
     api = rollout_api(gets={("apiregistration.k8s.io/v1", "APIService", METRICS_API_SERVICE): [AVAILABLE]})
     target, recorder, _ = make_target(api, tmp_path, scenario(kind_cluster="harness"), kind=kind)
     target.start(2)
-    assert recorder.of("kind_cluster") == [{"cluster": "harness", "created": True}]
+    assert recorder.of("kind_cluster") == [KindClusterUsed("harness", created=True)]
     assert ["kind", "load", "docker-image", IMAGE, "--name", "harness"] in runner.commands
     assert "APIService" in [call[1] for call in api.calls_named("apply")]
     target.stop()

@@ -25,6 +25,7 @@ import yaml
 from harness.config import Scenario, parse_scenario
 from harness.errors import DeployError
 from harness.metrics.promql import PrometheusReplicaMetrics, urllib_fetch
+from harness.model import Event
 from harness.processes import owner_id
 from harness.targets.base import RUN_LABEL
 from harness.targets.kubernetes import OWNER_LABEL, KubernetesTarget
@@ -145,9 +146,9 @@ def run_cli(scenario: dict[str, Any], directory: Path, name: str) -> Path:
 def test_rollout_serves_reports_metrics_by_every_route_and_leaves_nothing(
     cluster: RealCluster, digits_image: str, tmp_path: Path
 ) -> None:
-    events: list[tuple[str, dict[str, Any]]] = []
+    events: list[tuple[str, Event]] = []
     scenario = cluster_scenario(cluster, digits_image, new_namespace())
-    target = KubernetesTarget(scenario, tmp_path, on_event=lambda kind, detail: events.append((kind, detail)))
+    target = KubernetesTarget(scenario, tmp_path, on_event=lambda event: events.append((event.kind, event)))
     try:
         target.start(2)
         replicas = target.replicas()
@@ -350,7 +351,7 @@ def test_autoscale_scenario_scales_out_and_back_in_under_the_real_hpa(
     assert peak_s < stages["cool-down"]["end_s"]
     assert counts[-1]["desired"] < max(c["desired"] for c in counts), "the HPA scaled back in during the cool-down"
     # Both metrics reached the controller: CPU from metrics-server, in-flight requests from prometheus-adapter.
-    seen = {m.get("name") for d in decisions for m in d.get("metrics", [])}
+    seen = {p["metric"] for d in decisions for p in d["proposals"]}
     assert {"cpu", "bentoml_service_request_in_progress"} <= seen, decisions
     verdict = json.loads((run_dir / "verdict.json").read_text())
     (step,) = [s for s in verdict["autoscaling"] if s["stage"] == "step-up"]

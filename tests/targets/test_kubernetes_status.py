@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from kubernetes_fakes import CRASH_LOG, IMAGE, POD_1, POD_2, POD_3, fixture, no_logs, pods
 
+from harness.model import Event, MetricProposal, ReplicaCrashed, ReplicaReady, ScaleDecision, to_json_dict
 from harness.targets.base import ResourceUse
 from harness.targets.kubernetes_status import (
     diagnose_hpa,
@@ -128,17 +129,37 @@ def test_hpa_status_sequence_becomes_scale_decisions() -> None:
         "hpa_steady_3.json",
         "hpa_scale_down_2.json",
     ]
-    events = []
+    events: list[Event] = []
     previous = None
     for name in sequence:
         current = fixture(name)
         events += hpa_events(previous, current)
         previous = current
-    assert [(kind, d["from"], d["to"]) for kind, d in events] == [("scale_decision", 2, 3), ("scale_decision", 3, 2)]
-    up = events[0][1]
-    assert up["source"] == "hpa" and up["current_replicas"] == 2
-    assert up["last_scale_time_s"] == parse_time("2025-03-01T12:02:15Z")
-    assert up["metrics"] == [{"type": "Resource", "name": "cpu", "averageUtilization": 88, "averageValue": "441m"}]
+    assert events == [
+        ScaleDecision(
+            2,
+            3,
+            source="hpa",
+            reason="the HPA controller was able to update the target scale to 3",
+            limited_by=None,
+            # As the local autoscaler writes it: utilization percent against the target's.
+            proposals=(MetricProposal("cpu", 88.0, 60.0, None, ""),),
+        ),
+        ScaleDecision(
+            3,
+            2,
+            source="hpa",
+            reason="the HPA controller was able to update the target scale to 2",
+            limited_by=None,
+            proposals=(MetricProposal("cpu", 9.0, 60.0, None, ""),),
+        ),
+    ]
+
+
+def test_an_hpa_decision_has_the_keys_of_a_local_one() -> None:
+    (hpa,) = hpa_events(fixture("hpa_steady_2.json"), fixture("hpa_scale_up_3.json"))
+    local = ScaleDecision(2, 3, source="harness", reason="cpu above target", limited_by="maxReplicas")
+    assert to_json_dict(hpa).keys() == to_json_dict(local).keys()
 
 
 def test_hpa_that_never_computed_reports_its_current_count() -> None:
@@ -164,7 +185,7 @@ def test_pod_listings_become_replica_events() -> None:
     events += pod_events(
         previous, [p for p in pods("pods_scaling_down.json") if p["metadata"]["name"] != POD_2], no_logs
     )
-    assert [(kind, detail["replica"]) for kind, detail in events] == [
+    assert [(event.kind, getattr(event, "replica", None)) for event in events] == [
         ("replica_started", POD_1),
         ("replica_started", POD_2),
         ("replica_ready", POD_1),
@@ -173,14 +194,14 @@ def test_pod_listings_become_replica_events() -> None:
         ("replica_ready", POD_3),
         ("replica_stopped", POD_2),
     ]
-    assert events[2][1]["startup_s"] == 24.0 and events[5][1]["startup_s"] == 27.0
+    assert events[2] == ReplicaReady(POD_1, 24.0) and events[5] == ReplicaReady(POD_3, 27.0)
 
 
 def test_restart_becomes_replica_crashed_with_log_tail() -> None:
     before = {POD_1: pods("pods_ready.json")[0]}
     events = pod_events(before, pods("pods_crash_loop.json"), lambda pod, container, previous: f"{pod}:{previous}")
-    (crashed,) = [detail for kind, detail in events if kind == "replica_crashed"]
-    assert crashed == {"replica": POD_1, "restarts": 3, "exit_code": 1, "reason": "Error", "log_tail": f"{POD_1}:True"}
+    (crashed,) = [event for event in events if isinstance(event, ReplicaCrashed)]
+    assert crashed == ReplicaCrashed(POD_1, exit_code=1, reason="Error", restarts=3, log_tail=f"{POD_1}:True")
 
 
 def unhealthy(pod: str, message: str) -> dict[str, Any]:

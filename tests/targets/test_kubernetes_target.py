@@ -22,7 +22,7 @@ from kubernetes_fakes import CRASH_LOG, IMAGE, POD_1, POD_2, POD_3, FakeClock, F
 
 from harness.config import AutoscalingConfig, Scenario, load_scenario
 from harness.errors import ConfigError, DeployError
-from harness.model import RunEvent
+from harness.model import Event, ReplicaStopped, RunEvent
 from harness.processes import owner_id
 from harness.targets.base import RUN_LABEL, ResourceUse
 from harness.targets.kubernetes import HPA_PROBLEM_GRACE_S, OWNER_LABEL, KubernetesTarget
@@ -66,13 +66,13 @@ class Recorder:
         self.clock = clock
         self.events: list[RunEvent] = []
 
-    def __call__(self, kind: str, detail: dict[str, Any]) -> None:
-        self.events.append(RunEvent(t_s=self.clock(), kind=kind, detail=detail))
+    def __call__(self, event: Event) -> None:
+        self.events.append(RunEvent(t_s=self.clock(), detail=event))
 
     def kinds(self) -> list[str]:
         return [event.kind for event in self.events]
 
-    def of(self, kind: str) -> list[dict[str, Any]]:
+    def of(self, kind: str) -> list[Any]:
         return [event.detail for event in self.events if event.kind == kind]
 
 
@@ -138,7 +138,7 @@ def test_start_applies_the_chart_labelled_and_waits_for_ready_pods(tmp_path: Pat
         assert [r.id for r in ready] == [POD_1, POD_2]
         assert ready[0].ready_at_s == parse_time("2025-03-01T12:00:31Z")
         assert recorder.kinds()[:2] == ["namespace_created", "object_applied"]
-        assert [d["replica"] for d in recorder.of("replica_ready")] == [POD_1, POD_2]
+        assert [d.replica for d in recorder.of("replica_ready")] == [POD_1, POD_2]
         saved = yaml.safe_load_all((tmp_path / "manifests.yaml").read_text())
         assert [m["kind"] for m in saved] == ["PodDisruptionBudget", "Service", "Deployment", "HorizontalPodAutoscaler"]
     finally:
@@ -197,7 +197,7 @@ def test_image_pull_failure_names_the_cause_and_cleans_up(tmp_path: Path) -> Non
     assert f"cannot pull image {IMAGE} (ImagePullBackOff" in raised.value.message
     assert raised.value.hint is not None and f"kind load docker-image {IMAGE} --name harness" in raised.value.hint
     # ErrImagePull was reported as a warning before it became fatal.
-    assert any("ErrImagePull" in d["error"] for d in recorder.of("warning"))
+    assert any("ErrImagePull" in d.error for d in recorder.of("warning"))
     target.stop()
     assert api.objects == {}
 
@@ -231,7 +231,7 @@ def test_unschedulable_rollout_times_out_naming_insufficient_cpu(tmp_path: Path)
     assert "Insufficient cpu" in raised.value.message
     assert raised.value.hint == "lower resources.requests.cpu (now 500m), or add nodes"
     # Reported once as soon as it was seen, not once per poll.
-    assert len([d for d in recorder.of("warning") if "Insufficient cpu" in d["error"]]) == 1
+    assert len([d for d in recorder.of("warning") if "Insufficient cpu" in d.error]) == 1
     target.stop()
 
 
@@ -284,9 +284,9 @@ def test_behavior_tolerance_dropped_by_the_api_server_is_a_warning(tmp_path: Pat
         target.start(2)
     finally:
         target.stop()
-    (warning,) = [d for d in recorder.of("warning") if "tolerance" in d["error"]]
-    assert "dropped HPA behavior.scaleUp.tolerance" in warning["error"]
-    assert warning["hint"] == "enable the HPAConfigurableTolerance feature gate"
+    (warning,) = [d for d in recorder.of("warning") if "tolerance" in d.error]
+    assert "dropped HPA behavior.scaleUp.tolerance" in warning.error
+    assert warning.hint == "enable the HPAConfigurableTolerance feature gate"
 
 
 def test_behavior_tolerance_on_a_131_cluster_is_refused_before_anything_is_applied(tmp_path: Path) -> None:
@@ -330,11 +330,11 @@ def test_watcher_turns_hpa_status_into_scale_decisions_and_warnings(tmp_path: Pa
     finally:
         target.stop()
     decisions = recorder.of("scale_decision")
-    assert [(d["from"], d["to"]) for d in decisions] == [(2, 3), (3, 2)]
+    assert [(d.from_replicas, d.to_replicas) for d in decisions] == [(2, 3), (3, 2)]
     # Missing metrics for one poll right after the start is what every new pod shows: no warning.
-    assert [d for d in recorder.of("warning") if "FailedGetResourceMetric" in d["error"]] == []
-    assert [d["replica"] for d in recorder.of("replica_started")] == [POD_1, POD_2, POD_3]
-    assert recorder.of("replica_stopped") == [{"replica": POD_2, "reason": "deleted"}]
+    assert [d for d in recorder.of("warning") if "FailedGetResourceMetric" in d.error] == []
+    assert [d.replica for d in recorder.of("replica_started")] == [POD_1, POD_2, POD_3]
+    assert recorder.of("replica_stopped") == [ReplicaStopped(POD_2, reason="deleted")]
 
 
 def test_an_hpa_that_stays_without_metrics_is_a_warning_with_what_to_install(tmp_path: Path) -> None:
@@ -344,13 +344,13 @@ def test_an_hpa_that_stays_without_metrics_is_a_warning_with_what_to_install(tmp
     try:
         target.start(2)
         wait_for(lambda: len([c for c in api.calls_named("get") if "HorizontalPodAutoscaler" in c]) >= 3)
-        assert all("FailedGet" not in d["error"] for d in recorder.of("warning"))
+        assert all("FailedGet" not in d.error for d in recorder.of("warning"))
         clock.now_s += HPA_PROBLEM_GRACE_S
-        wait_for(lambda: any("FailedGetResourceMetric" in d["error"] for d in recorder.of("warning")))
+        wait_for(lambda: any("FailedGetResourceMetric" in d.error for d in recorder.of("warning")))
     finally:
         target.stop()
-    (metrics_warning,) = [d for d in recorder.of("warning") if "FailedGetResourceMetric" in d["error"]]
-    assert "metrics-server" in metrics_warning["hint"]
+    (metrics_warning,) = [d for d in recorder.of("warning") if "FailedGetResourceMetric" in d.error]
+    assert "metrics-server" in metrics_warning.hint
 
 
 def test_resource_use_from_pod_metrics_or_none_without_a_metrics_api(tmp_path: Path) -> None:
@@ -375,7 +375,7 @@ def test_resource_use_from_pod_metrics_or_none_without_a_metrics_api(tmp_path: P
             }
     finally:
         target.stop()
-    assert len([d for d in recorder.of("warning") if "metrics.k8s.io is not served" in d["error"]]) == 1
+    assert len([d for d in recorder.of("warning") if "metrics.k8s.io is not served" in d.error]) == 1
 
 
 def test_server_samples_through_the_pod_proxy(tmp_path: Path) -> None:
@@ -430,8 +430,8 @@ def test_ready_replicas_get_a_loopback_base_url_through_the_port_forward(tmp_pat
                 assert response.read() == b"ok /readyz"
         # One stream per TCP connection; the tunnel's cost was measured through it and named as a warning.
         assert {call[1] for call in api.calls_named("open_port_forward")} == {POD_1, POD_2}
-        (tunnel,) = [w for w in recorder.of("warning") if "load goes through port-forwards" in w["error"]]
-        assert "GET /readyz took" in tunnel["error"] and "load_route: pod-ip" in tunnel["hint"]
+        (tunnel,) = [w for w in recorder.of("warning") if "load goes through port-forwards" in w.error]
+        assert "GET /readyz took" in tunnel.error and "load_route: pod-ip" in tunnel.hint
     finally:
         target.stop()
     with pytest.raises(OSError):
