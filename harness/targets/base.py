@@ -19,6 +19,9 @@ R = TypeVar("R")
 # Every object a run creates (containers, Kubernetes objects) carries this label with the run's id, so stop()
 # and a later run find all of them by one selector. The charts spell it too (templates/_helpers.tpl).
 RUN_LABEL = "harness.dev/run-id"
+# The harness process that created the object (harness.processes.owner_id): `harness cleanup` removes what
+# harnesses of this machine that are gone left behind, containers and cluster objects alike.
+OWNER_LABEL = "harness.dev/owner"
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,10 @@ from harness.config import Scenario
 from harness.errors import DeployError
 from harness.model import ContainersRemoved, EventSink, ReplicaCrashed, ReplicaReady, ReplicaStarted, ReplicaStopped
 from harness.processes import free_port, owner_alive, owner_id
-from harness.targets.base import RUN_LABEL, ReplicaInfo, ResourceUse, scale_plan, wait_until_ready
+from harness.targets.base import OWNER_LABEL, RUN_LABEL, ReplicaInfo, ResourceUse, scale_plan, wait_until_ready
 from harness.targets.local import bentoml_config_options, http_ok
 
 REPLICA_LABEL = "harness.replica"
-# The harness process that started the container (harness.processes.owner_id): `harness cleanup` removes
-# the containers of owners that are gone.
-OWNER_LABEL = "harness.owner"
 # The port BentoML serves on inside the container in "publish" mode (its default, EXPOSEd by the image).
 CONTAINER_PORT = 3000
 _LOG_TAIL_LINES = 12

@@ -42,7 +42,7 @@ from harness.model import (
 )
 from harness.processes import owner_alive, owner_id
 from harness.redact import redact_manifests
-from harness.targets.base import RUN_LABEL, ReplicaInfo, ResourceUse
+from harness.targets.base import OWNER_LABEL, RUN_LABEL, ReplicaInfo, ResourceUse
 from harness.targets.containerd_node import ContainerdNode
 from harness.targets.helm import MODEL_SERVICE_CHART, render_chart
 from harness.targets.helm_values import CONTAINER_PORT, hpa_tolerance_support, model_service_values, run_id_label
@@ -63,9 +63,6 @@ from harness.targets.kubernetes_status import (
     pod_resource_use,
 )
 
-# The harness process that applied the object (harness.processes.owner_id): `harness cleanup --kubeconfig`
-# deletes what harnesses of this machine that are gone left in the cluster.
-OWNER_LABEL = "harness.dev/owner"
 LOADGEN_DOCKERFILE = Path(__file__).resolve().parents[2] / "dockerfiles" / "loadgen.Dockerfile"
 _LOG_TAIL_LINES = 12
 # Kinds the model-service chart renders; stop() deletes every object of these kinds labelled with the run.

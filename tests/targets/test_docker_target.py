@@ -23,9 +23,8 @@ from harness.config import Resources, Scenario, parse_scenario
 from harness.errors import DeployError
 from harness.model import ContainersRemoved, Event
 from harness.processes import owner_id
-from harness.targets.base import RUN_LABEL
+from harness.targets.base import OWNER_LABEL, RUN_LABEL
 from harness.targets.docker import (
-    OWNER_LABEL,
     DockerTarget,
     container_resources,
     cpu_cores_between,

@@ -27,8 +27,8 @@ from harness.errors import DeployError
 from harness.metrics.promql import PrometheusReplicaMetrics, urllib_fetch
 from harness.model import Event
 from harness.processes import owner_id
-from harness.targets.base import RUN_LABEL
-from harness.targets.kubernetes import OWNER_LABEL, KubernetesTarget
+from harness.targets.base import OWNER_LABEL, RUN_LABEL
+from harness.targets.kubernetes import KubernetesTarget
 from harness.targets.kubernetes_api import ClientKubernetesApi
 from tests.targets.conftest import DIGITS_DIR, ROOT, RealCluster
 

@@ -24,8 +24,8 @@ from harness.config import AutoscalingConfig, Scenario, load_scenario
 from harness.errors import ConfigError, DeployError
 from harness.model import Event, ReplicaStopped, RunEvent
 from harness.processes import owner_id
-from harness.targets.base import RUN_LABEL, ResourceUse
-from harness.targets.kubernetes import HPA_PROBLEM_GRACE_S, OWNER_LABEL, KubernetesTarget
+from harness.targets.base import OWNER_LABEL, RUN_LABEL, ResourceUse
+from harness.targets.kubernetes import HPA_PROBLEM_GRACE_S, KubernetesTarget
 from harness.targets.kubernetes_status import parse_time
 
 ROOT = Path(__file__).resolve().parents[2]
