@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from harness.config import Objective
-from harness.model import PercentileEstimate, StageResult, StepAutoscaling
+from harness.model import StageResult, StepAutoscaling
 from harness.objectives import OBJECTIVE_METRICS, Measurement, is_per_step, latency_percentile, objective_metric
 from harness.report._common import fmt_metric_value
+from tests.test_verdict import stage
 
 
 @pytest.mark.parametrize(
@@ -61,49 +60,24 @@ def test_values_are_shown_in_the_metrics_unit() -> None:
     assert fmt_metric_value("error_rate", None) == "n/a"
 
 
-def _stage(**changes: Any) -> StageResult:
-    p95 = PercentileEstimate(q=95, value_s=0.1, ci_low_s=0.09, ci_high_s=0.11, samples=5000, confidence=0.95)
-    fields: dict[str, Any] = {
-        "name": "steady",
-        "judged": True,
-        "start_s": 0.0,
-        "end_s": 60.0,
-        "duration_s": 60.0,
-        "offered_users": 10,
-        "offered_rps": None,
-        "achieved_rps": 100.0,
-        "requests": 6000,
-        "failures": 6,
-        "error_rate": 0.001,
-        "errors": {"http_500": 6},
-        "latency": {"p95": p95},
-        "dropped": 0,
-        "replicas_min": 1,
-        "replicas_max": 1,
-        "loadgen_cpu_max_cores": 0.2,
-    }
-    fields.update(changes)
-    return StageResult(**fields)
-
-
-def _measure_stage(name: str, stage: StageResult) -> Measurement:
+def _measure_stage(name: str, result: StageResult) -> Measurement:
     measure = objective_metric(name).stage
     assert measure is not None
-    return measure(name, stage, 0.95)
+    return measure(name, result, 0.95)
 
 
 def test_stage_metrics_measure_a_value_in_their_unit_with_an_interval_around_it() -> None:
-    latency = _measure_stage("latency_p95_ms", _stage())
+    latency = _measure_stage("latency_p95_ms", stage())
     assert (latency.value, latency.ci_low, latency.ci_high) == pytest.approx((100.0, 90.0, 110.0))
-    errors = _measure_stage("error_rate", _stage())
+    errors = _measure_stage("error_rate", stage())
     assert errors.value == 0.001 and errors.ci_low is not None and errors.ci_low < 0.001 < (errors.ci_high or 0)
-    throughput = _measure_stage("throughput_rps", _stage())
+    throughput = _measure_stage("throughput_rps", stage())
     assert throughput.ci_low is not None and throughput.ci_low < 100.0 < (throughput.ci_high or 0)
 
 
 def test_a_stage_metric_that_cannot_be_measured_says_why() -> None:
-    assert _measure_stage("latency_p99_ms", _stage()).missing == "p99 was not computed for this stage"
-    assert "no requests completed" in _measure_stage("error_rate", _stage(error_rate=None)).missing
+    assert _measure_stage("latency_p90_ms", stage()).missing == "p90 was not computed for this stage"
+    assert "no requests completed" in _measure_stage("error_rate", stage(error_rate=None)).missing
 
 
 def test_step_metrics_read_the_load_step() -> None:
