@@ -72,7 +72,7 @@ def test_sdk_render_uses_release_name_and_namespace() -> None:
         ("Deployment", "digits-model-service", "team-a"),
     ]
     loadgen = render_chart(LOADGEN_CHART, {"workers": 1}, release="lg", namespace="team-a", engine="sdk")
-    assert {m["metadata"]["name"] for m in loadgen} == {"lg-loadgen-master", "lg-loadgen-worker"}
+    assert {m["metadata"]["name"] for m in loadgen} == {"lg-loadgen", "lg-loadgen-master", "lg-loadgen-worker"}
 
 
 def test_render_names_the_schema_and_the_key_on_bad_values() -> None:
