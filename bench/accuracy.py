@@ -26,7 +26,6 @@ import itertools
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ import numpy.typing as npt
 
 from harness.analysis.latency import min_samples_for_percentile, order_statistic_ranks, percentile_rank
 from harness.analysis.sweep import Probe, next_rate, probe_duration_s, result
+from harness.processes import free_port
 from harness.sweep import MAX_PROBES
 from harness.sweep import WARMUP_S as SWEEP_WARMUP_S
 
@@ -365,13 +365,6 @@ def format_table(rows: Sequence[Comparison]) -> str:
 
 
 # --------------------------------------------------------------------------- the synthetic server
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _ready(url: str) -> bool:

@@ -4,7 +4,6 @@ can sustain at most 100 requests/s, so the search must end below that and near i
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,15 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.processes import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -16,16 +15,14 @@ from pathlib import Path
 
 import psutil
 
+from harness.processes import free_port
 from harness.redact import url_credentials
 
 TINY_SERVICE_DIR = Path(__file__).parent / "fixtures" / "tiny_service"
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def pick_free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+pick_free_port = free_port
 
 
 def http_get(url: str, timeout_s: float = 5.0) -> tuple[int, str]:
