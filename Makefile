@@ -73,8 +73,20 @@ cluster: system-packages docker-setup
 cluster-down:
 	bash scripts/cluster/cluster.sh down
 
+# Three phases on a 2-core machine: the cluster tests that mostly wait on the controller run beside the unit
+# and light local tests; then every test marked `exclusive` (load with timing bounds, sweeps of dead
+# harnesses) runs alone. The background phase's output is printed after it ends.
+PYTEST = PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest --durations=15
 test: setup system-packages docker-setup cluster lint
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest --durations=30
+	@mkdir -p test-output
+	@$(PYTEST) -m "cluster and not exclusive" --basetemp=/tmp/harness-test-cluster-phase \
+		> test-output/cluster-phase.log 2>&1 & cluster=$$!; \
+	trap 'kill $$cluster 2>/dev/null' INT TERM; \
+	$(PYTEST) -m "not cluster and not exclusive"; local=$$?; \
+	wait $$cluster; cluster_status=$$?; \
+	echo "---- cluster tests (run beside the ones above) ----"; cat test-output/cluster-phase.log; \
+	[ $$local -eq 0 ] && [ $$cluster_status -eq 0 ]
+	$(PYTEST) -m exclusive
 
 bench: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.accuracy

@@ -7,6 +7,7 @@ a TLS-inspecting proxy, and a slimmer system-package line (see `_slim_system_pac
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import shutil
@@ -342,8 +343,9 @@ def build_tool_image(
     return replace(built, tag=f"{repository}:{content_tag}")
 
 
-def prune_images(keep_tag: str) -> list[str]:
-    """Remove the other harness-built images of keep_tag's repository (older bento versions); returns their tags.
+def prune_images(keep_tag: str, older_than_s: float = 0.0) -> list[str]:
+    """Remove the other harness-built images of keep_tag's repository (older bento versions) created more than
+    `older_than_s` ago (a build running beside this one keeps its image); returns their tags.
 
     Only the tags go: layers `keep_tag` shares with them stay, so Docker's build cache is kept.
     """
@@ -353,6 +355,11 @@ def prune_images(keep_tag: str) -> list[str]:
     client = _docker_client()
     removed: list[str] = []
     for image in client.images.list(name=repository, filters={"label": IMAGE_LABEL}):
+        # Docker writes nanoseconds ("...T09:04:57.242711865Z"); fromisoformat takes at most microseconds.
+        created = re.sub(r"(\.\d{6})\d+", r"\1", image.attrs["Created"]).replace("Z", "+00:00")
+        created_s = dt.datetime.fromisoformat(created).timestamp()
+        if time.time() - created_s < older_than_s:
+            continue
         for tag in image.tags:
             if tag != keep_tag and tag.rsplit(":", 1)[0] == repository:
                 try:

@@ -161,6 +161,8 @@ def test_a_finished_run_tells_its_watchdog_and_nothing_registered_is_swept() -> 
 # --------------------------------------------------------------------------- harness cleanup
 
 
+# Exclusive: a `harness run` starting beside it would sweep its dead-owner process first.
+@pytest.mark.exclusive
 def test_cleanup_removes_what_dead_harnesses_left_and_spares_live_ones(run_id: str) -> None:
     orphan = subprocess.Popen(
         ["sleep", "120"], env={**os.environ, OWNER_ENV: dead_owner(), RUN_ENV: run_id}, start_new_session=True
@@ -185,6 +187,8 @@ def test_cleanup_removes_what_dead_harnesses_left_and_spares_live_ones(run_id: s
         limiter.cleanup()
 
 
+# Exclusive: a `harness run` starting beside it would sweep its dead-owner process first.
+@pytest.mark.exclusive
 def test_harness_cleanup_command_says_what_it_removed_then_that_nothing_is_left(run_id: str) -> None:
     orphan = subprocess.Popen(
         ["sleep", "120"], env={**os.environ, OWNER_ENV: dead_owner(), RUN_ENV: run_id}, start_new_session=True

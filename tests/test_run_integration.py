@@ -75,6 +75,7 @@ def clean_tmp(tmp_path: Path) -> Iterator[Path]:
             psutil.Process(int(line.split(":")[0])).kill()
 
 
+@pytest.mark.exclusive
 def test_run_verdict_agrees_with_raw_data(clean_tmp: Path) -> None:
     tmp_path = clean_tmp
     scenario = short_scenario(tmp_path)
@@ -142,6 +143,7 @@ def test_broken_scenario_exits_2_naming_the_field(tmp_path: Path) -> None:
     assert not (tmp_path / "reports").exists(), "nothing is created for an invalid scenario"
 
 
+@pytest.mark.exclusive
 def test_interrupted_run_stops_everything_and_keeps_data(clean_tmp: Path) -> None:
     tmp_path = clean_tmp
     scenario = short_scenario(tmp_path, stages=[{"name": "long", "duration_s": 120, "users": 4, "spawn_rate": 4}])
@@ -223,6 +225,7 @@ def wait_until(condition: Callable[[], bool], what: str, timeout_s: float) -> No
         time.sleep(0.2)
 
 
+@pytest.mark.exclusive
 def test_killed_replica_and_killed_harness_leave_nothing_and_the_run_still_renders(clean_tmp: Path) -> None:
     """SIGKILL of one replica's `bentoml serve` mid-run takes its workers with it; SIGKILL of the harness
     leaves nothing of the run after 15 s, and `harness report` judges what was written."""

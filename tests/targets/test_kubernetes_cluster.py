@@ -32,7 +32,7 @@ from harness.targets.kubernetes import KubernetesTarget
 from harness.targets.kubernetes_api import ClientKubernetesApi
 from tests.targets.conftest import DIGITS_DIR, ROOT, RealCluster
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 WAIT_S = 120.0
 
@@ -318,6 +318,7 @@ def test_no_cluster_at_the_address_is_exit_2_with_one_line(digits_image: str, tm
 # --------------------------------------------------------------------------- the real HPA
 
 
+@pytest.mark.exclusive
 def test_autoscale_scenario_scales_out_and_back_in_under_the_real_hpa(
     cluster: RealCluster, digits_image: str, tmp_path: Path
 ) -> None:
@@ -399,6 +400,7 @@ def run_restricted_in_cluster(
     return run_cli(scenario, tmp_path, f"in-cluster-{workers}")
 
 
+@pytest.mark.exclusive
 def test_in_cluster_generators_stream_their_records_and_agree_with_one(
     cluster: RealCluster, digits_image: str, tmp_path: Path
 ) -> None:
