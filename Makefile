@@ -13,7 +13,7 @@ TEST_PACKAGES := prometheus prometheus-pushgateway chromium containerd runc cont
 # The test cluster's binaries are built with Go (Debian 12's is too old; the machine's is in /usr/local/go).
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: setup loadtest test lint format system-packages docker-setup cluster cluster-down bench bench-hpa clean
+.PHONY: setup loadtest test lint format system-packages docker-setup cluster cluster-down bench bench-ci bench-hpa clean
 
 setup: $(STAMP)
 
@@ -90,6 +90,10 @@ test: setup system-packages docker-setup cluster lint
 
 bench: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.accuracy
+
+# Coverage and width of the percentile confidence intervals on simulated bench stages (about 90 s, no servers).
+bench-ci: setup
+	$(BIN)/python -m bench.ci_coverage
 
 # The harness's HPA emulation (local target) against the real controller (the test cluster), side by side.
 bench-hpa: setup cluster

@@ -140,7 +140,7 @@ def _stall_shortfalls(
     return found
 
 
-def _sections(decoded: Sequence[tuple[float, LatencyHistogram]], k: int) -> list[LatencyHistogram]:
+def contiguous_sections(decoded: Sequence[tuple[float, LatencyHistogram]], k: int) -> list[LatencyHistogram]:
     """The stage's intervals (all processes) in time order, merged into k contiguous sections of about
     equal sample counts; empty for k < 2."""
     if k < 2:
@@ -178,7 +178,7 @@ def _summarize(
     histogram = LatencyHistogram.merged(h for _, h in decoded)
     latency: dict[str, PercentileEstimate] = {
         percentile_key(q): estimate_percentile_dependent(
-            histogram, _sections(decoded, sections_for(q, histogram.count)), q, validity.confidence
+            histogram, contiguous_sections(decoded, sections_for(q, histogram.count)), q, validity.confidence
         )
         for q in computed
     }

@@ -335,10 +335,46 @@ def test_sectioning_restores_coverage_for_correlated_latencies() -> None:
     assert dependent_hits / trials >= 0.8
 
 
-def test_sectioning_interval_is_symmetric_and_needs_two_sections() -> None:
+def test_sectioning_interval_is_log_symmetric_and_needs_two_positive_sections() -> None:
     from harness.analysis.latency import sectioning_interval
 
     assert sectioning_interval(1.0, [1.0], 0.95) is None
+    assert sectioning_interval(1.0, [0.0, 1.0, 1.0, 1.0, 1.0], 0.95) is None
     low, high = sectioning_interval(1.0, [0.9, 1.1, 1.0, 0.95, 1.05], 0.95) or (0.0, 0.0)
-    assert low < 1.0 < high
-    assert 1.0 - low == pytest.approx(high - 1.0)
+    assert 0 < low < 1.0 < high
+    # symmetric on a log scale: the point is the geometric mean of the bounds
+    assert math.sqrt(low * high) == pytest.approx(1.0)
+    # one section with a burst ten times the others stretches the interval upwards, and never to zero
+    low, high = sectioning_interval(0.03, [0.03] * 9 + [0.3], 0.95) or (0.0, 0.0)
+    assert 0 < low < 0.03 < high and high - 0.03 > 0.03 - low
+
+
+@given(
+    st.lists(st.floats(min_value=1e-4, max_value=10.0), min_size=50, max_size=400),
+    st.sampled_from([50.0, 95.0, 99.0]),
+    st.integers(min_value=5, max_value=10),
+    st.floats(min_value=1.0, max_value=1000.0),
+)
+@settings(max_examples=60, deadline=None)
+def test_dependent_interval_lower_bound_never_below_smallest_sample(
+    values: list[float], q: float, k: int, burst: float
+) -> None:
+    from harness.analysis.latency import estimate_percentile_dependent
+
+    # a burst multiplies one section's latencies: the skewed case whose symmetric interval reached 0
+    chunks = np.array_split(np.array(values), k)
+    chunks[-1] = chunks[-1] * burst
+    whole, sections = LatencyHistogram(), []
+    for chunk in chunks:
+        section = LatencyHistogram()
+        for value in chunk:
+            section.record_s(float(value))
+        whole.merge(section)
+        sections.append(section)
+    estimate = estimate_percentile_dependent(whole, sections, q)
+    smallest_s = whole.min_lowest_s()
+    assert estimate.value_s is not None
+    if estimate.ci_low_s is not None:
+        assert 0 < smallest_s <= estimate.ci_low_s <= estimate.value_s
+    if estimate.ci_high_s is not None:
+        assert estimate.value_s <= estimate.ci_high_s

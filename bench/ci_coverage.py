@@ -1,0 +1,241 @@
+"""Coverage and width of the harness's percentile confidence intervals (`make bench-ci`).
+
+Simulates stages like those `bench/accuracy.py` runs against `bench/synthetic_server.py` (jitter mode:
+uniform latency, open model; queue mode: M/D/1 sojourn times at the bench's utilisations), as the
+harness sees them: Poisson arrivals, one latency histogram per second, merged into contiguous
+sections. Each trial is a window of a long stationary path; the truth is that path's quantile. For
+each percentile it prints, side by side from the same trials, how often the harness's interval
+(log-scale sectioning united with the order-statistic interval) covers the truth, against the
+independent-sample (order-statistic) interval alone and the previous interval (symmetric sectioning
+floored at 0), with median widths, and how often a lower bound fell below the smallest observed
+latency. Writes reports/bench-ci-coverage.json; exits 1 when a coverage is under the goal.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy.stats import t
+
+from bench.accuracy import (
+    JITTER_BASE_MS,
+    JITTER_MS,
+    OPEN_RATE_RPS,
+    OPEN_S,
+    QUEUE_RHOS,
+    QUEUE_STAGE_S,
+    RESULTS_FILE,
+    SERVICE_MS,
+    TRUTH_SEED,
+    md1_path_ms,
+)
+from harness.analysis.latency import (
+    LatencyHistogram,
+    estimate_percentile,
+    estimate_percentile_dependent,
+    sections_for,
+)
+from harness.analysis.stages import contiguous_sections
+
+RESULTS = RESULTS_FILE.with_name("bench-ci-coverage.json")
+QUANTILES: tuple[float, ...] = (50.0, 95.0, 99.0)
+CONFIDENCE = 0.95
+COVERAGE_GOAL = 0.90
+TRIALS = 200
+PATH_ARRIVALS = 1_000_000
+INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A stage to simulate: a long stationary path of (arrival ms, latency ms) and the stage length."""
+
+    label: str
+    arrival_ms: npt.NDArray[np.float64]
+    latency_ms: npt.NDArray[np.float64]
+    stage_s: float
+
+
+@dataclass(frozen=True)
+class Row:
+    scenario: str
+    quantile: str
+    samples_median: int
+    truth_ms: float
+    coverage_harness: float
+    coverage_iid: float
+    coverage_previous: float
+    width_harness_ms: float
+    width_iid_ms: float
+    width_previous_ms: float
+    previous_low_below_smallest: float
+    harness_low_below_smallest: float
+
+    @property
+    def meets_goal(self) -> bool:
+        return self.coverage_harness >= COVERAGE_GOAL
+
+
+def scenarios(seed: int = TRUTH_SEED) -> list[Scenario]:
+    """The bench's jitter stage and queue stages (plus a four times longer queue stage at the higher rho)."""
+    rng = np.random.default_rng(seed)
+    jitter_arrivals = np.cumsum(rng.exponential(1000.0 / OPEN_RATE_RPS, PATH_ARRIVALS))
+    jitter = JITTER_BASE_MS + JITTER_MS * rng.random(PATH_ARRIVALS)
+    found = [
+        Scenario(
+            f"jitter {JITTER_BASE_MS:g}+U(0,{JITTER_MS:g}) {OPEN_RATE_RPS:g} rps {OPEN_S:g} s",
+            jitter_arrivals,
+            jitter,
+            OPEN_S,
+        )
+    ]
+    for rho in QUEUE_RHOS:
+        arrival_ms, sojourn_ms = md1_path_ms(rho, SERVICE_MS, PATH_ARRIVALS, seed)
+        found.append(Scenario(f"M/D/1 rho={rho:g} {QUEUE_STAGE_S:g} s", arrival_ms, sojourn_ms, QUEUE_STAGE_S))
+    rho = max(QUEUE_RHOS)
+    arrival_ms, sojourn_ms = md1_path_ms(rho, SERVICE_MS, PATH_ARRIVALS, seed + 1)
+    found.append(Scenario(f"M/D/1 rho={rho:g} {4 * QUEUE_STAGE_S:g} s", arrival_ms, sojourn_ms, 4 * QUEUE_STAGE_S))
+    return found
+
+
+def _histogram(latency_ms: npt.NDArray[np.float64]) -> LatencyHistogram:
+    histogram = LatencyHistogram()
+    values_us, counts = np.unique(np.round(latency_ms * 1000.0).astype(np.int64), return_counts=True)
+    for value_us, count in zip(values_us, counts, strict=True):
+        histogram.record_s(float(value_us) / 1e6, int(count))
+    return histogram
+
+
+def _previous_interval(
+    whole: LatencyHistogram, sections: Sequence[LatencyHistogram], q: float
+) -> tuple[float | None, float | None]:
+    """The interval before log-scale sectioning: symmetric t-interval around the point, floored at 0."""
+    iid = estimate_percentile(whole, q, CONFIDENCE)
+    values = [v for v in (s.value_at_percentile_s(q) for s in sections) if v is not None]
+    if iid.value_s is None or len(values) < 5:
+        return iid.ci_low_s, iid.ci_high_s
+    k = len(values)
+    spread = math.sqrt(sum((v - iid.value_s) ** 2 for v in values) / (k - 1))
+    half_width = float(t.ppf((1 + CONFIDENCE) / 2, k - 1)) * spread / math.sqrt(k)
+    low = None if iid.ci_low_s is None else min(iid.ci_low_s, max(0.0, iid.value_s - half_width))
+    high = None if iid.ci_high_s is None else max(iid.ci_high_s, iid.value_s + half_width)
+    return low, high
+
+
+def _covers(interval: tuple[float | None, float | None], truth_s: float) -> bool:
+    low, high = interval
+    return (low is None or low <= truth_s) and (high is None or truth_s <= high)
+
+
+def _width_ms(interval: tuple[float | None, float | None]) -> float:
+    low, high = interval
+    return math.inf if low is None or high is None else (high - low) * 1000.0
+
+
+def measure(scenario: Scenario, trials: int = TRIALS, seed: int = TRUTH_SEED) -> list[Row]:
+    """Coverage and widths of the three intervals over `trials` random windows of the scenario's path."""
+    rng = np.random.default_rng(seed)
+    truths_s = {q: float(np.percentile(scenario.latency_ms, q)) / 1000.0 for q in QUANTILES}
+    stage_ms = scenario.stage_s * 1000.0
+    last_start_ms = float(scenario.arrival_ms[-1]) - stage_ms
+    hits: dict[float, dict[str, int]] = {q: {"harness": 0, "iid": 0, "previous": 0} for q in QUANTILES}
+    widths: dict[float, dict[str, list[float]]] = {q: {"harness": [], "iid": [], "previous": []} for q in QUANTILES}
+    below: dict[float, dict[str, int]] = {q: {"harness": 0, "previous": 0} for q in QUANTILES}
+    samples: list[int] = []
+    for _ in range(trials):
+        # Skip the path's first 10 s so every window starts in steady state.
+        start_ms = rng.uniform(10_000.0, last_start_ms)
+        first, end = np.searchsorted(scenario.arrival_ms, [start_ms, start_ms + stage_ms])
+        arrival_ms, latency_ms = scenario.arrival_ms[first:end], scenario.latency_ms[first:end]
+        second = ((arrival_ms - start_ms) // (INTERVAL_S * 1000.0)).astype(np.int64)
+        edges = np.flatnonzero(np.diff(second)) + 1
+        decoded = [
+            (float(part_second[0]), _histogram(part))
+            for part, part_second in zip(np.split(latency_ms, edges), np.split(second, edges), strict=True)
+        ]
+        whole = LatencyHistogram.merged(h for _, h in decoded)
+        smallest_s = whole.min_lowest_s()
+        samples.append(whole.count)
+        for q in QUANTILES:
+            sections = contiguous_sections(decoded, sections_for(q, whole.count))
+            harness = estimate_percentile_dependent(whole, sections, q, CONFIDENCE)
+            iid = estimate_percentile(whole, q, CONFIDENCE)
+            intervals = {
+                "harness": (harness.ci_low_s, harness.ci_high_s),
+                "iid": (iid.ci_low_s, iid.ci_high_s),
+                "previous": _previous_interval(whole, sections, q),
+            }
+            for name, interval in intervals.items():
+                hits[q][name] += _covers(interval, truths_s[q])
+                widths[q][name].append(_width_ms(interval))
+            for name in ("harness", "previous"):
+                low = intervals[name][0]
+                below[q][name] += low is not None and low < smallest_s
+    return [
+        Row(
+            scenario=scenario.label,
+            quantile=f"p{q:g}",
+            samples_median=int(np.median(samples)),
+            truth_ms=truths_s[q] * 1000.0,
+            coverage_harness=hits[q]["harness"] / trials,
+            coverage_iid=hits[q]["iid"] / trials,
+            coverage_previous=hits[q]["previous"] / trials,
+            width_harness_ms=float(np.median(widths[q]["harness"])),
+            width_iid_ms=float(np.median(widths[q]["iid"])),
+            width_previous_ms=float(np.median(widths[q]["previous"])),
+            previous_low_below_smallest=below[q]["previous"] / trials,
+            harness_low_below_smallest=below[q]["harness"] / trials,
+        )
+        for q in QUANTILES
+    ]
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """The rows as a fixed-width table: coverage and median width (ms) of the three intervals."""
+    header = (
+        f"{'stage':<36} {'q':>4} {'n':>6} {'truth':>7}  {'coverage harness/iid/prev':>25}  "
+        f"{'width ms harness/iid/prev':>27} {'x iid':>6}  {'prev<min':>8}"
+    )
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        ratio = row.width_harness_ms / row.width_iid_ms if row.width_iid_ms else math.inf
+        mark = "" if row.meets_goal else "  < goal"
+        lines.append(
+            f"{row.scenario:<36} {row.quantile:>4} {row.samples_median:>6} {row.truth_ms:>7.2f}  "
+            f"{row.coverage_harness:>9.2f}/{row.coverage_iid:.2f}/{row.coverage_previous:.2f}      "
+            f"{row.width_harness_ms:>9.2f}/{row.width_iid_ms:.2f}/{row.width_previous_ms:.2f}"
+            f"{'':>3}{ratio:>6.2f}  {row.previous_low_below_smallest:>8.0%}{mark}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    started_s = time.monotonic()
+    rows: list[Row] = []
+    for scenario in scenarios():
+        print(f"{scenario.label}: {TRIALS} windows", flush=True)
+        rows += measure(scenario)
+    print()
+    print(format_table(rows))
+    print(
+        f"\ncoverage at nominal {CONFIDENCE:.0%} (goal {COVERAGE_GOAL:.0%}); width = median width over trials; "
+        "x iid = harness width / independent-sample width; prev<min = share of trials whose previous interval's "
+        "lower bound fell below the smallest observed latency (the harness's: "
+        f"{max(r.harness_low_below_smallest for r in rows):.0%} at most); "
+        f"{time.monotonic() - started_s:.0f} s"
+    )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"rows": [asdict(row) for row in rows]}, indent=2) + "\n")
+    print(f"written {RESULTS.name}")
+    return 0 if all(row.meets_goal for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
