@@ -138,6 +138,8 @@ def conclude_run(run_dir: RunDirectory, scenario: Scenario | None = None, warnin
         capacity=capacity,
         warnings=all_warnings,
         confidence=confidence,
+        run_id=metadata.run_id or run_dir.path.name,
+        scenario_name=scenario.name,
     )
     run_dir.write_json("verdict.json", verdict)
     return verdict

@@ -475,6 +475,9 @@ class ObjectiveResult:
     ci_low: float | None
     ci_high: float | None
     reason: str
+    # The unit of measured, threshold, ci_low and ci_high: the one the metric's name ends with ("ms", "rps",
+    # "s"; "fraction" for error_rate). Verdicts written before schema version 2 leave it empty.
+    unit: str = ""
 
 
 @dataclass(frozen=True)
@@ -521,6 +524,10 @@ class StepAutoscaling:
     replicas_final: int
 
 
+# Version 2 added schema_version, run_id, scenario_name and each objective result's unit.
+VERDICT_SCHEMA_VERSION = 2
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The run's conclusion: overall status, per-objective and per-stage results, and derived figures."""
@@ -533,6 +540,11 @@ class Verdict:
     capacity: CapacityPlan | None = None
     autoscaling: list[StepAutoscaling] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Which verdict.json layout this is (VERDICT_SCHEMA_VERSION when written now; files without one are 1),
+    # and which run of which scenario it judges (None in files written before version 2).
+    schema_version: int = 1
+    run_id: str | None = None
+    scenario_name: str | None = None
 
 
 # --------------------------------------------------------------------------- JSON round trip

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from harness.config import Objective
 from harness.exit_codes import ExitCode
 from harness.model import (
+    VERDICT_SCHEMA_VERSION,
     CapacityPlan,
     ObjectiveResult,
     Saturation,
@@ -122,6 +123,7 @@ def _result(
         ci_low=ci_low,
         ci_high=ci_high,
         reason=reason,
+        unit=objective_metric(objective.metric).unit or "fraction",
     )
 
 
@@ -251,6 +253,8 @@ def build_verdict(
     capacity: CapacityPlan | None = None,
     warnings: Sequence[str] = (),
     confidence: float = 0.95,
+    run_id: str | None = None,
+    scenario_name: str | None = None,
 ) -> Verdict:
     """The run's Verdict: objective results, overall status and exit code, plus the derived figures."""
     results = judge(stages, objectives, autoscaling, confidence)
@@ -267,4 +271,7 @@ def build_verdict(
         capacity=capacity,
         autoscaling=list(autoscaling),
         warnings=all_warnings,
+        schema_version=VERDICT_SCHEMA_VERSION,
+        run_id=run_id,
+        scenario_name=scenario_name,
     )

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -34,33 +35,49 @@ def _status(status: Status) -> Text:
     return Text(status.value, style=STATUS_STYLE[status])
 
 
-def render_verdict_table(verdict: Verdict) -> Table:
-    """One row per objective result: objective, stage, status, measured, threshold, CI, reason."""
+def render_verdict_table(verdict: Verdict, with_reasons: bool = True) -> Table:
+    """One row per objective result: #, objective, stage, status, measured, threshold, CI and (with_reasons)
+    reason. Status never wraps or shrinks; the other columns wrap when the console is narrow."""
     table = Table(title=f"Verdict: {verdict.status.value}", title_style=STATUS_STYLE[verdict.status], expand=False)
-    table.add_column("Objective", no_wrap=True)
-    table.add_column("Stage", no_wrap=True)
-    table.add_column("Status", no_wrap=True)
-    table.add_column("Measured", justify="right", no_wrap=True)
-    table.add_column("Threshold", justify="right", no_wrap=True)
-    table.add_column("CI", justify="right", no_wrap=True)
-    table.add_column("Reason", overflow="fold")
-    for r in verdict.objectives:
-        table.add_row(
+    statuses = [r.status.value for r in verdict.objectives] or ["Status"]
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("Objective", overflow="fold")
+    table.add_column("Stage", overflow="fold")
+    table.add_column("Status", no_wrap=True, min_width=max(len(s) for s in statuses))
+    table.add_column("Measured", justify="right", overflow="fold")
+    table.add_column("Threshold", justify="right", overflow="fold")
+    table.add_column("CI", justify="right", overflow="fold")
+    if with_reasons:
+        table.add_column("Reason", overflow="fold")
+    for number, r in enumerate(verdict.objectives, start=1):
+        cells: list[str | Text] = [
+            str(number),
             r.objective,
             fmt_stage(r),
             _status(r.status),
             fmt_metric_value(r.metric, r.measured),
             fmt_threshold(r),
             fmt_ci(r),
-            r.reason,
-        )
+        ]
+        table.add_row(*cells, *([r.reason] if with_reasons else []))
     return table
 
 
 def print_verdict(verdict: Verdict, console: Console) -> None:
-    """The verdict table, then the status line, saturation, capacity plan and warnings."""
+    """The verdict table, then the status line, saturation, capacity plan and warnings.
+
+    When the table with its Reason column would not fit the console, the reasons follow the table as
+    numbered, wrapped lines instead, so that no status or reason is cut (80 columns is enough).
+    """
     if verdict.objectives:
-        console.print(render_verdict_table(verdict))
+        table = render_verdict_table(verdict)
+        natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
+        if natural > console.width:
+            console.print(render_verdict_table(verdict, with_reasons=False))
+            for number, r in enumerate(verdict.objectives, start=1):
+                console.print(Text(f"{number:>2}. ", style="bold") + Text(r.reason), highlight=False)
+        else:
+            console.print(table)
     status = Text.assemble(
         ("status: ", "bold"),
         _status(verdict.status),

@@ -26,6 +26,7 @@ def test_verdict_table_has_a_row_per_objective(recorded_run: RunDirectory) -> No
 
     assert table.row_count == len(verdict.objectives)
     assert [c.header for c in table.columns] == [
+        "#",
         "Objective",
         "Stage",
         "Status",
@@ -52,6 +53,25 @@ def test_print_verdict_adds_status_figures_and_warnings(recorded_run: RunDirecto
     assert "max sustainable: 150.2 rps (50.07 rps per replica); knee: 150.2 rps at p95 80 ms" in text
     assert "capacity plan: 8 replica(s) for 300 rps with 30% headroom, about 116.80 per month" in text
     assert "warning: metrics collector (replica-3)" in text
+
+
+def test_print_verdict_at_80_columns_keeps_every_status_and_reason(recorded_run: RunDirectory) -> None:
+    verdict = recorded_run.read_verdict()
+    out = io.StringIO()
+
+    print_verdict(verdict, Console(file=out, width=80, color_system=None))
+
+    lines = out.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    text = " ".join(line.strip() for line in lines)
+    rows = [line for line in lines if line.startswith("│") and line[1:5].strip().isdigit()]
+    assert len(rows) == len(verdict.objectives)
+    for row, result in zip(rows, verdict.objectives, strict=True):
+        assert f" {result.status.value} " in row, "the status is never cut"
+    for number, result in enumerate(verdict.objectives, start=1):
+        # the reasons follow the table, numbered like its rows, wrapped but whole
+        assert f"{number}. {result.reason}" in " ".join(text.split()), result.reason
+    assert "…" not in text
 
 
 def test_print_verdict_without_objectives_prints_no_empty_table() -> None:

@@ -57,3 +57,19 @@ def test_a_torn_record_line_is_named(recorded_run: RunDirectory) -> None:
 
     with pytest.raises(ReportError, match=r"replica_counts.jsonl:4: not a valid ReplicaCount record"):
         write_reports(recorded_run)
+
+
+def test_a_verdict_written_before_schema_version_2_still_renders(recorded_run: RunDirectory) -> None:
+    data = json.loads(recorded_run.file("verdict.json").read_text())
+    assert data["schema_version"] == 2 and data["run_id"] and data["scenario_name"]
+    for key in ("schema_version", "run_id", "scenario_name"):
+        data.pop(key)
+    for result in data["objectives"]:
+        result.pop("unit")
+    recorded_run.file("verdict.json").write_text(json.dumps(data))
+
+    paths = write_reports(recorded_run)
+
+    assert [p.name for p in paths] == ["report.html", "report.md", "junit.xml"]
+    verdict = recorded_run.read_verdict()
+    assert verdict.schema_version == 1 and verdict.run_id is None and {r.unit for r in verdict.objectives} == {""}
