@@ -38,8 +38,6 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from scipy.stats import fisher_exact, ttest_ind
-
 from harness.analysis.latency import LatencyHistogram, estimate_percentile
 from harness.analysis.timeline import interval_series
 from harness.model import ClientInterval, StageWindow
@@ -119,6 +117,8 @@ def _welch(base_rps: Sequence[float], cand_rps: Sequence[float], level: float) -
         # No spread at all: the t statistic is undefined, and any difference is certain.
         difference = statistics.fmean(cand_rps) - statistics.fmean(base_rps)
         return (1.0 if difference == 0 else 0.0), difference, difference
+    from scipy.stats import ttest_ind  # imported where used: scipy alone takes about a second to import
+
     test = ttest_ind(cand_rps, base_rps, equal_var=False)
     interval = test.confidence_interval(confidence_level=1.0 - level)
     return float(test.pvalue), float(interval.low), float(interval.high)
@@ -201,6 +201,8 @@ def _error_rate(
         p_value = None
     else:
         table = [[cand.failures, cand.requests - cand.failures], [base.failures, base.requests - base.failures]]
+        from scipy.stats import fisher_exact
+
         p_value = float(fisher_exact(table, alternative="greater").pvalue)
         reason = (
             f"Fisher's exact test, {cand.failures}/{cand.requests} vs {base.failures}/{base.requests} failed: "

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import math
 
-from scipy.stats import chi2, norm
-
 
 def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion; (0, 1) when there are no trials."""
@@ -16,6 +14,8 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tu
         return 0.0, 1.0
     if not 0 <= successes <= trials:
         raise ValueError(f"successes={successes} must be within 0..trials={trials}")
+    from scipy.stats import norm  # imported where used: scipy alone takes about a second to import
+
     z = float(norm.ppf(0.5 + confidence / 2))
     p = successes / trials
     denominator = 1 + z * z / trials
@@ -32,6 +32,8 @@ def requests_to_pass_error_rate(max_error_rate: float, confidence: float = 0.95)
     upper bound at 0 failures is z^2 / (n + z^2), below max when n > z^2 (1 - max) / max."""
     if not 0 < max_error_rate < 1:
         raise ValueError(f"max_error_rate={max_error_rate} must be within (0, 1)")
+    from scipy.stats import norm  # imported where used: scipy alone takes about a second to import
+
     z = float(norm.ppf(0.5 + confidence / 2))
     return math.floor(z * z * (1 - max_error_rate) / max_error_rate) + 1
 
@@ -41,6 +43,8 @@ def garwood_interval(count: int, confidence: float = 0.95) -> tuple[float, float
     if count < 0:
         raise ValueError(f"count={count} must be >= 0")
     alpha = 1 - confidence
+    from scipy.stats import chi2
+
     low = 0.0 if count == 0 else float(chi2.ppf(alpha / 2, 2 * count)) / 2
     high = float(chi2.ppf(1 - alpha / 2, 2 * count + 2)) / 2
     return low, high

@@ -19,7 +19,6 @@ from functools import cache
 import numpy as np
 import numpy.typing as npt
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
-from scipy.stats import binom, t
 
 from harness.errors import MetricsError
 from harness.model import PercentileEstimate
@@ -178,6 +177,9 @@ def order_statistic_ranks(n: int, q: float, confidence: float = 0.95) -> tuple[i
         raise ValueError(f"confidence={confidence} must be within (0, 1)")
     if n < 1 or q <= 0 or q >= 100:
         return None, None
+    # scipy takes about a second to import: only where it is used, so that start-up stays fast.
+    from scipy.stats import binom
+
     p = float(_exact(q) / 100)
     tail = (1.0 - confidence) / 2.0
     # ppf gives the smallest x with F(x) >= level; the loops settle floating-point ties either way.
@@ -263,6 +265,8 @@ def sectioning_interval(
     k = len(section_values_s)
     if k < 2 or point_s <= 0 or min(section_values_s) <= 0:
         return None
+    from scipy.stats import t
+
     log_point = math.log(point_s)
     spread = math.sqrt(sum((math.log(value) - log_point) ** 2 for value in section_values_s) / (k - 1))
     half_width = float(t.ppf((1 + confidence) / 2, k - 1)) * spread / math.sqrt(k)

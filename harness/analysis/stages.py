@@ -32,8 +32,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from scipy.stats import poisson
-
 from harness.analysis.latency import (
     LatencyHistogram,
     estimate_percentile_dependent,
@@ -64,6 +62,9 @@ POISSON_NOISE_QUANTILE = 0.001
 
 
 def _arrivals_short(actual: int, expected: float, shortfall: float) -> bool:
+    # scipy takes about a second to import: only where it is used, so that start-up stays fast.
+    from scipy.stats import poisson
+
     return actual < (1.0 - shortfall) * expected and actual < poisson.ppf(POISSON_NOISE_QUANTILE, expected)
 
 

@@ -22,8 +22,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scipy.stats import gamma
-
 from harness.analysis.latency import min_samples_for_percentile
 
 # Below this fraction of initial_rps the downward search gives up (a default for min_rps).
@@ -182,5 +180,7 @@ def probe_duration_s(
     if not 0 < shortfall_probability < 1:
         raise ValueError(f"shortfall_probability={shortfall_probability} must be within (0, 1)")
     needed = min_samples_for_percentile(percentile, min_tail_samples)
+    from scipy.stats import gamma  # imported where used: scipy alone takes about a second to import
+
     expected = float(gamma.isf(shortfall_probability, needed))
     return max(float(min_duration_s), expected / rate_rps)

@@ -12,9 +12,6 @@ from pathlib import Path
 
 from harness.report._common import ComparisonRow
 from harness.report._rundata import load_run
-from harness.report.html import comparison_html, render_html_from
-from harness.report.junit import render_junit
-from harness.report.markdown import render_markdown_from
 from harness.rundir import RunDirectory
 
 __all__ = ["REPORT_FILES", "ComparisonRow", "render_comparison_html", "write_reports"]
@@ -24,6 +21,11 @@ REPORT_FILES = ("report.html", "report.md", "junit.xml")
 
 def write_reports(run_dir: RunDirectory) -> list[Path]:
     """Render report.html, report.md and junit.xml into the run directory; returns their paths."""
+    # The renderers (plotly above all) are imported on first use, so that starting a run stays fast.
+    from harness.report.html import render_html_from
+    from harness.report.junit import render_junit
+    from harness.report.markdown import render_markdown_from
+
     data = load_run(run_dir)
     texts = {
         "report.html": render_html_from(data),
@@ -39,4 +41,6 @@ def render_comparison_html(run_a: RunDirectory, run_b: RunDirectory, comparison:
     `comparison` is a list of rows (metric, baseline, candidate, relative change, significant, regression);
     `harness.report.console.comparison_rows` turns an `analysis.compare.Comparison` into them.
     """
+    from harness.report.html import comparison_html
+
     return comparison_html(run_a, run_b, comparison)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import ReportError
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "verdict.schema.json"
 
@@ -28,12 +29,16 @@ def verdict_schema() -> dict[str, Any]:
         raise ReportError(
             f"{SCHEMA_PATH}: the verdict schema is missing", hint="run from a checkout of the harness repository"
         ) from error
+    from jsonschema import Draft202012Validator  # imported when first used: it is slow to import
+
     Draft202012Validator.check_schema(schema)
     return schema
 
 
 @cache
 def _validator() -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(verdict_schema())
 
 

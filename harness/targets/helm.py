@@ -2,8 +2,10 @@
 
 With a `helm` binary on PATH this runs `helm template`; without one it uses the same Helm engine
 through helm-python-sdk (`helm_python`, Helm's Go SDK behind a C ABI), so rendering and the charts'
-values.schema.json checks need no binary. The Kubernetes target applies the result itself
-(server-side apply), so no Helm release state is kept in the cluster.
+values.schema.json checks need no binary. helm-python-sdk is an optional extra (`pip install
+'harness[helm]'`, 244 MB): with neither it nor a binary, rendering fails saying how to get one. The
+Kubernetes target applies the result itself (server-side apply), so no Helm release state is kept in
+the cluster.
 """
 
 from __future__ import annotations
@@ -136,8 +138,17 @@ def _render_cli(
     return [result.stdout]
 
 
+HELM_MISSING_HINT = "put a helm binary on PATH, or install the helm extra: pip install 'harness[helm]'"
+
+
 def _render_sdk(chart_dir: Path, values: dict[str, Any], release: str, namespace: str) -> list[str]:
-    import helm_python
+    try:
+        import helm_python
+    except ImportError as error:
+        raise DeployError(
+            f"cannot render the {chart_dir.name} chart: no helm binary on PATH and helm-python-sdk is not installed",
+            hint=HELM_MISSING_HINT,
+        ) from error
 
     try:
         with helm_python.Chart.load(str(chart_dir)) as chart:

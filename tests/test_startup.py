@@ -1,0 +1,36 @@
+"""Start-up stays fast: importing the CLI and the run orchestration loads none of the heavy libraries
+(scipy, plotly, matplotlib, jsonschema, helm-python-sdk); they are imported where they are used."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("scipy", "plotly", "matplotlib", "jsonschema", "helm_python", "sklearn", "pandas")
+
+
+def test_importing_the_cli_and_a_run_loads_no_heavy_library() -> None:
+    code = (
+        "import json, sys\n"
+        "import harness.cli, harness.run\n"
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({list(HEAVY)!r}))))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout) == []
+
+
+def test_the_helm_sdk_is_optional_and_its_absence_is_named() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['helm_python'] = None  # as if the helm extra were not installed\n"
+        "from harness.errors import DeployError\n"
+        "from harness.targets.helm import MODEL_SERVICE_CHART, render_chart\n"
+        "try:\n"
+        "    render_chart(MODEL_SERVICE_CHART, {}, release='r', namespace='n', engine='sdk')\n"
+        "except DeployError as error:\n"
+        "    print(error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "helm-python-sdk is not installed" in result.stdout
+    assert "pip install 'harness[helm]'" in result.stdout
