@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from harness.analysis.autoscaling_figures import step_autoscaling
 from harness.analysis.capacity import plan_capacity
+from harness.analysis.diagnosis import RunSeries, diagnose
 from harness.analysis.saturation import max_sustainable
 from harness.analysis.stages import summarize_stages
 from harness.analysis.timeline import interval_series
@@ -21,6 +22,7 @@ from harness.model import (
     ReplicaCount,
     ReplicaSample,
     RunEvent,
+    ServerSample,
     StageResult,
     Verdict,
     cut_windows,
@@ -140,6 +142,14 @@ def conclude_run(run_dir: RunDirectory, scenario: Scenario | None = None, warnin
         confidence=confidence,
         run_id=metadata.run_id or run_dir.path.name,
         scenario_name=scenario.name,
+        bottlenecks=diagnose(
+            stages,
+            objective_results,
+            saturation,
+            RunSeries(intervals, run_dir.read_records(ServerSample), samples, counts, events),
+            cpu_limit_cores=scenario.resources.limits.cpu_cores,
+            loadgen_cpu_saturation=scenario.validity.loadgen_cpu_saturation,
+        ),
     )
     run_dir.write_json("verdict.json", verdict)
     return verdict

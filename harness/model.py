@@ -524,7 +524,19 @@ class StepAutoscaling:
     replicas_final: int
 
 
-# Version 2 added schema_version, run_id, scenario_name and each objective result's unit.
+@dataclass(frozen=True)
+class Bottleneck:
+    """A likely cause of a stage's failure, warning or knee, with its evidence (harness.analysis.diagnosis)."""
+
+    stage: str
+    # Why the stage was examined: "FAIL", "WARN" or "knee".
+    examined_for: str
+    # loadgen_bound, cpu_bound, load_shedding, cold_start, periodic_stalls, batching_wait, network, unexplained
+    cause: str
+    evidence: str
+
+
+# Version 2 added bottlenecks, schema_version, run_id, scenario_name and each objective result's unit.
 VERDICT_SCHEMA_VERSION = 2
 
 
@@ -545,6 +557,7 @@ class Verdict:
     schema_version: int = 1
     run_id: str | None = None
     scenario_name: str | None = None
+    bottlenecks: list[Bottleneck] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- JSON round trip

@@ -22,6 +22,7 @@ from harness.config import Objective
 from harness.exit_codes import ExitCode
 from harness.model import (
     VERDICT_SCHEMA_VERSION,
+    Bottleneck,
     CapacityPlan,
     ObjectiveResult,
     Saturation,
@@ -255,6 +256,7 @@ def build_verdict(
     confidence: float = 0.95,
     run_id: str | None = None,
     scenario_name: str | None = None,
+    bottlenecks: Sequence[Bottleneck] = (),
 ) -> Verdict:
     """The run's Verdict: objective results, overall status and exit code, plus the derived figures."""
     results = judge(stages, objectives, autoscaling, confidence)
@@ -274,4 +276,5 @@ def build_verdict(
         schema_version=VERDICT_SCHEMA_VERSION,
         run_id=run_id,
         scenario_name=scenario_name,
+        bottlenecks=list(bottlenecks),
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from harness.model import ObjectiveResult, PercentileEstimate, Status
+from harness.model import Bottleneck, ObjectiveResult, PercentileEstimate, Status
 from harness.objectives import objective_metric
 
 STATUS_ORDER: tuple[Status, ...] = (Status.FAIL, Status.INCONCLUSIVE, Status.WARN, Status.PASS)
@@ -62,6 +62,12 @@ def fmt_ci(result: ObjectiveResult) -> str:
     low = "-∞" if result.ci_low is None else fmt_metric_value(result.metric, result.ci_low)
     high = "∞" if result.ci_high is None else fmt_metric_value(result.metric, result.ci_high)
     return f"[{low}, {high}]"
+
+
+def fmt_bottleneck(bottleneck: Bottleneck) -> str:
+    """One line: "peak (FAIL): load shedding: 729 of 12303 requests refused (...)"."""
+    cause = bottleneck.cause.replace("_", " ")
+    return f"{bottleneck.stage} ({bottleneck.examined_for}): {cause}: {bottleneck.evidence}"
 
 
 def fmt_stage(result: ObjectiveResult) -> str:

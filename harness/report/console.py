@@ -14,6 +14,7 @@ from harness.model import Status, Verdict
 from harness.report._common import (
     STATUS_MEANING,
     ComparisonRow,
+    fmt_bottleneck,
     fmt_ci,
     fmt_comparison_value,
     fmt_metric_value,
@@ -78,6 +79,8 @@ def print_verdict(verdict: Verdict, console: Console) -> None:
                 console.print(Text(f"{number:>2}. ", style="bold") + Text(r.reason), highlight=False)
         else:
             console.print(table)
+    for bottleneck in verdict.bottlenecks:
+        console.print(Text("likely bottleneck: ", style="bold") + Text(fmt_bottleneck(bottleneck)), highlight=False)
     status = Text.assemble(
         ("status: ", "bold"),
         _status(verdict.status),

@@ -20,6 +20,7 @@ from harness.model import MachineInfo, ObjectiveResult, PercentileEstimate, RunM
 from harness.report._common import (
     STATUS_MEANING,
     ComparisonRow,
+    fmt_bottleneck,
     fmt_bytes,
     fmt_ci,
     fmt_comparison_value,
@@ -234,6 +235,13 @@ def _header(data: RunData) -> str:
         f"exit code {verdict.exit_code}: {_e(STATUS_MEANING[verdict.status])}.</p>"
         f'<p class="counts">{chips}</p>'
     )
+
+
+def _bottlenecks(verdict: Verdict) -> str:
+    if not verdict.bottlenecks:
+        return ""
+    items = "".join(f"<li>{_e(fmt_bottleneck(b))}</li>" for b in verdict.bottlenecks)
+    return f'<h3>Likely bottlenecks</h3><ul class="warnings">{items}</ul>'
 
 
 def _warnings(warnings: Sequence[str]) -> str:
@@ -480,7 +488,7 @@ def render_html_from(data: RunData) -> str:
     verdict = data.verdict
     plots = all_plots(data)
     body = [
-        _section("verdict", "Verdict", verdict_table(verdict)),
+        _section("verdict", "Verdict", verdict_table(verdict), _bottlenecks(verdict)),
         _section("warnings", f"Warnings ({len(verdict.warnings)})", _warnings(verdict.warnings)),
         *(_plot_section(plot) for plot in plots),
         _section("autoscaling", "Autoscaling", _autoscaling(data)),

@@ -14,6 +14,7 @@ from harness.model import Verdict
 from harness.report._common import (
     STATUS_EMOJI,
     STATUS_MEANING,
+    fmt_bottleneck,
     fmt_bytes,
     fmt_ci,
     fmt_estimate_ms,
@@ -81,6 +82,12 @@ def _objectives(verdict: Verdict) -> list[str]:
             for r in verdict.objectives
         ),
     )
+
+
+def _bottlenecks(verdict: Verdict) -> list[str]:
+    if not verdict.bottlenecks:
+        return []
+    return ["", "### Likely bottlenecks", "", *(f"- {_text(fmt_bottleneck(b))}" for b in verdict.bottlenecks)]
 
 
 def _stages(verdict: Verdict) -> list[str]:
@@ -217,6 +224,7 @@ def render_markdown_from(data: RunData) -> str:
         "### Objectives",
         "",
         *_objectives(verdict),
+        *_bottlenecks(verdict),
         "",
         "### Stages",
         "",

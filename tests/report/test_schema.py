@@ -17,6 +17,7 @@ from jsonschema import Draft202012Validator
 
 from harness.errors import ReportError
 from harness.model import (
+    Bottleneck,
     CapacityPlan,
     ObjectiveResult,
     PercentileEstimate,
@@ -72,7 +73,8 @@ def _schema_types(prop: dict[str, Any]) -> tuple[set[str], bool]:
 
 
 @pytest.mark.parametrize(
-    "cls", [Verdict, ObjectiveResult, StageResult, PercentileEstimate, Saturation, CapacityPlan, StepAutoscaling]
+    "cls",
+    [Verdict, ObjectiveResult, StageResult, PercentileEstimate, Saturation, CapacityPlan, StepAutoscaling, Bottleneck],
 )
 def test_schema_matches_the_dataclass_field_for_field(cls: type) -> None:
     schema = verdict_schema()
@@ -82,7 +84,7 @@ def test_schema_matches_the_dataclass_field_for_field(cls: type) -> None:
     assert set(node["properties"]) == fields
     # to_json_dict writes every field, so every field is required, except those that files written before
     # schema version 2 lack (they still render).
-    added_in_v2 = {"schema_version", "run_id", "scenario_name", "unit"}
+    added_in_v2 = {"schema_version", "run_id", "scenario_name", "unit", "bottlenecks"}
     assert set(node["required"]) == fields - added_in_v2
     hints = typing.get_type_hints(cls)
     for name in fields:
