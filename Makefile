@@ -13,7 +13,7 @@ TEST_PACKAGES := prometheus prometheus-pushgateway chromium containerd runc cont
 # The test cluster's binaries are built with Go (Debian 12's is too old; the machine's is in /usr/local/go).
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: setup loadtest test lint format system-packages docker-setup cluster cluster-down bench bench-ci bench-hpa clean
+.PHONY: setup loadtest test lint format system-packages docker-setup cluster cluster-down bench bench-ci bench-compare bench-hpa clean
 
 setup: $(STAMP)
 
@@ -94,6 +94,10 @@ bench: setup
 # Coverage and width of the percentile confidence intervals on simulated bench stages (about 90 s, no servers).
 bench-ci: setup
 	$(BIN)/python -m bench.ci_coverage
+
+# False-regression rate of harness compare: 21 short runs against one synthetic server, each compared with the next.
+bench-compare: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.self_compare
 
 # The harness's HPA emulation (local target) against the real controller (the test cluster), side by side.
 bench-hpa: setup cluster
