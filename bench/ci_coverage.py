@@ -7,7 +7,7 @@ sections. Each trial is a window of a long stationary path; the truth is that pa
 each percentile it prints, side by side from the same trials, how often the harness's interval
 (log-scale sectioning united with the order-statistic interval) covers the truth, against the
 independent-sample (order-statistic) interval alone and the previous interval (symmetric sectioning
-floored at 0), with median widths, and how often a lower bound fell below the smallest observed
+in up to 10 sections, floored at 0), with median widths, and how often a lower bound fell below the smallest observed
 latency. Writes reports/bench-ci-coverage.json; exits 1 when a coverage is under the goal.
 """
 
@@ -113,6 +113,12 @@ def _histogram(latency_ms: npt.NDArray[np.float64]) -> LatencyHistogram:
     return histogram
 
 
+def _previous_sections(q: float, n: int) -> int:
+    """The section count before log-scale sectioning: up to 10 sections of at least 1 / (1 - q/100) samples."""
+    sections = min(10, n // math.ceil(1 / (1 - q / 100)))
+    return sections if sections >= 5 else 0
+
+
 def _previous_interval(
     whole: LatencyHistogram, sections: Sequence[LatencyHistogram], q: float
 ) -> tuple[float | None, float | None]:
@@ -170,7 +176,9 @@ def measure(scenario: Scenario, trials: int = TRIALS, seed: int = TRUTH_SEED) ->
             intervals = {
                 "harness": (harness.ci_low_s, harness.ci_high_s),
                 "iid": (iid.ci_low_s, iid.ci_high_s),
-                "previous": _previous_interval(whole, sections, q),
+                "previous": _previous_interval(
+                    whole, contiguous_sections(decoded, _previous_sections(q, whole.count)), q
+                ),
             }
             for name, interval in intervals.items():
                 hits[q][name] += _covers(interval, truths_s[q])

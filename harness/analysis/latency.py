@@ -234,9 +234,12 @@ def min_samples_for_percentile(q: float, min_tail_samples: int) -> int:
     return math.ceil(Fraction(min_tail_samples) / (1 - _exact(q) / 100))
 
 
-# Sectioning needs at least this many batches for its t-interval to mean anything.
+# Sectioning needs at least this many batches for its t-interval to mean anything. No more than that
+# either: on simulated M/D/1 stages at utilisation 0.8 (python -m bench.ci_coverage), 10 sections of a
+# 30 s stage covered the true p95 in 84% of trials, 5 longer ones in 91% (p99: 81% and 85%), since
+# short sections underrate how long a queue's bursts last; intervals are about a third wider.
 MIN_SECTIONS = 5
-MAX_SECTIONS = 10
+MAX_SECTIONS = 5
 
 
 def sections_for(q: float, n: int) -> int:
