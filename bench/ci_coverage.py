@@ -27,8 +27,10 @@ from scipy.stats import t
 from bench.accuracy import (
     JITTER_BASE_MS,
     JITTER_MS,
+    LINDLEY_ARRIVALS,
     OPEN_RATE_RPS,
     OPEN_S,
+    QUANTILES,
     QUEUE_RHOS,
     QUEUE_STAGE_S,
     RESULTS_FILE,
@@ -45,11 +47,10 @@ from harness.analysis.latency import (
 from harness.analysis.stages import contiguous_sections
 
 RESULTS = RESULTS_FILE.with_name("bench-ci-coverage.json")
-QUANTILES: tuple[float, ...] = (50.0, 95.0, 99.0)
 CONFIDENCE = 0.95
 COVERAGE_GOAL = 0.90
 TRIALS = 200
-PATH_ARRIVALS = 1_000_000
+PATH_ARRIVALS = LINDLEY_ARRIVALS
 INTERVAL_S = 1.0
 
 
