@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from harness.analysis.autoscaling_figures import step_autoscaling
 from harness.analysis.capacity import plan_capacity
 from harness.analysis.diagnosis import RunSeries, diagnose
+from harness.analysis.faults import fault_impacts
 from harness.analysis.saturation import max_sustainable
 from harness.analysis.stages import summarize_stages
 from harness.analysis.timeline import interval_series
@@ -150,6 +151,7 @@ def conclude_run(run_dir: RunDirectory, scenario: Scenario | None = None, warnin
             cpu_limit_cores=scenario.resources.limits.cpu_cores,
             loadgen_cpu_saturation=scenario.validity.loadgen_cpu_saturation,
         ),
+        faults=fault_impacts(windows, intervals, events, objective_results),
     )
     run_dir.write_json("verdict.json", verdict)
     return verdict

@@ -170,6 +170,10 @@ class TargetConfig(BaseModel):
     kind: Literal["local", "external", "docker", "kubernetes"] = "local"
     replicas: int = Field(default=1, ge=1, le=64)
     startup_timeout_s: float = Field(default=90, gt=0)
+    # As the kubelet restarts a crashed container: after 10 s, doubling up to 5 minutes.
+    restart_backoff_s: float = Field(
+        default=10, gt=0, le=300, description="local and docker: first restart delay of a crashed replica"
+    )
     urls: list[str] = Field(default_factory=list, description="external target: base URLs of running replicas")
     docker: DockerTargetConfig = Field(default_factory=DockerTargetConfig)
     kubernetes: KubernetesTargetConfig = Field(default_factory=KubernetesTargetConfig)
@@ -189,6 +193,28 @@ class TargetConfig(BaseModel):
 # --------------------------------------------------------------------------- load
 
 
+class Fault(BaseModel):
+    """A fault injected into one replica during a stage: the stage becomes the experiment of how the service
+    copes (errors while it lasts, time to recover, whether the other replicas held the objectives)."""
+
+    model_config = _STRICT
+    at_s: float = Field(ge=0, description="seconds into the stage")
+    action: Literal["kill", "pause"] = Field(
+        description="kill: SIGKILL the replica (a container's process, a pod deleted at once); "
+        "pause: freeze it (SIGSTOP, docker pause) for pause_s"
+    )
+    replica: int = Field(default=1, ge=1, le=64, description="the Nth ready replica, oldest first")
+    pause_s: float | None = Field(default=None, gt=0, le=3600, description="pause: how long the replica stays frozen")
+
+    @model_validator(mode="after")
+    def _pause_needs_a_duration(self) -> Fault:
+        if self.action == "pause" and self.pause_s is None:
+            raise ValueError("a pause fault needs pause_s (how long the replica stays frozen)")
+        if self.action == "kill" and self.pause_s is not None:
+            raise ValueError("pause_s only applies to pause faults")
+        return self
+
+
 class Stage(BaseModel):
     """One load stage: closed model (a number of users) or open model (a fixed arrival rate)."""
 
@@ -200,9 +226,16 @@ class Stage(BaseModel):
     arrival_rate_rps: float | None = Field(default=None, gt=0, le=100_000)
     arrival: Literal["constant", "poisson"] = "poisson"
     judged: bool = Field(default=True, description="whether objectives apply to this stage (false for warm-up)")
+    faults: list[Fault] = Field(default_factory=list, max_length=16)
 
     @model_validator(mode="after")
     def _one_model(self) -> Stage:
+        for fault in self.faults:
+            if fault.at_s >= self.duration_s:
+                raise ValueError(
+                    f"stage '{self.name}': a fault at_s={fault.at_s:g} falls after the stage ends "
+                    f"(duration_s={self.duration_s:g})"
+                )
         if (self.users is None) == (self.arrival_rate_rps is None):
             raise ValueError(
                 f"stage '{self.name}' needs exactly one of users (closed model) or arrival_rate_rps (open model)"
@@ -463,6 +496,18 @@ class Scenario(BaseModel):
                     raise ValueError(
                         f"objective '{objective.metric}' names stage '{stage_name}', which is not one of: "
                         + ", ".join(names)
+                    )
+        for index, stage in enumerate(self.stages):
+            for fault in stage.faults:
+                if self.target.kind == "external":
+                    raise ValueError(
+                        f"stages[{index}].faults: the external target's replicas are not the harness's to "
+                        f"{fault.action} (use the local, docker or kubernetes target)"
+                    )
+                if self.target.kind == "kubernetes" and fault.action == "pause":
+                    raise ValueError(
+                        f"stages[{index}].faults: pause is not available on the kubernetes target (the API "
+                        "cannot freeze a pod); kill deletes one"
                     )
         return self
 

@@ -162,6 +162,40 @@ class ReplicaCrashed:
     restarts: int | None = None
     container: str | None = None
     log_tail: str | None = None
+    # The scenario's fault killed it (stages[].faults): the experiment, not a reason to doubt the stage.
+    injected: bool | None = None
+
+
+@dataclass(frozen=True)
+class ReplicaRestarting:
+    """A crashed replica will be started again after a back-off, as the kubelet restarts a container."""
+
+    kind: ClassVar[str] = "replica_restarting"
+    replica: str
+    backoff_s: float
+    restarts: int
+
+
+@dataclass(frozen=True)
+class FaultInjected:
+    """A fault of the scenario (stages[].faults) hit a replica; `error` when it could not be injected."""
+
+    kind: ClassVar[str] = "fault_injected"
+    stage: str
+    action: str
+    replica: str | None
+    pause_s: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class FaultEnded:
+    """A paused replica was resumed."""
+
+    kind: ClassVar[str] = "fault_ended"
+    stage: str
+    action: str
+    replica: str
 
 
 @dataclass(frozen=True)
@@ -294,6 +328,9 @@ Event = (
     | ReplicaUnready
     | ReplicaStopped
     | ReplicaCrashed
+    | ReplicaRestarting
+    | FaultInjected
+    | FaultEnded
     | AutoscalerSync
     | ScaleDecision
     | RunWarning
@@ -314,6 +351,9 @@ EVENT_KINDS: dict[str, type[Event]] = {
         ReplicaUnready,
         ReplicaStopped,
         ReplicaCrashed,
+        ReplicaRestarting,
+        FaultInjected,
+        FaultEnded,
         AutoscalerSync,
         ScaleDecision,
         RunWarning,
@@ -536,8 +576,29 @@ class Bottleneck:
     evidence: str
 
 
-# Version 2 added bottlenecks, schema_version, run_id, scenario_name and each objective result's unit.
+# Version 2 added bottlenecks, schema_version, run_id, scenario_name and each objective result's unit, and
+# faults.
 VERDICT_SCHEMA_VERSION = 2
+
+
+@dataclass(frozen=True)
+class FaultImpact:
+    """What one injected fault did: errors while it lasted, how long the service took to recover, and
+    whether the stage's objectives held through it (the surviving replicas carried the load)."""
+
+    stage: str
+    action: str
+    replica: str | None
+    # Seconds into the stage.
+    at_s: float
+    # From the fault until the hit replica served again (or the stage's end when it never did).
+    requests: int
+    failures: int
+    # Seconds from the fault until the replica was ready again; None when it was not within the run.
+    recovered_s: float | None
+    objectives_held: bool | None
+    # Why the fault could not be injected (no such ready replica, the platform refused).
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -558,6 +619,7 @@ class Verdict:
     run_id: str | None = None
     scenario_name: str | None = None
     bottlenecks: list[Bottleneck] = field(default_factory=list)
+    faults: list[FaultImpact] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- JSON round trip

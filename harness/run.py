@@ -30,6 +30,7 @@ from harness.conclude import conclude_run
 from harness.config import Scenario, dump_scenario
 from harness.errors import ConfigError, DeployError, HarnessError, ReportError
 from harness.exit_codes import ExitCode
+from harness.faults import FaultInjector, fault_times
 from harness.load.payloads import build_bodies
 from harness.load.runner import LoadDriver, LocustProcess, write_endpoints
 from harness.local_autoscaler import LocalAutoscaler, check_supported
@@ -53,7 +54,7 @@ from harness.processes import RunWatchdog
 from harness.report import write_reports
 from harness.report.progress import ProgressSnapshot
 from harness.rundir import RunDirectory, write_atomically
-from harness.targets.base import HasInClusterLoad, LeavesResources, Target
+from harness.targets.base import HasInClusterLoad, InjectsFaults, LeavesResources, Target
 from harness.targets.cpu_placement import CgroupCpuLimiter, plan_cpu_placement
 
 
@@ -497,6 +498,11 @@ class Run:
                 run_id=self.run_id,
             )
         self.resources.add("load generator", locust.stop)
+        planned_faults = fault_times(scenario.stages)
+        injector: FaultInjector | None = None
+        if planned_faults and isinstance(target, InjectsFaults):
+            injector = FaultInjector(target, target.replicas, planned_faults, self.event)
+            self.resources.add("fault injector", injector.stop)
         self.log(f"driving load for {locust.planned_duration_s:.0f} s")
         locust.start()
 
@@ -511,6 +517,8 @@ class Run:
                 # still be judged from what it wrote (`harness report`).
                 self.test_start_s = locust.tail.test_start_s
                 self.run_dir.write_json("stages.json", stage_windows(scenario, self.test_start_s))
+                if injector is not None:
+                    injector.start(self.test_start_s)
             self._update_live(locust)
 
         try:

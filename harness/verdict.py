@@ -24,6 +24,7 @@ from harness.model import (
     VERDICT_SCHEMA_VERSION,
     Bottleneck,
     CapacityPlan,
+    FaultImpact,
     ObjectiveResult,
     Saturation,
     StageResult,
@@ -257,6 +258,7 @@ def build_verdict(
     run_id: str | None = None,
     scenario_name: str | None = None,
     bottlenecks: Sequence[Bottleneck] = (),
+    faults: Sequence[FaultImpact] = (),
 ) -> Verdict:
     """The run's Verdict: objective results, overall status and exit code, plus the derived figures."""
     results = judge(stages, objectives, autoscaling, confidence)
@@ -277,4 +279,5 @@ def build_verdict(
         run_id=run_id,
         scenario_name=scenario_name,
         bottlenecks=list(bottlenecks),
+        faults=list(faults),
     )

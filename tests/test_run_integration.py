@@ -312,3 +312,44 @@ def test_a_full_disk_mid_run_stops_it_with_exit_2_and_keeps_the_records(clean_tm
     finally:
         server.kill()
         subprocess.run(["umount", "--lazy", str(disk)], check=False)
+
+
+@pytest.mark.exclusive
+def test_a_killed_replica_restarts_after_its_back_off_and_the_fault_stage_is_judged(clean_tmp: Path) -> None:
+    """stages[].faults on the local target: replica-1 SIGKILLed 5 s in comes back after its 1 s back-off,
+    replica-2 frozen for 4 s resumes; the stage is judged through both (not INCONCLUSIVE) and the verdict
+    says what each fault cost."""
+    tmp_path = clean_tmp
+    faults = [
+        {"at_s": 5, "action": "kill", "replica": 1},
+        {"at_s": 35, "action": "pause", "replica": 1, "pause_s": 4},
+    ]
+    scenario = short_scenario(
+        tmp_path,
+        stages=[{"name": "steady", "duration_s": 50, "arrival_rate_rps": 20, "arrival": "constant", "faults": faults}],
+        objectives=[{"metric": "error_rate", "max": 0.5}, {"metric": "latency_p95_ms", "max": 5000}],
+    )
+    data = yaml.safe_load(scenario.read_text())
+    data["target"]["restart_backoff_s"] = 1
+    scenario.write_text(yaml.safe_dump(data))
+    result = subprocess.run(
+        [*HARNESS, "run", str(scenario)], cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode in (0, 1), result.stderr[-3000:]
+    (run_dir,) = run_dirs(tmp_path)
+    verdict = json.loads((run_dir / "verdict.json").read_text())
+    (stage,) = verdict["stages"]
+    assert not stage["invalid_reasons"], "the injected crash is the experiment, not a doubt on the stage"
+    kill, pause = verdict["faults"]
+    assert (kill["action"], kill["replica"], kill["error"]) == ("kill", "replica-1", None)
+    assert kill["recovered_s"] is not None and kill["recovered_s"] > 1.0, "back after the back-off and a start"
+    assert (pause["action"], pause["replica"], pause["error"]) == ("pause", "replica-2", None)
+    assert pause["recovered_s"] is not None and pause["recovered_s"] >= 4.0
+    assert kill["objectives_held"] is not None
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    kinds = [(e["kind"], e["detail"].get("replica")) for e in events]
+    assert kinds.count(("replica_started", "replica-1")) == 2 and ("replica_restarting", "replica-1") in kinds
+    crash = next(e["detail"] for e in events if e["kind"] == "replica_crashed")
+    assert crash["injected"] is True and crash["exit_code"] == -9
+    assert "fault: kill replica-1" in result.stdout
+    assert leftover_processes(str(tmp_path)) == []

@@ -14,6 +14,8 @@ from harness.model import (
     EVENT_KINDS,
     AutoscalerSync,
     ContainersRemoved,
+    FaultEnded,
+    FaultInjected,
     ImageBuilt,
     ImageLoaded,
     KindClusterUsed,
@@ -23,6 +25,7 @@ from harness.model import (
     ReplicaCount,
     ReplicaCrashed,
     ReplicaReady,
+    ReplicaRestarting,
     ReplicaStarted,
     ReplicaStopped,
     ReplicaUnready,
@@ -111,6 +114,9 @@ EVERY_EVENT = [
     NamespaceCreated("harness"),
     ObjectApplied("Deployment", "model-service"),
     UnknownEvent("stage_start", {"stage": "warm-up"}),
+    ReplicaRestarting("r-2", backoff_s=10.0, restarts=1),
+    FaultInjected("steady", "pause", "r-1", pause_s=5.0),
+    FaultEnded("steady", "pause", "r-1"),
 ]
 
 

@@ -23,7 +23,8 @@ on that percentile become INCONCLUSIVE); the others each add a reason to `invali
      arrivals those stalls could have delayed (lag x rate per stalled interval, an upper bound)
      exceed half the samples above the percentile, so the stall could have moved it. A 80 ms stall
      at 400 rps touches at most 32 arrivals: enough to move a p99 of 3200 samples, not a p95.
-(c) A replica crashed during the stage (a "replica_crashed" RunEvent inside the stage's window).
+(c) A replica crashed during the stage (a "replica_crashed" RunEvent inside the stage's window), unless
+    the scenario's own fault killed it.
 (d) No requests completed in the stage.
 """
 
@@ -203,8 +204,10 @@ def _summarize(
         shortfalls.setdefault(percentile_key(q), reason)
     reasons.extend(_loadgen_reasons(window, own, histogram, validity, loadgen_processes))
     for event in events:
-        if isinstance(event.detail, ReplicaCrashed) and window.start_s <= event.t_s <= window.end_s:
-            reasons.append(f"replica {event.detail.replica} crashed {event.t_s - window.start_s:.1f} s into the stage")
+        crash = event.detail
+        # A crash the scenario's fault caused is the experiment (stages[].faults), not a doubt on the stage.
+        if isinstance(crash, ReplicaCrashed) and not crash.injected and window.start_s <= event.t_s <= window.end_s:
+            reasons.append(f"replica {crash.replica} crashed {event.t_s - window.start_s:.1f} s into the stage")
 
     return StageResult(
         name=window.name,

@@ -10,6 +10,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from harness.analysis.faults import fault_line
 from harness.model import Status, Verdict
 from harness.report._common import (
     STATUS_MEANING,
@@ -103,6 +104,8 @@ def print_verdict(verdict: Verdict, console: Console) -> None:
             f"with {plan.headroom:.0%} headroom{cost}",
             highlight=False,
         )
+    for fault in verdict.faults:
+        console.print(Text("fault: ", style="bold") + Text(fault_line(fault)))
     for warning in verdict.warnings:
         console.print(Text("warning: ", style="yellow") + Text(warning))
 

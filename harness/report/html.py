@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
+from harness.analysis.faults import fault_line
 from harness.model import MachineInfo, ObjectiveResult, PercentileEstimate, RunMetadata, Status, Verdict
 from harness.report._common import (
     STATUS_MEANING,
@@ -490,6 +491,17 @@ def render_html_from(data: RunData) -> str:
     body = [
         _section("verdict", "Verdict", verdict_table(verdict), _bottlenecks(verdict)),
         _section("warnings", f"Warnings ({len(verdict.warnings)})", _warnings(verdict.warnings)),
+        *(
+            [
+                _section(
+                    "faults",
+                    "Faults",
+                    "<ul>" + "".join(f"<li>{_e(fault_line(f))}</li>" for f in verdict.faults) + "</ul>",
+                )
+            ]
+            if verdict.faults
+            else []
+        ),
         *(_plot_section(plot) for plot in plots),
         _section("autoscaling", "Autoscaling", _autoscaling(data)),
         _section("capacity", "Capacity plan", _capacity(data)),

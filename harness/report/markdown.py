@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+from harness.analysis.faults import fault_line
 from harness.model import Verdict
 from harness.report._common import (
     STATUS_EMOJI,
@@ -239,6 +240,8 @@ def render_markdown_from(data: RunData) -> str:
         *_saturation(data),
         *_autoscaling(data),
     ]
+    if verdict.faults:
+        lines += ["", "### Faults", "", *(f"- {_text(fault_line(f))}" for f in verdict.faults)]
     if verdict.warnings:
         lines += ["", "### Warnings", "", *(f"- {_text(w)}" for w in verdict.warnings)]
     present = sorted(p.name for p in data.run_dir.path.iterdir() if p.is_file() and not p.name.endswith(".tmp"))

@@ -87,6 +87,23 @@ class ReadsServerMetrics(Protocol):
 
 
 @runtime_checkable
+class InjectsFaults(Protocol):
+    """A target whose replicas the harness can kill or freeze (stages[].faults)."""
+
+    def kill_replica(self, replica_id: str) -> None:
+        """Kill the replica at once (SIGKILL, not a graceful stop); its platform restarts it."""
+        ...
+
+    def pause_replica(self, replica_id: str) -> None:
+        """Freeze every process of the replica (it keeps its connections and answers nothing)."""
+        ...
+
+    def resume_replica(self, replica_id: str) -> None:
+        """Undo pause_replica."""
+        ...
+
+
+@runtime_checkable
 class LeavesResources(Protocol):
     """A target whose replicas live outside the harness's processes (containers, cluster objects): what a
     sweep needs to remove them if the harness dies (harness.cleanup, via the run's watchdog)."""

@@ -153,6 +153,17 @@ class KubernetesTarget:
             self._api = ClientKubernetesApi.connect(self.config.kubeconfig, self.config.context)
         return self._api
 
+    def kill_replica(self, replica_id: str) -> None:
+        """Delete the pod at once (grace period 0): its ReplicaSet starts a new one, as after a node loss."""
+        if not self.api.delete("v1", "Pod", self.namespace, replica_id, grace_period_s=0):
+            raise DeployError(f"pod {replica_id} is not there to kill")
+
+    def pause_replica(self, replica_id: str) -> None:
+        raise DeployError("pause is not available on the kubernetes target (the API cannot freeze a pod)")
+
+    def resume_replica(self, replica_id: str) -> None:
+        raise DeployError("pause is not available on the kubernetes target (the API cannot freeze a pod)")
+
     def sweep_resource(self) -> dict[str, Any]:
         return {
             "kind": "kubernetes",

@@ -80,8 +80,11 @@ class KubernetesApi(Protocol):
         """Server-side apply under the harness's field manager, taking over conflicting fields."""
         ...
 
-    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
-        """Delete one object (dependents in the background); False when it was already gone."""
+    def delete(
+        self, api_version: str, kind: str, namespace: str | None, name: str, *, grace_period_s: int | None = None
+    ) -> bool:
+        """Delete one object (dependents in the background; `grace_period_s` 0 kills a pod at once); False when
+        it was already gone."""
         ...
 
     def scale(self, namespace: str, deployment: str, replicas: int) -> None:
@@ -263,12 +266,15 @@ class ClientKubernetesApi:
         )
         return dict(applied.to_dict())
 
-    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
+    def delete(
+        self, api_version: str, kind: str, namespace: str | None, name: str, *, grace_period_s: int | None = None
+    ) -> bool:
         resource = self._resource(api_version, kind)
+        options = {} if grace_period_s is None else {"grace_period_seconds": grace_period_s}
         try:
             self._call(
                 f"delete {kind} {name}",
-                lambda: resource.delete(name=name, namespace=namespace, propagation_policy="Background"),
+                lambda: resource.delete(name=name, namespace=namespace, propagation_policy="Background", **options),
             )
         except KubernetesApiError as error:
             if error.status == 404:

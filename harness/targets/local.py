@@ -7,8 +7,10 @@ log file in the run directory. Readiness is polled on the readiness path by a ba
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -21,10 +23,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from harness.config import Scenario
 from harness.errors import DeployError
 from harness.metrics.resources import ProcessTreeSampler
-from harness.model import EventSink, ReplicaCrashed, ReplicaReady, ReplicaStarted, ReplicaStopped, ReplicaUnready
+from harness.model import (
+    EventSink,
+    ReplicaCrashed,
+    ReplicaReady,
+    ReplicaRestarting,
+    ReplicaStarted,
+    ReplicaStopped,
+    ReplicaUnready,
+)
 from harness.processes import REPLICA_ENV, RUN_ENV, free_port, kill_all, marked_processes, spawn, stop_tree
 from harness.targets.base import ReplicaInfo, ResourceUse, scale_plan, wait_until_ready
 
@@ -34,6 +46,8 @@ READINESS_FAILURE_THRESHOLD = 3
 READINESS_PERIOD_S = 1.0
 # Seconds a replica removed by a scale-down keeps serving in-flight requests before SIGTERM.
 DRAIN_S = 2.0
+# The kubelet's cap on a crash-looping container's restart back-off.
+MAX_RESTART_BACKOFF_S = 300.0
 
 
 def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -80,6 +94,11 @@ class _Replica:
     stopping: bool = False
     crashed: bool = False
     cpus: tuple[int, ...] | None = None
+    # Restarts so far (the back-off doubles with each), whether one is pending, and whether the scenario's
+    # fault killed it.
+    restarts: int = 0
+    restart_pending: bool = False
+    fault_killed: bool = False
 
     @property
     def base_url(self) -> str:
@@ -120,6 +139,8 @@ class LocalTarget:
         self._counter = 0
         self._lock = threading.RLock()
         self._stop = threading.Event()
+        # start() returned: from then on a crashed replica is restarted rather than a failed start.
+        self._started = False
         self._bentoml = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or "bentoml"
 
     # ------------------------------------------------------------------ Target protocol
@@ -160,12 +181,16 @@ class LocalTarget:
             failure=failure,
             timed_out=timed_out,
         )
+        self._started = True
 
     def scale(self, replicas: int) -> None:
         """Set the desired replica count; new replicas start now and become ready later."""
         with self._lock:
             self._desired = replicas
-            alive = {r.id: r for r in self._replicas.values() if not r.stopping and not r.crashed}
+            # A crashed replica waiting for its restart still counts, as a restarting container's pod does.
+            alive = {
+                r.id: r for r in self._replicas.values() if not r.stopping and (not r.crashed or r.restart_pending)
+            }
             to_start, to_remove = scale_plan([(r.id, r.started_at_s) for r in alive.values()], replicas)
             for _ in range(to_start):
                 self._spawn()
@@ -230,9 +255,10 @@ class LocalTarget:
         text = replica.log_path.read_text(errors="replace").strip().splitlines()
         return " | ".join(line.strip() for line in text[-lines:]) or "(empty log)"
 
-    def _spawn(self) -> None:
-        self._counter += 1
-        replica_id = f"replica-{self._counter}"
+    def _spawn(self, replica_id: str | None = None, restarts: int = 0) -> None:
+        if replica_id is None:
+            self._counter += 1
+            replica_id = f"replica-{self._counter}"
         port = free_port()
         home = self.work_dir / replica_id / "bentoml_home"
         home.mkdir(parents=True, exist_ok=True)
@@ -268,6 +294,7 @@ class LocalTarget:
             home=home,
             started_at_s=time.time(),
             cpus=cpus,
+            restarts=restarts,
         )
         self._replicas[replica_id] = replica
         threading.Thread(target=self._probe, args=(replica,), name=f"probe-{replica_id}", daemon=True).start()
@@ -290,9 +317,16 @@ class LocalTarget:
                     kill_all([found for found, _ in marked_processes(run_id=self.run_id, replica=replica.id)])
                     self.on_event(
                         ReplicaCrashed(
-                            replica.id, exit_code=replica.process.returncode, log_tail=self.log_tail(replica.id)
+                            replica.id,
+                            exit_code=replica.process.returncode,
+                            log_tail=self.log_tail(replica.id),
+                            restarts=replica.restarts,
+                            injected=replica.fault_killed or None,
                         )
                     )
+                    # Once the target is up, a crash is restarted; before, it is a failed start (start() says why).
+                    if self._started:
+                        self._restart_later(replica)
                 return
             if http_ok(readiness_url, timeout_s=READINESS_TIMEOUT_S):
                 failures = 0
@@ -307,6 +341,45 @@ class LocalTarget:
                     self.on_event(ReplicaUnready(replica.id, failures))
             # Fast polling until first ready keeps startup times precise; then probe like a kubelet.
             self._stop.wait(self.poll_s if replica.ready_at_s is None else READINESS_PERIOD_S)
+
+    def _restart_later(self, replica: _Replica) -> None:
+        """Start the replica again after the kubelet's back-off: restart_backoff_s, doubling per restart,
+        at most 5 minutes."""
+        backoff_s = min(MAX_RESTART_BACKOFF_S, self.scenario.target.restart_backoff_s * 2**replica.restarts)
+        replica.restart_pending = True
+        self.on_event(ReplicaRestarting(replica.id, backoff_s=backoff_s, restarts=replica.restarts + 1))
+
+        def restart() -> None:
+            if self._stop.wait(backoff_s):
+                return
+            with self._lock:
+                if replica.stopping or self._replicas.get(replica.id) is not replica:
+                    return
+                replica.restart_pending = False
+                self._spawn(replica.id, restarts=replica.restarts + 1)
+
+        threading.Thread(target=restart, name=f"restart-{replica.id}", daemon=True).start()
+
+    # ------------------------------------------------------------------ faults (stages[].faults)
+
+    def kill_replica(self, replica_id: str) -> None:
+        with self._lock:
+            replica = self._replicas.get(replica_id)
+        if replica is None or replica.process.poll() is not None:
+            raise DeployError(f"replica {replica_id} is not running")
+        replica.fault_killed = True
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(replica.process.pid, signal.SIGKILL)
+
+    def pause_replica(self, replica_id: str) -> None:
+        for process, _ in marked_processes(run_id=self.run_id, replica=replica_id):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.suspend()
+
+    def resume_replica(self, replica_id: str) -> None:
+        for process, _ in marked_processes(run_id=self.run_id, replica=replica_id):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.resume()
 
     def _drain_and_terminate(self, replica: _Replica) -> None:
         # Like a preStop hook: leave the load balancer first, let in-flight requests finish, then stop.

@@ -19,6 +19,7 @@ from harness.errors import ReportError
 from harness.model import (
     Bottleneck,
     CapacityPlan,
+    FaultImpact,
     ObjectiveResult,
     PercentileEstimate,
     Saturation,
@@ -74,7 +75,17 @@ def _schema_types(prop: dict[str, Any]) -> tuple[set[str], bool]:
 
 @pytest.mark.parametrize(
     "cls",
-    [Verdict, ObjectiveResult, StageResult, PercentileEstimate, Saturation, CapacityPlan, StepAutoscaling, Bottleneck],
+    [
+        Verdict,
+        ObjectiveResult,
+        StageResult,
+        PercentileEstimate,
+        Saturation,
+        CapacityPlan,
+        StepAutoscaling,
+        Bottleneck,
+        FaultImpact,
+    ],
 )
 def test_schema_matches_the_dataclass_field_for_field(cls: type) -> None:
     schema = verdict_schema()
@@ -84,7 +95,7 @@ def test_schema_matches_the_dataclass_field_for_field(cls: type) -> None:
     assert set(node["properties"]) == fields
     # to_json_dict writes every field, so every field is required, except those that files written before
     # schema version 2 lack (they still render).
-    added_in_v2 = {"schema_version", "run_id", "scenario_name", "unit", "bottlenecks"}
+    added_in_v2 = {"schema_version", "run_id", "scenario_name", "unit", "bottlenecks", "faults"}
     assert set(node["required"]) == fields - added_in_v2
     hints = typing.get_type_hints(cls)
     for name in fields:

@@ -184,7 +184,9 @@ class FakeKubernetesApi:
         minor = int(self.version.split(".")[1])
         return minor in (33, 34)
 
-    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
+    def delete(
+        self, api_version: str, kind: str, namespace: str | None, name: str, *, grace_period_s: int | None = None
+    ) -> bool:
         self.calls.append(("delete", kind, namespace, name))
         return self.objects.pop((api_version, kind, namespace, name), None) is not None
 
