@@ -27,7 +27,7 @@ from harness.model import (
     StageWindow,
     Status,
 )
-from harness.targets.base import ReplicaInfo
+from harness.targets.base import MAX_RESTART_BACKOFF_S, ReplicaInfo, restart_backoff_s
 
 
 def scenario(stages: list[dict[str, Any]], kind: str = "local") -> Any:
@@ -245,3 +245,11 @@ def test_a_fault_never_recovered_counts_until_the_stage_ends() -> None:
     (impact,) = fault_impacts([WINDOW], INTERVALS, [RunEvent(150.0, FaultInjected("steady", "kill", "replica-1"))])
     assert impact.recovered_s is None and impact.requests == 10 * 20
     assert "not recovered by the end" in fault_line(impact)
+
+
+@given(st.floats(min_value=0.1, max_value=300), st.integers(min_value=0, max_value=100))
+def test_the_restart_back_off_doubles_from_its_start_up_to_five_minutes(initial_s: float, restarts: int) -> None:
+    backoff_s = restart_backoff_s(initial_s, restarts)
+    assert backoff_s == min(MAX_RESTART_BACKOFF_S, initial_s * 2.0**restarts)
+    assert restart_backoff_s(initial_s, 0) == initial_s
+    assert backoff_s <= restart_backoff_s(initial_s, restarts + 1) <= MAX_RESTART_BACKOFF_S

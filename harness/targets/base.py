@@ -124,6 +124,16 @@ class HasInClusterLoad(Protocol):
         ...
 
 
+# The kubelet's cap on a crash-looping container's restart back-off.
+MAX_RESTART_BACKOFF_S = 300.0
+
+
+def restart_backoff_s(initial_s: float, restarts: int) -> float:
+    """How long a crashed replica waits before its next start, as the kubelet does: `initial_s` doubled per
+    restart so far, at most 5 minutes."""
+    return min(MAX_RESTART_BACKOFF_S, initial_s * 2.0 ** min(restarts, 32))
+
+
 def scale_plan(alive: Sequence[tuple[str, float]], desired: int) -> tuple[int, list[str]]:
     """For replicas `(id, started_at_s)` alive now: how many to start and which ids to remove to reach
     `desired`. The newest go first on a scale-down: the oldest replicas are warm."""

@@ -22,9 +22,25 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from harness.config import Scenario
 from harness.errors import DeployError
-from harness.model import ContainersRemoved, EventSink, ReplicaCrashed, ReplicaReady, ReplicaStarted, ReplicaStopped
+from harness.model import (
+    ContainersRemoved,
+    EventSink,
+    ReplicaCrashed,
+    ReplicaReady,
+    ReplicaRestarting,
+    ReplicaStarted,
+    ReplicaStopped,
+)
 from harness.processes import free_port, owner_alive, owner_id
-from harness.targets.base import OWNER_LABEL, RUN_LABEL, ReplicaInfo, ResourceUse, scale_plan, wait_until_ready
+from harness.targets.base import (
+    OWNER_LABEL,
+    RUN_LABEL,
+    ReplicaInfo,
+    ResourceUse,
+    restart_backoff_s,
+    scale_plan,
+    wait_until_ready,
+)
 from harness.targets.local import bentoml_config_options, http_ok
 
 REPLICA_LABEL = "harness.replica"
@@ -120,6 +136,10 @@ class _Replica:
     crashed: bool = False
     exit_code: int | None = None
     error: str | None = None
+    # As in harness.targets.local: restarts so far, one pending, and whether the scenario's fault killed it.
+    restarts: int = 0
+    restart_pending: bool = False
+    fault_killed: bool = False
 
     @property
     def base_url(self) -> str:
@@ -157,6 +177,8 @@ class DockerTarget:
         self._counter = 0
         self._lock = threading.RLock()
         self._stop = threading.Event()
+        # start() returned: from then on a crashed container is restarted rather than a failed start.
+        self._started = False
         self._watcher: threading.Thread | None = None
         self._workers: list[threading.Thread] = []
         self._cpu_samples: dict[str, dict[str, Any]] = {}
@@ -231,12 +253,16 @@ class DockerTarget:
             failure=failure,
             timed_out=timed_out,
         )
+        self._started = True
 
     def scale(self, replicas: int) -> None:
         """Set the desired replica count; containers are created and removed in background threads."""
         with self._lock:
             self._desired = replicas
-            alive = {r.id: r for r in self._replicas.values() if not r.stopping and not r.crashed}
+            # A crashed container waiting for its restart still counts, as a restarting container's pod does.
+            alive = {
+                r.id: r for r in self._replicas.values() if not r.stopping and (not r.crashed or r.restart_pending)
+            }
             to_start, to_remove = scale_plan([(r.id, r.started_at_s) for r in alive.values()], replicas)
             for _ in range(to_start):
                 self._spawn()
@@ -417,10 +443,14 @@ class DockerTarget:
                             replica.id,
                             exit_code=replica.exit_code,
                             oom_killed=state.get("OOMKilled"),
+                            restarts=replica.restarts,
                             container=replica.name,
                             log_tail=self.log_tail(replica.id),
+                            injected=replica.fault_killed or None,
                         )
                     )
+                    if self._started and state["Status"] != "removed":
+                        self._restart_later(replica)
                     continue
                 ready = http_ok(replica.base_url + readiness_path, timeout_s=max(self.poll_s, 0.5))
                 if ready and not replica.ready and not replica.stopping:
@@ -428,6 +458,69 @@ class DockerTarget:
                     self.on_event(ReplicaReady(replica.id, round(replica.ready_at_s - replica.started_at_s, 3)))
                 replica.ready = ready and not replica.stopping
             self._stop.wait(self.poll_s)
+
+    def _restart_later(self, replica: _Replica) -> None:
+        """Start the exited container again after the kubelet's back-off (restart_backoff_s, doubling per
+        restart, at most 5 minutes): same name, port and log, as a container restarts in its pod."""
+        backoff_s = restart_backoff_s(self.scenario.target.restart_backoff_s, replica.restarts)
+        replica.restart_pending = True
+        self.on_event(ReplicaRestarting(replica.id, backoff_s=backoff_s, restarts=replica.restarts + 1))
+
+        def restart() -> None:
+            if self._stop.wait(backoff_s):
+                return
+            with self._lock:
+                container = replica.container
+                if replica.stopping or container is None:
+                    return
+            try:
+                container.start()
+            except (APIError, NotFound) as error:
+                self.on_event(ReplicaCrashed(replica.id, container=replica.name, error=f"restart failed: {error}"))
+                return
+            with self._lock:
+                replica.restarts += 1
+                replica.restart_pending = False
+                replica.fault_killed = False
+                replica.started_at_s = time.time()
+                replica.ready_at_s = None
+                replica.crashed = False
+            self.on_event(
+                ReplicaStarted(replica.id, port=replica.port, container=replica.name, container_id=container.id)
+            )
+
+        threading.Thread(target=restart, name=f"restart-{replica.id}", daemon=True).start()
+
+    # ------------------------------------------------------------------ faults (stages[].faults)
+
+    def _container_of(self, replica_id: str) -> Any:
+        with self._lock:
+            replica = self._replicas.get(replica_id)
+        if replica is None or replica.container is None:
+            raise DeployError(f"replica {replica_id} has no container")
+        return replica, replica.container
+
+    def kill_replica(self, replica_id: str) -> None:
+        replica, container = self._container_of(replica_id)
+        replica.fault_killed = True
+        try:
+            container.kill()  # SIGKILL
+        except (APIError, NotFound) as error:
+            raise DeployError(f"docker kill {replica.name}: {error}") from error
+
+    def pause_replica(self, replica_id: str) -> None:
+        replica, container = self._container_of(replica_id)
+        try:
+            container.pause()
+        except (APIError, NotFound) as error:
+            raise DeployError(f"docker pause {replica.name}: {error}") from error
+
+    def resume_replica(self, replica_id: str) -> None:
+        replica, container = self._container_of(replica_id)
+        try:
+            container.unpause()
+        except (APIError, NotFound) as error:
+            raise DeployError(f"docker unpause {replica.name}: {error}") from error
 
     def _remove(self, replica: _Replica, grace_s: int) -> None:
         """Stop (SIGTERM, then SIGKILL after grace_s), keep the log in the work dir, remove the container."""

@@ -38,7 +38,7 @@ from harness.model import (
     ReplicaUnready,
 )
 from harness.processes import REPLICA_ENV, RUN_ENV, free_port, kill_all, marked_processes, spawn, stop_tree
-from harness.targets.base import ReplicaInfo, ResourceUse, scale_plan, wait_until_ready
+from harness.targets.base import ReplicaInfo, ResourceUse, restart_backoff_s, scale_plan, wait_until_ready
 
 # Kubernetes' readiness probe defaults: timeoutSeconds 1, failureThreshold 3 (period shortened).
 READINESS_TIMEOUT_S = 1.0
@@ -46,8 +46,6 @@ READINESS_FAILURE_THRESHOLD = 3
 READINESS_PERIOD_S = 1.0
 # Seconds a replica removed by a scale-down keeps serving in-flight requests before SIGTERM.
 DRAIN_S = 2.0
-# The kubelet's cap on a crash-looping container's restart back-off.
-MAX_RESTART_BACKOFF_S = 300.0
 
 
 def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -345,7 +343,7 @@ class LocalTarget:
     def _restart_later(self, replica: _Replica) -> None:
         """Start the replica again after the kubelet's back-off: restart_backoff_s, doubling per restart,
         at most 5 minutes."""
-        backoff_s = min(MAX_RESTART_BACKOFF_S, self.scenario.target.restart_backoff_s * 2**replica.restarts)
+        backoff_s = restart_backoff_s(self.scenario.target.restart_backoff_s, replica.restarts)
         replica.restart_pending = True
         self.on_event(ReplicaRestarting(replica.id, backoff_s=backoff_s, restarts=replica.restarts + 1))
 

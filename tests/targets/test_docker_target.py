@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from harness.config import Resources, Scenario, parse_scenario
 from harness.errors import DeployError
-from harness.model import ContainersRemoved, Event
+from harness.model import ContainersRemoved, Event, ReplicaCrashed, ReplicaRestarting, ReplicaStarted
 from harness.processes import owner_id
 from harness.targets.base import OWNER_LABEL, RUN_LABEL
 from harness.targets.docker import (
@@ -290,3 +290,41 @@ def test_harness_cleanup_removes_containers_of_dead_harnesses_only(digits_image:
         for container in (left, live):
             with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True)
+
+
+@pytest.mark.integration
+def test_a_killed_container_restarts_after_its_back_off_and_a_paused_one_resumes(
+    digits_image: str, client: Any, tmp_path: Path
+) -> None:
+    events: list[Any] = []
+    target = DockerTarget(
+        scenario(replicas=1, restart_backoff_s=1),
+        tmp_path,
+        image=digits_image,
+        run_id=f"test-{uuid.uuid4().hex[:8]}",
+        on_event=events.append,
+    )
+    try:
+        target.start(1)
+        (replica,) = target.replicas()
+        target.pause_replica(replica.id)
+        (container,) = labelled(client, target.run_id)
+        container.reload()
+        assert container.attrs["State"]["Paused"] is True
+        target.resume_replica(replica.id)
+        assert len(classify(replica.base_url, 1)) == 1, "it serves again once resumed"
+
+        target.kill_replica(replica.id)
+        deadline_s = time.monotonic() + 120
+        while not (any(isinstance(e, ReplicaStarted) for e in events[1:]) and target.replicas()[0].ready):
+            assert time.monotonic() < deadline_s, events
+            time.sleep(0.5)
+        crash = next(e for e in events if isinstance(e, ReplicaCrashed))
+        assert crash.injected is True and crash.exit_code == 137
+        restarting = next(e for e in events if isinstance(e, ReplicaRestarting))
+        assert (restarting.backoff_s, restarting.restarts) == (1.0, 1)
+        assert [c.name for c in labelled(client, target.run_id)] == [container.name], "the same container again"
+        assert len(classify(target.replicas()[0].base_url, 1)) == 1
+    finally:
+        target.stop()
+    assert labelled(client, target.run_id) == []

@@ -217,6 +217,16 @@ def test_restricted_namespace_prometheus_route_pod_ip_load_and_scaling(
             return all(sample.ok for sample in target.server_samples(target.replicas(), 5.0))
 
         wait_for(both_scraped, "both pods in Prometheus", 60)
+
+        # A kill fault deletes a pod at once; its ReplicaSet replaces it.
+        victim = target.replicas()[0].id
+        target.kill_replica(victim)
+        wait_for(
+            lambda: victim not in [r.id for r in target.replicas()] and sum(r.ready for r in target.replicas()) == 2,
+            "a replacement pod ready",
+        )
+        with pytest.raises(DeployError, match="pause is not available"):
+            target.pause_replica(target.replicas()[0].id)
     finally:
         target.stop()
         assert run_objects(api, namespace, target.run_label) == []
