@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from harness.errors import DeployError
-from harness.model import ClientInterval, ServerSample
+from harness.model import ClientInterval, EventSink, ReplicaRestarting, ServerSample
 
 if TYPE_CHECKING:
     from harness.load.runner import LoadDriver
@@ -132,6 +133,26 @@ def restart_backoff_s(initial_s: float, restarts: int) -> float:
     """How long a crashed replica waits before its next start, as the kubelet does: `initial_s` doubled per
     restart so far, at most 5 minutes."""
     return min(MAX_RESTART_BACKOFF_S, initial_s * 2.0 ** min(restarts, 32))
+
+
+def restart_after_backoff(
+    stop: threading.Event,
+    replica: str,
+    restarts: int,
+    initial_s: float,
+    on_event: EventSink,
+    start: Callable[[], None],
+) -> None:
+    """Record that a crashed replica will restart, then call `start` after the back-off (in a thread of its
+    own), unless `stop` is set first."""
+    backoff_s = restart_backoff_s(initial_s, restarts)
+    on_event(ReplicaRestarting(replica, backoff_s=backoff_s, restarts=restarts + 1))
+
+    def wait_then_start() -> None:
+        if not stop.wait(backoff_s):
+            start()
+
+    threading.Thread(target=wait_then_start, name=f"restart-{replica}", daemon=True).start()
 
 
 def scale_plan(alive: Sequence[tuple[str, float]], desired: int) -> tuple[int, list[str]]:

@@ -27,7 +27,6 @@ from harness.model import (
     EventSink,
     ReplicaCrashed,
     ReplicaReady,
-    ReplicaRestarting,
     ReplicaStarted,
     ReplicaStopped,
 )
@@ -37,7 +36,7 @@ from harness.targets.base import (
     RUN_LABEL,
     ReplicaInfo,
     ResourceUse,
-    restart_backoff_s,
+    restart_after_backoff,
     scale_plan,
     wait_until_ready,
 )
@@ -462,13 +461,9 @@ class DockerTarget:
     def _restart_later(self, replica: _Replica) -> None:
         """Start the exited container again after the kubelet's back-off (restart_backoff_s, doubling per
         restart, at most 5 minutes): same name, port and log, as a container restarts in its pod."""
-        backoff_s = restart_backoff_s(self.scenario.target.restart_backoff_s, replica.restarts)
         replica.restart_pending = True
-        self.on_event(ReplicaRestarting(replica.id, backoff_s=backoff_s, restarts=replica.restarts + 1))
 
         def restart() -> None:
-            if self._stop.wait(backoff_s):
-                return
             with self._lock:
                 container = replica.container
                 if replica.stopping or container is None:
@@ -489,7 +484,9 @@ class DockerTarget:
                 ReplicaStarted(replica.id, port=replica.port, container=replica.name, container_id=container.id)
             )
 
-        threading.Thread(target=restart, name=f"restart-{replica.id}", daemon=True).start()
+        restart_after_backoff(
+            self._stop, replica.id, replica.restarts, self.scenario.target.restart_backoff_s, self.on_event, restart
+        )
 
     # ------------------------------------------------------------------ faults (stages[].faults)
 

@@ -32,13 +32,12 @@ from harness.model import (
     EventSink,
     ReplicaCrashed,
     ReplicaReady,
-    ReplicaRestarting,
     ReplicaStarted,
     ReplicaStopped,
     ReplicaUnready,
 )
 from harness.processes import REPLICA_ENV, RUN_ENV, free_port, kill_all, marked_processes, spawn, stop_tree
-from harness.targets.base import ReplicaInfo, ResourceUse, restart_backoff_s, scale_plan, wait_until_ready
+from harness.targets.base import ReplicaInfo, ResourceUse, restart_after_backoff, scale_plan, wait_until_ready
 
 # Kubernetes' readiness probe defaults: timeoutSeconds 1, failureThreshold 3 (period shortened).
 READINESS_TIMEOUT_S = 1.0
@@ -343,20 +342,18 @@ class LocalTarget:
     def _restart_later(self, replica: _Replica) -> None:
         """Start the replica again after the kubelet's back-off: restart_backoff_s, doubling per restart,
         at most 5 minutes."""
-        backoff_s = restart_backoff_s(self.scenario.target.restart_backoff_s, replica.restarts)
         replica.restart_pending = True
-        self.on_event(ReplicaRestarting(replica.id, backoff_s=backoff_s, restarts=replica.restarts + 1))
 
         def restart() -> None:
-            if self._stop.wait(backoff_s):
-                return
             with self._lock:
                 if replica.stopping or self._replicas.get(replica.id) is not replica:
                     return
                 replica.restart_pending = False
                 self._spawn(replica.id, restarts=replica.restarts + 1)
 
-        threading.Thread(target=restart, name=f"restart-{replica.id}", daemon=True).start()
+        restart_after_backoff(
+            self._stop, replica.id, replica.restarts, self.scenario.target.restart_backoff_s, self.on_event, restart
+        )
 
     # ------------------------------------------------------------------ faults (stages[].faults)
 
