@@ -21,6 +21,7 @@ from typing import Any
 
 from harness.config import ServiceConfig
 from harness.errors import BuildError
+from harness.service_env import bentoml_command, bentoml_env, model_store_home
 
 # The image every bento container starts from on a machine without a registry (scripts/docker-setup.sh).
 LOCAL_BASE_IMAGE = "harness-python:bookworm"
@@ -39,11 +40,22 @@ _DEFAULT_APT_LINE = re.compile(
     re.MULTILINE,
 )
 
-_CONTAINERFILE_SCRIPT = """
-import sys, bentoml
-bento = bentoml.get(sys.argv[1])
-bentoml.container.get_containerfile(sys.argv[1], output_path=sys.argv[2], enable_buildkit=False)
-print(bento.path)
+# The build context as `bentoml containerize` makes it: the bento, and its models copied from the model store
+# into models/ and hf-models/ (the bento in the store only names them), where the image's BentoML looks.
+_CONTEXT_SCRIPT = """
+import shutil, sys
+from pathlib import Path
+import bentoml
+from _bentoml_sdk.models import BentoModel, HuggingFaceModel
+tag, dockerfile, context = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+bento = bentoml.get(tag)
+bentoml.container.get_containerfile(tag, output_path=dockerfile, enable_buildkit=False)
+shutil.copytree(bento.path, context, symlinks=True)
+for model in bento.info.all_models:
+    if model.registry == "huggingface":
+        HuggingFaceModel.from_info(model).resolve(context / "hf-models")
+    else:
+        BentoModel.from_info(model).resolve(context / "models")
 """
 
 
@@ -77,17 +89,20 @@ def _bentoml_env(bentoml_home: Path | None) -> dict[str, str]:
 
 
 def build_bento(service: ServiceConfig, bentoml_home: Path | None = None, *, timeout_s: float = 600) -> str:
-    """Run `bentoml build` in the service directory and return the new bento's tag (name:version)."""
+    """Run `bentoml build` in the service directory, in the service's Python, and return the new bento's tag.
+
+    The bento is built in `bentoml_home` (default: the service's model store home), whose models it includes.
+    """
     if not service.path.is_dir():
         raise BuildError(f"service.path '{service.path}': no such directory (expected a BentoML project)")
-    if bentoml_home is not None:
-        bentoml_home.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "bentoml", "build", "--output", "tag"]
+    home = bentoml_home or model_store_home(service, os.environ)
+    home.mkdir(parents=True, exist_ok=True)
+    command = [*bentoml_command(service), "build", "--output", "tag"]
     try:
         result = subprocess.run(
             command,
             cwd=service.path,
-            env=_bentoml_env(bentoml_home),
+            env=bentoml_env(service, os.environ, home),
             capture_output=True,
             text=True,
             timeout=timeout_s,
@@ -176,10 +191,10 @@ def _image(client: Any, tag: str) -> Any:
         return None
 
 
-def _containerfile(bento_tag: str, output: Path, bentoml_home: Path | None) -> Path:
-    """Write BentoML's Dockerfile for the bento to `output` and return the bento's directory in the store."""
+def _build_context(bento_tag: str, output: Path, context: Path, bentoml_home: Path | None) -> None:
+    """Write BentoML's Dockerfile for the bento to `output`, and the bento with its models to `context`."""
     result = subprocess.run(
-        [sys.executable, "-c", _CONTAINERFILE_SCRIPT, bento_tag, str(output)],
+        [sys.executable, "-c", _CONTEXT_SCRIPT, bento_tag, str(output), str(context)],
         env=_bentoml_env(bentoml_home),
         capture_output=True,
         text=True,
@@ -188,11 +203,11 @@ def _containerfile(bento_tag: str, output: Path, bentoml_home: Path | None) -> P
     )
     if result.returncode != 0 or not output.exists():
         raise BuildError(
-            f"cannot generate the Dockerfile for bento '{bento_tag}' (exit code {result.returncode}); "
-            f"output tail: {_tail(result.stdout + result.stderr)}",
-            hint="check the bento exists: `bentoml list` with the same BENTOML_HOME",
+            f"cannot generate the Dockerfile and build context for bento '{bento_tag}' (exit code "
+            f"{result.returncode}); output tail: {_tail(result.stdout + result.stderr)}",
+            hint="check the bento and its models exist: `bentoml list` and `bentoml models list` with the same "
+            "BENTOML_HOME",
         )
-    return Path(result.stdout.strip().splitlines()[-1])
 
 
 def _docker_build(
@@ -266,9 +281,8 @@ def containerize(
     started_s = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="harness-build-") as scratch:
         generated = Path(scratch) / "generated.Dockerfile"
-        bento_dir = _containerfile(bento_tag, generated, bentoml_home)
         context = Path(scratch) / "context"
-        shutil.copytree(bento_dir, context, symlinks=True)
+        _build_context(bento_tag, generated, context, bentoml_home)
         if ca_bundle is not None:
             shutil.copyfile(ca_bundle, context / _CA_IN_CONTEXT)
         (context / _DOCKERFILE).write_text(

@@ -69,6 +69,16 @@ class ServiceConfig(BaseModel):
     readiness_path: str = Field(default="/readyz", pattern=r"^/")
     metrics_path: str = Field(default="/metrics", pattern=r"^/")
     env: dict[str, str] = Field(default_factory=dict)
+    model_store: LocalPath | None = Field(
+        default=None,
+        description="a BENTOML_HOME whose model store replicas read (read-only) and bentos are built from; "
+        "default: BENTOML_HOME of service.env, else of the calling environment, else ~/bentoml",
+    )
+    python: LocalPath | None = Field(
+        default=None,
+        description="the Python the service runs in: an interpreter or a virtual environment's directory; "
+        "default: the harness's own",
+    )
     bentoml_config: dict[str, Any] = Field(
         default_factory=dict, description="BentoML configuration overrides (nested mapping)"
     )
@@ -695,6 +705,10 @@ def check_machine(scenario: Scenario, source: str) -> None:
         )
 
 
+def _against(base: Path, path: Path) -> Path:
+    return path if path.is_absolute() else (base / path).resolve()
+
+
 def load_scenario(path: Path, overrides: dict[str, Any] | None = None) -> Scenario:
     """Read a scenario YAML file, apply dotted-key overrides, validate once; relative paths resolve against the file."""
     data = read_yaml(path)
@@ -707,8 +721,14 @@ def load_scenario(path: Path, overrides: dict[str, Any] | None = None) -> Scenar
     check_machine(scenario, str(path))
     base = path.resolve().parent
     service = scenario.service
-    if not service.path.is_absolute():
-        service = service.model_copy(update={"path": (base / service.path).resolve()})
+    # `service.python` is not resolved: a venv's bin/python is a symlink that selects the venv by its name.
+    service = service.model_copy(
+        update={
+            "path": _against(base, service.path),
+            "model_store": None if service.model_store is None else _against(base, service.model_store.expanduser()),
+            "python": None if service.python is None else base / service.python.expanduser(),
+        }
+    )
     payload = scenario.payload
     if payload.file is not None and not payload.file.is_absolute():
         payload = payload.model_copy(update={"file": (base / payload.file).resolve()})

@@ -116,6 +116,9 @@ class ReplicaStarted:
     container: str | None = None
     container_id: str | None = None
     node: str | None = None
+    # Local replicas: the model store they read, and whether it is mounted read-only for them.
+    model_store: str | None = None
+    model_store_read_only: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -150,9 +150,11 @@ def spawn(
     stdout: IO[bytes] | int | None = None,
     cpus: Sequence[int] | None = None,
     death_signal: int = signal.SIGTERM,
+    before_exec: Callable[[], None] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start a marked child in a session of its own (so a terminal's Ctrl-C reaches the harness only, which
-    then stops it in order), optionally pinned to `cpus`, signalled with `death_signal` if the harness dies."""
+    then stops it in order), optionally pinned to `cpus`, signalled with `death_signal` if the harness dies;
+    `before_exec` runs in the child just before its command (a replica's mounts)."""
     child_env = marked_env(env if env is not None else os.environ, run_id, replica)
     cpu_set = set(cpus) if cpus else None
 
@@ -160,6 +162,8 @@ def spawn(
         _set_parent_death_signal(death_signal)
         if cpu_set:
             os.sched_setaffinity(0, cpu_set)
+        if before_exec is not None:
+            before_exec()
 
     def start() -> subprocess.Popen[bytes]:
         return subprocess.Popen(

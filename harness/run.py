@@ -54,6 +54,7 @@ from harness.processes import RunWatchdog
 from harness.report import write_reports
 from harness.report.progress import ProgressSnapshot
 from harness.rundir import RunDirectory, write_atomically
+from harness.service_env import model_store_home
 from harness.targets.base import HasInClusterLoad, InjectsFaults, LeavesResources, Target
 from harness.targets.cpu_placement import CgroupCpuLimiter, plan_cpu_placement
 
@@ -98,8 +99,9 @@ def service_image(scenario: Scenario, on_event: EventSink) -> str:
     if scenario.target.docker.image:
         return scenario.target.docker.image
     started_s = time.time()
-    bento_tag = build_bento(scenario.service)
-    image = containerize(bento_tag, scenario.build.base_image, scenario.build.ca_bundle)
+    home = model_store_home(scenario.service, os.environ)
+    bento_tag = build_bento(scenario.service, home)
+    image = containerize(bento_tag, scenario.build.base_image, scenario.build.ca_bundle, bentoml_home=home)
     on_event(ImageBuilt(image.tag, image.size_bytes, round(time.time() - started_s, 1), image.reused))
     return image.tag
 
@@ -713,6 +715,13 @@ def build_image(path: Path, *, base_image: str | None, ca_bundle: Path | None, t
     from harness.config import load_scenario
 
     scenario = load_scenario(path)
-    bento_tag = build_bento(scenario.service, None)
-    image = containerize(bento_tag, base_image or scenario.build.base_image, ca_bundle or scenario.build.ca_bundle, tag)
+    home = model_store_home(scenario.service, os.environ)
+    bento_tag = build_bento(scenario.service, home)
+    image = containerize(
+        bento_tag,
+        base_image or scenario.build.base_image,
+        ca_bundle or scenario.build.ca_bundle,
+        tag,
+        bentoml_home=home,
+    )
     return f"{image.tag} ({image.size_bytes / 2**20:.0f} MiB, built in {image.build_s:.0f} s)"

@@ -31,6 +31,7 @@ from harness.model import (
     ReplicaStopped,
 )
 from harness.processes import free_port, owner_alive, owner_id
+from harness.service_env import container_env
 from harness.targets.base import (
     OWNER_LABEL,
     RUN_LABEL,
@@ -380,7 +381,7 @@ class DockerTarget:
 
     def _run_options(self, replica: _Replica) -> dict[str, Any]:
         service = self.scenario.service
-        environment = dict(service.env)
+        environment = container_env(service)
         environment.update(
             BENTOML_CONFIG_OPTIONS=bentoml_config_options(self.scenario),
             BENTOML_DO_NOT_TRACK="true",

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from harness.config import AutoscalingConfig, ResourceAmounts, Scenario
 from harness.errors import ConfigError
+from harness.service_env import container_env
 from harness.targets.local import bentoml_config_options
 
 # Chart keys of the HPA spec that come from the scenario's autoscaling: section unchanged.
@@ -155,7 +156,7 @@ def model_service_values(
             "prometheus.io/path": service.metrics_path,
         },
         "resources": resources,
-        "env": dict(service.env),
+        "env": container_env(service),
         "bentomlConfigOptions": bentoml_config_options(scenario),
         "probes": {
             "readinessPath": service.readiness_path,

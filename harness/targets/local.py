@@ -1,18 +1,19 @@
 """The embedded default target: replicas as `bentoml serve` processes on free 127.0.0.1 ports.
 
-Each replica gets its own BENTOML_HOME (replicas sharing one corrupt each other's /metrics), the run's
-process mark (harness.processes: stopping it stops its workers too, even those whose parent died) and a
-log file in the run directory. Readiness is polled on the readiness path by a background thread.
+Each replica gets its own BENTOML_HOME (replicas sharing one corrupt each other's /metrics) whose `models`
+shows the user's model store read-only, runs in the service's own Python, carries the run's process mark
+(harness.processes: stopping it stops its workers too, even those whose parent died) and has a log file in
+the run directory. Readiness is polled on the readiness path by a background thread.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -37,8 +38,17 @@ from harness.model import (
     ReplicaUnready,
 )
 from harness.processes import REPLICA_ENV, RUN_ENV, free_port, kill_all, marked_processes, spawn, stop_tree
+from harness.service_env import bentoml_command, bentoml_env, model_store_home
 from harness.targets.base import ReplicaInfo, ResourceUse, restart_after_backoff, scale_plan, wait_until_ready
 
+# unshare(2) and mount(2) flags, from <sched.h> and <sys/mount.h>.
+_CLONE_NEWNS = 0x00020000
+_MS_RDONLY = 1
+_MS_REMOUNT = 32
+_MS_BIND = 4096
+_MS_REC = 16384
+_MS_PRIVATE = 1 << 18
+_MNT_DETACH = 2
 # Kubernetes' readiness probe defaults: timeoutSeconds 1, failureThreshold 3 (period shortened).
 READINESS_TIMEOUT_S = 1.0
 READINESS_FAILURE_THRESHOLD = 3
@@ -67,6 +77,42 @@ def bentoml_config_options(scenario: Scenario) -> str:
     return " ".join(
         f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in options.items()
     )
+
+
+def attach_model_store(models_dir: Path, store_models: Path) -> None:
+    """Make the empty directory `models_dir` show `store_models`: bind-mounted read-only in a mount namespace of
+    the calling process alone when the kernel allows it (root), else a symlink, which BentoML only reads.
+
+    Called in a replica's child process before exec, so the mount is gone when the replica is.
+    """
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    source, target = os.fsencode(store_models), os.fsencode(models_dir)
+
+    def mount(source: bytes | None, target: bytes, flags: int) -> bool:
+        return bool(libc.mount(source, target, None, flags, None) == 0)
+
+    # A private "/" first: otherwise the bind mount would propagate back into the harness's namespace.
+    private = libc.unshare(_CLONE_NEWNS) == 0 and mount(None, b"/", _MS_REC | _MS_PRIVATE)
+    if private and mount(source, target, _MS_BIND | _MS_REC):
+        if mount(None, target, _MS_BIND | _MS_REMOUNT | _MS_RDONLY):
+            return
+        libc.umount2(target, _MNT_DETACH)
+    os.rmdir(models_dir)
+    os.symlink(store_models, models_dir)
+
+
+def mounted_read_only(pid: int, path: Path) -> bool:
+    """Whether `path` is a read-only mount point in the mount namespace of process `pid`."""
+    try:
+        lines = Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        fields = line.split()
+        # mountinfo(5): field 5 is the mount point (octal escapes for spaces), field 6 its options.
+        if len(fields) > 5 and fields[4].encode().decode("unicode_escape") == str(path):
+            return "ro" in fields[5].split(",")
+    return False
 
 
 def http_ok(url: str, timeout_s: float = 1.0) -> bool:
@@ -138,7 +184,8 @@ class LocalTarget:
         self._stop = threading.Event()
         # start() returned: from then on a crashed replica is restarted rather than a failed start.
         self._started = False
-        self._bentoml = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or "bentoml"
+        self.model_store = model_store_home(scenario.service, os.environ) / "models"
+        self._bentoml = bentoml_command(scenario.service)
 
     # ------------------------------------------------------------------ Target protocol
 
@@ -158,7 +205,8 @@ class LocalTarget:
             return DeployError(
                 f"replica {replica.id} exited with code {replica.process.returncode} before it was ready; "
                 f"log tail: {self.log_tail(replica.id)}",
-                hint=f"full log: {replica.log_path}",
+                hint=f"full log: {replica.log_path}; models come from the model store {self.model_store} "
+                "(service.model_store, else BENTOML_HOME)",
             )
 
         def timed_out(waiting: list[_Replica]) -> DeployError:
@@ -258,19 +306,15 @@ class LocalTarget:
             replica_id = f"replica-{self._counter}"
         port = free_port()
         home = self.work_dir / replica_id / "bentoml_home"
-        home.mkdir(parents=True, exist_ok=True)
+        models_dir = home / "models"
+        models_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.work_dir / f"{replica_id}.log"
         service = self.scenario.service
-        env = dict(os.environ)
-        env.update(service.env)
-        env.update(
-            BENTOML_HOME=str(home),
-            BENTOML_CONFIG_OPTIONS=bentoml_config_options(self.scenario),
-            BENTOML_DO_NOT_TRACK="true",
-            PYTHONUNBUFFERED="1",
-        )
-        command = [self._bentoml, "serve", service.service, "--host", "127.0.0.1", "--port", str(port)]
+        env = bentoml_env(service, os.environ, home)
+        env.update(BENTOML_CONFIG_OPTIONS=bentoml_config_options(self.scenario), PYTHONUNBUFFERED="1")
+        command = [*self._bentoml, "serve", service.service, "--host", "127.0.0.1", "--port", str(port)]
         cpus = self.replica_cpus
+        store = self.model_store if self.model_store.is_dir() else None
         try:
             process = spawn(
                 command,
@@ -280,6 +324,7 @@ class LocalTarget:
                 env=env,
                 stdout=log_path.open("wb"),
                 cpus=cpus,
+                before_exec=None if store is None else lambda: attach_model_store(models_dir, store),
             )
         except OSError as error:
             raise DeployError(f"cannot start `bentoml serve` for {replica_id}: {error}") from error
@@ -295,7 +340,15 @@ class LocalTarget:
         )
         self._replicas[replica_id] = replica
         threading.Thread(target=self._probe, args=(replica,), name=f"probe-{replica_id}", daemon=True).start()
-        self.on_event(ReplicaStarted(replica_id, pid=process.pid, port=port))
+        self.on_event(
+            ReplicaStarted(
+                replica_id,
+                pid=process.pid,
+                port=port,
+                model_store=None if store is None else str(store),
+                model_store_read_only=mounted_read_only(process.pid, models_dir),
+            )
+        )
         if self.on_replica_started is not None:
             self.on_replica_started(replica_id, process.pid)
 
