@@ -13,7 +13,8 @@ TEST_PACKAGES := prometheus prometheus-pushgateway chromium containerd runc cont
 # The test cluster's binaries are built with Go (Debian 12's is too old; the machine's is in /usr/local/go).
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: setup loadtest test lint format system-packages docker-setup cluster cluster-down bench bench-ci bench-compare bench-hpa clean
+.PHONY: setup loadtest test lint format system-packages docker-setup cluster cluster-down bench bench-ci bench-compare bench-hpa clean \
+	wine-model
 
 setup: $(STAMP)
 
@@ -50,6 +51,10 @@ else ifeq ($(TARGET),kind)
 else
 	$(BIN)/harness run $(SCENARIO) --target $(TARGET)
 endif
+
+# The wine example's model (loadtests/wine.yaml): trained and saved to the model store of BENTOML_HOME.
+wine-model: setup
+	$(BIN)/python examples/wine/train.py
 
 lint: setup
 	$(BIN)/ruff format --check harness tests bench examples
