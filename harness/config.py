@@ -274,6 +274,87 @@ class PayloadConfig(BaseModel):
         return self
 
 
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_FIELD_PATH = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+
+
+def env_references(value: str) -> list[str]:
+    """The environment variables a header value names as `${NAME}`."""
+    return _ENV_REFERENCE.findall(value)
+
+
+class FieldCheck(BaseModel):
+    """One check of a JSON answer: the value at `field` (dotted, list indexes as numbers: `labels.0`) equals a
+    value (not null), is among values, or equals the row's `expected_column` in the request's data set."""
+
+    model_config = _STRICT
+    field: str = Field(pattern=_FIELD_PATH)
+    equals: Any = None
+    among: list[Any] | None = Field(default=None, min_length=1)
+    expected_column: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_expectation(self) -> FieldCheck:
+        # Counted by value, not by which keys were written, so a dumped scenario reads back the same.
+        given = [name for name in ("equals", "among", "expected_column") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"check of '{self.field}' needs exactly one of equals, among or expected_column")
+        return self
+
+
+class ResponseCheck(BaseModel):
+    """What a correct answer looks like: its status, and fields of its JSON body. A request whose expected
+    statuses are all 4xx is bad input: a 5xx to it counts in bad_input_5xx_rate."""
+
+    model_config = _STRICT
+    status: list[Annotated[int, Field(ge=100, le=599)]] | None = Field(
+        default=None, min_length=1, description="expected statuses; default: any 2xx"
+    )
+    fields: list[FieldCheck] = Field(default_factory=list, description="JSON fields of the answer (mismatch_rate)")
+
+    @property
+    def expects_bad_input(self) -> bool:
+        return self.status is not None and all(400 <= code < 500 for code in self.status)
+
+
+class RequestConfig(BaseModel):
+    """One kind of request users send, chosen by weight: method, path, headers, body and response checks."""
+
+    model_config = _STRICT
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:/-]+$")
+    weight: float = Field(default=1.0, gt=0)
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "POST"
+    path: str = Field(pattern=r"^/")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="`${NAME}` in a value is read from the environment; outputs show `${NAME}`"
+    )
+    body_file: LocalPath | None = Field(default=None, description="JSON-lines file, one request body per line")
+    body_template: Any = Field(
+        default=None, description='JSON body; a string "{{column}}" is replaced by that column of a data set row'
+    )
+    dataset: LocalPath | None = Field(default=None, description="JSON-lines file, one object (row) per line")
+    check: ResponseCheck = Field(default_factory=ResponseCheck)
+
+    @model_validator(mode="after")
+    def _body_sources(self) -> RequestConfig:
+        where = f"request '{self.name}'"
+        if self.body_file is not None and self.body_template is not None:
+            raise ValueError(f"{where}: give body_file or body_template, not both")
+        if self.body_template is not None and self.dataset is None:
+            raise ValueError(f"{where}: body_template needs a dataset to fill it from")
+        if self.body_file is not None and self.dataset is not None:
+            raise ValueError(f"{where}: a dataset fills body_template; body_file bodies are sent as they are")
+        if self.method in ("GET", "HEAD") and (self.body_file is not None or self.body_template is not None):
+            raise ValueError(f"{where}: a {self.method} request has no body")
+        for check in self.check.fields:
+            if check.expected_column is not None and self.dataset is None:
+                raise ValueError(f"{where}: check of '{check.field}' reads expected_column from a dataset; add one")
+        for header, value in self.headers.items():
+            if value.count("${") != len(env_references(value)):
+                raise ValueError(f"{where}: header '{header}': write environment variables as ${{NAME}}")
+        return self
+
+
 class LoadConfig(BaseModel):
     """The load generator's own settings."""
 
@@ -485,6 +566,9 @@ class Scenario(BaseModel):
     resources: Resources = Field(default_factory=Resources)
     stages: list[Stage] = Field(min_length=1)
     payload: PayloadConfig = Field(default_factory=PayloadConfig)
+    requests: list[RequestConfig] | None = Field(
+        default=None, min_length=1, description="named requests users send by weight; default: payload to endpoint"
+    )
     load: LoadConfig = Field(default_factory=LoadConfig)
     objectives: list[Objective] = Field(default_factory=list)
     validity: ValidityConfig = Field(default_factory=ValidityConfig)
@@ -500,6 +584,16 @@ class Scenario(BaseModel):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"stage names must be unique; repeated: {', '.join(duplicates)}")
+        if self.requests is not None:
+            request_names = [request.name for request in self.requests]
+            repeated = sorted({n for n in request_names if request_names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"request names must be unique; repeated: {', '.join(repeated)}")
+            if self.payload.source != "digits" or self.payload.file is not None:
+                raise ValueError(
+                    "payload.source and payload.file feed service.endpoint; with requests: give each request "
+                    "its body_file or body_template"
+                )
         for objective in self.objectives:
             for stage_name in objective.stages or []:
                 if stage_name not in names:
@@ -732,4 +826,16 @@ def load_scenario(path: Path, overrides: dict[str, Any] | None = None) -> Scenar
     payload = scenario.payload
     if payload.file is not None and not payload.file.is_absolute():
         payload = payload.model_copy(update={"file": (base / payload.file).resolve()})
-    return scenario.model_copy(update={"service": service, "payload": payload})
+    requests = None
+    if scenario.requests is not None:
+        requests = [
+            request.model_copy(
+                update={
+                    name: _against(base, getattr(request, name))
+                    for name in ("body_file", "dataset")
+                    if getattr(request, name) is not None
+                }
+            )
+            for request in scenario.requests
+        ]
+    return scenario.model_copy(update={"service": service, "payload": payload, "requests": requests})

@@ -57,6 +57,12 @@ class ClientInterval:
     send_lag_max_s: float = 0.0
     # CPU used by the load-generator process in this interval, in cores (1.0 = one full core).
     loadgen_cpu_cores: float | None = None
+    # Answers with the expected status whose body was checked, and those that disagreed (mismatch_rate).
+    checked: int = 0
+    mismatches: int = 0
+    # Completed requests sent as bad input (expected 4xx), and those answered 5xx (bad_input_5xx_rate).
+    bad_inputs: int = 0
+    bad_input_5xx: int = 0
 
 
 @dataclass(frozen=True)

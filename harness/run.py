@@ -32,6 +32,7 @@ from harness.errors import ConfigError, DeployError, HarnessError, ReportError
 from harness.exit_codes import ExitCode
 from harness.faults import FaultInjector, fault_times
 from harness.load.payloads import build_bodies
+from harness.load.requests import ready_requests
 from harness.load.runner import LoadDriver, LocustProcess, write_endpoints
 from harness.local_autoscaler import LocalAutoscaler, check_supported
 from harness.metrics.collector import MetricsCollector
@@ -268,6 +269,14 @@ def preflight(scenario: Scenario) -> None:
         raise ConfigError(f"service.path '{scenario.service.path}': no such directory (expected a BentoML project)")
     if scenario.payload.source == "jsonl":
         build_bodies("jsonl", file=scenario.payload.file, batch_rows=1, seed=0)
+    if scenario.requests is not None:
+        # Reads every body file and data set, fills every template and checks every ${NAME} is set.
+        ready_requests(scenario.requests, os.environ)
+        if scenario.target.kind == "kubernetes" and scenario.target.kubernetes.loadgen == "in-cluster":
+            raise ConfigError(
+                "requests: the in-cluster load generator (target.kubernetes.loadgen: in-cluster) sends only "
+                "payload to service.endpoint so far; use target.kubernetes.loadgen: host"
+            )
 
 
 class Run:

@@ -368,3 +368,58 @@ def test_any_edit_of_a_scenario_is_a_scenario_or_a_config_error(
     path = tmp_path_factory.getbasetemp() / "edited.yaml"
     path.write_text(yaml.safe_dump(data))
     _scenario_or_config_error(path, overrides)
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def with_requests(*requests: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {**minimal(), "requests": list(requests), **extra}
+
+
+@pytest.mark.parametrize(
+    ("requests", "message"),
+    [
+        ([{"name": "a", "path": "predict"}], r"field 'requests\[0\]\.path' = 'predict'"),
+        ([{"name": "a", "path": "/p", "weight": 0}], r"field 'requests\[0\]\.weight' = 0"),
+        ([{"name": "a", "path": "/p", "method": "FETCH"}], r"field 'requests\[0\]\.method' = 'FETCH'"),
+        ([{"name": "a", "path": "/p", "body_template": {"x": 1}}], r"body_template needs a dataset"),
+        ([{"name": "a", "path": "/p", "method": "GET", "body_file": "b.jsonl"}], r"a GET request has no body"),
+        ([{"name": "a", "path": "/p", "headers": {"Authorization": "Bearer ${token-x}"}}], r"\$\{NAME\}"),
+        (
+            [{"name": "a", "path": "/p", "check": {"fields": [{"field": "l", "expected_column": "label"}]}}],
+            r"reads expected_column from a dataset",
+        ),
+        ([{"name": "a", "path": "/p"}, {"name": "a", "path": "/q"}], r"request names must be unique; repeated: a"),
+        ([{"name": "a", "path": "/p", "check": {"status": [99]}}], r"field 'requests\[0\]\.check\.status\[0\]' = 99"),
+    ],
+)
+def test_request_mistakes_name_the_field(requests: list[dict[str, Any]], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        parse_scenario(with_requests(*requests))
+    assert "\n" not in str(caught.value)
+
+
+def test_requests_and_a_payload_file_do_not_mix() -> None:
+    data = with_requests({"name": "a", "path": "/p"}, payload={"source": "jsonl", "file": "b.jsonl"})
+    with pytest.raises(ConfigError, match="with requests: give each request its body_file"):
+        parse_scenario(data)
+
+
+def test_request_files_resolve_against_the_scenario_and_survive_a_dump(tmp_path: Path) -> None:
+    request = {
+        "name": "predict",
+        "path": "/predict",
+        "headers": {"X-Api-Key": "${API_KEY}"},
+        "body_template": {"rows": ["{{features}}"]},
+        "dataset": "data/rows.jsonl",
+        "check": {"fields": [{"field": "0", "expected_column": "label"}, {"field": "1", "among": [0, 1]}]},
+    }
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(with_requests(request)))
+    scenario = load_scenario(path)
+    assert scenario.requests is not None
+    assert scenario.requests[0].dataset == tmp_path / "data" / "rows.jsonl"
+    again = parse_scenario(yaml.safe_load(dump_scenario(scenario)))
+    assert again == scenario
+    assert "${API_KEY}" in dump_scenario(scenario)  # the reference is kept, never its value

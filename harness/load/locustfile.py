@@ -26,8 +26,19 @@ from locust.env import Environment
 from locust.runners import MasterRunner
 
 from harness.analysis.latency import LatencyHistogram
+from harness.config import RequestConfig
 from harness.load.arrivals import arrival_offsets
 from harness.load.payloads import build_bodies
+from harness.load.requests import (
+    CheckResult,
+    PreparedBody,
+    ReadyRequest,
+    check_answer,
+    cumulative_weights,
+    endpoint_request,
+    pick_weighted,
+    ready_requests,
+)
 from harness.load.shape import StagePlan, StageSpec, drain_over, plan_at
 from harness.model import ClientInterval
 
@@ -41,7 +52,6 @@ INTERVAL_LOG_PREFIX = "harness-interval "
 ENDPOINT_PATH: str = PLAN["endpoint_path"]
 REQUEST_TIMEOUT_S: float = PLAN["request_timeout_s"]
 DRAIN_S: float = PLAN["drain_s"]
-HEADERS = {"Content-Type": "application/json"}
 
 # The test's start on this process's clock; every stage boundary is measured from it.
 _test_start_s: float | None = None
@@ -58,7 +68,8 @@ def _current_plan() -> StagePlan | None:
 
 
 class Endpoints:
-    """Ready replica base URLs, re-read from the harness's endpoints file as replicas come and go."""
+    """Ready replica base URLs (no trailing slash), re-read from the harness's endpoints file as replicas come
+    and go."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -73,7 +84,7 @@ class Endpoints:
             if mtime_ns != self._mtime_ns:
                 urls = json.loads(self.path.read_text())
                 if urls:
-                    self.urls = [url.rstrip("/") + ENDPOINT_PATH for url in urls]
+                    self.urls = [url.rstrip("/") for url in urls]
                 self._mtime_ns = mtime_ns
         except (OSError, json.JSONDecodeError):
             pass  # a file being replaced: keep the previous list
@@ -92,6 +103,10 @@ class _StageAccumulator:
         self.scheduled = 0
         self.dropped = 0
         self.send_lag_max_s = 0.0
+        self.checked = 0
+        self.mismatches = 0
+        self.bad_inputs = 0
+        self.bad_input_5xx = 0
 
 
 class IntervalRecorder:
@@ -127,6 +142,16 @@ class IntervalRecorder:
         accumulator.requests += 1
         accumulator.failures += 1
         accumulator.errors[kind] = accumulator.errors.get(kind, 0) + 1
+
+    def answer_checked(self, stage: str, mismatch: bool) -> None:
+        accumulator = self._stage(stage)
+        accumulator.checked += 1
+        accumulator.mismatches += int(mismatch)
+
+    def bad_input_answered(self, stage: str, status: int) -> None:
+        accumulator = self._stage(stage)
+        accumulator.bad_inputs += 1
+        accumulator.bad_input_5xx += int(status >= 500)
 
     def scheduled(self, stage: str, lag_s: float) -> None:
         accumulator = self._stage(stage)
@@ -171,6 +196,10 @@ class IntervalRecorder:
                 dropped=accumulator.dropped,
                 send_lag_max_s=accumulator.send_lag_max_s,
                 loadgen_cpu_cores=cpu_cores,
+                checked=accumulator.checked,
+                mismatches=accumulator.mismatches,
+                bad_inputs=accumulator.bad_inputs,
+                bad_input_5xx=accumulator.bad_input_5xx,
             )
             lines.append(json.dumps(asdict(record), separators=(",", ":")))
         _write_records(self.out_path, lines)
@@ -185,7 +214,8 @@ class IntervalRecorder:
 
 
 _endpoints = Endpoints(Path(PLAN["endpoints_file"]))
-_bodies: list[bytes] = []
+_requests: list[ReadyRequest] = []
+_cumulative_weights: list[float] = []
 _recorder: IntervalRecorder | None = None
 _background: list[gevent.Greenlet] = []
 
@@ -205,7 +235,7 @@ def _error_kind(status: int, error: BaseException | None) -> str:
 
 
 def _send(client: FastHttpSession, rng: random.Random, stage: str, started_s: float) -> None:
-    """POST one body to the next ready replica and record its outcome against `stage`.
+    """Send one request, chosen by weight, to the next ready replica and record its outcome against `stage`.
 
     `started_s` is when the request should have started: the intended send time in the open
     model, the actual send time in the closed model.
@@ -215,33 +245,49 @@ def _send(client: FastHttpSession, rng: random.Random, stage: str, started_s: fl
         _recorder.failure(stage, "no_ready_replica")
         gevent.sleep(0.1)
         return
-    body = _bodies[rng.randrange(len(_bodies))]
+    request = _requests[pick_weighted(_cumulative_weights, rng)] if len(_requests) > 1 else _requests[0]
+    body = request.bodies[rng.randrange(len(request.bodies))]
     global _in_flight
     _in_flight += 1
     try:
-        _post(client, body, stage, started_s)
+        _call(client, request, body, stage, started_s)
     finally:
         _in_flight -= 1
 
 
-def _post(client: FastHttpSession, body: bytes, stage: str, started_s: float) -> None:
+def _call(client: FastHttpSession, request: ReadyRequest, body: PreparedBody, stage: str, started_s: float) -> None:
     assert _recorder is not None
     # geventhttpclient sends bytes as they are; Locust's annotation is narrower than what it accepts.
-    with client.post(
-        _endpoints.next_url(),
-        data=body,  # type: ignore[arg-type]
-        headers=HEADERS,
+    with client.request(
+        request.method,
+        _endpoints.next_url() + request.path,
+        data=body.body,  # type: ignore[arg-type]
+        headers=request.headers,
         catch_response=True,
-        name=ENDPOINT_PATH,
+        name=request.name,
     ) as response:
         latency_s = time.time() - started_s
         status = response.status_code or 0
-        if 200 <= status < 300:
-            _recorder.success(stage, latency_s)
+        result = check_answer(request.check, status, response.content if request.check.fields else None, body.row)
+        # FastHttpUser's response has `error` only when the request failed without a status.
+        error = None if status else getattr(response, "error", None)
+        _record(stage, status, error, result, latency_s)
+        if result.status_ok:
             response.success()
         else:
-            _recorder.failure(stage, _error_kind(status, response.error))
-            response.failure(f"status {status}" if status else repr(response.error))
+            response.failure(f"status {status}" if status else repr(error))
+        if status and request.check.expects_bad_input:
+            _recorder.bad_input_answered(stage, status)
+
+
+def _record(stage: str, status: int, error: BaseException | None, result: CheckResult, latency_s: float) -> None:
+    assert _recorder is not None
+    if result.status_ok:
+        _recorder.success(stage, latency_s)
+    else:
+        _recorder.failure(stage, _error_kind(status, error))
+    if result.checked:
+        _recorder.answer_checked(stage, result.mismatch is not None)
 
 
 class ClosedModelUser(FastHttpUser):
@@ -336,14 +382,21 @@ class ScenarioShape(LoadTestShape):
 
 @events.init.add_listener  # type: ignore[untyped-decorator]
 def _on_init(environment: Environment, **_: Any) -> None:
-    global _bodies
+    global _requests, _cumulative_weights
+    if PLAN["requests"] is not None:
+        # Headers are expanded here, in the load process only, so their values never reach a file of the run.
+        configs = [RequestConfig.model_validate(request) for request in PLAN["requests"]]
+        _requests = ready_requests(configs, os.environ)
+        _cumulative_weights = cumulative_weights([config.weight for config in configs])
+        return
     payload = PLAN["payload"]
-    _bodies = build_bodies(
+    bodies = build_bodies(
         payload["source"],
         file=Path(payload["file"]) if payload.get("file") else None,
         batch_rows=payload["batch_rows"],
         seed=PLAN["seed"] + PLAN["process"],
     )
+    _requests = [endpoint_request(ENDPOINT_PATH, bodies)]
 
 
 def _write_records(path: Path, lines: list[str]) -> None:

@@ -76,6 +76,10 @@ def load_plan(scenario: Scenario, endpoints_file: Path, intervals_dir: Path) -> 
             "file": str(scenario.payload.file) if scenario.payload.file else None,
             "batch_rows": scenario.payload.batch_rows,
         },
+        # Header values stay `${NAME}` here: the load process reads them from its environment.
+        "requests": None
+        if scenario.requests is None
+        else [request.model_dump(mode="json") for request in scenario.requests],
     }
 
 

@@ -1,0 +1,247 @@
+"""Requests as users define them (`requests:` in a scenario): bodies from a JSON-lines file or a template
+filled from a data set, a weighted choice between requests, headers read from the environment, and the
+checks that judge each answer. Everything but the file readers is pure; the Locust file calls it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import random
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.config import FieldCheck, RequestConfig, ResponseCheck, env_references
+from harness.errors import ConfigError
+
+JSON_CONTENT_TYPE = "application/json"
+_PLACEHOLDER = re.compile(r"\{\{([^{}]+)\}\}")
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class PreparedBody:
+    """One request body, and the data set row it was filled from (where expected answers come from)."""
+
+    body: bytes | None
+    row: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ReadyRequest:
+    """A request kind ready to send: headers expanded, bodies prepared."""
+
+    name: str
+    method: str
+    path: str
+    headers: dict[str, str]
+    bodies: list[PreparedBody]
+    check: ResponseCheck = field(default_factory=ResponseCheck)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """How one answer compares with what was expected: a wrong status is a failed request; a right status
+    with a wrong body is a mismatch; `checked` says whether the body was compared at all."""
+
+    status_ok: bool
+    checked: bool = False
+    mismatch: str | None = None
+
+
+# --------------------------------------------------------------------------- bodies
+
+
+def read_jsonl(path: Path, where: str) -> list[Any]:
+    """The JSON documents of a JSON-lines file, one per non-empty line, or a ConfigError naming `where`."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{where} '{path}': cannot read ({reason})") from error
+    documents = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            documents.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{where} '{path}' line {number}: not valid JSON ({error.msg})") from error
+    if not documents:
+        raise ConfigError(f"{where} '{path}': empty (expected one JSON document per line)")
+    return documents
+
+
+def fill_template(template: Any, row: Mapping[str, Any]) -> Any:
+    """The template with every "{{column}}" filled from `row`: a string that is only a placeholder becomes the
+    column's value (a list stays a list), a placeholder inside a longer string becomes text. KeyError names a
+    missing column."""
+    if isinstance(template, str):
+        whole = _PLACEHOLDER.fullmatch(template)
+        if whole:
+            return row[whole.group(1).strip()]
+        return _PLACEHOLDER.sub(lambda match: _as_text(row[match.group(1).strip()]), template)
+    if isinstance(template, list):
+        return [fill_template(item, row) for item in template]
+    if isinstance(template, dict):
+        return {key: fill_template(value, row) for key, value in template.items()}
+    return template
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _encode(document: Any) -> bytes:
+    return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+
+
+def prepare_bodies(request: RequestConfig, where: str) -> list[PreparedBody]:
+    """The bodies a request sends: each line of its body_file, or its template filled from each data set row."""
+    if request.body_file is not None:
+        return [PreparedBody(_encode(body)) for body in read_jsonl(request.body_file, f"{where}.body_file")]
+    if request.dataset is None:
+        return [PreparedBody(None)]
+    rows = read_jsonl(request.dataset, f"{where}.dataset")
+    prepared = []
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise ConfigError(f"{where}.dataset '{request.dataset}' line {number}: expected a JSON object (a row)")
+        for check in request.check.fields:
+            if check.expected_column is not None and check.expected_column not in row:
+                raise ConfigError(
+                    f"{where}.check: column '{check.expected_column}' is not in {where}.dataset line {number}"
+                )
+        if request.body_template is None:
+            prepared.append(PreparedBody(None, row))
+            continue
+        try:
+            prepared.append(PreparedBody(_encode(fill_template(request.body_template, row)), row))
+        except KeyError as error:
+            raise ConfigError(
+                f"{where}.body_template: column {error} is not in {where}.dataset line {number} "
+                f"(it has: {', '.join(map(str, row))})"
+            ) from None
+    return prepared
+
+
+# --------------------------------------------------------------------------- headers and choice
+
+
+def expand_headers(headers: Mapping[str, str], environ: Mapping[str, str], where: str) -> dict[str, str]:
+    """Header values with `${NAME}` read from the environment; a variable that is not set is a ConfigError
+    naming it (never its value)."""
+    expanded = {}
+    for header, value in headers.items():
+        for name in env_references(value):
+            if name not in environ:
+                raise ConfigError(
+                    f"{where}.headers.{header}: environment variable {name} is not set",
+                    hint=f"export {name}=... before running the harness",
+                )
+        expanded[header] = re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda match: environ[match.group(1)], value)
+    return expanded
+
+
+def cumulative_weights(weights: Sequence[float]) -> list[float]:
+    """Running sums of positive weights, for `pick_weighted`."""
+    if not weights or any(not (w > 0 and math.isfinite(w)) for w in weights):
+        raise ValueError(f"weights must be positive and finite, got {list(weights)}")
+    total = 0.0
+    sums = []
+    for weight in weights:
+        total += weight
+        sums.append(total)
+    return sums
+
+
+def pick_weighted(cumulative: Sequence[float], rng: random.Random) -> int:
+    """An index drawn with probability proportional to its weight."""
+    return min(bisect.bisect_right(cumulative, rng.random() * cumulative[-1]), len(cumulative) - 1)
+
+
+def ready_requests(configs: Sequence[RequestConfig], environ: Mapping[str, str]) -> list[ReadyRequest]:
+    """The scenario's requests with headers expanded and bodies prepared (ConfigError names the field)."""
+    ready = []
+    for index, config in enumerate(configs):
+        where = f"requests[{index}]"
+        headers = expand_headers(config.headers, environ, where)
+        bodies = prepare_bodies(config, where)
+        if bodies[0].body is not None and not any(h.lower() == "content-type" for h in headers):
+            headers["Content-Type"] = JSON_CONTENT_TYPE
+        ready.append(ReadyRequest(config.name, config.method, config.path, headers, bodies, config.check))
+    return ready
+
+
+def endpoint_request(path: str, bodies: Sequence[bytes]) -> ReadyRequest:
+    """The single-endpoint scenario (payload + service.endpoint) as a request: JSON POSTs, any 2xx is right."""
+    return ReadyRequest(
+        path, "POST", path, {"Content-Type": JSON_CONTENT_TYPE}, [PreparedBody(body) for body in bodies]
+    )
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def field_at(document: Any, path: str) -> Any:
+    """The value at a dotted path (`labels.0`), or `_MISSING`."""
+    node = document
+    for part in path.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and re.fullmatch(r"-?[0-9]+", part) and -len(node) <= int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _MISSING
+    return node
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """JSON equality: 1 and 1.0 are equal, true and 1 are not."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_json(a[key], b[key]) for key in a)
+    return type(a) is type(b) and bool(a == b)
+
+
+def _field_mismatch(check: FieldCheck, answer: Any, row: Mapping[str, Any] | None) -> str | None:
+    value = field_at(answer, check.field)
+    if value is _MISSING:
+        return f"{check.field} missing"
+    if check.expected_column is not None:
+        expected = None if row is None else row.get(check.expected_column)
+        return None if same_json(value, expected) else f"{check.field} != {check.expected_column}"
+    if check.among is not None:
+        return None if any(same_json(value, option) for option in check.among) else f"{check.field} not among"
+    return None if same_json(value, check.equals) else f"{check.field} != expected"
+
+
+def status_expected(check: ResponseCheck, status: int) -> bool:
+    """Whether an answer's status is one the check expects (default: any 2xx)."""
+    return 200 <= status < 300 if check.status is None else status in check.status
+
+
+def check_answer(check: ResponseCheck, status: int, body: bytes | None, row: Mapping[str, Any] | None) -> CheckResult:
+    """Judge one answer: its status, then (right status, field checks given) its JSON body."""
+    if not status_expected(check, status):
+        return CheckResult(status_ok=False)
+    if not check.fields:
+        return CheckResult(status_ok=True)
+    try:
+        answer = json.loads(body or b"")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return CheckResult(status_ok=True, checked=True, mismatch="answer not JSON")
+    for field_check in check.fields:
+        mismatch = _field_mismatch(field_check, answer, row)
+        if mismatch is not None:
+            return CheckResult(status_ok=True, checked=True, mismatch=mismatch)
+    return CheckResult(status_ok=True, checked=True)

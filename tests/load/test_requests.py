@@ -1,0 +1,206 @@
+"""Requests as users define them: templates, weighted choice, headers from the environment, answer checks."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.config import RequestConfig, ResponseCheck
+from harness.errors import ConfigError
+from harness.load.requests import (
+    check_answer,
+    cumulative_weights,
+    endpoint_request,
+    expand_headers,
+    field_at,
+    fill_template,
+    pick_weighted,
+    prepare_bodies,
+    ready_requests,
+    same_json,
+)
+
+
+def request(**fields: Any) -> RequestConfig:
+    return RequestConfig.model_validate({"name": "predict", "path": "/predict", **fields})
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+# --------------------------------------------------------------------------- templates and bodies
+
+
+def test_a_whole_placeholder_keeps_the_columns_type_and_a_partial_one_becomes_text() -> None:
+    template = {"rows": ["{{features}}"], "note": "wine {{id}}", "fixed": [1, None]}
+    row = {"features": [1.5, 2], "id": 7}
+    assert fill_template(template, row) == {"rows": [[1.5, 2]], "note": "wine 7", "fixed": [1, None]}
+
+
+def test_template_bodies_carry_their_row_for_the_expected_answer(tmp_path: Path) -> None:
+    dataset = write_jsonl(tmp_path / "rows.jsonl", [{"x": [1, 2], "label": 0}, {"x": [3, 4], "label": 2}])
+    bodies = prepare_bodies(
+        request(
+            body_template={"rows": ["{{x}}"]},
+            dataset=str(dataset),
+            check={"fields": [{"field": "labels.0", "expected_column": "label"}]},
+        ),
+        "requests[0]",
+    )
+    assert [json.loads(b.body or b"") for b in bodies] == [{"rows": [[1, 2]]}, {"rows": [[3, 4]]}]
+    assert [b.row["label"] for b in bodies if b.row] == [0, 2]
+
+
+def test_a_missing_column_names_the_template_the_line_and_the_columns(tmp_path: Path) -> None:
+    dataset = write_jsonl(tmp_path / "rows.jsonl", [{"x": 1}, {"y": 2}])
+    with pytest.raises(ConfigError, match=r"requests\[0\]\.body_template: column 'x' .* line 2 \(it has: y\)"):
+        prepare_bodies(request(body_template={"v": "{{x}}"}, dataset=str(dataset)), "requests[0]")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", r"empty"),
+        ('{"a": 1}\n{"a": \n', r"line 2: not valid JSON"),
+    ],
+)
+def test_bad_body_files_name_the_field_and_line(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "bodies.jsonl"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=r"requests\[1\]\.body_file .*" + message):
+        prepare_bodies(request(body_file=str(path)), "requests[1]")
+
+
+def test_a_missing_body_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"requests\[0\]\.body_file '.*absent.jsonl': cannot read"):
+        prepare_bodies(request(body_file=str(tmp_path / "absent.jsonl")), "requests[0]")
+
+
+# --------------------------------------------------------------------------- headers
+
+
+def test_headers_read_the_environment_and_a_missing_variable_is_named_not_shown() -> None:
+    headers = {"Authorization": "Bearer ${API_TOKEN}", "X-Team": "ml"}
+    assert expand_headers(headers, {"API_TOKEN": "s3cret"}, "requests[0]") == {
+        "Authorization": "Bearer s3cret",
+        "X-Team": "ml",
+    }
+    with pytest.raises(ConfigError, match=r"requests\[0\]\.headers\.Authorization: environment variable API_TOKEN"):
+        expand_headers(headers, {}, "requests[0]")
+
+
+def test_json_bodies_get_a_json_content_type_unless_the_user_set_one(tmp_path: Path) -> None:
+    bodies = write_jsonl(tmp_path / "b.jsonl", [{"a": 1}])
+    (plain, custom, bodiless) = ready_requests(
+        [
+            request(body_file=str(bodies)),
+            request(name="custom", body_file=str(bodies), headers={"content-type": "application/x-ndjson"}),
+            request(name="health", method="GET", path="/livez"),
+        ],
+        {},
+    )
+    assert plain.headers == {"Content-Type": "application/json"}
+    assert custom.headers == {"content-type": "application/x-ndjson"}
+    assert bodiless.headers == {} and bodiless.bodies[0].body is None
+    legacy = endpoint_request("/classify", [b"{}"])
+    assert (legacy.method, legacy.path, legacy.check.status, legacy.check.fields) == ("POST", "/classify", None, [])
+
+
+# --------------------------------------------------------------------------- weighted choice
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    weights=st.lists(st.floats(min_value=0.01, max_value=100), min_size=1, max_size=6),
+    seed=st.integers(0, 2**32),
+)
+def test_weighted_choice_follows_the_weights(weights: list[float], seed: int) -> None:
+    cumulative = cumulative_weights(weights)
+    rng = random.Random(seed)
+    draws = 4000
+    counts = Counter(pick_weighted(cumulative, rng) for _ in range(draws))
+    assert set(counts) <= set(range(len(weights)))
+    total = sum(weights)
+    for index, weight in enumerate(weights):
+        expected = draws * weight / total
+        # Five binomial standard deviations, plus slack for tiny expectations.
+        assert abs(counts[index] - expected) <= 5 * (expected * (1 - weight / total)) ** 0.5 + 3
+
+
+@pytest.mark.parametrize("weights", [[], [1.0, 0.0], [float("nan")], [-1.0]])
+def test_weights_must_be_positive(weights: list[float]) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        cumulative_weights(weights)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def test_status_checks_default_to_any_2xx() -> None:
+    default = ResponseCheck()
+    assert check_answer(default, 204, b"", None).status_ok
+    assert not check_answer(default, 500, b"", None).status_ok
+    bad_input = ResponseCheck(status=[400, 422])
+    assert bad_input.expects_bad_input and not default.expects_bad_input
+    assert check_answer(bad_input, 422, b"", None).status_ok
+    assert not check_answer(bad_input, 200, b"{}", None).status_ok
+
+
+def test_field_checks_find_mismatches() -> None:
+    check = ResponseCheck.model_validate(
+        {
+            "fields": [
+                {"field": "labels.0", "expected_column": "label"},
+                {"field": "model", "among": ["gbc", "gbc-v2"]},
+                {"field": "ok", "equals": True},
+            ]
+        }
+    )
+    right = json.dumps({"labels": [2], "model": "gbc", "ok": True}).encode()
+    assert check_answer(check, 200, right, {"label": 2}) == check_answer(check, 200, right, {"label": 2.0})
+    result = check_answer(check, 200, right, {"label": 2})
+    assert result.checked and result.mismatch is None
+    assert check_answer(check, 200, right, {"label": 1}).mismatch == "labels.0 != label"
+    other_model = json.dumps({"labels": [2], "model": "mlp", "ok": True}).encode()
+    assert check_answer(check, 200, other_model, {"label": 2}).mismatch == "model not among"
+    truthy = json.dumps({"labels": [2], "model": "gbc", "ok": 1}).encode()
+    assert check_answer(check, 200, truthy, {"label": 2}).mismatch == "ok != expected"  # 1 is not true
+    assert check_answer(check, 200, b"<html>", {"label": 2}).mismatch == "answer not JSON"
+    assert check_answer(check, 200, b'{"labels": []}', {"label": 2}).mismatch == "labels.0 missing"
+    assert not check_answer(check, 503, right, {"label": 2}).checked  # a wrong status is a failure, not checked
+
+
+def test_a_check_needs_exactly_one_expectation() -> None:
+    with pytest.raises(ValueError, match="exactly one of equals, among or expected_column"):
+        ResponseCheck.model_validate({"fields": [{"field": "a", "equals": 1, "among": [1]}]})
+    with pytest.raises(ValueError, match="exactly one"):
+        ResponseCheck.model_validate({"fields": [{"field": "a", "equals": None}]})
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=False) | st.text(max_size=3),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=json_values)
+def test_a_json_value_matches_itself_after_a_round_trip(value: Any) -> None:
+    assert same_json(value, json.loads(json.dumps(value)))
+    assert field_at({"a": [value]}, "a.0") is value or same_json(field_at({"a": [value]}, "a.0"), value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(a=json_values, b=json_values)
+def test_json_equality_is_symmetric(a: Any, b: Any) -> None:
+    assert same_json(a, b) == same_json(b, a)
