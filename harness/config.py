@@ -594,6 +594,14 @@ class Scenario(BaseModel):
                     "payload.source and payload.file feed service.endpoint; with requests: give each request "
                     "its body_file or body_template"
                 )
+        metrics = {objective.metric for objective in self.objectives}
+        checks = [request.check for request in self.requests or []]
+        if "mismatch_rate" in metrics and not any(check.fields for check in checks):
+            raise ValueError("objective 'mismatch_rate' needs requests whose check has fields to compare answers with")
+        if "bad_input_5xx_rate" in metrics and not any(check.expects_bad_input for check in checks):
+            raise ValueError(
+                "objective 'bad_input_5xx_rate' needs bad input: a request whose check.status lists only 4xx"
+            )
         for objective in self.objectives:
             for stage_name in objective.stages or []:
                 if stage_name not in names:

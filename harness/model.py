@@ -508,6 +508,14 @@ class StageResult:
     # Percentiles ("p99") with too few samples to be judged, and why; other objectives stay judgeable.
     sample_shortfalls: dict[str, str] = field(default_factory=dict)
     latency_mean_s: float | None = None
+    # Answers whose body was checked, and those that disagreed; None when nothing was checked.
+    checked: int = 0
+    mismatches: int = 0
+    mismatch_rate: float | None = None
+    # Requests sent as bad input that were answered, and those answered 5xx; None when none was sent.
+    bad_inputs: int = 0
+    bad_input_5xx: int = 0
+    bad_input_5xx_rate: float | None = None
 
 
 @dataclass(frozen=True)

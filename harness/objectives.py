@@ -91,6 +91,22 @@ def _error_rate(metric: str, stage: StageResult, confidence: float) -> Measureme
     return Measurement(stage.error_rate, low, high, f"error rate ({stage.failures}/{stage.requests})")
 
 
+def _mismatch_rate(metric: str, stage: StageResult, confidence: float) -> Measurement:
+    if stage.checked == 0:
+        missing = "no answer was checked in this stage (no request with check fields answered with its expected status)"
+        return Measurement(None, None, None, "mismatch rate", missing)
+    low, high = wilson_interval(stage.mismatches, stage.checked, confidence)
+    return Measurement(stage.mismatch_rate, low, high, f"mismatch rate ({stage.mismatches}/{stage.checked})")
+
+
+def _bad_input_5xx_rate(metric: str, stage: StageResult, confidence: float) -> Measurement:
+    if stage.bad_inputs == 0:
+        return Measurement(None, None, None, "bad-input 5xx rate", "no bad-input request was answered in this stage")
+    low, high = wilson_interval(stage.bad_input_5xx, stage.bad_inputs, confidence)
+    what = f"bad-input 5xx rate ({stage.bad_input_5xx}/{stage.bad_inputs})"
+    return Measurement(stage.bad_input_5xx_rate, low, high, what)
+
+
 def _throughput(metric: str, stage: StageResult, confidence: float) -> Measurement:
     if stage.duration_s <= 0:
         return Measurement(None, None, None, "throughput (rps)", "the stage has no duration")
@@ -130,6 +146,16 @@ OBJECTIVE_METRICS: tuple[ObjectiveMetric, ...] = (
         shown_as_percent=True,
         decides_sweep_probes=True,
         requests_to_pass=_error_rate_requests,
+    ),
+    # Answers that disagree with their check (requests[].check.fields) among the answers checked.
+    ObjectiveMetric("mismatch_rate", re.compile(r"^mismatch_rate$"), "", stage=_mismatch_rate, shown_as_percent=True),
+    # 5xx answers to bad input (requests expecting 4xx, payload.malformed_fraction) among bad input sent.
+    ObjectiveMetric(
+        "bad_input_5xx_rate",
+        re.compile(r"^bad_input_5xx_rate$"),
+        "",
+        stage=_bad_input_5xx_rate,
+        shown_as_percent=True,
     ),
     ObjectiveMetric("throughput_rps", re.compile(r"^throughput_rps$"), "rps", stage=_throughput),
     ObjectiveMetric(

@@ -423,3 +423,22 @@ def test_request_files_resolve_against_the_scenario_and_survive_a_dump(tmp_path:
     again = parse_scenario(yaml.safe_load(dump_scenario(scenario)))
     assert again == scenario
     assert "${API_KEY}" in dump_scenario(scenario)  # the reference is kept, never its value
+
+
+@pytest.mark.parametrize(
+    ("metric", "message"),
+    [
+        ("mismatch_rate", "needs requests whose check has fields"),
+        ("bad_input_5xx_rate", "needs bad input"),
+    ],
+)
+def test_answer_objectives_need_something_to_judge(metric: str, message: str) -> None:
+    data = with_requests({"name": "a", "path": "/p"}, objectives=[{"metric": metric, "max": 0.01}])
+    with pytest.raises(ConfigError, match=message):
+        parse_scenario(data)
+    checked = {
+        "name": "a",
+        "path": "/p",
+        "check": {"status": [400, 422], "fields": [{"field": "detail", "among": ["bad"]}]},
+    }
+    assert parse_scenario(with_requests(checked, objectives=[{"metric": metric, "max": 0.01}]))

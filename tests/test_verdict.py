@@ -344,3 +344,44 @@ def test_a_percentile_sample_shortfall_only_affects_that_percentiles_objectives(
     assert "too few samples for p99" in by_metric["latency_p99_ms"].reason
     assert by_metric["latency_p95_ms"].status == Status.PASS
     assert by_metric["error_rate"].status == Status.PASS
+
+
+# --------------------------------------------------------------------------- answer checks
+
+
+def test_mismatch_rate_is_judged_on_checked_answers_only() -> None:
+    # 40 of 2000 checked answers wrong (2%): FAIL at 1%, PASS at 5%; failures and unchecked answers do not count.
+    broken = stage(checked=2000, mismatches=40, mismatch_rate=0.02)
+    failed = only(judge([broken], [objective("mismatch_rate", max=0.01)]))
+    assert failed.status is Status.FAIL and failed.measured == pytest.approx(0.02)
+    assert "mismatch rate (40/2000)" in failed.reason
+    assert only(judge([broken], [objective("mismatch_rate", max=0.05)])).status is Status.PASS
+
+
+def test_nothing_checked_is_inconclusive_not_zero() -> None:
+    result = only(judge([stage()], [objective("mismatch_rate", max=0.01)]))
+    assert result.status is Status.INCONCLUSIVE and result.measured is None
+    assert "no answer was checked" in result.reason
+
+
+def test_bad_input_5xx_rate_counts_5xx_among_bad_inputs() -> None:
+    clean = stage(bad_inputs=3000, bad_input_5xx=0, bad_input_5xx_rate=0.0)
+    assert only(judge([clean], [objective("bad_input_5xx_rate", max=0.01)])).status is Status.PASS
+    one_in_ten = stage(bad_inputs=300, bad_input_5xx=30, bad_input_5xx_rate=0.1)
+    assert only(judge([one_in_ten], [objective("bad_input_5xx_rate", max=0.01)])).status is Status.FAIL
+    none_sent = only(judge([stage()], [objective("bad_input_5xx_rate", max=0.01)]))
+    assert none_sent.status is Status.INCONCLUSIVE and "no bad-input request" in none_sent.reason
+
+
+@settings(max_examples=100, deadline=None)
+@given(checked=st.integers(1, 5000), data=st.data())
+def test_the_mismatch_rate_interval_holds_the_observed_rate(checked: int, data: st.DataObject) -> None:
+    mismatches = data.draw(st.integers(0, checked))
+    result = only(
+        judge(
+            [stage(checked=checked, mismatches=mismatches, mismatch_rate=mismatches / checked)],
+            [objective("mismatch_rate", max=0.5)],
+        )
+    )
+    assert result.ci_low is not None and result.ci_high is not None
+    assert result.ci_low <= mismatches / checked <= result.ci_high

@@ -172,6 +172,10 @@ def _summarize(
     duration_s = window.end_s - window.start_s
     requests = sum(i.requests for i in own)
     failures = sum(i.failures for i in own)
+    checked = sum(i.checked for i in own)
+    mismatches = sum(i.mismatches for i in own)
+    bad_inputs = sum(i.bad_inputs for i in own)
+    bad_input_5xx = sum(i.bad_input_5xx for i in own)
     errors: dict[str, int] = defaultdict(int)
     for interval in own:
         for kind, count in interval.errors.items():
@@ -230,6 +234,12 @@ def _summarize(
         invalid_reasons=reasons,
         sample_shortfalls=shortfalls,
         latency_mean_s=histogram.mean_s() if histogram.count else None,
+        checked=checked,
+        mismatches=mismatches,
+        mismatch_rate=mismatches / checked if checked else None,
+        bad_inputs=bad_inputs,
+        bad_input_5xx=bad_input_5xx,
+        bad_input_5xx_rate=bad_input_5xx / bad_inputs if bad_inputs else None,
     )
 
 

@@ -41,7 +41,7 @@ def fmt_number(value: float | None, digits: int = 4) -> str:
 
 
 def fmt_metric_value(metric: str, value: float | None) -> str:
-    """A measured value or threshold of an objective metric, with its unit (error rates as percent)."""
+    """A measured value or threshold of an objective metric, with its unit (rates as percent)."""
     if value is None:
         return "n/a"
     kind = objective_metric(metric)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from _records import RUN_START_S, interval
 from hypothesis import given, settings
@@ -287,3 +289,18 @@ def test_a_generator_stall_makes_only_the_percentiles_it_could_move_inconclusive
         judged_percentiles=(99,),
     )
     assert "load generator stalled" in stage.sample_shortfalls["p99"], "45 delayed of 30 above p99"
+
+
+def test_checked_answers_and_bad_inputs_add_up_over_intervals_and_processes() -> None:
+    intervals = [
+        dataclasses.replace(record, checked=100, mismatches=t % 2, bad_inputs=10, bad_input_5xx=int(t == 3))
+        for t, record in enumerate(steady_intervals(seconds=10))
+    ]
+    (result,) = summarize(intervals)
+    assert (result.checked, result.mismatches, result.mismatch_rate) == (1000, 5, 0.005)
+    assert (result.bad_inputs, result.bad_input_5xx, result.bad_input_5xx_rate) == (100, 1, 0.01)
+
+
+def test_no_checked_answers_means_no_rate_not_zero() -> None:
+    (result,) = summarize(steady_intervals(seconds=10))
+    assert result.mismatch_rate is None and result.bad_input_5xx_rate is None

@@ -1,0 +1,115 @@
+"""Requests as users define them, for real: a weighted two-request scenario with a secret header and answer
+checks against tests/fixtures/checked_service, and the same service broken only when it batches, which
+mismatch_rate must FAIL."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICE = ROOT / "tests" / "fixtures" / "checked_service"
+HARNESS = [sys.executable, "-m", "harness.cli"]
+SECRET = "k3y-0f-the-test-8d1e5"
+
+pytestmark = pytest.mark.integration
+
+
+def scenario(tmp_path: Path, users: int = 8) -> Path:
+    rng = random.Random(0)
+    rows = [[round(rng.uniform(0, 5), 1) for _ in range(4)] for _ in range(60)]
+    dataset = tmp_path / "rows.jsonl"
+    dataset.write_text("".join(json.dumps({"features": row, "label": int(sum(row)) % 3}) + "\n" for row in rows))
+    data: dict[str, Any] = {
+        "name": "checked",
+        "service": {"path": str(SERVICE), "service": "service:CheckedClassifier"},
+        "stages": [
+            {"name": "warmup", "duration_s": 3, "users": 2, "spawn_rate": 2, "judged": False},
+            {"name": "steady", "duration_s": 10, "users": users, "spawn_rate": users},
+        ],
+        "requests": [
+            {
+                "name": "predict",
+                "weight": 3,
+                "path": "/predict",
+                "headers": {"X-Api-Key": "${CHECKED_TOKEN}"},
+                "body_template": {"rows": ["{{features}}"]},
+                "dataset": str(dataset),
+                "check": {"fields": [{"field": "0", "expected_column": "label"}]},
+            },
+            {"name": "live", "method": "GET", "path": "/livez"},
+        ],
+        "objectives": [{"metric": "error_rate", "max": 0.01}, {"metric": "mismatch_rate", "max": 0.01}],
+        "output": {"dir": str(tmp_path / "reports")},
+    }
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*HARNESS, "run", str(path)],
+        cwd=path.parent,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=400,
+        check=False,
+    )
+
+
+def run_dir(tmp_path: Path) -> Path:
+    (found,) = (tmp_path / "reports").iterdir()
+    return found
+
+
+def steady(tmp_path: Path) -> dict[str, Any]:
+    stages = json.loads((run_dir(tmp_path) / "verdict.json").read_text())["stages"]
+    return dict(next(stage for stage in stages if stage["name"] == "steady"))
+
+
+def test_weighted_requests_with_a_secret_header_and_checked_answers(tmp_path: Path) -> None:
+    result = run(scenario(tmp_path), {"CHECKED_API_KEY": SECRET, "CHECKED_TOKEN": SECRET})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    figures = steady(tmp_path)
+    assert figures["failures"] == 0  # every predict carried the key: the service answers 401 without it
+    assert figures["checked"] > 200 and figures["mismatches"] == 0
+    locust = json.loads((run_dir(tmp_path) / "locust.json").read_text())
+    counts = {stat["name"]: stat["num_requests"] for stat in locust}
+    assert 2.2 < counts["predict"] / counts["live"] < 4.0, counts  # weights 3:1
+    leaks = [
+        str(path)
+        for path in run_dir(tmp_path).rglob("*")
+        if path.is_file() and SECRET in path.read_text(errors="replace")
+    ]
+    assert not leaks, f"the header's value was written to {leaks}"
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_a_service_wrong_only_when_batched_fails_mismatch_rate(tmp_path: Path) -> None:
+    env = {"CHECKED_API_KEY": SECRET, "CHECKED_TOKEN": SECRET, "CHECKED_BROKEN_WHEN_BATCHED": "1"}
+    result = run(scenario(tmp_path, users=16), env)
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    verdict = json.loads((run_dir(tmp_path) / "verdict.json").read_text())
+    failed = [o for o in verdict["objectives"] if o["status"] == "FAIL"]
+    assert [o["metric"] for o in failed] == ["mismatch_rate"], failed
+    assert "mismatch_rate" in result.stdout
+    assert steady(tmp_path)["failures"] == 0  # right statuses: only the answers' labels give the bug away
+
+
+def test_an_unset_header_variable_exits_2_naming_the_field(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "CHECKED_TOKEN"}
+    result = subprocess.run(
+        [*HARNESS, "run", str(scenario(tmp_path))], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 2
+    assert "requests[0].headers.X-Api-Key: environment variable CHECKED_TOKEN is not set" in result.stderr
