@@ -1,17 +1,21 @@
 """Secrets kept out of everything the harness writes or prints: run directories, reports, the screen.
 
 The values of `service.env` are the way a service gets its credentials, so every one of them is treated as a
-secret: files keep the names, never the values. URLs lose their user:password part.
+secret: files keep the names, never the values. Request headers keep `${NAME}` references to the environment
+and lose literal values. URLs lose their user:password part.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 import urllib.parse
 from collections.abc import Iterable
 from typing import Any
 
 REDACTED = "<redacted>"
+# A header value that only names environment variables, around fixed words: `Bearer ${API_TOKEN}`.
+_ENV_REFERENCE_ONLY = re.compile(r"(?:[A-Za-z-]+ )?(?:\$\{[A-Za-z_][A-Za-z0-9_]*\})+")
 
 
 def redact_url(url: str) -> str:
@@ -47,6 +51,13 @@ def redact_scenario_data(data: dict[str, Any]) -> dict[str, Any]:
     service = redacted.get("service")
     if isinstance(service, dict) and isinstance(service.get("env"), dict):
         service["env"] = {name: REDACTED for name in service["env"]}
+    for request in redacted.get("requests") or []:
+        # `${NAME}` references are kept (the value is read in the load process only); literal values are not.
+        if isinstance(request, dict) and isinstance(request.get("headers"), dict):
+            request["headers"] = {
+                name: value if _ENV_REFERENCE_ONLY.fullmatch(str(value)) else REDACTED
+                for name, value in request["headers"].items()
+            }
     metrics = redacted.get("metrics")
     if isinstance(metrics, dict) and isinstance(metrics.get("pushgateway_url"), str):
         metrics["pushgateway_url"] = redact_url(metrics["pushgateway_url"])

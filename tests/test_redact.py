@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.config import dump_scenario, parse_scenario, read_yaml
-from harness.redact import REDACTED, redact_manifests, redact_text, redact_url, url_credentials
+from harness.redact import REDACTED, redact_manifests, redact_scenario_data, redact_text, redact_url, url_credentials
 
 SECRETS = st.text(
     alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~", min_size=4, max_size=30
@@ -78,3 +78,23 @@ def test_manifests_lose_the_values_of_the_named_variables_only() -> None:
 @given(secret=SECRETS, before=st.text(max_size=20), after=st.text(max_size=20))
 def test_free_text_never_shows_a_secret(secret: str, before: str, after: str) -> None:
     assert secret not in redact_text(before + secret + after + secret, [secret]).replace(REDACTED, "\0")
+
+
+def test_request_headers_keep_environment_references_and_lose_literal_values() -> None:
+    data = {
+        "requests": [
+            {
+                "name": "predict",
+                "headers": {
+                    "Authorization": "Bearer ${API_TOKEN}",
+                    "X-Api-Key": "${KEY}",
+                    "X-Literal-Token": "abc123-secret",
+                    "Cookie": "session=${SESSION}",
+                },
+            }
+        ]
+    }
+    headers = redact_scenario_data(data)["requests"][0]["headers"]
+    assert headers["Authorization"] == "Bearer ${API_TOKEN}" and headers["X-Api-Key"] == "${KEY}"
+    assert headers["X-Literal-Token"] == REDACTED and headers["Cookie"] == REDACTED
+    assert data["requests"][0]["headers"]["X-Literal-Token"] == "abc123-secret"  # the scenario itself is untouched
