@@ -266,6 +266,13 @@ class PayloadConfig(BaseModel):
     source: Literal["digits", "jsonl"] = "digits"
     file: LocalPath | None = None
     batch_rows: int = Field(default=1, ge=1, le=256, description="digits: images per request")
+    malformed_fraction: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="share of requests sent as bad input (wrong types or shapes, NaN, empty, huge, not JSON, wrong "
+        "content type) expecting 4xx; judged by bad_input_5xx_rate, not by error_rate or latency",
+    )
 
     @model_validator(mode="after")
     def _file_for_jsonl(self) -> PayloadConfig:
@@ -589,19 +596,24 @@ class Scenario(BaseModel):
             repeated = sorted({n for n in request_names if request_names.count(n) > 1})
             if repeated:
                 raise ValueError(f"request names must be unique; repeated: {', '.join(repeated)}")
-            if self.payload.source != "digits" or self.payload.file is not None:
+            if self.payload.source != "digits" or self.payload.file is not None or self.payload.batch_rows != 1:
                 raise ValueError(
-                    "payload.source and payload.file feed service.endpoint; with requests: give each request "
-                    "its body_file or body_template"
+                    "payload.source, payload.file and payload.batch_rows feed service.endpoint; with requests: give "
+                    "each request its body_file or body_template"
                 )
         metrics = {objective.metric for objective in self.objectives}
         checks = [request.check for request in self.requests or []]
         if "mismatch_rate" in metrics and not any(check.fields for check in checks):
             raise ValueError("objective 'mismatch_rate' needs requests whose check has fields to compare answers with")
-        if "bad_input_5xx_rate" in metrics and not any(check.expects_bad_input for check in checks):
+        bad_input = self.payload.malformed_fraction > 0 or any(check.expects_bad_input for check in checks)
+        if "bad_input_5xx_rate" in metrics and not bad_input:
             raise ValueError(
-                "objective 'bad_input_5xx_rate' needs bad input: a request whose check.status lists only 4xx"
+                "objective 'bad_input_5xx_rate' needs bad input: payload.malformed_fraction > 0 or a request whose "
+                "check.status lists only 4xx"
             )
+        with_bodies = [r for r in self.requests or [] if r.body_file is not None or r.body_template is not None]
+        if self.payload.malformed_fraction > 0 and self.requests is not None and not with_bodies:
+            raise ValueError("payload.malformed_fraction spoils JSON bodies, and no request has a body")
         for objective in self.objectives:
             for stage_name in objective.stages or []:
                 if stage_name not in names:

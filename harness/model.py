@@ -60,7 +60,7 @@ class ClientInterval:
     # Answers with the expected status whose body was checked, and those that disagreed (mismatch_rate).
     checked: int = 0
     mismatches: int = 0
-    # Completed requests sent as bad input (expected 4xx), and those answered 5xx (bad_input_5xx_rate).
+    # Requests sent as bad input (expected 4xx) that ended, and those answered 5xx or not at all (bad_input_5xx_rate).
     bad_inputs: int = 0
     bad_input_5xx: int = 0
 
@@ -512,10 +512,12 @@ class StageResult:
     checked: int = 0
     mismatches: int = 0
     mismatch_rate: float | None = None
-    # Requests sent as bad input that were answered, and those answered 5xx; None when none was sent.
+    # Requests sent as bad input that ended, and those answered 5xx or not at all; None when none was sent.
     bad_inputs: int = 0
     bad_input_5xx: int = 0
     bad_input_5xx_rate: float | None = None
+    # Replicas that died during the stage (under a bad-input mix, that fails bad_input_5xx_rate).
+    crashed_replicas: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,8 @@ class ObjectiveMetric:
     decides_sweep_probes: bool = False
     # (the objective's max or None, confidence) -> fewest requests a stage needs before it can PASS at all.
     requests_to_pass: Callable[[float | None, float], int] | None = None
+    # stage -> why it FAILs whatever was measured and even in a stage otherwise invalid, or None.
+    fails_stage: Callable[[StageResult], str | None] | None = None
 
 
 # --------------------------------------------------------------------------- how each metric is measured
@@ -101,10 +103,17 @@ def _mismatch_rate(metric: str, stage: StageResult, confidence: float) -> Measur
 
 def _bad_input_5xx_rate(metric: str, stage: StageResult, confidence: float) -> Measurement:
     if stage.bad_inputs == 0:
-        return Measurement(None, None, None, "bad-input 5xx rate", "no bad-input request was answered in this stage")
+        return Measurement(None, None, None, "bad-input 5xx rate", "no bad input was sent in this stage")
     low, high = wilson_interval(stage.bad_input_5xx, stage.bad_inputs, confidence)
     what = f"bad-input 5xx rate ({stage.bad_input_5xx}/{stage.bad_inputs})"
     return Measurement(stage.bad_input_5xx_rate, low, high, what)
+
+
+def _replica_died_under_bad_input(stage: StageResult) -> str | None:
+    # A replica that dies while bad input is sent is the failure this objective exists for, not noise.
+    if stage.crashed_replicas and stage.bad_inputs:
+        return f"replica {', '.join(stage.crashed_replicas)} died while bad input was sent"
+    return None
 
 
 def _throughput(metric: str, stage: StageResult, confidence: float) -> Measurement:
@@ -149,13 +158,15 @@ OBJECTIVE_METRICS: tuple[ObjectiveMetric, ...] = (
     ),
     # Answers that disagree with their check (requests[].check.fields) among the answers checked.
     ObjectiveMetric("mismatch_rate", re.compile(r"^mismatch_rate$"), "", stage=_mismatch_rate, shown_as_percent=True),
-    # 5xx answers to bad input (requests expecting 4xx, payload.malformed_fraction) among bad input sent.
+    # Bad input (requests expecting 4xx, payload.malformed_fraction) answered 5xx or not at all, among bad input
+    # sent; a replica dying in the stage while bad input was sent is a FAIL.
     ObjectiveMetric(
         "bad_input_5xx_rate",
         re.compile(r"^bad_input_5xx_rate$"),
         "",
         stage=_bad_input_5xx_rate,
         shown_as_percent=True,
+        fails_stage=_replica_died_under_bad_input,
     ),
     ObjectiveMetric("throughput_rps", re.compile(r"^throughput_rps$"), "rps", stage=_throughput),
     ObjectiveMetric(

@@ -135,6 +135,10 @@ def _judge_stage(objective: Objective, stage: StageResult, confidence: float) ->
         raise ValueError(f"objective metric '{objective.metric}' is not a per-stage metric")
     measurement = measure(objective.metric, stage, confidence)
     measured, ci_low, ci_high = measurement.value, measurement.ci_low, measurement.ci_high
+    decisive = objective_metric(objective.metric).fails_stage
+    failure = None if decisive is None else decisive(stage)
+    if failure is not None:
+        return _result(objective, stage.name, Status.FAIL, measured, ci_low, ci_high, failure)
     if stage.invalid_reasons:
         reason = "stage invalid: " + "; ".join(stage.invalid_reasons)
         return _result(objective, stage.name, Status.INCONCLUSIVE, measured, ci_low, ci_high, reason)

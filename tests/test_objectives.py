@@ -36,7 +36,10 @@ def test_each_entry_is_measured_one_way() -> None:
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("latency_p95", "expected latency_pNN_ms such as latency_p95_ms, error_rate, mismatch_rate, bad_input_5xx_rate, throughput_rps"),
+        (
+            "latency_p95",
+            "expected latency_pNN_ms such as latency_p95_ms, error_rate, mismatch_rate, bad_input_5xx_rate",
+        ),
         ("p95_ms", "or ready_within_s"),
         ("latency_p0_ms", "between 0 and 100"),
     ],

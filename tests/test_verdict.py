@@ -370,7 +370,7 @@ def test_bad_input_5xx_rate_counts_5xx_among_bad_inputs() -> None:
     one_in_ten = stage(bad_inputs=300, bad_input_5xx=30, bad_input_5xx_rate=0.1)
     assert only(judge([one_in_ten], [objective("bad_input_5xx_rate", max=0.01)])).status is Status.FAIL
     none_sent = only(judge([stage()], [objective("bad_input_5xx_rate", max=0.01)]))
-    assert none_sent.status is Status.INCONCLUSIVE and "no bad-input request" in none_sent.reason
+    assert none_sent.status is Status.INCONCLUSIVE and "no bad input was sent" in none_sent.reason
 
 
 @settings(max_examples=100, deadline=None)
@@ -385,3 +385,17 @@ def test_the_mismatch_rate_interval_holds_the_observed_rate(checked: int, data: 
     )
     assert result.ci_low is not None and result.ci_high is not None
     assert result.ci_low <= mismatches / checked <= result.ci_high
+
+
+def test_a_replica_dying_under_bad_input_fails_bad_input_5xx_rate_even_in_an_invalid_stage() -> None:
+    died = stage(
+        bad_inputs=200,
+        bad_input_5xx=0,
+        bad_input_5xx_rate=0.0,
+        crashed_replicas=["replica-2"],
+        invalid_reasons=["replica replica-2 crashed 3.0 s into the stage"],
+    )
+    result = only(judge([died], [objective("bad_input_5xx_rate", max=0.01)]))
+    assert result.status is Status.FAIL and "replica replica-2 died while bad input was sent" in result.reason
+    # Other objectives of that stage stay INCONCLUSIVE: a crash makes their figures unreliable.
+    assert only(judge([died], [objective("error_rate", max=0.01)])).status is Status.INCONCLUSIVE

@@ -207,10 +207,12 @@ def _summarize(
     for q, reason in _stall_shortfalls(window, own, histogram, judged).items():
         shortfalls.setdefault(percentile_key(q), reason)
     reasons.extend(_loadgen_reasons(window, own, histogram, validity, loadgen_processes))
+    crashed: list[str] = []
     for event in events:
         crash = event.detail
         # A crash the scenario's fault caused is the experiment (stages[].faults), not a doubt on the stage.
         if isinstance(crash, ReplicaCrashed) and not crash.injected and window.start_s <= event.t_s <= window.end_s:
+            crashed.append(crash.replica)
             reasons.append(f"replica {crash.replica} crashed {event.t_s - window.start_s:.1f} s into the stage")
 
     return StageResult(
@@ -240,6 +242,7 @@ def _summarize(
         bad_inputs=bad_inputs,
         bad_input_5xx=bad_input_5xx,
         bad_input_5xx_rate=bad_input_5xx / bad_inputs if bad_inputs else None,
+        crashed_replicas=crashed,
     )
 
 

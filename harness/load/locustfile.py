@@ -28,6 +28,7 @@ from locust.runners import MasterRunner
 from harness.analysis.latency import LatencyHistogram
 from harness.config import RequestConfig
 from harness.load.arrivals import arrival_offsets
+from harness.load.malformed import malformed_requests
 from harness.load.payloads import build_bodies
 from harness.load.requests import (
     CheckResult,
@@ -52,6 +53,7 @@ INTERVAL_LOG_PREFIX = "harness-interval "
 ENDPOINT_PATH: str = PLAN["endpoint_path"]
 REQUEST_TIMEOUT_S: float = PLAN["request_timeout_s"]
 DRAIN_S: float = PLAN["drain_s"]
+MALFORMED_FRACTION: float = PLAN["payload"]["malformed_fraction"]
 
 # The test's start on this process's clock; every stage boundary is measured from it.
 _test_start_s: float | None = None
@@ -149,9 +151,10 @@ class IntervalRecorder:
         accumulator.mismatches += int(mismatch)
 
     def bad_input_answered(self, stage: str, status: int) -> None:
+        # No answer at all (status 0: reset, refused, timed out) is as bad as a 5xx: the input broke something.
         accumulator = self._stage(stage)
         accumulator.bad_inputs += 1
-        accumulator.bad_input_5xx += int(status >= 500)
+        accumulator.bad_input_5xx += int(status >= 500 or status == 0)
 
     def scheduled(self, stage: str, lag_s: float) -> None:
         accumulator = self._stage(stage)
@@ -216,6 +219,9 @@ class IntervalRecorder:
 _endpoints = Endpoints(Path(PLAN["endpoints_file"]))
 _requests: list[ReadyRequest] = []
 _cumulative_weights: list[float] = []
+# The bad-input mix: spoiled variants of the requests' bodies, one of them sent instead of a request at
+# MALFORMED_FRACTION of the sends.
+_malformed: list[ReadyRequest] = []
 _recorder: IntervalRecorder | None = None
 _background: list[gevent.Greenlet] = []
 
@@ -245,7 +251,10 @@ def _send(client: FastHttpSession, rng: random.Random, stage: str, started_s: fl
         _recorder.failure(stage, "no_ready_replica")
         gevent.sleep(0.1)
         return
-    request = _requests[pick_weighted(_cumulative_weights, rng)] if len(_requests) > 1 else _requests[0]
+    if _malformed and rng.random() < MALFORMED_FRACTION:
+        request = _malformed[rng.randrange(len(_malformed))]
+    else:
+        request = _requests[pick_weighted(_cumulative_weights, rng)] if len(_requests) > 1 else _requests[0]
     body = request.bodies[rng.randrange(len(request.bodies))]
     global _in_flight
     _in_flight += 1
@@ -271,13 +280,14 @@ def _call(client: FastHttpSession, request: ReadyRequest, body: PreparedBody, st
         result = check_answer(request.check, status, response.content if request.check.fields else None, body.row)
         # FastHttpUser's response has `error` only when the request failed without a status.
         error = None if status else getattr(response, "error", None)
-        _record(stage, status, error, result, latency_s)
+        if request.counts_as_traffic:
+            _record(stage, status, error, result, latency_s)
+        if request.check.expects_bad_input:
+            _recorder.bad_input_answered(stage, status)
         if result.status_ok:
             response.success()
         else:
             response.failure(f"status {status}" if status else repr(error))
-        if status and request.check.expects_bad_input:
-            _recorder.bad_input_answered(stage, status)
 
 
 def _record(stage: str, status: int, error: BaseException | None, result: CheckResult, latency_s: float) -> None:
@@ -382,21 +392,23 @@ class ScenarioShape(LoadTestShape):
 
 @events.init.add_listener  # type: ignore[untyped-decorator]
 def _on_init(environment: Environment, **_: Any) -> None:
-    global _requests, _cumulative_weights
+    global _requests, _cumulative_weights, _malformed
     if PLAN["requests"] is not None:
         # Headers are expanded here, in the load process only, so their values never reach a file of the run.
         configs = [RequestConfig.model_validate(request) for request in PLAN["requests"]]
         _requests = ready_requests(configs, os.environ)
         _cumulative_weights = cumulative_weights([config.weight for config in configs])
-        return
-    payload = PLAN["payload"]
-    bodies = build_bodies(
-        payload["source"],
-        file=Path(payload["file"]) if payload.get("file") else None,
-        batch_rows=payload["batch_rows"],
-        seed=PLAN["seed"] + PLAN["process"],
-    )
-    _requests = [endpoint_request(ENDPOINT_PATH, bodies)]
+    else:
+        payload = PLAN["payload"]
+        bodies = build_bodies(
+            payload["source"],
+            file=Path(payload["file"]) if payload.get("file") else None,
+            batch_rows=payload["batch_rows"],
+            seed=PLAN["seed"] + PLAN["process"],
+        )
+        _requests = [endpoint_request(ENDPOINT_PATH, bodies)]
+    if MALFORMED_FRACTION > 0:
+        _malformed = malformed_requests(_requests, random.Random(PLAN["seed"] * 31 + PLAN["process"]))
 
 
 def _write_records(path: Path, lines: list[str]) -> None:

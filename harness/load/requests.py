@@ -41,6 +41,8 @@ class ReadyRequest:
     headers: dict[str, str]
     bodies: list[PreparedBody]
     check: ResponseCheck = field(default_factory=ResponseCheck)
+    # False for the bad-input mix: judged by bad_input_5xx_rate only, kept out of error_rate and latency.
+    counts_as_traffic: bool = True
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,7 @@ def load_plan(scenario: Scenario, endpoints_file: Path, intervals_dir: Path) -> 
             "source": scenario.payload.source,
             "file": str(scenario.payload.file) if scenario.payload.file else None,
             "batch_rows": scenario.payload.batch_rows,
+            "malformed_fraction": scenario.payload.malformed_fraction,
         },
         # Header values stay `${NAME}` here: the load process reads them from its environment.
         "requests": None

@@ -352,6 +352,7 @@ def test_loadgen_jsonl_payload_goes_into_the_configmap(tmp_path: Path) -> None:
         "source": "jsonl",
         "file": "/etc/harness/payload.jsonl",
         "batch_rows": 1,
+        "malformed_fraction": 0,
     }
 
 
