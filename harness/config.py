@@ -370,6 +370,11 @@ class LoadConfig(BaseModel):
     request_timeout_s: float = Field(default=10, gt=0)
     max_in_flight: int = Field(default=2000, ge=1, description="open model: bound on outstanding requests")
     seed: int = 42
+    locustfile: LocalPath | None = Field(
+        default=None,
+        description="your own Locust file: its HttpUser/FastHttpUser classes send the load of users stages, "
+        "recorded and judged like the harness's own",
+    )
     cpus: list[Annotated[int, Field(ge=0)]] | None = Field(
         default=None, min_length=1, description="CPU ids for the load generator; default: automatic"
     )
@@ -611,6 +616,16 @@ class Scenario(BaseModel):
                 "objective 'bad_input_5xx_rate' needs bad input: payload.malformed_fraction > 0 or a request whose "
                 "check.status lists only 4xx"
             )
+        if self.load.locustfile is not None:
+            open_stages = [stage.name for stage in self.stages if stage.open_model]
+            if open_stages:
+                raise ValueError(
+                    f"load.locustfile runs users stages only; stage '{open_stages[0]}' sets arrival_rate_rps"
+                )
+            if self.requests is not None or self.payload.malformed_fraction > 0:
+                raise ValueError(
+                    "load.locustfile sends its own requests: remove requests: and payload.malformed_fraction"
+                )
         with_bodies = [r for r in self.requests or [] if r.body_file is not None or r.body_template is not None]
         if self.payload.malformed_fraction > 0 and self.requests is not None and not with_bodies:
             raise ValueError("payload.malformed_fraction spoils JSON bodies, and no request has a body")
@@ -846,6 +861,9 @@ def load_scenario(path: Path, overrides: dict[str, Any] | None = None) -> Scenar
     payload = scenario.payload
     if payload.file is not None and not payload.file.is_absolute():
         payload = payload.model_copy(update={"file": (base / payload.file).resolve()})
+    if scenario.load.locustfile is not None:
+        load = scenario.load.model_copy(update={"locustfile": _against(base, scenario.load.locustfile)})
+        scenario = scenario.model_copy(update={"load": load})
     requests = None
     if scenario.requests is not None:
         requests = [

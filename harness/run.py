@@ -269,10 +269,16 @@ def preflight(scenario: Scenario) -> None:
         raise ConfigError(f"service.path '{scenario.service.path}': no such directory (expected a BentoML project)")
     if scenario.payload.source == "jsonl":
         build_bodies("jsonl", file=scenario.payload.file, batch_rows=1, seed=0)
+    in_cluster = scenario.target.kind == "kubernetes" and scenario.target.kubernetes.loadgen == "in-cluster"
+    if scenario.load.locustfile is not None:
+        if not scenario.load.locustfile.is_file():
+            raise ConfigError(f"load.locustfile '{scenario.load.locustfile}': no such file")
+        if in_cluster:
+            raise ConfigError("load.locustfile: the in-cluster load generator cannot run it yet; use loadgen: host")
     if scenario.requests is not None:
         # Reads every body file and data set, fills every template and checks every ${NAME} is set.
         ready_requests(scenario.requests, os.environ)
-        if scenario.target.kind == "kubernetes" and scenario.target.kubernetes.loadgen == "in-cluster":
+        if in_cluster:
             raise ConfigError(
                 "requests: the in-cluster load generator (target.kubernetes.loadgen: in-cluster) sends only "
                 "payload to service.endpoint so far; use target.kubernetes.loadgen: host"

@@ -442,3 +442,13 @@ def test_answer_objectives_need_something_to_judge(metric: str, message: str) ->
         "check": {"status": [400, 422], "fields": [{"field": "detail", "among": ["bad"]}]},
     }
     assert parse_scenario(with_requests(checked, objectives=[{"metric": metric, "max": 0.01}]))
+
+
+def test_a_user_locustfile_runs_users_stages_and_its_own_requests_only() -> None:
+    data = {**minimal(), "load": {"locustfile": "users.py"}}
+    data["stages"] = [{"name": "open", "duration_s": 5, "arrival_rate_rps": 10}]
+    with pytest.raises(ConfigError, match=r"load\.locustfile runs users stages only; stage 'open'"):
+        parse_scenario(data)
+    mixed = with_requests({"name": "a", "path": "/p"}, load={"locustfile": "users.py"})
+    with pytest.raises(ConfigError, match=r"load\.locustfile sends its own requests"):
+        parse_scenario(mixed)

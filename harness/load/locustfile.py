@@ -41,6 +41,7 @@ from harness.load.requests import (
     ready_requests,
 )
 from harness.load.shape import StagePlan, StageSpec, drain_over, plan_at
+from harness.load.user_locustfile import load_user_classes
 from harness.model import ClientInterval
 
 PLAN: dict[str, Any] = json.loads(Path(os.environ["HARNESS_LOAD_PLAN"]).read_text())
@@ -320,6 +321,18 @@ class ClosedModelUser(FastHttpUser):
         _send(self.client, self.rng, plan.name, time.time())
 
 
+def _any_replica_url() -> str:
+    # Locust may read a user class's host before the first user starts; the load starts once replicas are ready.
+    return _endpoints.next_url() if _endpoints.urls else "http://127.0.0.1"
+
+
+# load.locustfile: the user's own User classes replace ClosedModelUser; Locust finds them in this module.
+USER_LOCUSTFILE: str | None = PLAN.get("user_locustfile")
+if USER_LOCUSTFILE is not None:
+    ClosedModelUser.abstract = True
+    globals().update(load_user_classes(Path(USER_LOCUSTFILE), _any_replica_url))
+
+
 class ArrivalGenerator:
     """The open model: sends at the stage's arrival rate whatever the latency, one per process.
 
@@ -393,6 +406,9 @@ class ScenarioShape(LoadTestShape):
 @events.init.add_listener  # type: ignore[untyped-decorator]
 def _on_init(environment: Environment, **_: Any) -> None:
     global _requests, _cumulative_weights, _malformed
+    if USER_LOCUSTFILE is not None:
+        # Locust would set every user class's host to --host; the user's classes pick a replica each instead.
+        environment.host = None
     if PLAN["requests"] is not None:
         # Headers are expanded here, in the load process only, so their values never reach a file of the run.
         configs = [RequestConfig.model_validate(request) for request in PLAN["requests"]]
@@ -409,6 +425,24 @@ def _on_init(environment: Environment, **_: Any) -> None:
         _requests = [endpoint_request(ENDPOINT_PATH, bodies)]
     if MALFORMED_FRACTION > 0:
         _malformed = malformed_requests(_requests, random.Random(PLAN["seed"] * 31 + PLAN["process"]))
+
+
+def _on_user_request(response_time: float, response: Any, exception: BaseException | None, **_: Any) -> None:
+    """A request of the user's own classes, recorded against the stage it ran in (their own checks, made with
+    `catch_response`, arrive as the exception)."""
+    plan = _current_plan()
+    if _recorder is None or plan is None:
+        return
+    status = int(getattr(response, "status_code", 0) or 0)
+    if exception is None:
+        _recorder.success(plan.name, response_time / 1000.0)
+    else:
+        _recorder.failure(plan.name, _error_kind(0 if 200 <= status < 300 else status, exception))
+
+
+if USER_LOCUSTFILE is not None:
+    # Only then: the harness's own requests fire this event too, and are recorded where they are sent.
+    events.request.add_listener(_on_user_request)  # type: ignore[no-untyped-call]
 
 
 def _write_records(path: Path, lines: list[str]) -> None:

@@ -77,6 +77,7 @@ def load_plan(scenario: Scenario, endpoints_file: Path, intervals_dir: Path) -> 
             "batch_rows": scenario.payload.batch_rows,
             "malformed_fraction": scenario.payload.malformed_fraction,
         },
+        "user_locustfile": None if scenario.load.locustfile is None else str(scenario.load.locustfile),
         # Header values stay `${NAME}` here: the load process reads them from its environment.
         "requests": None
         if scenario.requests is None
