@@ -89,6 +89,12 @@ def cli() -> None:
 @click.option("--target", "target_kind", help="Override target.kind (local, external, docker, kubernetes).")
 @click.option("--replicas", type=int, help="Override target.replicas.")
 @click.option("--url", "urls", multiple=True, help="External target base URL (repeatable).")
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    default=None,
+    help="Let the external target send load to URLs that are not loopback (target.allow_remote).",
+)
 @click.option("--out", type=click.Path(path_type=Path), help="Override output.dir.")
 @click.option("--run-id", help="Override output.run_id.")
 @click.option("--exporter-port", type=int, help="Serve the harness's live metrics on this 127.0.0.1 port.")
@@ -103,6 +109,7 @@ def run(
     target_kind: str | None,
     replicas: int | None,
     urls: tuple[str, ...],
+    allow_remote: bool | None,
     out: Path | None,
     run_id: str | None,
     exporter_port: int | None,
@@ -120,6 +127,7 @@ def run(
         ("target.kind", target_kind),
         ("target.replicas", replicas),
         ("target.urls", list(urls) or None),
+        ("target.allow_remote", allow_remote),
         ("output.dir", str(out) if out else None),
         ("output.run_id", run_id),
         ("metrics.exporter_port", exporter_port),
@@ -137,10 +145,15 @@ def run(
 @click.option("--set", "sets", multiple=True, help="Override any scenario field: --set stages.0.users=8")
 @_verb
 def validate(scenario: Path, sets: tuple[str, ...]) -> None:
-    """Check SCENARIO without running it."""
+    """Check SCENARIO without running it: the schema, then the preflight `run` does first (files, service path,
+    header variables), and warnings for stages too short for their percentile objectives."""
     from harness.config import load_scenario
+    from harness.run import preflight, short_stage_warnings
 
     loaded = load_scenario(scenario, _parse_set(sets))
+    preflight(loaded)
+    for warning in short_stage_warnings(loaded):
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"{scenario}: valid ({len(loaded.stages)} stages, {loaded.duration_s:.0f} s of load)")
 
 

@@ -185,6 +185,11 @@ class TargetConfig(BaseModel):
         default=10, gt=0, le=300, description="local and docker: first restart delay of a crashed replica"
     )
     urls: list[str] = Field(default_factory=list, description="external target: base URLs of running replicas")
+    allow_remote: bool = Field(
+        default=False,
+        description="external target: send load to URLs that are not loopback (your staging service); an explicit "
+        "opt-in, also given by `harness run --allow-remote`",
+    )
     docker: DockerTargetConfig = Field(default_factory=DockerTargetConfig)
     kubernetes: KubernetesTargetConfig = Field(default_factory=KubernetesTargetConfig)
 
@@ -193,9 +198,13 @@ class TargetConfig(BaseModel):
         if self.kind == "external" and not self.urls:
             raise ValueError("target.kind 'external' needs target.urls (base URLs of the running service)")
         for url in self.urls:
-            if not re.match(r"^https?://(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?(/.*)?$", url):
+            if not re.match(r"^https?://[^/?#\s]+(/\S*)?$", url):
+                raise ValueError(f"target.urls entry '{url}' is not an http(s) URL (expected e.g. https://host:8443)")
+            loopback = re.match(r"^https?://([^/@]*@)?(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?(/.*)?$", url)
+            if not loopback and not self.allow_remote:
                 raise ValueError(
-                    f"target.urls entry '{url}' must be a loopback http(s) URL (127.x.x.x, localhost or [::1])"
+                    f"target.urls entry '{url}' is not loopback; load goes to a remote service only when you opt in "
+                    "with target.allow_remote: true (or harness run --allow-remote)"
                 )
         return self
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.analysis.latency import LatencyHistogram
+from harness.analysis.latency import LatencyHistogram, min_samples_for_percentile
 from harness.cleanup import sweep_dead
 from harness.conclude import conclude_run
 from harness.config import Scenario, dump_scenario
@@ -261,6 +261,31 @@ def stage_windows(scenario: Scenario, test_start_s: float, ended_s: float | None
         )
         start_s += stage.duration_s
     return windows if ended_s is None else cut_windows(windows, ended_s)
+
+
+def short_stage_warnings(scenario: Scenario) -> list[str]:
+    """Open-model stages too short for a percentile objective judged on them: their request count is known in
+    advance, so the INCONCLUSIVE they would end in is foreseeable."""
+    warnings = []
+    judged = {stage.name: stage for stage in scenario.stages if stage.judged}
+    for objective in scenario.objectives:
+        q = objective.percentile
+        if q is None:
+            continue
+        needed = min_samples_for_percentile(q, scenario.validity.min_tail_samples)
+        for name in objective.stages or list(judged):
+            stage = judged.get(name)
+            if stage is None or stage.arrival_rate_rps is None:
+                continue
+            expected = stage.arrival_rate_rps * stage.duration_s
+            if expected < needed:
+                warnings.append(
+                    f"stage '{name}' sends about {expected:.0f} requests ({stage.arrival_rate_rps:g} rps for "
+                    f"{stage.duration_s:g} s), too few for objective {objective.metric}, which needs at least "
+                    f"{needed} (validity.min_tail_samples={scenario.validity.min_tail_samples}): it will be "
+                    "INCONCLUSIVE; lengthen the stage or raise its rate"
+                )
+    return warnings
 
 
 def preflight(scenario: Scenario) -> None:

@@ -258,3 +258,33 @@ def test_compare_of_runs_without_a_common_stage_exits_2(tmp_path: Path) -> None:
         "compare runs of the same scenario"
     ]
     assert result.stdout == ""
+
+
+def test_validate_runs_the_preflight_of_run(tmp_path: Path) -> None:
+    default = str(ROOT / "loadtests" / "default.yaml")
+    missing_payload = CliRunner().invoke(
+        cli, ["validate", default, "--set", "payload.source=jsonl", "--set", f"payload.file={tmp_path / 'none.jsonl'}"]
+    )
+    assert missing_payload.exit_code == 2 and "payload.file" in missing_payload.output
+    missing_service = CliRunner().invoke(cli, ["validate", default, "--set", f"service.path={tmp_path / 'gone'}"])
+    assert missing_service.exit_code == 2 and "service.path" in missing_service.output
+    short = CliRunner().invoke(cli, ["validate", default, "--set", "stages.4.duration_s=5"])
+    assert short.exit_code == 0, short.output
+    assert "warning: stage 'open-60rps' sends about 300 requests" in short.output
+    assert "latency_p99_ms, which needs at least 1000" in short.output
+
+
+def test_a_remote_external_url_needs_an_explicit_opt_in(tmp_path: Path) -> None:
+    scenario = tmp_path / "external.yaml"
+    scenario.write_text(
+        "name: staging\nservice: {path: ., service: 'service:S'}\n"
+        "target: {kind: external, urls: ['https://staging.example.com:8443']}\n"
+        "stages: [{name: a, duration_s: 5, users: 1}]\n"
+    )
+    refused = CliRunner().invoke(cli, ["validate", str(scenario)])
+    assert refused.exit_code == 2
+    assert "is not loopback" in refused.output and "target.allow_remote" in refused.output
+    allowed = CliRunner().invoke(cli, ["validate", str(scenario), "--set", "target.allow_remote=true"])
+    assert allowed.exit_code == 0, allowed.output
+    # `harness run --allow-remote` sets the same field (not run here: tests send load to 127.0.0.1 only).
+    assert "--allow-remote" in CliRunner().invoke(cli, ["run", "--help"]).output
