@@ -86,27 +86,28 @@ def _latency(metric: str, stage: StageResult, confidence: float) -> Measurement:
     return Measurement(ms(estimate.value_s), ms(estimate.ci_low_s), ms(estimate.ci_high_s), f"{key} (ms)")
 
 
+def _share(what: str, count: int, total: int, missing: str, confidence: float) -> Measurement:
+    """`count` of `total` as a fraction with its Wilson interval; nothing measured when `total` is 0."""
+    if total == 0:
+        return Measurement(None, None, None, what, missing)
+    low, high = wilson_interval(count, total, confidence)
+    return Measurement(count / total, low, high, f"{what} ({count}/{total})")
+
+
 def _error_rate(metric: str, stage: StageResult, confidence: float) -> Measurement:
     if stage.error_rate is None:
         return Measurement(None, None, None, "error rate", "no requests completed, so there is no error rate")
-    low, high = wilson_interval(stage.failures, stage.requests, confidence)
-    return Measurement(stage.error_rate, low, high, f"error rate ({stage.failures}/{stage.requests})")
+    return _share("error rate", stage.failures, stage.requests, "", confidence)
 
 
 def _mismatch_rate(metric: str, stage: StageResult, confidence: float) -> Measurement:
-    if stage.checked == 0:
-        missing = "no answer was checked in this stage (no request with check fields answered with its expected status)"
-        return Measurement(None, None, None, "mismatch rate", missing)
-    low, high = wilson_interval(stage.mismatches, stage.checked, confidence)
-    return Measurement(stage.mismatch_rate, low, high, f"mismatch rate ({stage.mismatches}/{stage.checked})")
+    missing = "no answer was checked in this stage (no request with check fields answered with its expected status)"
+    return _share("mismatch rate", stage.mismatches, stage.checked, missing, confidence)
 
 
 def _bad_input_5xx_rate(metric: str, stage: StageResult, confidence: float) -> Measurement:
-    if stage.bad_inputs == 0:
-        return Measurement(None, None, None, "bad-input 5xx rate", "no bad input was sent in this stage")
-    low, high = wilson_interval(stage.bad_input_5xx, stage.bad_inputs, confidence)
-    what = f"bad-input 5xx rate ({stage.bad_input_5xx}/{stage.bad_inputs})"
-    return Measurement(stage.bad_input_5xx_rate, low, high, what)
+    missing = "no bad input was sent in this stage"
+    return _share("bad-input 5xx rate", stage.bad_input_5xx, stage.bad_inputs, missing, confidence)
 
 
 def _replica_died_under_bad_input(stage: StageResult) -> str | None:
