@@ -36,6 +36,7 @@ def pure_modules() -> list[Path]:
         *sorted((ROOT / "harness" / "analysis").glob("*.py")),
         *(ROOT / "harness" / name for name in ("verdict.py", "objectives.py", "quantity.py")),
         ROOT / "harness" / "targets" / "kubernetes_status.py",
+        ROOT / "harness" / "targets" / "readiness.py",
     ]
     autoscaling = ROOT / "harness" / "autoscaling.py"
     if autoscaling.exists():

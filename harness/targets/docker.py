@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from harness.model import (
     ReplicaReady,
     ReplicaStarted,
     ReplicaStopped,
+    ReplicaUnready,
 )
 from harness.processes import free_port, owner_alive, owner_id
 from harness.service_env import container_env
@@ -42,6 +43,7 @@ from harness.targets.base import (
     wait_until_ready,
 )
 from harness.targets.local import bentoml_config_options, http_ok
+from harness.targets.readiness import READINESS_PROBE, Readiness, next_probe_in_s, observe
 
 REPLICA_LABEL = "harness.replica"
 # The port BentoML serves on inside the container in "publish" mode (its default, EXPOSEd by the image).
@@ -132,6 +134,9 @@ class _Replica:
     container: Any = None
     ready_at_s: float | None = None
     ready: bool = False
+    # What the probes say (harness.targets.readiness), and when the next one is due.
+    readiness: Readiness = field(default_factory=Readiness)
+    next_probe_at_s: float = 0.0
     stopping: bool = False
     crashed: bool = False
     exit_code: int | None = None
@@ -452,11 +457,19 @@ class DockerTarget:
                     if self._started and state["Status"] != "removed":
                         self._restart_later(replica)
                     continue
-                ready = http_ok(replica.base_url + readiness_path, timeout_s=max(self.poll_s, 0.5))
-                if ready and not replica.ready and not replica.stopping:
-                    replica.ready_at_s = replica.ready_at_s or time.time()
-                    self.on_event(ReplicaReady(replica.id, round(replica.ready_at_s - replica.started_at_s, 3)))
-                replica.ready = ready and not replica.stopping
+                now_s = time.time()
+                if now_s < replica.next_probe_at_s:
+                    continue
+                ok = http_ok(replica.base_url + readiness_path, timeout_s=READINESS_PROBE.timeout_s)
+                before, state = replica.readiness, observe(replica.readiness, ok, now_s)
+                replica.readiness = state
+                replica.next_probe_at_s = now_s + next_probe_in_s(state, self.poll_s)
+                if state.ready_at_s is not None and state.ready and not before.ready and not replica.stopping:
+                    replica.ready_at_s = state.ready_at_s
+                    self.on_event(ReplicaReady(replica.id, round(state.ready_at_s - replica.started_at_s, 3)))
+                elif before.ready and not state.ready:
+                    self.on_event(ReplicaUnready(replica.id, state.failures))
+                replica.ready = state.ready and not replica.stopping
             self._stop.wait(self.poll_s)
 
     def _restart_later(self, replica: _Replica) -> None:
@@ -480,6 +493,8 @@ class DockerTarget:
                 replica.fault_killed = False
                 replica.started_at_s = time.time()
                 replica.ready_at_s = None
+                replica.readiness = Readiness()
+                replica.next_probe_at_s = 0.0
                 replica.crashed = False
             self.on_event(
                 ReplicaStarted(replica.id, port=replica.port, container=replica.name, container_id=container.id)

@@ -12,6 +12,7 @@ from harness.config import Scenario
 from harness.errors import DeployError
 from harness.targets.base import ReplicaInfo, ResourceUse
 from harness.targets.local import http_ok
+from harness.targets.readiness import READINESS_PROBE, Readiness, next_probe_in_s, observe
 
 
 class ExternalTarget:
@@ -20,44 +21,43 @@ class ExternalTarget:
     name = "external"
     scales_itself = True  # whatever runs the service scales it, not the harness
 
-    def __init__(self, scenario: Scenario, poll_s: float = 1.0) -> None:
+    def __init__(self, scenario: Scenario, poll_s: float = 0.25) -> None:
         self.urls = [url.rstrip("/") for url in scenario.target.urls]
         self.readiness_path = scenario.service.readiness_path
         self.timeout_s = scenario.target.startup_timeout_s
+        # Probing before a URL is first ready; after, the readiness rule's period.
         self.poll_s = poll_s
         self._started_s = time.time()
-        self._ready: dict[str, float | None] = {url: None for url in self.urls}
+        self._readiness = {url: Readiness() for url in self.urls}
+        self._next_probe_at_s = dict.fromkeys(self.urls, 0.0)
         self._lock = threading.Lock()
-        self._last_check_s = 0.0
 
     def _check(self) -> None:
-        now_s = time.time()
-        if now_s - self._last_check_s < self.poll_s:
-            return
-        self._last_check_s = now_s
+        """Probe the URLs whose probe is due, by the rule of harness.targets.readiness."""
         for url in self.urls:
-            ok = http_ok(url + self.readiness_path)
+            now_s = time.time()
+            if now_s < self._next_probe_at_s[url]:
+                continue
+            ok = http_ok(url + self.readiness_path, timeout_s=READINESS_PROBE.timeout_s)
             with self._lock:
-                if ok and self._ready[url] is None:
-                    self._ready[url] = now_s
-                elif not ok:
-                    self._ready[url] = None
+                state = observe(self._readiness[url], ok, now_s)
+                self._readiness[url] = state
+                self._next_probe_at_s[url] = now_s + next_probe_in_s(state, self.poll_s)
 
     def start(self, replicas: int) -> None:
         deadline_s = time.time() + self.timeout_s
         while True:
-            self._last_check_s = 0.0
             self._check()
-            if all(ready is not None for ready in self._ready.values()):
+            if all(state.ready for state in self._readiness.values()):
                 return
             if time.time() > deadline_s:
-                missing = [url for url, ready in self._ready.items() if ready is None]
+                missing = [url for url, state in self._readiness.items() if not state.ready]
                 raise DeployError(
                     f"external target: {', '.join(missing)} did not answer {self.readiness_path} with 2xx "
                     f"within target.startup_timeout_s={self.timeout_s:g} s",
                     hint="check target.urls and that the service is running",
                 )
-            time.sleep(0.25)
+            time.sleep(self.poll_s)
 
     def scale(self, replicas: int) -> None:
         raise DeployError("the external target cannot scale replicas (they are not managed by the harness)")
@@ -72,9 +72,9 @@ class ExternalTarget:
                 ReplicaInfo(
                     id=f"external-{index + 1}",
                     base_url=url,
-                    ready=self._ready[url] is not None,
+                    ready=self._readiness[url].ready,
                     started_at_s=self._started_s,
-                    ready_at_s=self._ready[url],
+                    ready_at_s=self._readiness[url].ready_at_s,
                 )
                 for index, url in enumerate(self.urls)
             ]

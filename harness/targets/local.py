@@ -40,6 +40,7 @@ from harness.model import (
 from harness.processes import REPLICA_ENV, RUN_ENV, free_port, kill_all, marked_processes, spawn, stop_tree
 from harness.service_env import bentoml_command, bentoml_env, model_store_home
 from harness.targets.base import ReplicaInfo, ResourceUse, restart_after_backoff, scale_plan, wait_until_ready
+from harness.targets.readiness import READINESS_PROBE, Readiness, next_probe_in_s, observe
 
 # unshare(2) and mount(2) flags, from <sched.h> and <sys/mount.h>.
 _CLONE_NEWNS = 0x00020000
@@ -49,10 +50,6 @@ _MS_BIND = 4096
 _MS_REC = 16384
 _MS_PRIVATE = 1 << 18
 _MNT_DETACH = 2
-# Kubernetes' readiness probe defaults: timeoutSeconds 1, failureThreshold 3 (period shortened).
-READINESS_TIMEOUT_S = 1.0
-READINESS_FAILURE_THRESHOLD = 3
-READINESS_PERIOD_S = 1.0
 # Seconds a replica removed by a scale-down keeps serving in-flight requests before SIGTERM.
 DRAIN_S = 2.0
 
@@ -353,11 +350,10 @@ class LocalTarget:
             self.on_replica_started(replica_id, process.pid)
 
     def _probe(self, replica: _Replica) -> None:
-        """Readiness probing of one replica, with Kubernetes' default semantics: one success makes it
-        ready, `READINESS_FAILURE_THRESHOLD` consecutive failures (each a `READINESS_TIMEOUT_S` probe)
-        make it unready, so one slow answer from a busy replica does not take it out of rotation."""
+        """Readiness probing of one replica by the rule of harness.targets.readiness (Kubernetes' probe
+        semantics), so one slow answer from a busy replica does not take it out of rotation."""
         readiness_url = replica.base_url + self.scenario.service.readiness_path
-        failures = 0
+        state = Readiness(ready=replica.ready, ready_at_s=replica.ready_at_s)
         while not self._stop.is_set() and not replica.stopping:
             if replica.process.poll() is not None:
                 if not replica.stopping:
@@ -378,19 +374,16 @@ class LocalTarget:
                     if self._started:
                         self._restart_later(replica)
                 return
-            if http_ok(readiness_url, timeout_s=READINESS_TIMEOUT_S):
-                failures = 0
-                if not replica.ready and not replica.stopping:
-                    replica.ready_at_s = replica.ready_at_s or time.time()
-                    replica.ready = True
-                    self.on_event(ReplicaReady(replica.id, round(replica.ready_at_s - replica.started_at_s, 3)))
-            else:
-                failures += 1
-                if replica.ready and failures >= READINESS_FAILURE_THRESHOLD:
-                    replica.ready = False
-                    self.on_event(ReplicaUnready(replica.id, failures))
-            # Fast polling until first ready keeps startup times precise; then probe like a kubelet.
-            self._stop.wait(self.poll_s if replica.ready_at_s is None else READINESS_PERIOD_S)
+            ok = http_ok(readiness_url, timeout_s=READINESS_PROBE.timeout_s)
+            before, state = state, observe(state, ok, time.time())
+            if state.ready_at_s is not None and state.ready and not before.ready and not replica.stopping:
+                replica.ready_at_s = state.ready_at_s
+                replica.ready = True
+                self.on_event(ReplicaReady(replica.id, round(state.ready_at_s - replica.started_at_s, 3)))
+            elif before.ready and not state.ready:
+                replica.ready = False
+                self.on_event(ReplicaUnready(replica.id, state.failures))
+            self._stop.wait(next_probe_in_s(state, self.poll_s))
 
     def _restart_later(self, replica: _Replica) -> None:
         """Start the replica again after the kubelet's back-off: restart_backoff_s, doubling per restart,
