@@ -42,8 +42,8 @@ from harness.targets.base import (
     scale_plan,
     wait_until_ready,
 )
-from harness.targets.local import bentoml_config_options, http_ok
 from harness.targets.readiness import READINESS_PROBE, Readiness, next_probe_in_s, observe
+from harness.targets.serving import bentoml_config_options, http_ok
 
 REPLICA_LABEL = "harness.replica"
 # The port BentoML serves on inside the container in "publish" mode (its default, EXPOSEd by the image).

@@ -11,8 +11,8 @@ import time
 from harness.config import Scenario
 from harness.errors import DeployError
 from harness.targets.base import ReplicaInfo, ResourceUse
-from harness.targets.local import http_ok
 from harness.targets.readiness import READINESS_PROBE, Readiness, next_probe_in_s, observe
+from harness.targets.serving import http_ok
 
 
 class ExternalTarget:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from harness.config import AutoscalingConfig, ResourceAmounts, Scenario
 from harness.errors import ConfigError
 from harness.service_env import container_env
-from harness.targets.local import bentoml_config_options
+from harness.targets.serving import bentoml_config_options
 
 # Chart keys of the HPA spec that come from the scenario's autoscaling: section unchanged.
 HPA_SPEC_FIELDS = ("minReplicas", "maxReplicas", "metrics", "behavior")

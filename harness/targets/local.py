@@ -16,13 +16,10 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psutil
 
@@ -41,6 +38,7 @@ from harness.processes import REPLICA_ENV, RUN_ENV, free_port, kill_all, marked_
 from harness.service_env import bentoml_command, bentoml_env, model_store_home
 from harness.targets.base import ReplicaInfo, ResourceUse, restart_after_backoff, scale_plan, wait_until_ready
 from harness.targets.readiness import READINESS_PROBE, Readiness, next_probe_in_s, observe
+from harness.targets.serving import bentoml_config_options, http_ok
 
 # unshare(2) and mount(2) flags, from <sched.h> and <sys/mount.h>.
 _CLONE_NEWNS = 0x00020000
@@ -52,28 +50,6 @@ _MS_PRIVATE = 1 << 18
 _MNT_DETACH = 2
 # Seconds a replica removed by a scale-down keeps serving in-flight requests before SIGTERM.
 DRAIN_S = 2.0
-
-
-def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested BentoML configuration -> dotted keys, as BENTOML_CONFIG_OPTIONS expects."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten_config(value, dotted + "."))
-        else:
-            flat[dotted] = value
-    return flat
-
-
-def bentoml_config_options(scenario: Scenario) -> str:
-    """BENTOML_CONFIG_OPTIONS for a replica: the scenario's overrides; access logging off unless asked."""
-    service_class = scenario.service.service.split(":")[-1]
-    options = {f"services.{service_class}.logging.access.enabled": False}
-    options.update(flatten_config(scenario.service.bentoml_config))
-    return " ".join(
-        f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in options.items()
-    )
 
 
 def attach_model_store(models_dir: Path, store_models: Path) -> None:
@@ -110,15 +86,6 @@ def mounted_read_only(pid: int, path: Path) -> bool:
         if len(fields) > 5 and fields[4].encode().decode("unicode_escape") == str(path):
             return "ro" in fields[5].split(",")
     return False
-
-
-def http_ok(url: str, timeout_s: float = 1.0) -> bool:
-    """True when GET url answers 2xx."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            return 200 <= int(response.status) < 300
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
 
 
 @dataclass

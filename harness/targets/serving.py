@@ -1,0 +1,41 @@
+"""What every target running BentoML replicas shares: the replicas' BENTOML_CONFIG_OPTIONS, and the HTTP
+probe of their readiness path."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from typing import Any
+
+from harness.config import Scenario
+
+
+def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested BentoML configuration -> dotted keys, as BENTOML_CONFIG_OPTIONS expects."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_config(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def bentoml_config_options(scenario: Scenario) -> str:
+    """BENTOML_CONFIG_OPTIONS for a replica: the scenario's overrides; access logging off unless asked."""
+    service_class = scenario.service.service.split(":")[-1]
+    options = {f"services.{service_class}.logging.access.enabled": False}
+    options.update(flatten_config(scenario.service.bentoml_config))
+    return " ".join(
+        f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in options.items()
+    )
+
+
+def http_ok(url: str, timeout_s: float = 1.0) -> bool:
+    """True when GET url answers 2xx."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return 200 <= int(response.status) < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
