@@ -1,4 +1,4 @@
-"""The `harness` command: argument parsing and exit codes only; the work happens in `harness.run`.
+"""The `harness` command: argument parsing and exit codes only; the work happens in `harness.commands`.
 
 Every verb ends with one of the codes of `harness.exit_codes.ExitCode` (listed by `harness --help`). Any
 error, expected (a HarnessError) or not, is one line `error: ...` on stderr and exit code 2; `--debug`
@@ -120,7 +120,7 @@ def run(
     json_progress: bool,
 ) -> int:
     """Run SCENARIO and print its verdict."""
-    from harness.run import run_scenario
+    from harness.commands import run_scenario
 
     overrides = _parse_set(sets)
     for key, value in (
@@ -190,7 +190,7 @@ def _docker_reachable() -> bool:
 @_verb
 def report(run_dir: Path) -> None:
     """Re-analyse RUN_DIR's raw data and re-render every report in it."""
-    from harness.run import rerender
+    from harness.commands import rerender
 
     for path in rerender(run_dir):
         click.echo(str(path))
@@ -205,7 +205,7 @@ def report(run_dir: Path) -> None:
 @_verb
 def compare(baseline: Path, candidate: Path, alpha: float, min_effect: float, html_out: Path | None) -> int:
     """Compare two run directories; exit 1 on a statistically significant regression."""
-    from harness.run import compare_runs
+    from harness.commands import compare_runs
 
     if not 0 < alpha < 1:
         raise ConfigError(f"--alpha {alpha:g}: must be between 0 and 1 (exclusive), e.g. 0.01")
@@ -239,7 +239,7 @@ def sweep(
     sets: tuple[str, ...],
 ) -> int:
     """Search the maximum sustainable arrival rate of SCENARIO's service under its objectives."""
-    from harness.run import sweep_scenario
+    from harness.commands import sweep_scenario
 
     return sweep_scenario(
         scenario,
@@ -260,7 +260,7 @@ def sweep(
 @_verb
 def build(scenario: Path, base_image: str | None, ca_bundle: Path | None, tag: str | None) -> None:
     """Build SCENARIO's service as a bento and an OCI image."""
-    from harness.run import build_image
+    from harness.commands import build_image
 
     click.echo(build_image(scenario, base_image=base_image, ca_bundle=ca_bundle, tag=tag))
 

@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import itertools
-import json
 import os
 import platform
 import signal
@@ -25,6 +24,7 @@ from typing import Any
 
 from harness import __version__
 from harness.analysis.latency import LatencyHistogram, min_samples_for_percentile
+from harness.analysis.timeline import achieved_rps
 from harness.cleanup import sweep_dead
 from harness.conclude import conclude_run
 from harness.config import Scenario, dump_scenario
@@ -41,8 +41,6 @@ from harness.model import (
     ClientInterval,
     CpuPlacement,
     Event,
-    EventSink,
-    ImageBuilt,
     MachineInfo,
     RunEvent,
     RunMetadata,
@@ -54,98 +52,10 @@ from harness.model import (
 from harness.processes import RunWatchdog
 from harness.report import write_reports
 from harness.report.progress import ProgressSnapshot
-from harness.rundir import RunDirectory, write_atomically
-from harness.service_env import model_store_home
+from harness.rundir import RunDirectory
 from harness.targets.base import HasInClusterLoad, InjectsFaults, LeavesResources, Target
 from harness.targets.cpu_placement import CgroupCpuLimiter, plan_cpu_placement
-
-
-@dataclass(frozen=True)
-class TargetContext:
-    """What a target factory gets besides the scenario: where to work, where events go, CPU placement."""
-
-    work_dir: Path
-    on_event: EventSink
-    run_id: str
-    replica_cpus: tuple[int, ...] | None = None
-    on_replica_started: Callable[[str, int], None] | None = None
-
-
-TargetFactory = Callable[[Scenario, TargetContext], Target]
-
-
-def _local(scenario: Scenario, context: TargetContext) -> Target:
-    from harness.targets.local import LocalTarget
-
-    return LocalTarget(
-        scenario,
-        context.work_dir,
-        on_event=context.on_event,
-        on_replica_started=context.on_replica_started,
-        replica_cpus=context.replica_cpus,
-        run_id=context.run_id,
-    )
-
-
-def _external(scenario: Scenario, context: TargetContext) -> Target:
-    from harness.targets.external import ExternalTarget
-
-    return ExternalTarget(scenario)
-
-
-def service_image(scenario: Scenario, on_event: EventSink) -> str:
-    """The image replicas run: `target.docker.image` when given, else the bento built and containerised now."""
-    from harness.build import build_bento, containerize
-
-    if scenario.target.docker.image:
-        return scenario.target.docker.image
-    started_s = time.time()
-    home = model_store_home(scenario.service, os.environ)
-    bento_tag = build_bento(scenario.service, home)
-    image = containerize(bento_tag, scenario.build.base_image, scenario.build.ca_bundle, bentoml_home=home)
-    on_event(ImageBuilt(image.tag, image.size_bytes, round(time.time() - started_s, 1), image.reused))
-    return image.tag
-
-
-def _docker(scenario: Scenario, context: TargetContext) -> Target:
-    from harness.targets.docker import DockerTarget
-
-    return DockerTarget(
-        scenario,
-        context.work_dir,
-        image=service_image(scenario, context.on_event),
-        run_id=context.run_id,
-        on_event=context.on_event,
-    )
-
-
-def _kubernetes(scenario: Scenario, context: TargetContext) -> Target:
-    from harness.targets.kubernetes import KubernetesTarget
-
-    return KubernetesTarget(
-        scenario,
-        context.work_dir,
-        on_event=context.on_event,
-        run_id=context.run_id,
-        image=scenario.target.kubernetes.image or service_image(scenario, context.on_event),
-    )
-
-
-TARGETS: dict[str, TargetFactory] = {
-    "local": _local,
-    "external": _external,
-    "docker": _docker,
-    "kubernetes": _kubernetes,
-}
-
-
-def make_target(scenario: Scenario, context: TargetContext) -> Target:
-    """The target named by the scenario; an unknown name lists the valid ones."""
-    factory = TARGETS.get(scenario.target.kind)
-    if factory is None:
-        raise ConfigError(f"target.kind '{scenario.target.kind}' is unknown (expected one of: {', '.join(TARGETS)})")
-    return factory(scenario, context)
-
+from harness.targets.registry import TargetContext, make_target, target_kind
 
 # --------------------------------------------------------------------------- run identity and metadata
 
@@ -290,11 +200,11 @@ def short_stage_warnings(scenario: Scenario) -> list[str]:
 
 def preflight(scenario: Scenario) -> None:
     """Catch input mistakes before anything is deployed."""
-    if scenario.target.kind in ("local", "docker") and not scenario.service.path.is_dir():
+    if target_kind(scenario).serves_service_dir and not scenario.service.path.is_dir():
         raise ConfigError(f"service.path '{scenario.service.path}': no such directory (expected a BentoML project)")
     if scenario.payload.source == "jsonl":
         build_bodies("jsonl", file=scenario.payload.file, batch_rows=1, seed=0)
-    in_cluster = scenario.target.kind == "kubernetes" and scenario.target.kubernetes.loadgen == "in-cluster"
+    in_cluster = target_kind(scenario).load_in_cluster(scenario)
     if scenario.load.locustfile is not None:
         if not scenario.load.locustfile.is_file():
             raise ConfigError(f"load.locustfile '{scenario.load.locustfile}': no such file")
@@ -417,7 +327,7 @@ class Run:
     def _placement(self) -> CpuPlacement | None:
         """Where replicas and the load generator run, for targets whose replicas run on this machine."""
         scenario = self.scenario
-        if scenario.target.kind != "local":
+        if not target_kind(scenario).replicas_on_this_machine:
             return None
         replicas = scenario.target.replicas
         if scenario.autoscaling is not None and scenario.autoscaling.enabled:
@@ -443,7 +353,7 @@ class Run:
         (work_dir / "load").mkdir(parents=True, exist_ok=True)
         # What earlier runs left when their harness was killed goes first; this run's own leftovers, should
         # the harness die, are swept by its watchdog.
-        for line in sweep_dead(docker=scenario.target.kind == "docker"):
+        for line in sweep_dead(docker=target_kind(scenario).uses_docker):
             self.log(f"cleanup: {line}")
         watchdog = RunWatchdog(self.run_id)
         self.resources.add("watchdog", watchdog.finish)
@@ -454,7 +364,7 @@ class Run:
         # As the kubelet does: limits.cpu becomes a CFS quota, requests.cpu a relative CPU weight.
         quota_cores = scenario.resources.limits.cpu_cores
         request_cores = scenario.resources.requests.cpu_cores
-        if scenario.target.kind == "local" and (quota_cores is not None or request_cores is not None):
+        if target_kind(scenario).replicas_on_this_machine and (quota_cores is not None or request_cores is not None):
             limiter = CgroupCpuLimiter(self.run_id)
             self.resources.add("cpu limits", limiter.cleanup)
 
@@ -584,8 +494,7 @@ class Run:
         recent = list(itertools.takewhile(lambda i: i.t_end_s >= latest_end_s - 1e-6, reversed(self.intervals)))
         recent.reverse()
         histogram = LatencyHistogram.merged(LatencyHistogram.decode(i.latency_hdr) for i in recent)
-        duration_s = max(max(i.t_end_s - i.t_start_s for i in recent), 1e-3)
-        rps = sum(i.requests for i in recent) / duration_s
+        rps = achieved_rps(recent, fallback_s=1e-3)
         offered = [i.offered_rps for i in recent if i.offered_rps is not None]
         snapshot = self.collector.latest() if self.collector else None
         stage_names = [stage.name for stage in self.scenario.stages]
@@ -645,123 +554,3 @@ class EndpointPublisher:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
-
-
-# --------------------------------------------------------------------------- the CLI's verbs
-
-
-def _console() -> Any:
-    import sys
-
-    from rich.console import Console
-
-    # Piped output (CI logs) gets a wide table rather than rich's 80-column default.
-    return Console() if sys.stdout.isatty() else Console(width=160)
-
-
-def run_scenario(path: Path, overrides: dict[str, Any], *, json_progress: bool = False) -> int:
-    """`harness run`: run one scenario, print its verdict table, return the exit code."""
-    from harness.config import load_scenario
-    from harness.report.console import print_verdict
-    from harness.report.progress import ProgressReporter
-
-    scenario = load_scenario(path, overrides)
-    console = _console()
-    reporter = ProgressReporter(mode="json" if json_progress else None)
-    run = Run(scenario, progress=reporter.update, log=lambda message: reporter.log(message))
-    try:
-        outcome = run.execute()
-    finally:
-        reporter.close()
-    if json_progress:
-        status = outcome.verdict.status.value if outcome.verdict else None
-        result = {"type": "result", "status": status, "exit_code": outcome.exit_code, "run_dir": str(outcome.run_dir)}
-        print(json.dumps(result), flush=True)
-        return outcome.exit_code
-    if outcome.verdict is not None:
-        print_verdict(outcome.verdict, console)
-    console.print(f"run directory: {outcome.run_dir}")
-    return outcome.exit_code
-
-
-def rerender(run_dir_path: Path) -> list[Path]:
-    """`harness report`: recompute the verdict from the raw records and re-render every report."""
-    if not run_dir_path.is_dir():
-        raise ReportError(f"{run_dir_path}: not a run directory")
-    run_dir = RunDirectory(run_dir_path)
-    conclude_run(run_dir)
-    return [run_dir.file("verdict.json"), *write_reports(run_dir)]
-
-
-def compare_runs(
-    baseline_path: Path, candidate_path: Path, *, alpha: float, min_effect: float, html_out: Path | None
-) -> int:
-    """`harness compare`: significant regressions between two runs; 1 when any, else 0; a ReportError when
-    the runs share no judged stage (no comparison is not "no regression")."""
-    from harness.analysis.compare import compare, summarize_run
-    from harness.report import render_comparison_html
-    from harness.report.console import comparison_rows, print_comparison
-
-    summaries = []
-    run_dirs = []
-    for path in (baseline_path, candidate_path):
-        if not path.is_dir():
-            raise ReportError(f"{path}: not a run directory")
-        run_dir = RunDirectory(path)
-        run_dirs.append(run_dir)
-        summaries.append(summarize_run(run_dir.read_stages(), run_dir.read_records(ClientInterval)))
-    if not set(summaries[0].stages) & set(summaries[1].stages):
-        baseline_stages, candidate_stages = (", ".join(summary.stages) or "none" for summary in summaries)
-        raise ReportError(
-            f"{baseline_path} and {candidate_path} share no judged stage, so nothing can be compared "
-            f"(baseline: {baseline_stages}; candidate: {candidate_stages})",
-            hint="compare runs of the same scenario",
-        )
-    comparison = compare(summaries[0], summaries[1], alpha=alpha, min_effect=min_effect)
-    print_comparison(comparison, _console())
-    if html_out is not None:
-        write_atomically(html_out, render_comparison_html(run_dirs[0], run_dirs[1], comparison_rows(comparison)))
-    return ExitCode.FAIL if comparison.regressed else ExitCode.OK
-
-
-def sweep_scenario(
-    path: Path,
-    overrides: dict[str, Any],
-    *,
-    initial_rps: float,
-    max_rps: float,
-    tolerance: float,
-    probe_s: float | None,
-    replica_counts: tuple[int, ...] = (),
-) -> int:
-    """`harness sweep`: bracket-then-bisect search for the maximum sustainable arrival rate."""
-    from harness.config import load_scenario
-    from harness.sweep import run_sweep
-
-    return run_sweep(
-        load_scenario(path, overrides),
-        initial_rps=initial_rps,
-        max_rps=max_rps,
-        tolerance=tolerance,
-        min_probe_s=probe_s,
-        console=_console(),
-        replica_counts=replica_counts,
-    )
-
-
-def build_image(path: Path, *, base_image: str | None, ca_bundle: Path | None, tag: str | None) -> str:
-    """`harness build`: bentoml build plus containerisation; returns the image tag and figures."""
-    from harness.build import build_bento, containerize
-    from harness.config import load_scenario
-
-    scenario = load_scenario(path)
-    home = model_store_home(scenario.service, os.environ)
-    bento_tag = build_bento(scenario.service, home)
-    image = containerize(
-        bento_tag,
-        base_image or scenario.build.base_image,
-        ca_bundle or scenario.build.ca_bundle,
-        tag,
-        bentoml_home=home,
-    )
-    return f"{image.tag} ({image.size_bytes / 2**20:.0f} MiB, built in {image.build_s:.0f} s)"

@@ -19,6 +19,7 @@ from harness.errors import ConfigError
 from harness.exit_codes import ExitCode
 from harness.model import Status, to_json_dict
 from harness.rundir import write_atomically
+from harness.targets.registry import TARGETS, target_kind
 
 # A probe's warm-up: long enough for connections, batching and caches to settle.
 WARMUP_S = 5.0
@@ -130,8 +131,9 @@ def run_sweep(
     counts = list(dict.fromkeys(replica_counts)) or [scenario.target.replicas]
     if any(count < 1 for count in counts):
         raise ConfigError(f"--replicas: replica counts must be >= 1, got {counts}")
-    if scenario.target.kind == "external" and counts != [scenario.target.replicas]:
-        raise ConfigError("--replicas needs a target the harness deploys (local, docker, kubernetes), not external")
+    if not target_kind(scenario).deploys and counts != [scenario.target.replicas]:
+        deployed = ", ".join(name for name, kind in TARGETS.items() if kind.deploys)
+        raise ConfigError(f"--replicas needs a target the harness deploys ({deployed}), not {scenario.target.kind}")
     sweep_id = f"{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}-{scenario.name}-sweep"
     sweep_dir = scenario.output.dir / sweep_id
     results: dict[int, SweepResult] = {}

@@ -111,12 +111,12 @@ def test_help_lists_every_exit_code() -> None:
 
 
 def test_an_unexpected_error_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import harness.run
+    import harness.commands
 
     def broken(run_dir: Path) -> list[Path]:
         raise RuntimeError("disk on fire\nsecond line")
 
-    monkeypatch.setattr(harness.run, "rerender", broken)
+    monkeypatch.setattr(harness.commands, "rerender", broken)
     result = CliRunner().invoke(cli, ["report", str(tmp_path)])
     assert result.exit_code == ExitCode.HARNESS_ERROR
     assert result.stderr.splitlines() == [
@@ -128,12 +128,12 @@ def test_an_unexpected_error_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyPa
 
 
 def test_an_interrupt_exits_130(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import harness.run
+    import harness.commands
 
     def interrupted(run_dir: Path) -> list[Path]:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(harness.run, "rerender", interrupted)
+    monkeypatch.setattr(harness.commands, "rerender", interrupted)
     result = CliRunner().invoke(cli, ["report", str(tmp_path)])
     assert result.exit_code == ExitCode.INTERRUPTED == 130
     assert result.stderr == "interrupted\n"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from harness.analysis.latency import LatencyHistogram
@@ -57,24 +57,38 @@ def _sum_of_process_means(values: dict[int, list[tuple[float, float]]]) -> float
     return total
 
 
+def _covered_s(own: Sequence[ClientInterval]) -> float:
+    """Seconds one process's intervals cover: an interval that spans a stage boundary is written once per
+    stage with the same window, and counts once."""
+    return sum(max(0.0, end_s - start_s) for start_s, end_s in {(i.t_start_s, i.t_end_s) for i in own})
+
+
+def _rate_per_s(
+    intervals: Sequence[ClientInterval], count: Callable[[ClientInterval], int], fallback_s: float
+) -> float:
+    """Each load-generator process's count over the time its intervals cover, summed over processes; a process
+    whose intervals cover no time (zero-length intervals cannot give a rate) is taken over `fallback_s`."""
+    by_process: dict[int, list[ClientInterval]] = defaultdict(list)
+    for interval in intervals:
+        by_process[interval.process].append(interval)
+    return sum(sum(count(i) for i in own) / (_covered_s(own) or fallback_s) for own in by_process.values())
+
+
+def achieved_rps(intervals: Sequence[ClientInterval], fallback_s: float) -> float:
+    """Requests per second of client intervals, the rule of the timeline's buckets and of the live view."""
+    return _rate_per_s(intervals, lambda i: i.requests, fallback_s)
+
+
 def _point(elapsed_s: float, bucket_s: float, members: list[ClientInterval]) -> IntervalPoint:
     by_process: dict[int, list[ClientInterval]] = defaultdict(list)
     for interval in members:
         by_process[interval.process].append(interval)
 
-    achieved_rps = error_rps = 0.0
     users = 0
     offered: dict[int, list[tuple[float, float]]] = defaultdict(list)
     cpu: dict[int, list[tuple[float, float]]] = defaultdict(list)
     for process, own in by_process.items():
         own.sort(key=lambda i: i.t_start_s)
-        # An interval that spans a stage boundary is written once per stage with the same window;
-        # count its time once.
-        covered_s = sum(max(0.0, end_s - start_s) for start_s, end_s in {(i.t_start_s, i.t_end_s) for i in own})
-        # An interval of zero length cannot give a rate; fall back to the bucket length.
-        rate_base_s = covered_s if covered_s > 0 else bucket_s
-        achieved_rps += sum(i.requests for i in own) / rate_base_s
-        error_rps += sum(i.failures for i in own) / rate_base_s
         users += own[-1].users
         windows: dict[tuple[float, float], ClientInterval] = {}
         for i in own:
@@ -103,8 +117,8 @@ def _point(elapsed_s: float, bucket_s: float, members: list[ClientInterval]) -> 
         stage=stage,
         users=users,
         offered_rps=_sum_of_process_means(offered),
-        achieved_rps=achieved_rps,
-        error_rps=error_rps,
+        achieved_rps=achieved_rps(members, bucket_s),
+        error_rps=_rate_per_s(members, lambda i: i.failures, bucket_s),
         requests=sum(i.requests for i in members),
         failures=sum(i.failures for i in members),
         dropped=sum(i.dropped for i in members),

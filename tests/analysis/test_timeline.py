@@ -7,7 +7,7 @@ from _records import RUN_START_S, interval
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.analysis.timeline import interval_series
+from harness.analysis.timeline import achieved_rps, interval_series
 
 
 def test_one_process_one_point_per_interval() -> None:
@@ -135,3 +135,14 @@ def test_series_conserves_counts_and_is_ordered(rows: list[tuple[int, int, int, 
             assert point.p50_s <= point.p95_s <= point.p99_s
         else:
             assert point.requests == point.failures
+
+
+def test_achieved_rps_is_each_process_over_its_own_covered_time_summed() -> None:
+    intervals = [
+        # One 2 s window written once per stage (it spans a boundary): its time counts once.
+        interval(0.0, [0.01] * 10, length_s=2.0, process=1, stage="ramp"),
+        interval(0.0, [0.01] * 30, length_s=2.0, process=1, stage="steady"),
+        interval(0.0, [0.01] * 10, length_s=0.5, process=2),
+    ]
+    assert achieved_rps(intervals, fallback_s=1.0) == pytest.approx(40 / 2.0 + 10 / 0.5)
+    assert achieved_rps([interval(0.0, [0.01] * 4, length_s=0.0)], fallback_s=2.0) == pytest.approx(2.0)

@@ -1,0 +1,135 @@
+"""The CLI's verbs: each runs one command (a run, a re-render, a comparison, a sweep, a build) and says what
+happened on the terminal; `cli.py` parses the arguments and calls them."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from harness.conclude import conclude_run
+from harness.errors import ReportError
+from harness.exit_codes import ExitCode
+from harness.model import ClientInterval
+from harness.report import write_reports
+from harness.run import Run
+from harness.rundir import RunDirectory, write_atomically
+from harness.service_env import model_store_home
+
+
+def _console() -> Any:
+    import sys
+
+    from rich.console import Console
+
+    # Piped output (CI logs) gets a wide table rather than rich's 80-column default.
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+def run_scenario(path: Path, overrides: dict[str, Any], *, json_progress: bool = False) -> int:
+    """`harness run`: run one scenario, print its verdict table, return the exit code."""
+    from harness.config import load_scenario
+    from harness.report.console import print_verdict
+    from harness.report.progress import ProgressReporter
+
+    scenario = load_scenario(path, overrides)
+    console = _console()
+    reporter = ProgressReporter(mode="json" if json_progress else None)
+    run = Run(scenario, progress=reporter.update, log=lambda message: reporter.log(message))
+    try:
+        outcome = run.execute()
+    finally:
+        reporter.close()
+    if json_progress:
+        status = outcome.verdict.status.value if outcome.verdict else None
+        result = {"type": "result", "status": status, "exit_code": outcome.exit_code, "run_dir": str(outcome.run_dir)}
+        print(json.dumps(result), flush=True)
+        return outcome.exit_code
+    if outcome.verdict is not None:
+        print_verdict(outcome.verdict, console)
+    console.print(f"run directory: {outcome.run_dir}")
+    return outcome.exit_code
+
+
+def rerender(run_dir_path: Path) -> list[Path]:
+    """`harness report`: recompute the verdict from the raw records and re-render every report."""
+    if not run_dir_path.is_dir():
+        raise ReportError(f"{run_dir_path}: not a run directory")
+    run_dir = RunDirectory(run_dir_path)
+    conclude_run(run_dir)
+    return [run_dir.file("verdict.json"), *write_reports(run_dir)]
+
+
+def compare_runs(
+    baseline_path: Path, candidate_path: Path, *, alpha: float, min_effect: float, html_out: Path | None
+) -> int:
+    """`harness compare`: significant regressions between two runs; 1 when any, else 0; a ReportError when
+    the runs share no judged stage (no comparison is not "no regression")."""
+    from harness.analysis.compare import compare, summarize_run
+    from harness.report import render_comparison_html
+    from harness.report.console import comparison_rows, print_comparison
+
+    summaries = []
+    run_dirs = []
+    for path in (baseline_path, candidate_path):
+        if not path.is_dir():
+            raise ReportError(f"{path}: not a run directory")
+        run_dir = RunDirectory(path)
+        run_dirs.append(run_dir)
+        summaries.append(summarize_run(run_dir.read_stages(), run_dir.read_records(ClientInterval)))
+    if not set(summaries[0].stages) & set(summaries[1].stages):
+        baseline_stages, candidate_stages = (", ".join(summary.stages) or "none" for summary in summaries)
+        raise ReportError(
+            f"{baseline_path} and {candidate_path} share no judged stage, so nothing can be compared "
+            f"(baseline: {baseline_stages}; candidate: {candidate_stages})",
+            hint="compare runs of the same scenario",
+        )
+    comparison = compare(summaries[0], summaries[1], alpha=alpha, min_effect=min_effect)
+    print_comparison(comparison, _console())
+    if html_out is not None:
+        write_atomically(html_out, render_comparison_html(run_dirs[0], run_dirs[1], comparison_rows(comparison)))
+    return ExitCode.FAIL if comparison.regressed else ExitCode.OK
+
+
+def sweep_scenario(
+    path: Path,
+    overrides: dict[str, Any],
+    *,
+    initial_rps: float,
+    max_rps: float,
+    tolerance: float,
+    probe_s: float | None,
+    replica_counts: tuple[int, ...] = (),
+) -> int:
+    """`harness sweep`: bracket-then-bisect search for the maximum sustainable arrival rate."""
+    from harness.config import load_scenario
+    from harness.sweep import run_sweep
+
+    return run_sweep(
+        load_scenario(path, overrides),
+        initial_rps=initial_rps,
+        max_rps=max_rps,
+        tolerance=tolerance,
+        min_probe_s=probe_s,
+        console=_console(),
+        replica_counts=replica_counts,
+    )
+
+
+def build_image(path: Path, *, base_image: str | None, ca_bundle: Path | None, tag: str | None) -> str:
+    """`harness build`: bentoml build plus containerisation; returns the image tag and figures."""
+    from harness.build import build_bento, containerize
+    from harness.config import load_scenario
+
+    scenario = load_scenario(path)
+    home = model_store_home(scenario.service, os.environ)
+    bento_tag = build_bento(scenario.service, home)
+    image = containerize(
+        bento_tag,
+        base_image or scenario.build.base_image,
+        ca_bundle or scenario.build.ca_bundle,
+        tag,
+        bentoml_home=home,
+    )
+    return f"{image.tag} ({image.size_bytes / 2**20:.0f} MiB, built in {image.build_s:.0f} s)"

@@ -1,0 +1,127 @@
+"""The registry of targets: each kind's factory, and what a run needs to know about it (its capabilities)
+before the target exists."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.config import Scenario
+from harness.errors import ConfigError
+from harness.model import EventSink, ImageBuilt
+from harness.service_env import model_store_home
+from harness.targets.base import Target
+
+
+@dataclass(frozen=True)
+class TargetContext:
+    """What a target factory gets besides the scenario: where to work, where events go, CPU placement."""
+
+    work_dir: Path
+    on_event: EventSink
+    run_id: str
+    replica_cpus: tuple[int, ...] | None = None
+    on_replica_started: Callable[[str, int], None] | None = None
+
+
+TargetFactory = Callable[[Scenario, TargetContext], Target]
+
+
+def _local(scenario: Scenario, context: TargetContext) -> Target:
+    from harness.targets.local import LocalTarget
+
+    return LocalTarget(
+        scenario,
+        context.work_dir,
+        on_event=context.on_event,
+        on_replica_started=context.on_replica_started,
+        replica_cpus=context.replica_cpus,
+        run_id=context.run_id,
+    )
+
+
+def _external(scenario: Scenario, context: TargetContext) -> Target:
+    from harness.targets.external import ExternalTarget
+
+    return ExternalTarget(scenario)
+
+
+def service_image(scenario: Scenario, on_event: EventSink) -> str:
+    """The image replicas run: `target.docker.image` when given, else the bento built and containerised now."""
+    from harness.build import build_bento, containerize
+
+    if scenario.target.docker.image:
+        return scenario.target.docker.image
+    started_s = time.time()
+    home = model_store_home(scenario.service, os.environ)
+    bento_tag = build_bento(scenario.service, home)
+    image = containerize(bento_tag, scenario.build.base_image, scenario.build.ca_bundle, bentoml_home=home)
+    on_event(ImageBuilt(image.tag, image.size_bytes, round(time.time() - started_s, 1), image.reused))
+    return image.tag
+
+
+def _docker(scenario: Scenario, context: TargetContext) -> Target:
+    from harness.targets.docker import DockerTarget
+
+    return DockerTarget(
+        scenario,
+        context.work_dir,
+        image=service_image(scenario, context.on_event),
+        run_id=context.run_id,
+        on_event=context.on_event,
+    )
+
+
+def _kubernetes(scenario: Scenario, context: TargetContext) -> Target:
+    from harness.targets.kubernetes import KubernetesTarget
+
+    return KubernetesTarget(
+        scenario,
+        context.work_dir,
+        on_event=context.on_event,
+        run_id=context.run_id,
+        image=scenario.target.kubernetes.image or service_image(scenario, context.on_event),
+    )
+
+
+@dataclass(frozen=True)
+class TargetKind:
+    """A kind of target: its factory, and what a run must know about it before it exists."""
+
+    factory: TargetFactory
+    # The harness starts and stops the replicas, so a sweep can choose their count.
+    deploys: bool = True
+    # Replicas serve (or are built from) the BentoML project at service.path.
+    serves_service_dir: bool = False
+    # Replicas are processes of this machine: CPU placement and cgroup CPU limits apply to them.
+    replicas_on_this_machine: bool = False
+    # What dead runs left behind includes containers on this machine's Docker daemon.
+    uses_docker: bool = False
+    # The load generator runs inside the target (a Kubernetes Job) rather than on this machine.
+    load_in_cluster: Callable[[Scenario], bool] = lambda scenario: False
+
+
+TARGETS: dict[str, TargetKind] = {
+    "local": TargetKind(_local, serves_service_dir=True, replicas_on_this_machine=True),
+    "external": TargetKind(_external, deploys=False),
+    "docker": TargetKind(_docker, serves_service_dir=True, uses_docker=True),
+    "kubernetes": TargetKind(
+        _kubernetes, load_in_cluster=lambda scenario: scenario.target.kubernetes.loadgen == "in-cluster"
+    ),
+}
+
+
+def target_kind(scenario: Scenario) -> TargetKind:
+    """The scenario's kind of target; an unknown name lists the valid ones."""
+    kind = TARGETS.get(scenario.target.kind)
+    if kind is None:
+        raise ConfigError(f"target.kind '{scenario.target.kind}' is unknown (expected one of: {', '.join(TARGETS)})")
+    return kind
+
+
+def make_target(scenario: Scenario, context: TargetContext) -> Target:
+    """The target named by the scenario; an unknown name lists the valid ones."""
+    return target_kind(scenario).factory(scenario, context)

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.config import load_scenario
+from harness.errors import ConfigError
+from harness.targets.registry import TARGETS, target_kind
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_an_unknown_kind_lists_the_valid_ones() -> None:
+    scenario = load_scenario(ROOT / "loadtests" / "default.yaml")
+    unknown = scenario.model_copy(update={"target": scenario.target.model_copy(update={"kind": "nomad"})})
+    with pytest.raises(ConfigError, match="local, external, docker, kubernetes"):
+        target_kind(unknown)
+
+
+def test_capabilities_say_what_the_run_does_per_kind() -> None:
+    assert [name for name, kind in TARGETS.items() if not kind.deploys] == ["external"]
+    assert [name for name, kind in TARGETS.items() if kind.replicas_on_this_machine] == ["local"]
+    assert [name for name, kind in TARGETS.items() if kind.serves_service_dir] == ["local", "docker"]
+    assert [name for name, kind in TARGETS.items() if kind.uses_docker] == ["docker"]
+
+
+def test_only_kubernetes_with_loadgen_in_cluster_loads_in_the_cluster() -> None:
+    scenario = load_scenario(ROOT / "loadtests" / "default.yaml")
+    for name, kind in TARGETS.items():
+        for loadgen in ("host", "in-cluster"):
+            changed = scenario.target.kubernetes.model_copy(update={"loadgen": loadgen})
+            target = scenario.target.model_copy(update={"kind": name, "kubernetes": changed})
+            expected = name == "kubernetes" and loadgen == "in-cluster"
+            assert kind.load_in_cluster(scenario.model_copy(update={"target": target})) is expected
