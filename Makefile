@@ -78,19 +78,21 @@ cluster: system-packages docker-setup
 cluster-down:
 	bash scripts/cluster/cluster.sh down
 
-# Three phases on a 2-core machine: the cluster tests that mostly wait on the controller run beside the unit
-# and light local tests; then every test marked `exclusive` (load with timing bounds, sweeps of dead
-# harnesses) runs alone. The background phase's output is printed after it ends.
+# Two phases on a 2-core machine. First, two lanes side by side: the cluster tests that mostly wait on the
+# controller, then the unit tests (pure), beside the light local integration tests. Then every test marked
+# `exclusive` (load with timing bounds, sweeps of dead harnesses) runs alone. The background lane's output
+# is printed after it ends.
 PYTEST = PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest --durations=15
 test: setup system-packages docker-setup cluster lint
 	@mkdir -p test-output
-	@$(PYTEST) -m "cluster and not exclusive" --basetemp=/tmp/harness-test-cluster-phase \
-		> test-output/cluster-phase.log 2>&1 & cluster=$$!; \
-	trap 'kill $$cluster 2>/dev/null' INT TERM; \
-	$(PYTEST) -m "not cluster and not exclusive"; local=$$?; \
-	wait $$cluster; cluster_status=$$?; \
-	echo "---- cluster tests (run beside the ones above) ----"; cat test-output/cluster-phase.log; \
-	[ $$local -eq 0 ] && [ $$cluster_status -eq 0 ]
+	@( $(PYTEST) -m "cluster and not exclusive" --basetemp=/tmp/harness-test-cluster-lane && \
+	   $(PYTEST) -m "not integration and not exclusive" --basetemp=/tmp/harness-test-unit-lane ) \
+		> test-output/background-lane.log 2>&1 & background=$$!; \
+	trap 'kill $$background 2>/dev/null' INT TERM; \
+	$(PYTEST) -m "integration and not cluster and not exclusive"; local=$$?; \
+	wait $$background; background_status=$$?; \
+	echo "---- cluster and unit tests (run beside the ones above) ----"; cat test-output/background-lane.log; \
+	[ $$local -eq 0 ] && [ $$background_status -eq 0 ]
 	$(PYTEST) -m exclusive
 
 bench: setup
