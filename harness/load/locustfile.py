@@ -409,9 +409,11 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if USER_LOCUSTFILE is not None:
         # Locust would set every user class's host to --host; the user's classes pick a replica each instead.
         environment.host = None
-    if PLAN["requests"] is not None:
+    # .get: the loadgen chart's values drop keys whose value is null (Helm's rule), so an absent key is None.
+    planned_requests = PLAN.get("requests")
+    if planned_requests is not None:
         # Headers are expanded here, in the load process only, so their values never reach a file of the run.
-        configs = [RequestConfig.model_validate(request) for request in PLAN["requests"]]
+        configs = [RequestConfig.model_validate(request) for request in planned_requests]
         _requests = ready_requests(configs, os.environ)
         _cumulative_weights = cumulative_weights([config.weight for config in configs])
     else:

@@ -8,7 +8,9 @@ No Kubernetes API server can run here: this is rendering, schema validation and 
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -379,3 +381,14 @@ def test_kind_config_is_a_kind_cluster_with_a_worker() -> None:
     config = yaml.safe_load((ROOT / "charts" / "kind-config.yaml").read_text())
     assert (config["kind"], config["apiVersion"]) == ("Cluster", "kind.x-k8s.io/v1alpha4")
     assert [node["role"] for node in config["nodes"]] == ["control-plane", "worker"]
+
+
+def test_every_plan_key_the_locustfile_requires_survives_the_chart() -> None:
+    """Helm drops null values, so a key the in-cluster locustfile reads as PLAN["key"] must never be null;
+    optional ones it reads with PLAN.get (an absent `requests` once crashed every in-cluster master)."""
+    scenario = load_scenario(ROOT / "loadtests" / "default.yaml")
+    values = loadgen_values(scenario, "harness-loadgen:1", RUN_ID, service_url=SERVICE_URL, workers=2)
+    plan = json.loads(by_kind(render_loadgen(values), "ConfigMap")["data"]["load_plan.json"])
+    source = (ROOT / "harness" / "load" / "locustfile.py").read_text()
+    required = set(re.findall(r'PLAN\["([a-z_]+)"\]', source))
+    assert required and required <= set(plan), required - set(plan)
