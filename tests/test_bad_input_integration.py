@@ -27,7 +27,9 @@ def test_the_digits_example_answers_every_kind_of_bad_input_with_4xx(tmp_path: P
         {"name": "mixed", "duration_s": 20, "users": 8, "spawn_rate": 8},
     ]
     data["payload"]["malformed_fraction"] = 0.5
-    data["objectives"] = [{"metric": "bad_input_5xx_rate", "max": 0.01}, {"metric": "error_rate", "max": 0.01}]
+    # Bounds of 0.05: with no failure a rate's 95% upper bound is below that from about 75 requests on, so PASS
+    # does not hinge on how fast a busy machine serves (at 0.01 it would need about 380; one CI run had 374).
+    data["objectives"] = [{"metric": "bad_input_5xx_rate", "max": 0.05}, {"metric": "error_rate", "max": 0.05}]
     data["output"] = {"dir": str(tmp_path / "reports")}
     scenario = tmp_path / "scenario.yaml"
     scenario.write_text(yaml.safe_dump(data))
@@ -45,8 +47,9 @@ def test_the_digits_example_answers_every_kind_of_bad_input_with_4xx(tmp_path: P
     verdict = json.loads((run_dir / "verdict.json").read_text())
     mixed = next(stage for stage in verdict["stages"] if stage["name"] == "mixed")
     print(f"bad inputs {mixed['bad_inputs']}, 5xx {mixed['bad_input_5xx']}; valid requests {mixed['requests']}")
-    assert mixed["bad_inputs"] > 400 and mixed["bad_input_5xx"] == 0
+    assert mixed["bad_inputs"] > 200 and mixed["bad_input_5xx"] == 0
     assert mixed["failures"] == 0  # spoiled requests stay out of error_rate
+    assert mixed["requests"] > 200, "valid traffic went on beside the spoiled requests"
     share = mixed["bad_inputs"] / (mixed["bad_inputs"] + mixed["requests"])
     assert 0.45 < share < 0.55
     statuses = {o["metric"]: o["status"] for o in verdict["objectives"]}
