@@ -47,10 +47,10 @@ def _cgroup_mounts(root: Path) -> list[Path]:
     return []
 
 
-def _remove_cgroup(group: Path, mount: Path, timeout_s: float = 5.0) -> bool:
+def _remove_cgroup(group: Path, timeout_s: float = 5.0) -> bool:
     """Kill what is still inside, move nothing out, remove children first; True when it is gone."""
     for child in sorted((p for p in group.iterdir() if p.is_dir()), reverse=True) if group.is_dir() else []:
-        _remove_cgroup(child, mount, timeout_s)
+        _remove_cgroup(child, timeout_s)
     deadline_s = time.monotonic() + timeout_s
     while True:
         try:
@@ -120,8 +120,7 @@ def sweep_run(
         kill_all(processes)
         _log(lines, on_line, f"run {run_id}: killed {len(processes)} process(es)")
     for group in harness_cgroups(cgroup_root).get(run_id, []):
-        mount = group.parent
-        if _remove_cgroup(group, mount):
+        if _remove_cgroup(group):
             _log(lines, on_line, f"run {run_id}: removed cgroup {group}")
         else:
             _log(lines, on_line, f"run {run_id}: could not remove cgroup {group}")
@@ -171,7 +170,7 @@ def sweep_dead(
         if run_id in watched or any(_cgroup_has_processes(group) for group in groups):
             continue
         for group in groups:
-            if _remove_cgroup(group, group.parent):
+            if _remove_cgroup(group):
                 _log(lines, on_line, f"run {run_id}: removed cgroup {group}")
     if docker:
         from harness.targets.docker import docker_client, remove_containers_of_dead_owners

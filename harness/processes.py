@@ -291,7 +291,8 @@ class RunWatchdog:
         self._send(resource)
 
     def finish(self) -> None:
-        """The run cleaned up after itself: the watchdog exits without sweeping."""
+        """The run cleaned up after itself: the watchdog sweeps only the run's processes and cgroups (in case a
+        worker escaped), not the registered containers or cluster objects, then exits."""
         self._send({"finished": True})
         with self._lock:
             if self._pipe is not None:

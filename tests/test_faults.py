@@ -3,7 +3,6 @@ analysis makes of the records (errors while a fault lasted, time to recover, obj
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
@@ -122,7 +121,6 @@ class FakeClock:
 
 def run_injector(target: RecordingTarget, stages: list[dict[str, Any]]) -> list[Any]:
     events: list[Any] = []
-    done = threading.Event()
     clock = FakeClock()
     injector = FaultInjector(
         target,
@@ -140,7 +138,6 @@ def run_injector(target: RecordingTarget, stages: list[dict[str, Any]]) -> list[
     injector.start(clock.now_s)
     assert injector._thread is not None
     injector._thread.join(10)
-    done.set()
     injector.stop()
     return events
 
