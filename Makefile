@@ -78,21 +78,23 @@ cluster: system-packages docker-setup
 cluster-down:
 	bash scripts/cluster/cluster.sh down
 
-# Two phases on a 2-core machine. First, two lanes side by side: the cluster tests that mostly wait on the
-# controller, then the unit tests (pure), beside the light local integration tests. Then every test marked
-# `exclusive` (load with timing bounds, sweeps of dead harnesses) runs alone. The background lane's output
-# is printed after it ends.
+# Two phases on a 2-core machine. First, two lanes side by side: the cluster tests, which mostly wait on the
+# controller, beside the light local integration tests and then the unit tests, each of those two on two
+# pytest-xdist workers (a test file stays on one worker: its module fixtures start servers once). Then every
+# test marked `exclusive` (CPU or start-up timing bounds, sweeps of dead harnesses) runs alone. The cluster
+# lane's output is printed after it ends.
 PYTEST = PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest --durations=15
 test: setup system-packages docker-setup cluster lint
 	@mkdir -p test-output
-	@( $(PYTEST) -m "cluster and not exclusive" --basetemp=/tmp/harness-test-cluster-lane && \
-	   $(PYTEST) -m "not integration and not exclusive" --basetemp=/tmp/harness-test-unit-lane ) \
-		> test-output/background-lane.log 2>&1 & background=$$!; \
-	trap 'kill $$background 2>/dev/null' INT TERM; \
-	$(PYTEST) -m "integration and not cluster and not exclusive"; local=$$?; \
-	wait $$background; background_status=$$?; \
-	echo "---- cluster and unit tests (run beside the ones above) ----"; cat test-output/background-lane.log; \
-	[ $$local -eq 0 ] && [ $$background_status -eq 0 ]
+	@$(PYTEST) -m "cluster and not exclusive" --basetemp=/tmp/harness-test-cluster-lane \
+		> test-output/cluster-lane.log 2>&1 & cluster=$$!; \
+	trap 'kill $$cluster 2>/dev/null' INT TERM; \
+	$(PYTEST) -n 2 --dist loadfile -m "integration and not cluster and not exclusive" \
+		--basetemp=/tmp/harness-test-local-lane; local=$$?; \
+	$(PYTEST) -n 2 -m "not integration and not exclusive" --basetemp=/tmp/harness-test-unit-lane; unit=$$?; \
+	wait $$cluster; cluster_status=$$?; \
+	echo "---- cluster tests (run beside the ones above) ----"; cat test-output/cluster-lane.log; \
+	[ $$local -eq 0 ] && [ $$unit -eq 0 ] && [ $$cluster_status -eq 0 ]
 	$(PYTEST) -m exclusive
 
 bench: setup

@@ -75,7 +75,6 @@ def clean_tmp(tmp_path: Path) -> Iterator[Path]:
             psutil.Process(int(line.split(":")[0])).kill()
 
 
-@pytest.mark.exclusive
 def test_run_verdict_agrees_with_raw_data(clean_tmp: Path) -> None:
     tmp_path = clean_tmp
     scenario = short_scenario(tmp_path)
@@ -143,7 +142,6 @@ def test_broken_scenario_exits_2_naming_the_field(tmp_path: Path) -> None:
     assert not (tmp_path / "reports").exists(), "nothing is created for an invalid scenario"
 
 
-@pytest.mark.exclusive
 def test_interrupted_run_stops_everything_and_keeps_data(clean_tmp: Path) -> None:
     tmp_path = clean_tmp
     scenario = short_scenario(tmp_path, stages=[{"name": "long", "duration_s": 120, "users": 4, "spawn_rate": 4}])
@@ -314,6 +312,7 @@ def test_a_full_disk_mid_run_stops_it_with_exit_2_and_keeps_the_records(clean_tm
         subprocess.run(["umount", "--lazy", str(disk)], check=False)
 
 
+# Exclusive: the restarted replica must start and serve again within the stage, which a loaded machine delays.
 @pytest.mark.exclusive
 def test_a_killed_replica_restarts_after_its_back_off_and_the_fault_stage_is_judged(clean_tmp: Path) -> None:
     """stages[].faults on the local target: replica-1 SIGKILLed 5 s in comes back after its 1 s back-off,

@@ -154,7 +154,9 @@ def tree_cores(pid: int, seconds: float) -> float:
     return (used_s() - start_used_s) / (time.monotonic() - start_s)
 
 
+# Exclusive: how much CPU the busy tree gets is measured, which other tests' load would change.
 @pytest.mark.integration
+@pytest.mark.exclusive
 def test_a_quarter_core_quota_holds_a_busy_process_tree(busy_process: subprocess.Popen[bytes]) -> None:
     run_id = f"test-{os.getpid()}-{time.monotonic_ns()}"
     limiter = CgroupCpuLimiter(run_id)
@@ -232,6 +234,7 @@ def test_without_privileges_the_limiter_degrades_to_warnings() -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.exclusive
 def test_a_cpu_request_becomes_a_weight_and_no_quota(busy_process: subprocess.Popen[bytes]) -> None:
     limiter = CgroupCpuLimiter(f"test-{os.getpid()}-{time.monotonic_ns()}")
     try:
