@@ -19,7 +19,8 @@ from typing import Any
 
 from harness.config import Scenario
 from harness.errors import HarnessError, LoadError
-from harness.load.runner import IntervalTail, locust_totals, planned_duration_s
+from harness.load.runner import IntervalTail, locust_totals
+from harness.load.shape import planned_duration_s
 from harness.model import ClientInterval, RunWarning
 from harness.targets.helm import LOADGEN_CHART, render_chart
 from harness.targets.helm_values import loadgen_values
