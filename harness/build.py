@@ -319,6 +319,9 @@ def build_service_image(
 # sent empty so the Dockerfiles can COPY it unconditionally.
 _TOOL_IMAGE_FILES = ("pyproject.toml", "README.md")
 _TOOL_IMAGE_DIRS = ("harness", "loadtests", "charts")
+# The in-cluster load generator's image (charts/loadgen runs it).
+LOADGEN_DOCKERFILE = Path(__file__).resolve().parents[1] / "dockerfiles" / "loadgen.Dockerfile"
+LOADGEN_REPOSITORY = "harness-loadgen"
 
 
 def build_tool_image(
