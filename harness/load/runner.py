@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from harness.config import Scenario
 from harness.errors import LoadError
@@ -27,15 +27,6 @@ from harness.processes import REPLICA_ENV, RUN_ENV, free_port, spawn, stop_tree
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 # The process mark's replica part for Locust and its workers (harness.processes).
 LOADGEN_MARK = "loadgen"
-
-
-def locust_totals(json_file: Path) -> dict[str, Any] | None:
-    """Locust's totals from its --json-file output; None when it wrote none (killed, or never started)."""
-    try:
-        data = json.loads(json_file.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return {"stats": data} if isinstance(data, list) else data
 
 
 def write_endpoints(path: Path, base_urls: Sequence[str]) -> None:
@@ -90,8 +81,6 @@ class LoadDriver(Protocol):
     def wait(self, on_poll: Callable[[], None] | None = None, poll_s: float = 0.5) -> int: ...
 
     def stop(self, grace_s: float = 15.0) -> None: ...
-
-    def totals(self) -> dict[str, Any] | None: ...
 
 
 class LocustProcess:
@@ -170,9 +159,6 @@ class LocustProcess:
             raise LoadError(f"cannot start Locust ({error})") from error
         self.started_s = time.time()
 
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     def poll(self) -> int:
         """Ingest new interval records; returns how many arrived."""
         with self._lock:
@@ -217,7 +203,3 @@ class LocustProcess:
         """Stop Locust and anything it started; idempotent. SIGTERM lets it write its JSON totals."""
         if self.process is not None:
             stop_tree(self.process, grace_s=grace_s, mark={RUN_ENV: self.run_id, REPLICA_ENV: LOADGEN_MARK})
-
-    def totals(self) -> dict[str, Any] | None:
-        """Locust's own final totals (its JSON stats file), for cross-checking the harness's counts."""
-        return locust_totals(self.json_file)
