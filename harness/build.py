@@ -300,10 +300,28 @@ def containerize(
     return _built(client, tag, started_s, log)
 
 
+def build_service_image(
+    service: ServiceConfig,
+    base_image: str | None = None,
+    ca_bundle: Path | None = None,
+    image_tag: str | None = None,
+    *,
+    bentoml_home: Path | None = None,
+) -> BuiltImage:
+    """The service's container image: `bentoml build` in `bentoml_home` (default: the service's model store
+    home), then `containerize` of that bento, which reuses an image of the same bento and base."""
+    home = bentoml_home or model_store_home(service, os.environ)
+    bento_tag = build_bento(service, home)
+    return containerize(bento_tag, base_image, ca_bundle, image_tag, bentoml_home=home)
+
+
 # What of the checkout goes into the harness's own images (dockerfiles/*.Dockerfile); a missing directory is
 # sent empty so the Dockerfiles can COPY it unconditionally.
 _TOOL_IMAGE_FILES = ("pyproject.toml", "README.md")
 _TOOL_IMAGE_DIRS = ("harness", "loadtests", "charts")
+# The in-cluster load generator's image (charts/loadgen runs it).
+LOADGEN_DOCKERFILE = Path(__file__).resolve().parents[1] / "dockerfiles" / "loadgen.Dockerfile"
+LOADGEN_REPOSITORY = "harness-loadgen"
 
 
 def build_tool_image(

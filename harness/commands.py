@@ -4,7 +4,6 @@ happened on the terminal; `cli.py` parses the arguments and calls them."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ from harness.model import ClientInterval
 from harness.report import write_reports
 from harness.run import Run
 from harness.rundir import RunDirectory, write_atomically
-from harness.service_env import model_store_home
 
 
 def _console() -> Any:
@@ -119,17 +117,11 @@ def sweep_scenario(
 
 def build_image(path: Path, *, base_image: str | None, ca_bundle: Path | None, tag: str | None) -> str:
     """`harness build`: bentoml build plus containerisation; returns the image tag and figures."""
-    from harness.build import build_bento, containerize
+    from harness.build import build_service_image
     from harness.config import load_scenario
 
     scenario = load_scenario(path)
-    home = model_store_home(scenario.service, os.environ)
-    bento_tag = build_bento(scenario.service, home)
-    image = containerize(
-        bento_tag,
-        base_image or scenario.build.base_image,
-        ca_bundle or scenario.build.ca_bundle,
-        tag,
-        bentoml_home=home,
+    image = build_service_image(
+        scenario.service, base_image or scenario.build.base_image, ca_bundle or scenario.build.ca_bundle, tag
     )
     return f"{image.tag} ({image.size_bytes / 2**20:.0f} MiB, built in {image.build_s:.0f} s)"

@@ -1,4 +1,4 @@
-"""Orchestrates one run: deploy -> drive load -> collect -> analyse -> verdict -> reports.
+"""Orchestrates one run: build -> deploy -> drive load -> collect -> analyse -> verdict -> reports.
 
 Cleanup lives in one place (`RunResources.close`), reached on success, on failure and on Ctrl-C or
 SIGTERM, so no replica, container or load-generator process outlives the run and every record
@@ -25,6 +25,7 @@ from typing import Any
 from harness import __version__
 from harness.analysis.latency import LatencyHistogram, min_samples_for_percentile
 from harness.analysis.timeline import achieved_rps
+from harness.build import LOADGEN_DOCKERFILE, LOADGEN_REPOSITORY, BuiltImage, build_service_image, build_tool_image
 from harness.cleanup import sweep_dead
 from harness.conclude import conclude_run
 from harness.config import Scenario, dump_scenario
@@ -41,6 +42,7 @@ from harness.model import (
     ClientInterval,
     CpuPlacement,
     Event,
+    ImageBuilt,
     MachineInfo,
     RunEvent,
     RunMetadata,
@@ -117,6 +119,15 @@ class RunOutcome:
     verdict: Verdict | None
     exit_code: int
     interrupted: bool = False
+
+
+@dataclass(frozen=True)
+class RunImages:
+    """What the build step hands to deployment: the image the replicas run and the in-cluster load generator's
+    image, each None when the target needs none."""
+
+    service: str | None = None
+    loadgen: str | None = None
 
 
 @dataclass
@@ -274,7 +285,7 @@ class Run:
         failure: HarnessError | None = None
         with sigterm_as_interrupt():
             try:
-                self._deploy_and_drive()
+                self._build_deploy_and_drive()
             except KeyboardInterrupt:
                 interrupted = True
                 self.warnings.append("run interrupted (Ctrl-C or SIGTERM): partial data")
@@ -347,7 +358,32 @@ class Run:
             available, replicas, scenario.resources.requests.cpu_cores, loadgen_cpus_wanted=scenario.load.processes
         )
 
-    def _deploy_and_drive(self) -> None:
+    def _build(self) -> RunImages:
+        """The images the target needs, by its kind's capabilities: the service's, unless the scenario names
+        one, and the load generator's when the load runs in the cluster."""
+        scenario = self.scenario
+        kind = target_kind(scenario)
+        base_image, ca_bundle = scenario.build.base_image, scenario.build.ca_bundle
+        service = None
+        if kind.named_image is not None:
+            service = kind.named_image(scenario) or self._built(
+                lambda: build_service_image(scenario.service, base_image, ca_bundle)
+            )
+        loadgen = None
+        if kind.load_in_cluster(scenario):
+            loadgen = self._built(
+                lambda: build_tool_image(LOADGEN_DOCKERFILE, LOADGEN_REPOSITORY, base_image, ca_bundle)
+            )
+        return RunImages(service=service, loadgen=loadgen)
+
+    def _built(self, build: Callable[[], BuiltImage]) -> str:
+        """Run one build, record it as an event (the whole build's time, `bentoml build` included), return the tag."""
+        started_s = time.time()
+        image = build()
+        self.event(ImageBuilt(image.tag, image.size_bytes, round(time.time() - started_s, 1), image.reused))
+        return image.tag
+
+    def _build_deploy_and_drive(self) -> None:
         scenario = self.scenario
         work_dir = self.run_dir.path / "work"
         (work_dir / "load").mkdir(parents=True, exist_ok=True)
@@ -357,6 +393,8 @@ class Run:
             self.log(f"cleanup: {line}")
         watchdog = RunWatchdog(self.run_id)
         self.resources.add("watchdog", watchdog.finish)
+
+        images = self._build()
 
         placement = self._placement()
         self.metadata = dataclasses.replace(self.metadata, cpu_placement=placement)
@@ -379,6 +417,7 @@ class Run:
             work_dir=work_dir / "replicas",
             on_event=self.event,
             run_id=self.run_id,
+            image=images.service,
             replica_cpus=placement.replica_cpus if placement else None,
             on_replica_started=on_replica_started,
         )
@@ -435,10 +474,12 @@ class Run:
         publisher.start()
         self.resources.add("endpoint publisher", publisher.stop)
 
-        locust: LoadDriver | None = None
-        if isinstance(target, HasInClusterLoad):
-            locust = target.in_cluster_load(work_dir / "load", self._on_interval, self.run_dir.file("locust.json"))
-        if locust is None:
+        locust: LoadDriver
+        if images.loadgen is not None and isinstance(target, HasInClusterLoad):
+            locust = target.in_cluster_load(
+                images.loadgen, work_dir / "load", self._on_interval, self.run_dir.file("locust.json")
+            )
+        else:
             locust = LocustProcess(
                 scenario,
                 work_dir / "load",

@@ -178,7 +178,7 @@ def test_a_reused_run_id_is_refused_before_anything_starts(monkeypatch: pytest.M
     def must_not_run(self: harness.run.Run) -> None:
         raise AssertionError("the run went ahead")
 
-    monkeypatch.setattr(harness.run.Run, "_deploy_and_drive", must_not_run)
+    monkeypatch.setattr(harness.run.Run, "_build_deploy_and_drive", must_not_run)
     (tmp_path / "taken").mkdir()
     scenario = str(ROOT / "loadtests" / "default.yaml")
     result = CliRunner().invoke(cli, ["run", scenario, "--out", str(tmp_path), "--run-id", "taken"])

@@ -145,11 +145,6 @@ class LatencyHistogram:
         nonzero = np.flatnonzero(counts)
         return 0.0 if not len(nonzero) else float(_equivalent_values_us()[0][nonzero[0]]) / _US_PER_S
 
-    def max_s(self) -> float | None:
-        """Largest sample (its bucket's highest equivalent value) in seconds; None when empty."""
-        n = self.count
-        return None if n == 0 else self.value_at_rank_s(n)
-
     def iter_buckets(self) -> Iterator[tuple[float, int]]:
         """(value_s, count) for every non-empty bucket in increasing order; value_s is the bucket's highest
         equivalent value, the same value the percentiles report."""

@@ -15,83 +15,18 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from harness.config import Scenario
 from harness.errors import LoadError
-from harness.load.shape import StageSpec, total_duration_s
+from harness.load.shape import load_plan, planned_duration_s
 from harness.model import ClientInterval, from_json_dict
 from harness.processes import REPLICA_ENV, RUN_ENV, free_port, spawn, stop_tree
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 # The process mark's replica part for Locust and its workers (harness.processes).
 LOADGEN_MARK = "loadgen"
-# Upper bound on the drain after the last stage (also bounded by the request timeout).
-DRAIN_S = 5.0
-
-
-def stage_specs(scenario: Scenario) -> list[StageSpec]:
-    """The load generator's view of the scenario's stages."""
-    return [
-        StageSpec(
-            name=stage.name,
-            duration_s=stage.duration_s,
-            users=stage.users,
-            spawn_rate=stage.spawn_rate,
-            arrival_rate_rps=stage.arrival_rate_rps,
-            arrival=stage.arrival,
-        )
-        for stage in scenario.stages
-    ]
-
-
-def drain_s(scenario: Scenario) -> float:
-    """After the last stage: time for outstanding requests to finish and be recorded."""
-    return min(scenario.load.request_timeout_s, DRAIN_S)
-
-
-def planned_duration_s(scenario: Scenario) -> float:
-    """How long a load generator runs the scenario: every stage, then the drain."""
-    return total_duration_s(stage_specs(scenario)) + drain_s(scenario)
-
-
-def load_plan(scenario: Scenario, endpoints_file: Path, intervals_dir: Path) -> dict[str, Any]:
-    """The harness locustfile's plan (HARNESS_LOAD_PLAN): stages, payload, where endpoints and records live."""
-    return {
-        "stages": [asdict(spec) for spec in stage_specs(scenario)],
-        "processes": scenario.load.processes,
-        "process": 0,
-        "endpoint_path": scenario.service.endpoint,
-        "endpoints_file": str(endpoints_file),
-        "intervals_dir": str(intervals_dir),
-        "interval_s": scenario.metrics.interval_s,
-        "request_timeout_s": scenario.load.request_timeout_s,
-        "drain_s": drain_s(scenario),
-        "max_in_flight": scenario.load.max_in_flight,
-        "seed": scenario.load.seed,
-        "payload": {
-            "source": scenario.payload.source,
-            "file": str(scenario.payload.file) if scenario.payload.file else None,
-            "batch_rows": scenario.payload.batch_rows,
-            "malformed_fraction": scenario.payload.malformed_fraction,
-        },
-        "user_locustfile": None if scenario.load.locustfile is None else str(scenario.load.locustfile),
-        # Header values stay `${NAME}` here: the load process reads them from its environment.
-        "requests": None
-        if scenario.requests is None
-        else [request.model_dump(mode="json") for request in scenario.requests],
-    }
-
-
-def locust_totals(json_file: Path) -> dict[str, Any] | None:
-    """Locust's totals from its --json-file output; None when it wrote none (killed, or never started)."""
-    try:
-        data = json.loads(json_file.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return {"stats": data} if isinstance(data, list) else data
 
 
 def write_endpoints(path: Path, base_urls: Sequence[str]) -> None:
@@ -147,8 +82,6 @@ class LoadDriver(Protocol):
 
     def stop(self, grace_s: float = 15.0) -> None: ...
 
-    def totals(self) -> dict[str, Any] | None: ...
-
 
 class LocustProcess:
     """One headless Locust run (optionally with worker processes), bounded by the plan's duration."""
@@ -179,20 +112,14 @@ class LocustProcess:
         self._lock = threading.Lock()
 
     @property
-    def drain_s(self) -> float:
-        return drain_s(self.scenario)
-
-    @property
     def planned_duration_s(self) -> float:
         return planned_duration_s(self.scenario)
-
-    def plan(self) -> dict[str, Any]:
-        return load_plan(self.scenario, self.endpoints_file, self.intervals_dir)
 
     def start(self) -> None:
         self.intervals_dir.mkdir(parents=True, exist_ok=True)
         plan_file = self.work_dir / "load_plan.json"
-        plan_file.write_text(json.dumps(self.plan(), indent=2))
+        plan = load_plan(self.scenario, self.endpoints_file, self.intervals_dir)
+        plan_file.write_text(json.dumps(plan, indent=2))
         command = [
             sys.executable,
             "-m",
@@ -231,9 +158,6 @@ class LocustProcess:
         except OSError as error:
             raise LoadError(f"cannot start Locust ({error})") from error
         self.started_s = time.time()
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
     def poll(self) -> int:
         """Ingest new interval records; returns how many arrived."""
@@ -279,7 +203,3 @@ class LocustProcess:
         """Stop Locust and anything it started; idempotent. SIGTERM lets it write its JSON totals."""
         if self.process is not None:
             stop_tree(self.process, grace_s=grace_s, mark={RUN_ENV: self.run_id, REPLICA_ENV: LOADGEN_MARK})
-
-    def totals(self) -> dict[str, Any] | None:
-        """Locust's own final totals (its JSON stats file), for cross-checking the harness's counts."""
-        return locust_totals(self.json_file)

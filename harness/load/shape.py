@@ -1,10 +1,19 @@
-"""The traffic shape as a pure function of elapsed time, which Locust's LoadTestShape merely calls."""
+"""The load plan: the scenario's stages as the load generator runs them, and the traffic shape as a pure
+function of elapsed time, which Locust's LoadTestShape merely calls."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from harness.config import Scenario
+
+# Upper bound on the drain after the last stage (also bounded by the request timeout).
+DRAIN_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -80,3 +89,59 @@ def drain_over(stages: Sequence[StageSpec], elapsed_s: float, drain_s: float, in
     if over_s >= drain_s:
         return True
     return in_flight == 0 and over_s >= min(MIN_DRAIN_S, drain_s)
+
+
+def stage_specs(scenario: Scenario) -> list[StageSpec]:
+    """The load generator's view of the scenario's stages."""
+    return [
+        StageSpec(
+            name=stage.name,
+            duration_s=stage.duration_s,
+            users=stage.users,
+            spawn_rate=stage.spawn_rate,
+            arrival_rate_rps=stage.arrival_rate_rps,
+            arrival=stage.arrival,
+        )
+        for stage in scenario.stages
+    ]
+
+
+def drain_s(scenario: Scenario) -> float:
+    """After the last stage: time for outstanding requests to finish and be recorded."""
+    return min(scenario.load.request_timeout_s, DRAIN_S)
+
+
+def planned_duration_s(scenario: Scenario) -> float:
+    """How long a load generator runs the scenario: every stage, then the drain."""
+    return total_duration_s(stage_specs(scenario)) + drain_s(scenario)
+
+
+def load_plan(scenario: Scenario, endpoints_file: Path, intervals_dir: Path) -> dict[str, Any]:
+    """The harness locustfile's plan (HARNESS_LOAD_PLAN): stages, payload, where endpoints and records live.
+
+    The same plan runs on this machine (harness.load.runner) and in a cluster (charts/loadgen), where the
+    paths are the pod's."""
+    return {
+        "stages": [asdict(spec) for spec in stage_specs(scenario)],
+        "processes": scenario.load.processes,
+        "process": 0,
+        "endpoint_path": scenario.service.endpoint,
+        "endpoints_file": str(endpoints_file),
+        "intervals_dir": str(intervals_dir),
+        "interval_s": scenario.metrics.interval_s,
+        "request_timeout_s": scenario.load.request_timeout_s,
+        "drain_s": drain_s(scenario),
+        "max_in_flight": scenario.load.max_in_flight,
+        "seed": scenario.load.seed,
+        "payload": {
+            "source": scenario.payload.source,
+            "file": str(scenario.payload.file) if scenario.payload.file else None,
+            "batch_rows": scenario.payload.batch_rows,
+            "malformed_fraction": scenario.payload.malformed_fraction,
+        },
+        "user_locustfile": None if scenario.load.locustfile is None else str(scenario.load.locustfile),
+        # Header values stay `${NAME}` here: the load process reads them from its environment.
+        "requests": None
+        if scenario.requests is None
+        else [request.model_dump(mode="json") for request in scenario.requests],
+    }

@@ -22,7 +22,7 @@ from harness.model import Status, Verdict
 from harness.redact import redact_text, redact_url, url_credentials
 
 LOOPBACK: Final = "127.0.0.1"
-# Numeric encoding of a Status in harness_objective_status and harness_run_status.
+# Numeric encoding of a Status in the pushed verdict's harness_objective_status and harness_run_status.
 STATUS_VALUE: Final = {Status.PASS: 0, Status.WARN: 1, Status.FAIL: 2, Status.INCONCLUSIVE: 3}
 LIVE_QUANTILES: Final = ("0.5", "0.95", "0.99")
 
@@ -57,12 +57,6 @@ class HarnessExporter:
             registry=self.registry,
         )
         self._replicas = Gauge("harness_replicas", "Replicas desired and ready", ["state"], registry=self.registry)
-        self._objective_status = Gauge(
-            "harness_objective_status",
-            "Objective status so far: 0 pass, 1 warn, 2 fail, 3 inconclusive",
-            ["objective"],
-            registry=self.registry,
-        )
         self._errors = Counter("harness_errors", "Failed requests since the run started", registry=self.registry)
         self._run_info = Gauge(
             "harness_run_info", "The run being measured", ["run_id", "scenario"], registry=self.registry
@@ -90,9 +84,6 @@ class HarnessExporter:
     def set_replicas(self, desired: int | None, ready: int | None) -> None:
         self._replicas.labels(state="desired").set(_value(desired))
         self._replicas.labels(state="ready").set(_value(ready))
-
-    def set_objective_status(self, objective: str, status: Status) -> None:
-        self._objective_status.labels(objective=objective).set(STATUS_VALUE[status])
 
     def add_errors(self, count: int) -> None:
         """Add failed requests to harness_errors_total (a counter only grows)."""

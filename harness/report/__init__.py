@@ -22,14 +22,14 @@ REPORT_FILES = ("report.html", "report.md", "junit.xml")
 def write_reports(run_dir: RunDirectory) -> list[Path]:
     """Render report.html, report.md and junit.xml into the run directory; returns their paths."""
     # The renderers (plotly above all) are imported on first use, so that starting a run stays fast.
-    from harness.report.html import render_html_from
+    from harness.report.html import render_html
     from harness.report.junit import render_junit
-    from harness.report.markdown import render_markdown_from
+    from harness.report.markdown import render_markdown
 
     data = load_run(run_dir)
     texts = {
-        "report.html": render_html_from(data),
-        "report.md": render_markdown_from(data),
+        "report.html": render_html(data),
+        "report.md": render_markdown(data),
         "junit.xml": render_junit(data.verdict, f"harness.{data.scenario_name}"),
     }
     return [run_dir.write_text(name, texts[name]) for name in REPORT_FILES]

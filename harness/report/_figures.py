@@ -240,10 +240,6 @@ def _add_replicas(fig: go.Figure, data: RunData, row: int) -> None:
     fig.update_yaxes(title_text="replicas", range=[0, top + 1], dtick=1, row=row, col=1)
 
 
-def _number(value: Any, default: float) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
-
-
 # --------------------------------------------------------------------------- throughput
 
 

@@ -479,13 +479,8 @@ def _files(run_dir: RunDirectory) -> str:
     return f"<ul>{items}</ul>"
 
 
-def render_html(run_dir: RunDirectory) -> str:
-    """The whole report.html of a finished run directory, as one self-contained HTML document."""
-    return render_html_from(load_run(run_dir))
-
-
-def render_html_from(data: RunData) -> str:
-    """report.html from an already loaded run directory."""
+def render_html(data: RunData) -> str:
+    """The whole report.html of a loaded run directory (`load_run`), as one self-contained HTML document."""
     verdict = data.verdict
     plots = all_plots(data)
     body = [

@@ -29,8 +29,7 @@ from harness.report._common import (
     fmt_stage,
     fmt_threshold,
 )
-from harness.report._rundata import RunData, load_run
-from harness.rundir import RunDirectory
+from harness.report._rundata import RunData
 
 _HTML_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 # Emphasis, code, links, strikethrough and escapes; `_` only where it could start or end emphasis.
@@ -209,13 +208,8 @@ def _autoscaling(data: RunData) -> list[str]:
     ]
 
 
-def render_markdown(run_dir: RunDirectory) -> str:
-    """The report.md summary of a finished run directory."""
-    return render_markdown_from(load_run(run_dir))
-
-
-def render_markdown_from(data: RunData) -> str:
-    """report.md from an already loaded run directory."""
+def render_markdown(data: RunData) -> str:
+    """The report.md summary of a loaded run directory (`load_run`)."""
     verdict = data.verdict
     lines = [
         f"## {STATUS_EMOJI[verdict.status]} {verdict.status.value}: {_code(data.scenario_name)}",

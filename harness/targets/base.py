@@ -119,9 +119,10 @@ class HasInClusterLoad(Protocol):
     """A target that can run the load generator next to the replicas (Kubernetes: charts/loadgen)."""
 
     def in_cluster_load(
-        self, work_dir: Path, on_record: Callable[[ClientInterval], None], json_file: Path
-    ) -> LoadDriver | None:
-        """The in-cluster load driver, or None when the scenario runs the load on the harness's machine."""
+        self, image: str, work_dir: Path, on_record: Callable[[ClientInterval], None], json_file: Path
+    ) -> LoadDriver:
+        """The in-cluster load driver running the load generator's `image`, for a scenario whose target kind
+        says the load runs in the cluster (`TargetKind.load_in_cluster`)."""
         ...
 
 

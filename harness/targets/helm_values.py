@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from harness.config import AutoscalingConfig, ResourceAmounts, Scenario
 from harness.errors import ConfigError
+from harness.load.shape import load_plan, planned_duration_s
 from harness.service_env import container_env
 from harness.targets.serving import bentoml_config_options
 
@@ -187,9 +188,6 @@ def loadgen_values(
     workers: int | None = None,
 ) -> dict[str, Any]:
     """Values for charts/loadgen: the scenario's stages as the harness locustfile's plan, on `workers` pods."""
-    # Imported here: the load runner is only needed for in-cluster load.
-    from harness.load.runner import load_plan, planned_duration_s
-
     worker_count = workers or scenario.load.processes
     plan = load_plan(scenario, Path("/etc/harness/endpoints.json"), Path("/results/intervals"))
     plan["processes"] = worker_count

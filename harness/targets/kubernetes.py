@@ -32,7 +32,6 @@ from harness.metrics.scrape import parse_bentoml_metrics
 from harness.model import (
     ClientInterval,
     EventSink,
-    ImageBuilt,
     ImageLoaded,
     KindClusterUsed,
     NamespaceCreated,
@@ -63,7 +62,6 @@ from harness.targets.kubernetes_status import (
     pod_resource_use,
 )
 
-LOADGEN_DOCKERFILE = Path(__file__).resolve().parents[2] / "dockerfiles" / "loadgen.Dockerfile"
 _LOG_TAIL_LINES = 12
 # Kinds the model-service chart renders; stop() deletes every object of these kinds labelled with the run.
 CLEANUP_KINDS = (
@@ -313,23 +311,14 @@ class KubernetesTarget:
         return f"http://{cluster_ip}:{service['spec']['ports'][0]['port']}"
 
     def in_cluster_load(
-        self, work_dir: Path, on_record: Callable[[ClientInterval], None], json_file: Path
-    ) -> InClusterLoad | None:
-        """The load generator inside the cluster (target.kubernetes.loadgen: in-cluster), its image built from
-        this checkout and put on the node; None when the load runs on the harness's machine."""
-        if self.config.loadgen != "in-cluster":
-            return None
-        from harness.build import build_tool_image
-
-        started_s = self._clock()
-        built = build_tool_image(
-            LOADGEN_DOCKERFILE, "harness-loadgen", self.scenario.build.base_image, self.scenario.build.ca_bundle
-        )
-        self.on_event(ImageBuilt(built.tag, built.size_bytes, round(self._clock() - started_s, 1), built.reused))
-        self.load_image(built.tag)
+        self, image: str, work_dir: Path, on_record: Callable[[ClientInterval], None], json_file: Path
+    ) -> InClusterLoad:
+        """The load generator inside the cluster (target.kubernetes.loadgen: in-cluster), running `image` (the
+        run's build step built it from this checkout), which is put on the node first."""
+        self.load_image(image)
         workers = self.config.loadgen_workers or self.scenario.load.processes
         return InClusterLoad(
-            self, self.scenario, work_dir, on_record, image=built.tag, json_file=json_file, workers=workers
+            self, self.scenario, work_dir, on_record, image=image, json_file=json_file, workers=workers
         )
 
     def scale(self, replicas: int) -> None:

@@ -19,7 +19,8 @@ from typing import Any
 
 from harness.config import Scenario
 from harness.errors import HarnessError, LoadError
-from harness.load.runner import IntervalTail, locust_totals, planned_duration_s
+from harness.load.runner import IntervalTail
+from harness.load.shape import planned_duration_s
 from harness.model import ClientInterval, RunWarning
 from harness.targets.helm import LOADGEN_CHART, render_chart
 from harness.targets.helm_values import loadgen_values
@@ -211,7 +212,3 @@ class InClusterLoad:
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join(timeout=grace_s)
-
-    def totals(self) -> dict[str, Any] | None:
-        """Locust's own totals as the master printed them."""
-        return locust_totals(self.json_file)

@@ -1,28 +1,27 @@
 """The registry of targets: each kind's factory, and what a run needs to know about it (its capabilities)
-before the target exists."""
+before the target exists, such as whether its replicas run an image the run must build first."""
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config import Scenario
 from harness.errors import ConfigError
-from harness.model import EventSink, ImageBuilt
-from harness.service_env import model_store_home
+from harness.model import EventSink
 from harness.targets.base import Target
 
 
 @dataclass(frozen=True)
 class TargetContext:
-    """What a target factory gets besides the scenario: where to work, where events go, CPU placement."""
+    """What a target factory gets besides the scenario: where to work, where events go, CPU placement, and the
+    image its replicas run (built by the run's build step, or named by the scenario)."""
 
     work_dir: Path
     on_event: EventSink
     run_id: str
+    image: str | None = None
     replica_cpus: tuple[int, ...] | None = None
     on_replica_started: Callable[[str, int], None] | None = None
 
@@ -49,27 +48,13 @@ def _external(scenario: Scenario, context: TargetContext) -> Target:
     return ExternalTarget(scenario)
 
 
-def service_image(scenario: Scenario, on_event: EventSink) -> str:
-    """The image replicas run: `target.docker.image` when given, else the bento built and containerised now."""
-    from harness.build import build_bento, containerize
-
-    if scenario.target.docker.image:
-        return scenario.target.docker.image
-    started_s = time.time()
-    home = model_store_home(scenario.service, os.environ)
-    bento_tag = build_bento(scenario.service, home)
-    image = containerize(bento_tag, scenario.build.base_image, scenario.build.ca_bundle, bentoml_home=home)
-    on_event(ImageBuilt(image.tag, image.size_bytes, round(time.time() - started_s, 1), image.reused))
-    return image.tag
-
-
 def _docker(scenario: Scenario, context: TargetContext) -> Target:
     from harness.targets.docker import DockerTarget
 
     return DockerTarget(
         scenario,
         context.work_dir,
-        image=service_image(scenario, context.on_event),
+        image=context.image,
         run_id=context.run_id,
         on_event=context.on_event,
     )
@@ -83,7 +68,7 @@ def _kubernetes(scenario: Scenario, context: TargetContext) -> Target:
         context.work_dir,
         on_event=context.on_event,
         run_id=context.run_id,
-        image=scenario.target.kubernetes.image or service_image(scenario, context.on_event),
+        image=context.image,
     )
 
 
@@ -100,6 +85,9 @@ class TargetKind:
     replicas_on_this_machine: bool = False
     # What dead runs left behind includes containers on this machine's Docker daemon.
     uses_docker: bool = False
+    # Replicas run a container image of the service: the one the scenario names, or, when it names none, one
+    # the run builds from service.path before deploying. None: replicas are not containers of an image.
+    named_image: Callable[[Scenario], str | None] | None = None
     # The load generator runs inside the target (a Kubernetes Job) rather than on this machine.
     load_in_cluster: Callable[[Scenario], bool] = lambda scenario: False
 
@@ -107,9 +95,13 @@ class TargetKind:
 TARGETS: dict[str, TargetKind] = {
     "local": TargetKind(_local, serves_service_dir=True, replicas_on_this_machine=True),
     "external": TargetKind(_external, deploys=False),
-    "docker": TargetKind(_docker, serves_service_dir=True, uses_docker=True),
+    "docker": TargetKind(
+        _docker, serves_service_dir=True, uses_docker=True, named_image=lambda scenario: scenario.target.docker.image
+    ),
     "kubernetes": TargetKind(
-        _kubernetes, load_in_cluster=lambda scenario: scenario.target.kubernetes.loadgen == "in-cluster"
+        _kubernetes,
+        named_image=lambda scenario: scenario.target.kubernetes.image or scenario.target.docker.image,
+        load_in_cluster=lambda scenario: scenario.target.kubernetes.loadgen == "in-cluster",
     ),
 }
 

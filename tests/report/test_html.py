@@ -16,6 +16,7 @@ from harness.analysis.compare import compare, summarize_run
 from harness.errors import ReportError
 from harness.model import ClientInterval, from_json_dict, to_json_dict
 from harness.report import ComparisonRow, render_comparison_html
+from harness.report._rundata import load_run
 from harness.report.console import comparison_rows
 from harness.report.html import render_html
 from harness.rundir import RECORD_FILES, RunDirectory
@@ -51,7 +52,7 @@ def _edit_scenario(run_dir: RunDirectory, **changes: object) -> None:
 
 
 def test_recorded_run_page_has_the_verdict_first_then_every_plot(recorded_run: RunDirectory) -> None:
-    page = render_html(recorded_run)
+    page = render_html(load_run(recorded_run))
     verdict = recorded_run.read_verdict()
 
     assert page.startswith("<!DOCTYPE html>")
@@ -73,7 +74,7 @@ def test_recorded_run_page_has_the_verdict_first_then_every_plot(recorded_run: R
 
 
 def test_recorded_run_tables_show_the_derived_figures(recorded_run: RunDirectory) -> None:
-    page = render_html(recorded_run)
+    page = render_html(load_run(recorded_run))
     capacity = _section(page, "capacity")
     assert '<td>Replicas needed</td><td class="num">8</td>' in capacity
     assert "116.80" in capacity
@@ -92,7 +93,7 @@ def test_recorded_run_tables_show_the_derived_figures(recorded_run: RunDirectory
 
 
 def test_plots_carry_the_recorded_series(recorded_run: RunDirectory) -> None:
-    page = render_html(recorded_run)
+    page = render_html(load_run(recorded_run))
     # The scale decision is annotated on the replicas panel, and the knee is drawn.
     assert '"text":"2\\u21923"' in page
     assert '"name":"scale up decision"' in page
@@ -109,7 +110,7 @@ def test_missing_replica_server_and_autoscaling_parts_say_not_measured(recorded_
     _edit_scenario(recorded_run, autoscaling=None, capacity=None)
     _edit_json(recorded_run, "verdict.json", capacity=None, saturation=None, autoscaling=[])
 
-    page = render_html(recorded_run)
+    page = render_html(load_run(recorded_run))
 
     assert _plot_divs(page) == {"plot-latency", "plot-throughput", "plot-knee", "plot-errors"}
     assert "Not measured:</strong> no replica samples" in _section(page, "section-plot-cpu")
@@ -129,7 +130,7 @@ def test_failed_scrapes_only_say_why_the_server_plot_is_missing(recorded_run: Ru
     failed = [{**line, "ok": False, "error": "connection refused"} for line in lines][:5]
     path.write_text("".join(json.dumps(line) + "\n" for line in failed))
 
-    section = _section(render_html(recorded_run), "section-plot-server")
+    section = _section(render_html(load_run(recorded_run)), "section-plot-server")
 
     assert "every /metrics scrape failed (5 failures; first: connection refused)" in section
 
@@ -137,7 +138,7 @@ def test_failed_scrapes_only_say_why_the_server_plot_is_missing(recorded_run: Ru
 def test_no_client_intervals_leaves_only_the_stage_level_plot(recorded_run: RunDirectory) -> None:
     recorded_run.file("client_intervals.jsonl").unlink()
 
-    page = render_html(recorded_run)
+    page = render_html(load_run(recorded_run))
 
     assert _plot_divs(page) == {"plot-knee", "plot-cpu", "plot-server"}
     for plot_id in ("plot-latency", "plot-throughput", "plot-errors"):
@@ -151,7 +152,7 @@ def test_a_run_without_failures_says_so_instead_of_an_empty_error_plot(recorded_
         "".join(json.dumps(to_json_dict(i)) + "\n" for i in clean)
     )
 
-    page = render_html(recorded_run)
+    page = render_html(load_run(recorded_run))
 
     assert "plot-errors" not in _plot_divs(page)
     total = sum(i.requests for i in clean)
@@ -161,7 +162,7 @@ def test_a_run_without_failures_says_so_instead_of_an_empty_error_plot(recorded_
 def test_text_from_the_run_is_escaped(recorded_run: RunDirectory) -> None:
     _edit_json(recorded_run, "verdict.json", warnings=["<script>alert('x')</script> & more"])
 
-    page = render_html(recorded_run)
+    page = render_html(load_run(recorded_run))
 
     assert "<script>alert" not in page
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in page
@@ -173,14 +174,14 @@ def test_a_verdict_that_breaks_the_schema_is_refused_with_its_path(recorded_run:
     recorded_run.file("verdict.json").write_text(json.dumps(data))
 
     with pytest.raises(ReportError, match=r"\$\.stages\[1\]\.requests"):
-        render_html(recorded_run)
+        render_html(load_run(recorded_run))
 
 
 def test_missing_verdict_is_a_report_error(tmp_path: Path) -> None:
     empty = tmp_path / "run"
     empty.mkdir()
     with pytest.raises(ReportError, match=r"verdict\.json: missing"):
-        render_html(RunDirectory(empty))
+        render_html(load_run(RunDirectory(empty)))
 
 
 # --------------------------------------------------------------------------- comparison page
@@ -240,7 +241,7 @@ def test_closed_model_buckets_plot_users_beside_the_offered_rate(recorded_run: R
         "".join(json.dumps(to_json_dict(i)) + "\n" for i in closed)
     )
 
-    page = render_html(recorded_run)
+    page = render_html(load_run(recorded_run))
 
     assert '"name":"users (closed model)"' in page and '"name":"offered load (rps)"' in page
     assert '"text":"offered rps \\u002f users"' in page
@@ -251,7 +252,7 @@ def test_stages_not_judged_are_apart_from_the_curve(recorded_run: RunDirectory) 
     data["stages"][0]["judged"] = False
     recorded_run.file("verdict.json").write_text(json.dumps(data))
 
-    page = render_html(recorded_run)
+    page = render_html(load_run(recorded_run))
 
     assert '"name":"p95, not judged or invalid (ms)"' in page
     assert "low (not judged)" in _section(page, "stages")
@@ -260,7 +261,7 @@ def test_stages_not_judged_are_apart_from_the_curve(recorded_run: RunDirectory) 
 def test_without_stages_json_the_timeline_starts_at_the_first_interval(recorded_run: RunDirectory) -> None:
     recorded_run.file("stages.json").unlink()
 
-    page = render_html(recorded_run)
+    page = render_html(load_run(recorded_run))
 
     assert _plot_divs(page) == set(PLOT_IDS)
     # No stage names are drawn over the plots when the stage windows are unknown.

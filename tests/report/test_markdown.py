@@ -9,6 +9,7 @@ from html import escape
 import pytest
 import yaml
 
+from harness.report._rundata import load_run
 from harness.report.markdown import render_markdown
 from harness.rundir import RunDirectory
 
@@ -19,7 +20,7 @@ def _table_rows(text: str, heading: str) -> list[str]:
 
 
 def test_recorded_run_summary(recorded_run: RunDirectory) -> None:
-    text = render_markdown(recorded_run)
+    text = render_markdown(load_run(recorded_run))
     verdict = recorded_run.read_verdict()
 
     assert text.startswith("## ❌ FAIL: `digits-recorded`\n")
@@ -51,7 +52,7 @@ def test_pipes_and_newlines_in_text_do_not_break_tables(recorded_run: RunDirecto
     data["objectives"][0]["reason"] = "a | b\nc"
     path.write_text(json.dumps(data))
 
-    rows = _table_rows(render_markdown(recorded_run), "Objectives")
+    rows = _table_rows(render_markdown(load_run(recorded_run)), "Objectives")
 
     assert rows[0].endswith("| a \\| b c |")
     # Seven cells: eight unescaped pipes on every row.
@@ -64,7 +65,7 @@ def test_missing_capacity_and_saturation_are_explained(recorded_run: RunDirector
     data.update(capacity=None, saturation=None, autoscaling=[], warnings=[])
     path.write_text(json.dumps(data))
 
-    text = render_markdown(recorded_run)
+    text = render_markdown(load_run(recorded_run))
 
     assert "### Capacity plan\n\n_Not computed: the scenario sets no capacity.target_peak_rps._" in text
     assert "### Saturation\n\n_Not analysed._" in text
@@ -92,7 +93,7 @@ def test_names_and_reasons_cannot_inject_html_or_markdown(recorded_run: RunDirec
     verdict["warnings"] = ["# not a heading\n- not an item", "<iframe src=x>", "1) not a list"]
     verdict_path.write_text(json.dumps(verdict))
 
-    text = render_markdown(recorded_run)
+    text = render_markdown(load_run(recorded_run))
 
     # Outside code spans (where HTML is literal) no tag or markup survives.
     body = text.split("### Objectives", 1)[1]
@@ -131,4 +132,4 @@ def test_the_scenario_name_is_a_literal_code_span(recorded_run: RunDirectory, na
     scenario = yaml.safe_load(path.read_text())
     scenario["name"] = name
     path.write_text(yaml.safe_dump(scenario))
-    assert render_markdown(recorded_run).startswith(f"## ❌ FAIL: {shown}\n")
+    assert render_markdown(load_run(recorded_run)).startswith(f"## ❌ FAIL: {shown}\n")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.build import LOCAL_BASE_IMAGE, build_bento, containerize, prune_images
+from harness.build import LOCAL_BASE_IMAGE, build_service_image, prune_images
 from harness.config import ServiceConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,9 +22,8 @@ def digits_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The digits example's image, built for real (Docker's layer cache keeps repeated builds short)."""
     home = tmp_path_factory.mktemp("bentoml_home")
     service = ServiceConfig(path=DIGITS_DIR, service="service:DigitsClassifier")
-    bento_tag = build_bento(service, home)
     ca_bundle = MACHINE_CA_BUNDLE if MACHINE_CA_BUNDLE.is_file() else None
-    tag = containerize(bento_tag, LOCAL_BASE_IMAGE, ca_bundle, bentoml_home=home).tag
+    tag = build_service_image(service, LOCAL_BASE_IMAGE, ca_bundle, bentoml_home=home).tag
     # Every test session builds a new bento version; older test images need not pile up, while the image of a
     # session running beside this one (make test runs two) stays.
     prune_images(tag, older_than_s=3600)

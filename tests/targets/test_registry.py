@@ -23,6 +23,7 @@ def test_capabilities_say_what_the_run_does_per_kind() -> None:
     assert [name for name, kind in TARGETS.items() if kind.replicas_on_this_machine] == ["local"]
     assert [name for name, kind in TARGETS.items() if kind.serves_service_dir] == ["local", "docker"]
     assert [name for name, kind in TARGETS.items() if kind.uses_docker] == ["docker"]
+    assert [name for name, kind in TARGETS.items() if kind.named_image is not None] == ["docker", "kubernetes"]
 
 
 def test_only_kubernetes_with_loadgen_in_cluster_loads_in_the_cluster() -> None:

@@ -1,0 +1,81 @@
+"""harness.run's build step: the images a run builds before deploying, chosen by the target kind's capabilities."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import harness.run
+from harness.build import LOADGEN_DOCKERFILE, BuiltImage
+from harness.config import Scenario, load_scenario
+from harness.model import ImageBuilt, RunEvent
+from harness.run import Run, RunImages
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def scenario_on(tmp_path: Path, kind: str, **target: dict[str, Any]) -> Scenario:
+    base = load_scenario(ROOT / "loadtests" / "default.yaml")
+    changed = base.target.model_copy(update={"kind": kind})
+    for section, fields in target.items():
+        changed = changed.model_copy(update={section: getattr(changed, section).model_copy(update=fields)})
+    output = base.output.model_copy(update={"dir": tmp_path, "run_id": "build-step"})
+    return base.model_copy(update={"target": changed, "output": output})
+
+
+@pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What the build step asked build.py to build, with every build replaced by a fake image."""
+    asked: list[str] = []
+
+    def service_image(service: Any, base_image: str | None, ca_bundle: Path | None) -> BuiltImage:
+        asked.append("service")
+        return BuiltImage(tag="digits:built", size_bytes=1, build_s=0.0)
+
+    def tool_image(dockerfile: Path, repository: str, base_image: str | None, ca_bundle: Path | None) -> BuiltImage:
+        asked.append(dockerfile.name)
+        return BuiltImage(tag=f"{repository}:built", size_bytes=1, build_s=0.0)
+
+    monkeypatch.setattr(harness.run, "build_service_image", service_image)
+    monkeypatch.setattr(harness.run, "build_tool_image", tool_image)
+    return asked
+
+
+def build(scenario: Scenario) -> tuple[RunImages, list[ImageBuilt]]:
+    run = Run(scenario)
+    run.run_dir.create()
+    try:
+        images = run._build()
+    finally:
+        run.run_dir.close()
+    events = [event.detail for event in run.run_dir.read_records(RunEvent)]
+    return images, [event for event in events if isinstance(event, ImageBuilt)]
+
+
+@pytest.mark.parametrize("kind", ["local", "external"])
+def test_targets_without_images_build_nothing(tmp_path: Path, builds: list[str], kind: str) -> None:
+    assert build(scenario_on(tmp_path, kind)) == (RunImages(), [])
+    assert builds == []
+
+
+def test_an_image_the_scenario_names_is_used_as_it_is(tmp_path: Path, builds: list[str]) -> None:
+    images, built = build(scenario_on(tmp_path, "docker", docker={"image": "mine:1"}))
+    assert images == RunImages(service="mine:1") and built == [] and builds == []
+    images, _ = build(scenario_on(tmp_path / "k", "kubernetes", docker={"image": "mine:1"}))
+    assert images.service == "mine:1", "kubernetes falls back on target.docker.image"
+
+
+@pytest.mark.parametrize("kind", ["docker", "kubernetes"])
+def test_without_a_named_image_the_service_image_is_built_first(tmp_path: Path, builds: list[str], kind: str) -> None:
+    images, built = build(scenario_on(tmp_path, kind, docker={"image": None}, kubernetes={"image": None}))
+    assert images == RunImages(service="digits:built") and builds == ["service"]
+    assert [event.image for event in built] == ["digits:built"]
+
+
+def test_in_cluster_load_builds_the_load_generator_image(tmp_path: Path, builds: list[str]) -> None:
+    scenario = scenario_on(tmp_path, "kubernetes", kubernetes={"image": "mine:1", "loadgen": "in-cluster"})
+    images, built = build(scenario)
+    assert images == RunImages(service="mine:1", loadgen="harness-loadgen:built")
+    assert builds == [LOADGEN_DOCKERFILE.name] and [event.image for event in built] == ["harness-loadgen:built"]
