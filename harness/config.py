@@ -318,19 +318,51 @@ class FieldCheck(BaseModel):
         return self
 
 
+class SameAsAlone(BaseModel):
+    """An answer under load must agree with the answer the same body got when it was sent alone, one request
+    at a time before the load (what batching, caching or concurrency bugs break); no expected label needed."""
+
+    model_config = _STRICT
+    field: str | None = Field(
+        default=None, pattern=_FIELD_PATH, description="the JSON field compared (`labels.0`); default: the whole answer"
+    )
+    bodies: int = Field(
+        default=50, ge=1, le=1000, description="distinct bodies answered alone (each twice) before the load"
+    )
+    tolerance: float = Field(default=0.0, ge=0, description="numbers that differ by at most this much agree")
+
+
 class ResponseCheck(BaseModel):
-    """What a correct answer looks like: its status, and fields of its JSON body. A request whose expected
-    statuses are all 4xx is bad input: a 5xx to it counts in bad_input_5xx_rate."""
+    """What a correct answer looks like: its status, fields of its JSON body, and agreement with the answer the
+    same body gets alone. A request whose expected statuses are all 4xx is bad input: a 5xx to it counts in
+    bad_input_5xx_rate."""
 
     model_config = _STRICT
     status: list[Annotated[int, Field(ge=100, le=599)]] | None = Field(
         default=None, min_length=1, description="expected statuses; default: any 2xx"
     )
     fields: list[FieldCheck] = Field(default_factory=list, description="JSON fields of the answer (mismatch_rate)")
+    same_as_alone: SameAsAlone | None = Field(
+        default=None,
+        description="answers under load must equal the same body's answer alone (mismatch_rate); true for the "
+        "whole answer, or {field, bodies, tolerance}",
+    )
+
+    @field_validator("same_as_alone", mode="before")
+    @classmethod
+    def _true_for_defaults(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        return None if value is False else value
 
     @property
     def expects_bad_input(self) -> bool:
         return self.status is not None and all(400 <= code < 500 for code in self.status)
+
+    @property
+    def reads_answer(self) -> bool:
+        """Whether judging an answer needs its body."""
+        return bool(self.fields) or self.same_as_alone is not None
 
 
 class RequestConfig(BaseModel):
@@ -617,8 +649,11 @@ class Scenario(BaseModel):
                 )
         metrics = {objective.metric for objective in self.objectives}
         checks = [request.check for request in self.requests or []]
-        if "mismatch_rate" in metrics and not any(check.fields for check in checks):
-            raise ValueError("objective 'mismatch_rate' needs requests whose check has fields to compare answers with")
+        if "mismatch_rate" in metrics and not any(check.reads_answer for check in checks):
+            raise ValueError(
+                "objective 'mismatch_rate' needs requests whose check has fields or same_as_alone to compare answers "
+                "with"
+            )
         bad_input = self.payload.malformed_fraction > 0 or any(check.expects_bad_input for check in checks)
         if "bad_input_5xx_rate" in metrics and not bad_input:
             raise ValueError(

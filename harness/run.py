@@ -32,7 +32,9 @@ from harness.config import Scenario, dump_scenario
 from harness.errors import ConfigError, DeployError, HarnessError, ReportError
 from harness.exit_codes import ExitCode
 from harness.faults import FaultInjector, fault_times
+from harness.load.alone import describe
 from harness.load.payloads import build_bodies
+from harness.load.record_alone import record_alone
 from harness.load.requests import ready_requests
 from harness.load.runner import LoadDriver, LocustProcess, write_endpoints
 from harness.local_autoscaler import LocalAutoscaler, check_supported
@@ -474,6 +476,7 @@ class Run:
         publisher.start()
         self.resources.add("endpoint publisher", publisher.stop)
 
+        alone_answers = self._record_answers_alone(target)
         locust: LoadDriver
         if images.loadgen is not None and isinstance(target, HasInClusterLoad):
             locust = target.in_cluster_load(
@@ -489,6 +492,7 @@ class Run:
                 log_file=work_dir / "load" / "locust.log",
                 cpus=placement.loadgen_cpus if placement else None,
                 run_id=self.run_id,
+                alone_answers=alone_answers,
             )
         self.resources.add("load generator", locust.stop)
         planned_faults = fault_times(scenario.stages)
@@ -522,6 +526,22 @@ class Run:
             if self.test_start_s is not None:
                 windows = stage_windows(scenario, self.test_start_s, self.load_ended_s)
                 self.run_dir.write_json("stages.json", windows)
+
+    def _record_answers_alone(self, target: Target) -> dict[str, dict[str, Any]]:
+        """Before the load: the answers of the requests with check.same_as_alone, each body sent alone."""
+        requests = [r for r in ready_requests(self.scenario.requests or [], os.environ) if r.check.same_as_alone]
+        if not requests:
+            return {}
+        base_url = next((replica.base_url for replica in target.replicas() if replica.ready), None)
+        if base_url is None:
+            raise DeployError("no ready replica to send the answers alone to (check.same_as_alone)")
+        recorded = record_alone(requests, base_url, self.scenario.load.request_timeout_s)
+        for name, alone in recorded.items():
+            line = describe(name, alone)
+            self.log(line)
+            if alone.unstable or alone.unanswered:
+                self.warnings.append(line)
+        return {name: alone.answers for name, alone in recorded.items()}
 
     def _update_live(self, locust: LoadDriver) -> None:
         """Feed live progress and the harness's own metrics from the latest interval, when one arrived."""

@@ -444,6 +444,16 @@ def test_answer_objectives_need_something_to_judge(metric: str, message: str) ->
     assert parse_scenario(with_requests(checked, objectives=[{"metric": metric, "max": 0.01}]))
 
 
+def test_mismatch_rate_can_judge_answers_against_the_same_body_alone_without_an_expected_label() -> None:
+    compared = {"name": "a", "path": "/p", "check": {"same_as_alone": {"field": "labels.0", "bodies": 20}}}
+    scenario = parse_scenario(with_requests(compared, objectives=[{"metric": "mismatch_rate", "max": 0.01}]))
+    assert scenario.requests is not None and scenario.requests[0].check.same_as_alone is not None
+    assert parse_scenario(yaml.safe_load(dump_scenario(scenario))) == scenario
+    wrong = {"name": "a", "path": "/p", "check": {"same_as_alone": {"field": "labels..0"}}}
+    with pytest.raises(ConfigError, match=r"field 'requests\[0\]\.check\.same_as_alone\.field'"):
+        parse_scenario(with_requests(wrong))
+
+
 def test_a_user_locustfile_runs_users_stages_and_its_own_requests_only() -> None:
     data = {**minimal(), "load": {"locustfile": "users.py"}}
     data["stages"] = [{"name": "open", "duration_s": 5, "arrival_rate_rps": 10}]

@@ -40,6 +40,7 @@ from harness.load.requests import (
     endpoint_request,
     pick_weighted,
     ready_requests,
+    with_alone_answers,
 )
 from harness.load.shape import StagePlan, StageSpec, drain_over, plan_at
 from harness.load.user_locustfile import load_user_classes
@@ -285,7 +286,8 @@ def _call(client: FastHttpSession, request: ReadyRequest, body: PreparedBody, st
     ) as response:
         latency_s = time.time() - started_s
         status = response.status_code or 0
-        result = check_answer(request.check, status, response.content if request.check.fields else None, body.row)
+        content = response.content if request.check.reads_answer else None
+        result = check_answer(request.check, status, content, body.row, body.alone_answer)
         # FastHttpUser's response has `error` only when the request failed without a status.
         error = None if status else getattr(response, "error", None)
         if request.counts_as_traffic:
@@ -421,7 +423,11 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if planned_requests is not None:
         # Headers are expanded here, in the load process only, so their values never reach a file of the run.
         configs = [RequestConfig.model_validate(request) for request in planned_requests]
-        _requests = ready_requests(configs, os.environ)
+        alone_answers = PLAN.get("alone_answers") or {}
+        _requests = [
+            with_alone_answers(request, alone_answers.get(request.name, {}))
+            for request in ready_requests(configs, os.environ)
+        ]
         _cumulative_weights = cumulative_weights([config.weight for config in configs])
     else:
         payload = PLAN["payload"]
