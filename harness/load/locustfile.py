@@ -9,6 +9,7 @@ run goes on. Only this module imports locust and gevent.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -27,7 +28,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner
 
 from harness.analysis.latency import LatencyHistogram
-from harness.config import RequestConfig
+from harness.config import RequestConfig, TlsConfig
 from harness.load.arrivals import arrival_offsets
 from harness.load.malformed import malformed_requests
 from harness.load.payloads import build_bodies
@@ -45,6 +46,7 @@ from harness.load.requests import (
 from harness.load.shape import StagePlan, StageSpec, drain_over, plan_at
 from harness.load.user_locustfile import load_user_classes
 from harness.model import ClientInterval
+from harness.targets.tls import client_context
 
 # A worker whose event loop is starved for a few seconds (a busy node, a CPU-heavy start) misses Locust's
 # 1 s heartbeats; after 3 missed the master drops it and, with the last one, ends the test having sent
@@ -310,6 +312,16 @@ def _record(stage: str, status: int, error: BaseException | None, result: CheckR
         _recorder.answer_checked(stage, result.mismatch is not None)
 
 
+# https URLs (the external target) are checked as target.tls says; Locust's own default is not to verify.
+TLS = TlsConfig.model_validate(PLAN.get("tls") or {})
+TLS_INSECURE = not TLS.verify
+
+
+def _ssl_context(**_: Any) -> Any:
+    """geventhttpclient's context factory (it passes its own CA file, which target.tls replaces)."""
+    return client_context(TLS)
+
+
 class ClosedModelUser(FastHttpUser):
     """A closed-model user: sends the next request as soon as the previous one answers."""
 
@@ -317,6 +329,9 @@ class ClosedModelUser(FastHttpUser):
     network_timeout = REQUEST_TIMEOUT_S
     connection_timeout = REQUEST_TIMEOUT_S
     host = "http://127.0.0.1"
+    insecure = TLS_INSECURE
+    # A partial, not a function: a function here would become a method of the user.
+    ssl_context_factory = functools.partial(_ssl_context)
 
     def on_start(self) -> None:
         self.rng = random.Random(PLAN["seed"] * 7919 + id(self) % 100_000)
@@ -360,6 +375,8 @@ class ArrivalGenerator:
             network_timeout=REQUEST_TIMEOUT_S,
             connection_timeout=REQUEST_TIMEOUT_S,
             concurrency=size,
+            insecure=TLS_INSECURE,
+            ssl_context_factory=_ssl_context,
         )
         self.pool = Pool(size=size)
         # Separate generators: the arrival schedule must depend on the seed and the process only,

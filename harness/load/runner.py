@@ -124,6 +124,8 @@ class LocustProcess:
         plan = {
             **load_plan(self.scenario, self.endpoints_file, self.intervals_dir),
             "alone_answers": self.alone_answers,
+            # How https URLs are checked (the external target); file paths only, never their contents.
+            "tls": self.scenario.target.tls.model_dump(mode="json"),
         }
         plan_file.write_text(json.dumps(plan, indent=2))
         command = [
