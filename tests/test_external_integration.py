@@ -159,6 +159,7 @@ def test_https_without_the_ca_fails_in_one_line_naming_the_tls_problem(tmp_path:
     result = run(scenario(tmp_path, https_server))
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.strip()]
+    print(errors)
     assert len(errors) == 1, result.stderr
     assert errors[0].startswith(f"error: external target: TLS with {https_server} failed: "), errors
     assert "certificate" in errors[0] and "target.tls.ca_bundle" in errors[0], errors
