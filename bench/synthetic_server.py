@@ -5,7 +5,8 @@ Modes:
           known in closed form (uniform on [base, base + jitter]).
   queue   one worker serves requests first come, first served, each for exactly service_ms:
           an M/D/1 queue under Poisson arrivals, whose maximum throughput is 1000 / service_ms.
-Serves POST on any path, GET /readyz, and GET /livez on 127.0.0.1 only (HTTP/1.1, keep-alive).
+Serves POST on any path, GET /readyz, and GET /livez on 127.0.0.1 only (HTTP/1.1, keep-alive); no /metrics.
+With --certfile and --keyfile it serves https, and with --client-ca it requires a client certificate (mTLS).
 Standard library only, so its own overhead is small and easy to reason about.
 """
 
@@ -15,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import random
+import ssl
 import time
 
 RESPONSE = b'{"ok":true}'
@@ -83,7 +85,14 @@ class SyntheticServer:
 
 async def main_async(args: argparse.Namespace) -> None:
     server = SyntheticServer(args.mode, args.base_ms, args.jitter_ms, args.service_ms, args.seed)
-    listener = await asyncio.start_server(server.handle, "127.0.0.1", args.port, backlog=4096)
+    context = None
+    if args.certfile:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.certfile, args.keyfile)
+        if args.client_ca:
+            context.load_verify_locations(args.client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+    listener = await asyncio.start_server(server.handle, "127.0.0.1", args.port, backlog=4096, ssl=context)
     async with listener:
         await asyncio.wait_for(listener.serve_forever(), timeout=args.max_lifetime_s)
 
@@ -96,6 +105,9 @@ def main() -> None:
     parser.add_argument("--jitter-ms", type=float, default=10.0)
     parser.add_argument("--service-ms", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--certfile", help="PEM certificate: serve https")
+    parser.add_argument("--keyfile", help="PEM private key of --certfile")
+    parser.add_argument("--client-ca", help="PEM CA of the client certificates to require (mTLS)")
     parser.add_argument("--max-lifetime-s", type=float, default=3600.0, help="the server stops itself after this")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt, TimeoutError):

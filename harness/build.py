@@ -93,7 +93,7 @@ def build_bento(service: ServiceConfig, bentoml_home: Path | None = None, *, tim
 
     The bento is built in `bentoml_home` (default: the service's model store home), whose models it includes.
     """
-    if not service.path.is_dir():
+    if not service.project_dir.is_dir():
         raise BuildError(f"service.path '{service.path}': no such directory (expected a BentoML project)")
     home = bentoml_home or model_store_home(service, os.environ)
     home.mkdir(parents=True, exist_ok=True)
@@ -101,7 +101,7 @@ def build_bento(service: ServiceConfig, bentoml_home: Path | None = None, *, tim
     try:
         result = subprocess.run(
             command,
-            cwd=service.path,
+            cwd=service.project_dir,
             env=bentoml_env(service, os.environ, home),
             capture_output=True,
             text=True,

@@ -95,6 +95,17 @@ def cli() -> None:
     default=None,
     help="Let the external target send load to URLs that are not loopback (target.allow_remote).",
 )
+@click.option(
+    "--tls-ca-bundle",
+    type=click.Path(path_type=Path),
+    help="External target: PEM CA certificates that verify the https URLs (target.tls.ca_bundle).",
+)
+@click.option(
+    "--tls-no-verify",
+    is_flag=True,
+    default=None,
+    help="External target: do not verify the https URLs' certificates (target.tls.verify: false); the verdict says so.",
+)
 @click.option("--out", type=click.Path(path_type=Path), help="Override output.dir.")
 @click.option("--run-id", help="Override output.run_id.")
 @click.option("--exporter-port", type=int, help="Serve the harness's live metrics on this 127.0.0.1 port.")
@@ -110,6 +121,8 @@ def run(
     replicas: int | None,
     urls: tuple[str, ...],
     allow_remote: bool | None,
+    tls_ca_bundle: Path | None,
+    tls_no_verify: bool | None,
     out: Path | None,
     run_id: str | None,
     exporter_port: int | None,
@@ -128,6 +141,9 @@ def run(
         ("target.replicas", replicas),
         ("target.urls", list(urls) or None),
         ("target.allow_remote", allow_remote),
+        # Absolute: a relative path in the scenario resolves against its file, on the command line against here.
+        ("target.tls.ca_bundle", None if tls_ca_bundle is None else str(tls_ca_bundle.resolve())),
+        ("target.tls.verify", None if tls_no_verify is None else not tls_no_verify),
         ("output.dir", str(out) if out else None),
         ("output.run_id", run_id),
         ("metrics.exporter_port", exporter_port),

@@ -61,6 +61,17 @@ def _replica_usage_at(
     return _mean_or_none(cpu), (max(rss) if rss else None)
 
 
+def unmeasured_note(server: Sequence[ServerSample], samples: Sequence[ReplicaSample], metrics_path: str) -> str | None:
+    """What the verdict could not measure of the service (a service that is not BentoML has no /metrics; an
+    external one gives no CPU or memory): it is judged on the client's figures, and says so."""
+    missing = []
+    if not any(sample.ok for sample in server):
+        missing.append(f"server-side latency, in-flight requests and batch sizes (no answer from {metrics_path})")
+    if not any(sample.cpu_cores is not None for sample in samples):
+        missing.append("replica CPU and memory")
+    return "judged on client-side figures; not measured: " + "; ".join(missing) if missing else None
+
+
 def conclude_run(run_dir: RunDirectory, scenario: Scenario | None = None, warnings: Sequence[str] = ()) -> Verdict:
     """Analyse the run directory, write verdict.json and every report, and return the verdict."""
     scenario = scenario or load_saved_scenario(run_dir)
@@ -81,6 +92,11 @@ def conclude_run(run_dir: RunDirectory, scenario: Scenario | None = None, warnin
         all_warnings.append(
             "load generator and replicas shared CPUs: " + (placement.reason or "not enough CPUs to separate them")
         )
+
+    server = run_dir.read_records(ServerSample)
+    note = unmeasured_note(server, samples, scenario.service.metrics_path) if intervals else None
+    if note is not None:
+        all_warnings.append(note)
 
     stages: list[StageResult] = summarize_stages(
         windows,
@@ -147,7 +163,7 @@ def conclude_run(run_dir: RunDirectory, scenario: Scenario | None = None, warnin
             stages,
             objective_results,
             saturation,
-            RunSeries(intervals, run_dir.read_records(ServerSample), samples, counts, events),
+            RunSeries(intervals, server, samples, counts, events),
             cpu_limit_cores=scenario.resources.limits.cpu_cores,
             loadgen_cpu_saturation=scenario.validity.loadgen_cpu_saturation,
         ),

@@ -60,11 +60,16 @@ FileName = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_f
 
 
 class ServiceConfig(BaseModel):
-    """The model service under test: a BentoML project directory and the endpoint to load."""
+    """The model service under test: a BentoML project directory (not for the external target) and the endpoint
+    to load."""
 
     model_config = _STRICT
-    path: LocalPath = Field(description="BentoML project directory holding bentofile.yaml")
-    service: str = Field(description="BentoML import string, e.g. 'service:DigitsClassifier'")
+    path: LocalPath | None = Field(
+        default=None, description="BentoML project directory holding bentofile.yaml; every target but external"
+    )
+    service: str | None = Field(
+        default=None, description="BentoML import string, e.g. 'service:DigitsClassifier'; every target but external"
+    )
     endpoint: str = Field(default="/classify", pattern=r"^/")
     readiness_path: str = Field(default="/readyz", pattern=r"^/")
     metrics_path: str = Field(default="/metrics", pattern=r"^/")
@@ -82,6 +87,20 @@ class ServiceConfig(BaseModel):
     bentoml_config: dict[str, Any] = Field(
         default_factory=dict, description="BentoML configuration overrides (nested mapping)"
     )
+
+    @property
+    def project_dir(self) -> Path:
+        """`path`, which the scenario's validation requires of every target that serves or builds the project."""
+        if self.path is None:
+            raise ConfigError("service.path is not set: only the external target runs without a BentoML project")
+        return self.path
+
+    @property
+    def import_string(self) -> str:
+        """`service`, which the scenario's validation requires of every target that serves the project."""
+        if self.service is None:
+            raise ConfigError("service.service is not set: only the external target runs without a BentoML project")
+        return self.service
 
 
 class ResourceAmounts(BaseModel):
@@ -173,6 +192,29 @@ class KubernetesTargetConfig(BaseModel):
         return self
 
 
+class TlsConfig(BaseModel):
+    """How the external target checks https URLs: verified by default (the system's CAs, or `ca_bundle`), an
+    explicit opt-out, and a client certificate for services that require one (mTLS)."""
+
+    model_config = _STRICT
+    verify: bool = Field(default=True, description="verify the service's certificate and host name")
+    ca_bundle: LocalPath | None = Field(
+        default=None, description="PEM file of the CA certificates to trust instead of the system's"
+    )
+    client_cert: LocalPath | None = Field(
+        default=None, description="PEM client certificate for services that require one (mTLS); may hold its key"
+    )
+    client_key: LocalPath | None = Field(default=None, description="PEM private key of client_cert, if not in it")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TlsConfig:
+        if not self.verify and self.ca_bundle is not None:
+            raise ValueError("target.tls: ca_bundle verifies the service, verify: false does not; choose one")
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("target.tls.client_key needs target.tls.client_cert")
+        return self
+
+
 class TargetConfig(BaseModel):
     """Where replicas run."""
 
@@ -190,11 +232,16 @@ class TargetConfig(BaseModel):
         description="external target: send load to URLs that are not loopback (your staging service); an explicit "
         "opt-in, also given by `harness run --allow-remote`",
     )
+    tls: TlsConfig = Field(default_factory=TlsConfig, description="external target: how https URLs are checked")
     docker: DockerTargetConfig = Field(default_factory=DockerTargetConfig)
     kubernetes: KubernetesTargetConfig = Field(default_factory=KubernetesTargetConfig)
 
     @model_validator(mode="after")
     def _external_needs_urls(self) -> TargetConfig:
+        if self.kind != "external" and self.tls != TlsConfig():
+            raise ValueError(
+                f"target.tls applies to the external target's https URLs, not to target.kind '{self.kind}'"
+            )
         if self.kind == "external" and not self.urls:
             raise ValueError("target.kind 'external' needs target.urls (base URLs of the running service)")
         for url in self.urls:
@@ -318,19 +365,51 @@ class FieldCheck(BaseModel):
         return self
 
 
+class SameAsAlone(BaseModel):
+    """An answer under load must agree with the answer the same body got when it was sent alone, one request
+    at a time before the load (what batching, caching or concurrency bugs break); no expected label needed."""
+
+    model_config = _STRICT
+    field: str | None = Field(
+        default=None, pattern=_FIELD_PATH, description="the JSON field compared (`labels.0`); default: the whole answer"
+    )
+    bodies: int = Field(
+        default=50, ge=1, le=1000, description="distinct bodies answered alone (each twice) before the load"
+    )
+    tolerance: float = Field(default=0.0, ge=0, description="numbers that differ by at most this much agree")
+
+
 class ResponseCheck(BaseModel):
-    """What a correct answer looks like: its status, and fields of its JSON body. A request whose expected
-    statuses are all 4xx is bad input: a 5xx to it counts in bad_input_5xx_rate."""
+    """What a correct answer looks like: its status, fields of its JSON body, and agreement with the answer the
+    same body gets alone. A request whose expected statuses are all 4xx is bad input: a 5xx to it counts in
+    bad_input_5xx_rate."""
 
     model_config = _STRICT
     status: list[Annotated[int, Field(ge=100, le=599)]] | None = Field(
         default=None, min_length=1, description="expected statuses; default: any 2xx"
     )
     fields: list[FieldCheck] = Field(default_factory=list, description="JSON fields of the answer (mismatch_rate)")
+    same_as_alone: SameAsAlone | None = Field(
+        default=None,
+        description="answers under load must equal the same body's answer alone (mismatch_rate); true for the "
+        "whole answer, or {field, bodies, tolerance}",
+    )
+
+    @field_validator("same_as_alone", mode="before")
+    @classmethod
+    def _true_for_defaults(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        return None if value is False else value
 
     @property
     def expects_bad_input(self) -> bool:
         return self.status is not None and all(400 <= code < 500 for code in self.status)
+
+    @property
+    def reads_answer(self) -> bool:
+        """Whether judging an answer needs its body."""
+        return bool(self.fields) or self.same_as_alone is not None
 
 
 class RequestConfig(BaseModel):
@@ -582,7 +661,7 @@ class Scenario(BaseModel):
     model_config = _STRICT
     name: FileName
     description: str = ""
-    service: ServiceConfig
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
     target: TargetConfig = Field(default_factory=TargetConfig)
     resources: Resources = Field(default_factory=Resources)
     stages: list[Stage] = Field(min_length=1)
@@ -601,6 +680,13 @@ class Scenario(BaseModel):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Scenario:
+        if self.target.kind != "external":
+            for key in ("path", "service"):
+                if getattr(self.service, key) is None:
+                    raise ValueError(
+                        f"service.{key} is required: target.kind '{self.target.kind}' serves a BentoML project "
+                        "(only an external target runs without one)"
+                    )
         names = [stage.name for stage in self.stages]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -617,8 +703,11 @@ class Scenario(BaseModel):
                 )
         metrics = {objective.metric for objective in self.objectives}
         checks = [request.check for request in self.requests or []]
-        if "mismatch_rate" in metrics and not any(check.fields for check in checks):
-            raise ValueError("objective 'mismatch_rate' needs requests whose check has fields to compare answers with")
+        if "mismatch_rate" in metrics and not any(check.reads_answer for check in checks):
+            raise ValueError(
+                "objective 'mismatch_rate' needs requests whose check has fields or same_as_alone to compare answers "
+                "with"
+            )
         bad_input = self.payload.malformed_fraction > 0 or any(check.expects_bad_input for check in checks)
         if "bad_input_5xx_rate" in metrics and not bad_input:
             raise ValueError(
@@ -685,6 +774,9 @@ def _describe(error: ValidationError, source: str, data: Any) -> str:
         return f"{source}: unknown key '{where}' (check the spelling; see docs in harness/config.py)"
     if first["type"] == "missing":
         return f"{source}: field '{where}' is required"
+    if where == "(top level)":
+        # A check across sections (Scenario._cross_checks): its message names the fields itself.
+        return f"{source}: {message}"
     value = first.get("input")
     shown = "" if isinstance(value, dict | list) or value is None else f" = {_short(repr(value))}"
     return f"{source}: field '{where}'{shown}: {message}"
@@ -862,7 +954,7 @@ def load_scenario(path: Path, overrides: dict[str, Any] | None = None) -> Scenar
     # `service.python` is not resolved: a venv's bin/python is a symlink that selects the venv by its name.
     service = service.model_copy(
         update={
-            "path": _against(base, service.path),
+            "path": None if service.path is None else _against(base, service.path),
             "model_store": None if service.model_store is None else _against(base, service.model_store.expanduser()),
             "python": None if service.python is None else base / service.python.expanduser(),
         }
@@ -873,6 +965,10 @@ def load_scenario(path: Path, overrides: dict[str, Any] | None = None) -> Scenar
     if scenario.load.locustfile is not None:
         load = scenario.load.model_copy(update={"locustfile": _against(base, scenario.load.locustfile)})
         scenario = scenario.model_copy(update={"load": load})
+    tls = scenario.target.tls
+    tls_files = {name: getattr(tls, name) for name in ("ca_bundle", "client_cert", "client_key")}
+    tls = tls.model_copy(update={name: _against(base, path) for name, path in tls_files.items() if path is not None})
+    scenario = scenario.model_copy(update={"target": scenario.target.model_copy(update={"tls": tls})})
     requests = None
     if scenario.requests is not None:
         requests = [

@@ -57,7 +57,8 @@ class ClientInterval:
     send_lag_max_s: float = 0.0
     # CPU used by the load-generator process in this interval, in cores (1.0 = one full core).
     loadgen_cpu_cores: float | None = None
-    # Answers with the expected status whose body was checked, and those that disagreed (mismatch_rate).
+    # Answers with the expected status whose body was checked, and those that disagreed with the expected output
+    # or with the same body's answer alone (mismatch_rate).
     checked: int = 0
     mismatches: int = 0
     # Requests sent as bad input (expected 4xx) that ended, and those answered 5xx or not at all (bad_input_5xx_rate).

@@ -101,7 +101,10 @@ def _error_rate(metric: str, stage: StageResult, confidence: float) -> Measureme
 
 
 def _mismatch_rate(metric: str, stage: StageResult, confidence: float) -> Measurement:
-    missing = "no answer was checked in this stage (no request with check fields answered with its expected status)"
+    missing = (
+        "no answer was checked in this stage (no request with check fields or same_as_alone answered with its "
+        "expected status)"
+    )
     return _share("mismatch rate", stage.mismatches, stage.checked, missing, confidence)
 
 
@@ -157,7 +160,8 @@ OBJECTIVE_METRICS: tuple[ObjectiveMetric, ...] = (
         decides_sweep_probes=True,
         requests_to_pass=_error_rate_requests,
     ),
-    # Answers that disagree with their check (requests[].check.fields) among the answers checked.
+    # Answers that disagree with their check (requests[].check.fields, or the same body's answer alone with
+    # check.same_as_alone) among the answers checked.
     ObjectiveMetric("mismatch_rate", re.compile(r"^mismatch_rate$"), "", stage=_mismatch_rate, shown_as_percent=True),
     # Bad input (requests expecting 4xx, payload.malformed_fraction) answered 5xx or not at all, among bad input
     # sent; a replica dying in the stage while bad input was sent is a FAIL.

@@ -32,7 +32,9 @@ from harness.config import Scenario, dump_scenario
 from harness.errors import ConfigError, DeployError, HarnessError, ReportError
 from harness.exit_codes import ExitCode
 from harness.faults import FaultInjector, fault_times
+from harness.load.alone import describe
 from harness.load.payloads import build_bodies
+from harness.load.record_alone import record_alone
 from harness.load.requests import ready_requests
 from harness.load.runner import LoadDriver, LocustProcess, write_endpoints
 from harness.local_autoscaler import LocalAutoscaler, check_supported
@@ -58,6 +60,7 @@ from harness.rundir import RunDirectory
 from harness.targets.base import HasInClusterLoad, InjectsFaults, LeavesResources, Target
 from harness.targets.cpu_placement import CgroupCpuLimiter, plan_cpu_placement
 from harness.targets.registry import TargetContext, make_target, target_kind
+from harness.targets.tls import context_for
 
 # --------------------------------------------------------------------------- run identity and metadata
 
@@ -88,12 +91,13 @@ def _package_version(name: str) -> str | None:
 
 def run_metadata(scenario: Scenario, run_id: str) -> RunMetadata:
     """Versions, machine and source revision, so a result can be reproduced and compared fairly."""
+    service_dir = scenario.service.path
     return RunMetadata(
         run_id=run_id,
         scenario=scenario.name,
         harness_version=__version__,
         git_commit=_git_commit(Path(__file__).parent),
-        service_git_commit=_git_commit(scenario.service.path) if scenario.service.path.exists() else None,
+        service_git_commit=_git_commit(service_dir) if service_dir is not None and service_dir.exists() else None,
         versions={
             name: _package_version(name)
             for name in ("bentoml", "locust", "prometheus-client", "kubernetes", "docker", "scikit-learn", "numpy")
@@ -211,10 +215,11 @@ def short_stage_warnings(scenario: Scenario) -> list[str]:
 
 def preflight(scenario: Scenario) -> None:
     """Catch input mistakes before anything is deployed."""
-    if target_kind(scenario).serves_service_dir and not scenario.service.path.is_dir():
+    if target_kind(scenario).serves_service_dir and not scenario.service.project_dir.is_dir():
         raise ConfigError(f"service.path '{scenario.service.path}': no such directory (expected a BentoML project)")
     if scenario.payload.source == "jsonl":
         build_bodies("jsonl", file=scenario.payload.file, batch_rows=1, seed=0)
+    context_for(scenario.target.urls, scenario.target.tls)  # names a target.tls file that cannot be read or used
     in_cluster = target_kind(scenario).load_in_cluster(scenario)
     if scenario.load.locustfile is not None:
         if not scenario.load.locustfile.is_file():
@@ -431,6 +436,11 @@ class Run:
         if autoscaling is not None:
             check_supported(autoscaling)
             initial = min(max(initial, autoscaling.min_replicas), autoscaling.max_replicas)
+        if any(url.startswith("https:") for url in scenario.target.urls) and not scenario.target.tls.verify:
+            self.warnings.append(
+                "TLS verification was off (target.tls.verify: false): the service's certificate and host name were "
+                "not checked"
+            )
         self.log(f"starting {initial} replica(s) on the {target.name} target")
         started_s = time.time()
         target.start(initial)
@@ -443,6 +453,7 @@ class Run:
             scenario.service.metrics_path,
             cpu_request_cores=scenario.resources.requests.cpu_cores,
             endpoints={scenario.service.endpoint},
+            ssl_context=context_for(scenario.target.urls, scenario.target.tls),
         )
         collector.start()
         self.collector = collector
@@ -474,6 +485,7 @@ class Run:
         publisher.start()
         self.resources.add("endpoint publisher", publisher.stop)
 
+        alone_answers = self._record_answers_alone(target)
         locust: LoadDriver
         if images.loadgen is not None and isinstance(target, HasInClusterLoad):
             locust = target.in_cluster_load(
@@ -489,6 +501,7 @@ class Run:
                 log_file=work_dir / "load" / "locust.log",
                 cpus=placement.loadgen_cpus if placement else None,
                 run_id=self.run_id,
+                alone_answers=alone_answers,
             )
         self.resources.add("load generator", locust.stop)
         planned_faults = fault_times(scenario.stages)
@@ -522,6 +535,23 @@ class Run:
             if self.test_start_s is not None:
                 windows = stage_windows(scenario, self.test_start_s, self.load_ended_s)
                 self.run_dir.write_json("stages.json", windows)
+
+    def _record_answers_alone(self, target: Target) -> dict[str, dict[str, Any]]:
+        """Before the load: the answers of the requests with check.same_as_alone, each body sent alone."""
+        requests = [r for r in ready_requests(self.scenario.requests or [], os.environ) if r.check.same_as_alone]
+        if not requests:
+            return {}
+        base_url = next((replica.base_url for replica in target.replicas() if replica.ready), None)
+        if base_url is None:
+            raise DeployError("no ready replica to send the answers alone to (check.same_as_alone)")
+        context = context_for([base_url], self.scenario.target.tls)
+        recorded = record_alone(requests, base_url, self.scenario.load.request_timeout_s, context)
+        for name, alone in recorded.items():
+            line = describe(name, alone)
+            self.log(line)
+            if alone.unstable or alone.unanswered:
+                self.warnings.append(line)
+        return {name: alone.answers for name, alone in recorded.items()}
 
     def _update_live(self, locust: LoadDriver) -> None:
         """Feed live progress and the harness's own metrics from the latest interval, when one arrived."""

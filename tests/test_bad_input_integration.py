@@ -1,5 +1,6 @@
 """The bad-input mix for real: a share of spoiled requests against the digits example, which must answer every
-one of them 4xx (0 5xx), while error_rate and latency still judge the valid traffic only."""
+one of them 4xx (0 5xx), while error_rate and latency still judge the valid traffic only; both for the default
+payload to service.endpoint and for the scenario's own `requests:`."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+
+from harness.load.payloads import build_bodies
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = [sys.executable, "-m", "harness.cli"]
@@ -18,7 +22,7 @@ HARNESS = [sys.executable, "-m", "harness.cli"]
 pytestmark = pytest.mark.integration
 
 
-def test_the_digits_example_answers_every_kind_of_bad_input_with_4xx(tmp_path: Path) -> None:
+def digits_scenario(tmp_path: Path) -> dict[str, Any]:
     data = yaml.safe_load((ROOT / "loadtests" / "default.yaml").read_text())
     data["service"]["path"] = str(ROOT / "examples" / "digits")
     data["target"]["replicas"] = 1
@@ -31,6 +35,11 @@ def test_the_digits_example_answers_every_kind_of_bad_input_with_4xx(tmp_path: P
     # does not hinge on how fast a busy machine serves (at 0.01 it would need about 380; one CI run had 374).
     data["objectives"] = [{"metric": "bad_input_5xx_rate", "max": 0.05}, {"metric": "error_rate", "max": 0.05}]
     data["output"] = {"dir": str(tmp_path / "reports")}
+    return dict(data)
+
+
+def run_and_check_every_bad_input_got_4xx(tmp_path: Path, data: dict[str, Any], request_name: str) -> dict[str, Any]:
+    """Run the scenario; check every kind of bad input got a 4xx and the valid traffic was judged; the mixed stage."""
     scenario = tmp_path / "scenario.yaml"
     scenario.write_text(yaml.safe_dump(data))
     result = subprocess.run(
@@ -47,15 +56,43 @@ def test_the_digits_example_answers_every_kind_of_bad_input_with_4xx(tmp_path: P
     verdict = json.loads((run_dir / "verdict.json").read_text())
     mixed = next(stage for stage in verdict["stages"] if stage["name"] == "mixed")
     print(f"bad inputs {mixed['bad_inputs']}, 5xx {mixed['bad_input_5xx']}; valid requests {mixed['requests']}")
-    assert mixed["bad_inputs"] > 200 and mixed["bad_input_5xx"] == 0
-    assert mixed["failures"] == 0  # spoiled requests stay out of error_rate
-    assert mixed["requests"] > 200, "valid traffic went on beside the spoiled requests"
+    # More than 100: with no 5xx, the 95% upper bound of bad_input_5xx_rate is then below its 0.05 bound.
+    assert mixed["bad_inputs"] > 100 and mixed["bad_input_5xx"] == 0
+    # Spoiled requests stay out of error_rate: every one is a 4xx, yet failures are a few valid requests at most
+    # (a busy machine can get a 503 from BentoML's batching queue).
+    assert mixed["failures"] <= 0.03 * mixed["requests"], mixed["errors"]
+    assert mixed["requests"] > 100, "valid traffic went on beside the spoiled requests"
     share = mixed["bad_inputs"] / (mixed["bad_inputs"] + mixed["requests"])
     assert 0.45 < share < 0.55
     statuses = {o["metric"]: o["status"] for o in verdict["objectives"]}
     assert statuses == {"bad_input_5xx_rate": "PASS", "error_rate": "PASS"}
     # Every kind was sent, and answered 4xx (Locust counts an unexpected status as a failure).
     locust = {stat["name"]: stat for stat in json.loads((run_dir / "locust.json").read_text())}
-    kinds = {name for name in locust if "[malformed " in name}
+    kinds = {name for name in locust if name.startswith(f"{request_name} [malformed ")}
     assert len(kinds) == 7, sorted(locust)
     assert all(locust[name]["num_failures"] == 0 for name in kinds), {n: locust[n]["num_failures"] for n in kinds}
+    return dict(mixed)
+
+
+def test_the_digits_example_answers_every_kind_of_bad_input_with_4xx(tmp_path: Path) -> None:
+    run_and_check_every_bad_input_got_4xx(tmp_path, digits_scenario(tmp_path), "/classify")
+
+
+def test_bad_input_spoils_the_scenarios_own_requests_too(tmp_path: Path) -> None:
+    """`requests:` instead of the default payload: the mix spoils each request's own bodies, sent to its path with
+    its headers, and the valid ones are still checked."""
+    bodies = tmp_path / "bodies.jsonl"
+    bodies.write_bytes(b"".join(body + b"\n" for body in build_bodies("digits", file=None, batch_rows=2, seed=3)[:20]))
+    data = digits_scenario(tmp_path)
+    data["payload"] = {"malformed_fraction": 0.5}
+    data["requests"] = [
+        {
+            "name": "classify-two",
+            "path": "/classify",
+            "headers": {"X-Client": "bad-input-test"},
+            "body_file": str(bodies),
+            "check": {"status": [200], "fields": [{"field": "labels.1", "among": list(range(10))}]},
+        }
+    ]
+    mixed = run_and_check_every_bad_input_got_4xx(tmp_path, data, "classify-two")
+    assert mixed["checked"] > 100 and mixed["mismatches"] == 0  # valid answers checked, spoiled ones not

@@ -54,7 +54,8 @@ def test_checked_in_scenarios_exist() -> None:
         (lambda d: d.update(target={"kind": "external"}), "needs target.urls"),
         (lambda d: d.update(target={"kind": "external", "urls": ["http://10.0.0.1:3000"]}), "loopback"),
         (lambda d: d["stages"].append(dict(d["stages"][0])), "repeated: a"),
-        (lambda d: d.pop("service"), "field 'service' is required"),
+        (lambda d: d.pop("service"), "service.path is required: target.kind 'local' serves a BentoML project"),
+        (lambda d: d["service"].pop("service"), "service.service is required"),
         (
             lambda d: d.update(
                 autoscaling={
@@ -442,6 +443,28 @@ def test_answer_objectives_need_something_to_judge(metric: str, message: str) ->
         "check": {"status": [400, 422], "fields": [{"field": "detail", "among": ["bad"]}]},
     }
     assert parse_scenario(with_requests(checked, objectives=[{"metric": metric, "max": 0.01}]))
+
+
+def test_an_external_service_needs_no_bentoml_project(tmp_path: Path) -> None:
+    data = {k: v for k, v in minimal().items() if k != "service"}
+    data["target"] = {"kind": "external", "urls": ["http://127.0.0.1:3000"]}
+    path = tmp_path / "external.yaml"
+    path.write_text(yaml.safe_dump(data))
+    scenario = load_scenario(path)
+    assert scenario.service.path is None and scenario.service.endpoint == "/classify"
+    assert parse_scenario(yaml.safe_load(dump_scenario(scenario))) == scenario
+    with pytest.raises(ConfigError, match="only the external target runs without a BentoML project"):
+        _ = scenario.service.project_dir
+
+
+def test_mismatch_rate_can_judge_answers_against_the_same_body_alone_without_an_expected_label() -> None:
+    compared = {"name": "a", "path": "/p", "check": {"same_as_alone": {"field": "labels.0", "bodies": 20}}}
+    scenario = parse_scenario(with_requests(compared, objectives=[{"metric": "mismatch_rate", "max": 0.01}]))
+    assert scenario.requests is not None and scenario.requests[0].check.same_as_alone is not None
+    assert parse_scenario(yaml.safe_load(dump_scenario(scenario))) == scenario
+    wrong = {"name": "a", "path": "/p", "check": {"same_as_alone": {"field": "labels..0"}}}
+    with pytest.raises(ConfigError, match=r"field 'requests\[0\]\.check\.same_as_alone\.field'"):
+        parse_scenario(with_requests(wrong))
 
 
 def test_a_user_locustfile_runs_users_stages_and_its_own_requests_only() -> None:

@@ -37,6 +37,8 @@ def pure_modules() -> list[Path]:
         *(ROOT / "harness" / name for name in ("verdict.py", "objectives.py", "quantity.py")),
         ROOT / "harness" / "targets" / "kubernetes_status.py",
         ROOT / "harness" / "targets" / "readiness.py",
+        ROOT / "harness" / "load" / "answers.py",
+        ROOT / "harness" / "load" / "alone.py",
     ]
     autoscaling = ROOT / "harness" / "autoscaling.py"
     if autoscaling.exists():

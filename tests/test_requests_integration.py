@@ -23,11 +23,21 @@ SECRET = "k3y-0f-the-test-8d1e5"
 pytestmark = pytest.mark.integration
 
 
-def scenario(tmp_path: Path, users: int = 8) -> Path:
+LABEL_CHECK = {"fields": [{"field": "0", "expected_column": "label"}]}
+# No expected label: each answer under load is compared with the same body's answer alone.
+ALONE_CHECK = {"same_as_alone": {"field": "0", "bodies": 60}}
+
+
+def scenario(tmp_path: Path, users: int = 8, check: dict[str, Any] = LABEL_CHECK) -> Path:
     rng = random.Random(0)
     rows = [[round(rng.uniform(0, 5), 1) for _ in range(4)] for _ in range(60)]
     dataset = tmp_path / "rows.jsonl"
-    dataset.write_text("".join(json.dumps({"features": row, "label": int(sum(row)) % 3}) + "\n" for row in rows))
+    labelled = "expected_column" in json.dumps(check)
+    dataset.write_text(
+        "".join(
+            json.dumps({"features": row, **({"label": int(sum(row)) % 3} if labelled else {})}) + "\n" for row in rows
+        )
+    )
     data: dict[str, Any] = {
         "name": "checked",
         "service": {"path": str(SERVICE), "service": "service:CheckedClassifier"},
@@ -43,7 +53,7 @@ def scenario(tmp_path: Path, users: int = 8) -> Path:
                 "headers": {"X-Api-Key": "${CHECKED_TOKEN}"},
                 "body_template": {"rows": ["{{features}}"]},
                 "dataset": str(dataset),
-                "check": {"fields": [{"field": "0", "expected_column": "label"}]},
+                "check": check,
             },
             {"name": "live", "method": "GET", "path": "/livez"},
         ],
@@ -104,6 +114,26 @@ def test_a_service_wrong_only_when_batched_fails_mismatch_rate(tmp_path: Path) -
     assert [o["metric"] for o in failed] == ["mismatch_rate"], failed
     assert "mismatch_rate" in result.stdout
     assert steady(tmp_path)["failures"] == 0  # right statuses: only the answers' labels give the bug away
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["correct", "wrong-when-batched"])
+def test_answers_under_load_are_compared_with_the_same_body_answered_alone(tmp_path: Path, broken: bool) -> None:
+    """No label in the data: the bug shows only as answers that differ from the same body's answer alone."""
+    env = {"CHECKED_API_KEY": SECRET, "CHECKED_TOKEN": SECRET, "CHECKED_BROKEN_WHEN_BATCHED": "1" if broken else "0"}
+    result = run(scenario(tmp_path, users=16, check=ALONE_CHECK), env)
+    assert result.returncode == (1 if broken else 0), result.stdout[-2000:] + result.stderr[-2000:]
+    assert "answers alone: 'predict' sends 60 of 60 sampled bodies" in result.stdout + result.stderr
+    verdict = json.loads((run_dir(tmp_path) / "verdict.json").read_text())
+    statuses = {o["metric"]: o["status"] for o in verdict["objectives"]}
+    figures = steady(tmp_path)
+    print(f"broken={broken}: {figures['mismatches']} of {figures['checked']} answers differed from alone")
+    assert figures["failures"] == 0 and figures["checked"] > 200
+    if broken:
+        assert statuses == {"error_rate": "PASS", "mismatch_rate": "FAIL"}, statuses
+        assert figures["mismatches"] > 0.1 * figures["checked"]
+    else:
+        assert statuses == {"error_rate": "PASS", "mismatch_rate": "PASS"}, statuses
+        assert figures["mismatches"] == 0
 
 
 def test_an_unset_header_variable_exits_2_naming_the_field(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ run goes on. Only this module imports locust and gevent.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -27,7 +28,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner
 
 from harness.analysis.latency import LatencyHistogram
-from harness.config import RequestConfig
+from harness.config import RequestConfig, TlsConfig
 from harness.load.arrivals import arrival_offsets
 from harness.load.malformed import malformed_requests
 from harness.load.payloads import build_bodies
@@ -40,10 +41,12 @@ from harness.load.requests import (
     endpoint_request,
     pick_weighted,
     ready_requests,
+    with_alone_answers,
 )
 from harness.load.shape import StagePlan, StageSpec, drain_over, plan_at
 from harness.load.user_locustfile import load_user_classes
 from harness.model import ClientInterval
+from harness.targets.tls import client_context
 
 # A worker whose event loop is starved for a few seconds (a busy node, a CPU-heavy start) misses Locust's
 # 1 s heartbeats; after 3 missed the master drops it and, with the last one, ends the test having sent
@@ -285,7 +288,8 @@ def _call(client: FastHttpSession, request: ReadyRequest, body: PreparedBody, st
     ) as response:
         latency_s = time.time() - started_s
         status = response.status_code or 0
-        result = check_answer(request.check, status, response.content if request.check.fields else None, body.row)
+        content = response.content if request.check.reads_answer else None
+        result = check_answer(request.check, status, content, body.row, body.alone_answer)
         # FastHttpUser's response has `error` only when the request failed without a status.
         error = None if status else getattr(response, "error", None)
         if request.counts_as_traffic:
@@ -308,6 +312,16 @@ def _record(stage: str, status: int, error: BaseException | None, result: CheckR
         _recorder.answer_checked(stage, result.mismatch is not None)
 
 
+# https URLs (the external target) are checked as target.tls says; Locust's own default is not to verify.
+TLS = TlsConfig.model_validate(PLAN.get("tls") or {})
+TLS_INSECURE = not TLS.verify
+
+
+def _ssl_context(**_: Any) -> Any:
+    """geventhttpclient's context factory (it passes its own CA file, which target.tls replaces)."""
+    return client_context(TLS)
+
+
 class ClosedModelUser(FastHttpUser):
     """A closed-model user: sends the next request as soon as the previous one answers."""
 
@@ -315,6 +329,9 @@ class ClosedModelUser(FastHttpUser):
     network_timeout = REQUEST_TIMEOUT_S
     connection_timeout = REQUEST_TIMEOUT_S
     host = "http://127.0.0.1"
+    insecure = TLS_INSECURE
+    # A partial, not a function: a function here would become a method of the user.
+    ssl_context_factory = functools.partial(_ssl_context)
 
     def on_start(self) -> None:
         self.rng = random.Random(PLAN["seed"] * 7919 + id(self) % 100_000)
@@ -358,6 +375,8 @@ class ArrivalGenerator:
             network_timeout=REQUEST_TIMEOUT_S,
             connection_timeout=REQUEST_TIMEOUT_S,
             concurrency=size,
+            insecure=TLS_INSECURE,
+            ssl_context_factory=_ssl_context,
         )
         self.pool = Pool(size=size)
         # Separate generators: the arrival schedule must depend on the seed and the process only,
@@ -421,7 +440,11 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if planned_requests is not None:
         # Headers are expanded here, in the load process only, so their values never reach a file of the run.
         configs = [RequestConfig.model_validate(request) for request in planned_requests]
-        _requests = ready_requests(configs, os.environ)
+        alone_answers = PLAN.get("alone_answers") or {}
+        _requests = [
+            with_alone_answers(request, alone_answers.get(request.name, {}))
+            for request in ready_requests(configs, os.environ)
+        ]
         _cumulative_weights = cumulative_weights([config.weight for config in configs])
     else:
         payload = PLAN["payload"]

@@ -76,12 +76,15 @@ def wrong_type(document: Any, rng: random.Random) -> bytes:
 
 
 def wrong_shape(document: Any, rng: random.Random) -> bytes:
-    """A list loses its last element, or gains a nested one; a body without lists is wrapped in one."""
+    """A list of values (a feature vector) loses its last element or gains a nested one; a list of lists or objects
+    only gains a nested one, since one row fewer can still be a valid request (a batch of one image less); a body
+    without lists is wrapped in one."""
     lists = _lists(document)
     if not lists:
         return _dump([document])
     path, items = lists[rng.randrange(len(lists))]
-    changed = items[:-1] if rng.random() < 0.5 else [*items, [items[-1]]]
+    of_values = not any(isinstance(item, list | dict) for item in items)
+    changed = items[:-1] if of_values and rng.random() < 0.5 else [*items, [items[-1]]]
     return _dump(_replace(document, path, changed))
 
 

@@ -11,24 +11,27 @@ import math
 import random
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from harness.config import FieldCheck, RequestConfig, ResponseCheck, env_references
 from harness.errors import ConfigError
+from harness.load.alone import alone_mismatch, body_key
+from harness.load.answers import MISSING, field_at, same_json
 
 JSON_CONTENT_TYPE = "application/json"
 _PLACEHOLDER = re.compile(r"\{\{([^{}]+)\}\}")
-_MISSING = object()
 
 
 @dataclass(frozen=True)
 class PreparedBody:
-    """One request body, and the data set row it was filled from (where expected answers come from)."""
+    """One request body, the data set row it was filled from (where expected answers come from), and the answer
+    it got alone before the load (`check.same_as_alone`; MISSING when it has none)."""
 
     body: bytes | None
     row: Mapping[str, Any] | None = None
+    alone_answer: Any = MISSING
 
 
 @dataclass(frozen=True)
@@ -189,35 +192,9 @@ def endpoint_request(path: str, bodies: Sequence[bytes]) -> ReadyRequest:
 # --------------------------------------------------------------------------- checks
 
 
-def field_at(document: Any, path: str) -> Any:
-    """The value at a dotted path (`labels.0`), or `_MISSING`."""
-    node = document
-    for part in path.split("."):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and re.fullmatch(r"-?[0-9]+", part) and -len(node) <= int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return _MISSING
-    return node
-
-
-def same_json(a: Any, b: Any) -> bool:
-    """JSON equality: 1 and 1.0 are equal, true and 1 are not."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same_json(a[key], b[key]) for key in a)
-    return type(a) is type(b) and bool(a == b)
-
-
 def _field_mismatch(check: FieldCheck, answer: Any, row: Mapping[str, Any] | None) -> str | None:
     value = field_at(answer, check.field)
-    if value is _MISSING:
+    if value is MISSING:
         return f"{check.field} missing"
     if check.expected_column is not None:
         expected = None if row is None else row.get(check.expected_column)
@@ -232,18 +209,38 @@ def status_expected(check: ResponseCheck, status: int) -> bool:
     return 200 <= status < 300 if check.status is None else status in check.status
 
 
-def check_answer(check: ResponseCheck, status: int, body: bytes | None, row: Mapping[str, Any] | None) -> CheckResult:
-    """Judge one answer: its status, then (right status, field checks given) its JSON body."""
+def check_answer(
+    check: ResponseCheck,
+    status: int,
+    body: bytes | None,
+    row: Mapping[str, Any] | None,
+    alone_answer: Any = MISSING,
+) -> CheckResult:
+    """Judge one answer: its status, then (right status) its JSON fields and its agreement with the answer the
+    same request body got alone (`alone_answer`, when one was recorded)."""
     if not status_expected(check, status):
         return CheckResult(status_ok=False)
-    if not check.fields:
+    compare_alone = check.same_as_alone if alone_answer is not MISSING else None
+    if not check.fields and compare_alone is None:
         return CheckResult(status_ok=True)
-    try:
-        answer = json.loads(body or b"")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return CheckResult(status_ok=True, checked=True, mismatch="answer not JSON")
-    for field_check in check.fields:
-        mismatch = _field_mismatch(field_check, answer, row)
-        if mismatch is not None:
-            return CheckResult(status_ok=True, checked=True, mismatch=mismatch)
+    if check.fields:
+        try:
+            answer = json.loads(body or b"")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return CheckResult(status_ok=True, checked=True, mismatch="answer not JSON")
+        for field_check in check.fields:
+            mismatch = _field_mismatch(field_check, answer, row)
+            if mismatch is not None:
+                return CheckResult(status_ok=True, checked=True, mismatch=mismatch)
+    if compare_alone is not None:
+        return CheckResult(status_ok=True, checked=True, mismatch=alone_mismatch(compare_alone, alone_answer, body))
     return CheckResult(status_ok=True, checked=True)
+
+
+def with_alone_answers(request: ReadyRequest, answers: Mapping[str, Any]) -> ReadyRequest:
+    """The request sending only the bodies with an answer alone (by `body_key`), each carrying it: under load
+    every answer is compared. Unchanged when it has no answers alone."""
+    if not answers:
+        return request
+    bodies = [replace(body, alone_answer=answers.get(body_key(body.body), MISSING)) for body in request.bodies]
+    return replace(request, bodies=[body for body in bodies if body.alone_answer is not MISSING])

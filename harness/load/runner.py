@@ -14,9 +14,9 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from harness.config import Scenario
 from harness.errors import LoadError
@@ -97,8 +97,11 @@ class LocustProcess:
         log_file: Path,
         cpus: Sequence[int] | None = None,
         run_id: str | None = None,
+        alone_answers: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.scenario = scenario
+        # Per request name, the reference answers by body key (harness.load.alone).
+        self.alone_answers = alone_answers or {}
         self.run_id = run_id or f"load-{uuid.uuid4().hex[:12]}"
         self.work_dir = work_dir
         self.intervals_dir = work_dir / "intervals"
@@ -118,7 +121,12 @@ class LocustProcess:
     def start(self) -> None:
         self.intervals_dir.mkdir(parents=True, exist_ok=True)
         plan_file = self.work_dir / "load_plan.json"
-        plan = load_plan(self.scenario, self.endpoints_file, self.intervals_dir)
+        plan = {
+            **load_plan(self.scenario, self.endpoints_file, self.intervals_dir),
+            "alone_answers": self.alone_answers,
+            # How https URLs are checked (the external target); file paths only, never their contents.
+            "tls": self.scenario.target.tls.model_dump(mode="json"),
+        }
         plan_file.write_text(json.dumps(plan, indent=2))
         command = [
             sys.executable,

@@ -7,6 +7,7 @@ per replica) and never stops the loop. Replicas not yet ready are not scraped: t
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -60,6 +61,7 @@ class MetricsCollector:
         cpu_request_cores: float | None = None,
         scrape_timeout_s: float | None = None,
         endpoints: Collection[str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if interval_s <= 0:
             raise MetricsError(f"metrics.interval_s must be positive, got {interval_s}")
@@ -67,6 +69,8 @@ class MetricsCollector:
         self.run_dir = run_dir
         self.interval_s = interval_s
         self.metrics_path = metrics_path
+        # How https replicas (the external target) are checked.
+        self.ssl_context = ssl_context
         self.cpu_request_cores = cpu_request_cores
         # A hung replica must not stretch a tick far beyond the interval.
         self.scrape_timeout_s = scrape_timeout_s if scrape_timeout_s is not None else min(max(interval_s, 0.5), 5.0)
@@ -200,7 +204,9 @@ class MetricsCollector:
 
     def _scrape(self, replica: ReplicaInfo) -> ServerSample:
         url = replica.base_url.rstrip("/") + self.metrics_path
-        return scrape_replica(url, replica.id, self.scrape_timeout_s, self._clock, endpoints=self.endpoints)
+        return scrape_replica(
+            url, replica.id, self.scrape_timeout_s, self._clock, endpoints=self.endpoints, ssl_context=self.ssl_context
+        )
 
     def _snapshot(self, replica: ReplicaInfo, use: ResourceUse, server: ServerSample | None) -> ReplicaSnapshot:
         requests_rps: float | None = None

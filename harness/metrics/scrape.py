@@ -8,6 +8,7 @@ so health checks do not count as traffic. A series the replica does not expose i
 from __future__ import annotations
 
 import http.client
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -92,13 +93,20 @@ def scrape_replica(
     now: Callable[[], float] = time.time,
     *,
     endpoints: Collection[str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> ServerSample:
-    """GET a replica's metrics URL and parse it; any failure (refused, timeout, HTTP error, garbage) is
-    returned as `ok=False` with the error text, never raised, because replicas vanish during a run."""
+    """GET a replica's metrics URL and parse it (https checked by `ssl_context`); any failure (refused, timeout,
+    HTTP error, garbage) is returned as `ok=False` with the error text, never raised, because replicas vanish
+    during a run."""
     if not url.startswith(("http://", "https://")):
         return ServerSample(t_s=now(), replica=replica, ok=False, error=f"{url}: not an http(s) URL")
+    opener = _OPENER
+    if ssl_context is not None:
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ssl_context)
+        )
     try:
-        with _OPENER.open(url, timeout=timeout_s) as response:
+        with opener.open(url, timeout=timeout_s) as response:
             body = response.read().decode("utf-8")
         return parse_bentoml_metrics(body, now(), replica, endpoints=endpoints)
     except urllib.error.HTTPError as error:

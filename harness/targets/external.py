@@ -12,7 +12,8 @@ from harness.config import Scenario
 from harness.errors import DeployError
 from harness.targets.base import ReplicaInfo, ResourceUse
 from harness.targets.readiness import READINESS_PROBE, Readiness, next_probe_in_s, observe
-from harness.targets.serving import http_ok
+from harness.targets.serving import http_probe
+from harness.targets.tls import context_for, tls_failure
 
 
 class ExternalTarget:
@@ -25,6 +26,10 @@ class ExternalTarget:
         self.urls = [url.rstrip("/") for url in scenario.target.urls]
         self.readiness_path = scenario.service.readiness_path
         self.timeout_s = scenario.target.startup_timeout_s
+        self.tls = scenario.target.tls
+        self.ssl_context = context_for(self.urls, self.tls)
+        # Why each URL's latest probe failed: a TLS failure ends the start at once, any other is told at the timeout.
+        self._failures: dict[str, BaseException] = {}
         # Probing before a URL is first ready; after, the readiness rule's period.
         self.poll_s = poll_s
         self._started_s = time.time()
@@ -38,9 +43,13 @@ class ExternalTarget:
             now_s = time.time()
             if now_s < self._next_probe_at_s[url]:
                 continue
-            ok = http_ok(url + self.readiness_path, timeout_s=READINESS_PROBE.timeout_s)
+            failure = http_probe(url + self.readiness_path, READINESS_PROBE.timeout_s, self.ssl_context)
             with self._lock:
-                state = observe(self._readiness[url], ok, now_s)
+                if failure is None:
+                    self._failures.pop(url, None)
+                else:
+                    self._failures[url] = failure
+                state = observe(self._readiness[url], failure is None, now_s)
                 self._readiness[url] = state
                 self._next_probe_at_s[url] = now_s + next_probe_in_s(state, self.poll_s)
 
@@ -50,12 +59,25 @@ class ExternalTarget:
             self._check()
             if all(state.ready for state in self._readiness.values()):
                 return
+            tls = {url: found for url, failure in self._failures.items() if (found := tls_failure(failure))}
+            if tls:
+                # A certificate that does not verify will not verify later: say so now, not at the timeout.
+                url, failure = next(iter(tls.items()))
+                raise DeployError(
+                    f"external target: TLS with {url} failed: {_reason(failure)}", hint=_tls_hint(self.tls.verify)
+                )
             if time.time() > deadline_s:
                 missing = [url for url, state in self._readiness.items() if not state.ready]
+                last = self._failures.get(missing[0])
+                hint = "check target.urls and that the service is running"
+                if missing[0].startswith("https:"):
+                    # TLS 1.3 servers that require a client certificate just close the connection.
+                    hint += "; a service that requires a client certificate needs target.tls.client_cert"
                 raise DeployError(
                     f"external target: {', '.join(missing)} did not answer {self.readiness_path} with 2xx "
-                    f"within target.startup_timeout_s={self.timeout_s:g} s",
-                    hint="check target.urls and that the service is running",
+                    f"within target.startup_timeout_s={self.timeout_s:g} s"
+                    + ("" if last is None else f" (last: {_reason(last)})"),
+                    hint=hint,
                 )
             time.sleep(self.poll_s)
 
@@ -84,3 +106,16 @@ class ExternalTarget:
 
     def stop(self) -> None:
         """Nothing to remove: the harness did not deploy these replicas."""
+
+
+def _reason(failure: BaseException) -> str:
+    return str(getattr(failure, "verify_message", None) or getattr(failure, "reason", None) or failure)
+
+
+def _tls_hint(verify: bool) -> str:
+    if not verify:
+        return "check target.tls.client_cert and client_key if the service requires a client certificate"
+    return (
+        "give the CA that signed the service's certificate as target.tls.ca_bundle (or --tls-ca-bundle), or skip "
+        "verification with target.tls.verify: false (--tls-no-verify)"
+    )

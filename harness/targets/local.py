@@ -276,7 +276,7 @@ class LocalTarget:
         service = self.scenario.service
         env = bentoml_env(service, os.environ, home)
         env.update(BENTOML_CONFIG_OPTIONS=bentoml_config_options(self.scenario), PYTHONUNBUFFERED="1")
-        command = [*self._bentoml, "serve", service.service, "--host", "127.0.0.1", "--port", str(port)]
+        command = [*self._bentoml, "serve", service.import_string, "--host", "127.0.0.1", "--port", str(port)]
         cpus = self.replica_cpus
         store = self.model_store if self.model_store.is_dir() else None
         try:
@@ -284,7 +284,7 @@ class LocalTarget:
                 command,
                 run_id=self.run_id,
                 replica=replica_id,
-                cwd=service.path,
+                cwd=service.project_dir,
                 env=env,
                 stdout=log_path.open("wb"),
                 cpus=cpus,

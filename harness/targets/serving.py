@@ -3,6 +3,7 @@ probe of their readiness path."""
 
 from __future__ import annotations
 
+import ssl
 import urllib.error
 import urllib.request
 from typing import Any
@@ -24,7 +25,7 @@ def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def bentoml_config_options(scenario: Scenario) -> str:
     """BENTOML_CONFIG_OPTIONS for a replica: the scenario's overrides; access logging off unless asked."""
-    service_class = scenario.service.service.split(":")[-1]
+    service_class = scenario.service.import_string.split(":")[-1]
     options = {f"services.{service_class}.logging.access.enabled": False}
     options.update(flatten_config(scenario.service.bentoml_config))
     return " ".join(
@@ -32,10 +33,17 @@ def bentoml_config_options(scenario: Scenario) -> str:
     )
 
 
-def http_ok(url: str, timeout_s: float = 1.0) -> bool:
+def http_ok(url: str, timeout_s: float = 1.0, context: ssl.SSLContext | None = None) -> bool:
     """True when GET url answers 2xx."""
+    return http_probe(url, timeout_s, context) is None
+
+
+def http_probe(url: str, timeout_s: float = 1.0, context: ssl.SSLContext | None = None) -> BaseException | None:
+    """None when GET url answers 2xx, else why not: the error (urllib's URLError wraps a TLS failure), or an
+    HTTPError for another status."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            return 200 <= int(response.status) < 300
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
+        with urllib.request.urlopen(url, timeout=timeout_s, context=context) as response:
+            status = int(response.status)
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        return error
+    return None if 200 <= status < 300 else ValueError(f"status {status}")

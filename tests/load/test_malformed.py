@@ -18,6 +18,7 @@ from harness.load.malformed import (
     malformed_body,
     malformed_pool,
     malformed_requests,
+    wrong_shape,
 )
 from harness.load.requests import endpoint_request
 
@@ -97,3 +98,17 @@ def test_the_pool_draws_each_kind_equally_and_the_mix_expects_4xx() -> None:
     assert BAD_INPUT_CHECK.expects_bad_input
     by_name = {request.name: request for request in mix}
     assert by_name["/classify [malformed wrong_content_type]"].headers == {"Content-Type": "text/plain"}
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    images=st.lists(st.lists(st.integers(0, 16), min_size=2, max_size=4), min_size=2, max_size=4),
+    seed=st.integers(0, 2**16),
+)
+def test_a_wrong_shape_never_drops_a_whole_row_which_could_leave_a_valid_smaller_batch(
+    images: list[list[int]], seed: int
+) -> None:
+    spoiled = json.loads(wrong_shape({"images": images}, random.Random(seed)))["images"]
+    if len(spoiled) < len(images):
+        raise AssertionError(f"a row was dropped: {images} -> {spoiled}")
+    assert spoiled != images

@@ -12,19 +12,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.config import RequestConfig, ResponseCheck
+from harness.config import RequestConfig, ResponseCheck, SameAsAlone
 from harness.errors import ConfigError
+from harness.load.alone import body_key
 from harness.load.requests import (
     check_answer,
     cumulative_weights,
     endpoint_request,
     expand_headers,
-    field_at,
     fill_template,
     pick_weighted,
     prepare_bodies,
     ready_requests,
-    same_json,
+    with_alone_answers,
 )
 
 
@@ -186,21 +186,32 @@ def test_a_check_needs_exactly_one_expectation() -> None:
         ResponseCheck.model_validate({"fields": [{"field": "a", "equals": None}]})
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=False) | st.text(max_size=3),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children, max_size=3),
-    max_leaves=10,
-)
+def test_an_answer_is_also_compared_with_the_same_bodys_answer_alone() -> None:
+    check = ResponseCheck.model_validate({"same_as_alone": {"field": "labels.0"}})
+    agreeing = check_answer(check, 200, b'{"labels": [2]}', None, alone_answer=2)
+    assert agreeing.checked and agreeing.mismatch is None
+    assert check_answer(check, 200, b'{"labels": [1]}', None, alone_answer=2).mismatch == (
+        "labels.0 differs from the answer alone"
+    )
+    assert not check_answer(check, 200, b'{"labels": [1]}', None).checked  # no answer alone: nothing to compare
+    assert not check_answer(check, 500, b"{}", None, alone_answer=2).checked  # a wrong status is a failure
+    both = ResponseCheck.model_validate(
+        {"fields": [{"field": "labels.0", "among": [0, 1, 2]}], "same_as_alone": {"field": "labels.0"}}
+    )
+    assert check_answer(both, 200, b'{"labels": [7]}', None, alone_answer=7).mismatch == "labels.0 not among"
+    assert check_answer(both, 200, b'{"labels": [1]}', None, alone_answer=2).mismatch is not None
 
 
-@settings(max_examples=200, deadline=None)
-@given(value=json_values)
-def test_a_json_value_matches_itself_after_a_round_trip(value: Any) -> None:
-    assert same_json(value, json.loads(json.dumps(value)))
-    assert field_at({"a": [value]}, "a.0") is value or same_json(field_at({"a": [value]}, "a.0"), value)
+def test_a_request_compared_with_answers_alone_sends_only_the_bodies_that_have_one() -> None:
+    ready = endpoint_request("/predict", [b'{"x":1}', b'{"x":2}', b'{"x":1}'])
+    assert with_alone_answers(ready, {}) == ready
+    compared = with_alone_answers(ready, {body_key(b'{"x":1}'): [0]})
+    assert [(body.body, body.alone_answer) for body in compared.bodies] == [(b'{"x":1}', [0]), (b'{"x":1}', [0])]
 
 
-@settings(max_examples=200, deadline=None)
-@given(a=json_values, b=json_values)
-def test_json_equality_is_symmetric(a: Any, b: Any) -> None:
-    assert same_json(a, b) == same_json(b, a)
+def test_same_as_alone_true_means_the_whole_answer_with_defaults() -> None:
+    assert ResponseCheck.model_validate({"same_as_alone": True}).same_as_alone == SameAsAlone()
+    assert ResponseCheck.model_validate({"same_as_alone": False}).same_as_alone is None
+    assert ResponseCheck.model_validate({"same_as_alone": True}).reads_answer
+    with pytest.raises(ValueError, match="bodies"):
+        ResponseCheck.model_validate({"same_as_alone": {"bodies": 0}})

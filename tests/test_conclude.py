@@ -1,0 +1,30 @@
+"""What a verdict says it could not measure: a service without /metrics, a target that gives no CPU or memory."""
+
+from __future__ import annotations
+
+from harness.conclude import unmeasured_note
+from harness.model import ReplicaSample, ServerSample
+
+SCRAPED = ServerSample(t_s=1.0, replica="r1", ok=True, requests_total=3.0)
+NOT_SCRAPED = ServerSample(t_s=1.0, replica="r1", ok=False, error="HTTP 404")
+WITH_CPU = ReplicaSample(t_s=1.0, replica="r1", ready=True, cpu_cores=0.5, rss_bytes=1e8)
+WITHOUT_CPU = ReplicaSample(t_s=1.0, replica="r1", ready=True)
+
+
+def test_a_bentoml_replica_whose_cpu_is_measured_needs_no_note() -> None:
+    assert unmeasured_note([NOT_SCRAPED, SCRAPED], [WITH_CPU], "/metrics") is None
+
+
+def test_a_service_without_metrics_is_judged_on_client_figures_and_says_what_was_not_measured() -> None:
+    note = unmeasured_note([NOT_SCRAPED, NOT_SCRAPED], [WITHOUT_CPU], "/metrics")
+    assert note == (
+        "judged on client-side figures; not measured: server-side latency, in-flight requests and batch sizes "
+        "(no answer from /metrics); replica CPU and memory"
+    )
+    assert unmeasured_note([], [WITH_CPU], "/stats") == (
+        "judged on client-side figures; not measured: server-side latency, in-flight requests and batch sizes "
+        "(no answer from /stats)"
+    )
+    assert unmeasured_note([SCRAPED], [], "/metrics") == (
+        "judged on client-side figures; not measured: replica CPU and memory"
+    )
