@@ -9,10 +9,14 @@ run goes on. Only this module imports locust and gevent.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
 import json
 import os
 import random
+import re
+import statistics
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -22,9 +26,12 @@ import gevent
 import locust.runners
 import psutil
 from gevent.pool import Pool
+from gevent.server import StreamServer
+from gevent.socket import wait_read
 from locust import FastHttpUser, LoadTestShape, constant, events, task
 from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
+from locust.event import Events
 from locust.runners import MasterRunner
 
 from harness.analysis.latency import LatencyHistogram
@@ -45,7 +52,7 @@ from harness.load.requests import (
 )
 from harness.load.shape import StagePlan, StageSpec, drain_over, plan_at
 from harness.load.user_locustfile import load_user_classes
-from harness.model import ClientInterval
+from harness.model import ClientInterval, LoadgenOverhead
 from harness.targets.tls import client_context
 
 # A worker whose event loop is starved for a few seconds (a busy node, a CPU-heavy start) misses Locust's
@@ -65,6 +72,18 @@ ENDPOINT_PATH: str = PLAN["endpoint_path"]
 REQUEST_TIMEOUT_S: float = PLAN["request_timeout_s"]
 DRAIN_S: float = PLAN["drain_s"]
 MALFORMED_FRACTION: float = PLAN["payload"]["malformed_fraction"]
+
+# The calibration of this process's own overhead (LoadgenOverhead) before the load: Poisson arrivals at
+# this rate, this many of them, to a null endpoint in this process; never longer than CALIBRATION_MAX_S
+# (a calibration cut short is judged on the requests answered by then).
+CALIBRATION_REQUESTS = 200
+# Sent one after another first and not timed: the first requests open the connection and run code for the
+# first time, which the load's requests do not.
+CALIBRATION_WARMUP_REQUESTS = 20
+CALIBRATION_RATE_RPS = 100.0
+CALIBRATION_MAX_S = 5.0
+NULL_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
 
 # The test's start on this process's clock; every stage boundary is measured from it.
 _test_start_s: float | None = None
@@ -234,6 +253,7 @@ _cumulative_weights: list[float] = []
 # MALFORMED_FRACTION of the sends.
 _malformed: list[ReadyRequest] = []
 _recorder: IntervalRecorder | None = None
+_overhead: LoadgenOverhead | None = None
 _background: list[gevent.Greenlet] = []
 
 
@@ -251,11 +271,11 @@ def _error_kind(status: int, error: BaseException | None) -> str:
     return f"error_{name}"
 
 
-def _send(client: FastHttpSession, rng: random.Random, stage: str, started_s: float) -> None:
+def _send(client: FastHttpSession, rng: random.Random, stage: str, intended_s: float | None) -> None:
     """Send one request, chosen by weight, to the next ready replica and record its outcome against `stage`.
 
-    `started_s` is when the request should have started: the intended send time in the open
-    model, the actual send time in the closed model.
+    `intended_s` is when the request should have started (open model); None in the closed model, where
+    it starts when sent.
     """
     assert _recorder is not None
     if not _endpoints.urls:
@@ -270,12 +290,14 @@ def _send(client: FastHttpSession, rng: random.Random, stage: str, started_s: fl
     global _in_flight
     _in_flight += 1
     try:
-        _call(client, request, body, stage, started_s)
+        _call(client, request, body, stage, intended_s)
     finally:
         _in_flight -= 1
 
 
-def _call(client: FastHttpSession, request: ReadyRequest, body: PreparedBody, stage: str, started_s: float) -> None:
+def _call(
+    client: FastHttpSession, request: ReadyRequest, body: PreparedBody, stage: str, intended_s: float | None
+) -> None:
     assert _recorder is not None
     # geventhttpclient sends bytes as they are; Locust's annotation is narrower than what it accepts.
     with client.request(
@@ -286,7 +308,7 @@ def _call(client: FastHttpSession, request: ReadyRequest, body: PreparedBody, st
         catch_response=True,
         name=request.name,
     ) as response:
-        latency_s = time.time() - started_s
+        latency_s = _latency_s(response.request_meta, intended_s)
         status = response.status_code or 0
         content = response.content if request.check.reads_answer else None
         result = check_answer(request.check, status, content, body.row, body.alone_answer)
@@ -300,6 +322,19 @@ def _call(client: FastHttpSession, request: ReadyRequest, body: PreparedBody, st
             response.success()
         else:
             response.failure(f"status {status}" if status else repr(error))
+
+
+def _latency_s(request_meta: dict[str, Any], intended_s: float | None) -> float:
+    """A request's latency from Locust's own timer, which brackets only the socket exchange (connection,
+    write, read of the whole answer); the open model adds how late the request started after `intended_s`.
+
+    Timing around `client.request` instead counted Locust's request building before the send and its
+    bookkeeping after the answer as the service's latency.
+    """
+    exchange_s = float(request_meta["response_time"]) / 1000.0
+    if intended_s is None:
+        return exchange_s
+    return max(0.0, float(request_meta["start_time"]) - intended_s) + exchange_s
 
 
 def _record(stage: str, status: int, error: BaseException | None, result: CheckResult, latency_s: float) -> None:
@@ -342,7 +377,7 @@ class ClosedModelUser(FastHttpUser):
         if plan is None or plan.open_model:
             gevent.sleep(0.05)  # open-model stages are the arrival generator's
             return
-        _send(self.client, self.rng, plan.name, time.time())
+        _send(self.client, self.rng, plan.name, None)
 
 
 def _any_replica_url() -> str:
@@ -355,6 +390,53 @@ USER_LOCUSTFILE: str | None = PLAN.get("user_locustfile")
 if USER_LOCUSTFILE is not None:
     ClosedModelUser.abstract = True
     globals().update(load_user_classes(Path(USER_LOCUSTFILE), _any_replica_url))
+
+
+class Alarm:
+    """Wakes the calling greenlet at a wall-clock time, to within tens of microseconds where it can.
+
+    gevent's own timers (libev's epoll backend) round every wait up to a whole millisecond, so an
+    open-model arrival started on average about half a millisecond late, and that lateness counted in
+    its latency. On Linux a timerfd set to the absolute time wakes the loop instead; elsewhere, or if
+    the call fails, gevent.sleep.
+    """
+
+    _CLOCK_REALTIME = 0
+    _TFD_TIMER_ABSTIME = 1
+    _TFD_NONBLOCK = os.O_NONBLOCK
+    _TFD_CLOEXEC = 0o2000000
+
+    class _Itimerspec(ctypes.Structure):
+        # struct itimerspec: two struct timespec {time_t tv_sec; long tv_nsec;}, both longs on Linux.
+        _fields_ = [("it_interval", ctypes.c_long * 2), ("it_value", ctypes.c_long * 2)]
+
+    def __init__(self) -> None:
+        self._fd = -1
+        try:
+            self._libc = ctypes.CDLL(None, use_errno=True)
+            self._fd = int(self._libc.timerfd_create(self._CLOCK_REALTIME, self._TFD_NONBLOCK | self._TFD_CLOEXEC))
+        except (OSError, AttributeError):
+            self._fd = -1
+
+    def sleep_until(self, at_s: float) -> None:
+        """Return at `at_s` (seconds since the epoch), or at once if it has passed."""
+        delay_s = at_s - time.time()
+        if delay_s <= 0:
+            return
+        if self._fd < 0 or not self._set(at_s):
+            gevent.sleep(delay_s)
+            return
+        with contextlib.suppress(TimeoutError, OSError):
+            # The timeout only guards against a clock step that moves at_s far away.
+            wait_read(self._fd, timeout=delay_s + 1.0)
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.read(self._fd, 8)
+
+    def _set(self, at_s: float) -> bool:
+        whole_s = int(at_s)
+        spec = self._Itimerspec()
+        spec.it_value[0], spec.it_value[1] = whole_s, int((at_s - whole_s) * 1e9)
+        return int(self._libc.timerfd_settime(self._fd, self._TFD_TIMER_ABSTIME, ctypes.byref(spec), None)) == 0
 
 
 class ArrivalGenerator:
@@ -384,6 +466,7 @@ class ArrivalGenerator:
         worker = int(getattr(environment.runner, "worker_index", PLAN["process"]) or 0)
         self.schedule_rng = random.Random(PLAN["seed"] * 104729 + worker)
         self.body_rng = random.Random(PLAN["seed"] * 7919 + worker)
+        self.alarm = Alarm()
 
     def run(self) -> None:
         done: set[int] = set()
@@ -401,14 +484,94 @@ class ArrivalGenerator:
         rate_rps = plan.arrival_rate_rps / PROCESSES
         for offset_s in arrival_offsets(rate_rps, stage_end_s - begin_s, plan.arrival, self.schedule_rng):
             intended_s = begin_s + offset_s
-            delay_s = intended_s - time.time()
-            if delay_s > 0:
-                gevent.sleep(delay_s)
+            self.alarm.sleep_until(intended_s)
             _recorder.scheduled(plan.name, max(0.0, time.time() - intended_s))
             if self.pool.full():
                 _recorder.dropped(plan.name)
                 continue
             self.pool.spawn(_send, self.client, self.body_rng, plan.name, intended_s)
+
+
+def _answer_at_once(connection: Any, _address: Any) -> None:
+    """The null endpoint: answers every request of a keep-alive HTTP/1.1 connection with a 200 at once."""
+    buffer = b""
+    with contextlib.suppress(OSError), connection:
+        while True:
+            while b"\r\n\r\n" not in buffer:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    return
+                buffer += chunk
+            head, _, buffer = buffer.partition(b"\r\n\r\n")
+            length = _CONTENT_LENGTH.search(head)
+            body_bytes = int(length.group(1)) if length else 0
+            while len(buffer) < body_bytes:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    return
+                buffer += chunk
+            buffer = buffer[body_bytes:]
+            connection.sendall(NULL_ANSWER)
+
+
+def measure_overhead(process: int) -> LoadgenOverhead | None:
+    """Time CALIBRATION_REQUESTS open-model arrivals to a null endpoint through the load's own client and
+    timing (the first request's body and headers); None when none was answered."""
+    server = StreamServer(("127.0.0.1", 0), _answer_at_once)
+    server.start()
+    latencies_s: list[float] = []
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        # A client of its own, whose requests reach no Locust statistics.
+        client = FastHttpSession(
+            base_url=url,
+            request_event=Events().request,  # type: ignore[no-untyped-call]
+            user=None,
+            network_timeout=1.0,
+            connection_timeout=1.0,
+            concurrency=int(PLAN["max_in_flight"]),
+        )
+        request = _requests[0] if _requests else None
+
+        def one(intended_s: float | None) -> None:
+            with client.request(
+                "POST",
+                url + (request.path if request else "/"),
+                data=request.bodies[0].body if request else b"{}",  # type: ignore[arg-type]
+                headers=request.headers if request else None,
+                catch_response=True,
+                name="calibration",
+            ) as response:
+                if response.status_code == 200 and intended_s is not None:
+                    latencies_s.append(_latency_s(response.request_meta, intended_s))
+                response.success()
+
+        pool = Pool(size=int(PLAN["max_in_flight"]))
+        alarm = Alarm()
+        planned_s = CALIBRATION_REQUESTS / CALIBRATION_RATE_RPS
+        with gevent.Timeout(CALIBRATION_MAX_S, False):
+            for _ in range(CALIBRATION_WARMUP_REQUESTS):
+                one(None)
+            begin_s = time.time()
+            for offset_s in arrival_offsets(CALIBRATION_RATE_RPS, planned_s, "poisson", random.Random(PLAN["seed"])):
+                alarm.sleep_until(begin_s + offset_s)
+                if not pool.full():
+                    pool.spawn(one, begin_s + offset_s)
+            pool.join()
+        pool.kill(block=False)
+    finally:
+        server.stop(timeout=1.0)
+    if len(latencies_s) < 2:
+        return None
+    cuts_ms = statistics.quantiles([1000.0 * latency_s for latency_s in latencies_s], n=100, method="inclusive")
+    return LoadgenOverhead(
+        process=process,
+        requests=len(latencies_s),
+        rate_rps=CALIBRATION_RATE_RPS,
+        p50_ms=cuts_ms[49],
+        p95_ms=cuts_ms[94],
+        p99_ms=cuts_ms[98],
+    )
 
 
 class ScenarioShape(LoadTestShape):
@@ -431,7 +594,7 @@ class ScenarioShape(LoadTestShape):
 
 @events.init.add_listener  # type: ignore[untyped-decorator]
 def _on_init(environment: Environment, **_: Any) -> None:
-    global _requests, _cumulative_weights, _malformed
+    global _requests, _cumulative_weights, _malformed, _overhead
     if USER_LOCUSTFILE is not None:
         # Locust would set every user class's host to --host; the user's classes pick a replica each instead.
         environment.host = None
@@ -457,6 +620,16 @@ def _on_init(environment: Environment, **_: Any) -> None:
         _requests = [endpoint_request(ENDPOINT_PATH, bodies)]
     if MALFORMED_FRACTION > 0:
         _malformed = malformed_requests(_requests, random.Random(PLAN["seed"] * 31 + PLAN["process"]))
+    if not isinstance(environment.runner, MasterRunner):
+        # Before the load starts, so that the calibration and the load do not share the event loop.
+        _overhead = measure_overhead(_process_number())
+
+
+def _process_number() -> int:
+    """This process's number in its records: the plan's, its pid among local workers, its pod's index."""
+    if POD_PROCESS is not None:
+        return int(POD_PROCESS)
+    return int(PLAN["process"]) if PROCESSES == 1 else os.getpid()
 
 
 def _on_user_request(response_time: float, response: Any, exception: BaseException | None, **_: Any) -> None:
@@ -491,12 +664,13 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     if _test_start_s is not None or isinstance(environment.runner, MasterRunner):
         return
     _test_start_s = time.time()
-    process = PLAN["process"] if PROCESSES == 1 else os.getpid()
-    if POD_PROCESS is not None:
-        process = int(POD_PROCESS)
+    process = _process_number()
     out = Path(PLAN["intervals_dir"]) / f"intervals-{os.getpid()}.jsonl"
     out.unlink(missing_ok=True)
-    _write_records(out, [json.dumps({"test_start_s": _test_start_s, "process": process})])
+    lines = [json.dumps({"test_start_s": _test_start_s, "process": process})]
+    if _overhead is not None:
+        lines.append(json.dumps({"loadgen_overhead": asdict(_overhead)}, separators=(",", ":")))
+    _write_records(out, lines)
     _recorder = IntervalRecorder(out, float(PLAN["interval_s"]), process)
 
     def refresh_endpoints() -> None:
