@@ -20,6 +20,7 @@ from harness.config import Scenario, parse_scenario, read_yaml
 from harness.errors import ReportError
 from harness.model import (
     ClientInterval,
+    LoadgenOverhead,
     ReplicaCount,
     ReplicaSample,
     RunEvent,
@@ -29,7 +30,7 @@ from harness.model import (
     cut_windows,
 )
 from harness.rundir import RunDirectory
-from harness.verdict import build_verdict, judge
+from harness.verdict import build_verdict, judge, worst_overhead
 
 BASE_PERCENTILES = (50.0, 95.0, 99.0)
 
@@ -168,6 +169,7 @@ def conclude_run(run_dir: RunDirectory, scenario: Scenario | None = None, warnin
             loadgen_cpu_saturation=scenario.validity.loadgen_cpu_saturation,
         ),
         faults=fault_impacts(windows, intervals, events, objective_results),
+        loadgen_overhead=worst_overhead(run_dir.read_records(LoadgenOverhead)),
     )
     run_dir.write_json("verdict.json", verdict)
     return verdict

@@ -67,6 +67,24 @@ class ClientInterval:
 
 
 @dataclass(frozen=True)
+class LoadgenOverhead:
+    """The load generator's own added latency, measured by one Locust process just before the load.
+
+    Calibration: requests sent through the open-model path (same client, same timing, latency from the
+    intended send time) to a null endpoint on 127.0.0.1 that answers at once, in the same process; the
+    percentiles are what that path adds to every latency it measures (an upper bound: the null
+    endpoint's own work is in them).
+    """
+
+    process: int
+    requests: int
+    rate_rps: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+
+
+@dataclass(frozen=True)
 class ServerSample:
     """One scrape of one replica's Prometheus /metrics; counters are cumulative since replica start."""
 
@@ -640,6 +658,9 @@ class Verdict:
     scenario_name: str | None = None
     bottlenecks: list[Bottleneck] = field(default_factory=list)
     faults: list[FaultImpact] = field(default_factory=list)
+    # The load generator's own overhead (its worst process); None when not measured (older runs, in-cluster
+    # workers that could not measure it).
+    loadgen_overhead: LoadgenOverhead | None = None
 
 
 # --------------------------------------------------------------------------- JSON round trip

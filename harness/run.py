@@ -532,6 +532,8 @@ class Run:
         finally:
             self.test_start_s = locust.tail.test_start_s
             self.load_ended_s = time.time()
+            for overhead in locust.tail.overheads:
+                self.run_dir.append(overhead)
             if self.test_start_s is not None:
                 windows = stage_windows(scenario, self.test_start_s, self.load_ended_s)
                 self.run_dir.write_json("stages.json", windows)

@@ -7,6 +7,7 @@ function of it. Layout (one file per record type):
     metadata.json           RunMetadata: versions, machine, git commit, CPU placement, start/end times
     stages.json             StageWindow list: the stages as they actually ran
     client_intervals.jsonl  ClientInterval per load-generator process per interval
+    loadgen_overhead.jsonl  LoadgenOverhead per load-generator process (its calibration before the load)
     server_samples.jsonl    ServerSample per replica per scrape
     replica_samples.jsonl   ReplicaSample per replica per interval
     replica_counts.jsonl    ReplicaCount per interval
@@ -29,6 +30,7 @@ from harness.errors import ConfigError, ReportError
 from harness.model import (
     EVENT_KINDS,
     ClientInterval,
+    LoadgenOverhead,
     ReplicaCount,
     ReplicaSample,
     RunEvent,
@@ -62,6 +64,7 @@ def write_atomically(path: Path, text: str) -> Path:
 
 RECORD_FILES: dict[type, str] = {
     ClientInterval: "client_intervals.jsonl",
+    LoadgenOverhead: "loadgen_overhead.jsonl",
     ServerSample: "server_samples.jsonl",
     ReplicaSample: "replica_samples.jsonl",
     ReplicaCount: "replica_counts.jsonl",

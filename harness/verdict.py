@@ -25,6 +25,7 @@ from harness.model import (
     Bottleneck,
     CapacityPlan,
     FaultImpact,
+    LoadgenOverhead,
     ObjectiveResult,
     Saturation,
     StageResult,
@@ -42,6 +43,8 @@ EXIT_CODES: dict[Status, ExitCode] = {
     Status.INCONCLUSIVE: ExitCode.INCONCLUSIVE,
 }
 NO_OBJECTIVES_WARNING = "no objectives were given, so nothing was judged (add objectives: to the scenario)"
+# The load generator's own overhead is worth a warning above this share of a latency objective's bound.
+OVERHEAD_SHARE_WARNING = 0.05
 
 
 # --------------------------------------------------------------------------- the straddle rule
@@ -210,6 +213,42 @@ def _judge_autoscaling(
     return [_judge_step(objective, step, by_name.get(step.stage)) for step in steps]
 
 
+# --------------------------------------------------------------------------- the load generator's overhead
+
+
+def worst_overhead(records: Sequence[LoadgenOverhead]) -> LoadgenOverhead | None:
+    """The load-generator process whose calibration added the most latency (by p99); None when none measured."""
+    return max(records, key=lambda record: (record.p99_ms, record.p50_ms), default=None)
+
+
+def overhead_at(overhead: LoadgenOverhead, percentile: float) -> tuple[float, float]:
+    """The calibration percentile at or above `percentile` (50, 95, else 99) and the overhead there (ms): a
+    bound on what the load generator adds to that percentile of the measured latency."""
+    by_percentile = {50.0: overhead.p50_ms, 95.0: overhead.p95_ms, 99.0: overhead.p99_ms}
+    at = next((q for q in by_percentile if percentile <= q), 99.0)
+    return at, by_percentile[at]
+
+
+def overhead_warnings(overhead: LoadgenOverhead | None, objectives: Sequence[Objective]) -> list[str]:
+    """A warning for each latency objective whose upper bound the load generator's own overhead takes a
+    noticeable share of (more than OVERHEAD_SHARE_WARNING): its measured latencies include that overhead."""
+    if overhead is None:
+        return []
+    warnings = []
+    for objective in objectives:
+        if objective.percentile is None or objective.max is None or objective.max <= 0:
+            continue
+        at, overhead_ms = overhead_at(overhead, objective.percentile)
+        share = overhead_ms / objective.max
+        if share > OVERHEAD_SHARE_WARNING:
+            warnings.append(
+                f"objective '{objective.name}': the load generator's own overhead (p{at:g} {overhead_ms:.2f} ms, "
+                f"measured against a null endpoint) is {share:.0%} of its {objective.max:g} ms bound; every "
+                "measured latency includes it"
+            )
+    return warnings
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -263,6 +302,7 @@ def build_verdict(
     scenario_name: str | None = None,
     bottlenecks: Sequence[Bottleneck] = (),
     faults: Sequence[FaultImpact] = (),
+    loadgen_overhead: LoadgenOverhead | None = None,
 ) -> Verdict:
     """The run's Verdict: objective results, overall status and exit code, plus the derived figures."""
     results = judge(stages, objectives, autoscaling, confidence)
@@ -270,6 +310,7 @@ def build_verdict(
     all_warnings = list(warnings)
     if not objectives:
         all_warnings.append(NO_OBJECTIVES_WARNING)
+    all_warnings += overhead_warnings(loadgen_overhead, objectives)
     return Verdict(
         status=status,
         exit_code=exit_code_for(status),
@@ -284,4 +325,5 @@ def build_verdict(
         scenario_name=scenario_name,
         bottlenecks=list(bottlenecks),
         faults=list(faults),
+        loadgen_overhead=loadgen_overhead,
     )

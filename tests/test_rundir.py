@@ -19,6 +19,7 @@ from harness.model import (
     ImageBuilt,
     ImageLoaded,
     KindClusterUsed,
+    LoadgenOverhead,
     MetricProposal,
     NamespaceCreated,
     ObjectApplied,
@@ -165,3 +166,12 @@ def test_run_metadata_round_trips_and_an_older_file_still_loads(tmp_path: Path) 
     assert run_dir.read_metadata() == recorded
     run_dir.file("metadata.json").write_text(json.dumps({"run_id": "r", "written_by_a_newer_harness": 1}))
     assert run_dir.read_metadata() == RunMetadata(run_id="r")
+
+
+def test_loadgen_overhead_round_trips_and_an_older_run_has_none(tmp_path: Path) -> None:
+    assert RunDirectory(RECORDED).read_records(LoadgenOverhead) == []
+    run_dir = RunDirectory(tmp_path)
+    overhead = LoadgenOverhead(process=0, requests=200, rate_rps=100.0, p50_ms=0.31, p95_ms=0.62, p99_ms=1.4)
+    run_dir.append(overhead)
+    run_dir.close()
+    assert run_dir.read_records(LoadgenOverhead) == [overhead]

@@ -10,13 +10,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.config import Objective
-from harness.model import ObjectiveResult, PercentileEstimate, StageResult, Status, StepAutoscaling
+from harness.model import (
+    LoadgenOverhead,
+    ObjectiveResult,
+    PercentileEstimate,
+    StageResult,
+    Status,
+    StepAutoscaling,
+    Verdict,
+    from_json_dict,
+    to_json_dict,
+)
 from harness.verdict import (
     NO_OBJECTIVES_WARNING,
     build_verdict,
     exit_code_for,
     judge,
     overall_status,
+    overhead_at,
+    overhead_warnings,
+    worst_overhead,
 )
 
 
@@ -399,3 +412,53 @@ def test_a_replica_dying_under_bad_input_fails_bad_input_5xx_rate_even_in_an_inv
     assert result.status is Status.FAIL and "replica replica-2 died while bad input was sent" in result.reason
     # Other objectives of that stage stay INCONCLUSIVE: a crash makes their figures unreliable.
     assert only(judge([died], [objective("error_rate", max=0.01)])).status is Status.INCONCLUSIVE
+
+
+# --------------------------------------------------------------------------- the load generator's overhead
+
+
+def overhead(p50_ms: float = 0.3, p95_ms: float = 0.6, p99_ms: float = 1.2, process: int = 0) -> LoadgenOverhead:
+    return LoadgenOverhead(process=process, requests=200, rate_rps=100.0, p50_ms=p50_ms, p95_ms=p95_ms, p99_ms=p99_ms)
+
+
+def test_the_overhead_is_read_at_the_calibration_percentile_at_or_above_the_objective() -> None:
+    measured = overhead()
+    assert overhead_at(measured, 50.0) == (50.0, 0.3)
+    assert overhead_at(measured, 10.0) == (50.0, 0.3)
+    assert overhead_at(measured, 90.0) == (95.0, 0.6)
+    assert overhead_at(measured, 95.0) == (95.0, 0.6)
+    assert overhead_at(measured, 99.0) == (99.0, 1.2)
+    assert overhead_at(measured, 99.9) == (99.0, 1.2)
+
+
+def test_an_overhead_above_five_percent_of_a_latency_bound_is_a_warning() -> None:
+    # p95 overhead 0.6 ms: 6% of a 10 ms bound warns, 4% of a 15 ms bound does not.
+    warnings = overhead_warnings(overhead(), [objective("latency_p95_ms", max=10), objective("latency_p95_ms", max=15)])
+    assert len(warnings) == 1
+    assert "latency_p95_ms <= 10" in warnings[0] and "0.60 ms" in warnings[0] and "6%" in warnings[0]
+
+
+def test_the_overhead_rule_leaves_other_objectives_and_unmeasured_overheads_alone() -> None:
+    objectives = [
+        objective("error_rate", max=0.001),
+        objective("throughput_rps", min=1),
+        objective("latency_p99_ms", max=1),
+    ]
+    assert len(overhead_warnings(overhead(), objectives)) == 1
+    assert overhead_warnings(None, objectives) == []
+
+
+def test_the_worst_process_overhead_goes_into_the_verdict_with_its_warning() -> None:
+    assert worst_overhead([]) is None
+    worst = overhead(p99_ms=3.0, process=2)
+    assert worst_overhead([overhead(process=1), worst]) == worst
+    verdict = build_verdict([stage()], [objective("latency_p99_ms", max=50)], loadgen_overhead=worst)
+    assert verdict.loadgen_overhead == worst
+    assert any("6% of its 50 ms bound" in warning for warning in verdict.warnings)
+    assert build_verdict([stage()], [objective("latency_p99_ms", max=500)]).loadgen_overhead is None
+
+
+def test_a_verdict_written_before_the_overhead_was_measured_still_loads() -> None:
+    data = to_json_dict(build_verdict([stage()], [objective("latency_p99_ms", max=500)]))
+    del data["loadgen_overhead"]
+    assert from_json_dict(Verdict, data).loadgen_overhead is None

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from harness.config import Scenario
 from harness.errors import LoadError
 from harness.load.shape import load_plan, planned_duration_s
-from harness.model import ClientInterval, from_json_dict
+from harness.model import ClientInterval, LoadgenOverhead, from_json_dict
 from harness.processes import REPLICA_ENV, RUN_ENV, free_port, spawn, stop_tree
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -37,13 +37,18 @@ def write_endpoints(path: Path, base_urls: Sequence[str]) -> None:
 
 
 class IntervalTail:
-    """Follows the Locust processes' interval files and hands each complete record on."""
+    """Follows the Locust processes' interval files and hands each complete record on.
+
+    Besides ClientInterval records, a file starts with its process's test start and the calibration of its
+    own overhead, which the tail keeps.
+    """
 
     def __init__(self, directory: Path, on_record: Callable[[ClientInterval], None]) -> None:
         self.directory = directory
         self.on_record = on_record
         self.offsets: dict[Path, int] = {}
         self.test_start_s: float | None = None
+        self.overheads: list[LoadgenOverhead] = []
 
     def poll(self) -> int:
         """Read whatever complete lines were appended since the last poll; returns records read."""
@@ -62,6 +67,9 @@ class IntervalTail:
                 if "test_start_s" in item:
                     start = float(item["test_start_s"])
                     self.test_start_s = start if self.test_start_s is None else min(self.test_start_s, start)
+                    continue
+                if "loadgen_overhead" in item:
+                    self.overheads.append(from_json_dict(LoadgenOverhead, item["loadgen_overhead"]))
                     continue
                 self.on_record(from_json_dict(ClientInterval, item))
                 count += 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from harness.model import Bottleneck, ObjectiveResult, PercentileEstimate, Status
+from harness.model import Bottleneck, LoadgenOverhead, ObjectiveResult, PercentileEstimate, Status
 from harness.objectives import objective_metric
 
 STATUS_ORDER: tuple[Status, ...] = (Status.FAIL, Status.INCONCLUSIVE, Status.WARN, Status.PASS)
@@ -68,6 +68,17 @@ def fmt_bottleneck(bottleneck: Bottleneck) -> str:
     """One line: "peak (FAIL): load shedding: 729 of 12303 requests refused (...)"."""
     cause = bottleneck.cause.replace("_", " ")
     return f"{bottleneck.stage} ({bottleneck.examined_for}): {cause}: {bottleneck.evidence}"
+
+
+def fmt_overhead(overhead: LoadgenOverhead | None) -> str:
+    """The load generator's own overhead as one line of every report."""
+    if overhead is None:
+        return "load generator overhead: not measured"
+    return (
+        f"load generator overhead: p50 {overhead.p50_ms:.2f} ms, p95 {overhead.p95_ms:.2f} ms, "
+        f"p99 {overhead.p99_ms:.2f} ms (calibration: {overhead.requests} requests at {overhead.rate_rps:g} rps "
+        "to a null endpoint before the load; included in every measured latency)"
+    )
 
 
 def fmt_stage(result: ObjectiveResult) -> str:

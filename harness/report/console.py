@@ -20,6 +20,7 @@ from harness.report._common import (
     fmt_comparison_value,
     fmt_metric_value,
     fmt_ms,
+    fmt_overhead,
     fmt_rps,
     fmt_stage,
     fmt_threshold,
@@ -106,6 +107,7 @@ def print_verdict(verdict: Verdict, console: Console) -> None:
         )
     for fault in verdict.faults:
         console.print(Text("fault: ", style="bold") + Text(fault_line(fault)))
+    console.print(fmt_overhead(verdict.loadgen_overhead), highlight=False)
     for warning in verdict.warnings:
         console.print(Text("warning: ", style="yellow") + Text(warning))
 

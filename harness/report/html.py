@@ -29,6 +29,7 @@ from harness.report._common import (
     fmt_metric_value,
     fmt_ms,
     fmt_number,
+    fmt_overhead,
     fmt_percent,
     fmt_replicas,
     fmt_rps,
@@ -484,7 +485,13 @@ def render_html(data: RunData) -> str:
     verdict = data.verdict
     plots = all_plots(data)
     body = [
-        _section("verdict", "Verdict", verdict_table(verdict), _bottlenecks(verdict)),
+        _section(
+            "verdict",
+            "Verdict",
+            verdict_table(verdict),
+            _bottlenecks(verdict),
+            f"<p>{_e(fmt_overhead(verdict.loadgen_overhead))}</p>",
+        ),
         _section("warnings", f"Warnings ({len(verdict.warnings)})", _warnings(verdict.warnings)),
         *(
             [

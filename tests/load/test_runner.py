@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from harness.config import parse_scenario
 from harness.errors import LoadError
 from harness.load import runner
-from harness.model import ClientInterval
+from harness.model import ClientInterval, LoadgenOverhead
 
 
 @pytest.mark.integration
@@ -42,3 +43,16 @@ def test_a_locust_that_crashes_at_startup_is_a_load_error_with_its_log(
         process.wait(poll_s=0.1)
     assert records == []
     assert process.process is not None and process.process.poll() is not None, "Locust's process has ended"
+
+
+def test_the_interval_tail_keeps_each_process_calibration_apart_from_its_records(tmp_path: Path) -> None:
+    records: list[ClientInterval] = []
+    tail = runner.IntervalTail(tmp_path, records.append)
+    overhead = {"process": 0, "requests": 200, "rate_rps": 100.0, "p50_ms": 0.3, "p95_ms": 0.6, "p99_ms": 1.2}
+    (tmp_path / "intervals-1.jsonl").write_text(
+        json.dumps({"test_start_s": 100.0, "process": 0}) + "\n" + json.dumps({"loadgen_overhead": overhead}) + "\n"
+    )
+    assert tail.poll() == 0
+    assert tail.test_start_s == 100.0
+    assert tail.overheads == [LoadgenOverhead(**overhead)]
+    assert records == []

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 from rich.console import Console
 
 from harness.analysis.compare import compare, summarize_run
-from harness.model import ClientInterval, Status, Verdict
+from harness.model import ClientInterval, LoadgenOverhead, Status, Verdict
 from harness.report.console import comparison_rows, print_comparison, print_verdict, render_verdict_table
 from harness.rundir import RunDirectory
 
@@ -104,3 +105,16 @@ def test_comparison_of_a_run_with_itself_has_no_regression(recorded_run: RunDire
     text = out.getvalue()
     assert "Baseline vs candidate" in text and "+0.0%" in text
     assert "no significant regression" in text
+
+
+def test_print_verdict_shows_the_load_generator_overhead_or_that_it_was_not_measured(
+    recorded_run: RunDirectory,
+) -> None:
+    verdict = recorded_run.read_verdict()
+    console, out = _console()
+    print_verdict(verdict, console)
+    assert "load generator overhead: not measured" in out.getvalue()
+    overhead = LoadgenOverhead(process=0, requests=200, rate_rps=100.0, p50_ms=0.31, p95_ms=0.62, p99_ms=1.4)
+    console, out = _console()
+    print_verdict(replace(verdict, loadgen_overhead=overhead), console)
+    assert "load generator overhead: p50 0.31 ms, p95 0.62 ms, p99 1.40 ms" in out.getvalue()

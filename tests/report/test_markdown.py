@@ -25,6 +25,7 @@ def test_recorded_run_summary(recorded_run: RunDirectory) -> None:
 
     assert text.startswith("## ❌ FAIL: `digits-recorded`\n")
     assert "Run `20251009T083320Z-digits-recorded`, exit code 1" in text
+    assert "load generator overhead: not measured." in text
     objectives = _table_rows(text, "Objectives")
     assert len(objectives) == len(verdict.objectives)
     assert objectives[3].startswith(

@@ -20,6 +20,7 @@ from harness.model import (
     Bottleneck,
     CapacityPlan,
     FaultImpact,
+    LoadgenOverhead,
     ObjectiveResult,
     PercentileEstimate,
     Saturation,
@@ -85,6 +86,7 @@ def _schema_types(prop: dict[str, Any]) -> tuple[set[str], bool]:
         StepAutoscaling,
         Bottleneck,
         FaultImpact,
+        LoadgenOverhead,
     ],
 )
 def test_schema_matches_the_dataclass_field_for_field(cls: type) -> None:
@@ -93,10 +95,10 @@ def test_schema_matches_the_dataclass_field_for_field(cls: type) -> None:
     fields = {f.name for f in dataclasses.fields(cls)}
     assert node["additionalProperties"] is False
     assert set(node["properties"]) == fields
-    # to_json_dict writes every field, so every field is required, except those that files written before
-    # schema version 2 lack (they still render).
-    added_in_v2 = {"schema_version", "run_id", "scenario_name", "unit", "bottlenecks", "faults"}
-    assert set(node["required"]) == fields - added_in_v2
+    # to_json_dict writes every field, so every field is required, except those that older files lack (they
+    # still render): added in schema version 2, and the load generator's overhead, added within it.
+    added_later = {"schema_version", "run_id", "scenario_name", "unit", "bottlenecks", "faults", "loadgen_overhead"}
+    assert set(node["required"]) == fields - added_later
     hints = typing.get_type_hints(cls)
     for name in fields:
         assert _schema_types(node["properties"][name]) == _json_types(hints[name]), f"{cls.__name__}.{name}"
