@@ -6,9 +6,14 @@ latency, open and closed model; queue mode: M/D/1 sojourn times) and the maximum
 `harness sweep` finds on the M/D/1 server, against the highest rate whose M/D/1 p99 meets the same
 objective. Writes the table to reports/bench-accuracy.json.
 
-Truth: the server's analytic latency plus the overhead every request pays on top of it (round trip,
-measured first against a server that answers at once, and the event loop's timer overshoot); the
-bare truth leaves the overhead out. Besides a relative tolerance, each figure has an "ideal band":
+Truth: the server's latency as a client with next to no overhead of its own sees it: the analytic
+latency plus what the server and the loopback add to every request (the round trip wrk measures
+against the same server answering at once, and the event loop's timer overshoot); the bare truth
+leaves that out. The harness's own overhead is not in the truth: it is what the comparison measures.
+Beside the harness, wrk measures the same jitter server in one run (closed model only: wrk cannot
+send at a fixed rate, and wrk2 is not in Debian; on the jitter server, where requests do not queue,
+latency does not depend on how they arrive, so wrk's figures are the reference for the open stage
+too). Besides a relative tolerance, each figure has an "ideal band":
 where a perfect observer of a stage like the measured one (same duration at the same arrival rate;
 closed model: same number of requests) lands 90% of the time (for the sweep: the harness's own
 search and confidence rule on exactly simulated probes). Queueing latencies
@@ -26,6 +31,7 @@ import itertools
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,6 +48,7 @@ import numpy.typing as npt
 
 from harness.analysis.latency import min_samples_for_percentile, order_statistic_ranks, percentile_rank
 from harness.analysis.sweep import Probe, next_rate, probe_duration_s, result
+from harness.model import to_json_dict
 from harness.processes import free_port
 from harness.sweep import MAX_PROBES
 from harness.sweep import WARMUP_S as SWEEP_WARMUP_S
@@ -53,7 +60,7 @@ QUANTILES: tuple[float, ...] = (50.0, 95.0, 99.0)
 BAND_COVERAGE = 0.90
 TRUTH_SEED = 20240601
 
-PERCENTILE_TOLERANCE = 0.05
+PERCENTILE_TOLERANCE = 0.03
 THROUGHPUT_TOLERANCE = 0.10
 
 # Jitter mode: latency base + U(0, jitter), all requests in parallel, no queueing.
@@ -62,6 +69,8 @@ JITTER_MS = 20.0
 OPEN_RATE_RPS = 150.0
 OPEN_S = 30.0
 CLOSED_USERS = 4
+# wrk: one thread, CLOSED_USERS connections; its Lua script posts a body and prints its percentiles.
+WRK_GRID = 1000
 CLOSED_S = 20.0
 OVERHEAD_S = 12.0
 WARMUP_S = 3.0
@@ -272,10 +281,16 @@ class Comparison:
     ci_low: float | None = None
     ci_high: float | None = None
     note: str = ""
+    # The same figure measured by wrk on the same server in the same run (None: not measured).
+    wrk: float | None = None
 
     @property
     def ratio(self) -> float | None:
         return None if self.measured is None else self.measured / self.truth
+
+    @property
+    def wrk_ratio(self) -> float | None:
+        return None if self.wrk is None else self.wrk / self.truth
 
     @property
     def bare_ratio(self) -> float | None:
@@ -303,6 +318,7 @@ class Comparison:
         return {
             **asdict(self),
             "ratio": self.ratio,
+            "wrk_ratio": self.wrk_ratio,
             "bare_ratio": self.bare_ratio,
             "within_tolerance": self.within,
             "in_ideal_band": self.in_band,
@@ -326,8 +342,10 @@ def format_table(rows: Sequence[Comparison]) -> str:
     header = (
         "quantity",
         "truth",
-        "measured",
-        "meas/truth",
+        "harness",
+        "harness/truth",
+        "wrk",
+        "wrk/truth",
         "tol",
         "within",
         f"ideal {BAND_COVERAGE:.0%} band",
@@ -344,6 +362,8 @@ def format_table(rows: Sequence[Comparison]) -> str:
                 _num(row.truth),
                 _num(row.measured),
                 _num(row.ratio, 3),
+                _num(row.wrk),
+                _num(row.wrk_ratio, 3),
                 "info" if row.tolerance is None else f"±{row.tolerance:.0%}",
                 _yes(row.within),
                 _pair(row.band_low, row.band_high),
@@ -403,6 +423,77 @@ def synthetic_server(*arguments: str, lifetime_s: float = 900.0) -> Iterator[str
                 process.wait(timeout=5)
 
 
+# --------------------------------------------------------------------------- wrk, the reference client
+
+# wrk's Lua hooks: post the body, then print the exact percentiles and a grid of WRK_GRID quantiles (ms).
+_WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = [==[BODY]==]
+wrk.headers["Content-Type"] = "application/json"
+done = function(summary, latency, requests)
+  local errors = summary.errors
+  io.write(string.format("requests %d\\n", summary.requests))
+  io.write(string.format("errors %d\\n", errors.connect + errors.read + errors.write + errors.status + errors.timeout))
+  for _, q in ipairs({QUANTILES}) do
+    io.write(string.format("p %g %.6f\\n", q, latency:percentile(q) / 1000.0))
+  end
+  for i = 1, GRID do
+    io.write(string.format("grid %.6f\\n", latency:percentile((i - 0.5) * 100.0 / GRID) / 1000.0))
+  end
+end
+"""
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    """What wrk measured: its percentiles (ms) and an evenly spaced grid of its latency quantiles to draw from."""
+
+    requests: int
+    errors: int
+    percentiles_ms: dict[float, float]
+    grid_ms: npt.NDArray[np.float64]
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """The figures the Lua script printed."""
+    requests = errors = 0
+    percentiles_ms: dict[float, float] = {}
+    grid: list[float] = []
+    for line in output.splitlines():
+        word, _, rest = line.partition(" ")
+        if word == "requests":
+            requests = int(rest)
+        elif word == "errors":
+            errors = int(rest)
+        elif word == "p":
+            q, value = rest.split()
+            percentiles_ms[float(q)] = float(value)
+        elif word == "grid":
+            grid.append(float(rest))
+    return WrkResult(requests, errors, percentiles_ms, np.array(grid, dtype=np.float64))
+
+
+def run_wrk(workspace: Workspace, url: str, connections: int, duration_s: float) -> WrkResult:
+    """wrk posting the workspace's first body to `url` over `connections` connections for `duration_s`."""
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed: apt-get install wrk (make bench installs it)")
+    body = workspace.bodies.read_text().splitlines()[0]
+    script = workspace.root / "wrk-post.lua"
+    script.write_text(
+        _WRK_SCRIPT.replace("BODY", body)
+        .replace("QUANTILES", ", ".join(f"{q:g}" for q in QUANTILES))
+        .replace("GRID", str(WRK_GRID))
+    )
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration_s:g}s", "--timeout", "5s", "-s", str(script)]
+    done = subprocess.run(
+        [*command, url + "/predict"], capture_output=True, text=True, timeout=duration_s + 30, check=True
+    )
+    result = parse_wrk(done.stdout)
+    if not result.requests or result.errors or len(result.grid_ms) != WRK_GRID:
+        raise RuntimeError(f"wrk on {url}: {result.requests} requests, {result.errors} errors: {done.stdout[-500:]}")
+    return result
+
+
 # --------------------------------------------------------------------------- runs of the real harness
 
 
@@ -412,6 +503,8 @@ class Workspace:
 
     root: Path
     runs: list[str] = field(default_factory=list)
+    # Each run's calibration of the harness's own overhead, as its verdict reports it (None: not measured).
+    calibrations: list[Any] = field(default_factory=list)
 
     @property
     def bodies(self) -> Path:
@@ -476,6 +569,7 @@ def run_stages(workspace: Workspace, name: str, url: str, stages: list[dict[str,
     workspace.runs.append(str(outcome.run_dir))
     if outcome.verdict is None:
         raise RuntimeError(f"run {outcome.run_dir} produced no verdict (exit code {outcome.exit_code})")
+    workspace.calibrations.append(outcome.verdict.loadgen_overhead)
     intervals = RunDirectory(outcome.run_dir).read_records(ClientInterval)
     return {
         stage.name: MeasuredStage(
@@ -495,9 +589,10 @@ def _ms(value_s: float | None) -> float | None:
 class Overhead:
     """What a request takes beyond the server's nominal wait, as samples to draw from.
 
-    round trip: HTTP and load generator, measured by the harness against a server that answers at
-    once. timer overshoot: how late asyncio wakes a sleeping request (it rounds its epoll timeout up
-    to a whole millisecond), measured in this process on the same kind of event loop.
+    round trip: HTTP, loopback and the server's own request handling, measured by wrk (a client with
+    next to no overhead of its own) against the server answering at once. timer overshoot: how late
+    asyncio wakes a sleeping request (it rounds its epoll timeout up to a whole millisecond), measured
+    in this process on the same kind of event loop.
     """
 
     round_trip_ms: npt.NDArray[np.float64]
@@ -533,6 +628,7 @@ def percentile_rows(
     path_ms: npt.NDArray[np.float64],
     overhead: Overhead,
     arrival_ms: npt.NDArray[np.float64] | None = None,
+    wrk: WrkResult | None = None,
 ) -> list[Comparison]:
     """One row per percentile: the stage's estimate against the truth, the ideal band and the bare truth.
 
@@ -568,6 +664,7 @@ def percentile_rows(
                 ci_low=_ms(estimate.ci_low_s),
                 ci_high=_ms(estimate.ci_high_s),
                 note=", ".join(notes),
+                wrk=None if wrk is None else wrk.percentiles_ms[q],
             )
         )
     return rows
@@ -593,9 +690,16 @@ def timer_overshoot_ms(
     return np.array(asyncio.run(all_of_them()), dtype=np.float64)
 
 
-def measure_overhead(workspace: Workspace, rate_rps: float, duration_s: float, warmup_s: float = WARMUP_S) -> Overhead:
-    """Round trips against a server that waits 0 ms at `rate_rps` (open model, Poisson), and timer overshoots."""
+def measure_overhead(
+    workspace: Workspace, rate_rps: float, duration_s: float, warmup_s: float = WARMUP_S
+) -> tuple[Overhead, list[Comparison]]:
+    """The truth's overhead: wrk's round trips against a server that waits 0 ms, and timer overshoots.
+
+    On the same server, the harness's open model at `rate_rps` (Poisson) and closed model next to wrk:
+    rows of what the harness adds (information, not judged).
+    """
     with synthetic_server("--mode", "jitter", "--base-ms", "0", "--jitter-ms", "0") as url:
+        wrk = run_wrk(workspace, url, CLOSED_USERS, duration_s)
         stages = run_stages(
             workspace,
             "overhead",
@@ -603,12 +707,28 @@ def measure_overhead(workspace: Workspace, rate_rps: float, duration_s: float, w
             [
                 {"name": "warmup", "duration_s": warmup_s, "arrival_rate_rps": rate_rps, "judged": False},
                 {"name": "overhead", "duration_s": duration_s, "arrival_rate_rps": rate_rps},
+                {"name": "overhead-closed", "duration_s": duration_s, "users": CLOSED_USERS},
             ],
         )
-    round_trip_ms = stages["overhead"].samples_ms
-    if not len(round_trip_ms):
-        raise RuntimeError("the overhead run recorded no successful request")
-    return Overhead(round_trip_ms, timer_overshoot_ms(rate_rps, SERVICE_MS / 2, JITTER_BASE_MS + JITTER_MS))
+    overhead = Overhead(wrk.grid_ms, timer_overshoot_ms(rate_rps, SERVICE_MS / 2, JITTER_BASE_MS + JITTER_MS))
+    rows = []
+    for name, label in (("overhead", f"open {rate_rps:g} rps"), ("overhead-closed", f"closed {CLOSED_USERS} users")):
+        measured = stages[name]
+        if not len(measured.samples_ms):
+            raise RuntimeError(f"the overhead run recorded no successful request in stage {name}")
+        rows += [
+            Comparison(
+                part="overhead",
+                quantity=f"round trip, server waits 0 ms, {label} p{q:g} (ms)",
+                truth=wrk.percentiles_ms[q],
+                measured=float(np.percentile(measured.samples_ms, q)),
+                tolerance=None,
+                wrk=wrk.percentiles_ms[q],
+                note=f"n={len(measured.samples_ms)}; truth here is wrk's round trip ({wrk.requests} requests)",
+            )
+            for q in QUANTILES
+        ]
+    return overhead, rows
 
 
 def jitter_comparisons(
@@ -623,7 +743,8 @@ def jitter_comparisons(
     closed_s: float = CLOSED_S,
     warmup_s: float = WARMUP_S,
 ) -> list[Comparison]:
-    """Jitter mode: an open-model stage (and a closed-model one unless closed_users is None) vs uniform truth."""
+    """Jitter mode: an open-model stage (and a closed-model one unless closed_users is None) vs uniform truth,
+    and wrk with CLOSED_USERS connections on the same server (with the closed stage)."""
     stages: list[dict[str, Any]] = [
         {"name": "warmup", "duration_s": warmup_s, "arrival_rate_rps": open_rate_rps, "judged": False},
         {"name": "open", "duration_s": open_s, "arrival_rate_rps": open_rate_rps},
@@ -631,14 +752,15 @@ def jitter_comparisons(
     if closed_users is not None:
         stages.append({"name": "closed", "duration_s": closed_s, "users": closed_users})
     with synthetic_server("--mode", "jitter", "--base-ms", f"{base_ms:g}", "--jitter-ms", f"{jitter_ms:g}") as url:
+        wrk = run_wrk(workspace, url, CLOSED_USERS, closed_s) if closed_users is not None else None
         results = run_stages(workspace, "jitter", url, stages)
     rng = np.random.default_rng(TRUTH_SEED)
     path_ms = base_ms + jitter_ms * rng.random(LINDLEY_ARRIVALS)
     arrival_ms = np.cumsum(rng.exponential(1000.0 / open_rate_rps, LINDLEY_ARRIVALS))
     what = f"jitter {base_ms:g}+U(0,{jitter_ms:g})"
-    rows = percentile_rows(f"{what} open {open_rate_rps:g} rps", results["open"], path_ms, overhead, arrival_ms)
+    rows = percentile_rows(f"{what} open {open_rate_rps:g} rps", results["open"], path_ms, overhead, arrival_ms, wrk)
     if closed_users is not None:
-        rows += percentile_rows(f"{what} closed {closed_users} users", results["closed"], path_ms, overhead)
+        rows += percentile_rows(f"{what} closed {closed_users} users", results["closed"], path_ms, overhead, None, wrk)
     return rows
 
 
@@ -732,11 +854,15 @@ def main() -> int:
     load_before = os.getloadavg()
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     workspace = Workspace(ROOT / "reports" / "bench-accuracy-runs" / stamp)
-    print(f"[1/4] overhead: zero-wait server, {OPEN_RATE_RPS:g} rps Poisson for {OVERHEAD_S:g} s", flush=True)
-    overhead = measure_overhead(workspace, OPEN_RATE_RPS, OVERHEAD_S)
+    print(
+        f"[1/4] overhead: zero-wait server, wrk {CLOSED_USERS} connections, then the harness at {OPEN_RATE_RPS:g} "
+        f"rps Poisson and {CLOSED_USERS} users, {OVERHEAD_S:g} s each",
+        flush=True,
+    )
+    overhead, overhead_rows = measure_overhead(workspace, OPEN_RATE_RPS, OVERHEAD_S)
     figures = overhead.summary()
     print(
-        "      round trip p50/p95/p99 "
+        "      wrk round trip p50/p95/p99 "
         + "/".join(f"{figures[f'round_trip_p{q:g}_ms']:.2f}" for q in QUANTILES)
         + f" ms (n={len(overhead.round_trip_ms)}); asyncio timer overshoot p50/p95/p99 "
         + "/".join(f"{figures[f'timer_overshoot_p{q:g}_ms']:.2f}" for q in QUANTILES)
@@ -748,7 +874,7 @@ def main() -> int:
         f"closed {CLOSED_USERS} users {CLOSED_S:g} s",
         flush=True,
     )
-    rows = jitter_comparisons(workspace, overhead)
+    rows = overhead_rows + jitter_comparisons(workspace, overhead)
     rhos = ", ".join(f"{rho:g}" for rho in QUEUE_RHOS)
     print(f"[3/4] queue mode (M/D/1, S={SERVICE_MS:g} ms) at rho {rhos}, {QUEUE_STAGE_S:g} s each", flush=True)
     rows += queue_comparisons(workspace, overhead)
@@ -763,8 +889,10 @@ def main() -> int:
     print(
         "truth = quantile of (server latency + overhead): server latency from the analytic model (jitter: "
         f"uniform; queue: a {LINDLEY_ARRIVALS:,}-arrival Lindley simulation of M/D/1), overhead drawn from the "
-        f"measured zero-wait round trips at {OPEN_RATE_RPS:g} rps plus asyncio timer overshoots (median "
-        f"{overhead.median_ms:.2f} ms); bare truth = server latency alone.\n"
+        f"round trips wrk measured on the zero-wait server plus asyncio timer overshoots (median "
+        f"{overhead.median_ms:.2f} ms): the server's latency as a client with next to no overhead sees it; bare "
+        "truth = server latency alone. wrk: closed model only (no fixed-rate mode; wrk2 is not in Debian), "
+        "the reference for the open stage too, since jitter-mode requests do not queue.\n"
         f"Max rate: bisection over rho of the simulated M/D/1 p99 + the median overhead. Ideal band: where a "
         f"perfect observer of a stage like the measured one (same duration and rate; closed: same request count) "
         f"lands {BAND_COVERAGE:.0%} of the time (sweep: the harness's own search and CI rule on simulated probes)."
@@ -780,6 +908,12 @@ def main() -> int:
         f"{elapsed_s:.0f} s; load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after "
         "(other work on this machine inflates tails)"
     )
+    calibrations = [c for c in workspace.calibrations if c is not None]
+    if calibrations:
+        print(
+            "the harness's own calibration (verdict loadgen_overhead, null endpoint) p50/p95/p99 per run: "
+            + "; ".join(f"{c.p50_ms:.2f}/{c.p95_ms:.2f}/{c.p99_ms:.2f} ms" for c in calibrations)
+        )
     print(f"run directories under {workspace.root.relative_to(ROOT)}")
     RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_FILE.write_text(
@@ -791,6 +925,7 @@ def main() -> int:
                 "overhead_ms": overhead.summary(),
                 "rows": [row.as_json() for row in rows],
                 "runs": workspace.runs,
+                "loadgen_overhead": [to_json_dict(c) for c in workspace.calibrations],
             },
             indent=2,
         )

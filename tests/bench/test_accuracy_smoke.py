@@ -26,6 +26,7 @@ from bench.accuracy import (
     md1_quantiles_ms,
     md1_sojourn_ms,
     measure_overhead,
+    parse_wrk,
     time_edges,
     window_band,
 )
@@ -135,17 +136,32 @@ def test_comparison_judges_tolerance_and_band() -> None:
     assert info.within is None and info.acceptable
     table = format_table([inside, banded, off, info])
     assert table.count("\n") == 5 and " NO " in table and "info" in table
+    assert "harness/truth" in table and "wrk/truth" in table
+
+
+def test_wrk_output_is_parsed_into_percentiles_and_a_quantile_grid() -> None:
+    output = "requests 120\nerrors 0\np 50 30.5\np 99 39.9\ngrid 20.1\ngrid 25.0\n"
+    result = parse_wrk(output)
+    assert (result.requests, result.errors) == (120, 0)
+    assert result.percentiles_ms == {50.0: 30.5, 99.0: 39.9}
+    assert list(result.grid_ms) == [20.1, 25.0]
+    with_wrk = Comparison("p", "q", truth=30.0, measured=31.0, tolerance=0.03, wrk=30.3)
+    assert with_wrk.wrk_ratio == pytest.approx(1.01) and with_wrk.within is False
 
 
 @pytest.mark.integration
 def test_short_jitter_run_measures_p50_within_ten_percent(tmp_path: Path) -> None:
     workspace = Workspace(tmp_path)
-    overhead = measure_overhead(workspace, rate_rps=100.0, duration_s=4.0, warmup_s=1.0)
+    overhead, overhead_rows = measure_overhead(workspace, rate_rps=100.0, duration_s=4.0, warmup_s=1.0)
     assert isinstance(overhead, Overhead)
     assert 0.0 < overhead.median_ms < 20.0
+    # wrk's round trips are the truth of the overhead rows; the harness's are measured against them.
+    assert len(overhead_rows) == 6 and all(row.wrk == row.truth and row.measured for row in overhead_rows)
     rows = jitter_comparisons(workspace, overhead, open_rate_rps=100.0, open_s=8.0, closed_users=None, warmup_s=1.0)
     p50 = next(row for row in rows if row.quantity.endswith("p50 (ms)"))
     assert p50.measured is not None
     assert p50.truth == pytest.approx(30.0 + overhead.median_ms, abs=1.0)
     assert abs(p50.measured / p50.truth - 1.0) <= 0.10, format_table(rows)
     assert len(workspace.runs) == 2 and all(Path(run).is_dir() for run in workspace.runs)
+    # Every run's verdict carries the harness's calibration of its own overhead.
+    assert len(workspace.calibrations) == 2 and all(c is not None and c.requests > 100 for c in workspace.calibrations)
