@@ -97,7 +97,9 @@ test: setup system-packages docker-setup cluster lint
 	[ $$local -eq 0 ] && [ $$unit -eq 0 ] && [ $$cluster_status -eq 0 ]
 	$(PYTEST) -m exclusive
 
+# wrk measures the same servers beside the harness (a Debian package).
 bench: setup
+	bash scripts/install-system-packages.sh wrk
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.accuracy
 
 # Coverage and width of the percentile confidence intervals on simulated bench stages (about 90 s, no servers).
