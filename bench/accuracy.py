@@ -695,11 +695,13 @@ def measure_overhead(
 ) -> tuple[Overhead, list[Comparison]]:
     """The truth's overhead: wrk's round trips against a server that waits 0 ms, and timer overshoots.
 
-    On the same server, the harness's open model at `rate_rps` (Poisson) and closed model next to wrk:
-    rows of what the harness adds (information, not judged).
+    wrk uses one connection: with more, a server that answers at once is saturated and its round trips
+    measure its queue, not what one request pays. On the same server, the harness's open model at
+    `rate_rps` (Poisson) and one closed-model user next to wrk: rows of what the harness adds
+    (information, not judged).
     """
     with synthetic_server("--mode", "jitter", "--base-ms", "0", "--jitter-ms", "0") as url:
-        wrk = run_wrk(workspace, url, CLOSED_USERS, duration_s)
+        wrk = run_wrk(workspace, url, 1, duration_s)
         stages = run_stages(
             workspace,
             "overhead",
@@ -707,12 +709,12 @@ def measure_overhead(
             [
                 {"name": "warmup", "duration_s": warmup_s, "arrival_rate_rps": rate_rps, "judged": False},
                 {"name": "overhead", "duration_s": duration_s, "arrival_rate_rps": rate_rps},
-                {"name": "overhead-closed", "duration_s": duration_s, "users": CLOSED_USERS},
+                {"name": "overhead-closed", "duration_s": duration_s, "users": 1},
             ],
         )
     overhead = Overhead(wrk.grid_ms, timer_overshoot_ms(rate_rps, SERVICE_MS / 2, JITTER_BASE_MS + JITTER_MS))
     rows = []
-    for name, label in (("overhead", f"open {rate_rps:g} rps"), ("overhead-closed", f"closed {CLOSED_USERS} users")):
+    for name, label in (("overhead", f"open {rate_rps:g} rps"), ("overhead-closed", "closed 1 user")):
         measured = stages[name]
         if not len(measured.samples_ms):
             raise RuntimeError(f"the overhead run recorded no successful request in stage {name}")
@@ -855,8 +857,8 @@ def main() -> int:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     workspace = Workspace(ROOT / "reports" / "bench-accuracy-runs" / stamp)
     print(
-        f"[1/4] overhead: zero-wait server, wrk {CLOSED_USERS} connections, then the harness at {OPEN_RATE_RPS:g} "
-        f"rps Poisson and {CLOSED_USERS} users, {OVERHEAD_S:g} s each",
+        f"[1/4] overhead: zero-wait server, wrk 1 connection, then the harness at {OPEN_RATE_RPS:g} rps Poisson "
+        f"and 1 user, {OVERHEAD_S:g} s each",
         flush=True,
     )
     overhead, overhead_rows = measure_overhead(workspace, OPEN_RATE_RPS, OVERHEAD_S)
