@@ -25,6 +25,7 @@ from typing import Any
 import gevent
 import locust.runners
 import psutil
+from gevent.event import Event
 from gevent.pool import Pool
 from gevent.server import StreamServer
 from gevent.socket import wait_read
@@ -254,6 +255,8 @@ _cumulative_weights: list[float] = []
 _malformed: list[ReadyRequest] = []
 _recorder: IntervalRecorder | None = None
 _overhead: LoadgenOverhead | None = None
+# Set once the calibration has ended (or was not this process's to make).
+_calibrated = Event()
 _background: list[gevent.Greenlet] = []
 
 
@@ -623,6 +626,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if not isinstance(environment.runner, MasterRunner):
         # Before the load starts, so that the calibration and the load do not share the event loop.
         _overhead = measure_overhead(_process_number())
+    _calibrated.set()
 
 
 def _process_number() -> int:
@@ -662,6 +666,11 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     global _test_start_s, _recorder
     # With worker processes, the master only coordinates: it must neither send nor record.
     if _test_start_s is not None or isinstance(environment.runner, MasterRunner):
+        return
+    # A worker of a distributed run connects to its master before its init event ends, so the master can
+    # start the test while the worker still calibrates: its load waits, so that the two do not share its loop.
+    _calibrated.wait(timeout=CALIBRATION_MAX_S + 2.0)
+    if _test_start_s is not None:
         return
     _test_start_s = time.time()
     process = _process_number()
