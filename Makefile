@@ -18,11 +18,29 @@ export PATH := $(PATH):/usr/local/go/bin
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Installs the package with the extras $(1) (e.g. [dev]) into the venv. The distribution was called `harness`
+# before; an install of it under that name is removed, since both provide the `harness` command.
+define install_package
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	$(BIN)/uv pip uninstall --quiet --python $(BIN)/python harness 2>/dev/null || true
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.$(1)'
+endef
+
+$(STAMP): pyproject.toml
+	$(call install_package,[dev])
 	touch $(STAMP)
+
+# `make loadtest` installs only what its target uses: the local and external targets need the lean default
+# install, the others their extras (pyproject.toml). A venv that already has more (make setup) keeps it.
+LOADTEST_EXTRAS_docker := docker
+LOADTEST_EXTRAS_cluster := docker,kubernetes,helm
+LOADTEST_EXTRAS_kind := docker,kubernetes,helm
+LOADTEST_EXTRAS = $(LOADTEST_EXTRAS_$(TARGET))
+
+$(VENV)/.installed-loadtest-%: pyproject.toml
+	$(call install_package,$(if $(LOADTEST_EXTRAS_$*),[$(LOADTEST_EXTRAS_$*)]))
+	touch $@
 
 # On a machine that reaches no container registry, the Docker target builds on a local base image
 # (scripts/docker-setup.sh makes it) and installs packages with this machine's CA bundle.
@@ -34,7 +52,7 @@ CLUSTER_FLAGS := --set target.kubernetes.kubeconfig=$(CURDIR)/.cluster/kubeconfi
 	--set target.kubernetes.node_containerd=/run/harness-cluster/containerd/containerd.sock \
 	--set target.kubernetes.load_route=pod-ip
 
-loadtest: setup
+loadtest: $(VENV)/.installed-loadtest-$(TARGET)
 ifeq ($(TARGET),docker)
 	bash scripts/docker-setup.sh
 	$(BIN)/harness run $(SCENARIO) --target docker $(DOCKER_BUILD_FLAGS)
