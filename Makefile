@@ -13,7 +13,7 @@ TEST_PACKAGES := prometheus prometheus-pushgateway chromium containerd runc cont
 # The test cluster's binaries are built with Go (Debian 12's is too old; the machine's is in /usr/local/go).
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: setup loadtest test lint format system-packages docker-setup cluster cluster-down bench bench-ci bench-compare bench-hpa clean \
+.PHONY: setup loadtest test lint format system-packages docker-setup cluster cluster-down bench bench-ci bench-compare bench-hpa bench-example clean \
 	wine-model
 
 setup: $(STAMP)
@@ -125,6 +125,11 @@ bench-ci: setup
 # False-regression rate of harness compare: 21 short runs against one synthetic server, each compared with the next.
 bench-compare: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.self_compare
+
+# The digits example against BentoML's own ceiling: a no-op endpoint and the example, one local replica each at
+# 16 users (about 3 min); prints rps, the example's share of the no-op's, p95, p99 and p99/p95.
+bench-example: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.example_ceiling
 
 # The harness's HPA emulation (local target) against the real controller (the test cluster), side by side.
 bench-hpa: setup cluster
