@@ -127,7 +127,7 @@ bench-compare: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.self_compare
 
 # The digits example against BentoML's own ceiling: a no-op endpoint and the example, one local replica each at
-# 16 users (about 4 min); prints rps, the example's share of the no-op's, p95, p99 and p99/p95.
+# 16 users (about 3 min); prints rps, the example's share of the no-op's, p95, p99 and p99/p95.
 bench-example: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.example_ceiling
 
