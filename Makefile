@@ -13,16 +13,34 @@ TEST_PACKAGES := prometheus prometheus-pushgateway chromium containerd runc cont
 # The test cluster's binaries are built with Go (Debian 12's is too old; the machine's is in /usr/local/go).
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: setup loadtest test lint format system-packages docker-setup cluster cluster-down bench bench-ci bench-compare bench-hpa clean \
+.PHONY: setup loadtest test lint format system-packages docker-setup cluster cluster-down bench bench-ci bench-compare bench-hpa bench-example clean \
 	wine-model
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Installs the package with the extras $(1) (e.g. [dev]) into the venv. The distribution was called `harness`
+# before; an install of it under that name is removed, since both provide the `harness` command.
+define install_package
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	$(BIN)/uv pip uninstall --quiet --python $(BIN)/python harness 2>/dev/null || true
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.$(1)'
+endef
+
+$(STAMP): pyproject.toml
+	$(call install_package,[dev])
 	touch $(STAMP)
+
+# `make loadtest` installs only what its target uses: the local and external targets need the lean default
+# install, the others their extras (pyproject.toml). A venv that already has more (make setup) keeps it.
+LOADTEST_EXTRAS_docker := docker
+LOADTEST_EXTRAS_cluster := docker,kubernetes,helm
+LOADTEST_EXTRAS_kind := docker,kubernetes,helm
+LOADTEST_EXTRAS = $(LOADTEST_EXTRAS_$(TARGET))
+
+$(VENV)/.installed-loadtest-%: pyproject.toml
+	$(call install_package,$(if $(LOADTEST_EXTRAS_$*),[$(LOADTEST_EXTRAS_$*)]))
+	touch $@
 
 # On a machine that reaches no container registry, the Docker target builds on a local base image
 # (scripts/docker-setup.sh makes it) and installs packages with this machine's CA bundle.
@@ -34,7 +52,7 @@ CLUSTER_FLAGS := --set target.kubernetes.kubeconfig=$(CURDIR)/.cluster/kubeconfi
 	--set target.kubernetes.node_containerd=/run/harness-cluster/containerd/containerd.sock \
 	--set target.kubernetes.load_route=pod-ip
 
-loadtest: setup
+loadtest: $(VENV)/.installed-loadtest-$(TARGET)
 ifeq ($(TARGET),docker)
 	bash scripts/docker-setup.sh
 	$(BIN)/harness run $(SCENARIO) --target docker $(DOCKER_BUILD_FLAGS)
@@ -109,6 +127,11 @@ bench-ci: setup
 # False-regression rate of harness compare: 21 short runs against one synthetic server, each compared with the next.
 bench-compare: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.self_compare
+
+# The digits example against BentoML's own ceiling: a no-op endpoint and the example, one local replica each at
+# 16 users (about 3 min); prints rps, the example's share of the no-op's, p95, p99 and p99/p95.
+bench-example: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.example_ceiling
 
 # The harness's HPA emulation (local target) against the real controller (the test cluster), side by side.
 bench-hpa: setup cluster

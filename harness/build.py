@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from harness import extras
 from harness.config import ServiceConfig
 from harness.errors import BuildError
 from harness.service_env import bentoml_command, bentoml_env, model_store_home
@@ -171,6 +172,7 @@ def _slim_system_packages(dockerfile: str) -> str:
 
 
 def _docker_client() -> Any:
+    extras.require("docker", "building a container image")
     import docker  # imported here: the docker package must never be imported in a Locust process
     from docker.errors import DockerException
 

@@ -20,6 +20,7 @@ import click
 from harness.config import parse_yaml
 from harness.errors import ConfigError, HarnessError
 from harness.exit_codes import ExitCode
+from harness.extras import DISTRIBUTION, installed
 
 Verb = Callable[..., int | None]
 
@@ -79,7 +80,7 @@ _HELP = "\n".join(
 
 
 @click.group(help=_HELP, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="harness")
+@click.version_option(package_name=DISTRIBUTION)
 def cli() -> None:
     pass
 
@@ -189,7 +190,9 @@ def cleanup(docker: bool, kubeconfig: Path | None) -> None:
     """
     from harness.cleanup import sweep_dead
 
-    lines = sweep_dead(docker=docker and _docker_reachable(), kubeconfig=kubeconfig, on_line=click.echo)
+    lines = sweep_dead(
+        docker=docker and installed("docker") and _docker_reachable(), kubeconfig=kubeconfig, on_line=click.echo
+    )
     if not lines:
         click.echo("nothing to clean up")
 

@@ -7,6 +7,7 @@ HarnessError
  +-- LoadError         the load generator failed to start or died
  +-- MetricsError      a metrics source could not be read where it was required
  +-- ReportError       a run directory cannot be read back into reports, or a report or record cannot be written
+ +-- MissingExtraError a part of the harness that is an optional extra (docker, kubernetes, helm) is not installed
 """
 
 from __future__ import annotations
@@ -46,3 +47,7 @@ class MetricsError(HarnessError):
 
 class ReportError(HarnessError):
     """A run directory is incomplete or unreadable, or a file of it (or a report) cannot be written."""
+
+
+class MissingExtraError(HarnessError):
+    """What the run needs is an optional extra that is not installed; the message names the install command."""

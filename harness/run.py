@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import __version__
+from harness import __version__, extras
 from harness.analysis.latency import LatencyHistogram, min_samples_for_percentile
 from harness.analysis.timeline import achieved_rps
 from harness.build import LOADGEN_DOCKERFILE, LOADGEN_REPOSITORY, BuiltImage, build_service_image, build_tool_image
@@ -59,7 +59,7 @@ from harness.report.progress import ProgressSnapshot
 from harness.rundir import RunDirectory
 from harness.targets.base import HasInClusterLoad, InjectsFaults, LeavesResources, Target
 from harness.targets.cpu_placement import CgroupCpuLimiter, plan_cpu_placement
-from harness.targets.registry import TargetContext, make_target, target_kind
+from harness.targets.registry import TargetContext, extras_needed, make_target, target_kind
 from harness.targets.tls import context_for
 
 # --------------------------------------------------------------------------- run identity and metadata
@@ -214,7 +214,9 @@ def short_stage_warnings(scenario: Scenario) -> list[str]:
 
 
 def preflight(scenario: Scenario) -> None:
-    """Catch input mistakes before anything is deployed."""
+    """Catch input mistakes, and a missing optional extra, before anything is deployed."""
+    for extra in extras_needed(scenario):
+        extras.require(extra, f"the {scenario.target.kind} target")
     if target_kind(scenario).serves_service_dir and not scenario.service.project_dir.is_dir():
         raise ConfigError(f"service.path '{scenario.service.path}': no such directory (expected a BentoML project)")
     if scenario.payload.source == "jsonl":

@@ -1,5 +1,6 @@
 """Start-up stays fast: importing the CLI and the run orchestration loads none of the heavy libraries
-(scipy, plotly, matplotlib, jsonschema, helm-python-sdk); they are imported where they are used."""
+(scipy, plotly, matplotlib, jsonschema, helm-python-sdk, the Docker and Kubernetes clients); they are
+imported where they are used."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("scipy", "plotly", "matplotlib", "jsonschema", "helm_python", "sklearn", "pandas")
+HEAVY = ("scipy", "plotly", "matplotlib", "jsonschema", "helm_python", "sklearn", "pandas", "docker", "kubernetes")
 
 
 def test_importing_the_cli_and_a_run_loads_no_heavy_library() -> None:
@@ -33,4 +34,4 @@ def test_the_helm_sdk_is_optional_and_its_absence_is_named() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "helm-python-sdk is not installed" in result.stdout
-    assert "pip install 'harness[helm]'" in result.stdout
+    assert "pip install 'bentoml-scale-harness[helm]'" in result.stdout

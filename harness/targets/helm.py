@@ -2,8 +2,8 @@
 
 With a `helm` binary on PATH this runs `helm template`; without one it uses the same Helm engine
 through helm-python-sdk (`helm_python`, Helm's Go SDK behind a C ABI), so rendering and the charts'
-values.schema.json checks need no binary. helm-python-sdk is an optional extra (`pip install
-'harness[helm]'`, 244 MB): with neither it nor a binary, rendering fails saying how to get one. The
+values.schema.json checks need no binary. helm-python-sdk is the optional `helm` extra (244 MB): with
+neither it nor a binary, rendering fails saying how to get one. The
 Kubernetes target applies the result itself (server-side apply), so no Helm release state is kept in
 the cluster.
 """
@@ -21,6 +21,7 @@ from typing import Any, Literal
 import yaml
 
 from harness.errors import ConfigError, DeployError
+from harness.extras import install_command
 
 CHARTS_DIR = Path(__file__).resolve().parents[2] / "charts"
 MODEL_SERVICE_CHART = CHARTS_DIR / "model-service"
@@ -138,7 +139,7 @@ def _render_cli(
     return [result.stdout]
 
 
-HELM_MISSING_HINT = "put a helm binary on PATH, or install the helm extra: pip install 'harness[helm]'"
+HELM_MISSING_HINT = f"put a helm binary on PATH, or install the helm extra: {install_command('helm')}"
 
 
 def _render_sdk(chart_dir: Path, values: dict[str, Any], release: str, namespace: str) -> list[str]:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness import extras
 from harness.errors import DeployError
 
 FIELD_MANAGER = "harness"
@@ -136,6 +137,7 @@ class ClientKubernetesApi:
     @classmethod
     def connect(cls, kubeconfig: Path | None = None, context: str | None = None) -> ClientKubernetesApi:
         """Connect with a kubeconfig (given, $KUBECONFIG or ~/.kube/config), else the in-cluster service account."""
+        extras.require("kubernetes", "the kubernetes target")
         from kubernetes import client, config
 
         config_file = kubeconfig or _default_kubeconfig()

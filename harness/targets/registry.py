@@ -90,20 +90,35 @@ class TargetKind:
     named_image: Callable[[Scenario], str | None] | None = None
     # The load generator runs inside the target (a Kubernetes Job) rather than on this machine.
     load_in_cluster: Callable[[Scenario], bool] = lambda scenario: False
+    # The optional extras (harness.extras) the target's own client needs; building an image needs docker's too.
+    extras: tuple[str, ...] = ()
 
 
 TARGETS: dict[str, TargetKind] = {
     "local": TargetKind(_local, serves_service_dir=True, replicas_on_this_machine=True),
     "external": TargetKind(_external, deploys=False),
     "docker": TargetKind(
-        _docker, serves_service_dir=True, uses_docker=True, named_image=lambda scenario: scenario.target.docker.image
+        _docker,
+        serves_service_dir=True,
+        uses_docker=True,
+        named_image=lambda scenario: scenario.target.docker.image,
+        extras=("docker",),
     ),
     "kubernetes": TargetKind(
         _kubernetes,
         named_image=lambda scenario: scenario.target.kubernetes.image or scenario.target.docker.image,
         load_in_cluster=lambda scenario: scenario.target.kubernetes.loadgen == "in-cluster",
+        extras=("kubernetes",),
     ),
 }
+
+
+def extras_needed(scenario: Scenario) -> tuple[str, ...]:
+    """The optional extras a run of the scenario needs: its target's, and docker's when it builds an image (the
+    service's when the scenario names none, the load generator's when the load runs in the cluster)."""
+    kind = target_kind(scenario)
+    builds = (kind.named_image is not None and not kind.named_image(scenario)) or kind.load_in_cluster(scenario)
+    return tuple(dict.fromkeys([*kind.extras, *(["docker"] if builds else [])]))
 
 
 def target_kind(scenario: Scenario) -> TargetKind:

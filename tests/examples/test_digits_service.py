@@ -134,6 +134,21 @@ def test_held_out_digits_are_classified_accurately(digits: ServedBento) -> None:
     assert accuracy > 0.9, f"held-out accuracy {accuracy:.3f}"
 
 
+def test_answers_are_json_and_the_schema_documents_them(digits: ServedBento) -> None:
+    request = urllib.request.Request(
+        f"{digits.base_url}/classify",
+        data=json.dumps({"images": HELD_OUT_PIXELS[:2].tolist()}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:
+        assert response.headers.get_content_type() == "application/json"
+        assert set(json.loads(response.read())) == {"labels", "probabilities"}
+    schema = json.loads(get_text(f"{digits.base_url}/docs.json"))
+    answer = schema["paths"]["/classify"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert set(answer["properties"]) == {"labels", "probabilities"}
+
+
 def test_integer_pixels_are_accepted(digits: ServedBento) -> None:
     status, text = post(digits.base_url, json.dumps({"images": [[int(v) for v in HELD_OUT_PIXELS[0]]]}).encode())
     assert status == 200, text

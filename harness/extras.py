@@ -1,0 +1,35 @@
+"""The optional parts of the harness (pip extras), and the one error a run gives when it needs a missing one.
+
+The default install runs the local and external targets; the Docker and Kubernetes targets and Helm's chart
+engine are extras, imported only where they are used, so a lean install starts fast and stays small.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from harness.errors import MissingExtraError
+
+# The name on PyPI (`harness` there is an unrelated project); the import package and command are `harness`.
+DISTRIBUTION = "bentoml-scale-harness"
+
+# Each extra, and the module whose presence says it is installed.
+EXTRA_MODULES: dict[str, str] = {"docker": "docker", "kubernetes": "kubernetes", "helm": "helm_python"}
+
+
+def install_command(extra: str) -> str:
+    """The one command that installs `extra`."""
+    return f"pip install '{DISTRIBUTION}[{extra}]'"
+
+
+def installed(extra: str) -> bool:
+    """Whether the extra's package can be imported, found without importing it (docker and kubernetes must
+    not be imported in a process that later imports Locust)."""
+    return importlib.util.find_spec(EXTRA_MODULES[extra]) is not None
+
+
+def require(extra: str, needed_by: str) -> None:
+    """Raise MissingExtraError naming the install command unless `extra` is installed; `needed_by` says what
+    needs it ("the docker target")."""
+    if not installed(extra):
+        raise MissingExtraError(f"{needed_by} needs the {extra} extra: {install_command(extra)}")
