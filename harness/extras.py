@@ -7,19 +7,22 @@ engine are extras, imported only where they are used, so a lean install starts f
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 from harness.errors import MissingExtraError
 
-# The name on PyPI (`harness` there is an unrelated project); the import package and command are `harness`.
+# The distribution's name, free on PyPI (`harness` there is an unrelated project); the import package and
+# command are `harness`. Not published yet: installs are editable, from the clone this package lives in.
 DISTRIBUTION = "bentoml-scale-harness"
+CLONE = Path(__file__).resolve().parents[1]
 
 # Each extra, and the module whose presence says it is installed.
 EXTRA_MODULES: dict[str, str] = {"docker": "docker", "kubernetes": "kubernetes", "helm": "helm_python"}
 
 
 def install_command(extra: str) -> str:
-    """The one command that installs `extra`."""
-    return f"pip install '{DISTRIBUTION}[{extra}]'"
+    """The one command that installs `extra` (into the clone's editable install)."""
+    return f"pip install -e '{CLONE}[{extra}]'"
 
 
 def installed(extra: str) -> bool:

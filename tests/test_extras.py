@@ -3,6 +3,7 @@ the install command and exit code 2."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,7 +45,7 @@ def test_a_run_on_a_target_whose_extra_is_missing_names_the_install_command(
     result = harness_without(missing, "run", str(DEFAULT), "--target", target)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [
-        f"error: the {target} target needs the {extra} extra: pip install 'bentoml-scale-harness[{extra}]'"
+        f"error: the {target} target needs the {extra} extra: pip install -e '{ROOT}[{extra}]'"
     ]
 
 
@@ -59,7 +60,7 @@ def test_a_kubernetes_run_with_a_given_image_needs_no_docker(monkeypatch: pytest
     scenario = load_scenario(DEFAULT, {"target.kind": "kubernetes", "target.kubernetes.image": "service:1"})
     preflight(scenario)
     monkeypatch.setitem(sys.modules, "kubernetes", None)
-    with pytest.raises(MissingExtraError, match=r"pip install 'bentoml-scale-harness\[kubernetes\]'"):
+    with pytest.raises(MissingExtraError, match=re.escape(f"pip install -e '{ROOT}[kubernetes]'")):
         preflight(scenario)
 
 
