@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ("scipy", "plotly", "matplotlib", "jsonschema", "helm_python", "sklearn", "pandas", "docker", "kubernetes")
 
@@ -34,4 +35,4 @@ def test_the_helm_sdk_is_optional_and_its_absence_is_named() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "helm-python-sdk is not installed" in result.stdout
-    assert "pip install 'bentoml-scale-harness[helm]'" in result.stdout
+    assert f"pip install -e '{Path(__file__).resolve().parents[1]}[helm]'" in result.stdout
