@@ -102,11 +102,21 @@ def docker_client() -> Any:
     return client
 
 
+def labelled_containers(client: Any, label: str) -> list[Any]:
+    """The containers (running or not) bearing `label` ("key" or "key=value"). docker-py lists ids, then
+    inspects each: a container removed in between (another run's clean-up, a scale-in) raises NotFound, so
+    the listing is taken again, a few times at most."""
+    for _ in range(4):
+        with contextlib.suppress(NotFound):
+            return list(client.containers.list(all=True, filters={"label": label}))
+    return list(client.containers.list(all=True, filters={"label": label}))  # a fifth time, NotFound let through
+
+
 def remove_run_containers(client: Any, run_id: str | None = None) -> list[str]:
     """Force-remove the containers of one run (every harness run when run_id is None); returns their names."""
     label = RUN_LABEL if run_id is None else f"{RUN_LABEL}={run_id}"
     removed: list[str] = []
-    for container in client.containers.list(all=True, filters={"label": label}):
+    for container in labelled_containers(client, label):
         with contextlib.suppress(NotFound):
             container.remove(force=True)
             removed.append(container.name)
@@ -116,7 +126,7 @@ def remove_run_containers(client: Any, run_id: str | None = None) -> list[str]:
 def remove_containers_of_dead_owners(client: Any) -> list[str]:
     """Force-remove the harness containers whose owner no longer runs on this machine; returns their names."""
     removed: list[str] = []
-    for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
+    for container in labelled_containers(client, OWNER_LABEL):
         if owner_alive(container.labels.get(OWNER_LABEL, "")):
             continue
         with contextlib.suppress(NotFound):

@@ -28,6 +28,7 @@ from harness.targets.docker import (
     DockerTarget,
     container_resources,
     cpu_cores_between,
+    labelled_containers,
     memory_in_use_bytes,
 )
 
@@ -120,7 +121,7 @@ def client() -> Iterator[Any]:
 
 
 def labelled(client: Any, run_id: str) -> list[Any]:
-    return list(client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"}))
+    return labelled_containers(client, f"{RUN_LABEL}={run_id}")
 
 
 def classify(base_url: str, rows: int) -> list[int]:
