@@ -128,6 +128,50 @@ def test_run_verdict_agrees_with_raw_data(clean_tmp: Path) -> None:
     assert leftover_processes(str(tmp_path)) == []
 
 
+def test_two_locust_processes_each_load_every_stage_from_its_start_to_its_end(clean_tmp: Path) -> None:
+    """load.processes: 2. Each worker measures its overhead before its load, and the master holds the stage
+    clock until both have: once a worker still calibrating started its load 2 s late while the master's clock
+    stopped the test on time, cutting the last stage short."""
+    tmp_path = clean_tmp
+    stages = [
+        {"name": "open-40rps", "duration_s": 6, "arrival_rate_rps": 40, "arrival": "constant"},
+        {"name": "users-2", "duration_s": 6, "users": 2, "spawn_rate": 2},
+    ]
+    scenario = short_scenario(tmp_path, stages=stages, load={"processes": 2})
+    result = subprocess.run(
+        [*HARNESS, "run", str(scenario)], cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert result.returncode in (0, 1, 3), result.stderr[-3000:]
+    (run_dir,) = run_dirs(tmp_path)
+    intervals = [json.loads(line) for line in (run_dir / "client_intervals.jsonl").read_text().splitlines()]
+    verdict = json.loads((run_dir / "verdict.json").read_text())
+    for stage in verdict["stages"]:
+        mine = [i for i in intervals if i["stage"] == stage["name"]]
+        assert len({i["process"] for i in mine}) == 2, stage["name"]
+        # Rule (b5): no process's records leave the stage's start or end uncovered.
+        assert not [r for r in stage["invalid_reasons"] if r.startswith("load generator process")], stage
+    # The closed stage's users ran on both processes until its end: the master's clock, which starts and stops
+    # them, is the workers' clock (it once ran 4 s ahead, and stopped them 1 s into the stage). Its ticks are
+    # a second apart, so the users may start up to a second late; the spawn takes a moment more.
+    closed = next(i for i in verdict["stages"] if i["name"] == "users-2")
+    for process in {i["process"] for i in intervals}:
+        inside = [
+            i["users"]
+            for i in intervals
+            if i["process"] == process
+            and i["stage"] == "users-2"
+            and i["t_start_s"] >= closed["start_s"] + 2.0
+            and i["t_end_s"] <= closed["end_s"]
+        ]
+        assert len(inside) >= 2 and set(inside) == {1}, (process, inside)
+    open_stage = next(i for i in verdict["stages"] if i["name"] == "open-40rps")
+    scheduled = sum(i["scheduled"] for i in intervals if i["stage"] == "open-40rps")
+    # 40 rps x 6 s, split over the two processes; each starts its arrivals when it sees the stage begin.
+    assert 228 <= scheduled <= 242, scheduled
+    assert open_stage["requests"] == scheduled
+    assert leftover_processes(str(tmp_path)) == []
+
+
 def test_broken_scenario_exits_2_naming_the_field(tmp_path: Path) -> None:
     scenario = short_scenario(tmp_path)
     data = yaml.safe_load(scenario.read_text())

@@ -23,6 +23,9 @@ on that percentile become INCONCLUSIVE); the others each add a reason to `invali
      arrivals those stalls could have delayed (lag x rate per stalled interval, an upper bound)
      exceed half the samples above the percentile, so the stall could have moved it. A 80 ms stall
      at 400 rps touches at most 32 arrivals: enough to move a p99 of 3200 samples, not a p95.
+(b5) A load-generator process's records of the stage begin after its start or end before its end by more
+     than COVERAGE_SLACK_INTERVALS of its recording intervals: that process's load did not run for the whole
+     stage (a worker that started late, a test stopped early), so the stage's totals and rates are short.
 (c) A replica crashed during the stage (a "replica_crashed" RunEvent inside the stage's window), unless
     the scenario's own fault killed it.
 (d) No requests completed in the stage.
@@ -58,6 +61,9 @@ SEND_LAG_LATENCY_FRACTION = 0.10
 # (b4) A send lag above both this and the stage's median latency is a generator stall: the lag is
 # inside the latencies measured from the intended send time.
 SEND_LAG_FLOOR_S = 0.025
+# (b5) Records are written once per interval, and a stage's last interval may have none of its own (no
+# answer in it), so a process's records may stop up to about one interval before the stage's end.
+COVERAGE_SLACK_INTERVALS = 1.5
 # Arrival counts below this quantile of Poisson(expected) are not explained by random arrivals.
 POISSON_NOISE_QUANTILE = 0.001
 
@@ -91,6 +97,7 @@ def _loadgen_reasons(
         reasons.append(
             f"only {len(reporting)} of {loadgen_processes} load-generator processes reported results for this stage"
         )
+    reasons.extend(_coverage_reasons(window, own))
     duration_s = window.end_s - window.start_s
     if window.arrival_rate_rps is None or duration_s <= 0:
         return reasons
@@ -115,6 +122,23 @@ def _loadgen_reasons(
             f"while its sends ran up to {lag_s * 1000:.1f} ms late "
             f"(more than {SEND_LAG_LATENCY_FRACTION:.0%} of the {mean_s * 1000:.1f} ms mean latency)"
         )
+    return reasons
+
+
+def _coverage_reasons(window: StageWindow, own: Sequence[ClientInterval]) -> list[str]:
+    """(b5): one reason per process whose records leave the start or the end of the stage uncovered."""
+    by_process: dict[int, list[ClientInterval]] = defaultdict(list)
+    for interval in own:
+        by_process[interval.process].append(interval)
+    reasons = []
+    for process, intervals in sorted(by_process.items()):
+        slack_s = COVERAGE_SLACK_INTERVALS * max(i.t_end_s - i.t_start_s for i in intervals)
+        first_s, last_s = min(i.t_start_s for i in intervals), max(i.t_end_s for i in intervals)
+        if first_s - window.start_s > slack_s or window.end_s - last_s > slack_s:
+            reasons.append(
+                f"load generator process {process} ran from {first_s - window.start_s:.1f} s to "
+                f"{last_s - window.start_s:.1f} s of the stage's {window.end_s - window.start_s:.1f} s"
+            )
     return reasons
 
 

@@ -33,7 +33,7 @@ from locust import FastHttpUser, LoadTestShape, constant, events, task
 from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
 from locust.event import Events
-from locust.runners import MasterRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 from harness.analysis.latency import LatencyHistogram
 from harness.config import RequestConfig, TlsConfig
@@ -51,7 +51,7 @@ from harness.load.requests import (
     ready_requests,
     with_alone_answers,
 )
-from harness.load.shape import StagePlan, StageSpec, drain_over, plan_at
+from harness.load.shape import WORKERS_START_WAIT_S, StagePlan, StageSpec, drain_over, plan_at
 from harness.load.user_locustfile import load_user_classes
 from harness.model import ClientInterval, LoadgenOverhead
 from harness.targets.tls import client_context
@@ -257,6 +257,10 @@ _recorder: IntervalRecorder | None = None
 _overhead: LoadgenOverhead | None = None
 # Set once the calibration has ended (or was not this process's to make).
 _calibrated = Event()
+# A distributed master's workers that have calibrated, by node id.
+_calibrated_workers: set[str] = set()
+CALIBRATED_MESSAGE = "harness_calibrated"
+START_MESSAGE = "harness_start"
 _background: list[gevent.Greenlet] = []
 
 
@@ -580,7 +584,13 @@ def measure_overhead(process: int) -> LoadgenOverhead | None:
 class ScenarioShape(LoadTestShape):
     """Locust's view of the scenario's stages; the decision itself is `plan_at`."""
 
+    # A distributed master's wait for its workers' calibration: when it began, and whether it is over.
+    waiting_since_s: float | None = None
+    workers_started = False
+
     def tick(self) -> tuple[int, float] | None:
+        if isinstance(self.runner, MasterRunner) and not self.workers_started and not self._start_workers():
+            return (0, 10_000.0)
         elapsed_s = float(self.get_run_time())  # type: ignore[no-untyped-call]
         plan = plan_at(STAGES, elapsed_s)
         if plan is None:
@@ -593,6 +603,22 @@ class ScenarioShape(LoadTestShape):
             # No closed-model users in an open stage; stop the previous stage's users at once.
             return (0, 10_000.0)
         return (plan.users or 0, plan.spawn_rate)
+
+    def _start_workers(self) -> bool:
+        """Once every worker has calibrated (or the wait is over): start the stage clock here and in every
+        worker. Otherwise a worker still calibrating would start its load late and miss arrivals of the first
+        stage, while the master's clock ends the test on time."""
+        assert isinstance(self.runner, MasterRunner)
+        now_s = time.time()
+        if self.waiting_since_s is None:
+            self.waiting_since_s = now_s
+        waiting = set(self.runner.clients.keys()) - _calibrated_workers
+        if waiting and now_s - self.waiting_since_s < WORKERS_START_WAIT_S:
+            return False
+        self.reset_time()  # type: ignore[no-untyped-call]
+        self.runner.send_message(START_MESSAGE)
+        self.workers_started = True
+        return True
 
 
 @events.init.add_listener  # type: ignore[untyped-decorator]
@@ -623,10 +649,21 @@ def _on_init(environment: Environment, **_: Any) -> None:
         _requests = [endpoint_request(ENDPOINT_PATH, bodies)]
     if MALFORMED_FRACTION > 0:
         _malformed = malformed_requests(_requests, random.Random(PLAN["seed"] * 31 + PLAN["process"]))
-    if not isinstance(environment.runner, MasterRunner):
+    if isinstance(environment.runner, MasterRunner):
+        environment.runner.register_message(CALIBRATED_MESSAGE, _on_calibrated_message)
+    else:
         # Before the load starts, so that the calibration and the load do not share the event loop.
         _overhead = measure_overhead(_process_number())
     _calibrated.set()
+    if isinstance(environment.runner, WorkerRunner):
+        # A worker connects to its master before its init event runs, so the master may already have started
+        # the test: it holds its stage clock until every worker has said this (ScenarioShape.tick).
+        environment.runner.register_message(START_MESSAGE, _on_start_message)
+        environment.runner.send_message(CALIBRATED_MESSAGE)
+
+
+def _on_calibrated_message(msg: Any, **_: Any) -> None:
+    _calibrated_workers.add(str(msg.node_id))
 
 
 def _process_number() -> int:
@@ -663,15 +700,22 @@ def _write_records(path: Path, lines: list[str]) -> None:
 
 @events.test_start.add_listener  # type: ignore[untyped-decorator]
 def _on_test_start(environment: Environment, **_: Any) -> None:
+    # With worker processes, the master only coordinates: it must neither send nor record. Its workers
+    # start their load when it says so (START_MESSAGE), not at the test's start.
+    if not isinstance(environment.runner, (MasterRunner, WorkerRunner)):
+        _start_load(environment)
+
+
+def _on_start_message(environment: Environment, **_: Any) -> None:
+    _start_load(environment)
+
+
+def _start_load(environment: Environment) -> None:
+    """Start this process's stage clock, its interval recorder and its arrival generator."""
     global _test_start_s, _recorder
-    # With worker processes, the master only coordinates: it must neither send nor record.
-    if _test_start_s is not None or isinstance(environment.runner, MasterRunner):
-        return
-    # A worker of a distributed run connects to its master before its init event ends, so the master can
-    # start the test while the worker still calibrates: its load waits, so that the two do not share its loop.
-    _calibrated.wait(timeout=CALIBRATION_MAX_S + 2.0)
     if _test_start_s is not None:
         return
+    _calibrated.wait(timeout=CALIBRATION_MAX_S + 2.0)
     _test_start_s = time.time()
     process = _process_number()
     out = Path(PLAN["intervals_dir"]) / f"intervals-{os.getpid()}.jsonl"

@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 
 # Upper bound on the drain after the last stage (also bounded by the request timeout).
 DRAIN_S = 5.0
+# The longest a distributed Locust master holds its stage clock for its workers' calibration (each worker
+# measures its own overhead first, for at most a few seconds); a worker still calibrating then starts late.
+WORKERS_START_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from harness.config import AutoscalingConfig, ResourceAmounts, Scenario
 from harness.errors import ConfigError
-from harness.load.shape import load_plan, planned_duration_s
+from harness.load.shape import WORKERS_START_WAIT_S, load_plan, planned_duration_s
 from harness.service_env import container_env
 from harness.targets.serving import bentoml_config_options
 
@@ -210,7 +210,7 @@ def loadgen_values(
         "image": {**split_image(image), "pullPolicy": "IfNotPresent"},
         "target": {"host": service_url},
         "workers": worker_count,
-        "runTimeSeconds": math.ceil(planned_duration_s(scenario)) + 5,
+        "runTimeSeconds": math.ceil(planned_duration_s(scenario) + WORKERS_START_WAIT_S) + 5,
         "stopTimeoutSeconds": int(scenario.load.request_timeout_s) + 1,
         "users": 0,
         "harnessPlan": plan,

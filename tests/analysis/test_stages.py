@@ -166,6 +166,26 @@ def test_missing_loadgen_process_is_invalid() -> None:
     assert stage.invalid_reasons == ["only 2 of 3 load-generator processes reported results for this stage"]
 
 
+def test_a_process_that_stopped_before_the_stage_ended_is_invalid() -> None:
+    # Process 1's test was stopped 2.3 s early (its clock started late while a master's ran on): its share of
+    # the stage is missing, whatever the model.
+    full, short = steady_intervals(process=0), steady_intervals(process=1)[:8]
+    short.append(interval(7.7, [0.01] * 10, length_s=0.0, process=1))
+    (stage,) = summarize(full + short, loadgen_processes=2)
+    assert stage.invalid_reasons == ["load generator process 1 ran from 0.0 s to 8.0 s of the stage's 10.0 s"]
+
+
+def test_a_process_that_started_late_is_invalid_and_one_interval_of_slack_is_not() -> None:
+    late = [interval(float(t), [0.01] * 10, process=1) for t in range(3, 10)]
+    (stage,) = summarize(steady_intervals(process=0) + late, loadgen_processes=2)
+    assert stage.invalid_reasons == ["load generator process 1 ran from 3.0 s to 10.0 s of the stage's 10.0 s"]
+    # A last interval with no answer of the stage's own (the next stage had begun when it was written) and a
+    # clock a tenth of a second late are the recording's granularity, not a shortfall.
+    granular = [interval(t + 0.1, [0.01] * 10, process=1) for t in range(0, 9)]
+    (stage,) = summarize(steady_intervals(process=0) + granular, loadgen_processes=2)
+    assert stage.invalid_reasons == []
+
+
 def open_stage(scheduled: int, dropped: int, send_lag_max_s: float, rate_rps: float = 100.0) -> StageResult:
     """An open-model stage of 10 s at `rate_rps`; successes spread evenly over the seconds."""
     sent = scheduled - dropped

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from harness.config import AutoscalingConfig, Scenario, load_scenario
 from harness.errors import ConfigError
+from harness.load.shape import WORKERS_START_WAIT_S
 from harness.quantity import parse_quantity
 from harness.targets.helm_values import (
     HPA_SPEC_FIELDS,
@@ -233,8 +234,9 @@ def test_loadgen_values_plan_the_scenario_for_the_workers() -> None:
     values = loadgen_values(base, "lg:2", "run-1", service_url="http://svc.ns.svc.cluster.local:3000", workers=4)
     assert values["workers"] == 4 and values["users"] == 0
     assert values["harnessPlan"]["processes"] == 4
-    # The stages, the drain after the last one (min(request timeout, 5 s)), and a 5 s margin.
-    assert values["runTimeSeconds"] == int(base.duration_s) + 5 + 5
+    # The stages, the drain after the last one (min(request timeout, 5 s)), the master's longest wait for its
+    # workers' calibration, and a 5 s margin.
+    assert values["runTimeSeconds"] == int(base.duration_s) + 5 + WORKERS_START_WAIT_S + 5
     assert values["target"] == {"host": "http://svc.ns.svc.cluster.local:3000"}
     assert values["payloadJsonl"] == ""
 
