@@ -20,11 +20,14 @@ setup: $(STAMP)
 
 # Installs the package with the extras $(1) (e.g. [dev]) into the venv. The distribution was called `harness`
 # before; an install of it under that name is removed, since both provide the `harness` command.
+# uv writes no bytecode unless asked, and where PYTHONDONTWRITEBYTECODE is set Python never writes it either:
+# every process (the harness, each Locust and BentoML process) would compile its imports again, about a
+# second for scipy.stats alone, so the install compiles them once.
 define install_package
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
 	$(BIN)/uv pip uninstall --quiet --python $(BIN)/python harness 2>/dev/null || true
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.$(1)'
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.$(1)'
 endef
 
 $(STAMP): pyproject.toml
@@ -104,6 +107,8 @@ cluster-down:
 PYTEST = PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest --durations=15
 test: setup system-packages docker-setup cluster lint
 	@mkdir -p test-output
+	@# The project's own bytecode, for the same reason as the install's (its sources change, so here).
+	@$(BIN)/python -m compileall -q harness bench examples tests > /dev/null
 	@$(PYTEST) -m "cluster and not exclusive" --basetemp=/tmp/harness-test-cluster-lane \
 		> test-output/cluster-lane.log 2>&1 & cluster=$$!; \
 	trap 'kill $$cluster 2>/dev/null' INT TERM; \
