@@ -6,7 +6,8 @@ FROM ${BASE_IMAGE}
 
 # pip/uv trust this bundle during the build only (a TLS-inspecting proxy); an empty file means none.
 COPY ca-bundle.crt /usr/local/share/harness/build-ca-bundle.crt
-ENV VIRTUAL_ENV=/opt/harness/venv PATH=/opt/harness/venv/bin:${PATH} PYTHONUNBUFFERED=1 UV_NO_PROGRESS=1
+ENV VIRTUAL_ENV=/opt/harness/venv PATH=/opt/harness/venv/bin:${PATH} PYTHONUNBUFFERED=1 UV_NO_PROGRESS=1 \
+    UV_COMPILE_BYTECODE=1
 WORKDIR /opt/harness
 
 # Dependencies first (from pyproject.toml alone), so editing the harness does not reinstall them: the default

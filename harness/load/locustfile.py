@@ -624,6 +624,13 @@ class ScenarioShape(LoadTestShape):
 @events.init.add_listener  # type: ignore[untyped-decorator]
 def _on_init(environment: Environment, **_: Any) -> None:
     global _requests, _cumulative_weights, _malformed, _overhead
+    # First, since a message of a type not yet registered is dropped: a master that waited long enough starts
+    # its workers whether or not they said they were ready. A worker handles it in a greenlet of its own, since
+    # its load waits for the end of this init.
+    if isinstance(environment.runner, MasterRunner):
+        environment.runner.register_message(CALIBRATED_MESSAGE, _on_calibrated_message)
+    if isinstance(environment.runner, WorkerRunner):
+        environment.runner.register_message(START_MESSAGE, _on_start_message, concurrent=True)
     if USER_LOCUSTFILE is not None:
         # Locust would set every user class's host to --host; the user's classes pick a replica each instead.
         environment.host = None
@@ -649,16 +656,13 @@ def _on_init(environment: Environment, **_: Any) -> None:
         _requests = [endpoint_request(ENDPOINT_PATH, bodies)]
     if MALFORMED_FRACTION > 0:
         _malformed = malformed_requests(_requests, random.Random(PLAN["seed"] * 31 + PLAN["process"]))
-    if isinstance(environment.runner, MasterRunner):
-        environment.runner.register_message(CALIBRATED_MESSAGE, _on_calibrated_message)
-    else:
+    if not isinstance(environment.runner, MasterRunner):
         # Before the load starts, so that the calibration and the load do not share the event loop.
         _overhead = measure_overhead(_process_number())
     _calibrated.set()
     if isinstance(environment.runner, WorkerRunner):
         # A worker connects to its master before its init event runs, so the master may already have started
         # the test: it holds its stage clock until every worker has said this (ScenarioShape.tick).
-        environment.runner.register_message(START_MESSAGE, _on_start_message)
         environment.runner.send_message(CALIBRATED_MESSAGE)
 
 
@@ -715,7 +719,9 @@ def _start_load(environment: Environment) -> None:
     global _test_start_s, _recorder
     if _test_start_s is not None:
         return
-    _calibrated.wait(timeout=CALIBRATION_MAX_S + 2.0)
+    # Set at the end of the init event, which always ends before a local runner's test starts; a worker may be
+    # told to start while its init still builds bodies or calibrates.
+    _calibrated.wait()
     _test_start_s = time.time()
     process = _process_number()
     out = Path(PLAN["intervals_dir"]) / f"intervals-{os.getpid()}.jsonl"

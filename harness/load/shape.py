@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 DRAIN_S = 5.0
 # The longest a distributed Locust master holds its stage clock for its workers' calibration (each worker
 # measures its own overhead first, for at most a few seconds); a worker still calibrating then starts late.
-WORKERS_START_WAIT_S = 10.0
+WORKERS_START_WAIT_S = 30.0
 
 
 @dataclass(frozen=True)
