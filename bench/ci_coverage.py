@@ -9,8 +9,17 @@ each percentile it prints, side by side from the same trials, how often the harn
 independent-sample (order-statistic) interval alone and the previous interval (symmetric sectioning
 in up to 10 sections, floored at 0), with median widths, and how often a lower bound fell below the
 smallest observed latency. Two diagnostics explain a shortfall: how often a window's largest latency
-was below the true percentile, and how correlated adjacent sections' estimates are. Writes
-reports/bench-ci-coverage.json; exits 1 when a coverage is under the goal.
+was below the true percentile, and how correlated adjacent sections' estimates are.
+
+A second table measures an alternative that was evaluated and not adopted (issue 12): drop the upper
+bound (unbounded: the data cannot bound the percentile) when the stage holds fewer than
+MIN_TAIL_CLUSTERS independent tail events above the point estimate, counted by declustering the
+per-second histograms whose largest latency exceeds it, in two ways: runs of adjacent such seconds
+(runs declustering, Coles 2001 ch. 5.3) and the Poisson count of clusters implied by the share of
+such seconds (the blocks estimator of the extremal index, Smith & Weissman 1994, with one-second
+blocks). It prints their coverage (an unbounded interval covers iff its lower bound does), the share of
+trials left unbounded and the median width over the bounded ones. Writes
+reports/bench-ci-coverage.json; exits 1 when the harness's coverage is under the goal.
 """
 
 from __future__ import annotations
@@ -53,6 +62,13 @@ RESULTS = RESULTS_FILE.with_name("bench-ci-coverage.json")
 CONFIDENCE = 0.95
 COVERAGE_GOAL = 0.90
 TRIALS = 200
+# Independent tail events a stage needs before its data can bound a percentile from above: with m
+# independent clusters above the true percentile expected, the window holds none with probability
+# exp(-m), and an upper bound drawn from observed latencies then misses; exp(-m) <= (1 - confidence) / 2
+# needs m >= ln(2 / 0.05) = 3.7 at 95% (the expected exceedances at the smallest n for which the
+# order-statistic interval has an upper bound at all, n = ln(0.025) / ln(q/100)).
+MIN_TAIL_CLUSTERS = math.ceil(math.log(2 / (1 - CONFIDENCE)))
+DECLUSTERINGS = ("runs", "poisson")
 PATH_ARRIVALS = LINDLEY_ARRIVALS
 INTERVAL_S = 1.0
 
@@ -83,6 +99,11 @@ class Row:
     harness_low_below_smallest: float
     max_below_truth: float
     adjacent_section_correlation: float | None
+    clusters_median: dict[str, float]
+    clusters_median_missed: dict[str, float | None]
+    coverage_declustered: dict[str, float]
+    unbounded_declustered: dict[str, float]
+    width_declustered_ms: dict[str, float]
 
     @property
     def meets_goal(self) -> bool:
@@ -159,6 +180,39 @@ def _correlation(pairs: Sequence[tuple[float, float]]) -> float | None:
     return float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else None
 
 
+def _seconds_above(decoded: Sequence[tuple[float, LatencyHistogram]], threshold_s: float) -> list[tuple[float, int]]:
+    """(second, samples above threshold_s) for each second of the stage, in time order."""
+    return sorted(
+        (second, sum(count for value_s, count in histogram.iter_buckets() if value_s > threshold_s))
+        for second, histogram in decoded
+    )
+
+
+def tail_clusters(seconds: Sequence[tuple[float, int]], how: str) -> float:
+    """Independent tail events among per-second exceedance counts (in time order): "runs" counts runs of
+    adjacent seconds with an exceedance; "poisson" counts -T ln(1 - Z/T) clusters (T seconds, Z of them
+    with an exceedance: the clusters of a Poisson process that leaves Z of T seconds hit), at most the
+    exceedances themselves."""
+    hits = [(second, count > 0) for second, count in seconds]
+    if how == "runs":
+        return float(
+            sum(
+                hit and not (i and hits[i - 1][1] and second - hits[i - 1][0] <= INTERVAL_S)
+                for i, (second, hit) in enumerate(hits)
+            )
+        )
+    exceedances = sum(count for _, count in seconds)
+    hit_seconds = sum(hit for _, hit in hits)
+    if hit_seconds == len(hits):
+        return float(exceedances)
+    return min(float(exceedances), -len(hits) * math.log(1 - hit_seconds / len(hits)))
+
+
+def _median_finite(values: Sequence[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.median(finite)) if finite else math.inf
+
+
 def measure(scenario: Scenario, trials: int = TRIALS, seed: int = TRUTH_SEED) -> list[Row]:
     """Coverage and widths of the three intervals over `trials` random windows of the scenario's path."""
     rng = np.random.default_rng(seed)
@@ -171,6 +225,11 @@ def measure(scenario: Scenario, trials: int = TRIALS, seed: int = TRUTH_SEED) ->
     samples: list[int] = []
     max_below = dict.fromkeys(QUANTILES, 0)
     adjacent: dict[float, list[tuple[float, float]]] = {q: [] for q in QUANTILES}
+    clusters: dict[float, dict[str, list[float]]] = {q: {how: [] for how in DECLUSTERINGS} for q in QUANTILES}
+    missed: dict[float, dict[str, list[float]]] = {q: {how: [] for how in DECLUSTERINGS} for q in QUANTILES}
+    declustered: dict[float, dict[str, list[tuple[float | None, float | None]]]] = {
+        q: {how: [] for how in DECLUSTERINGS} for q in QUANTILES
+    }
     for _ in range(trials):
         # Skip the path's first 10 s so every window starts in steady state.
         start_ms = rng.uniform(10_000.0, last_start_ms)
@@ -199,6 +258,14 @@ def measure(scenario: Scenario, trials: int = TRIALS, seed: int = TRUTH_SEED) ->
                     whole, contiguous_sections(decoded, _previous_sections(q, whole.count)), q
                 ),
             }
+            seconds = _seconds_above(decoded, harness.value_s) if harness.value_s is not None else []
+            for how in DECLUSTERINGS:
+                found = tail_clusters(seconds, how)
+                clusters[q][how].append(found)
+                if not _covers((harness.ci_low_s, harness.ci_high_s), truths_s[q]):
+                    missed[q][how].append(found)
+                high = None if found < MIN_TAIL_CLUSTERS else harness.ci_high_s
+                declustered[q][how].append((harness.ci_low_s, high))
             for name, interval in intervals.items():
                 hits[q][name] += _covers(interval, truths_s[q])
                 widths[q][name].append(_width_ms(interval))
@@ -221,6 +288,19 @@ def measure(scenario: Scenario, trials: int = TRIALS, seed: int = TRUTH_SEED) ->
             harness_low_below_smallest=below[q]["harness"] / trials,
             max_below_truth=max_below[q] / trials,
             adjacent_section_correlation=_correlation(adjacent[q]),
+            clusters_median={how: float(np.median(clusters[q][how])) for how in DECLUSTERINGS},
+            clusters_median_missed={
+                how: float(np.median(missed[q][how])) if missed[q][how] else None for how in DECLUSTERINGS
+            },
+            coverage_declustered={
+                how: sum(_covers(i, truths_s[q]) for i in declustered[q][how]) / trials for how in DECLUSTERINGS
+            },
+            unbounded_declustered={
+                how: sum(i[1] is None for i in declustered[q][how]) / trials for how in DECLUSTERINGS
+            },
+            width_declustered_ms={
+                how: _median_finite([_width_ms(i) for i in declustered[q][how]]) for how in DECLUSTERINGS
+            },
         )
         for q in QUANTILES
     ]
@@ -246,6 +326,22 @@ def format_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def format_declustered(rows: Sequence[Row]) -> str:
+    """The not-adopted alternative: the harness's interval, unbounded above with too few tail clusters."""
+    columns = "  ".join(f"{how + ' cov/unb/width ms':>26} {'clust all/miss':>14}" for how in DECLUSTERINGS)
+    header = f"{'stage':<36} {'q':>4}  {'harness':>7}  {columns}"
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        cells = "  ".join(
+            f"{row.coverage_declustered[how]:>12.2f}/{row.unbounded_declustered[how]:>4.0%}/"
+            f"{row.width_declustered_ms[how]:>7.2f} {row.clusters_median[how]:>7.1f}/"
+            f"{'-' if row.clusters_median_missed[how] is None else f'{row.clusters_median_missed[how]:.1f}':<6}"
+            for how in DECLUSTERINGS
+        )
+        lines.append(f"{row.scenario:<36} {row.quantile:>4}  {row.coverage_harness:>7.2f}  {cells}")
+    return "\n".join(lines)
+
+
 def main() -> int:
     started_s = time.monotonic()
     rows: list[Row] = []
@@ -262,6 +358,14 @@ def main() -> int:
         "latency was below the true percentile (an upper bound can only cover those by reaching beyond every "
         "observed latency); r1 sect = correlation of adjacent sections' log percentiles, pooled over trials; "
         f"{time.monotonic() - started_s:.0f} s"
+    )
+    print(f"\nnot adopted: upper bound dropped with fewer than {MIN_TAIL_CLUSTERS} tail clusters above the estimate\n")
+    print(format_declustered(rows))
+    print(
+        "\ncov = coverage (unbounded intervals cover when their lower bound does); unb = share of trials left "
+        "unbounded; width = median over the bounded trials; clust all/miss = median tail clusters above the point "
+        "estimate over all trials / over the trials the harness's interval missed (more clusters where it missed: "
+        "a calm window spreads its top latencies over many small bursts, so too few clusters flags the wrong windows)"
     )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"rows": [asdict(row) for row in rows]}, indent=2) + "\n")
