@@ -13,7 +13,7 @@ TEST_PACKAGES := prometheus prometheus-pushgateway chromium containerd runc cont
 # The test cluster's binaries are built with Go (Debian 12's is too old; the machine's is in /usr/local/go).
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: setup loadtest test lint format system-packages docker-setup cluster cluster-down bench bench-ci bench-compare bench-hpa bench-example clean \
+.PHONY: setup loadtest test lint format system-packages docker-setup cluster cluster-down bench bench-ci bench-compare bench-hpa bench-example bench-startup clean \
 	wine-model
 
 setup: $(STAMP)
@@ -137,6 +137,11 @@ bench-compare: setup
 # 16 users (about 3 min); prints rps, the example's share of the no-op's, p95, p99 and p99/p95.
 bench-example: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.example_ceiling
+
+# Start-up time: fresh processes importing the harness, validating and starting a run up to its build, against
+# the goal of 1 s of wall time (median of 7). COMPARE=<checkout> measures another revision alongside.
+bench-startup: setup
+	$(BIN)/python -m bench.startup $(if $(COMPARE),--compare $(COMPARE))
 
 # The harness's HPA emulation (local target) against the real controller (the test cluster), side by side.
 bench-hpa: setup cluster
