@@ -15,13 +15,19 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 from functools import cache
+from typing import TYPE_CHECKING
 
-import numpy as np
-import numpy.typing as npt
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
 from harness.errors import MetricsError
 from harness.model import PercentileEstimate
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+# numpy is imported where the arrays are made (`_counts`, `_equivalent_values_us`): recording and encoding
+# (the load generator's work) and loading a scenario do not need it, and it takes a third of a second to import.
 
 LOWEST_US = 1
 HIGHEST_US = 3600 * 1_000_000
@@ -32,6 +38,8 @@ _US_PER_S = 1_000_000.0
 @cache
 def _equivalent_values_us() -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Lowest and highest value (us) equivalent to each counts index of the standard histogram layout."""
+    import numpy as np
+
     layout = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
     lowest = np.array([layout.get_value_from_index(i) for i in range(layout.counts_len)], dtype=np.int64)
     highest = np.array([layout.get_highest_equivalent_value(int(v)) for v in lowest], dtype=np.int64)
@@ -107,6 +115,8 @@ class LatencyHistogram:
     # ------------------------------------------------------------------ statistics
 
     def _counts(self) -> npt.NDArray[np.uint64]:
+        import numpy as np
+
         counts: npt.NDArray[np.uint64] = np.ctypeslib.as_array(self._hist.counts)
         return counts
 
@@ -116,13 +126,13 @@ class LatencyHistogram:
         return int(self._hist.get_total_count())
 
     def _index_at_rank(self, cumulative: npt.NDArray[np.uint64], rank: int) -> int:
-        return int(np.searchsorted(cumulative, rank, side="left"))
+        return int(cumulative.searchsorted(rank, side="left"))
 
     def value_at_rank_s(self, rank: int) -> float:
         """The r-th smallest sample (1-based), as its bucket's highest equivalent value, in seconds."""
         if not 1 <= rank <= self.count:
             raise ValueError(f"rank={rank} must be within 1..{self.count}")
-        index = self._index_at_rank(np.cumsum(self._counts()), rank)
+        index = self._index_at_rank(self._counts().cumsum(), rank)
         return float(_equivalent_values_us()[1][index]) / _US_PER_S
 
     def value_at_percentile_s(self, q: float) -> float | None:
@@ -136,13 +146,13 @@ class LatencyHistogram:
         if n == 0:
             return None
         lowest, highest = _equivalent_values_us()
-        midpoints = (lowest + highest).astype(np.float64) / 2.0
-        return float(np.dot(self._counts().astype(np.float64), midpoints)) / n / _US_PER_S
+        midpoints = (lowest + highest).astype(float) / 2.0
+        return float(self._counts().astype(float).dot(midpoints)) / n / _US_PER_S
 
     def min_lowest_s(self) -> float:
         """The smallest sample's bucket's lowest equivalent value in seconds (a conservative floor); 0 when empty."""
         counts = self._counts()
-        nonzero = np.flatnonzero(counts)
+        nonzero = counts.nonzero()[0]
         return 0.0 if not len(nonzero) else float(_equivalent_values_us()[0][nonzero[0]]) / _US_PER_S
 
     def iter_buckets(self) -> Iterator[tuple[float, int]]:
@@ -150,7 +160,7 @@ class LatencyHistogram:
         equivalent value, the same value the percentiles report."""
         counts = self._counts()
         highest = _equivalent_values_us()[1]
-        for index in np.flatnonzero(counts):
+        for index in counts.nonzero()[0]:
             yield float(highest[index]) / _US_PER_S, int(counts[index])
 
     def __repr__(self) -> str:
@@ -202,7 +212,7 @@ def estimate_percentile(hist: LatencyHistogram, q: float, confidence: float = 0.
     if n == 0:
         return PercentileEstimate(q=q, value_s=None, ci_low_s=None, ci_high_s=None, samples=0, confidence=confidence)
     lowest, highest = _equivalent_values_us()
-    cumulative = np.cumsum(hist._counts())
+    cumulative = hist._counts().cumsum()
     rank = percentile_rank(q, n)
     value_s = float(highest[hist._index_at_rank(cumulative, rank)]) / _US_PER_S
     j, k = order_statistic_ranks(n, q, confidence)
