@@ -7,11 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.conclude import conclude_run
 from harness.errors import ReportError
 from harness.exit_codes import ExitCode
 from harness.model import ClientInterval
-from harness.report import write_reports
 from harness.run import Run
 from harness.rundir import RunDirectory, write_atomically
 
@@ -28,11 +26,9 @@ def _console() -> Any:
 def run_scenario(path: Path, overrides: dict[str, Any], *, json_progress: bool = False) -> int:
     """`harness run`: run one scenario, print its verdict table, return the exit code."""
     from harness.config import load_scenario
-    from harness.report.console import print_verdict
     from harness.report.progress import ProgressReporter
 
     scenario = load_scenario(path, overrides)
-    console = _console()
     reporter = ProgressReporter(mode="json" if json_progress else None)
     run = Run(scenario, progress=reporter.update, log=lambda message: reporter.log(message))
     try:
@@ -44,6 +40,9 @@ def run_scenario(path: Path, overrides: dict[str, Any], *, json_progress: bool =
         result = {"type": "result", "status": status, "exit_code": outcome.exit_code, "run_dir": str(outcome.run_dir)}
         print(json.dumps(result), flush=True)
         return outcome.exit_code
+    from harness.report.console import print_verdict
+
+    console = _console()
     if outcome.verdict is not None:
         print_verdict(outcome.verdict, console)
     console.print(f"run directory: {outcome.run_dir}")
@@ -52,6 +51,9 @@ def run_scenario(path: Path, overrides: dict[str, Any], *, json_progress: bool =
 
 def rerender(run_dir_path: Path) -> list[Path]:
     """`harness report`: recompute the verdict from the raw records and re-render every report."""
+    from harness.conclude import conclude_run
+    from harness.report import write_reports
+
     if not run_dir_path.is_dir():
         raise ReportError(f"{run_dir_path}: not a run directory")
     run_dir = RunDirectory(run_dir_path)

@@ -20,14 +20,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import __version__, extras
 from harness.analysis.latency import LatencyHistogram, min_samples_for_percentile
 from harness.analysis.timeline import achieved_rps
 from harness.build import LOADGEN_DOCKERFILE, LOADGEN_REPOSITORY, BuiltImage, build_service_image, build_tool_image
 from harness.cleanup import sweep_dead
-from harness.conclude import conclude_run
 from harness.config import Scenario, dump_scenario
 from harness.errors import ConfigError, DeployError, HarnessError, ReportError
 from harness.exit_codes import ExitCode
@@ -39,7 +38,6 @@ from harness.load.requests import ready_requests
 from harness.load.runner import LoadDriver, LocustProcess, write_endpoints
 from harness.local_autoscaler import LocalAutoscaler, check_supported
 from harness.metrics.collector import MetricsCollector
-from harness.metrics.exporter import HarnessExporter, push_verdict
 from harness.model import (
     ClientInterval,
     CpuPlacement,
@@ -54,13 +52,15 @@ from harness.model import (
     cut_windows,
 )
 from harness.processes import RunWatchdog
-from harness.report import write_reports
 from harness.report.progress import ProgressSnapshot
 from harness.rundir import RunDirectory
 from harness.targets.base import HasInClusterLoad, InjectsFaults, LeavesResources, Target
 from harness.targets.cpu_placement import CgroupCpuLimiter, plan_cpu_placement
 from harness.targets.registry import TargetContext, extras_needed, make_target, target_kind
 from harness.targets.tls import context_for
+
+if TYPE_CHECKING:
+    from harness.metrics.exporter import HarnessExporter
 
 # --------------------------------------------------------------------------- run identity and metadata
 
@@ -322,6 +322,8 @@ class Run:
                     failure = failure or error
         verdict = None
         if self.test_start_s is not None and not isinstance(failure, ReportError):
+            from harness.conclude import conclude_run
+
             verdict = conclude_run(self.run_dir, self.scenario)
             self._publish_verdict(verdict)
         self.run_dir.close()
@@ -332,8 +334,12 @@ class Run:
         return RunOutcome(self.run_dir.path, verdict, verdict.exit_code if verdict else ExitCode.INCONCLUSIVE)
 
     def _publish_verdict(self, verdict: Verdict) -> None:
+        from harness.report import write_reports
+
         write_reports(self.run_dir)
         if self.scenario.metrics.pushgateway_url:
+            from harness.metrics.exporter import push_verdict
+
             push_verdict(
                 self.scenario.metrics.pushgateway_url,
                 "harness",
@@ -474,6 +480,8 @@ class Run:
             self.resources.add("autoscaler", autoscaler.stop)
 
         if scenario.metrics.exporter_port is not None:
+            from harness.metrics.exporter import HarnessExporter
+
             exporter = HarnessExporter(self.run_id, scenario.name, port=scenario.metrics.exporter_port)
             port = exporter.start()
             self.exporter = exporter
@@ -511,6 +519,10 @@ class Run:
         if planned_faults and isinstance(target, InjectsFaults):
             injector = FaultInjector(target, target.replicas, planned_faults, self.event)
             self.resources.add("fault injector", injector.stop)
+        # The live view's percentiles need numpy: imported now rather than at its first update, so that the
+        # import's CPU does not compete with the replicas and the load generator in the first stage.
+        import numpy  # noqa: F401
+
         self.log(f"driving load for {locust.planned_duration_s:.0f} s")
         locust.start()
 
