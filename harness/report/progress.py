@@ -16,11 +16,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn
-from rich.table import Column
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 Mode = Literal["rich", "plain", "json"]
 MODES: tuple[Mode, ...] = ("rich", "plain", "json")
@@ -96,6 +95,10 @@ class ProgressReporter:
         self.interval_s = DEFAULT_INTERVAL_S[mode] if interval_s is None else interval_s
         if self.interval_s < 0:
             raise ValueError(f"interval_s={self.interval_s} must be >= 0")
+        if mode == "rich":
+            # rich is imported for the live bar only, and now rather than at the first snapshot: that comes
+            # during the load, where the import's CPU would compete with the replicas and the load generator.
+            import rich.progress  # noqa: F401
         self._clock = clock
         self._lock = threading.Lock()
         self._closed = False
@@ -173,6 +176,10 @@ class ProgressReporter:
 
     def _show_rich(self, snapshot: ProgressSnapshot) -> None:
         if self._progress is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn
+            from rich.table import Column
+
             console = Console(file=self.stream)
             # The figures wrap onto a second line in a narrow terminal rather than cutting the stage name.
             self._progress = Progress(
