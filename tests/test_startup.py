@@ -1,6 +1,7 @@
 """Start-up stays fast: importing the CLI and the run orchestration loads none of the heavy libraries
-(scipy, plotly, matplotlib, jsonschema, helm-python-sdk, the Docker and Kubernetes clients); they are
-imported where they are used."""
+(scipy, plotly, matplotlib, jsonschema, helm-python-sdk, the Docker and Kubernetes clients), nor what a run
+needs only once its replicas are up (numpy, rich, prometheus_client); they are imported where they are used.
+The times themselves are measured by `make bench-startup`, not here."""
 
 from __future__ import annotations
 
@@ -17,6 +18,23 @@ def test_importing_the_cli_and_a_run_loads_no_heavy_library() -> None:
         "import json, sys\n"
         "import harness.cli, harness.run\n"
         f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({list(HEAVY)!r}))))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout) == []
+
+
+def test_a_run_up_to_its_load_imports_neither_numpy_nor_rich_nor_prometheus_client() -> None:
+    # What `harness run` imports before it builds (off a terminal), and the load generator's histograms.
+    code = (
+        "import io, json, sys\n"
+        "import harness.cli, harness.commands, harness.run\n"
+        "from harness.analysis.latency import LatencyHistogram\n"
+        "from harness.report.progress import ProgressReporter\n"
+        "ProgressReporter(mode='plain', stream=io.StringIO()).close()\n"
+        "histogram = LatencyHistogram()\n"
+        "histogram.record_s(0.01)\n"
+        "LatencyHistogram.decode(histogram.encode())\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'rich', 'prometheus_client'})))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(result.stdout) == []
