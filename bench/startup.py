@@ -12,6 +12,7 @@ the goal.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import pty
 import resource
@@ -29,7 +30,7 @@ GOAL_S = 1.0
 
 # `harness run`, stopped where the build would begin: what happens before it is start-up.
 _RUN_UNTIL_BUILD = """
-import os, sys
+import os, sys, tempfile
 import harness.run
 
 def stop_at_build(self):
@@ -39,7 +40,8 @@ def stop_at_build(self):
 
 harness.run.Run._build_deploy_and_drive = stop_at_build
 from harness.cli import main
-sys.argv = ["harness", "run", *sys.argv[1:]]
+# A run directory of its own: two runs within a second would have the same run id.
+sys.argv = ["harness", "run", sys.argv[1], "--out", tempfile.mkdtemp(dir=sys.argv[2])]
 main()
 """
 
@@ -52,7 +54,7 @@ def commands(out_dir: Path) -> dict[str, list[str]]:
     return {
         "import harness.run": [python, "-c", "import harness.run"],
         "harness validate default.yaml": [python, "-c", _VALIDATE, str(SCENARIO)],
-        "harness run until the build": [python, "-c", _RUN_UNTIL_BUILD, str(SCENARIO), "--out", str(out_dir)],
+        "harness run until the build": [python, "-c", _RUN_UNTIL_BUILD, str(SCENARIO), str(out_dir)],
     }
 
 
@@ -84,6 +86,15 @@ def time_once(argv: list[str], checkout: Path) -> tuple[float, float]:
     return wall_s, user_s
 
 
+def bytecode_note() -> str:
+    """Whether imports read cached bytecode: most of a cold start is compiling source when they do not."""
+    spec = importlib.util.find_spec("pydantic")
+    origin = spec.origin if spec is not None else None
+    cached = origin is not None and Path(importlib.util.cache_from_source(origin)).exists()
+    writes = "not written (PYTHONDONTWRITEBYTECODE)" if sys.dont_write_bytecode else "written on first import"
+    return f"bytecode: libraries {'precompiled' if cached else 'not precompiled'}, caches {writes}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--compare", type=Path, help="another checkout to measure alongside (e.g. origin/main)")
@@ -101,6 +112,7 @@ def main() -> int:
                     times.setdefault((name, label), []).append(time_once(argv, checkout))
     print(f"median of {args.runs} fresh processes, wall / user seconds; goal: wall < {GOAL_S:.1f} s")
     print(f"load average: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
+    print(bytecode_note())
     header = f"{'':32}" + "".join(f"{label + ' (' + str(path) + ')':>28}" for label, path in checkouts.items())
     print(header)
     over = []
