@@ -1,4 +1,4 @@
-# The local Python base image for bento containers, load generators and the runner: Debian bookworm's
+# The local Python base image for bento containers and the load generator: Debian bookworm's
 # python3 (3.11, what BentoML's generated Dockerfile asks `uv venv` for) plus uv, so no registry is needed.
 # Built by scripts/docker-setup.sh as harness-python:bookworm on top of harness-base:bookworm.
 ARG BASE_IMAGE=harness-base:bookworm

@@ -317,10 +317,10 @@ def build_service_image(
     return containerize(bento_tag, base_image, ca_bundle, image_tag, bentoml_home=home)
 
 
-# What of the checkout goes into the harness's own images (dockerfiles/*.Dockerfile); a missing directory is
-# sent empty so the Dockerfiles can COPY it unconditionally.
+# What of the checkout goes into the harness's own image (dockerfiles/loadgen.Dockerfile); a missing directory
+# is sent empty so the Dockerfile can COPY it unconditionally.
 _TOOL_IMAGE_FILES = ("pyproject.toml", "README.md")
-_TOOL_IMAGE_DIRS = ("harness", "loadtests", "charts")
+_TOOL_IMAGE_DIRS = ("harness",)
 # The in-cluster load generator's image (charts/loadgen runs it).
 LOADGEN_DOCKERFILE = Path(__file__).resolve().parents[1] / "dockerfiles" / "loadgen.Dockerfile"
 LOADGEN_REPOSITORY = "harness-loadgen"
@@ -334,7 +334,7 @@ def build_tool_image(
     *,
     timeout_s: float = 1800,
 ) -> BuiltImage:
-    """Build one of the harness's own images (dockerfiles/loadgen.Dockerfile, runner.Dockerfile) from this checkout.
+    """Build the harness's own image (dockerfiles/loadgen.Dockerfile) from this checkout.
 
     The context holds only the package sources and `ca-bundle.crt` (empty when no bundle is given), so the
     virtualenv and reports of the checkout are never sent to the daemon. The image is tagged
