@@ -26,6 +26,10 @@ on that percentile become INCONCLUSIVE); the others each add a reason to `invali
 (b5) A load-generator process's records of the stage begin after its start or end before its end by more
      than COVERAGE_SLACK_INTERVALS of its recording intervals: that process's load did not run for the whole
      stage (a worker that started late, a test stopped early), so the stage's totals and rates are short.
+(b6) Closed model only: in the second half of the stage (after any ramp), the load-generator processes
+     together ran fewer users than the stage's `users` (each process's median over those intervals; the
+     records carry each process's running users): its closed-model load was lighter than planned, so its
+     throughput and latencies belong to fewer users than its name says.
 (c) A replica crashed during the stage (a "replica_crashed" RunEvent inside the stage's window), unless
     the scenario's own fault killed it.
 (d) No requests completed in the stage.
@@ -33,6 +37,7 @@ on that percentile become INCONCLUSIVE); the others each add a reason to `invali
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -98,6 +103,7 @@ def _loadgen_reasons(
             f"only {len(reporting)} of {loadgen_processes} load-generator processes reported results for this stage"
         )
     reasons.extend(_coverage_reasons(window, own))
+    reasons.extend(_users_reasons(window, own))
     duration_s = window.end_s - window.start_s
     if window.arrival_rate_rps is None or duration_s <= 0:
         return reasons
@@ -140,6 +146,23 @@ def _coverage_reasons(window: StageWindow, own: Sequence[ClientInterval]) -> lis
                 f"{last_s - window.start_s:.1f} s of the stage's {window.end_s - window.start_s:.1f} s"
             )
     return reasons
+
+
+def _users_reasons(window: StageWindow, own: Sequence[ClientInterval]) -> list[str]:
+    """(b6): the users the processes ran in the second half of a closed-model stage, against the plan."""
+    if not window.users or window.arrival_rate_rps is not None:
+        return []
+    middle_s = (window.start_s + window.end_s) / 2.0
+    by_process: dict[int, list[int]] = defaultdict(list)
+    for interval in own:
+        if interval.t_start_s >= middle_s and interval.t_end_s <= window.end_s:
+            by_process[interval.process].append(interval.users)
+    if not by_process:
+        return []
+    ran = sum(statistics.median_low(users) for users in by_process.values())
+    if ran >= window.users:
+        return []
+    return [f"load generator ran {ran} of the stage's {window.users} users in its second half"]
 
 
 def _stall_shortfalls(

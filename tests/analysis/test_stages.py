@@ -37,10 +37,13 @@ def window(name: str = "steady", start_s: float = 0.0, duration_s: float = 10.0,
     )
 
 
-def steady_intervals(per_second: int = 100, seconds: int = 10, **kwargs: object) -> list[ClientInterval]:
-    """`per_second` successes per second, latencies spread evenly over 10..30 ms."""
+def steady_intervals(
+    per_second: int = 100, seconds: int = 10, users: int = 10, **kwargs: object
+) -> list[ClientInterval]:
+    """`per_second` successes per second, latencies spread evenly over 10..30 ms, from `users` running users
+    (the default window's)."""
     latencies = [0.010 + 0.020 * i / per_second for i in range(per_second)]
-    return [interval(float(t), latencies, **kwargs) for t in range(seconds)]  # type: ignore[arg-type]
+    return [interval(float(t), latencies, users=users, **kwargs) for t in range(seconds)]  # type: ignore[arg-type]
 
 
 def summarize(
@@ -149,7 +152,7 @@ def test_failures_do_not_count_as_latency_samples() -> None:
 
 def test_loadgen_cpu_saturation_in_any_interval() -> None:
     intervals = steady_intervals(loadgen_cpu_cores=0.5)
-    intervals[7] = interval(7.0, [0.01] * 100, loadgen_cpu_cores=0.95, process=0)
+    intervals[7] = interval(7.0, [0.01] * 100, loadgen_cpu_cores=0.95, process=0, users=10)
     (stage,) = summarize(intervals)
     assert len(stage.invalid_reasons) == 1
     assert "CPU-bound" in stage.invalid_reasons[0] and "0.95 cores" in stage.invalid_reasons[0]
@@ -170,20 +173,39 @@ def test_a_process_that_stopped_before_the_stage_ended_is_invalid() -> None:
     # Process 1's test was stopped 2.3 s early (its clock started late while a master's ran on): its share of
     # the stage is missing, whatever the model.
     full, short = steady_intervals(process=0), steady_intervals(process=1)[:8]
-    short.append(interval(7.7, [0.01] * 10, length_s=0.0, process=1))
+    short.append(interval(7.7, [0.01] * 10, length_s=0.0, process=1, users=10))
     (stage,) = summarize(full + short, loadgen_processes=2)
     assert stage.invalid_reasons == ["load generator process 1 ran from 0.0 s to 8.0 s of the stage's 10.0 s"]
 
 
 def test_a_process_that_started_late_is_invalid_and_one_interval_of_slack_is_not() -> None:
-    late = [interval(float(t), [0.01] * 10, process=1) for t in range(3, 10)]
+    late = [interval(float(t), [0.01] * 10, process=1, users=10) for t in range(3, 10)]
     (stage,) = summarize(steady_intervals(process=0) + late, loadgen_processes=2)
     assert stage.invalid_reasons == ["load generator process 1 ran from 3.0 s to 10.0 s of the stage's 10.0 s"]
     # A last interval with no answer of the stage's own (the next stage had begun when it was written) and a
     # clock a tenth of a second late are the recording's granularity, not a shortfall.
-    granular = [interval(t + 0.1, [0.01] * 10, process=1) for t in range(0, 9)]
+    granular = [interval(t + 0.1, [0.01] * 10, process=1, users=10) for t in range(0, 9)]
     (stage,) = summarize(steady_intervals(process=0) + granular, loadgen_processes=2)
     assert stage.invalid_reasons == []
+
+
+def test_a_closed_stage_that_ran_fewer_users_than_planned_is_invalid() -> None:
+    # Two processes: 5 + 5 users of the stage's 10 is the plan; a process whose users were stopped early is not.
+    halves = steady_intervals(users=5, process=0) + steady_intervals(users=5, process=1)
+    (stage,) = summarize(halves, loadgen_processes=2)
+    assert stage.invalid_reasons == []
+    stopped = steady_intervals(users=5, process=0) + steady_intervals(users=5, process=1)[:6]
+    stopped += [interval(float(t), [], users=0, process=1) for t in range(6, 10)]
+    (stage,) = summarize(stopped, loadgen_processes=2)
+    assert stage.invalid_reasons == ["load generator ran 5 of the stage's 10 users in its second half"]
+
+
+def test_a_ramp_in_the_first_half_of_a_closed_stage_is_not_a_shortfall() -> None:
+    ramp = [interval(float(t), [0.01] * 10, users=min(10, 2 * t)) for t in range(10)]
+    (stage,) = summarize(ramp)
+    assert stage.invalid_reasons == []
+    (stage,) = summarize(ramp, [window(users=12)])
+    assert stage.invalid_reasons == ["load generator ran 10 of the stage's 12 users in its second half"]
 
 
 def open_stage(scheduled: int, dropped: int, send_lag_max_s: float, rate_rps: float = 100.0) -> StageResult:
