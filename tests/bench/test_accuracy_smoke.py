@@ -160,7 +160,10 @@ def test_short_jitter_run_measures_p50_near_the_truth(tmp_path: Path) -> None:
     rows = jitter_comparisons(workspace, overhead, open_rate_rps=100.0, open_s=8.0, closed_users=None, warmup_s=1.0)
     p50 = next(row for row in rows if row.quantity.endswith("p50 (ms)"))
     assert p50.measured is not None
-    assert p50.truth == pytest.approx(30.0 + overhead.median_ms, abs=1.0)
+    # The truth is the server's known p50 as wrk sees it: 30 ms plus wrk's own round trip. Both are wrk's
+    # measurements, which a busy machine moves by a millisecond or two (32.4 ms against 31.2 seen in CI), so
+    # this checks that the truth is built from the right parts, not wrk's precision.
+    assert p50.truth == pytest.approx(30.0 + overhead.median_ms, rel=0.1)
     # Near, not within the bench's 3% goal: this runs beside other tests, and a busy machine delays the
     # Python load generator more than wrk (11% seen in CI at 100 rps); `make bench` measures the goal alone.
     assert abs(p50.measured / p50.truth - 1.0) <= 0.25, format_table(rows)
