@@ -167,7 +167,9 @@ def model_service_values(
                 "timeoutSeconds": 2,
                 "failureThreshold": max(1, math.ceil(scenario.target.startup_timeout_s / STARTUP_PROBE_PERIOD_S)),
             },
-            "readiness": {"periodSeconds": 2, "timeoutSeconds": 2, "failureThreshold": 2},
+            # A pod merely slow under load stays ready (three probes of 5 s fail first): removing it moves its load
+            # onto the others, and a Deployment whose only pods are unready gives the HPA no CPU to scale on.
+            "readiness": {"periodSeconds": 2, "timeoutSeconds": 5, "failureThreshold": 3},
             "liveness": {"periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3},
         },
         "serviceMonitor": {"enabled": service_monitor, "path": service.metrics_path},
