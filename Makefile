@@ -100,8 +100,9 @@ cluster-down:
 	bash scripts/cluster/cluster.sh down
 
 # Two phases on a 2-core machine. First, two lanes side by side: the cluster tests, which mostly wait on the
-# controller, beside the light local integration tests and then the unit tests, each of those two on two
-# pytest-xdist workers (a test file stays on one worker: its module fixtures start servers once). Then every
+# controller, on two pytest-xdist workers (the real-HPA run on one, the other pod runs on the other: their
+# xdist_group marks), beside the light local integration tests and then the unit tests, each of those two
+# on two workers (a test file stays on one worker: its module fixtures start servers once). Then every
 # test marked `exclusive` (CPU or start-up timing bounds, sweeps of dead harnesses) runs alone. The cluster
 # lane's output is printed after it ends.
 PYTEST = PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest --durations=15
@@ -109,7 +110,7 @@ test: setup system-packages docker-setup cluster lint
 	@mkdir -p test-output
 	@# The project's own bytecode, for the same reason as the install's (its sources change, so here).
 	@$(BIN)/python -m compileall -q harness bench examples tests > /dev/null
-	@$(PYTEST) -m "cluster and not exclusive" --basetemp=/tmp/harness-test-cluster-lane \
+	@$(PYTEST) -n 2 --dist loadgroup -m "cluster and not exclusive" --basetemp=/tmp/harness-test-cluster-lane \
 		> test-output/cluster-lane.log 2>&1 & cluster=$$!; \
 	trap 'kill $$cluster 2>/dev/null' INT TERM; \
 	$(PYTEST) -n 2 --dist loadfile -m "integration and not cluster and not exclusive" \

@@ -117,7 +117,8 @@ running() {
     [ -n "$state" ] && [ "${state:0:1}" != Z ] && [[ "$command" == *"$1"* ]]
 }
 
-# start NAME COMMAND...: run a component in its own session, its output in $STATE/logs/NAME.log.
+# start NAME COMMAND...: run a component in its own session, its output in $STATE/logs/NAME.log, without
+# the up/down lock (fd 9), which would otherwise stay held as long as the component lives.
 start() {
     local name="$1"
     shift
@@ -125,7 +126,7 @@ start() {
         return
     fi
     mkdir -p "$RUN/pids" "$STATE/logs"
-    setsid "$@" >>"$STATE/logs/$name.log" 2>&1 </dev/null &
+    setsid "$@" >>"$STATE/logs/$name.log" 2>&1 </dev/null 9>&- &
     echo $! >"$(pid_file "$name")"
 }
 
@@ -685,9 +686,18 @@ status() {
     done
 }
 
+# One `up` or `down` at a time on the machine (the state is machine-wide): two test processes that each
+# need the cluster (pytest-xdist workers) wait for each other instead of starting components twice.
+serialized() {
+    mkdir -p "$(dirname "$STATE")"
+    exec 9>"$STATE.lock"
+    flock 9
+    "$@"
+}
+
 case "${1:-}" in
-up) up ;;
-down) down ;;
+up) serialized up ;;
+down) serialized down ;;
 status) status ;;
 build) build && echo "$BIN" ;;
 load-image)

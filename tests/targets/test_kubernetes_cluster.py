@@ -34,6 +34,12 @@ from tests.targets.conftest import DIGITS_DIR, ROOT, RealCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
+# make test runs this module on two pytest-xdist workers (--dist loadgroup), each taking one group whole: the
+# real-HPA run, which mostly waits for the controller's 15 s syncs, with the short API-only tests, on one; the
+# other pod runs on the other. About 4.5 min each, instead of 9 one after the other.
+WITH_THE_REAL_HPA = pytest.mark.xdist_group("with-the-real-hpa")
+WITH_THE_OTHER_POD_RUNS = pytest.mark.xdist_group("with-the-other-pod-runs")
+
 WAIT_S = 120.0
 
 
@@ -143,6 +149,7 @@ def run_cli(scenario: dict[str, Any], directory: Path, name: str) -> Path:
 # --------------------------------------------------------------------------- a healthy rollout
 
 
+@WITH_THE_OTHER_POD_RUNS
 def test_rollout_serves_reports_metrics_by_every_route_and_leaves_nothing(
     cluster: RealCluster, digits_image: str, tmp_path: Path
 ) -> None:
@@ -184,6 +191,7 @@ def test_rollout_serves_reports_metrics_by_every_route_and_leaves_nothing(
     assert_nothing_left(cluster, target)
 
 
+@WITH_THE_OTHER_POD_RUNS
 def test_restricted_namespace_prometheus_route_pod_ip_load_and_scaling(
     cluster: RealCluster, digits_image: str, tmp_path: Path
 ) -> None:
@@ -236,6 +244,7 @@ def test_restricted_namespace_prometheus_route_pod_ip_load_and_scaling(
 # --------------------------------------------------------------------------- failure paths
 
 
+@WITH_THE_OTHER_POD_RUNS
 def test_an_image_the_node_does_not_have_is_named(cluster: RealCluster, tmp_path: Path) -> None:
     # Not side-loaded, so the kubelet pulls; every registry is a closed loopback port on the test cluster.
     scenario = cluster_scenario(
@@ -247,6 +256,7 @@ def test_an_image_the_node_does_not_have_is_named(cluster: RealCluster, tmp_path
     assert_nothing_left(cluster, target)
 
 
+@WITH_THE_OTHER_POD_RUNS
 def test_a_crash_looping_pod_is_named_with_its_log(cluster: RealCluster, digits_image: str, tmp_path: Path) -> None:
     scenario = cluster_scenario(cluster, digits_image, new_namespace(), service__env={"DIGITS_MODEL": "bogus"})
     target = KubernetesTarget(scenario, tmp_path)
@@ -256,6 +266,7 @@ def test_a_crash_looping_pod_is_named_with_its_log(cluster: RealCluster, digits_
     assert_nothing_left(cluster, target)
 
 
+@WITH_THE_OTHER_POD_RUNS
 def test_an_out_of_memory_pod_says_to_raise_the_memory_limit(
     cluster: RealCluster, digits_image: str, tmp_path: Path
 ) -> None:
@@ -272,6 +283,7 @@ def test_an_out_of_memory_pod_says_to_raise_the_memory_limit(
     assert_nothing_left(cluster, target)
 
 
+@WITH_THE_REAL_HPA
 def test_a_forbidden_service_account_is_one_error_and_touches_nothing(
     cluster: RealCluster, digits_image: str, tmp_path: Path
 ) -> None:
@@ -299,6 +311,7 @@ def test_a_forbidden_service_account_is_one_error_and_touches_nothing(
         api.delete("v1", "ServiceAccount", "default", account)
 
 
+@WITH_THE_REAL_HPA
 def test_no_cluster_at_the_address_is_exit_2_with_one_line(digits_image: str, tmp_path: Path) -> None:
     kubeconfig = {
         "apiVersion": "v1",
@@ -328,6 +341,7 @@ def test_no_cluster_at_the_address_is_exit_2_with_one_line(digits_image: str, tm
 # --------------------------------------------------------------------------- the real HPA
 
 
+@WITH_THE_REAL_HPA
 def test_autoscale_scenario_scales_out_and_back_in_under_the_real_hpa(
     cluster: RealCluster, digits_image: str, tmp_path: Path
 ) -> None:
@@ -409,6 +423,7 @@ def run_restricted_in_cluster(
     return run_cli(scenario, tmp_path, f"in-cluster-{workers}")
 
 
+@WITH_THE_OTHER_POD_RUNS
 def test_in_cluster_generators_stream_their_records_and_agree_with_one(
     cluster: RealCluster, digits_image: str, tmp_path: Path
 ) -> None:
@@ -437,6 +452,7 @@ def test_in_cluster_generators_stream_their_records_and_agree_with_one(
 # --------------------------------------------------------------------------- a harness that dies
 
 
+@WITH_THE_REAL_HPA
 def test_a_sigkilled_harness_has_its_namespace_deleted_by_its_watchdog(
     cluster: RealCluster, digits_image: str, tmp_path: Path
 ) -> None:
@@ -480,6 +496,7 @@ def test_a_sigkilled_harness_has_its_namespace_deleted_by_its_watchdog(
     wait_for(lambda: api.get("v1", "Namespace", None, namespace) is None, "the namespace gone", WAIT_S)
 
 
+@WITH_THE_REAL_HPA
 def test_harness_cleanup_deletes_namespaces_of_dead_harnesses_only(cluster: RealCluster) -> None:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     dead = owner_id(child.pid)
