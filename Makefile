@@ -77,10 +77,19 @@ endif
 wine-model: setup
 	$(BIN)/python examples/wine/train.py
 
-lint: setup
+# actionlint checks the GitHub workflow as GitHub would read it (expressions, the actions' inputs, and the
+# shell of its run steps through shellcheck); no runner is reachable from here. Built once with Go.
+ACTIONLINT := $(HOME)/.cache/harness-tools/actionlint-v1.7.12/actionlint
+$(ACTIONLINT):
+	GOBIN=$(dir $@) go install github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
+
+lint: setup $(ACTIONLINT)
 	$(BIN)/ruff format --check harness tests bench examples
 	$(BIN)/ruff check harness tests bench examples
 	$(BIN)/mypy
+	bash scripts/install-system-packages.sh shellcheck
+	shellcheck --severity=warning scripts/*.sh scripts/cluster/*.sh .ci/run
+	$(ACTIONLINT)
 
 format: setup
 	$(BIN)/ruff format harness tests bench examples

@@ -41,7 +41,6 @@ ADAPTER_PORT=14444
 PROMETHEUS_PORT=19090
 CONTAINERD_SOCK="$RUN/containerd/containerd.sock"
 PAUSE_IMAGE="harness.local/pause:1"
-UP_TIMEOUT_S="${HARNESS_CLUSTER_TIMEOUT_S:-180}"
 # Components in start order; `down` stops them in reverse.
 COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy
     metrics-server pod-discovery prometheus prometheus-adapter)
@@ -571,7 +570,7 @@ up() {
     for name in "${COMPONENTS[@]}"; do
         if running "$name"; then alive=1; fi
     done
-    if [ "$alive" -eq 0 ] && [ -d "$RUN" -o -d "$STATE/etcd" ]; then
+    if [ "$alive" -eq 0 ] && { [ -d "$RUN" ] || [ -d "$STATE/etcd" ]; }; then
         # Nothing runs, yet state is left: processes killed from outside (a machine's session ended). Their
         # mounts, network namespaces, pod IPs and etcd objects are stale; start from a clean slate.
         log "cleaning up what a killed cluster left behind"
