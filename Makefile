@@ -34,12 +34,14 @@ $(STAMP): pyproject.toml
 	$(call install_package,[dev])
 	touch $(STAMP)
 
-# `make loadtest` installs only what its target uses: the local and external targets need the lean default
-# install, the others their extras (pyproject.toml). A venv that already has more (make setup) keeps it.
-LOADTEST_EXTRAS_docker := docker
-LOADTEST_EXTRAS_cluster := docker,kubernetes,helm
-LOADTEST_EXTRAS_kind := docker,kubernetes,helm
-LOADTEST_EXTRAS = $(LOADTEST_EXTRAS_$(TARGET))
+# `make loadtest` installs only what its target uses (pyproject.toml): on every target the report's plots and
+# the digits example with its payloads (scikit-learn, which the local replicas import from this venv), and
+# the other targets' extras. A venv that already has more (make setup) keeps it.
+LOADTEST_EXTRAS_local := plots,digits
+LOADTEST_EXTRAS_external := plots,digits
+LOADTEST_EXTRAS_docker := plots,digits,docker
+LOADTEST_EXTRAS_cluster := plots,digits,docker,kubernetes,helm
+LOADTEST_EXTRAS_kind := plots,digits,docker,kubernetes,helm
 
 $(VENV)/.installed-loadtest-%: pyproject.toml
 	$(call install_package,$(if $(LOADTEST_EXTRAS_$*),[$(LOADTEST_EXTRAS_$*)]))

@@ -1,7 +1,8 @@
 """The optional parts of the harness (pip extras), and the one error a run gives when it needs a missing one.
 
-The default install runs the local and external targets; the Docker and Kubernetes targets and Helm's chart
-engine are extras, imported only where they are used, so a lean install starts fast and stays small.
+The default install runs the local and external targets and writes every report; the Docker and Kubernetes
+targets, Helm's chart engine, the HTML report's plots and the digits payloads are extras, imported only where
+they are used, so a lean install starts fast and stays small.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ DISTRIBUTION = "bentoml-scale-harness"
 CLONE = Path(__file__).resolve().parents[1]
 
 # Each extra, and the module whose presence says it is installed.
-EXTRA_MODULES: dict[str, str] = {"docker": "docker", "kubernetes": "kubernetes", "helm": "helm_python"}
+EXTRA_MODULES: dict[str, str] = {
+    "docker": "docker",
+    "kubernetes": "kubernetes",
+    "helm": "helm_python",
+    "plots": "plotly",
+    "digits": "sklearn",
+}
 
 
 def install_command(extra: str) -> str:
@@ -31,8 +38,14 @@ def installed(extra: str) -> bool:
     return importlib.util.find_spec(EXTRA_MODULES[extra]) is not None
 
 
+def missing(extra: str, needed_by: str) -> str:
+    """What to say when `extra` is not installed: `needed_by` ("the docker target") needs it, and how to install
+    it."""
+    return f"{needed_by} needs the {extra} extra: {install_command(extra)}"
+
+
 def require(extra: str, needed_by: str) -> None:
     """Raise MissingExtraError naming the install command unless `extra` is installed; `needed_by` says what
     needs it ("the docker target")."""
     if not installed(extra):
-        raise MissingExtraError(f"{needed_by} needs the {extra} extra: {install_command(extra)}")
+        raise MissingExtraError(missing(extra, needed_by))

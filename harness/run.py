@@ -217,12 +217,15 @@ def preflight(scenario: Scenario) -> None:
     """Catch input mistakes, and a missing optional extra, before anything is deployed."""
     for extra in extras_needed(scenario):
         extras.require(extra, f"the {scenario.target.kind} target")
+    in_cluster = target_kind(scenario).load_in_cluster(scenario)
+    if scenario.requests is None and scenario.payload.source == "digits" and not in_cluster:
+        # The load generator draws the bodies from scikit-learn's bundled images (the cluster's image has it).
+        extras.require("digits", "payload.source 'digits' (the default payload)")
     if target_kind(scenario).serves_service_dir and not scenario.service.project_dir.is_dir():
         raise ConfigError(f"service.path '{scenario.service.path}': no such directory (expected a BentoML project)")
     if scenario.payload.source == "jsonl":
         build_bodies("jsonl", file=scenario.payload.file, batch_rows=1, seed=0)
     context_for(scenario.target.urls, scenario.target.tls)  # names a target.tls file that cannot be read or used
-    in_cluster = target_kind(scenario).load_in_cluster(scenario)
     if scenario.load.locustfile is not None:
         if not scenario.load.locustfile.is_file():
             raise ConfigError(f"load.locustfile '{scenario.load.locustfile}': no such file")

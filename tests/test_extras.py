@@ -49,10 +49,35 @@ def test_a_run_on_a_target_whose_extra_is_missing_names_the_install_command(
     ]
 
 
-def test_the_local_target_needs_no_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    for module in extras.EXTRA_MODULES.values():
-        monkeypatch.setitem(sys.modules, module, None)
+def test_the_default_payload_without_the_digits_extra_names_it() -> None:
+    result = harness_without(("sklearn",), "validate", str(DEFAULT))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: payload.source 'digits' (the default payload) needs the digits extra: pip install -e '{ROOT}[digits]'"
+    ]
+
+
+def test_the_local_target_needs_no_extra_beyond_the_digits_payload(monkeypatch: pytest.MonkeyPatch) -> None:
+    for extra, module in extras.EXTRA_MODULES.items():
+        if extra != "digits":
+            monkeypatch.setitem(sys.modules, module, None)
     preflight(load_scenario(DEFAULT, {}))
+
+
+def test_a_payload_of_your_own_or_load_from_the_cluster_needs_no_digits_extra(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    bodies = tmp_path / "bodies.jsonl"
+    bodies.write_text('{"images": [[0.0]]}\n')
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    preflight(load_scenario(DEFAULT, {"payload.source": "jsonl", "payload.file": str(bodies)}))
+    # The in-cluster load generator's image has scikit-learn of its own.
+    in_cluster = {
+        "target.kind": "kubernetes",
+        "target.kubernetes.image": "s:1",
+        "target.kubernetes.loadgen": "in-cluster",
+    }
+    preflight(load_scenario(DEFAULT, in_cluster))
 
 
 def test_a_kubernetes_run_with_a_given_image_needs_no_docker(monkeypatch: pytest.MonkeyPatch) -> None:

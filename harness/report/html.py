@@ -2,7 +2,8 @@
 
 The verdict comes first (status badge and the objective table), then the plots on one time axis, the
 autoscaling, capacity, saturation and stage tables, and the run's metadata. Whatever was not measured
-says so, with the reason, instead of drawing an empty plot that would read as zero.
+says so, with the reason, instead of drawing an empty plot that would read as zero. The plots need the
+`plots` extra (plotly); without it the page has everything else and names the command that installs it.
 """
 
 from __future__ import annotations
@@ -10,12 +11,9 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Sequence
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import plotly.graph_objects as go
-import plotly.io as pio
-from plotly.offline import get_plotlyjs
-
+from harness import extras
 from harness.analysis.faults import fault_line
 from harness.model import MachineInfo, ObjectiveResult, PercentileEstimate, RunMetadata, Status, Verdict
 from harness.report._common import (
@@ -38,9 +36,13 @@ from harness.report._common import (
     fmt_threshold,
     status_counts,
 )
-from harness.report._figures import PALETTE, TIME_AXIS_TITLE, Plot, all_plots
 from harness.report._rundata import RunData, load_run
 from harness.rundir import RunDirectory
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+    from harness.report._figures import Plot
 
 _PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 
@@ -160,10 +162,14 @@ def _section(css_id: str, title: str, *parts: str) -> str:
 @cache
 def _plotly_js() -> str:
     # plotly.min.js from the installed plotly package, so the page needs no network when viewed.
+    from plotly.offline import get_plotlyjs
+
     return str(get_plotlyjs())
 
 
 def _figure_html(figure: go.Figure, div_id: str) -> str:
+    import plotly.io as pio
+
     return str(
         pio.to_html(figure, include_plotlyjs=False, full_html=False, div_id=div_id, config=_PLOT_CONFIG, validate=True)
     )
@@ -180,14 +186,20 @@ def _plot_section(plot: Plot) -> str:
     return _section(f"section-{plot.id}", plot.title, *parts)
 
 
-def _page(title: str, header: str, nav: Sequence[tuple[str, str]], body: Sequence[str]) -> str:
+def _plots_not_drawn(css_id: str) -> str:
+    """The section standing for the plots when plotly is not installed: what it takes to draw them."""
+    reason = extras.missing("plots", "drawing the plots")
+    return _section(css_id, "Plots (not drawn)", f'<div class="not-measured">{_e(reason)}</div>')
+
+
+def _page(title: str, header: str, nav: Sequence[tuple[str, str]], body: Sequence[str], *, plots: bool) -> str:
     links = "".join(f'<a href="#{_e(anchor)}">{_e(label)}</a>' for anchor, label in nav)
+    script = f'<script type="text/javascript">{_plotly_js()}</script>' if plots else ""
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style>"
-        f'<script type="text/javascript">{_plotly_js()}</script>'
+        f"<title>{_e(title)}</title><style>{_CSS}</style>{script}"
         f"</head><body><header>{header}</header><nav>{links}</nav><main>{''.join(body)}</main>"
         "<footer>Rendered by harness from the run directory alone (harness report RUN_DIR re-renders it).</footer>"
         "</body></html>\n"
@@ -483,7 +495,14 @@ def _files(run_dir: RunDirectory) -> str:
 def render_html(data: RunData) -> str:
     """The whole report.html of a loaded run directory (`load_run`), as one self-contained HTML document."""
     verdict = data.verdict
-    plots = all_plots(data)
+    drawn = extras.installed("plots")
+    plots: list[Plot] = []
+    if drawn:
+        from harness.report._figures import all_plots
+
+        plots = all_plots(data)
+    plot_sections = [_plot_section(plot) for plot in plots] if drawn else [_plots_not_drawn("plots")]
+    plot_links = [(f"section-{p.id}", p.title.split(" over time")[0].split(",")[0]) for p in plots]
     body = [
         _section(
             "verdict",
@@ -504,7 +523,7 @@ def render_html(data: RunData) -> str:
             if verdict.faults
             else []
         ),
-        *(_plot_section(plot) for plot in plots),
+        *plot_sections,
         _section("autoscaling", "Autoscaling", _autoscaling(data)),
         _section("capacity", "Capacity plan", _capacity(data)),
         _section("saturation", "Saturation", _saturation(data)),
@@ -515,7 +534,7 @@ def render_html(data: RunData) -> str:
     nav = [
         ("verdict", "Verdict"),
         ("warnings", "Warnings"),
-        *((f"section-{p.id}", p.title.split(" over time")[0].split(",")[0]) for p in plots),
+        *(plot_links if drawn else [("plots", "Plots")]),
         ("autoscaling", "Autoscaling"),
         ("capacity", "Capacity"),
         ("saturation", "Saturation"),
@@ -523,13 +542,17 @@ def render_html(data: RunData) -> str:
         ("metadata", "Metadata"),
     ]
     title = f"{verdict.status.value}: {data.scenario_name} ({data.run_id})"
-    return _page(title, _header(data), nav, body)
+    return _page(title, _header(data), nav, body, plots=drawn)
 
 
 # --------------------------------------------------------------------------- comparison of two runs
 
 
 def _overlay(runs: Sequence[tuple[str, RunData]], title: str, y_title: str, key: str) -> str:
+    import plotly.graph_objects as go
+
+    from harness.report._figures import PALETTE, TIME_AXIS_TITLE
+
     fig = go.Figure()
     drawn = 0
     for index, (label, data) in enumerate(runs):
@@ -609,10 +632,18 @@ def comparison_html(run_a: RunDirectory, run_b: RunDirectory, rows: Sequence[Com
     else:
         table = str(_not_measured("the runs share no compared metric (no common judged stage)"))
     runs = [("baseline", baseline), ("candidate", candidate)]
+    drawn = extras.installed("plots")
+    overlays = (
+        [
+            _overlay(runs, "p95 latency over time", "p95 latency (ms)", "p95_s"),
+            _overlay(runs, "Achieved throughput over time", "achieved (rps)", "achieved_rps"),
+        ]
+        if drawn
+        else [_plots_not_drawn("plots")]
+    )
     body = [
         _section("comparison", "Compared metrics", table),
-        _overlay(runs, "p95 latency over time", "p95 latency (ms)", "p95_s"),
-        _overlay(runs, "Achieved throughput over time", "achieved (rps)", "achieved_rps"),
+        *overlays,
         _section(
             "runs",
             "The two runs side by side",
@@ -623,4 +654,4 @@ def comparison_html(run_a: RunDirectory, run_b: RunDirectory, rows: Sequence[Com
         ),
     ]
     nav = [("comparison", "Compared metrics"), ("runs", "Runs")]
-    return _page(f"Comparison {baseline.run_id} vs {candidate.run_id}", header, nav, body)
+    return _page(f"Comparison {baseline.run_id} vs {candidate.run_id}", header, nav, body, plots=drawn)

@@ -7,11 +7,13 @@ import html
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from harness import extras
 from harness.analysis.compare import compare, summarize_run
 from harness.errors import ReportError
 from harness.model import ClientInterval, from_json_dict, to_json_dict
@@ -101,6 +103,38 @@ def test_plots_carry_the_recorded_series(recorded_run: RunDirectory) -> None:
     assert '"name":"timeout"' in page and '"name":"http_503"' in page
     assert '"name":"replica-3 CPU (cores)"' in page
     assert "p95 objective 150 ms" in page
+
+
+def _without_plotly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make plotly unimportable, as in an install without the plots extra (its loaded modules too)."""
+    for name in ["plotly", *(name for name in sys.modules if name.startswith("plotly."))]:
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+PLOTS_EXTRA = f"drawing the plots needs the plots extra: pip install -e '{extras.CLONE}[plots]'"
+
+
+def test_without_the_plots_extra_the_page_has_every_table_and_names_the_extra(
+    recorded_run: RunDirectory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _without_plotly(monkeypatch)
+    page = render_html(load_run(recorded_run))
+
+    assert html.unescape(_section(page, "plots")).endswith(f"{PLOTS_EXTRA}</div>")
+    assert '<a href="#plots">Plots</a>' in page
+    assert not _plot_divs(page) and "plotly.js" not in page and "<script" not in page
+    for table in ("verdict-table", "capacity-table", "saturation-table", "stages-table", "versions-table"):
+        assert f'id="{table}"' in page
+
+
+def test_without_the_plots_extra_the_comparison_page_names_it(
+    recorded_run: RunDirectory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _without_plotly(monkeypatch)
+    page = render_comparison_html(recorded_run, recorded_run, [])
+    assert PLOTS_EXTRA in html.unescape(_section(page, "plots"))
+    assert not _plot_divs(page) and "<script" not in page
+    assert 'id="verdict-table-0"' in page and 'id="stages-table-1"' in page
 
 
 def test_missing_replica_server_and_autoscaling_parts_say_not_measured(recorded_run: RunDirectory) -> None:
