@@ -27,7 +27,8 @@ HPA_SPEC_FIELDS = ("minReplicas", "maxReplicas", "metrics", "behavior")
 # Kubernetes label values: at most 63 characters, alphanumeric at both ends.
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
 _KUBE_VERSION = re.compile(r"^v?(\d+)\.(\d+)")
-# The chart's startup probe period; failureThreshold is derived from target.startup_timeout_s.
+# The chart's startup probe period (charts/model-service/values.yaml, kept equal by a test); failureThreshold is
+# derived from target.startup_timeout_s.
 STARTUP_PROBE_PERIOD_S = 2
 # BentoML's default port, the chart's containerPort.
 CONTAINER_PORT = 3000
@@ -159,18 +160,12 @@ def model_service_values(
         "resources": resources,
         "env": container_env(service),
         "bentomlConfigOptions": bentoml_config_options(scenario),
+        # Only what the scenario decides; the probes' timings are the chart's (values.yaml), which Helm merges in.
         "probes": {
             "readinessPath": service.readiness_path,
-            "livenessPath": "/livez",
             "startup": {
-                "periodSeconds": STARTUP_PROBE_PERIOD_S,
-                "timeoutSeconds": 2,
                 "failureThreshold": max(1, math.ceil(scenario.target.startup_timeout_s / STARTUP_PROBE_PERIOD_S)),
             },
-            # A pod merely slow under load stays ready (three probes of 5 s fail first): removing it moves its load
-            # onto the others, and a Deployment whose only pods are unready gives the HPA no CPU to scale on.
-            "readiness": {"periodSeconds": 2, "timeoutSeconds": 5, "failureThreshold": 3},
-            "liveness": {"periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3},
         },
         "serviceMonitor": {"enabled": service_monitor, "path": service.metrics_path},
     }
