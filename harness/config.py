@@ -26,7 +26,14 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from harness.errors import ConfigError
-from harness.objectives import ObjectiveMetric, documented_metric_names, latency_percentile, objective_metric
+from harness.objectives import (
+    OBJECTIVE_METRICS,
+    ObjectiveMetric,
+    Traffic,
+    documented_metric_names,
+    latency_percentile,
+    objective_metric,
+)
 from harness.quantity import parse_quantity
 from harness.redact import redact_scenario_data
 
@@ -701,19 +708,16 @@ class Scenario(BaseModel):
                     "payload.source, payload.file and payload.batch_rows feed service.endpoint; with requests: give "
                     "each request its body_file or body_template"
                 )
-        metrics = {objective.metric for objective in self.objectives}
         checks = [request.check for request in self.requests or []]
-        if "mismatch_rate" in metrics and not any(check.reads_answer for check in checks):
-            raise ValueError(
-                "objective 'mismatch_rate' needs requests whose check has fields or same_as_alone to compare answers "
-                "with"
-            )
-        bad_input = self.payload.malformed_fraction > 0 or any(check.expects_bad_input for check in checks)
-        if "bad_input_5xx_rate" in metrics and not bad_input:
-            raise ValueError(
-                "objective 'bad_input_5xx_rate' needs bad input: payload.malformed_fraction > 0 or a request whose "
-                "check.status lists only 4xx"
-            )
+        traffic = Traffic(
+            checks_answers=any(check.reads_answer for check in checks),
+            sends_bad_input=self.payload.malformed_fraction > 0 or any(check.expects_bad_input for check in checks),
+        )
+        kinds = {objective.kind for objective in self.objectives}
+        for kind in OBJECTIVE_METRICS:
+            missing = kind.unmeasurable_with(traffic) if kind in kinds and kind.unmeasurable_with else None
+            if missing is not None:
+                raise ValueError(f"objective '{kind.syntax}' {missing}")
         if self.load.locustfile is not None:
             open_stages = [stage.name for stage in self.stages if stage.open_model]
             if open_stages:
