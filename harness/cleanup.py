@@ -22,6 +22,7 @@ from typing import Any
 
 import psutil
 
+from harness.exit_codes import ExitCode
 from harness.processes import OWNER_ENV, RUN_ENV, kill_all, marked_processes, owner_alive
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -207,9 +208,9 @@ def watch(run_id: str, owner: str, stream: Iterable[str]) -> list[str]:
 def main(argv: list[str]) -> int:
     if len(argv) != 3 or argv[0] != WATCH_FLAG:
         print("usage: python -m harness.cleanup --watch RUN_ID OWNER", file=sys.stderr)
-        return 2
+        return ExitCode.HARNESS_ERROR
     watch(argv[1], argv[2], sys.stdin)
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":
