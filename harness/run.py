@@ -356,19 +356,12 @@ class Run:
         replicas = scenario.target.replicas
         if scenario.autoscaling is not None and scenario.autoscaling.enabled:
             replicas = scenario.autoscaling.max_replicas
-        available = sorted(os.sched_getaffinity(0))
-        if scenario.load.cpus:
-            loadgen = tuple(scenario.load.cpus)
-            rest = tuple(cpu for cpu in available if cpu not in loadgen) or tuple(available)
-            return CpuPlacement(
-                loadgen_cpus=loadgen,
-                replica_cpus=rest,
-                shared=bool(set(rest) & set(loadgen)),
-                replica_cores_needed=replicas * (scenario.resources.requests.cpu_cores or 1.0),
-                reason=f"load.cpus given: load generator on {loadgen}, replicas on {rest}",
-            )
         return plan_cpu_placement(
-            available, replicas, scenario.resources.requests.cpu_cores, loadgen_cpus_wanted=scenario.load.processes
+            sorted(os.sched_getaffinity(0)),
+            replicas,
+            scenario.resources.requests.cpu_cores,
+            loadgen_cpus_wanted=scenario.load.processes,
+            loadgen_cpus_given=scenario.load.cpus,
         )
 
     def _build(self) -> RunImages:

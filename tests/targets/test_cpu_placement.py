@@ -51,6 +51,15 @@ def test_fractional_requests_round_up_to_whole_cpus() -> None:
     assert not plan_cpu_placement([0, 1], 3, 1 / 3, 1).shared
 
 
+def test_cpus_given_to_the_load_generator_are_its_own_and_the_replicas_get_the_rest() -> None:
+    placement = plan_cpu_placement([0, 1, 2], 2, 0.5, 1, loadgen_cpus_given=[2])
+    assert (placement.loadgen_cpus, placement.replica_cpus, placement.shared) == ((2,), (0, 1), False)
+    assert placement.replica_cores_needed == 1.0 and placement.reason.startswith("load.cpus given")
+    # Every CPU given to the load generator: the replicas share them all.
+    everything = plan_cpu_placement([0, 1], 2, None, 1, loadgen_cpus_given=[0, 1])
+    assert (everything.replica_cpus, everything.shared, everything.replica_cores_needed) == ((0, 1), True, 2.0)
+
+
 @pytest.mark.parametrize(
     ("cpus", "replicas", "cpu_request", "loadgen"),
     [([], 1, None, 1), ([0, -1], 1, None, 1), ([0, 1], 0, None, 1), ([0, 1], 1, None, 0), ([0, 1], 1, 0.0, 1)],
