@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import __version__, extras
-from harness.analysis.latency import LatencyHistogram, min_samples_for_percentile
+from harness.analysis.latency import LatencyHistogram
 from harness.analysis.timeline import achieved_rps
 from harness.build import LOADGEN_DOCKERFILE, LOADGEN_REPOSITORY, BuiltImage, build_service_image, build_tool_image
 from harness.cleanup import sweep_dead
@@ -36,6 +36,7 @@ from harness.load.payloads import build_bodies
 from harness.load.record_alone import record_alone
 from harness.load.requests import ready_requests
 from harness.load.runner import LoadDriver, LocustProcess, write_endpoints
+from harness.load.shape import stage_windows
 from harness.local_autoscaler import LocalAutoscaler, check_supported
 from harness.metrics.collector import MetricsCollector
 from harness.model import (
@@ -47,9 +48,7 @@ from harness.model import (
     RunEvent,
     RunMetadata,
     RunWarning,
-    StageWindow,
     Verdict,
-    cut_windows,
 )
 from harness.processes import RunWatchdog
 from harness.report.progress import ProgressSnapshot
@@ -167,50 +166,6 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def stage_windows(scenario: Scenario, test_start_s: float, ended_s: float | None = None) -> list[StageWindow]:
-    """Stage windows on the wall clock from the load generator's test start; cut short at `ended_s`."""
-    windows = []
-    start_s = test_start_s
-    for stage in scenario.stages:
-        windows.append(
-            StageWindow(
-                name=stage.name,
-                start_s=start_s,
-                end_s=start_s + stage.duration_s,
-                judged=stage.judged,
-                users=stage.users,
-                arrival_rate_rps=stage.arrival_rate_rps,
-            )
-        )
-        start_s += stage.duration_s
-    return windows if ended_s is None else cut_windows(windows, ended_s)
-
-
-def short_stage_warnings(scenario: Scenario) -> list[str]:
-    """Open-model stages too short for a percentile objective judged on them: their request count is known in
-    advance, so the INCONCLUSIVE they would end in is foreseeable."""
-    warnings = []
-    judged = {stage.name: stage for stage in scenario.stages if stage.judged}
-    for objective in scenario.objectives:
-        q = objective.percentile
-        if q is None:
-            continue
-        needed = min_samples_for_percentile(q, scenario.validity.min_tail_samples)
-        for name in objective.stages or list(judged):
-            stage = judged.get(name)
-            if stage is None or stage.arrival_rate_rps is None:
-                continue
-            expected = stage.arrival_rate_rps * stage.duration_s
-            if expected < needed:
-                warnings.append(
-                    f"stage '{name}' sends about {expected:.0f} requests ({stage.arrival_rate_rps:g} rps for "
-                    f"{stage.duration_s:g} s), too few for objective {objective.metric}, which needs at least "
-                    f"{needed} (validity.min_tail_samples={scenario.validity.min_tail_samples}): it will be "
-                    "INCONCLUSIVE; lengthen the stage or raise its rate"
-                )
-    return warnings
 
 
 def preflight(scenario: Scenario) -> None:
