@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import itertools
 import os
 import platform
 import signal
@@ -23,8 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import __version__, extras
-from harness.analysis.latency import LatencyHistogram
-from harness.analysis.timeline import achieved_rps
+from harness.analysis.timeline import latest_figures
 from harness.build import LOADGEN_DOCKERFILE, LOADGEN_REPOSITORY, BuiltImage, build_service_image, build_tool_image
 from harness.cleanup import sweep_dead
 from harness.config import Scenario, dump_scenario
@@ -524,26 +522,18 @@ class Run:
             return
         self._shown_intervals = len(self.intervals)
         now_s = time.time()
-        # The latest interval's records (one per process and stage) sit at the end of the list.
-        latest_end_s = self.intervals[-1].t_end_s
-        recent = list(itertools.takewhile(lambda i: i.t_end_s >= latest_end_s - 1e-6, reversed(self.intervals)))
-        recent.reverse()
-        histogram = LatencyHistogram.merged(LatencyHistogram.decode(i.latency_hdr) for i in recent)
-        rps = achieved_rps(recent, fallback_s=1e-3)
-        offered = [i.offered_rps for i in recent if i.offered_rps is not None]
+        latest = latest_figures(self.intervals)
         snapshot = self.collector.latest() if self.collector else None
         stage_names = [stage.name for stage in self.scenario.stages]
-        stage = recent[-1].stage
-        p = {q: (histogram.value_at_percentile_s(q) if histogram.count else None) for q in (50.0, 95.0, 99.0)}
         self.progress(
             ProgressSnapshot(
-                stage=stage,
-                stage_index=stage_names.index(stage) if stage in stage_names else 0,
+                stage=latest.stage,
+                stage_index=stage_names.index(latest.stage) if latest.stage in stage_names else 0,
                 stage_count=len(stage_names),
                 elapsed_s=now_s - start_s,
                 total_s=self.scenario.duration_s,
-                rps=rps,
-                p95_s=p[95.0],
+                rps=latest.achieved_rps,
+                p95_s=latest.p95_s,
                 ready_replicas=snapshot.ready_replicas if snapshot else None,
                 desired_replicas=snapshot.desired_replicas if snapshot else None,
                 errors=self.failures_total,
@@ -551,9 +541,9 @@ class Run:
             )
         )
         if self.exporter is not None:
-            self.exporter.set_achieved_rps(rps)
-            self.exporter.set_offered_rps(sum(offered) if offered else None)
-            self.exporter.set_latency_s(p[50.0], p[95.0], p[99.0])
+            self.exporter.set_achieved_rps(latest.achieved_rps)
+            self.exporter.set_offered_rps(latest.offered_rps)
+            self.exporter.set_latency_s(latest.p50_s, latest.p95_s, latest.p99_s)
             if snapshot is not None:
                 self.exporter.set_replicas(snapshot.desired_replicas, snapshot.ready_replicas)
 
