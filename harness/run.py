@@ -33,7 +33,7 @@ from harness.load.alone import describe
 from harness.load.payloads import build_bodies
 from harness.load.record_alone import record_alone
 from harness.load.requests import ready_requests
-from harness.load.runner import LoadDriver, LocustProcess, write_endpoints
+from harness.load.runner import EndpointPublisher, LoadDriver, LocustProcess
 from harness.load.shape import stage_windows
 from harness.local_autoscaler import LocalAutoscaler, check_supported
 from harness.metrics.collector import MetricsCollector
@@ -436,7 +436,9 @@ class Run:
             self.resources.add("metrics exporter", exporter.stop)
 
         endpoints_file = work_dir / "endpoints.json"
-        publisher = EndpointPublisher(target, endpoints_file)
+        publisher = EndpointPublisher(
+            lambda: [replica.base_url for replica in target.replicas() if replica.ready], endpoints_file
+        )
         publisher.publish()
         publisher.start()
         self.resources.add("endpoint publisher", publisher.stop)
@@ -546,36 +548,3 @@ class Run:
             self.exporter.set_latency_s(latest.p50_s, latest.p95_s, latest.p99_s)
             if snapshot is not None:
                 self.exporter.set_replicas(snapshot.desired_replicas, snapshot.ready_replicas)
-
-
-class EndpointPublisher:
-    """Keeps the load generator's endpoints file equal to the ready replicas' base URLs."""
-
-    def __init__(self, target: Target, path: Path, interval_s: float = 0.25) -> None:
-        self.target = target
-        self.path = path
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="endpoint-publisher", daemon=True)
-        self._last: list[str] | None = None
-
-    def publish(self) -> None:
-        urls = sorted(replica.base_url for replica in self.target.replicas() if replica.ready)
-        if urls != self._last:
-            if not urls and self._last is None:
-                raise DeployError("no ready replica to send load to")
-            write_endpoints(self.path, urls)
-            self._last = urls
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            with contextlib.suppress(Exception):
-                self.publish()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
