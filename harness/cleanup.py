@@ -24,9 +24,9 @@ import psutil
 
 from harness.exit_codes import ExitCode
 from harness.processes import OWNER_ENV, RUN_ENV, kill_all, marked_processes, owner_alive
+from harness.targets.cpu_placement import CGROUP_PREFIX
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-CGROUP_PREFIX = "harness-"
 WATCH_FLAG = "--watch"
 
 

@@ -24,6 +24,8 @@ CFS_PERIOD_US: Final = 100_000
 # The kernel rejects quotas below 1 ms.
 CFS_QUOTA_MIN_US: Final = 1_000
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+# A run's cgroups live under `<cpu mount>/harness-<run id>/`; harness.cleanup finds a dead run's by this prefix.
+CGROUP_PREFIX: Final = "harness-"
 
 
 # --------------------------------------------------------------------------- the planner (pure)
@@ -132,7 +134,7 @@ class CgroupCpuLimiter:
         detected = detect_cgroup_cpu(root)
         self.layout: CgroupLayout | None = detected[0] if detected else None
         self._mount: Path | None = detected[1] if detected else None
-        self.run_group: Path | None = self._mount / f"harness-{run_id}" if self._mount else None
+        self.run_group: Path | None = self._mount / f"{CGROUP_PREFIX}{run_id}" if self._mount else None
         self._groups: dict[str, Path] = {}
 
     # ------------------------------------------------------------------ public

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harness.cleanup import harness_cgroups
 from harness.errors import ConfigError
 from harness.targets.cpu_placement import CgroupCpuLimiter, detect_cgroup_cpu, plan_cpu_placement
 
@@ -111,6 +112,14 @@ def test_detects_v1_cpu_mounts(tmp_path: Path) -> None:
     # A hybrid layout whose unified root lacks the cpu controller still uses v1.
     (tmp_path / "cgroup.controllers").write_text("memory pids\n")
     assert detect_cgroup_cpu(tmp_path) == ("v1", tmp_path / "cpu,cpuacct")
+
+
+def test_cleanup_finds_a_run_group_by_the_limiters_name_for_it(tmp_path: Path) -> None:
+    (tmp_path / "cgroup.controllers").write_text("cpu\n")
+    limiter = CgroupCpuLimiter("run-x", root=tmp_path)
+    assert limiter.run_group is not None
+    limiter.run_group.mkdir()
+    assert harness_cgroups(tmp_path) == {"run-x": [limiter.run_group]}
 
 
 def test_no_cgroup_cpu_controller_degrades_with_a_warning(tmp_path: Path) -> None:
