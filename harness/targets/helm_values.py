@@ -20,7 +20,7 @@ from harness.config import AutoscalingConfig, ResourceAmounts, Scenario
 from harness.errors import ConfigError
 from harness.load.shape import WORKERS_START_WAIT_S, load_plan, planned_duration_s
 from harness.service_env import container_env
-from harness.targets.serving import bentoml_config_options
+from harness.targets.serving import CONTAINER_PORT, bentoml_config_options
 
 # Chart keys of the HPA spec that come from the scenario's autoscaling: section unchanged.
 HPA_SPEC_FIELDS = ("minReplicas", "maxReplicas", "metrics", "behavior")
@@ -30,8 +30,6 @@ _KUBE_VERSION = re.compile(r"^v?(\d+)\.(\d+)")
 # The chart's startup probe period (charts/model-service/values.yaml, kept equal by a test); failureThreshold is
 # derived from target.startup_timeout_s.
 STARTUP_PROBE_PERIOD_S = 2
-# BentoML's default port, the chart's containerPort.
-CONTAINER_PORT = 3000
 # A ConfigMap holds at most 1 MiB; leave room for the load plan beside the payload file.
 _MAX_PAYLOAD_BYTES = 900 * 1024
 
