@@ -49,7 +49,7 @@ import numpy.typing as npt
 from harness.analysis.latency import min_samples_for_percentile, order_statistic_ranks, percentile_rank
 from harness.analysis.sweep import Probe, next_rate, probe_duration_s, result
 from harness.model import to_json_dict
-from harness.processes import free_port
+from harness.processes import free_port, spawn, stop_tree
 from harness.sweep import MAX_PROBES
 from harness.sweep import WARMUP_S as SWEEP_WARMUP_S
 
@@ -402,7 +402,7 @@ def synthetic_server(*arguments: str, lifetime_s: float = 900.0) -> Iterator[str
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, str(SERVER), "--port", str(port), "--max-lifetime-s", str(lifetime_s), *arguments]
     with tempfile.TemporaryFile() as errors:
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
+        process = spawn(command, run_id=f"bench-synthetic-{port}", stdout=errors)
         try:
             deadline_s = time.monotonic() + 10.0
             while not _ready(url):
@@ -415,12 +415,7 @@ def synthetic_server(*arguments: str, lifetime_s: float = 900.0) -> Iterator[str
                 time.sleep(0.05)
             yield url
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+            stop_tree(process, grace_s=5)
 
 
 # --------------------------------------------------------------------------- wrk, the reference client

@@ -22,10 +22,11 @@ from typing import Any
 
 import psutil
 
+from harness.exit_codes import ExitCode
 from harness.processes import OWNER_ENV, RUN_ENV, kill_all, marked_processes, owner_alive
+from harness.targets.cpu_placement import CGROUP_PREFIX
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-CGROUP_PREFIX = "harness-"
 WATCH_FLAG = "--watch"
 
 
@@ -130,21 +131,34 @@ def sweep_run(
     return lines
 
 
+def _sweep_containers(resource: dict[str, Any], run_id: str) -> list[str]:
+    from harness.targets.docker import docker_client, remove_run_containers
+
+    return [f"removed container {name}" for name in remove_run_containers(docker_client(), run_id)]
+
+
+def _sweep_cluster_objects(resource: dict[str, Any], run_id: str) -> list[str]:
+    from harness.targets.kubernetes import delete_run_objects_of
+
+    return delete_run_objects_of(resource, run_id)
+
+
+# A target's `sweep_resource()` kind -> what sweeps it (the targets' modules are imported only when needed).
+_SWEEPERS: dict[str, Callable[[dict[str, Any], str], list[str]]] = {
+    "docker": _sweep_containers,
+    "kubernetes": _sweep_cluster_objects,
+}
+
+
 def _sweep_resource(run_id: str, resource: dict[str, Any]) -> list[str]:
     kind = resource.get("kind")
+    sweeper = _SWEEPERS.get(str(kind))
+    if sweeper is None:
+        return [f"run {run_id}: unknown resource {resource}"]
     try:
-        if kind == "docker":
-            from harness.targets.docker import docker_client, remove_run_containers
-
-            removed = remove_run_containers(docker_client(), run_id)
-            return [f"run {run_id}: removed container {name}" for name in removed]
-        if kind == "kubernetes":
-            from harness.targets.kubernetes import delete_run_objects_of
-
-            return [f"run {run_id}: {line}" for line in delete_run_objects_of(resource, run_id)]
+        return [f"run {run_id}: {line}" for line in sweeper(resource, run_id)]
     except Exception as error:  # a sweep reports what it could not do and goes on
         return [f"run {run_id}: could not sweep {kind}: {error}"]
-    return [f"run {run_id}: unknown resource {resource}"]
 
 
 def sweep_dead(
@@ -207,9 +221,9 @@ def watch(run_id: str, owner: str, stream: Iterable[str]) -> list[str]:
 def main(argv: list[str]) -> int:
     if len(argv) != 3 or argv[0] != WATCH_FLAG:
         print("usage: python -m harness.cleanup --watch RUN_ID OWNER", file=sys.stderr)
-        return 2
+        return ExitCode.HARNESS_ERROR
     watch(argv[1], argv[2], sys.stdin)
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import yaml
 from pydantic import (
@@ -26,9 +26,19 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from harness.errors import ConfigError
-from harness.objectives import ObjectiveMetric, documented_metric_names, latency_percentile, objective_metric
+from harness.objectives import (
+    OBJECTIVE_METRICS,
+    ObjectiveMetric,
+    Traffic,
+    documented_metric_names,
+    latency_percentile,
+    objective_metric,
+)
 from harness.quantity import parse_quantity
 from harness.redact import redact_scenario_data
+
+if TYPE_CHECKING:
+    from harness.targets.registry import TargetKind
 
 _STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 # HPA-shaped models: YAML uses the Kubernetes spelling, Python uses snake_case.
@@ -57,6 +67,18 @@ FileName = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_f
 
 
 # --------------------------------------------------------------------------- service and target
+
+
+def _targets() -> dict[str, TargetKind]:
+    # Imported when a scenario is validated: the registry's factories take a Scenario, so it imports this module.
+    from harness.targets.registry import TARGETS
+
+    return TARGETS
+
+
+def _target_kind(name: str) -> TargetKind:
+    """The registry's entry for a target kind the schema accepts (what it deploys, what it can do)."""
+    return _targets()[name]
 
 
 class ServiceConfig(BaseModel):
@@ -238,12 +260,13 @@ class TargetConfig(BaseModel):
 
     @model_validator(mode="after")
     def _external_needs_urls(self) -> TargetConfig:
-        if self.kind != "external" and self.tls != TlsConfig():
+        deploys = _target_kind(self.kind).deploys
+        if deploys and self.tls != TlsConfig():
             raise ValueError(
                 f"target.tls applies to the external target's https URLs, not to target.kind '{self.kind}'"
             )
-        if self.kind == "external" and not self.urls:
-            raise ValueError("target.kind 'external' needs target.urls (base URLs of the running service)")
+        if not deploys and not self.urls:
+            raise ValueError(f"target.kind '{self.kind}' needs target.urls (base URLs of the running service)")
         for url in self.urls:
             if not re.match(r"^https?://[^/?#\s]+(/\S*)?$", url):
                 raise ValueError(f"target.urls entry '{url}' is not an http(s) URL (expected e.g. https://host:8443)")
@@ -680,7 +703,8 @@ class Scenario(BaseModel):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Scenario:
-        if self.target.kind != "external":
+        target = _target_kind(self.target.kind)
+        if target.deploys:
             for key in ("path", "service"):
                 if getattr(self.service, key) is None:
                     raise ValueError(
@@ -701,19 +725,16 @@ class Scenario(BaseModel):
                     "payload.source, payload.file and payload.batch_rows feed service.endpoint; with requests: give "
                     "each request its body_file or body_template"
                 )
-        metrics = {objective.metric for objective in self.objectives}
         checks = [request.check for request in self.requests or []]
-        if "mismatch_rate" in metrics and not any(check.reads_answer for check in checks):
-            raise ValueError(
-                "objective 'mismatch_rate' needs requests whose check has fields or same_as_alone to compare answers "
-                "with"
-            )
-        bad_input = self.payload.malformed_fraction > 0 or any(check.expects_bad_input for check in checks)
-        if "bad_input_5xx_rate" in metrics and not bad_input:
-            raise ValueError(
-                "objective 'bad_input_5xx_rate' needs bad input: payload.malformed_fraction > 0 or a request whose "
-                "check.status lists only 4xx"
-            )
+        traffic = Traffic(
+            checks_answers=any(check.reads_answer for check in checks),
+            sends_bad_input=self.payload.malformed_fraction > 0 or any(check.expects_bad_input for check in checks),
+        )
+        kinds = {objective.kind for objective in self.objectives}
+        for kind in OBJECTIVE_METRICS:
+            missing = kind.unmeasurable_with(traffic) if kind in kinds and kind.unmeasurable_with else None
+            if missing is not None:
+                raise ValueError(f"objective '{kind.syntax}' {missing}")
         if self.load.locustfile is not None:
             open_stages = [stage.name for stage in self.stages if stage.open_model]
             if open_stages:
@@ -736,15 +757,16 @@ class Scenario(BaseModel):
                     )
         for index, stage in enumerate(self.stages):
             for fault in stage.faults:
-                if self.target.kind == "external":
+                if not target.deploys:
+                    *others, last = [name for name, kind in _targets().items() if kind.deploys]
                     raise ValueError(
-                        f"stages[{index}].faults: the external target's replicas are not the harness's to "
-                        f"{fault.action} (use the local, docker or kubernetes target)"
+                        f"stages[{index}].faults: the {self.target.kind} target's replicas are not the harness's to "
+                        f"{fault.action} (use the {', '.join(others)} or {last} target)"
                     )
-                if self.target.kind == "kubernetes" and fault.action == "pause":
+                if fault.action == "pause" and target.pause_unavailable is not None:
                     raise ValueError(
-                        f"stages[{index}].faults: pause is not available on the kubernetes target (the API "
-                        "cannot freeze a pod); kill deletes one"
+                        f"stages[{index}].faults: pause is not available on the {self.target.kind} target "
+                        f"{target.pause_unavailable}"
                     )
         return self
 

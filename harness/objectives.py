@@ -1,9 +1,10 @@
 """The objective registry: every metric a scenario's objective can bound, with how it is written, its
 unit, how it is measured and how it is shown.
 
-config.py validates objective names against it, verdict.py measures through it, the reports show values
-through it, sweep.py and conclude.py ask it which objectives bound latency or errors. A new objective
-metric is one entry in OBJECTIVE_METRICS (and its tests), never an if-chain elsewhere. Pure: no I/O.
+config.py validates objective names and what each needs the load to send against it, verdict.py measures
+through it, the reports show values through it, sweep.py and conclude.py ask it which objectives bound
+latency or errors. A new objective metric is one entry in OBJECTIVE_METRICS (and its tests), never an
+if-chain elsewhere. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -46,6 +47,16 @@ class StepMeasure:
 
 
 @dataclass(frozen=True)
+class Traffic:
+    """What a scenario's load sends that some objective metrics need to be measured at all."""
+
+    # Some request's check reads its answer (check.fields, check.same_as_alone).
+    checks_answers: bool
+    # Bad input is sent: payload.malformed_fraction > 0, or a request whose check expects only 4xx.
+    sends_bad_input: bool
+
+
+@dataclass(frozen=True)
 class ObjectiveMetric:
     """One kind of objective metric. Exactly one of `stage` and `step` says how it is measured."""
 
@@ -65,6 +76,8 @@ class ObjectiveMetric:
     requests_to_pass: Callable[[float | None, float], int] | None = None
     # stage -> why it FAILs whatever was measured and even in a stage otherwise invalid, or None.
     fails_stage: Callable[[StageResult], str | None] | None = None
+    # The scenario's traffic -> what the objective needs that the load does not send (a config error), or None.
+    unmeasurable_with: Callable[[Traffic], str | None] | None = None
 
 
 # --------------------------------------------------------------------------- how each metric is measured
@@ -132,6 +145,18 @@ def _error_rate_requests(max_rate: float | None, confidence: float) -> int:
     return requests_to_pass_error_rate(max_rate, confidence) if max_rate is not None and 0 < max_rate < 1 else 0
 
 
+def _needs_checked_answers(traffic: Traffic) -> str | None:
+    if traffic.checks_answers:
+        return None
+    return "needs requests whose check has fields or same_as_alone to compare answers with"
+
+
+def _needs_bad_input(traffic: Traffic) -> str | None:
+    if traffic.sends_bad_input:
+        return None
+    return "needs bad input: payload.malformed_fraction > 0 or a request whose check.status lists only 4xx"
+
+
 def _judge_by_waiting(step: StepAutoscaling) -> str | None:
     return None
 
@@ -162,7 +187,14 @@ OBJECTIVE_METRICS: tuple[ObjectiveMetric, ...] = (
     ),
     # Answers that disagree with their check (requests[].check.fields, or the same body's answer alone with
     # check.same_as_alone) among the answers checked.
-    ObjectiveMetric("mismatch_rate", re.compile(r"^mismatch_rate$"), "", stage=_mismatch_rate, shown_as_percent=True),
+    ObjectiveMetric(
+        "mismatch_rate",
+        re.compile(r"^mismatch_rate$"),
+        "",
+        stage=_mismatch_rate,
+        shown_as_percent=True,
+        unmeasurable_with=_needs_checked_answers,
+    ),
     # Bad input (requests expecting 4xx, payload.malformed_fraction) answered 5xx or not at all, among bad input
     # sent; a replica dying in the stage while bad input was sent is a FAIL.
     ObjectiveMetric(
@@ -172,6 +204,7 @@ OBJECTIVE_METRICS: tuple[ObjectiveMetric, ...] = (
         stage=_bad_input_5xx_rate,
         shown_as_percent=True,
         fails_stage=_replica_died_under_bad_input,
+        unmeasurable_with=_needs_bad_input,
     ),
     ObjectiveMetric("throughput_rps", re.compile(r"^throughput_rps$"), "rps", stage=_throughput),
     ObjectiveMetric(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import itertools
 import os
 import platform
 import signal
@@ -23,8 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import __version__, extras
-from harness.analysis.latency import LatencyHistogram, min_samples_for_percentile
-from harness.analysis.timeline import achieved_rps
+from harness.analysis.timeline import latest_figures
 from harness.build import LOADGEN_DOCKERFILE, LOADGEN_REPOSITORY, BuiltImage, build_service_image, build_tool_image
 from harness.cleanup import sweep_dead
 from harness.config import Scenario, dump_scenario
@@ -35,7 +33,8 @@ from harness.load.alone import describe
 from harness.load.payloads import build_bodies
 from harness.load.record_alone import record_alone
 from harness.load.requests import ready_requests
-from harness.load.runner import LoadDriver, LocustProcess, write_endpoints
+from harness.load.runner import EndpointPublisher, LoadDriver, LocustProcess
+from harness.load.shape import stage_windows
 from harness.local_autoscaler import LocalAutoscaler, check_supported
 from harness.metrics.collector import MetricsCollector
 from harness.model import (
@@ -47,9 +46,7 @@ from harness.model import (
     RunEvent,
     RunMetadata,
     RunWarning,
-    StageWindow,
     Verdict,
-    cut_windows,
 )
 from harness.processes import RunWatchdog
 from harness.report.progress import ProgressSnapshot
@@ -167,50 +164,6 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def stage_windows(scenario: Scenario, test_start_s: float, ended_s: float | None = None) -> list[StageWindow]:
-    """Stage windows on the wall clock from the load generator's test start; cut short at `ended_s`."""
-    windows = []
-    start_s = test_start_s
-    for stage in scenario.stages:
-        windows.append(
-            StageWindow(
-                name=stage.name,
-                start_s=start_s,
-                end_s=start_s + stage.duration_s,
-                judged=stage.judged,
-                users=stage.users,
-                arrival_rate_rps=stage.arrival_rate_rps,
-            )
-        )
-        start_s += stage.duration_s
-    return windows if ended_s is None else cut_windows(windows, ended_s)
-
-
-def short_stage_warnings(scenario: Scenario) -> list[str]:
-    """Open-model stages too short for a percentile objective judged on them: their request count is known in
-    advance, so the INCONCLUSIVE they would end in is foreseeable."""
-    warnings = []
-    judged = {stage.name: stage for stage in scenario.stages if stage.judged}
-    for objective in scenario.objectives:
-        q = objective.percentile
-        if q is None:
-            continue
-        needed = min_samples_for_percentile(q, scenario.validity.min_tail_samples)
-        for name in objective.stages or list(judged):
-            stage = judged.get(name)
-            if stage is None or stage.arrival_rate_rps is None:
-                continue
-            expected = stage.arrival_rate_rps * stage.duration_s
-            if expected < needed:
-                warnings.append(
-                    f"stage '{name}' sends about {expected:.0f} requests ({stage.arrival_rate_rps:g} rps for "
-                    f"{stage.duration_s:g} s), too few for objective {objective.metric}, which needs at least "
-                    f"{needed} (validity.min_tail_samples={scenario.validity.min_tail_samples}): it will be "
-                    "INCONCLUSIVE; lengthen the stage or raise its rate"
-                )
-    return warnings
 
 
 def preflight(scenario: Scenario) -> None:
@@ -359,19 +312,12 @@ class Run:
         replicas = scenario.target.replicas
         if scenario.autoscaling is not None and scenario.autoscaling.enabled:
             replicas = scenario.autoscaling.max_replicas
-        available = sorted(os.sched_getaffinity(0))
-        if scenario.load.cpus:
-            loadgen = tuple(scenario.load.cpus)
-            rest = tuple(cpu for cpu in available if cpu not in loadgen) or tuple(available)
-            return CpuPlacement(
-                loadgen_cpus=loadgen,
-                replica_cpus=rest,
-                shared=bool(set(rest) & set(loadgen)),
-                replica_cores_needed=replicas * (scenario.resources.requests.cpu_cores or 1.0),
-                reason=f"load.cpus given: load generator on {loadgen}, replicas on {rest}",
-            )
         return plan_cpu_placement(
-            available, replicas, scenario.resources.requests.cpu_cores, loadgen_cpus_wanted=scenario.load.processes
+            sorted(os.sched_getaffinity(0)),
+            replicas,
+            scenario.resources.requests.cpu_cores,
+            loadgen_cpus_wanted=scenario.load.processes,
+            loadgen_cpus_given=scenario.load.cpus,
         )
 
     def _build(self) -> RunImages:
@@ -493,7 +439,9 @@ class Run:
             self.resources.add("metrics exporter", exporter.stop)
 
         endpoints_file = work_dir / "endpoints.json"
-        publisher = EndpointPublisher(target, endpoints_file)
+        publisher = EndpointPublisher(
+            lambda: [replica.base_url for replica in target.replicas() if replica.ready], endpoints_file
+        )
         publisher.publish()
         publisher.start()
         self.resources.add("endpoint publisher", publisher.stop)
@@ -579,26 +527,18 @@ class Run:
             return
         self._shown_intervals = len(self.intervals)
         now_s = time.time()
-        # The latest interval's records (one per process and stage) sit at the end of the list.
-        latest_end_s = self.intervals[-1].t_end_s
-        recent = list(itertools.takewhile(lambda i: i.t_end_s >= latest_end_s - 1e-6, reversed(self.intervals)))
-        recent.reverse()
-        histogram = LatencyHistogram.merged(LatencyHistogram.decode(i.latency_hdr) for i in recent)
-        rps = achieved_rps(recent, fallback_s=1e-3)
-        offered = [i.offered_rps for i in recent if i.offered_rps is not None]
+        latest = latest_figures(self.intervals)
         snapshot = self.collector.latest() if self.collector else None
         stage_names = [stage.name for stage in self.scenario.stages]
-        stage = recent[-1].stage
-        p = {q: (histogram.value_at_percentile_s(q) if histogram.count else None) for q in (50.0, 95.0, 99.0)}
         self.progress(
             ProgressSnapshot(
-                stage=stage,
-                stage_index=stage_names.index(stage) if stage in stage_names else 0,
+                stage=latest.stage,
+                stage_index=stage_names.index(latest.stage) if latest.stage in stage_names else 0,
                 stage_count=len(stage_names),
                 elapsed_s=now_s - start_s,
                 total_s=self.scenario.duration_s,
-                rps=rps,
-                p95_s=p[95.0],
+                rps=latest.achieved_rps,
+                p95_s=latest.p95_s,
                 ready_replicas=snapshot.ready_replicas if snapshot else None,
                 desired_replicas=snapshot.desired_replicas if snapshot else None,
                 errors=self.failures_total,
@@ -606,41 +546,8 @@ class Run:
             )
         )
         if self.exporter is not None:
-            self.exporter.set_achieved_rps(rps)
-            self.exporter.set_offered_rps(sum(offered) if offered else None)
-            self.exporter.set_latency_s(p[50.0], p[95.0], p[99.0])
+            self.exporter.set_achieved_rps(latest.achieved_rps)
+            self.exporter.set_offered_rps(latest.offered_rps)
+            self.exporter.set_latency_s(latest.p50_s, latest.p95_s, latest.p99_s)
             if snapshot is not None:
                 self.exporter.set_replicas(snapshot.desired_replicas, snapshot.ready_replicas)
-
-
-class EndpointPublisher:
-    """Keeps the load generator's endpoints file equal to the ready replicas' base URLs."""
-
-    def __init__(self, target: Target, path: Path, interval_s: float = 0.25) -> None:
-        self.target = target
-        self.path = path
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="endpoint-publisher", daemon=True)
-        self._last: list[str] | None = None
-
-    def publish(self) -> None:
-        urls = sorted(replica.base_url for replica in self.target.replicas() if replica.ready)
-        if urls != self._last:
-            if not urls and self._last is None:
-                raise DeployError("no ready replica to send load to")
-            write_endpoints(self.path, urls)
-            self._last = urls
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            with contextlib.suppress(Exception):
-                self.publish()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)

@@ -6,7 +6,14 @@ import pytest
 
 from harness.config import Objective
 from harness.model import StageResult, StepAutoscaling
-from harness.objectives import OBJECTIVE_METRICS, Measurement, is_per_step, latency_percentile, objective_metric
+from harness.objectives import (
+    OBJECTIVE_METRICS,
+    Measurement,
+    Traffic,
+    is_per_step,
+    latency_percentile,
+    objective_metric,
+)
 from harness.report._common import fmt_metric_value
 from tests.test_verdict import stage
 
@@ -100,3 +107,15 @@ def test_sweep_probes_are_decided_by_latency_and_errors_only() -> None:
     assert deciding == {"latency_pNN_ms", "error_rate"}
     requests = objective_metric("error_rate").requests_to_pass
     assert requests is not None and requests(0.01, 0.95) > 300 and requests(None, 0.95) == 0
+
+
+def test_only_answer_and_bad_input_metrics_need_something_of_the_traffic() -> None:
+    nothing = Traffic(checks_answers=False, sends_bad_input=False)
+    everything = Traffic(checks_answers=True, sends_bad_input=True)
+    needy = {m.syntax for m in OBJECTIVE_METRICS if m.unmeasurable_with is not None and m.unmeasurable_with(nothing)}
+    assert needy == {"mismatch_rate", "bad_input_5xx_rate"}
+    assert all(m.unmeasurable_with is None or m.unmeasurable_with(everything) is None for m in OBJECTIVE_METRICS)
+    mismatch = objective_metric("mismatch_rate").unmeasurable_with
+    assert mismatch is not None and mismatch(Traffic(checks_answers=False, sends_bad_input=True)) is not None
+    bad_input = objective_metric("bad_input_5xx_rate").unmeasurable_with
+    assert bad_input is not None and bad_input(Traffic(checks_answers=True, sends_bad_input=False)) is not None

@@ -13,10 +13,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
+from harness import cleanup
 from harness.cleanup import sweep_dead, sweep_run, watch
 from harness.processes import (
     OWNER_ENV,
@@ -156,6 +158,21 @@ def test_a_finished_run_tells_its_watchdog_and_nothing_registered_is_swept() -> 
     assert watch("test-finished", owner_id(), [json.dumps({"kind": "docker"}) + "\n", '{"finished": true}\n']) == []
     lines = watch("test-crashed", owner_id(), [json.dumps({"kind": "nonsense"}) + "\n"])
     assert lines == ["run test-crashed: unknown resource {'kind': 'nonsense'}"]
+
+
+def test_each_registered_resource_is_swept_by_its_kinds_sweeper_and_a_failure_is_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def unreachable(resource: dict[str, Any], run_id: str) -> list[str]:
+        raise RuntimeError("daemon gone")
+
+    monkeypatch.setitem(cleanup._SWEEPERS, "docker", unreachable)
+    monkeypatch.setitem(cleanup._SWEEPERS, "kubernetes", lambda resource, run_id: [f"deleted {resource['ns']}"])
+    resources = [json.dumps({"kind": "docker"}) + "\n", json.dumps({"kind": "kubernetes", "ns": "ns-1"}) + "\n"]
+    assert watch("test-crashed", owner_id(), resources) == [
+        "run test-crashed: could not sweep docker: daemon gone",
+        "run test-crashed: deleted ns-1",
+    ]
 
 
 # --------------------------------------------------------------------------- harness cleanup

@@ -8,6 +8,7 @@ jitter across bucket edges does not produce alternating doubled and empty bucket
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -77,6 +78,39 @@ def _rate_per_s(
 def achieved_rps(intervals: Sequence[ClientInterval], fallback_s: float) -> float:
     """Requests per second of client intervals, the rule of the timeline's buckets and of the live view."""
     return _rate_per_s(intervals, lambda i: i.requests, fallback_s)
+
+
+@dataclass(frozen=True)
+class LatestFigures:
+    """The newest interval of a running load, as the live view and the harness's exporter show it."""
+
+    stage: str
+    achieved_rps: float
+    # Summed over the processes that planned arrivals (open model); None in closed-model stages.
+    offered_rps: float | None
+    # Latency percentiles of its successful requests; None without any.
+    p50_s: float | None
+    p95_s: float | None
+    p99_s: float | None
+
+
+def latest_figures(intervals: Sequence[ClientInterval]) -> LatestFigures:
+    """Figures of the newest interval: the records (one per process and stage) at the end of `intervals`, which
+    arrive in time order, that end with the last one."""
+    latest_end_s = intervals[-1].t_end_s
+    recent = list(itertools.takewhile(lambda i: i.t_end_s >= latest_end_s - 1e-6, reversed(intervals)))
+    recent.reverse()
+    histogram = LatencyHistogram.merged(LatencyHistogram.decode(i.latency_hdr) for i in recent)
+    offered = [i.offered_rps for i in recent if i.offered_rps is not None]
+    p50, p95, p99 = (histogram.value_at_percentile_s(q) if histogram.count else None for q in (50.0, 95.0, 99.0))
+    return LatestFigures(
+        stage=recent[-1].stage,
+        achieved_rps=achieved_rps(recent, fallback_s=1e-3),
+        offered_rps=sum(offered) if offered else None,
+        p50_s=p50,
+        p95_s=p95,
+        p99_s=p99,
+    )
 
 
 def _point(elapsed_s: float, bucket_s: float, members: list[ClientInterval]) -> IntervalPoint:

@@ -6,6 +6,7 @@ must not reach the orchestrator, the Docker client or the Kubernetes client.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.config import Scenario
-from harness.errors import LoadError
+from harness.errors import DeployError, LoadError
 from harness.load.shape import load_plan, planned_duration_s
 from harness.model import ClientInterval, LoadgenOverhead, from_json_dict
 from harness.processes import REPLICA_ENV, RUN_ENV, free_port, spawn, stop_tree
@@ -34,6 +35,40 @@ def write_endpoints(path: Path, base_urls: Sequence[str]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(sorted(base_urls)))
     tmp.replace(path)
+
+
+class EndpointPublisher:
+    """Keeps the load generator's endpoints file equal to the ready replicas' base URLs (`ready_urls`, asked
+    every `interval_s`)."""
+
+    def __init__(self, ready_urls: Callable[[], Sequence[str]], path: Path, interval_s: float = 0.25) -> None:
+        self.ready_urls = ready_urls
+        self.path = path
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="endpoint-publisher", daemon=True)
+        self._last: list[str] | None = None
+
+    def publish(self) -> None:
+        urls = sorted(self.ready_urls())
+        if urls != self._last:
+            if not urls and self._last is None:
+                raise DeployError("no ready replica to send load to")
+            write_endpoints(self.path, urls)
+            self._last = urls
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            with contextlib.suppress(Exception):
+                self.publish()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
 
 class IntervalTail:

@@ -1,11 +1,15 @@
-"""The load plan: the scenario's stages as the load generator runs them, and the traffic shape as a pure
-function of elapsed time, which Locust's LoadTestShape merely calls."""
+"""The load plan: the scenario's stages as the load generator runs them, the traffic shape as a pure
+function of elapsed time, which Locust's LoadTestShape merely calls, the stages' windows on the wall clock,
+and the open-model stages too short for their percentile objectives."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
+
+from harness.analysis.latency import min_samples_for_percentile
+from harness.model import StageWindow, cut_windows
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -148,3 +152,47 @@ def load_plan(scenario: Scenario, endpoints_file: Path, intervals_dir: Path) -> 
         if scenario.requests is None
         else [request.model_dump(mode="json") for request in scenario.requests],
     }
+
+
+def stage_windows(scenario: Scenario, test_start_s: float, ended_s: float | None = None) -> list[StageWindow]:
+    """Stage windows on the wall clock from the load generator's test start; cut short at `ended_s`."""
+    windows = []
+    start_s = test_start_s
+    for stage in scenario.stages:
+        windows.append(
+            StageWindow(
+                name=stage.name,
+                start_s=start_s,
+                end_s=start_s + stage.duration_s,
+                judged=stage.judged,
+                users=stage.users,
+                arrival_rate_rps=stage.arrival_rate_rps,
+            )
+        )
+        start_s += stage.duration_s
+    return windows if ended_s is None else cut_windows(windows, ended_s)
+
+
+def short_stage_warnings(scenario: Scenario) -> list[str]:
+    """Open-model stages too short for a percentile objective judged on them: their request count is known in
+    advance, so the INCONCLUSIVE they would end in is foreseeable."""
+    warnings = []
+    judged = {stage.name: stage for stage in scenario.stages if stage.judged}
+    for objective in scenario.objectives:
+        q = objective.percentile
+        if q is None:
+            continue
+        needed = min_samples_for_percentile(q, scenario.validity.min_tail_samples)
+        for name in objective.stages or list(judged):
+            stage = judged.get(name)
+            if stage is None or stage.arrival_rate_rps is None:
+                continue
+            expected = stage.arrival_rate_rps * stage.duration_s
+            if expected < needed:
+                warnings.append(
+                    f"stage '{name}' sends about {expected:.0f} requests ({stage.arrival_rate_rps:g} rps for "
+                    f"{stage.duration_s:g} s), too few for objective {objective.metric}, which needs at least "
+                    f"{needed} (validity.min_tail_samples={scenario.validity.min_tail_samples}): it will be "
+                    "INCONCLUSIVE; lengthen the stage or raise its rate"
+                )
+    return warnings

@@ -24,6 +24,8 @@ CFS_PERIOD_US: Final = 100_000
 # The kernel rejects quotas below 1 ms.
 CFS_QUOTA_MIN_US: Final = 1_000
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+# A run's cgroups live under `<cpu mount>/harness-<run id>/`; harness.cleanup finds a dead run's by this prefix.
+CGROUP_PREFIX: Final = "harness-"
 
 
 # --------------------------------------------------------------------------- the planner (pure)
@@ -34,11 +36,26 @@ def _cpu_list(cpus: Sequence[int]) -> str:
 
 
 def plan_cpu_placement(
-    total_cpus: Sequence[int], replicas: int, cpu_request_cores: float | None, loadgen_cpus_wanted: int
+    total_cpus: Sequence[int],
+    replicas: int,
+    cpu_request_cores: float | None,
+    loadgen_cpus_wanted: int,
+    loadgen_cpus_given: Sequence[int] | None = None,
 ) -> CpuPlacement:
     """Give the load generator the highest-numbered CPUs it wants and the replicas the rest, when the rest
     covers the replicas' requests (one core per replica without a request); otherwise they must share:
-    the replicas get every CPU and `shared` is True with the reason."""
+    the replicas get every CPU and `shared` is True with the reason. CPUs the scenario gives the load
+    generator (load.cpus) are its own, and the replicas get the others (every CPU when none is left)."""
+    if loadgen_cpus_given:
+        given = tuple(loadgen_cpus_given)
+        rest = tuple(cpu for cpu in total_cpus if cpu not in given) or tuple(total_cpus)
+        return CpuPlacement(
+            loadgen_cpus=given,
+            replica_cpus=rest,
+            shared=bool(set(rest) & set(given)),
+            replica_cores_needed=replicas * (cpu_request_cores or 1.0),
+            reason=f"load.cpus given: load generator on {given}, replicas on {rest}",
+        )
     cpus = sorted(set(total_cpus))
     if not cpus or any(cpu < 0 for cpu in cpus):
         raise ConfigError(f"CPU placement: total_cpus must be non-negative CPU ids, got {list(total_cpus)}")
@@ -117,7 +134,7 @@ class CgroupCpuLimiter:
         detected = detect_cgroup_cpu(root)
         self.layout: CgroupLayout | None = detected[0] if detected else None
         self._mount: Path | None = detected[1] if detected else None
-        self.run_group: Path | None = self._mount / f"harness-{run_id}" if self._mount else None
+        self.run_group: Path | None = self._mount / f"{CGROUP_PREFIX}{run_id}" if self._mount else None
         self._groups: dict[str, Path] = {}
 
     # ------------------------------------------------------------------ public

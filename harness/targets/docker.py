@@ -43,11 +43,9 @@ from harness.targets.base import (
     wait_until_ready,
 )
 from harness.targets.readiness import READINESS_PROBE, Readiness, next_probe_in_s, observe
-from harness.targets.serving import bentoml_config_options, http_ok
+from harness.targets.serving import CONTAINER_PORT, bentoml_config_options, http_ok
 
 REPLICA_LABEL = "harness.replica"
-# The port BentoML serves on inside the container in "publish" mode (its default, EXPOSEd by the image).
-CONTAINER_PORT = 3000
 _LOG_TAIL_LINES = 12
 
 

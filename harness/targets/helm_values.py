@@ -20,17 +20,16 @@ from harness.config import AutoscalingConfig, ResourceAmounts, Scenario
 from harness.errors import ConfigError
 from harness.load.shape import WORKERS_START_WAIT_S, load_plan, planned_duration_s
 from harness.service_env import container_env
-from harness.targets.serving import bentoml_config_options
+from harness.targets.serving import CONTAINER_PORT, bentoml_config_options
 
 # Chart keys of the HPA spec that come from the scenario's autoscaling: section unchanged.
 HPA_SPEC_FIELDS = ("minReplicas", "maxReplicas", "metrics", "behavior")
 # Kubernetes label values: at most 63 characters, alphanumeric at both ends.
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
 _KUBE_VERSION = re.compile(r"^v?(\d+)\.(\d+)")
-# The chart's startup probe period; failureThreshold is derived from target.startup_timeout_s.
+# The chart's startup probe period (charts/model-service/values.yaml, kept equal by a test); failureThreshold is
+# derived from target.startup_timeout_s.
 STARTUP_PROBE_PERIOD_S = 2
-# BentoML's default port, the chart's containerPort.
-CONTAINER_PORT = 3000
 # A ConfigMap holds at most 1 MiB; leave room for the load plan beside the payload file.
 _MAX_PAYLOAD_BYTES = 900 * 1024
 
@@ -159,18 +158,12 @@ def model_service_values(
         "resources": resources,
         "env": container_env(service),
         "bentomlConfigOptions": bentoml_config_options(scenario),
+        # Only what the scenario decides; the probes' timings are the chart's (values.yaml), which Helm merges in.
         "probes": {
             "readinessPath": service.readiness_path,
-            "livenessPath": "/livez",
             "startup": {
-                "periodSeconds": STARTUP_PROBE_PERIOD_S,
-                "timeoutSeconds": 2,
                 "failureThreshold": max(1, math.ceil(scenario.target.startup_timeout_s / STARTUP_PROBE_PERIOD_S)),
             },
-            # A pod merely slow under load stays ready (three probes of 5 s fail first): removing it moves its load
-            # onto the others, and a Deployment whose only pods are unready gives the HPA no CPU to scale on.
-            "readiness": {"periodSeconds": 2, "timeoutSeconds": 5, "failureThreshold": 3},
-            "liveness": {"periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3},
         },
         "serviceMonitor": {"enabled": service_monitor, "path": service.metrics_path},
     }

@@ -44,7 +44,7 @@ from harness.redact import redact_manifests
 from harness.targets.base import OWNER_LABEL, RUN_LABEL, ReplicaInfo, ResourceUse
 from harness.targets.containerd_node import ContainerdNode
 from harness.targets.helm import MODEL_SERVICE_CHART, render_chart
-from harness.targets.helm_values import CONTAINER_PORT, hpa_tolerance_support, model_service_values, run_id_label
+from harness.targets.helm_values import hpa_tolerance_support, model_service_values, run_id_label
 from harness.targets.kind import KindCluster
 from harness.targets.kubernetes_api import ClientKubernetesApi, KubernetesApi, PortForwardRelay, SocketLike
 from harness.targets.kubernetes_loadgen import InClusterLoad
@@ -61,6 +61,7 @@ from harness.targets.kubernetes_status import (
     pod_replica,
     pod_resource_use,
 )
+from harness.targets.serving import CONTAINER_PORT
 
 _LOG_TAIL_LINES = 12
 # Kinds the model-service chart renders; stop() deletes every object of these kinds labelled with the run.

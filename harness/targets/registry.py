@@ -92,6 +92,8 @@ class TargetKind:
     load_in_cluster: Callable[[Scenario], bool] = lambda scenario: False
     # The optional extras (harness.extras) the target's own client needs; building an image needs docker's too.
     extras: tuple[str, ...] = ()
+    # Why stages[].faults cannot pause its replicas, as the scenario's error says it; None: they can be paused.
+    pause_unavailable: str | None = None
 
 
 TARGETS: dict[str, TargetKind] = {
@@ -109,6 +111,7 @@ TARGETS: dict[str, TargetKind] = {
         named_image=lambda scenario: scenario.target.kubernetes.image or scenario.target.docker.image,
         load_in_cluster=lambda scenario: scenario.target.kubernetes.loadgen == "in-cluster",
         extras=("kubernetes",),
+        pause_unavailable="(the API cannot freeze a pod); kill deletes one",
     ),
 }
 

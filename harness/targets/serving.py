@@ -1,5 +1,5 @@
-"""What every target running BentoML replicas shares: the replicas' BENTOML_CONFIG_OPTIONS, and the HTTP
-probe of their readiness path."""
+"""What every target running BentoML replicas shares: the replicas' BENTOML_CONFIG_OPTIONS, the port they serve
+on in a container, and the HTTP probe of their readiness path."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ import urllib.request
 from typing import Any
 
 from harness.config import Scenario
+
+# The port BentoML serves on inside a container (its default, EXPOSEd by the image; the model-service chart's
+# containerPort).
+CONTAINER_PORT = 3000
 
 
 def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -7,7 +7,7 @@ from _records import RUN_START_S, interval
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.analysis.timeline import achieved_rps, interval_series
+from harness.analysis.timeline import achieved_rps, interval_series, latest_figures
 
 
 def test_one_process_one_point_per_interval() -> None:
@@ -146,3 +146,20 @@ def test_achieved_rps_is_each_process_over_its_own_covered_time_summed() -> None
     ]
     assert achieved_rps(intervals, fallback_s=1.0) == pytest.approx(40 / 2.0 + 10 / 0.5)
     assert achieved_rps([interval(0.0, [0.01] * 4, length_s=0.0)], fallback_s=2.0) == pytest.approx(2.0)
+
+
+def test_latest_figures_are_the_records_that_end_with_the_last_one() -> None:
+    intervals = [
+        interval(0.0, [0.5] * 10, process=1, offered_rps=10.0),
+        # The newest interval: two processes, one record of process 1 per stage of a window spanning a boundary.
+        interval(1.0, [0.01] * 4, process=1, stage="ramp", offered_rps=4.0),
+        interval(1.0, [0.02] * 6, process=1, stage="steady", offered_rps=6.0),
+        interval(1.0, [0.03] * 10, process=2, stage="steady", offered_rps=10.0),
+    ]
+    latest = latest_figures(intervals)
+    assert latest.stage == "steady"
+    assert latest.achieved_rps == pytest.approx(20.0)
+    assert latest.offered_rps == pytest.approx(20.0)
+    assert latest.p50_s == pytest.approx(0.02, rel=0.01) and latest.p99_s == pytest.approx(0.03, rel=0.01)
+    closed = latest_figures([interval(0.0, failures=3)])
+    assert (closed.offered_rps, closed.p50_s, closed.p95_s, closed.p99_s) == (None, None, None, None)

@@ -1,12 +1,10 @@
 """Fixture starting real `bentoml serve` processes on free ports, each with its own BENTOML_HOME (two servers
-sharing one corrupt each other's /metrics), and stopping their whole process group afterwards."""
+sharing one corrupt each other's /metrics), and stopping each completely afterwards
+(harness.processes.stop_tree)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from harness.processes import free_port, stop_tree
 
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 15.0
@@ -40,34 +40,12 @@ class ServedBento:
         return self.log_path.read_text(errors="replace")
 
 
-def pick_free_port() -> int:
-    """Ask the kernel for a port nobody listens on (a small race remains until the server binds it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _is_ready(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2.0) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False
-
-
-def stop_process_group(process: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> None:
-    """SIGTERM the process group led by `process` (server, circus arbiter, workers), SIGKILL it if it lingers."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=timeout_s)
-    # Workers can outlive the leader; the group id stays valid while any member lives.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=timeout_s)
 
 
 def start_bentoml_serve(
@@ -81,7 +59,7 @@ def start_bentoml_serve(
 ) -> ServedBento:
     """Run `bentoml serve SERVICE` in `service_dir` on a free port and return once /readyz answers 200."""
     home_dir.mkdir(parents=True, exist_ok=True)
-    port = pick_free_port()
+    port = free_port()
     full_env = {**os.environ, "BENTOML_HOME": str(home_dir), "BENTOML_DO_NOT_TRACK": "True", **(env or {})}
     command = [sys.executable, "-m", "bentoml", "serve", service, "--host", "127.0.0.1", "--port", str(port)]
     started_s = time.monotonic()
@@ -99,7 +77,7 @@ def start_bentoml_serve(
     deadline_s = started_s + ready_timeout_s
     while not _is_ready(served.base_url + "/readyz"):
         if process.poll() is not None or time.monotonic() > deadline_s:
-            stop_process_group(process)
+            stop_tree(process, grace_s=STOP_TIMEOUT_S)
             reason = f"exited with {process.returncode}" if process.poll() is not None else "timed out"
             raise AssertionError(
                 f"bentoml serve {service} in {service_dir} {reason} before /readyz answered 200 "
@@ -130,7 +108,7 @@ class BentoServers:
 
     def stop_all(self) -> None:
         for served in self.started:
-            stop_process_group(served.process)
+            stop_tree(served.process, grace_s=STOP_TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.config import parse_scenario
-from harness.errors import LoadError
+from harness.errors import DeployError, LoadError
 from harness.load import runner
 from harness.model import ClientInterval, LoadgenOverhead
 
@@ -56,3 +56,17 @@ def test_the_interval_tail_keeps_each_process_calibration_apart_from_its_records
     assert tail.test_start_s == 100.0
     assert tail.overheads == [LoadgenOverhead(**overhead)]
     assert records == []
+
+
+def test_the_endpoints_file_follows_the_ready_replicas_and_starts_with_one(tmp_path: Path) -> None:
+    ready: list[str] = []
+    path = tmp_path / "endpoints.json"
+    publisher = runner.EndpointPublisher(lambda: ready, path)
+    with pytest.raises(DeployError, match="no ready replica"):
+        publisher.publish()
+    ready[:] = ["http://b:2", "http://a:1"]
+    publisher.publish()
+    assert json.loads(path.read_text()) == ["http://a:1", "http://b:2"]
+    ready.clear()  # every replica unready mid-run: the load generator is told so, the run goes on
+    publisher.publish()
+    assert json.loads(path.read_text()) == []

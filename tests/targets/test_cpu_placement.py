@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harness.cleanup import harness_cgroups
 from harness.errors import ConfigError
 from harness.targets.cpu_placement import CgroupCpuLimiter, detect_cgroup_cpu, plan_cpu_placement
 
@@ -49,6 +50,15 @@ def test_fractional_requests_round_up_to_whole_cpus() -> None:
     assert plan_cpu_placement([0, 1, 2], 3, 0.4, 2).shared
     # 3 x 1/3 is one CPU despite floating point.
     assert not plan_cpu_placement([0, 1], 3, 1 / 3, 1).shared
+
+
+def test_cpus_given_to_the_load_generator_are_its_own_and_the_replicas_get_the_rest() -> None:
+    placement = plan_cpu_placement([0, 1, 2], 2, 0.5, 1, loadgen_cpus_given=[2])
+    assert (placement.loadgen_cpus, placement.replica_cpus, placement.shared) == ((2,), (0, 1), False)
+    assert placement.replica_cores_needed == 1.0 and placement.reason.startswith("load.cpus given")
+    # Every CPU given to the load generator: the replicas share them all.
+    everything = plan_cpu_placement([0, 1], 2, None, 1, loadgen_cpus_given=[0, 1])
+    assert (everything.replica_cpus, everything.shared, everything.replica_cores_needed) == ((0, 1), True, 2.0)
 
 
 @pytest.mark.parametrize(
@@ -102,6 +112,14 @@ def test_detects_v1_cpu_mounts(tmp_path: Path) -> None:
     # A hybrid layout whose unified root lacks the cpu controller still uses v1.
     (tmp_path / "cgroup.controllers").write_text("memory pids\n")
     assert detect_cgroup_cpu(tmp_path) == ("v1", tmp_path / "cpu,cpuacct")
+
+
+def test_cleanup_finds_a_run_group_by_the_limiters_name_for_it(tmp_path: Path) -> None:
+    (tmp_path / "cgroup.controllers").write_text("cpu\n")
+    limiter = CgroupCpuLimiter("run-x", root=tmp_path)
+    assert limiter.run_group is not None
+    limiter.run_group.mkdir()
+    assert harness_cgroups(tmp_path) == {"run-x": [limiter.run_group]}
 
 
 def test_no_cgroup_cpu_controller_degrades_with_a_warning(tmp_path: Path) -> None:

@@ -23,7 +23,8 @@ from harness.errors import ConfigError
 from harness.quantity import parse_quantity
 from harness.targets.base import RUN_LABEL
 from harness.targets.helm import LOADGEN_CHART, MODEL_SERVICE_CHART, render_chart
-from harness.targets.helm_values import loadgen_values, model_service_values
+from harness.targets.helm_values import STARTUP_PROBE_PERIOD_S, loadgen_values, model_service_values
+from harness.targets.serving import CONTAINER_PORT
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
@@ -291,6 +292,22 @@ def test_deployment_has_probes_and_graceful_termination() -> None:
     assert container["lifecycle"] == {"preStop": {"sleep": {"seconds": 10}}}
     # The preStop sleep must fit inside the grace period, leaving time for BentoML to drain.
     assert spec["terminationGracePeriodSeconds"] > container["lifecycle"]["preStop"]["sleep"]["seconds"]
+
+
+def test_the_charts_container_port_is_the_one_the_harness_reaches_replicas_on() -> None:
+    assert yaml.safe_load((MODEL_SERVICE_CHART / "values.yaml").read_text())["containerPort"] == CONTAINER_PORT
+
+
+def test_probe_timings_are_the_charts_and_the_startup_threshold_the_scenarios() -> None:
+    chart_probes = yaml.safe_load((MODEL_SERVICE_CHART / "values.yaml").read_text())["probes"]
+    assert chart_probes["startup"]["periodSeconds"] == STARTUP_PROBE_PERIOD_S
+    base = default_scenario()
+    scenario = base.model_copy(update={"target": base.target.model_copy(update={"startup_timeout_s": 61})})
+    values = model_service_values(scenario, IMAGE, RUN_ID)
+    container = by_kind(render_model_service(values), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    for probe, timing in (("readinessProbe", "readiness"), ("livenessProbe", "liveness"), ("startupProbe", "startup")):
+        expected = {**chart_probes[timing], **({"failureThreshold": 31} if timing == "startup" else {})}
+        assert {key: container[probe][key] for key in expected} == expected
 
 
 # --------------------------------------------------------------------------- loadgen chart

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
-from harness.config import load_scenario
+from harness.config import TargetConfig, load_scenario
 from harness.errors import ConfigError
 from harness.targets.registry import TARGETS, target_kind
 
@@ -24,6 +25,11 @@ def test_capabilities_say_what_the_run_does_per_kind() -> None:
     assert [name for name, kind in TARGETS.items() if kind.serves_service_dir] == ["local", "docker"]
     assert [name for name, kind in TARGETS.items() if kind.uses_docker] == ["docker"]
     assert [name for name, kind in TARGETS.items() if kind.named_image is not None] == ["docker", "kubernetes"]
+    assert [name for name, kind in TARGETS.items() if kind.pause_unavailable is not None] == ["kubernetes"]
+
+
+def test_the_schema_accepts_exactly_the_registered_kinds() -> None:
+    assert set(get_args(TargetConfig.model_fields["kind"].annotation)) == set(TARGETS)
 
 
 def test_only_kubernetes_with_loadgen_in_cluster_loads_in_the_cluster() -> None:
