@@ -14,9 +14,10 @@ from metrics_test_support import (
     TINY_SERVICE_DIR,
     ServedReplica,
     pick_free_port,
-    stop_tree,
     wait_until_http_ok,
 )
+
+from harness.processes import stop_tree
 
 
 @pytest.fixture

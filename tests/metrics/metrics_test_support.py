@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from harness.processes import free_port
+from harness.processes import free_port, process_tree
 from harness.redact import url_credentials
 
 TINY_SERVICE_DIR = Path(__file__).parent / "fixtures" / "tiny_service"
@@ -65,28 +65,13 @@ def wait_until_http_ok(url: str, timeout_s: float, process: subprocess.Popen[byt
 
 
 def kill_tree(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> list[psutil.Process]:
-    """Signal a process and every descendant; BentoML starts its workers in their own sessions, so a process
-    group signal would leave them serving. Returns the processes signalled."""
-    try:
-        tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
+    """Signal a process and every descendant, as a crash would take them; BentoML starts its workers in their
+    own sessions, so a process group signal would leave them serving. Returns the processes signalled."""
+    tree = process_tree(process.pid)
     for member in tree:
         with contextlib.suppress(psutil.NoSuchProcess):
             member.send_signal(sig)
     return tree
-
-
-def stop_tree(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
-    """SIGTERM a process tree, then SIGKILL whatever is left after `timeout_s`; reaps the root."""
-    tree = kill_tree(process, signal.SIGTERM)
-    _, alive = psutil.wait_procs(tree, timeout=timeout_s)
-    for member in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            member.kill()
-    psutil.wait_procs(alive, timeout=timeout_s)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout_s)
 
 
 @dataclass

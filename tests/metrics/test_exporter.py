@@ -13,12 +13,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from metrics_test_support import http_get, pick_free_port, stop_tree, wait_until_http_ok
+from metrics_test_support import http_get, pick_free_port, wait_until_http_ok
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.errors import MetricsError
 from harness.metrics.exporter import HarnessExporter, push_verdict
 from harness.model import ObjectiveResult, PercentileEstimate, StageResult, Status, Verdict
+from harness.processes import stop_tree
 
 ROOT = Path(__file__).resolve().parents[2]
 
