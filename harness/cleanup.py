@@ -12,10 +12,10 @@ stdin until the harness closes the pipe, then sweeps.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
+import os
+import signal
 import sys
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ import psutil
 
 from harness.exit_codes import ExitCode
 from harness.processes import OWNER_ENV, RUN_ENV, kill_all, marked_processes, owner_alive
-from harness.targets.cpu_placement import CGROUP_PREFIX
+from harness.targets.cpu_placement import CGROUP_PREFIX, remove_cgroup
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 WATCH_FLAG = "--watch"
@@ -48,27 +48,14 @@ def _cgroup_mounts(root: Path) -> list[Path]:
     return []
 
 
-def _remove_cgroup(group: Path, timeout_s: float = 5.0) -> bool:
-    """Kill what is still inside, move nothing out, remove children first; True when it is gone."""
-    for child in sorted((p for p in group.iterdir() if p.is_dir()), reverse=True) if group.is_dir() else []:
-        _remove_cgroup(child, timeout_s)
-    deadline_s = time.monotonic() + timeout_s
-    while True:
-        try:
-            pids = [int(pid) for pid in (group / "cgroup.procs").read_text().split()]
-            kill_all([psutil.Process(pid) for pid in pids if psutil.pid_exists(pid)])
-            group.rmdir()
-            return True
-        except FileNotFoundError:
-            return True
-        except psutil.NoSuchProcess:
-            continue
-        except OSError as error:
-            # EBUSY while an exiting process is still being removed from the group.
-            if error.errno == errno.EBUSY and time.monotonic() < deadline_s:
-                time.sleep(0.05)
-                continue
-            return False
+def _remove_cgroup(group: Path) -> bool:
+    """Kill what is still inside (nothing is moved out), child groups first; True when it is gone."""
+    return remove_cgroup(group, _kill) is None
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 def _live_watched_runs() -> set[str]:

@@ -13,7 +13,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final, Literal
 
@@ -248,27 +248,17 @@ class CgroupCpuLimiter:
     # ------------------------------------------------------------------ internals
 
     def _remove(self, group: Path, timeout_s: float) -> None:
+        error = remove_cgroup(group, self._move_to_root, timeout_s)
+        if error is not None:
+            self._warn(f"cannot remove cgroup {group} ({error.strerror or error}); remove it by hand with rmdir")
+
+    def _move_to_root(self, pid: int) -> None:
         assert self._mount is not None
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                for member in (group / "cgroup.procs").read_text().split():
-                    try:
-                        (self._mount / "cgroup.procs").write_text(f"{member}\n")
-                    except OSError as error:
-                        if error.errno != errno.ESRCH:
-                            raise
-                group.rmdir()
-                return
-            except FileNotFoundError:
-                return
-            except OSError as error:
-                # EBUSY while an exiting process is still being removed from the group.
-                if error.errno == errno.EBUSY and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                    continue
-                self._warn(f"cannot remove cgroup {group} ({error.strerror or error}); remove it by hand with rmdir")
-                return
+        try:
+            (self._mount / "cgroup.procs").write_text(f"{pid}\n")
+        except OSError as error:
+            if error.errno != errno.ESRCH:
+                raise
 
     @staticmethod
     def _enable_cpu_controller(group: Path) -> None:
@@ -280,6 +270,28 @@ class CgroupCpuLimiter:
         with self._lock:
             if message not in self.warnings:
                 self.warnings.append(message)
+
+
+def remove_cgroup(group: Path, evict: Callable[[int], None], timeout_s: float = 5.0) -> OSError | None:
+    """Remove a cgroup directory, its child groups first: hand each member's pid to `evict` (which moves it
+    out or kills it), then rmdir, again while the kernel answers EBUSY (an exiting process still listed) for
+    up to `timeout_s`. None once the group is gone, else the error that kept it."""
+    for child in sorted((path for path in group.iterdir() if path.is_dir()), reverse=True) if group.is_dir() else []:
+        remove_cgroup(child, evict, timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            for member in (group / "cgroup.procs").read_text().split():
+                evict(int(member))
+            group.rmdir()
+            return None
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            if error.errno == errno.EBUSY and time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            return error
 
 
 def _descendants(pid: int) -> list[int]:
