@@ -11,7 +11,14 @@ from dataclasses import dataclass, replace
 
 @dataclass(frozen=True)
 class ProbeRule:
-    """How a replica is probed: Kubernetes' defaults (timeoutSeconds 1, failureThreshold 3), period shortened."""
+    """How a replica is probed: Kubernetes' defaults (timeoutSeconds 1, failureThreshold 3), period shortened.
+
+    The rule is one; its timings are per deployment, as in Kubernetes. The model-service chart's readiness
+    probe (charts/model-service/values.yaml) allows 5 s per probe every 2 s, since the kubelet's probes of a
+    quarter-core pod under a load step took over 1 s and an unready pod leaves the HPA without its CPU. Here
+    the harness itself probes, from outside the replica's CPU quota, and a shorter period lets a killed or
+    paused replica leave the load balancing sooner (the fault stages time its recovery).
+    """
 
     timeout_s: float = 1.0
     failure_threshold: int = 3
