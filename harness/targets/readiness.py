@@ -16,8 +16,8 @@ class ProbeRule:
     The rule is one; its timings are per deployment, as in Kubernetes. The model-service chart's readiness
     probe (charts/model-service/values.yaml) allows 5 s per probe every 2 s, since the kubelet's probes of a
     quarter-core pod under a load step took over 1 s and an unready pod leaves the HPA without its CPU. Here
-    the harness itself probes, from outside the replica's CPU quota, and a shorter period lets a killed or
-    paused replica leave the load balancing sooner (the fault stages time its recovery).
+    the shorter timeout and period let a killed or paused replica leave the load balancing sooner (the fault
+    stages time its recovery); a replica too slow to answer in 1 s is unready, as under Kubernetes' defaults.
     """
 
     timeout_s: float = 1.0
