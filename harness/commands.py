@@ -46,7 +46,16 @@ def run_scenario(path: Path, overrides: dict[str, Any], *, json_progress: bool =
     if outcome.verdict is not None:
         print_verdict(outcome.verdict, console)
     console.print(f"run directory: {outcome.run_dir}")
+    if outcome.verdict is not None and (note := missing_plots_note()) is not None:
+        console.print(note)
     return outcome.exit_code
+
+
+def missing_plots_note() -> str | None:
+    """What the terminal says when report.html was written without its plots (the plots extra is missing)."""
+    from harness import extras
+
+    return None if extras.installed("plots") else f"report.html has no plots: {extras.missing('plots', 'drawing them')}"
 
 
 def rerender(run_dir_path: Path) -> list[Path]:

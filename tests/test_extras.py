@@ -103,3 +103,14 @@ def test_every_extra_named_here_is_one_the_package_declares() -> None:
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert set(extras.EXTRA_MODULES) <= set(declared)
     assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"] == extras.DISTRIBUTION
+
+
+def test_a_run_without_the_plots_extra_says_on_the_terminal_that_its_report_has_no_plots(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from harness.commands import missing_plots_note
+
+    assert missing_plots_note() is None
+    monkeypatch.setitem(sys.modules, "plotly", None)
+    note = missing_plots_note()
+    assert note is not None and note.startswith("report.html has no plots") and "[plots]" in note, note
