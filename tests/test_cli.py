@@ -286,5 +286,13 @@ def test_a_remote_external_url_needs_an_explicit_opt_in(tmp_path: Path) -> None:
     assert "is not loopback" in refused.output and "target.allow_remote" in refused.output
     allowed = CliRunner().invoke(cli, ["validate", str(scenario), "--set", "target.allow_remote=true"])
     assert allowed.exit_code == 0, allowed.output
-    # `harness run --allow-remote` sets the same field (not run here: tests send load to 127.0.0.1 only).
-    assert "--allow-remote" in CliRunner().invoke(cli, ["run", "--help"]).output
+    # `harness run --allow-remote` sets the same field: with it the run gets past the URL to its preflight, which
+    # stops it at a missing payload file before any connection (tests send load to 127.0.0.1 only).
+    missing = ["--set", "payload.source=jsonl", "--set", f"payload.file={tmp_path / 'none.jsonl'}"]
+    missing += ["--out", str(tmp_path / "reports")]
+    run_refused = CliRunner().invoke(cli, ["run", str(scenario), *missing])
+    assert run_refused.exit_code == 2 and "is not loopback" in run_refused.output
+    run_allowed = CliRunner().invoke(cli, ["run", str(scenario), "--allow-remote", *missing])
+    assert run_allowed.exit_code == 2 and "payload.file" in run_allowed.output, run_allowed.output
+    assert "is not loopback" not in run_allowed.output
+    assert not (tmp_path / "reports").exists()
