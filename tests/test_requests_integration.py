@@ -1,6 +1,6 @@
 """Requests as users define them, for real: a weighted two-request scenario with a secret header and answer
 checks against tests/fixtures/checked_service, and the same service broken only when it batches, which
-mismatch_rate must FAIL."""
+mismatch_rate must FAIL, and answering 500 to bodies that are not JSON, which bad_input_5xx_rate must FAIL."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ LABEL_CHECK = {"fields": [{"field": "0", "expected_column": "label"}]}
 ALONE_CHECK = {"same_as_alone": {"field": "0", "bodies": 60}}
 
 
-def scenario(tmp_path: Path, users: int = 8, check: dict[str, Any] = LABEL_CHECK) -> Path:
+def scenario(
+    tmp_path: Path, users: int = 8, check: dict[str, Any] = LABEL_CHECK, malformed_fraction: float = 0.0
+) -> Path:
     rng = random.Random(0)
     rows = [[round(rng.uniform(0, 5), 1) for _ in range(4)] for _ in range(60)]
     dataset = tmp_path / "rows.jsonl"
@@ -60,6 +62,9 @@ def scenario(tmp_path: Path, users: int = 8, check: dict[str, Any] = LABEL_CHECK
         "objectives": [{"metric": "error_rate", "max": 0.01}, {"metric": "mismatch_rate", "max": 0.01}],
         "output": {"dir": str(tmp_path / "reports")},
     }
+    if malformed_fraction:
+        data["payload"] = {"malformed_fraction": malformed_fraction}
+        data["objectives"].append({"metric": "bad_input_5xx_rate", "max": 0.01})
     path = tmp_path / "scenario.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -105,15 +110,30 @@ def test_weighted_requests_with_a_secret_header_and_checked_answers(tmp_path: Pa
     assert SECRET not in result.stdout + result.stderr
 
 
-def test_a_service_wrong_only_when_batched_fails_mismatch_rate(tmp_path: Path) -> None:
-    env = {"CHECKED_API_KEY": SECRET, "CHECKED_TOKEN": SECRET, "CHECKED_BROKEN_WHEN_BATCHED": "1"}
-    result = run(scenario(tmp_path, users=16), env)
+def test_a_service_wrong_when_batched_and_500_on_bad_input_fails_both_objectives_by_name(tmp_path: Path) -> None:
+    env = {
+        "CHECKED_API_KEY": SECRET,
+        "CHECKED_TOKEN": SECRET,
+        "CHECKED_BROKEN_WHEN_BATCHED": "1",
+        "CHECKED_500_ON_NOT_JSON": "1",
+    }
+    result = run(scenario(tmp_path, users=16, malformed_fraction=0.2), env)
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     verdict = json.loads((run_dir(tmp_path) / "verdict.json").read_text())
-    failed = [o for o in verdict["objectives"] if o["status"] == "FAIL"]
-    assert [o["metric"] for o in failed] == ["mismatch_rate"], failed
-    assert "mismatch_rate" in result.stdout
-    assert steady(tmp_path)["failures"] == 0  # right statuses: only the answers' labels give the bug away
+    failed = {o["metric"]: o["reason"] for o in verdict["objectives"] if o["status"] == "FAIL"}
+    assert sorted(failed) == ["bad_input_5xx_rate", "mismatch_rate"], failed
+    assert failed["bad_input_5xx_rate"].startswith("bad-input 5xx rate ("), failed
+    assert "mismatch_rate" in result.stdout and "bad_input_5xx_rate" in result.stdout
+    figures = steady(tmp_path)
+    print(f"bad inputs {figures['bad_inputs']}, 5xx {figures['bad_input_5xx']}; {figures['mismatches']} mismatches")
+    assert figures["bad_input_5xx"] > 0
+    # Right statuses for the valid requests: only the answers' labels give the batching bug away; the spoiled
+    # requests stay out of failures whatever they got.
+    assert figures["failures"] == 0
+    # The 500s are the bodies that are not JSON: every one of them got one, counted as a failed bad input.
+    locust = {stat["name"]: stat for stat in json.loads((run_dir(tmp_path) / "locust.json").read_text())}
+    not_json = locust["predict [malformed not_json]"]
+    assert not_json["num_requests"] > 0 and not_json["num_failures"] == not_json["num_requests"], not_json
 
 
 @pytest.mark.parametrize("broken", [False, True], ids=["correct", "wrong-when-batched"])
