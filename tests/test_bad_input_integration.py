@@ -1,6 +1,7 @@
 """The bad-input mix for real: a share of spoiled requests against the digits example, which must answer every
 one of them 4xx (0 5xx), while error_rate and latency still judge the valid traffic only; both for the default
-payload to service.endpoint and for the scenario's own `requests:`."""
+payload to service.endpoint and for the scenario's own `requests:`. And a test service whose replica dies on bad
+input, which must fail bad_input_5xx_rate naming the replica."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import yaml
 from harness.load.payloads import build_bodies
 
 ROOT = Path(__file__).resolve().parents[1]
+CHECKED = ROOT / "tests" / "fixtures" / "checked_service"
 HARNESS = [sys.executable, "-m", "harness.cli"]
 
 pytestmark = pytest.mark.integration
@@ -96,3 +98,37 @@ def test_bad_input_spoils_the_scenarios_own_requests_too(tmp_path: Path) -> None
     ]
     mixed = run_and_check_every_bad_input_got_4xx(tmp_path, data, "classify-two")
     assert mixed["checked"] > 100 and mixed["mismatches"] == 0  # valid answers checked, spoiled ones not
+
+
+def test_a_replica_that_dies_on_bad_input_fails_bad_input_5xx_rate_naming_it(tmp_path: Path) -> None:
+    """tests/fixtures/checked_service with CHECKED_ON_NOT_JSON=die: its replica dies at the first body that is not
+    JSON, and stays dead (no restart within the stage). The verdict names the crash, not only a rate."""
+    bodies = tmp_path / "bodies.jsonl"
+    bodies.write_text('{"rows": [[1.0, 2.0]]}\n{"rows": [[3.0, 4.5]]}\n')
+    env = {"CHECKED_API_KEY": "dies-key", "CHECKED_ON_NOT_JSON": "die"}
+    data = {
+        "name": "dies-on-bad-input",
+        "service": {"path": str(CHECKED), "service": "service:CheckedClassifier", "env": env},
+        "target": {"replicas": 1, "restart_backoff_s": 300},
+        # Long enough that the crash is seen (about 2 s after it) inside the stage, where it counts.
+        "stages": [{"name": "mixed", "duration_s": 10, "users": 4, "spawn_rate": 4}],
+        "payload": {"malformed_fraction": 0.5},
+        "requests": [
+            {"name": "predict", "path": "/predict", "headers": {"X-Api-Key": "dies-key"}, "body_file": str(bodies)}
+        ],
+        "objectives": [{"metric": "bad_input_5xx_rate", "max": 0.05}],
+        "output": {"dir": str(tmp_path / "reports")},
+    }
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(yaml.safe_dump(data))
+    result = subprocess.run(
+        [*HARNESS, "run", str(scenario)], env=dict(os.environ), capture_output=True, text=True, timeout=400, check=False
+    )
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    (run_dir,) = (tmp_path / "reports").iterdir()
+    (judged,) = json.loads((run_dir / "verdict.json").read_text())["objectives"]
+    print(judged["reason"])
+    assert judged["status"] == "FAIL" and "replica replica-1 died while bad input was sent" in judged["reason"]
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    (crashed,) = [event["detail"] for event in events if event["kind"] == "replica_crashed"]
+    assert crashed["replica"] == "replica-1" and crashed["exit_code"] == -9, crashed

@@ -115,7 +115,7 @@ def test_a_service_wrong_when_batched_and_500_on_bad_input_fails_both_objectives
         "CHECKED_API_KEY": SECRET,
         "CHECKED_TOKEN": SECRET,
         "CHECKED_BROKEN_WHEN_BATCHED": "1",
-        "CHECKED_500_ON_NOT_JSON": "1",
+        "CHECKED_ON_NOT_JSON": "500",
     }
     result = run(scenario(tmp_path, users=16, malformed_fraction=0.2), env)
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
