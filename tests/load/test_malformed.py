@@ -20,7 +20,7 @@ from harness.load.malformed import (
     malformed_requests,
     wrong_shape,
 )
-from harness.load.requests import endpoint_request
+from harness.load.requests import PreparedBody, ReadyRequest, endpoint_request
 
 DIGITS = json.dumps({"images": [[float(i % 17) for i in range(64)], [1.0] * 64]}).encode()
 WINE = json.dumps({"rows": [[14.2, 1.7, 2.4, 15.6, 127.0, 2.8, 3.1, 0.3, 2.3, 5.6, 1.0, 3.9, 1065.0]]}).encode()
@@ -98,6 +98,18 @@ def test_the_pool_draws_each_kind_equally_and_the_mix_expects_4xx() -> None:
     assert BAD_INPUT_CHECK.expects_bad_input
     by_name = {request.name: request for request in mix}
     assert by_name["/classify [malformed wrong_content_type]"].headers == {"Content-Type": "text/plain"}
+
+
+def test_a_scenarios_request_is_spoiled_with_its_own_method_path_and_headers_and_bodyless_ones_are_not() -> None:
+    headers = {"X-Api-Key": "k", "content-type": "application/json; charset=utf-8"}
+    update = ReadyRequest("update", "PUT", "/v2/rows", headers, [PreparedBody(WINE)])
+    health = ReadyRequest("health", "GET", "/livez", {}, [PreparedBody(None)])
+    mix = malformed_requests([update, health], random.Random(2))
+    assert sorted(request.name for request in mix) == sorted(f"update [malformed {kind}]" for kind in MALFORMED)
+    assert {(request.method, request.path) for request in mix} == {("PUT", "/v2/rows")}
+    for request in mix:
+        content_type = "text/plain" if request.name.endswith("wrong_content_type]") else "application/json"
+        assert request.headers == {"X-Api-Key": "k", "Content-Type": content_type}, request.name
 
 
 @settings(max_examples=100, deadline=None)
