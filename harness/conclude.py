@@ -73,6 +73,17 @@ def unmeasured_note(server: Sequence[ServerSample], samples: Sequence[ReplicaSam
     return "judged on client-side figures; not measured: " + "; ".join(missing) if missing else None
 
 
+def accepted_bad_input_notes(stages: Sequence[StageResult]) -> list[str]:
+    """Per stage, the bad input the service answered 2xx: expected 4xx, it is no failed objective (only a 5xx or a
+    dead replica is), but a service that takes spoiled input as valid should say so."""
+    return [
+        f"stage '{stage.name}': {stage.bad_input_accepted} of {stage.bad_inputs} bad-input requests were answered 2xx "
+        "(expected 4xx): the service took them as valid input"
+        for stage in stages
+        if stage.bad_input_accepted
+    ]
+
+
 def conclude_run(run_dir: RunDirectory, scenario: Scenario | None = None, warnings: Sequence[str] = ()) -> Verdict:
     """Analyse the run directory, write verdict.json and every report, and return the verdict."""
     scenario = scenario or load_saved_scenario(run_dir)
@@ -109,6 +120,7 @@ def conclude_run(run_dir: RunDirectory, scenario: Scenario | None = None, warnin
         loadgen_processes=scenario.load.processes,
         judged_percentiles=tuple(q for q in (o.percentile for o in scenario.objectives) if q is not None),
     )
+    all_warnings.extend(accepted_bad_input_notes(stages))
     run_start_s = windows[0].start_s if windows else 0.0
     series = interval_series(intervals, run_start_s, bucket_s=scenario.metrics.interval_s)
     p95_objective_s = next(

@@ -61,9 +61,11 @@ class ClientInterval:
     # or with the same body's answer alone (mismatch_rate).
     checked: int = 0
     mismatches: int = 0
-    # Requests sent as bad input (expected 4xx) that ended, and those answered 5xx or not at all (bad_input_5xx_rate).
+    # Requests sent as bad input (expected 4xx) that ended, and those answered 5xx or not at all (bad_input_5xx_rate);
+    # those answered 2xx, taken as valid input.
     bad_inputs: int = 0
     bad_input_5xx: int = 0
+    bad_input_accepted: int = 0
 
 
 @dataclass(frozen=True)
@@ -535,6 +537,8 @@ class StageResult:
     bad_inputs: int = 0
     bad_input_5xx: int = 0
     bad_input_5xx_rate: float | None = None
+    # Bad-input requests answered 2xx: the service took them as valid (a warning, not an objective).
+    bad_input_accepted: int = 0
     # Replicas that died during the stage (under a bad-input mix, that fails bad_input_5xx_rate).
     crashed_replicas: list[str] = field(default_factory=list)
 

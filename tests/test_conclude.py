@@ -1,9 +1,11 @@
-"""What a verdict says it could not measure: a service without /metrics, a target that gives no CPU or memory."""
+"""What a verdict says it could not measure (a service without /metrics, a target that gives no CPU or memory), and
+the bad input a service took as valid."""
 
 from __future__ import annotations
 
-from harness.conclude import unmeasured_note
+from harness.conclude import accepted_bad_input_notes, unmeasured_note
 from harness.model import ReplicaSample, ServerSample
+from tests.test_verdict import stage
 
 SCRAPED = ServerSample(t_s=1.0, replica="r1", ok=True, requests_total=3.0)
 NOT_SCRAPED = ServerSample(t_s=1.0, replica="r1", ok=False, error="HTTP 404")
@@ -28,3 +30,17 @@ def test_a_service_without_metrics_is_judged_on_client_figures_and_says_what_was
     assert unmeasured_note([SCRAPED], [], "/metrics") == (
         "judged on client-side figures; not measured: replica CPU and memory"
     )
+
+
+def test_bad_input_answered_2xx_is_told_per_stage_and_none_is_not() -> None:
+    stages = [
+        stage("warmup", bad_inputs=40, bad_input_accepted=3),
+        stage("mixed", bad_inputs=355, bad_input_5xx=83, bad_input_accepted=97),
+        stage("clean", bad_inputs=100, bad_input_accepted=0),
+    ]
+    assert accepted_bad_input_notes(stages) == [
+        "stage 'warmup': 3 of 40 bad-input requests were answered 2xx (expected 4xx): the service took them as valid "
+        "input",
+        "stage 'mixed': 97 of 355 bad-input requests were answered 2xx (expected 4xx): the service took them as valid "
+        "input",
+    ]

@@ -223,6 +223,7 @@ def _summarize(
     mismatches = sum(i.mismatches for i in own)
     bad_inputs = sum(i.bad_inputs for i in own)
     bad_input_5xx = sum(i.bad_input_5xx for i in own)
+    bad_input_accepted = sum(i.bad_input_accepted for i in own)
     errors: dict[str, int] = defaultdict(int)
     for interval in own:
         for kind, count in interval.errors.items():
@@ -289,6 +290,7 @@ def _summarize(
         bad_inputs=bad_inputs,
         bad_input_5xx=bad_input_5xx,
         bad_input_5xx_rate=bad_input_5xx / bad_inputs if bad_inputs else None,
+        bad_input_accepted=bad_input_accepted,
         crashed_replicas=crashed,
     )
 

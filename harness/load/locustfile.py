@@ -140,6 +140,7 @@ class _StageAccumulator:
         self.mismatches = 0
         self.bad_inputs = 0
         self.bad_input_5xx = 0
+        self.bad_input_accepted = 0
 
 
 class IntervalRecorder:
@@ -186,6 +187,7 @@ class IntervalRecorder:
         accumulator = self._stage(stage)
         accumulator.bad_inputs += 1
         accumulator.bad_input_5xx += int(status >= 500 or status == 0)
+        accumulator.bad_input_accepted += int(200 <= status < 300)
 
     def scheduled(self, stage: str, lag_s: float) -> None:
         accumulator = self._stage(stage)
@@ -234,6 +236,7 @@ class IntervalRecorder:
                 mismatches=accumulator.mismatches,
                 bad_inputs=accumulator.bad_inputs,
                 bad_input_5xx=accumulator.bad_input_5xx,
+                bad_input_accepted=accumulator.bad_input_accepted,
             )
             lines.append(json.dumps(asdict(record), separators=(",", ":")))
         _write_records(self.out_path, lines)

@@ -335,12 +335,15 @@ def test_a_generator_stall_makes_only_the_percentiles_it_could_move_inconclusive
 
 def test_checked_answers_and_bad_inputs_add_up_over_intervals_and_processes() -> None:
     intervals = [
-        dataclasses.replace(record, checked=100, mismatches=t % 2, bad_inputs=10, bad_input_5xx=int(t == 3))
+        dataclasses.replace(
+            record, checked=100, mismatches=t % 2, bad_inputs=10, bad_input_5xx=int(t == 3), bad_input_accepted=t % 3
+        )
         for t, record in enumerate(steady_intervals(seconds=10))
     ]
     (result,) = summarize(intervals)
     assert (result.checked, result.mismatches, result.mismatch_rate) == (1000, 5, 0.005)
     assert (result.bad_inputs, result.bad_input_5xx, result.bad_input_5xx_rate) == (100, 1, 0.01)
+    assert result.bad_input_accepted == 9
 
 
 def test_no_checked_answers_means_no_rate_not_zero() -> None:
