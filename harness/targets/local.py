@@ -1,9 +1,9 @@
 """The embedded default target: replicas as `bentoml serve` processes on free 127.0.0.1 ports.
 
 Each replica gets its own BENTOML_HOME (replicas sharing one corrupt each other's /metrics) whose `models`
-shows the user's model store read-only, runs in the service's own Python, carries the run's process mark
-(harness.processes: stopping it stops its workers too, even those whose parent died) and has a log file in
-the run directory. Readiness is polled on the readiness path by a background thread.
+shows the user's model store (read-only where the harness may mount, as root), runs in the service's own
+Python, carries the run's process mark (harness.processes: stopping it stops its workers too, even those whose
+parent died) and has a log file in the run directory. Readiness is polled on the readiness path by a background thread.
 """
 
 from __future__ import annotations
