@@ -33,7 +33,7 @@ from harness.load.alone import describe
 from harness.load.payloads import build_bodies
 from harness.load.record_alone import record_alone
 from harness.load.requests import ready_requests
-from harness.load.runner import EndpointPublisher, LoadDriver, LocustProcess
+from harness.load.runner import EndpointPublisher, LoadDriver, LocustProcess, check_user_locustfile
 from harness.load.shape import stage_windows
 from harness.local_autoscaler import LocalAutoscaler, check_supported
 from harness.metrics.collector import MetricsCollector
@@ -184,6 +184,7 @@ def preflight(scenario: Scenario) -> None:
             raise ConfigError(f"load.locustfile '{scenario.load.locustfile}': no such file")
         if in_cluster:
             raise ConfigError("load.locustfile: the in-cluster load generator cannot run it yet; use loadgen: host")
+        check_user_locustfile(scenario.load.locustfile)
     if scenario.requests is not None:
         # Reads every body file and data set, fills every template and checks every ${NAME} is set.
         ready_requests(scenario.requests, os.environ)

@@ -274,6 +274,29 @@ def test_validate_runs_the_preflight_of_run(tmp_path: Path) -> None:
     assert "latency_p99_ms, which needs at least 1000" in short.output
 
 
+def test_validate_loads_the_users_locustfile_as_the_load_generator_will_and_names_its_mistake(tmp_path: Path) -> None:
+    scenario = tmp_path / "own-users.yaml"
+    scenario.write_text(
+        "name: own-users\ntarget: {kind: external, urls: ['http://127.0.0.1:9']}\n"
+        "stages: [{name: a, duration_s: 5, users: 1}]\nload: {locustfile: users.py}\n"
+    )
+    users = tmp_path / "users.py"
+    for source, expected in [
+        ("from locust import HttpUser\nclass Mine(HttpUser):\n    pass\n", None),
+        ("from locust import task\nclass Helper:\n    pass\n", "defines no User class"),
+        ("class Broken(:\n", "importing it failed: SyntaxError: invalid syntax (users.py, line 1)"),
+        ("import not_installed_anywhere\n", "importing it failed: ModuleNotFoundError: No module named"),
+    ]:
+        users.write_text(source)
+        result = CliRunner().invoke(cli, ["validate", str(scenario)])
+        if expected is None:
+            assert result.exit_code == 0, result.output
+            continue
+        assert result.exit_code == 2, result.output
+        (line,) = result.output.strip().splitlines()
+        assert line.startswith(f"error: load.locustfile '{users}': {expected}"), line
+
+
 def test_a_remote_external_url_needs_an_explicit_opt_in(tmp_path: Path) -> None:
     scenario = tmp_path / "external.yaml"
     scenario.write_text(

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.config import Scenario
-from harness.errors import DeployError, LoadError
+from harness.errors import ConfigError, DeployError, LoadError
 from harness.load.shape import load_plan, planned_duration_s
 from harness.model import ClientInterval, LoadgenOverhead, from_json_dict
 from harness.processes import REPLICA_ENV, RUN_ENV, free_port, spawn, stop_tree
@@ -28,6 +28,26 @@ from harness.processes import REPLICA_ENV, RUN_ENV, free_port, spawn, stop_tree
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 # The process mark's replica part for Locust and its workers (harness.processes).
 LOADGEN_MARK = "loadgen"
+
+
+def check_user_locustfile(path: Path, timeout_s: float = 60.0) -> list[str]:
+    """The User classes `load.locustfile` defines, loaded as the load generator will load them but in a process
+    of its own (this one never imports locust); a ConfigError in one line when it cannot be imported or defines
+    none, before anything is deployed."""
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "harness.load.user_locustfile", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as error:
+        raise ConfigError(f"load.locustfile '{path}': importing it took more than {timeout_s:g} s") from error
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines()
+        raise ConfigError(lines[-1] if lines else f"load.locustfile '{path}': exit code {result.returncode}")
+    return result.stdout.split()
 
 
 def write_endpoints(path: Path, base_urls: Sequence[str]) -> None:
