@@ -242,7 +242,7 @@ def stop_tree(
     mark: Mapping[str, str] | None = None,
 ) -> None:
     """Stop a child completely: SIGTERM to its process group, `grace_s` to exit, then SIGKILL to whatever is
-    left of its tree, and of the processes bearing `mark` (run id and replica) when given."""
+    left of its tree, and of the processes this harness marked with `mark` (run id and replica) when given."""
     tree = process_tree(process.pid)
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
@@ -251,7 +251,8 @@ def stop_tree(
             process.wait(timeout=grace_s)
     leftovers = tree + process_tree(process.pid)
     if mark is not None:
-        leftovers += [found for found, _ in marked_processes(run_id=mark[RUN_ENV], replica=mark.get(REPLICA_ENV))]
+        marked = marked_processes(owner=owner_id(), run_id=mark[RUN_ENV], replica=mark.get(REPLICA_ENV))
+        leftovers += [found for found, _ in marked]
     kill_all(leftovers)
     if process.poll() is None:
         process.wait(timeout=5)

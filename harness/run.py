@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import os
 import platform
+import secrets
 import signal
 import subprocess
 import threading
@@ -62,9 +63,13 @@ if TYPE_CHECKING:
 # --------------------------------------------------------------------------- run identity and metadata
 
 
-def new_run_id(scenario: Scenario, now: dt.datetime | None = None) -> str:
+def new_run_id(scenario: Scenario, now: dt.datetime | None = None, suffix: str | None = None) -> str:
+    """`<UTC second>-<scenario>-<6 random hex digits>`. The run id names the run directory and marks the run's
+    processes, cgroups, containers and cluster objects, which its stop and sweeps remove: two runs of one
+    scenario started in the same second (two CI jobs, two test workers) must not share it, or the first to
+    end kills the other's load generator."""
     stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{scenario.name}"
+    return f"{stamp}-{scenario.name}-{suffix if suffix is not None else secrets.token_hex(3)}"
 
 
 def _git_commit(cwd: Path) -> str | None:

@@ -24,6 +24,7 @@ from harness.processes import (
     OWNER_ENV,
     REPLICA_ENV,
     RUN_ENV,
+    marked_env,
     marked_processes,
     owner_alive,
     owner_id,
@@ -137,6 +138,20 @@ supervisor = spawn([sys.executable, "-c", sys.argv[2]], run_id=run_id, replica="
 print(watchdog.process.pid, flush=True)
 time.sleep(300)
 """
+
+
+def test_stop_tree_with_the_mark_spares_another_harnesses_process_of_the_same_run_id(run_id: str) -> None:
+    """Two harnesses whose runs share an id (a run id given twice) stop only their own processes."""
+    mine = spawn(["sleep", "120"], run_id=run_id, replica="loadgen")
+    another_harness = owner_id(os.getppid())
+    theirs = subprocess.Popen(["sleep", "120"], env=marked_env(os.environ, run_id, "loadgen", owner=another_harness))
+    try:
+        stop_tree(mine, grace_s=1, mark={RUN_ENV: run_id, REPLICA_ENV: "loadgen"})
+        assert mine.poll() is not None
+        assert theirs.poll() is None, "the other harness's process was killed"
+    finally:
+        theirs.kill()
+        theirs.wait()
 
 
 def test_after_a_sigkill_of_the_harness_its_watchdog_sweeps_every_marked_process(run_id: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +81,11 @@ def test_in_cluster_load_builds_the_load_generator_image(tmp_path: Path, builds:
     images, built = build(scenario)
     assert images == RunImages(service="mine:1", loadgen="harness-loadgen:built")
     assert builds == [LOADGEN_DOCKERFILE.name] and [event.image for event in built] == ["harness-loadgen:built"]
+
+
+def test_run_ids_of_one_scenario_started_in_the_same_second_differ(tmp_path: Path) -> None:
+    scenario = scenario_on(tmp_path, "local")
+    now = dt.datetime(2026, 11, 30, 18, 6, 6, tzinfo=dt.UTC)
+    assert harness.run.new_run_id(scenario, now, suffix="a1b2c3") == f"20261130T180606Z-{scenario.name}-a1b2c3"
+    first, second = (harness.run.new_run_id(scenario, now) for _ in range(2))
+    assert first != second and re.fullmatch(rf"20261130T180606Z-{scenario.name}-[0-9a-f]{{6}}", first), first
