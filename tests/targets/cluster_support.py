@@ -1,0 +1,129 @@
+"""What the real-cluster tests share: the cluster's scenario, namespaces, waiting, the admin client, and
+`harness run` as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.config import Scenario, parse_scenario
+from harness.errors import DeployError
+from harness.targets.base import RUN_LABEL
+from harness.targets.kubernetes import KubernetesTarget
+from harness.targets.kubernetes_api import ClientKubernetesApi
+from tests.targets.conftest import DIGITS_DIR, ROOT, RealCluster
+
+WAIT_S = 120.0
+
+
+def cluster_scenario(cluster: RealCluster, image: str, namespace: str, **changes: Any) -> Scenario:
+    data: dict[str, Any] = {
+        "name": "cluster-target-test",
+        "service": {"path": str(DIGITS_DIR), "service": "service:DigitsClassifier"},
+        "target": {
+            "kind": "kubernetes",
+            "replicas": 2,
+            "startup_timeout_s": 120,
+            "kubernetes": {
+                "kubeconfig": str(cluster.kubeconfig),
+                "node_containerd": str(cluster.containerd),
+                "namespace": namespace,
+                "image": image,
+                "rollout_timeout_s": 150,
+            },
+        },
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "stages": [{"name": "s", "duration_s": 1, "users": 1}],
+    }
+    for path, value in changes.items():
+        node = data
+        *parents, last = path.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return parse_scenario(data)
+
+
+def new_namespace() -> str:
+    return f"harness-test-{uuid.uuid4().hex[:8]}"
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
+    deadline_s = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline_s, f"{what} not within {timeout_s:g} s"
+        time.sleep(1.0)
+
+
+def admin(cluster: RealCluster) -> ClientKubernetesApi:
+    return ClientKubernetesApi.connect(cluster.kubeconfig)
+
+
+def run_objects(api: ClientKubernetesApi, namespace: str, run_label: str) -> list[str]:
+    found = []
+    for api_version, kind in (
+        ("apps/v1", "Deployment"),
+        ("v1", "Service"),
+        ("v1", "Pod"),
+        ("policy/v1", "PodDisruptionBudget"),
+    ):
+        listed = api.list(api_version, kind, namespace, f"{RUN_LABEL}={run_label}") or {}
+        found += [f"{kind}/{item['metadata']['name']}" for item in listed.get("items") or []]
+    return found
+
+
+def assert_nothing_left(cluster: RealCluster, target: KubernetesTarget) -> None:
+    """No object of the run remains, and the namespace the target created goes away."""
+    api = admin(cluster)
+    wait_for(lambda: api.get("v1", "Namespace", None, target.namespace) is None, f"namespace {target.namespace} gone")
+    assert run_objects(api, target.namespace, target.run_label) == []
+
+
+def failing_start(target: KubernetesTarget) -> DeployError:
+    try:
+        with pytest.raises(DeployError) as raised:
+            target.start(1)
+    finally:
+        target.stop()
+    return raised.value
+
+
+def post_json(url: str, body: Any) -> Any:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def harness_run(scenario: dict[str, Any], path: Path) -> subprocess.CompletedProcess[str]:
+    """`harness run` of a scenario written to `path`, as a user runs it."""
+    path.write_text(yaml.safe_dump(scenario))
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def run_cli(scenario: dict[str, Any], directory: Path, name: str) -> Path:
+    """`harness run` of a scenario written under `directory`; its run directory (FAIL and INCONCLUSIVE are
+    results here, a harness error is not)."""
+    reports = directory / f"reports-{name}"
+    result = harness_run({**scenario, "output": {"dir": str(reports)}}, directory / f"{name}.yaml")
+    assert result.returncode in (0, 1, 3), result.stderr[-3000:]
+    (run_dir,) = [p for p in reports.iterdir() if p.is_dir()]
+    return run_dir
