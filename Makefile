@@ -111,12 +111,12 @@ cluster-down:
 	bash scripts/cluster/cluster.sh down
 
 # Two phases on a 2-core machine. First, two lanes side by side: the cluster tests, which mostly wait on the
-# controller, on two pytest-xdist workers (one file each: the real-HPA run beside the other pod runs;
-# xdist_group marks would not do, since pytest 9.2 stopped --dist loadgroup from grouping, pytest-xdist
-# issue 1386), beside the light local integration tests and then the unit tests, each of those on two
-# workers (--dist loadfile: a test file stays on one worker, its module fixtures start servers once; the
-# unit tests after the light ones rather than after the cluster's, which measured 14:52 against 14:26,
-# since the light lane then shares the CPU longer). Then every
+# controller, on two pytest-xdist workers (one file each: the two runs that drive load, the real HPA's and
+# the in-cluster generators', one after the other beside the rest; xdist_group marks would not do, since
+# pytest 9.2 stopped --dist loadgroup from grouping, pytest-xdist issue 1386), beside the light local
+# integration tests and then the unit tests, each of those on two workers (--dist loadfile: a test file
+# stays on one worker, its module fixtures start servers once). Phase 1 is bound by the CPU: measured, the
+# unit tests after the cluster tests took 14:52 in all, and the two load runs side by side 16:44. Then every
 # test marked `exclusive` (CPU or start-up timing bounds, sweeps of dead harnesses) runs alone. The cluster
 # lane's output is printed after it ends.
 PYTEST = PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest --durations=15

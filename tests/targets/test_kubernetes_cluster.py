@@ -2,35 +2,42 @@
 kubelet, containerd, metrics-server, Prometheus and prometheus-adapter on this machine), with the digits image.
 
 Rollout and readiness, /metrics of every pod by each route (pod proxy, Prometheus, port-forward), CPU and
-memory from metrics.k8s.io, cleanup by label with the namespace, load from inside the cluster, and the pod
-failures a user meets first: an image the node does not have, a crash loop, an OOM kill. Each ends in one
-DeployError naming the cause, and nothing of the run is left in the cluster. The real HPA, and the failures
-that need no pod, are in test_kubernetes_cluster_hpa.py, which make test runs beside this file.
+memory from metrics.k8s.io, cleanup by label with the namespace, and the failure paths a user meets first:
+an image the node does not have, a crash loop, an OOM kill, a forbidden service account, no cluster at all.
+Each ends in one DeployError naming the cause, and nothing of the run is left in the cluster. A SIGKILLed
+harness has its namespace deleted by its watchdog. The runs that drive load (the real HPA, load from inside
+the cluster) are in test_kubernetes_cluster_load.py, which make test runs beside this file.
 """
 
 from __future__ import annotations
 
-import json
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness.errors import DeployError
 from harness.metrics.promql import PrometheusReplicaMetrics, urllib_fetch
 from harness.model import Event
+from harness.processes import owner_id
+from harness.targets.base import OWNER_LABEL
 from harness.targets.kubernetes import KubernetesTarget
 from tests.targets.cluster_support import (
+    WAIT_S,
     admin,
     assert_nothing_left,
     cluster_scenario,
     failing_start,
+    harness_run,
     new_namespace,
     post_json,
-    run_cli,
     run_objects,
     wait_for,
 )
-from tests.targets.conftest import DIGITS_DIR, RealCluster
+from tests.targets.conftest import DIGITS_DIR, ROOT, RealCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -167,27 +174,71 @@ def test_an_out_of_memory_pod_says_to_raise_the_memory_limit(
     assert_nothing_left(cluster, target)
 
 
-# --------------------------------------------------------------------------- load from inside the cluster
+# --------------------------------------------------------------------------- failures that need no pod
 
 
-def run_in_cluster(cluster: RealCluster, digits_image: str, tmp_path: Path, workers: int) -> Path:
-    """One in-cluster run in a namespace that enforces the "restricted" Pod Security Standard: the loadgen
-    chart's pods (own service account, no token, non-root, read-only root) are admitted as the model's are."""
+def test_a_forbidden_service_account_is_one_error_and_touches_nothing(
+    cluster: RealCluster, digits_image: str, tmp_path: Path
+) -> None:
     api = admin(cluster)
-    namespace = new_namespace()
-    restricted = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn")}
-    api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": restricted}})
+    account = f"harness-nobody-{uuid.uuid4().hex[:6]}"
+    api.apply({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account, "namespace": "default"}})
     try:
-        return run_restricted_in_cluster(cluster, digits_image, tmp_path, workers, namespace)
+        from kubernetes import client, config
+
+        core = client.CoreV1Api(config.new_client_from_config(config_file=str(cluster.kubeconfig)))
+        request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 600}}
+        token = core.create_namespaced_service_account_token(account, "default", request).status.token
+        kubeconfig = yaml.safe_load(cluster.kubeconfig.read_text())
+        kubeconfig["users"] = [{"name": account, "user": {"token": token}}]
+        kubeconfig["contexts"][0]["context"]["user"] = account
+        restricted = tmp_path / "restricted.kubeconfig"
+        restricted.write_text(yaml.safe_dump(kubeconfig))
+        namespace = new_namespace()
+        scenario = cluster_scenario(cluster, digits_image, namespace, target__kubernetes__kubeconfig=str(restricted))
+        target = KubernetesTarget(scenario, tmp_path)
+        error = failing_start(target)
+        assert "forbidden" in str(error).lower() and account in str(error)
+        assert api.get("v1", "Namespace", None, namespace) is None
     finally:
-        api.delete("v1", "Namespace", None, namespace)
+        api.delete("v1", "ServiceAccount", "default", account)
 
 
-def run_restricted_in_cluster(
-    cluster: RealCluster, digits_image: str, tmp_path: Path, workers: int, namespace: str
-) -> Path:
+def test_no_cluster_at_the_address_is_exit_2_with_one_line(digits_image: str, tmp_path: Path) -> None:
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "gone", "cluster": {"server": "https://127.0.0.1:9"}}],
+        "users": [{"name": "u", "user": {"token": "x"}}],
+        "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "u"}}],
+        "current-context": "gone",
+    }
+    (tmp_path / "gone.kubeconfig").write_text(yaml.safe_dump(kubeconfig))
     scenario = {
-        "name": f"in-cluster-{workers}",
+        "name": "no-cluster",
+        "service": {"path": str(DIGITS_DIR), "service": "service:DigitsClassifier"},
+        "target": {
+            "kind": "kubernetes",
+            "kubernetes": {"kubeconfig": str(tmp_path / "gone.kubeconfig"), "image": digits_image},
+        },
+        "stages": [{"name": "s", "duration_s": 1, "users": 1}],
+        "output": {"dir": str(tmp_path / "reports")},
+    }
+    result = harness_run(scenario, tmp_path / "scenario.yaml")
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cannot reach the Kubernetes API server" in errors[0], result.stderr[-2000:]
+
+
+# --------------------------------------------------------------------------- a harness that dies
+
+
+def test_a_sigkilled_harness_has_its_namespace_deleted_by_its_watchdog(
+    cluster: RealCluster, digits_image: str, tmp_path: Path
+) -> None:
+    namespace = new_namespace()
+    scenario = {
+        "name": "killed-harness",
         "service": {"path": str(DIGITS_DIR), "service": "service:DigitsClassifier"},
         "target": {
             "kind": "kubernetes",
@@ -195,39 +246,59 @@ def run_restricted_in_cluster(
             "kubernetes": {
                 "kubeconfig": str(cluster.kubeconfig),
                 "node_containerd": str(cluster.containerd),
+                "load_route": "pod-ip",
                 "image": digits_image,
                 "namespace": namespace,
-                "loadgen": "in-cluster",
-                "loadgen_workers": workers,
             },
         },
-        "build": {"base_image": "harness-python:bookworm", "ca_bundle": "/etc/ssl/certs/ca-certificates.crt"},
-        "stages": [{"name": "open-20", "duration_s": 12, "arrival_rate_rps": 20, "arrival": "constant"}],
-        "objectives": [{"metric": "error_rate", "max": 0.05}, {"metric": "throughput_rps", "min": 10}],
+        "stages": [{"name": "long", "duration_s": 300, "users": 1}],
+        "output": {"dir": str(tmp_path / "reports")},
     }
-    return run_cli(scenario, tmp_path, f"in-cluster-{workers}")
+    (tmp_path / "scenario.yaml").write_text(yaml.safe_dump(scenario))
+    harness = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "run", str(tmp_path / "scenario.yaml")],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    api = admin(cluster)
+    try:
+        wait_for(lambda: any((tmp_path / "reports").glob("*/stages.json")), "the load started", 180)
+        assert api.get("v1", "Namespace", None, namespace) is not None
+    finally:
+        harness.kill()
+        harness.wait()
+
+    def deleted() -> bool:
+        stored = api.get("v1", "Namespace", None, namespace)
+        return stored is None or stored.get("status", {}).get("phase") == "Terminating"
+
+    wait_for(deleted, "the namespace's deletion", 15)
+    wait_for(lambda: api.get("v1", "Namespace", None, namespace) is None, "the namespace gone", WAIT_S)
 
 
-def test_in_cluster_generators_stream_their_records_and_agree_with_one(
-    cluster: RealCluster, digits_image: str, tmp_path: Path
-) -> None:
-    """charts/loadgen in the cluster: every worker's interval records reach the run directory, Locust's own
-    totals agree with them, and two workers give the verdict one gives on the same open-model load."""
-    verdicts = {}
-    for workers in (1, 2):
-        run_dir = run_in_cluster(cluster, digits_image, tmp_path, workers)
-        records = [json.loads(line) for line in (run_dir / "client_intervals.jsonl").read_text().splitlines()]
-        assert {record["process"] for record in records} == set(range(workers))
-        stage = [record for record in records if record["stage"] == "open-20"]
-        requests, scheduled = sum(r["requests"] for r in stage), sum(r["scheduled"] for r in stage)
-        # Every arrival the workers scheduled was sent and answered (or counted as dropped).
-        assert requests == pytest.approx(scheduled, abs=workers * 2), (requests, scheduled)
-        # A constant 20 rps for 12 s is 240 arrivals, split over the workers. A worker that sees the stage
-        # start late on a loaded machine schedules only the rest of it (84 and 194 seen beside other tests).
-        assert 0 < scheduled <= 240 + workers, scheduled
-        totals = json.loads((run_dir / "locust.json").read_text())
-        locust_requests = sum(entry["num_requests"] for entry in totals if entry.get("name") != "Aggregated")
-        assert locust_requests == pytest.approx(sum(r["requests"] for r in records), abs=workers * 2)
-        verdict = json.loads((run_dir / "verdict.json").read_text())
-        verdicts[workers] = {(o["objective"], o["stage"]): o["status"] for o in verdict["objectives"]}
-    assert verdicts[1] == verdicts[2] and set(verdicts[1].values()) == {"PASS"}, verdicts
+def test_harness_cleanup_deletes_namespaces_of_dead_harnesses_only(cluster: RealCluster) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead = owner_id(child.pid)
+    child.wait()
+    api = admin(cluster)
+    left, live = new_namespace(), new_namespace()
+    for name, owner in ((left, dead), (live, owner_id())):
+        api.create(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {OWNER_LABEL: owner}}}
+        )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "harness.cli", "cleanup", "--no-docker", "--kubeconfig", str(cluster.kubeconfig)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"cluster: deleted namespace {left} (a harness that is gone)" in result.stdout
+        assert live not in result.stdout
+        assert (api.get("v1", "Namespace", None, live) or {}).get("status", {}).get("phase") == "Active"
+    finally:
+        api.delete("v1", "Namespace", None, live)
+        api.delete("v1", "Namespace", None, left)
