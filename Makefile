@@ -111,20 +111,18 @@ cluster-down:
 	bash scripts/cluster/cluster.sh down
 
 # Two phases on a 2-core machine. First, two lanes side by side: the cluster tests, which mostly wait on the
-# controller, on two pytest-xdist workers (one file each: the two runs that drive load, the real HPA's and
-# the in-cluster generators', one after the other beside the rest; xdist_group marks would not do, since
-# pytest 9.2 stopped --dist loadgroup from grouping, pytest-xdist issue 1386), beside the light local
-# integration tests and then the unit tests, each of those on two workers (--dist loadfile: a test file
-# stays on one worker, its module fixtures start servers once). Phase 1 is bound by the CPU: measured, the
-# unit tests after the cluster tests took 14:52 in all, and the two load runs side by side 16:44. Then every
-# test marked `exclusive` (CPU or start-up timing bounds, sweeps of dead harnesses) runs alone. The cluster
-# lane's output is printed after it ends.
+# controller, one at a time, beside the light local integration tests and then the unit tests, each of those
+# on two pytest-xdist workers (--dist loadfile: a test file stays on one worker, its module fixtures start
+# servers once). Phase 1 is bound by the CPU: the cluster tests on two workers of their own measured 14:26,
+# 14:52, 16:44 and 15:50 in all against 15:23-15:38 one at a time, so they stay one at a time, the less
+# concurrent way. Then every test marked `exclusive` (CPU or start-up timing bounds, sweeps of dead
+# harnesses) runs alone. The cluster lane's output is printed after it ends.
 PYTEST = PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest --durations=15
 test: setup system-packages docker-setup cluster lint
 	@mkdir -p test-output
 	@# The project's own bytecode, for the same reason as the install's (its sources change, so here).
 	@$(BIN)/python -m compileall -q harness bench examples tests > /dev/null
-	@$(PYTEST) -n 2 --dist loadfile -m "cluster and not exclusive" --basetemp=/tmp/harness-test-cluster-lane \
+	@$(PYTEST) -m "cluster and not exclusive" --basetemp=/tmp/harness-test-cluster-lane \
 		> test-output/cluster-lane.log 2>&1 & cluster=$$!; \
 	trap 'kill $$cluster 2>/dev/null' INT TERM; \
 	$(PYTEST) -n 2 --dist loadfile -m "integration and not cluster and not exclusive" \

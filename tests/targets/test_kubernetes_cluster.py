@@ -6,7 +6,7 @@ memory from metrics.k8s.io, cleanup by label with the namespace, and the failure
 an image the node does not have, a crash loop, an OOM kill, a forbidden service account, no cluster at all.
 Each ends in one DeployError naming the cause, and nothing of the run is left in the cluster. A SIGKILLed
 harness has its namespace deleted by its watchdog. The runs that drive load (the real HPA, load from inside
-the cluster) are in test_kubernetes_cluster_load.py, which make test runs beside this file.
+the cluster) are in test_kubernetes_cluster_load.py.
 """
 
 from __future__ import annotations

@@ -2,9 +2,8 @@
 real HPA, fed by metrics-server and prometheus-adapter, scaling a load step out and back in; and load from
 inside the cluster (charts/loadgen), one and two workers agreeing.
 
-make test runs this file on one pytest-xdist worker and test_kubernetes_cluster.py on the other (--dist
-loadfile): the two runs here each keep pods busy for a minute or more, so they go one after the other, beside
-the rest of the cluster tests, which mostly wait on the API server and the kubelet.
+Apart from test_kubernetes_cluster.py, whose tests mostly wait on the API server and the kubelet, since these
+two each keep pods busy for a minute or more.
 """
 
 from __future__ import annotations
