@@ -114,7 +114,7 @@ cluster-down:
 # controller, one at a time, beside the light local integration tests and then the unit tests, each of those
 # on two pytest-xdist workers (--dist loadfile: a test file stays on one worker, its module fixtures start
 # servers once). Phase 1 is bound by the CPU: the cluster tests on two workers of their own measured 14:26,
-# 14:52, 16:44 and 15:50 in all against 15:23-15:38 one at a time, so they stay one at a time, the less
+# 14:52, 16:44 and 15:50 in all against 15:23-16:15 one at a time, so they stay one at a time, the less
 # concurrent way. Then every test marked `exclusive` (CPU or start-up timing bounds, sweeps of dead
 # harnesses) runs alone. The cluster lane's output is printed after it ends.
 PYTEST = PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest --durations=15
