@@ -378,3 +378,97 @@ def test_dependent_interval_lower_bound_never_below_smallest_sample(
         assert 0 < smallest_s <= estimate.ci_low_s <= estimate.value_s
     if estimate.ci_high_s is not None:
         assert estimate.value_s <= estimate.ci_high_s
+
+
+def _sectioned(chunks: list[np.ndarray]) -> tuple[LatencyHistogram, list[LatencyHistogram]]:
+    whole, sections = LatencyHistogram(), []
+    for chunk in chunks:
+        section = histogram_of([float(value) for value in chunk])
+        whole.merge(section)
+        sections.append(section)
+    return whole, sections
+
+
+def test_exponential_tail_percentile_extrapolates_an_exponential_tail_and_not_below_the_threshold() -> None:
+    from harness.analysis.latency import exponential_tail_percentile, tail_shape
+
+    rng = np.random.default_rng(3)
+    exponential = histogram_of(list(0.01 + rng.exponential(0.01, 20_000)))
+    # true p99 of 10 ms + Exp(mean 10 ms): 10 ms + 10 ms * ln(100)
+    truth = 0.01 + 0.01 * math.log(100)
+    value = exponential_tail_percentile(exponential, 99)
+    assert value is not None and value == pytest.approx(truth, rel=0.05)
+    shape = tail_shape(exponential)
+    assert shape is not None and abs(shape) < 0.1
+    uniform = histogram_of(list(0.02 + 0.02 * rng.random(20_000)))
+    shape = tail_shape(uniform)
+    assert shape is not None and shape == pytest.approx(-1.0, abs=0.1)
+    # the model extrapolates above its threshold only, and needs two distinct excesses
+    assert exponential_tail_percentile(exponential, 70) is None
+    assert exponential_tail_percentile(exponential, 50) is None
+    assert exponential_tail_percentile(histogram_of([0.01] * 100), 99) is None
+    assert tail_shape(LatencyHistogram()) is None
+
+
+def test_tail_model_interval_is_left_out_for_bounded_tails_low_percentiles_and_few_sections() -> None:
+    from harness.analysis.latency import MIN_SECTIONS, tail_model_interval
+
+    rng = np.random.default_rng(5)
+    whole, sections = _sectioned(np.array_split(0.01 + rng.exponential(0.01, 5000), 5))
+    interval = tail_model_interval(whole, sections, 99, 0.95)
+    assert interval is not None and interval[0] < 0.01 + 0.01 * math.log(100) < interval[1]
+    assert tail_model_interval(whole, sections, 50, 0.95) is None
+    assert tail_model_interval(whole, sections[: MIN_SECTIONS - 1], 99, 0.95) is None
+    uniform, uniform_sections = _sectioned(np.array_split(0.02 + 0.02 * rng.random(5000), 5))
+    assert tail_model_interval(uniform, uniform_sections, 99, 0.95) is None
+
+
+def test_dependent_interval_reaches_beyond_a_calm_stage_through_the_tail_model() -> None:
+    from harness.analysis.latency import estimate_percentile_dependent, sectioning_interval, tail_model_interval
+
+    # an exponential stage whose top 1% was cut off (a window without the queue's rare bursts): the
+    # sectioning interval is drawn from the clipped p99, the tail over the p70 still reaches beyond it
+    rng = np.random.default_rng(11)
+    values = 0.01 + rng.exponential(0.01, 5000)
+    values = np.minimum(values, np.percentile(values, 98))
+    whole, sections = _sectioned(np.array_split(values, 5))
+    estimate = estimate_percentile_dependent(whole, sections, 99)
+    tail = tail_model_interval(whole, sections, 99, 0.95)
+    assert estimate.value_s is not None and estimate.ci_high_s is not None and tail is not None
+    section_values = [v for v in (s.value_at_percentile_s(99) for s in sections) if v is not None]
+    sectioning = sectioning_interval(estimate.value_s, section_values, 0.95)
+    assert sectioning is not None and sectioning[1] < tail[1] == estimate.ci_high_s
+    assert estimate.ci_high_s > max(values)
+
+
+@given(
+    st.lists(st.floats(min_value=1e-6, max_value=1.0), min_size=50, max_size=400),
+    st.sampled_from([50.0, 95.0, 99.0]),
+    st.integers(min_value=5, max_value=10),
+    st.floats(min_value=1.0, max_value=100.0),
+    st.floats(min_value=1e-4, max_value=1.0),
+)
+@settings(max_examples=60, deadline=None)
+def test_dependent_interval_holds_the_point_and_every_interval_it_unites(
+    uniforms: list[float], q: float, k: int, burst: float, scale: float
+) -> None:
+    from harness.analysis.latency import estimate_percentile_dependent, tail_model_interval
+
+    # exponential latencies (so the tail model applies), one section's multiplied by a burst
+    chunks = np.array_split(-np.log(np.array(uniforms)) * scale + 1e-4, k)
+    chunks[-1] = chunks[-1] * burst
+    whole, sections = _sectioned(chunks)
+    estimate = estimate_percentile_dependent(whole, sections, q)
+    iid = estimate_percentile(whole, q)
+    tail = tail_model_interval(whole, sections, q, 0.95)
+    assert estimate.value_s == iid.value_s and estimate.value_s is not None
+    if estimate.ci_low_s is not None:
+        assert iid.ci_low_s is not None
+        assert whole.min_lowest_s() <= estimate.ci_low_s <= min(iid.ci_low_s, estimate.value_s)
+        if tail is not None:
+            assert estimate.ci_low_s <= max(whole.min_lowest_s(), tail[0])
+    if estimate.ci_high_s is not None:
+        assert iid.ci_high_s is not None
+        assert estimate.ci_high_s >= max(iid.ci_high_s, estimate.value_s)
+        if tail is not None:
+            assert estimate.ci_high_s >= tail[1]
