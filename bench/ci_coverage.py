@@ -5,7 +5,8 @@ uniform latency, open model; queue mode: M/D/1 sojourn times at the bench's util
 harness sees them: Poisson arrivals, one latency histogram per second, merged into contiguous
 sections. Each trial is a window of a long stationary path; the truth is that path's quantile. For
 each percentile it prints, side by side from the same trials, how often the harness's interval
-(log-scale sectioning united with the order-statistic interval) covers the truth, against the
+(log-scale sectioning and the exponential tail model united with the order-statistic interval)
+covers the truth, against sectioning without the tail model (the interval before issue 12), the
 independent-sample (order-statistic) interval alone and the previous interval (symmetric sectioning
 in up to 10 sections, floored at 0), with median widths, and how often a lower bound fell below the
 smallest observed latency. Two diagnostics explain a shortfall: how often a window's largest latency
@@ -54,6 +55,7 @@ from harness.analysis.latency import (
     LatencyHistogram,
     estimate_percentile,
     estimate_percentile_dependent,
+    sectioning_interval,
     sections_for,
 )
 from harness.analysis.stages import contiguous_sections
@@ -92,9 +94,11 @@ class Row:
     coverage_harness: float
     coverage_iid: float
     coverage_previous: float
+    coverage_sectioning: float
     width_harness_ms: float
     width_iid_ms: float
     width_previous_ms: float
+    width_sectioning_ms: float
     previous_low_below_smallest: float
     harness_low_below_smallest: float
     max_below_truth: float
@@ -162,6 +166,23 @@ def _previous_interval(
     return low, high
 
 
+def _sectioning_only(
+    whole: LatencyHistogram, sections: Sequence[LatencyHistogram], q: float
+) -> tuple[float | None, float | None]:
+    """The harness's interval without the tail model: log-scale sectioning united with the order-statistic
+    interval, floored at the smallest latency."""
+    iid = estimate_percentile(whole, q, CONFIDENCE)
+    values = [v for v in (s.value_at_percentile_s(q) for s in sections) if v is not None]
+    if iid.value_s is None or len(values) < 5:
+        return iid.ci_low_s, iid.ci_high_s
+    interval = sectioning_interval(iid.value_s, values, CONFIDENCE)
+    if interval is None:
+        return iid.ci_low_s, iid.ci_high_s
+    low = None if iid.ci_low_s is None else max(whole.min_lowest_s(), min(iid.ci_low_s, interval[0]))
+    high = None if iid.ci_high_s is None else max(iid.ci_high_s, interval[1])
+    return low, high
+
+
 def _covers(interval: tuple[float | None, float | None], truth_s: float) -> bool:
     low, high = interval
     return (low is None or low <= truth_s) and (high is None or truth_s <= high)
@@ -219,8 +240,9 @@ def measure(scenario: Scenario, trials: int = TRIALS, seed: int = TRUTH_SEED) ->
     truths_s = {q: float(np.percentile(scenario.latency_ms, q)) / 1000.0 for q in QUANTILES}
     stage_ms = scenario.stage_s * 1000.0
     last_start_ms = float(scenario.arrival_ms[-1]) - stage_ms
-    hits: dict[float, dict[str, int]] = {q: {"harness": 0, "iid": 0, "previous": 0} for q in QUANTILES}
-    widths: dict[float, dict[str, list[float]]] = {q: {"harness": [], "iid": [], "previous": []} for q in QUANTILES}
+    names = ("harness", "sectioning", "iid", "previous")
+    hits: dict[float, dict[str, int]] = {q: dict.fromkeys(names, 0) for q in QUANTILES}
+    widths: dict[float, dict[str, list[float]]] = {q: {name: [] for name in names} for q in QUANTILES}
     below: dict[float, dict[str, int]] = {q: {"harness": 0, "previous": 0} for q in QUANTILES}
     samples: list[int] = []
     max_below = dict.fromkeys(QUANTILES, 0)
@@ -253,6 +275,7 @@ def measure(scenario: Scenario, trials: int = TRIALS, seed: int = TRUTH_SEED) ->
             iid = estimate_percentile(whole, q, CONFIDENCE)
             intervals = {
                 "harness": (harness.ci_low_s, harness.ci_high_s),
+                "sectioning": _sectioning_only(whole, sections, q),
                 "iid": (iid.ci_low_s, iid.ci_high_s),
                 "previous": _previous_interval(
                     whole, contiguous_sections(decoded, _previous_sections(q, whole.count)), q
@@ -281,9 +304,11 @@ def measure(scenario: Scenario, trials: int = TRIALS, seed: int = TRUTH_SEED) ->
             coverage_harness=hits[q]["harness"] / trials,
             coverage_iid=hits[q]["iid"] / trials,
             coverage_previous=hits[q]["previous"] / trials,
+            coverage_sectioning=hits[q]["sectioning"] / trials,
             width_harness_ms=float(np.median(widths[q]["harness"])),
             width_iid_ms=float(np.median(widths[q]["iid"])),
             width_previous_ms=float(np.median(widths[q]["previous"])),
+            width_sectioning_ms=float(np.median(widths[q]["sectioning"])),
             previous_low_below_smallest=below[q]["previous"] / trials,
             harness_low_below_smallest=below[q]["harness"] / trials,
             max_below_truth=max_below[q] / trials,
@@ -309,18 +334,23 @@ def measure(scenario: Scenario, trials: int = TRIALS, seed: int = TRUTH_SEED) ->
 def format_table(rows: Sequence[Row]) -> str:
     """The rows as a fixed-width table: coverage and median width (ms) of the three intervals."""
     header = (
-        f"{'stage':<36} {'q':>4} {'n':>6} {'truth':>7}  {'coverage harness/iid/prev':>25}  "
-        f"{'width ms harness/iid/prev':>27} {'x iid':>6}  {'prev<min':>8}  {'max<true':>8}  {'r1 sect':>7}"
+        f"{'stage':<36} {'q':>4} {'n':>6} {'truth':>7}  {'coverage harness/sect/iid/prev':>30}  "
+        f"{'width ms harness/sect/iid/prev':>33} {'x iid':>6} {'x sect':>6}  {'prev<min':>8}  {'max<true':>8}  "
+        f"{'r1 sect':>7}"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
         ratio = row.width_harness_ms / row.width_iid_ms if row.width_iid_ms else math.inf
+        ratio_sectioning = row.width_harness_ms / row.width_sectioning_ms if row.width_sectioning_ms else math.inf
         mark = "" if row.meets_goal else "  < goal"
         lines.append(
             f"{row.scenario:<36} {row.quantile:>4} {row.samples_median:>6} {row.truth_ms:>7.2f}  "
-            f"{row.coverage_harness:>9.2f}/{row.coverage_iid:.2f}/{row.coverage_previous:.2f}      "
-            f"{row.width_harness_ms:>9.2f}/{row.width_iid_ms:.2f}/{row.width_previous_ms:.2f}"
-            f"{'':>3}{ratio:>6.2f}  {row.previous_low_below_smallest:>8.0%}  {row.max_below_truth:>8.0%}  "
+            f"{row.coverage_harness:>9.2f}/{row.coverage_sectioning:.2f}/{row.coverage_iid:.2f}/"
+            f"{row.coverage_previous:.2f}      "
+            f"{row.width_harness_ms:>9.2f}/{row.width_sectioning_ms:.2f}/{row.width_iid_ms:.2f}/"
+            f"{row.width_previous_ms:.2f}"
+            f"{'':>3}{ratio:>6.2f} {ratio_sectioning:>6.2f}  {row.previous_low_below_smallest:>8.0%}  "
+            f"{row.max_below_truth:>8.0%}  "
             f"{'-' if row.adjacent_section_correlation is None else f'{row.adjacent_section_correlation:.2f}':>7}{mark}"
         )
     return "\n".join(lines)
@@ -352,7 +382,8 @@ def main() -> int:
     print(format_table(rows))
     print(
         f"\ncoverage at nominal {CONFIDENCE:.0%} (goal {COVERAGE_GOAL:.0%}); width = median width over trials; "
-        "x iid = harness width / independent-sample width; prev<min = share of trials whose previous interval's "
+        "x iid = harness width / independent-sample width; x sect = harness width / width without the tail model; "
+        "prev<min = share of trials whose previous interval's "
         "lower bound fell below the smallest observed latency (the harness's: "
         f"{max(r.harness_low_below_smallest for r in rows):.0%} at most); max<true = share of trials whose largest "
         "latency was below the true percentile (an upper bound can only cover those by reaching beyond every "
