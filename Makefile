@@ -110,27 +110,34 @@ cluster: system-packages docker-setup
 cluster-down:
 	bash scripts/cluster/cluster.sh down
 
-# Two phases on a 2-core machine. First, two lanes side by side: the cluster tests, which mostly wait on the
-# controller, one at a time, beside the light local integration tests and then the unit tests, each of those
-# on two pytest-xdist workers (--dist loadfile: a test file stays on one worker, its module fixtures start
-# servers once). Phase 1 is bound by the CPU: the cluster tests on two workers of their own measured 14:26,
-# 14:52, 16:44 and 15:50 in all against 15:23-16:15 one at a time, so they stay one at a time, the less
-# concurrent way. Then every test marked `exclusive` (CPU or start-up timing bounds, sweeps of dead
-# harnesses) runs alone. The cluster lane's output is printed after it ends.
+# Lanes on a 2-core machine, measured with a CPU sampler (CI25): the CPU was only 75% busy while the light
+# tests ran beside the cluster tests, and 10-45% busy while the old `exclusive` phase (5.3 min) ran alone. So:
+# - the cluster tests one at a time, in the background (9-10 min, mostly waiting on the controller and the
+#   HPA; on two workers of their own they measured 14:26-16:44 in all, no better and more variable);
+# - the unit tests on two pytest-xdist workers, in the background from the start;
+# - the light local integration tests on two workers (--dist loadfile: a test file stays on one worker, its
+#   module fixtures start servers once); then, once the unit tests are done, the tests marked `quiet` (load
+#   with timing bounds) two at a time, beside only the cluster tests' end;
+# - last, every test marked `exclusive` alone (CPU-share and load-rate measurements, sweeps of dead
+#   harnesses, an image prune). Each lane's output is printed after it ends.
 PYTEST = PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest --durations=15
 test: setup system-packages docker-setup cluster lint
 	@mkdir -p test-output
 	@# The project's own bytecode, for the same reason as the install's (its sources change, so here).
 	@$(BIN)/python -m compileall -q harness bench examples tests > /dev/null
-	@$(PYTEST) -m "cluster and not exclusive" --basetemp=/tmp/harness-test-cluster-lane \
+	@$(PYTEST) -m "cluster and not exclusive and not quiet" --basetemp=/tmp/harness-test-cluster-lane \
 		> test-output/cluster-lane.log 2>&1 & cluster=$$!; \
-	trap 'kill $$cluster 2>/dev/null' INT TERM; \
-	$(PYTEST) -n 2 --dist loadfile -m "integration and not cluster and not exclusive" \
+	$(PYTEST) -n 2 -m "not integration and not exclusive and not quiet" --basetemp=/tmp/harness-test-unit-lane \
+		> test-output/unit-lane.log 2>&1 & unit=$$!; \
+	trap 'kill $$cluster $$unit 2>/dev/null' INT TERM; \
+	$(PYTEST) -n 2 --dist loadfile -m "integration and not cluster and not exclusive and not quiet" \
 		--basetemp=/tmp/harness-test-local-lane; local=$$?; \
-	$(PYTEST) -n 2 -m "not integration and not exclusive" --basetemp=/tmp/harness-test-unit-lane; unit=$$?; \
+	wait $$unit; unit_status=$$?; \
+	echo "---- unit tests (run beside the ones above) ----"; cat test-output/unit-lane.log; \
+	$(PYTEST) -n 2 --dist loadfile -m quiet --basetemp=/tmp/harness-test-quiet-lane; quiet=$$?; \
 	wait $$cluster; cluster_status=$$?; \
 	echo "---- cluster tests (run beside the ones above) ----"; cat test-output/cluster-lane.log; \
-	[ $$local -eq 0 ] && [ $$unit -eq 0 ] && [ $$cluster_status -eq 0 ]
+	[ $$local -eq 0 ] && [ $$unit_status -eq 0 ] && [ $$quiet -eq 0 ] && [ $$cluster_status -eq 0 ]
 	$(PYTEST) -m exclusive
 
 # wrk measures the same servers beside the harness (a Debian package).
