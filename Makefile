@@ -114,7 +114,9 @@ cluster-down:
 # tests ran beside the cluster tests, and 10-45% busy while the old `exclusive` phase (5.3 min) ran alone. So:
 # - the cluster tests one at a time, in the background (9-10 min, mostly waiting on the controller and the
 #   HPA; on two workers of their own they measured 14:26-16:44 in all, no better and more variable);
-# - the unit tests on two pytest-xdist workers, in the background from the start;
+# - the unit tests on one pytest-xdist worker, in the background from the start: spread over the light
+#   tests' idle CPU rather than crowding the cluster tests' first pods (on two workers the first cluster test
+#   took 122 s instead of 79 s);
 # - the light local integration tests on two workers (--dist loadfile: a test file stays on one worker, its
 #   module fixtures start servers once); then, once the unit tests are done, the tests marked `quiet` (load
 #   with timing bounds) two at a time, beside only the cluster tests' end;
@@ -127,7 +129,7 @@ test: setup system-packages docker-setup cluster lint
 	@$(BIN)/python -m compileall -q harness bench examples tests > /dev/null
 	@$(PYTEST) -m "cluster and not exclusive and not quiet" --basetemp=/tmp/harness-test-cluster-lane \
 		> test-output/cluster-lane.log 2>&1 & cluster=$$!; \
-	$(PYTEST) -n 2 -m "not integration and not exclusive and not quiet" --basetemp=/tmp/harness-test-unit-lane \
+	$(PYTEST) -n 1 -m "not integration and not exclusive and not quiet" --basetemp=/tmp/harness-test-unit-lane \
 		> test-output/unit-lane.log 2>&1 & unit=$$!; \
 	trap 'kill $$cluster $$unit 2>/dev/null' INT TERM; \
 	$(PYTEST) -n 2 --dist loadfile -m "integration and not cluster and not exclusive and not quiet" \

@@ -102,8 +102,9 @@ def test_autoscale_scenario_scales_out_and_back_in_under_the_real_hpa(
     data = yaml.safe_load((ROOT / "loadtests" / "autoscale.yaml").read_text())
     data["service"]["path"] = str(DIGITS_DIR)
     # Shorter than the nightly's stages, still a few of the controller's 15 s sync periods each: the
-    # step long enough to reach 3-4 ready pods, the cool-down long enough for the 20 s stabilization.
-    durations_s = {"baseline": 15, "step-up": 80, "cool-down": 70}
+    # step long enough to reach 3-4 ready pods (3 were ready 26 s into it beside other tests, the 4th at
+    # 40 s), the cool-down long enough for the 20 s stabilization (the first scale-in came 45 s into it).
+    durations_s = {"baseline": 15, "step-up": 60, "cool-down": 70}
     for stage in data["stages"]:
         stage["duration_s"] = durations_s[stage["name"]]
     data["target"]["kind"] = "kubernetes"
