@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import queue
+import random
 import signal
 import socket
 import subprocess
@@ -75,8 +76,38 @@ def owner_alive(owner: str) -> bool:
 # --------------------------------------------------------------------------- ports
 
 
+# Ports handed out by free_port start here: above the usual fixed service ports, below the ephemeral range.
+PORT_FLOOR = 20000
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now, drawn at random below the kernel's
+    ephemeral range. A port is only taken by whoever binds it, and `bentoml serve` binds its port seconds
+    after it was chosen; meanwhile the kernel hands ephemeral ports to outgoing connections as source
+    ports, and one took a replica's port from bind(0) (`OSError: [Errno 98] Address already in use`)."""
+    low = _ephemeral_low()
+    for _ in range(64):
+        if low - PORT_FLOOR < 1000:
+            break
+        port = random.randrange(PORT_FLOOR, low)
+        if _bindable(port):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

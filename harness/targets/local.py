@@ -50,6 +50,10 @@ _MS_PRIVATE = 1 << 18
 _MNT_DETACH = 2
 # Seconds a replica removed by a scale-down keeps serving in-flight requests before SIGTERM.
 DRAIN_S = 2.0
+# How a replica says another process bound its port first (Python's OSError for EADDRINUSE), and how many
+# times a replica starts again on a new port for that reason.
+PORT_IN_USE = "[Errno 98] Address already in use"
+PORT_RETRIES = 3
 
 
 def attach_model_store(models_dir: Path, store_models: Path) -> None:
@@ -106,6 +110,8 @@ class _Replica:
     restarts: int = 0
     restart_pending: bool = False
     fault_killed: bool = False
+    # Starts again on a new port because another process bound the chosen one first.
+    port_retries: int = 0
 
     @property
     def base_url(self) -> str:
@@ -264,7 +270,7 @@ class LocalTarget:
         text = replica.log_path.read_text(errors="replace").strip().splitlines()
         return " | ".join(line.strip() for line in text[-lines:]) or "(empty log)"
 
-    def _spawn(self, replica_id: str | None = None, restarts: int = 0) -> None:
+    def _spawn(self, replica_id: str | None = None, restarts: int = 0, port_retries: int = 0) -> None:
         if replica_id is None:
             self._counter += 1
             replica_id = f"replica-{self._counter}"
@@ -301,6 +307,7 @@ class LocalTarget:
             started_at_s=time.time(),
             cpus=cpus,
             restarts=restarts,
+            port_retries=port_retries,
         )
         self._replicas[replica_id] = replica
         threading.Thread(target=self._probe, args=(replica,), name=f"probe-{replica_id}", daemon=True).start()
@@ -323,6 +330,12 @@ class LocalTarget:
         state = Readiness(ready=replica.ready, ready_at_s=replica.ready_at_s)
         while not self._stop.is_set() and not replica.stopping:
             if replica.process.poll() is not None:
+                if self._lost_its_port(replica):
+                    kill_all([found for found, _ in marked_processes(run_id=self.run_id, replica=replica.id)])
+                    with self._lock:
+                        if not replica.stopping and self._replicas.get(replica.id) is replica:
+                            self._spawn(replica.id, restarts=replica.restarts, port_retries=replica.port_retries + 1)
+                    return
                 if not replica.stopping:
                     replica.crashed = True
                     replica.ready = False
@@ -351,6 +364,14 @@ class LocalTarget:
                 replica.ready = False
                 self.on_event(ReplicaUnready(replica.id, state.failures))
             self._stop.wait(next_probe_in_s(state, self.poll_s))
+
+    def _lost_its_port(self, replica: _Replica) -> bool:
+        """Whether a replica that exited before it was ever ready did so because another process bound its
+        port between free_port() and `bentoml serve`'s bind: the harness's race, not the service's crash,
+        so it starts again on a new port (at most PORT_RETRIES times)."""
+        if replica.stopping or replica.ready_at_s is not None or replica.port_retries >= PORT_RETRIES:
+            return False
+        return PORT_IN_USE in self.log_tail(replica.id, lines=40)
 
     def _restart_later(self, replica: _Replica) -> None:
         """Start the replica again after the kubelet's back-off: restart_backoff_s, doubling per restart,
