@@ -102,9 +102,9 @@ def free_port() -> int:
     after it was chosen; meanwhile the kernel hands ephemeral ports to outgoing connections as source
     ports, and one took a replica's port from bind(0) (`OSError: [Errno 98] Address already in use`)."""
     low = _ephemeral_low()
-    for _ in range(64):
-        if low - PORT_FLOOR < 1000:
-            break
+    # Too few ports below the ephemeral range (a machine that moved it down): the kernel's choice instead.
+    tries = 64 if low - PORT_FLOOR >= 1000 else 0
+    for _ in range(tries):
         port = random.randrange(PORT_FLOOR, low)
         if _bindable(port):
             return port

@@ -354,9 +354,11 @@ def tail_shape(hist: LatencyHistogram, threshold_q: float = TAIL_THRESHOLD_Q) ->
     (Hosking & Wallis 1987): (1 - mean^2 / variance) / 2; 0 for an exponential tail, -1 for a uniform
     one; None where `_excesses` is."""
     found = _excesses(hist, threshold_q)
-    if found is None:
-        return None
-    _, _, mean, variance = found
+    return None if found is None else _shape(found)
+
+
+def _shape(excesses: tuple[float, float, float, float]) -> float:
+    _, _, mean, variance = excesses
     return 0.5 * (1.0 - mean * mean / variance)
 
 
@@ -372,9 +374,11 @@ def exponential_tail_percentile(
     if q <= threshold_q:
         return None
     found = _excesses(hist, threshold_q)
-    if found is None:
-        return None
-    u, share, mean, _ = found
+    return None if found is None else _extrapolated(found, q)
+
+
+def _extrapolated(excesses: tuple[float, float, float, float], q: float) -> float | None:
+    u, share, mean, _ = excesses
     value = u + math.log(share / (1 - q / 100)) * mean
     return value if value > 0 else None
 
@@ -394,10 +398,11 @@ def tail_model_interval(
     as wide), for q <= TAIL_THRESHOLD_Q, with fewer than MIN_SECTIONS sections the model fits, or where
     `sectioning_interval` is None.
     """
-    shape = tail_shape(whole)
-    if shape is None or shape < BOUNDED_TAIL_SHAPE:
+    # The whole stage's excesses decide both whether the tail is bounded and the point estimate.
+    excesses = _excesses(whole, TAIL_THRESHOLD_Q)
+    if excesses is None or _shape(excesses) < BOUNDED_TAIL_SHAPE or q <= TAIL_THRESHOLD_Q:
         return None
-    point = exponential_tail_percentile(whole, q)
+    point = _extrapolated(excesses, q)
     found = [exponential_tail_percentile(section, q) for section in sections if section.count]
     values = [value for value in found if value is not None]
     if point is None or len(values) < MIN_SECTIONS:

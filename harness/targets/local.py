@@ -330,29 +330,29 @@ class LocalTarget:
         state = Readiness(ready=replica.ready, ready_at_s=replica.ready_at_s)
         while not self._stop.is_set() and not replica.stopping:
             if replica.process.poll() is not None:
+                if replica.stopping:
+                    return
+                # Its workers may outlive it, still serving on the inherited socket.
+                kill_all([found for found, _ in marked_processes(run_id=self.run_id, replica=replica.id)])
                 if self._lost_its_port(replica):
-                    kill_all([found for found, _ in marked_processes(run_id=self.run_id, replica=replica.id)])
                     with self._lock:
                         if not replica.stopping and self._replicas.get(replica.id) is replica:
                             self._spawn(replica.id, restarts=replica.restarts, port_retries=replica.port_retries + 1)
                     return
-                if not replica.stopping:
-                    replica.crashed = True
-                    replica.ready = False
-                    # Its workers may outlive it, still serving on the inherited socket.
-                    kill_all([found for found, _ in marked_processes(run_id=self.run_id, replica=replica.id)])
-                    self.on_event(
-                        ReplicaCrashed(
-                            replica.id,
-                            exit_code=replica.process.returncode,
-                            log_tail=self.log_tail(replica.id),
-                            restarts=replica.restarts,
-                            injected=replica.fault_killed or None,
-                        )
+                replica.crashed = True
+                replica.ready = False
+                self.on_event(
+                    ReplicaCrashed(
+                        replica.id,
+                        exit_code=replica.process.returncode,
+                        log_tail=self.log_tail(replica.id),
+                        restarts=replica.restarts,
+                        injected=replica.fault_killed or None,
                     )
-                    # Once the target is up, a crash is restarted; before, it is a failed start (start() says why).
-                    if self._started:
-                        self._restart_later(replica)
+                )
+                # Once the target is up, a crash is restarted; before, it is a failed start (start() says why).
+                if self._started:
+                    self._restart_later(replica)
                 return
             ok = http_ok(readiness_url, timeout_s=READINESS_PROBE.timeout_s)
             before, state = state, observe(state, ok, time.time())
@@ -369,7 +369,7 @@ class LocalTarget:
         """Whether a replica that exited before it was ever ready did so because another process bound its
         port between free_port() and `bentoml serve`'s bind: the harness's race, not the service's crash,
         so it starts again on a new port (at most PORT_RETRIES times)."""
-        if replica.stopping or replica.ready_at_s is not None or replica.port_retries >= PORT_RETRIES:
+        if replica.ready_at_s is not None or replica.port_retries >= PORT_RETRIES:
             return False
         return PORT_IN_USE in self.log_tail(replica.id, lines=40)
 
