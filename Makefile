@@ -8,7 +8,7 @@ SCENARIO ?= loadtests/default.yaml
 TARGET ?= local
 # Debian packages the tests use for real: Prometheus, Pushgateway, Chromium (report test), and the test
 # cluster's container runtime, CNI plugins and iptables (scripts/cluster/cluster.sh). Docker: docker-setup.
-TEST_PACKAGES := prometheus prometheus-pushgateway chromium containerd runc containernetworking-plugins iptables \
+TEST_PACKAGES := prometheus prometheus-pushgateway chromium containerd runc containernetworking-plugins iptables wrk \
 	openssl curl
 # The test cluster's binaries are built with Go (Debian 12's is too old; the machine's is in /usr/local/go).
 export PATH := $(PATH):/usr/local/go/bin
@@ -85,6 +85,14 @@ ACTIONLINT := $(HOME)/.cache/harness-tools/actionlint-v1.7.12/actionlint
 $(ACTIONLINT):
 	GOBIN=$(dir $@) go install github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 
+# Helm's CLI, built once with Go: the Kubernetes target renders charts/ with a `helm` on PATH, else with Helm's
+# engine from helm-python-sdk. make test puts this one on the tests' PATH, so every machine tests the same engine
+# (the chart tests pin the SDK; tests/targets/test_helm.py renders with both and compares).
+HELM_VERSION := v4.3.2
+HELM := $(HOME)/.cache/harness-tools/helm-$(HELM_VERSION)/helm
+$(HELM):
+	GOBIN=$(dir $@) go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+
 lint: setup $(ACTIONLINT)
 	$(BIN)/ruff format --check harness tests bench examples
 	$(BIN)/ruff check harness tests bench examples
@@ -123,8 +131,8 @@ cluster-down:
 # - last, every test marked `exclusive` alone (CPU-share and load-rate measurements, sweeps of dead
 #   harnesses, an image prune). Each lane's output is printed after it ends.
 # Measured from fresh clones: 11:46, 12:32 and 11:36 (the previous two-phase layout: 15:23-16:27).
-PYTEST = PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest --durations=15
-test: setup system-packages docker-setup cluster lint
+PYTEST = PATH=$(CURDIR)/$(BIN):$(dir $(HELM)):$$PATH $(BIN)/pytest --durations=15
+test: setup system-packages docker-setup cluster lint $(HELM)
 	@mkdir -p test-output
 	@# The project's own bytecode, for the same reason as the install's (its sources change, so here).
 	@$(BIN)/python -m compileall -q harness bench examples tests > /dev/null
