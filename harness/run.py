@@ -32,6 +32,7 @@ from harness.exit_codes import ExitCode
 from harness.faults import FaultInjector, fault_times
 from harness.load.alone import describe
 from harness.load.payloads import build_bodies
+from harness.load.plan import build_load_plan
 from harness.load.record_alone import record_alone
 from harness.load.requests import ready_requests
 from harness.load.runner import EndpointPublisher, LoadDriver, LocustProcess, check_user_locustfile
@@ -52,7 +53,7 @@ from harness.model import (
 from harness.processes import RunWatchdog
 from harness.report.progress import ProgressSnapshot
 from harness.rundir import RunDirectory
-from harness.targets.base import HasInClusterLoad, InjectsFaults, LeavesResources, Target
+from harness.targets.base import InjectsFaults, LeavesResources, Target
 from harness.targets.cpu_placement import CgroupCpuLimiter, plan_cpu_placement
 from harness.targets.registry import TargetContext, extras_needed, make_target, target_kind
 from harness.targets.tls import context_for
@@ -452,23 +453,35 @@ class Run:
         publisher.start()
         self.resources.add("endpoint publisher", publisher.stop)
 
-        alone_answers = self._record_answers_alone(target)
+        plan = build_load_plan(
+            scenario,
+            endpoints_file=endpoints_file,
+            intervals_dir=work_dir / "load" / "intervals",
+            alone_answers=self._record_answers_alone(target),
+        )
         locust: LoadDriver
-        if images.loadgen is not None and isinstance(target, HasInClusterLoad):
-            locust = target.in_cluster_load(
-                images.loadgen, work_dir / "load", self._on_interval, self.run_dir.file("locust.json")
+        if images.loadgen is not None:
+            from harness.load.in_cluster import InClusterLoad, LoadgenCluster
+
+            assert isinstance(target, LoadgenCluster), "load_in_cluster is a capability of the kubernetes target"
+            locust = InClusterLoad(
+                target,
+                plan,
+                work_dir / "load",
+                self._on_interval,
+                image=images.loadgen,
+                json_file=self.run_dir.file("locust.json"),
+                workers=scenario.target.kubernetes.loadgen_workers or scenario.load.processes,
             )
         else:
             locust = LocustProcess(
-                scenario,
+                plan,
                 work_dir / "load",
-                endpoints_file,
                 self._on_interval,
                 json_file=self.run_dir.file("locust.json"),
                 log_file=work_dir / "load" / "locust.log",
                 cpus=placement.loadgen_cpus if placement else None,
                 run_id=self.run_id,
-                alone_answers=alone_answers,
             )
         self.resources.add("load generator", locust.stop)
         planned_faults = fault_times(scenario.stages)

@@ -6,14 +6,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from harness.errors import DeployError
-from harness.model import ClientInterval, EventSink, ReplicaRestarting, ServerSample
-
-if TYPE_CHECKING:
-    from harness.load.runner import LoadDriver
+from harness.model import EventSink, ReplicaRestarting, ServerSample
 
 R = TypeVar("R")
 
@@ -111,18 +107,6 @@ class LeavesResources(Protocol):
 
     def sweep_resource(self) -> dict[str, Any]:
         """A JSON-able description with a "kind" harness.cleanup knows ("docker", "kubernetes")."""
-        ...
-
-
-@runtime_checkable
-class HasInClusterLoad(Protocol):
-    """A target that can run the load generator next to the replicas (Kubernetes: charts/loadgen)."""
-
-    def in_cluster_load(
-        self, image: str, work_dir: Path, on_record: Callable[[ClientInterval], None], json_file: Path
-    ) -> LoadDriver:
-        """The in-cluster load driver running the load generator's `image`, for a scenario whose target kind
-        says the load runs in the cluster (`TargetKind.load_in_cluster`)."""
         ...
 
 
