@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
 import yaml
 from pydantic import (
@@ -36,9 +36,7 @@ from harness.objectives import (
 )
 from harness.quantity import parse_quantity
 from harness.redact import redact_scenario_data
-
-if TYPE_CHECKING:
-    from harness.targets.registry import TargetKind
+from harness.targets.kinds import TARGET_KINDS, TargetKind
 
 _STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 # HPA-shaped models: YAML uses the Kubernetes spelling, Python uses snake_case.
@@ -69,16 +67,9 @@ FileName = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_f
 # --------------------------------------------------------------------------- service and target
 
 
-def _targets() -> dict[str, TargetKind]:
-    # Imported when a scenario is validated: the registry's factories take a Scenario, so it imports this module.
-    from harness.targets.registry import TARGETS
-
-    return TARGETS
-
-
 def _target_kind(name: str) -> TargetKind:
-    """The registry's entry for a target kind the schema accepts (what it deploys, what it can do)."""
-    return _targets()[name]
+    """The capabilities of a target kind the schema accepts (what it deploys, what it can do)."""
+    return TARGET_KINDS[name]
 
 
 class ServiceConfig(BaseModel):
@@ -758,7 +749,7 @@ class Scenario(BaseModel):
         for index, stage in enumerate(self.stages):
             for fault in stage.faults:
                 if not target.deploys:
-                    *others, last = [name for name, kind in _targets().items() if kind.deploys]
+                    *others, last = [name for name, kind in TARGET_KINDS.items() if kind.deploys]
                     raise ValueError(
                         f"stages[{index}].faults: the {self.target.kind} target's replicas are not the harness's to "
                         f"{fault.action} (use the {', '.join(others)} or {last} target)"

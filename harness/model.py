@@ -87,6 +87,31 @@ class LoadgenOverhead:
 
 
 @dataclass(frozen=True)
+class ReplicaInfo:
+    """One replica as a target sees it right now (what the collector, faults and the load's endpoints read)."""
+
+    id: str
+    base_url: str
+    ready: bool
+    started_at_s: float
+    ready_at_s: float | None = None
+    # Where resource use can be read: a local process id, or a container id.
+    pid: int | None = None
+    container_id: str | None = None
+    cpus: tuple[int, ...] | None = None
+    # Set when the replica died on its own (not stopped by the harness).
+    crashed: bool = False
+
+
+@dataclass(frozen=True)
+class ResourceUse:
+    """A replica's CPU (cores, averaged since the previous call) and resident memory."""
+
+    cpu_cores: float | None
+    rss_bytes: float | None
+
+
+@dataclass(frozen=True)
 class ServerSample:
     """One scrape of one replica's Prometheus /metrics; counters are cumulative since replica start."""
 

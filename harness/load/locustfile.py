@@ -54,7 +54,7 @@ from harness.load.requests import (
 from harness.load.shape import WORKERS_START_WAIT_S, StagePlan, drain_over, plan_at
 from harness.load.user_locustfile import load_user_classes
 from harness.model import ClientInterval, LoadgenOverhead
-from harness.targets.tls import client_context
+from harness.tls import client_context
 
 # A worker whose event loop is starved for a few seconds (a busy node, a CPU-heavy start) misses Locust's
 # 1 s heartbeats; after 3 missed the master drops it and, with the last one, ends the test having sent

@@ -1,5 +1,5 @@
-"""The traffic shape as a pure function of elapsed time, which Locust's LoadTestShape merely calls, the stages'
-windows on the wall clock, and the open-model stages too short for their percentile objectives."""
+"""The traffic shape as a pure function of elapsed time, which Locust's LoadTestShape merely calls, and the stages'
+windows on the wall clock."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from harness.analysis.latency import min_samples_for_percentile
 from harness.load.plan import StageSpec, total_duration_s
 from harness.model import StageWindow, cut_windows
 
@@ -94,28 +93,3 @@ def stage_windows(scenario: Scenario, test_start_s: float, ended_s: float | None
         )
         start_s += stage.duration_s
     return windows if ended_s is None else cut_windows(windows, ended_s)
-
-
-def short_stage_warnings(scenario: Scenario) -> list[str]:
-    """Open-model stages too short for a percentile objective judged on them: their request count is known in
-    advance, so the INCONCLUSIVE they would end in is foreseeable."""
-    warnings = []
-    judged = {stage.name: stage for stage in scenario.stages if stage.judged}
-    for objective in scenario.objectives:
-        q = objective.percentile
-        if q is None:
-            continue
-        needed = min_samples_for_percentile(q, scenario.validity.min_tail_samples)
-        for name in objective.stages or list(judged):
-            stage = judged.get(name)
-            if stage is None or stage.arrival_rate_rps is None:
-                continue
-            expected = stage.arrival_rate_rps * stage.duration_s
-            if expected < needed:
-                warnings.append(
-                    f"stage '{name}' sends about {expected:.0f} requests ({stage.arrival_rate_rps:g} rps for "
-                    f"{stage.duration_s:g} s), too few for objective {objective.metric}, which needs at least "
-                    f"{needed} (validity.min_tail_samples={scenario.validity.min_tail_samples}): it will be "
-                    "INCONCLUSIVE; lengthen the stage or raise its rate"
-                )
-    return warnings

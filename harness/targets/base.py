@@ -5,11 +5,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from harness.errors import DeployError
-from harness.model import EventSink, ReplicaRestarting, ServerSample
+from harness.model import EventSink, ReplicaInfo, ReplicaRestarting, ResourceUse, ServerSample
 
 R = TypeVar("R")
 
@@ -19,31 +18,6 @@ RUN_LABEL = "harness.dev/run-id"
 # The harness process that created the object (harness.processes.owner_id): `harness cleanup` removes what
 # harnesses of this machine that are gone left behind, containers and cluster objects alike.
 OWNER_LABEL = "harness.dev/owner"
-
-
-@dataclass(frozen=True)
-class ReplicaInfo:
-    """One replica as a target sees it right now."""
-
-    id: str
-    base_url: str
-    ready: bool
-    started_at_s: float
-    ready_at_s: float | None = None
-    # Where resource use can be read: a local process id, or a container id.
-    pid: int | None = None
-    container_id: str | None = None
-    cpus: tuple[int, ...] | None = None
-    # Set when the replica died on its own (not stopped by the harness).
-    crashed: bool = False
-
-
-@dataclass(frozen=True)
-class ResourceUse:
-    """A replica's CPU (cores, averaged since the previous call) and resident memory."""
-
-    cpu_cores: float | None
-    rss_bytes: float | None
 
 
 class Target(Protocol):

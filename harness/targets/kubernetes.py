@@ -35,12 +35,14 @@ from harness.model import (
     KindClusterUsed,
     NamespaceCreated,
     ObjectApplied,
+    ReplicaInfo,
+    ResourceUse,
     RunWarning,
     ServerSample,
 )
 from harness.processes import owner_alive, owner_id
 from harness.redact import redact_manifests
-from harness.targets.base import OWNER_LABEL, RUN_LABEL, ReplicaInfo, ResourceUse
+from harness.targets.base import OWNER_LABEL, RUN_LABEL
 from harness.targets.containerd_node import ContainerdNode
 from harness.targets.helm import MODEL_SERVICE_CHART, render_chart
 from harness.targets.helm_values import hpa_tolerance_support, model_service_values, run_id_label

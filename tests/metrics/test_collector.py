@@ -12,9 +12,17 @@ from metrics_test_support import ServedReplica, http_get, http_post_json, kill_t
 from harness.errors import DeployError, MetricsError
 from harness.metrics.collector import CollectorSnapshot, MetricsCollector
 from harness.metrics.resources import ProcessTreeSampler
-from harness.model import ReplicaCount, ReplicaSample, RunEvent, RunWarning, ScrapeFailed, ServerSample
+from harness.model import (
+    ReplicaCount,
+    ReplicaInfo,
+    ReplicaSample,
+    ResourceUse,
+    RunEvent,
+    RunWarning,
+    ScrapeFailed,
+    ServerSample,
+)
 from harness.rundir import RunDirectory
-from harness.targets.base import ReplicaInfo, ResourceUse
 
 
 class ProcessTargetDouble:

@@ -22,9 +22,9 @@ from kubernetes_fakes import CRASH_LOG, IMAGE, POD_1, POD_2, POD_3, FakeClock, F
 
 from harness.config import AutoscalingConfig, Scenario, load_scenario
 from harness.errors import ConfigError, DeployError
-from harness.model import Event, ReplicaStopped, RunEvent
+from harness.model import Event, ReplicaStopped, ResourceUse, RunEvent
 from harness.processes import owner_id
-from harness.targets.base import OWNER_LABEL, RUN_LABEL, ResourceUse
+from harness.targets.base import OWNER_LABEL, RUN_LABEL
 from harness.targets.kubernetes import HPA_PROBLEM_GRACE_S, KubernetesTarget
 from harness.targets.kubernetes_status import parse_time
 
