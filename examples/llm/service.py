@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal, cast
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import bentoml
-from engine import Engine, EngineFullError, GenerationRequest, Token
+from engine import Engine, GenerationRequest, Token
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -204,19 +204,27 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 
 
 async def _stream(
-    kind: str, tokens: AsyncIterator[Token], prompt_tokens: int, include_usage: bool
+    request: Request, kind: str, tokens: AsyncIterator[Token], prompt_tokens: int, include_usage: bool
 ) -> AsyncIterator[str]:
     service, request_id, created = _service(), f"cmpl-{uuid.uuid4().hex}", int(time.time())
     generated = 0
     if kind == "chat":
         yield _chunk(kind, request_id, created, None, None, first=True)
-    async for token in tokens:
-        if token.token is not None:
-            generated += 1
-            text = service.model.tokenizer.decode_one(token.token)
-            yield _chunk(kind, request_id, created, text, None, first=False)
-        if token.finish_reason is not None:
-            yield _chunk(kind, request_id, created, "" if kind == "chat" else None, token.finish_reason, first=False)
+    try:
+        async for token in tokens:
+            # Writes to a client that left are dropped without an error (uvicorn, ASGI 2.4): ask instead.
+            if await request.is_disconnected():
+                return
+            if token.token is not None:
+                generated += 1
+                text = service.model.tokenizer.decode_one(token.token)
+                yield _chunk(kind, request_id, created, text, None, first=False)
+            if token.finish_reason is not None:
+                finish = token.finish_reason
+                yield _chunk(kind, request_id, created, "" if kind == "chat" else None, finish, first=False)
+    finally:
+        # A client that left cancels this generator: the engine's must end too, to free its slot and blocks.
+        await cast(Any, tokens).aclose()
     if include_usage:
         obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
         usage = {"id": request_id, "object": obj, "created": created, "model": MODEL_NAME, "choices": []}
@@ -250,7 +258,7 @@ async def _answer(kind: str, tokens: AsyncIterator[Token], prompt_tokens: int) -
     return JSONResponse(body)
 
 
-async def _generate(kind: str, body: _Sampling, prompt: list[int]) -> Response:
+async def _generate(request: Request, kind: str, body: _Sampling, prompt: list[int]) -> Response:
     if body.model is not None and body.model != MODEL_NAME:
         raise RequestError(404, f"The model `{body.model}` does not exist.", param="model", code="model_not_found")
     service = _service()
@@ -266,14 +274,14 @@ async def _generate(kind: str, body: _Sampling, prompt: list[int]) -> Response:
     vocab = service.model.tokenizer.vocab_size
     if any(not 0 <= token < vocab for token in prompt):
         raise RequestError(400, f"prompt: token ids must be within 0..{vocab - 1}", param="prompt")
-    request = GenerationRequest(prompt, body.max_tokens, body.temperature, body.top_p, body.seed, body.ignore_eos)
-    try:
-        tokens = service.engine.generate(request)
-    except EngineFullError as error:
-        raise RequestError(400, str(error)) from None
+    wanted = GenerationRequest(prompt, body.max_tokens, body.temperature, body.top_p, body.seed, body.ignore_eos)
+    # The engine's pool holds at least one whole context (checked at import), so it admits every request left.
+    tokens = service.engine.generate(wanted)
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
-        return StreamingResponse(_stream(kind, tokens, len(prompt), include_usage), media_type="text/event-stream")
+        return StreamingResponse(
+            _stream(request, kind, tokens, len(prompt), include_usage), media_type="text/event-stream"
+        )
     return await _answer(kind, tokens, len(prompt))
 
 
@@ -281,7 +289,7 @@ async def completions(request: Request) -> Response:
     try:
         body = await _body(request, CompletionRequest)
         prompt = body.prompt if isinstance(body.prompt, list) else _service().model.tokenizer.encode(body.prompt)
-        return await _generate("completion", body, prompt)
+        return await _generate(request, "completion", body, prompt)
     except RequestError as error:
         return error.response()
 
@@ -289,7 +297,7 @@ async def completions(request: Request) -> Response:
 async def chat_completions(request: Request) -> Response:
     try:
         body = await _body(request, ChatRequest)
-        return await _generate("chat", body, _service().model.tokenizer.encode(chat_prompt(body.messages)))
+        return await _generate(request, "chat", body, _service().model.tokenizer.encode(chat_prompt(body.messages)))
     except RequestError as error:
         return error.response()
 
