@@ -37,7 +37,7 @@ def _ready(port: int) -> bool:
 
 def test_the_image_serves_a_streamed_completion(tmp_path: Path) -> None:
     built = build_service_image(LLM, LOCAL_BASE_IMAGE, CA_BUNDLE, bentoml_home=tmp_path / "bentoml_home")
-    assert built.tag.startswith("tiny_llm:")
+    assert built.tag.startswith("tinyllm:")
     name, port = f"harness-test-llm-{uuid.uuid4().hex[:8]}", free_port()
     subprocess.run(
         ["docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:3000", built.tag],
