@@ -14,7 +14,7 @@ from pathlib import Path
 
 def save_tokenizer(directory: Path, words: int) -> Path:
     """Write tokenizer.json and tokenizer_config.json into `directory` (created), loadable by AutoTokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers  # type: ignore[import-not-found]
 
     vocabulary = {"[UNK]": 0, "[EOS]": 1, **{f"w{i}": i + 2 for i in range(words)}}
     tokenizer = Tokenizer(models.WordLevel(vocab=vocabulary, unk_token="[UNK]"))
@@ -22,12 +22,9 @@ def save_tokenizer(directory: Path, words: int) -> Path:
     tokenizer.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer.save(str(directory / "tokenizer.json"))
-    config = {
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        "unk_token": "[UNK]",
-        "eos_token": "[EOS]",
-        "model_max_length": 1_000_000,
-    }
+    # [UNK] is not declared a special token: GuideLLM decodes its synthetic prompts with skip_special_tokens, and
+    # every word of its generated text is unknown here, so a special [UNK] left every prompt empty.
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 1_000_000}
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
     return directory
 
