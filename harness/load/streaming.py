@@ -19,8 +19,12 @@ import codecs
 import itertools
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+from harness.analysis.latency import LatencyHistogram
+from harness.analysis.tokens import meets_limits
+from harness.model import ClientInterval, RequestLimits
 
 DONE = "[DONE]"
 
@@ -211,6 +215,11 @@ class StreamFigures:
     done: bool
     error: str | None = None
 
+    @property
+    def output_tokens_per_s(self) -> float | None:
+        """Output tokens over the whole exchange (GuideLLM's per-request tokens per second); None for no time."""
+        return self.output_tokens / self.e2e_s if self.e2e_s > 0 else None
+
 
 def stream_figures(sent_s: float, chunks: Sequence[CompletionChunk], ended_s: float) -> StreamFigures:
     """The figures of a request sent at `sent_s` whose body ended at `ended_s`, from its chunks in arrival order."""
@@ -241,3 +250,54 @@ def stream_figures(sent_s: float, chunks: Sequence[CompletionChunk], ended_s: fl
 def read_stream(sent_s: float, chunks: Sequence[tuple[float, bytes]], ended_s: float) -> StreamFigures:
     """The figures of an OpenAI-compatible SSE body received as (arrival time, bytes) chunks."""
     return stream_figures(sent_s, [completion_chunk(event) for event in decode_sse(chunks)], ended_s)
+
+
+# --------------------------------------------------------------------------- one interval's streamed requests
+
+
+@dataclass
+class StreamStats:
+    """The streamed requests of one load-generator interval, accumulated as ClientInterval carries them."""
+
+    # The goodput objectives' limits: requests meeting each are counted under its key.
+    limits: tuple[RequestLimits, ...] = ()
+    ttft: LatencyHistogram = field(default_factory=LatencyHistogram)
+    itl: LatencyHistogram = field(default_factory=LatencyHistogram)
+    tpot: LatencyHistogram = field(default_factory=LatencyHistogram)
+    streamed: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    output_tokens_squares: int = 0
+    good_requests: dict[str, int] = field(default_factory=dict)
+
+    def record(self, figures: StreamFigures) -> None:
+        """Add one stream read to its end without error."""
+        self.streamed += 1
+        if figures.ttft_s is not None:
+            self.ttft.record_s(figures.ttft_s)
+        for gap_s in figures.itl_s:
+            self.itl.record_s(gap_s)
+        if figures.tpot_s is not None:
+            self.tpot.record_s(figures.tpot_s)
+        self.input_tokens += figures.input_tokens or 0
+        self.output_tokens += figures.output_tokens
+        self.output_tokens_squares += figures.output_tokens**2
+        for limits in self.limits:
+            met = meets_limits(limits, figures.ttft_s, figures.tpot_s, figures.e2e_s)
+            self.good_requests[limits.key] = self.good_requests.get(limits.key, 0) + int(met)
+
+    def interval_fields(self) -> dict[str, Any]:
+        """The ClientInterval fields of these streams (keyword arguments of its constructor); empty histograms
+        are written as "" so intervals without streams stay as small as before."""
+        values: dict[str, Any] = {
+            "streamed": self.streamed,
+            "ttft_hdr": self.ttft.encode() if self.ttft.count else "",
+            "itl_hdr": self.itl.encode() if self.itl.count else "",
+            "tpot_hdr": self.tpot.encode() if self.tpot.count else "",
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "output_tokens_squares": self.output_tokens_squares,
+            "good_requests": {limits.key: self.good_requests.get(limits.key, 0) for limits in self.limits},
+        }
+        assert set(values) <= {f.name for f in fields(ClientInterval)}
+        return values

@@ -201,3 +201,38 @@ def test_read_stream_decodes_bytes_as_they_arrived() -> None:
     figures = read_stream(1.0, body, ended_s=1.3)
     assert figures.ttft_s == pytest.approx(0.1) and figures.itl_s == pytest.approx((0.1,))
     assert (figures.output_tokens, figures.input_tokens, figures.done) == (2, 2, True)
+
+
+# --------------------------------------------------------------------------- one interval's streams
+
+
+def test_stream_stats_become_client_interval_fields_that_round_trip() -> None:
+    from harness.analysis.latency import LatencyHistogram
+    from harness.load.streaming import StreamStats
+    from harness.model import ClientInterval, RequestLimits, from_json_dict, to_json_dict
+
+    fast, slow = RequestLimits(ttft_ms=250), RequestLimits(ttft_ms=500, tpot_ms=50)
+    stats = StreamStats(limits=(fast, slow))
+    chunks = [
+        CompletionChunk(t_s=0.3, text="a"),
+        CompletionChunk(t_s=0.34, text="b"),
+        CompletionChunk(t_s=0.4, text="c"),
+    ]
+    stats.record(stream_figures(0.0, [*chunks, CompletionChunk(t_s=0.38, usage=Usage(5, 3))], ended_s=0.38))
+    stats.record(stream_figures(0.0, [CompletionChunk(t_s=0.2, text="x")], ended_s=0.2))
+    fields = stats.interval_fields()
+    assert fields["streamed"] == 2 and fields["output_tokens"] == 4 and fields["output_tokens_squares"] == 10
+    assert fields["input_tokens"] == 5
+    assert fields["good_requests"] == {"ttft_ms<=250": 1, "ttft_ms<=500,tpot_ms<=50": 2}
+    assert LatencyHistogram.decode(fields["ttft_hdr"]).count == 2
+    assert LatencyHistogram.decode(fields["itl_hdr"]).count == 2
+    assert LatencyHistogram.decode(fields["tpot_hdr"]).count == 1
+    interval = ClientInterval(
+        t_start_s=0.0, t_end_s=1.0, process=0, stage="s", users=1, offered_rps=None, scheduled=2, requests=2,
+        failures=0, errors={}, latency_hdr="", **fields,
+    )  # fmt: skip
+    assert from_json_dict(ClientInterval, to_json_dict(interval)) == interval
+    # An interval without streams writes empty histograms, and still counts its goodput keys.
+    empty = StreamStats(limits=(fast,)).interval_fields()
+    assert (empty["ttft_hdr"], empty["good_requests"]) == ("", {"ttft_ms<=250": 0})
+    assert stream_figures(0.0, chunks, ended_s=0.5).output_tokens_per_s == pytest.approx(6.0)
