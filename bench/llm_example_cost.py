@@ -4,10 +4,12 @@ as CPU time per token and tokens per second of CPU. The machine's other load str
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the service runs it (examples/llm/service.py)
 
@@ -17,8 +19,9 @@ PROMPT = "The for statement is used to iterate over the elements of a sequence "
 
 
 def main() -> None:
+    # The example's modules import each other by their plain names, as `bentoml serve` in their folder does.
     sys.path.insert(0, str(LLM_DIR))
-    import tinylm
+    tinylm: Any = importlib.import_module("tinylm")
 
     started = time.process_time()
     model = tinylm.build_model()
