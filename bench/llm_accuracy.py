@@ -289,14 +289,15 @@ def main() -> None:
     args = parser.parse_args()
     timing = Timing()
     WORKSPACE.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(args.peers, WORKSPACE / "tokenizer")
+    peers = args.peers.resolve()  # the peers run in the workspace, not here
+    tokenizer = build_tokenizer(peers, WORKSPACE / "tokenizer")
     measured: dict[str, dict[str, Measured]] = {}
     errors: dict[str, str] = {}
     with synthetic_server("--default-max-tokens", str(OUTPUT_TOKENS), script=SERVER) as url:
         for tool in PEER_TOOLS:
             started_s = time.monotonic()
             try:
-                measured[tool] = run_peer(tool, args.peers, url, tokenizer, args.rate_rps, args.duration_s)
+                measured[tool] = run_peer(tool, peers, url, tokenizer, args.rate_rps, args.duration_s)
             except (RuntimeError, OSError, KeyError, ValueError, subprocess.SubprocessError) as failure:
                 errors[tool] = f"{type(failure).__name__}: {failure}"
             print(f"{tool}: {time.monotonic() - started_s:.0f} s", file=sys.stderr)
