@@ -14,7 +14,7 @@ TEST_PACKAGES := prometheus prometheus-pushgateway chromium containerd runc cont
 export PATH := $(PATH):/usr/local/go/bin
 
 .PHONY: setup loadtest test lint format system-packages docker-setup cluster cluster-down bench bench-ci bench-compare bench-hpa bench-example bench-startup bench-install-size clean \
-	wine-model
+	wine-model bench-llm bench-llm-peers
 
 setup: $(STAMP)
 
@@ -156,6 +156,17 @@ bench: setup
 	bash scripts/install-system-packages.sh wrk
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.accuracy
 
+# LLM streaming figures side by side: GuideLLM and inference-perf (each in its own venv under .venv-bench-llm,
+# scripts/install-llm-peers.sh) against bench/llm_server.py, whose TTFT and inter-token gaps are known; prints each
+# tool's TTFT, ITL and TPOT p50/p95/p99 as ratios to the truth (about 6 min on a busy 2-core machine).
+bench-llm: setup bench-llm-peers
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.llm_accuracy --peers .venv-bench-llm
+
+bench-llm-peers: .venv-bench-llm/.installed
+.venv-bench-llm/.installed: scripts/install-llm-peers.sh
+	bash scripts/install-llm-peers.sh .venv-bench-llm
+	touch $@
+
 # Coverage and width of the percentile confidence intervals on simulated bench stages (about 90 s, no servers).
 bench-ci: setup
 	$(BIN)/python -m bench.ci_coverage
@@ -184,4 +195,4 @@ bench-hpa: setup cluster
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.hpa_parity
 
 clean:
-	rm -rf $(VENV) reports test-output .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-bench-llm reports test-output .pytest_cache .mypy_cache .ruff_cache

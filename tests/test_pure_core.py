@@ -39,6 +39,7 @@ def pure_modules() -> list[Path]:
         ROOT / "harness" / "targets" / "readiness.py",
         ROOT / "harness" / "load" / "answers.py",
         ROOT / "harness" / "load" / "alone.py",
+        ROOT / "harness" / "load" / "streaming.py",
     ]
     autoscaling = ROOT / "harness" / "autoscaling.py"
     if autoscaling.exists():
