@@ -30,9 +30,9 @@ from harness.errors import DeployError, HarnessError, ReportError
 from harness.exit_codes import ExitCode
 from harness.faults import FaultInjector, fault_times
 from harness.live import LiveView
-from harness.load.alone import describe
 from harness.load.plan import build_load_plan
-from harness.load.record_alone import record_alone
+from harness.load.reference_answers import describe
+from harness.load.reference_recording import record_reference_answers
 from harness.load.requests import ready_requests
 from harness.load.runner import EndpointPublisher, LoadDriver, LocustProcess
 from harness.load.shape import stage_windows
@@ -513,7 +513,7 @@ class Run:
         if base_url is None:
             raise DeployError("no ready replica to send the answers alone to (check.same_as_alone)")
         context = context_for([base_url], self.scenario.target.tls)
-        recorded = record_alone(requests, base_url, self.scenario.load.request_timeout_s, context)
+        recorded = record_reference_answers(requests, base_url, self.scenario.load.request_timeout_s, context)
         for name, alone in recorded.items():
             line = describe(name, alone)
             self.log(line)

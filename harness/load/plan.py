@@ -63,7 +63,7 @@ class LoadPlan:
     user_locustfile: str | None = None
     # Header values stay `${NAME}`: the load process reads them from its own environment.
     requests: tuple[RequestConfig, ...] | None = None
-    # Per request name, the reference answers by body key (harness.load.alone).
+    # Per request name, the reference answers by body key (harness.load.reference_answers).
     alone_answers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # How https URLs are checked (the external target); file paths only, never their contents.
     tls: TlsConfig = field(default_factory=TlsConfig)

@@ -13,8 +13,8 @@ import pytest
 
 from harness.config import RequestConfig
 from harness.errors import LoadError
-from harness.load.alone import body_key
-from harness.load.record_alone import record_alone
+from harness.load.reference_answers import body_key
+from harness.load.reference_recording import record_reference_answers
 from harness.load.requests import PreparedBody, ReadyRequest
 from harness.processes import free_port
 
@@ -106,7 +106,7 @@ def test_each_sampled_body_is_sent_alone_twice_with_its_headers_and_unstable_one
     # Four distinct bodies, of which bodies: 3 samples the first three in order; the repeat of 1 is no new one.
     sent = request([1, UNSTABLE, 1, 2, 4], {"field": "label", "bodies": 3})
     unchecked = ReadyRequest("other", "POST", "/predict", {}, [PreparedBody(body(5))])
-    recorded = record_alone([sent, unchecked], url(server), timeout_s=TIMEOUT_S)
+    recorded = record_reference_answers([sent, unchecked], url(server), timeout_s=TIMEOUT_S)
     assert set(recorded) == {"predict"}
     alone = recorded["predict"]
     assert alone.answers == {body_key(body(1)): 1, body_key(body(2)): 2}
@@ -117,12 +117,12 @@ def test_each_sampled_body_is_sent_alone_twice_with_its_headers_and_unstable_one
 
 def test_a_body_answered_with_a_wrong_status_is_unanswered_and_with_none_left_the_run_stops(server: _Server) -> None:
     with pytest.raises(LoadError, match=r"no body of request 'predict' .* \(0 differed, 2 had a wrong status or no"):
-        record_alone([request([1, 2], True, key="wrong")], url(server), timeout_s=TIMEOUT_S)
+        record_reference_answers([request([1, 2], True, key="wrong")], url(server), timeout_s=TIMEOUT_S)
     with pytest.raises(LoadError, match=r"no body of request 'predict' .* \(1 differed, 0 had"):
-        record_alone([request([UNSTABLE], {"field": "label"})], url(server), timeout_s=TIMEOUT_S)
+        record_reference_answers([request([UNSTABLE], {"field": "label"})], url(server), timeout_s=TIMEOUT_S)
 
 
 def test_a_service_that_does_not_answer_stops_the_run_naming_the_request_and_url() -> None:
     closed = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(LoadError, match=rf"request 'predict' to {closed}/predict got no answer"):
-        record_alone([request([1], True)], closed, timeout_s=TIMEOUT_S)
+        record_reference_answers([request([1], True)], closed, timeout_s=TIMEOUT_S)
