@@ -17,6 +17,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -26,6 +27,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from harness.errors import ConfigError
+from harness.load.arrivals import ArrivalKind
 from harness.model import RequestLimits
 from harness.objectives import (
     OBJECTIVE_METRICS,
@@ -44,6 +46,8 @@ _STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 _HPA = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, alias_generator=to_camel, populate_by_name=True)
 
 Quantity = Annotated[str | int | float, Field(union_mode="left_to_right")]
+# How a streamed answer is read (harness.load.streaming): Server-Sent Events, raw body pieces, OpenAI chunks.
+StreamFormat = Literal["sse", "chunks", "openai"]
 
 
 def _no_nul(path: Path) -> Path:
@@ -305,7 +309,22 @@ class Stage(BaseModel):
     users: int | None = Field(default=None, ge=0, le=10_000)
     spawn_rate: float | None = Field(default=None, gt=0, description="users started per second")
     arrival_rate_rps: float | None = Field(default=None, gt=0, le=100_000)
-    arrival: Literal["constant", "poisson"] = "poisson"
+    arrival: ArrivalKind = Field(
+        default="poisson",
+        description="open model: constant gaps, poisson, gamma (with burstiness, as vLLM's benchmark_serving), or "
+        "trace (the gaps of a recorded trace file, scaled to arrival_rate_rps)",
+    )
+    burstiness: float | None = Field(
+        default=None,
+        gt=0,
+        le=1000,
+        description="arrival gamma: the gaps' shape; 1 is Poisson, below 1 burstier, above 1 more regular",
+    )
+    trace: LocalPath | None = Field(
+        default=None,
+        description="arrival trace: a file of arrival timestamps in seconds (one a line, JSON lines with `timestamp`, "
+        "or CSV with a timestamp column, as Azure's LLM traces); its gaps are replayed at arrival_rate_rps",
+    )
     judged: bool = Field(default=True, description="whether objectives apply to this stage (false for warm-up)")
     faults: list[Fault] = Field(default_factory=list, max_length=16)
 
@@ -323,6 +342,12 @@ class Stage(BaseModel):
             )
         if self.arrival_rate_rps is not None and self.spawn_rate is not None:
             raise ValueError(f"stage '{self.name}': spawn_rate only applies to users stages")
+        if self.burstiness is not None and self.arrival != "gamma":
+            raise ValueError(f"stage '{self.name}': burstiness shapes gamma arrivals; set arrival: gamma")
+        if (self.trace is not None) != (self.arrival == "trace"):
+            raise ValueError(f"stage '{self.name}': arrival trace and a trace file go together")
+        if self.arrival == "trace" and self.users is not None:
+            raise ValueError(f"stage '{self.name}': a trace sets arrivals, which users stages do not have")
         return self
 
     @property
@@ -427,6 +452,81 @@ class ResponseCheck(BaseModel):
         return bool(self.fields) or self.same_as_alone is not None
 
 
+class TokenLengths(BaseModel):
+    """A distribution of token counts: a normal of `mean` and `std_dev` cut to [min, max] (inference-perf's
+    synthetic lengths); `std_dev` 0 is a fixed length."""
+
+    model_config = _STRICT
+    mean: float = Field(ge=1, le=1_000_000)
+    std_dev: float = Field(default=0.0, ge=0)
+    min: int = Field(default=1, ge=1)
+    max: int | None = Field(default=None, ge=1, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TokenLengths:
+        if self.max is not None and not self.min <= self.mean <= self.max:
+            raise ValueError(f"token lengths: mean {self.mean:g} must lie within min {self.min} and max {self.max}")
+        if self.mean < self.min:
+            raise ValueError(f"token lengths: mean {self.mean:g} is below min {self.min}")
+        return self
+
+
+def _fixed_length(value: Any) -> Any:
+    return {"mean": value} if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+FixedOrTokenLengths = Annotated[TokenLengths, BeforeValidator(_fixed_length)]
+
+
+class SyntheticPrompts(BaseModel):
+    """Prompts made up by the harness with given input and output token lengths (vLLM's random data set,
+    inference-perf's synthetic one): text of common English words, each about one token to BPE tokenizers, or
+    token ids, exact for any server that takes them (completions only)."""
+
+    model_config = _STRICT
+    input_tokens: FixedOrTokenLengths = Field(
+        description="prompt length in tokens: a number or {mean, std_dev, min, max}"
+    )
+    output_tokens: FixedOrTokenLengths = Field(description="max_tokens of each request: a number or a distribution")
+    prompts: int = Field(default=500, ge=1, le=100_000, description="distinct prompts drawn (from load.seed)")
+    token_ids: bool = Field(default=False, description="send prompts as token ids (completions API only)")
+    vocabulary: int = Field(default=1000, ge=2, description="token_ids: ids are drawn from 0 to vocabulary - 1")
+
+
+class OpenAIRequest(BaseModel):
+    """An OpenAI-compatible generation request (`/v1/completions` or `/v1/chat/completions`): bodies built from a
+    data set of prompts or conversations, or from synthetic prompts, sent with stream: true and read token by
+    token."""
+
+    model_config = _STRICT
+    api: Literal["completions", "chat"] | None = Field(
+        default=None, description="default: chat when the path ends in /chat/completions, else completions"
+    )
+    model: str | None = Field(default=None, min_length=1, description="the body's `model`; omitted when not set")
+    prompts: LocalPath | None = Field(
+        default=None,
+        description='JSON lines: {"prompt": text}, {"messages": [...]} (OpenAI chat), or {"conversations": [...]} '
+        "(ShareGPT); a row's max_tokens overrides max_tokens",
+    )
+    synthetic: SyntheticPrompts | None = None
+    max_tokens: int | None = Field(default=None, ge=1, description="output tokens asked of each data set prompt")
+    ignore_eos: bool = Field(default=False, description="ask the server to generate max_tokens whatever (vLLM's)")
+    include_usage: bool = Field(
+        default=True, description="ask for the usage chunk (stream_options); tokens are counted when none comes"
+    )
+    body: dict[str, Any] = Field(
+        default_factory=dict, description="further body fields sent as they are (temperature, top_p, seed ...)"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> OpenAIRequest:
+        if (self.prompts is None) == (self.synthetic is None):
+            raise ValueError("openai: give prompts (a JSON-lines file) or synthetic, one of them")
+        if self.synthetic is not None and self.max_tokens is not None:
+            raise ValueError("openai: synthetic.output_tokens sets max_tokens; remove max_tokens")
+        return self
+
+
 class RequestConfig(BaseModel):
     """One kind of request users send, chosen by weight: method, path, headers, body and response checks."""
 
@@ -444,10 +544,36 @@ class RequestConfig(BaseModel):
     )
     dataset: LocalPath | None = Field(default=None, description="JSON-lines file, one object (row) per line")
     check: ResponseCheck = Field(default_factory=ResponseCheck)
+    stream: StreamFormat | None = Field(
+        default=None,
+        description="read the answer as it arrives, timing each token: sse (each Server-Sent Event with data), "
+        "chunks (each piece of the body), openai (OpenAI-compatible completion chunks; the default with openai:)",
+    )
+    openai: OpenAIRequest | None = Field(
+        default=None, description="an OpenAI-compatible generation request, its bodies built from prompts"
+    )
 
     @model_validator(mode="after")
     def _body_sources(self) -> RequestConfig:
         where = f"request '{self.name}'"
+        if self.openai is not None:
+            if self.body_file is not None or self.body_template is not None or self.dataset is not None:
+                raise ValueError(f"{where}: openai builds the bodies; remove body_file, body_template and dataset")
+            if self.method != "POST":
+                raise ValueError(f"{where}: an openai request is a POST")
+            if self.stream not in (None, "openai"):
+                raise ValueError(f"{where}: an openai request's answer is read as stream openai")
+            if self.openai_api is None:
+                raise ValueError(
+                    f"{where}: openai.api is needed when the path does not end in /completions or /chat/completions"
+                )
+            if self.openai_api == "chat" and self.openai.synthetic is not None and self.openai.synthetic.token_ids:
+                raise ValueError(f"{where}: the chat API takes text; synthetic.token_ids is for completions")
+        if self.streams and self.check.reads_answer:
+            raise ValueError(
+                f"{where}: check.fields and check.same_as_alone read a JSON answer; a streamed answer is judged by its "
+                "status and by being read to its end"
+            )
         if self.body_file is not None and self.body_template is not None:
             raise ValueError(f"{where}: give body_file or body_template, not both")
         if self.body_template is not None and self.dataset is None:
@@ -463,6 +589,27 @@ class RequestConfig(BaseModel):
             if value.count("${") != len(env_references(value)):
                 raise ValueError(f"{where}: header '{header}': write environment variables as ${{NAME}}")
         return self
+
+    @property
+    def stream_format(self) -> StreamFormat | None:
+        """How the answer is read as it arrives (None: whole)."""
+        return "openai" if self.openai is not None else self.stream
+
+    @property
+    def streams(self) -> bool:
+        return self.stream_format is not None
+
+    @property
+    def openai_api(self) -> Literal["completions", "chat"] | None:
+        """The OpenAI API of an openai request: as given, else from its path."""
+        if self.openai is None:
+            return None
+        if self.openai.api is not None:
+            return self.openai.api
+        path = self.path.split("?")[0].rstrip("/")
+        if path.endswith("/chat/completions"):
+            return "chat"
+        return "completions" if path.endswith("/completions") else None
 
 
 class LoadConfig(BaseModel):
@@ -519,6 +666,9 @@ class Objective(BaseModel):
     per_request: PerRequestLimits | None = Field(
         default=None, description="goodput_rps: the limits a request must all meet to be counted"
     )
+    request: str | None = Field(
+        default=None, description="judge one named request (requests[].name) alone; default: every request together"
+    )
 
     @field_validator("metric")
     @classmethod
@@ -534,7 +684,9 @@ class Objective(BaseModel):
         if takes_limits and self.per_request is None:
             raise ValueError(f"objective '{self.metric}' needs per_request limits (ttft_ms, tpot_ms, latency_ms)")
         if not takes_limits and self.per_request is not None:
-            raise ValueError(f"objective '{self.metric}' takes no per_request limits (only goodput_rps does)")
+            raise ValueError(
+                f"objective '{self.metric}' takes no per_request limits (only goodput_rps and goodput_fraction do)"
+            )
         return self
 
     @property
@@ -559,7 +711,8 @@ class Objective(BaseModel):
     def name(self) -> str:
         bound = f"<= {self.max:g}" if self.max is not None else f">= {self.min:g}"
         limits = self.request_limits
-        return f"{self.metric} {bound}" + (f" ({limits.key})" if limits is not None else "")
+        name = f"{self.metric} {bound}" + (f" ({limits.key})" if limits is not None else "")
+        return name if self.request is None else f"{name} for {self.request}"
 
 
 class ValidityConfig(BaseModel):
@@ -749,18 +902,24 @@ class Scenario(BaseModel):
                     "payload.source, payload.file and payload.batch_rows feed service.endpoint; with requests: give "
                     "each request its body_file or body_template"
                 )
-        checks = [request.check for request in self.requests or []]
-        traffic = Traffic(
-            checks_answers=any(check.reads_answer for check in checks),
-            sends_bad_input=self.payload.malformed_fraction > 0 or any(check.expects_bad_input for check in checks),
-            # The load generator does not read answers as streams yet (issue 22).
-            streams=False,
-        )
-        kinds = {objective.kind for objective in self.objectives}
+        by_name = {request.name: request for request in self.requests or []}
+        for objective in self.objectives:
+            if objective.request is not None and objective.request not in by_name:
+                raise ValueError(
+                    f"objective '{objective.metric}' names request '{objective.request}', which is not one of: "
+                    + (", ".join(by_name) if by_name else "(no requests: section)")
+                )
+        kinds = {objective.kind for objective in self.objectives if objective.request is None}
         for kind in OBJECTIVE_METRICS:
-            missing = kind.unmeasurable_with(traffic) if kind in kinds and kind.unmeasurable_with else None
+            missing = kind.unmeasurable_with(self._traffic()) if kind in kinds and kind.unmeasurable_with else None
             if missing is not None:
                 raise ValueError(f"objective '{kind.syntax}' {missing}")
+        for objective in self.objectives:
+            unmeasurable = objective.kind.unmeasurable_with
+            if objective.request is not None and unmeasurable is not None:
+                missing = unmeasurable(self._traffic([by_name[objective.request]]))
+                if missing is not None:
+                    raise ValueError(f"objective '{objective.metric}' on request '{objective.request}' {missing}")
         if self.load.locustfile is not None:
             open_stages = [stage.name for stage in self.stages if stage.open_model]
             if open_stages:
@@ -795,6 +954,15 @@ class Scenario(BaseModel):
                         f"{target.pause_unavailable}"
                     )
         return self
+
+    def _traffic(self, requests: list[RequestConfig] | None = None) -> Traffic:
+        """What the load sends (of `requests`, default every one) that some objective metrics need."""
+        sent = (self.requests or []) if requests is None else requests
+        return Traffic(
+            checks_answers=any(request.check.reads_answer for request in sent),
+            sends_bad_input=self.payload.malformed_fraction > 0 or any(r.check.expects_bad_input for r in sent),
+            streams=any(request.streams for request in sent),
+        )
 
     @property
     def duration_s(self) -> float:
@@ -987,6 +1155,17 @@ def _against(base: Path, path: Path) -> Path:
     return path if path.is_absolute() else (base / path).resolve()
 
 
+def _request_files_against(base: Path, request: RequestConfig) -> RequestConfig:
+    update: dict[str, Any] = {
+        name: _against(base, getattr(request, name))
+        for name in ("body_file", "dataset")
+        if getattr(request, name) is not None
+    }
+    if request.openai is not None and request.openai.prompts is not None:
+        update["openai"] = request.openai.model_copy(update={"prompts": _against(base, request.openai.prompts)})
+    return request.model_copy(update=update)
+
+
 def load_scenario(path: Path, overrides: dict[str, Any] | None = None) -> Scenario:
     """Read a scenario YAML file, apply dotted-key overrides, validate once; relative paths resolve against the file."""
     data = read_yaml(path)
@@ -1019,14 +1198,9 @@ def load_scenario(path: Path, overrides: dict[str, Any] | None = None) -> Scenar
     scenario = scenario.model_copy(update={"target": scenario.target.model_copy(update={"tls": tls})})
     requests = None
     if scenario.requests is not None:
-        requests = [
-            request.model_copy(
-                update={
-                    name: _against(base, getattr(request, name))
-                    for name in ("body_file", "dataset")
-                    if getattr(request, name) is not None
-                }
-            )
-            for request in scenario.requests
-        ]
-    return scenario.model_copy(update={"service": service, "payload": payload, "requests": requests})
+        requests = [_request_files_against(base, request) for request in scenario.requests]
+    stages = [
+        stage if stage.trace is None else stage.model_copy(update={"trace": _against(base, stage.trace)})
+        for stage in scenario.stages
+    ]
+    return scenario.model_copy(update={"service": service, "payload": payload, "requests": requests, "stages": stages})

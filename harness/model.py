@@ -79,6 +79,41 @@ class ClientInterval:
     output_tokens_squares: int = 0
     # Streamed requests that met every per-request limit of a goodput objective, keyed by RequestLimits.key.
     good_requests: dict[str, int] = field(default_factory=dict)
+    # The same outcomes per named request (`requests:`), by name; the fields above add up every request, and
+    # also count what no request was chosen for (arrivals dropped at max_in_flight, no ready replica). Empty in
+    # records of scenarios without `requests:` and in those an older harness wrote.
+    by_request: dict[str, RequestTally] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RequestTally:
+    """One named request's outcomes in one ClientInterval: the interval's own outcome fields, names and meanings
+    alike, for this request alone."""
+
+    requests: int = 0
+    failures: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    latency_hdr: str = ""
+    checked: int = 0
+    mismatches: int = 0
+    bad_inputs: int = 0
+    bad_input_5xx: int = 0
+    bad_input_accepted: int = 0
+    streamed: int = 0
+    ttft_hdr: str = ""
+    itl_hdr: str = ""
+    tpot_hdr: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    output_tokens_squares: int = 0
+    good_requests: dict[str, int] = field(default_factory=dict)
+
+
+def request_view(interval: ClientInterval, request: str) -> ClientInterval:
+    """The interval as if only `request` had been sent (KeyError when it was not sent in it): its outcomes, and the
+    process's own figures (users, schedule, CPU) as they were."""
+    tally = interval.by_request[request]
+    return replace(interval, **{f.name: getattr(tally, f.name) for f in dataclasses.fields(tally)}, by_request={})
 
 
 @dataclass(frozen=True)
@@ -154,6 +189,11 @@ class ServerSample:
     duration_count: float | None = None
     batch_size_sum: float | None = None
     batch_size_count: float | None = None
+    # An LLM engine's state where the replica exports vLLM's gauges (vllm:num_requests_running, _waiting,
+    # kv_cache_usage_perc): sequences generating, requests queued, share of the KV cache in use (0-1).
+    engine_running: float | None = None
+    engine_waiting: float | None = None
+    engine_kv_cache_usage: float | None = None
 
 
 @dataclass(frozen=True)
@@ -615,6 +655,9 @@ class StageResult:
     output_tokens: int = 0
     output_tokens_squares: int = 0
     good_requests: dict[str, int] = field(default_factory=dict)
+    # Each named request's figures in the stage (`requests:`), by name: its own counts, errors, latency and streamed
+    # figures; the stage's window, replicas and validity. Empty without `requests:` and in older verdicts.
+    by_request: dict[str, StageResult] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -634,6 +677,8 @@ class ObjectiveResult:
     # The unit of measured, threshold, ci_low and ci_high: the one the metric's name ends with ("ms", "rps",
     # "s"; "fraction" for error_rate). Verdicts written before schema version 2 leave it empty.
     unit: str = ""
+    # The named request it judged alone (`request:` of the objective); None: every request of the stage.
+    request: str | None = None
 
 
 @dataclass(frozen=True)
@@ -693,8 +738,9 @@ class Bottleneck:
 
 
 # Version 2 added bottlenecks, schema_version, run_id, scenario_name and each objective result's unit, and
-# faults.
-VERDICT_SCHEMA_VERSION = 2
+# faults. Version 3 added each stage's figures per named request (StageResult.by_request) and the request an
+# objective result judged.
+VERDICT_SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,15 @@ def _goodput(metric: str, stage: StageResult, confidence: float, limits: Request
     return Measurement(*rate, f"goodput (rps, {good} of {stage.streamed} streamed requests met {limits.key})")
 
 
+def _goodput_fraction(metric: str, stage: StageResult, confidence: float, limits: RequestLimits | None) -> Measurement:
+    assert limits is not None  # config requires them (takes_request_limits)
+    good = stage.good_requests.get(limits.key)
+    if good is None:
+        return Measurement(None, None, None, "goodput", f"requests meeting {limits.key} were not counted in this stage")
+    # Every request that ended counts: one that failed met no limit.
+    return _share(f"goodput ({limits.key})", good, stage.requests, "no requests completed in this stage", confidence)
+
+
 def _share(what: str, count: int, total: int, missing: str, confidence: float) -> Measurement:
     """`count` of `total` as a fraction with its Wilson interval; nothing measured when `total` is 0."""
     if total == 0:
@@ -222,7 +231,7 @@ def _needs_bad_input(traffic: Traffic) -> str | None:
 def _needs_streams(traffic: Traffic) -> str | None:
     if traffic.streams:
         return None
-    return "needs requests whose answers stream (Server-Sent Events), which this version does not send yet"
+    return "needs requests whose answers stream (a request with openai: or stream:)"
 
 
 def _judge_by_waiting(step: StepAutoscaling) -> str | None:
@@ -279,12 +288,13 @@ OBJECTIVE_METRICS: tuple[ObjectiveMetric, ...] = (
     ),
     ObjectiveMetric("throughput_rps", re.compile(r"^throughput_rps$"), "rps", stage=_throughput),
     # Streamed requests (harness.load.streaming): time to first token, every gap between tokens, and time per
-    # output token, each at a percentile. They do not decide sweep probes yet: the sweep sends no streams.
+    # output token, each at a percentile.
     ObjectiveMetric(
         "ttft_pNN_ms",
         re.compile(rf"^ttft_{_PERCENTILE}_ms$"),
         "ms",
         stage=_streamed,
+        decides_sweep_probes=True,
         unmeasurable_with=_needs_streams,
     ),
     ObjectiveMetric(
@@ -292,6 +302,7 @@ OBJECTIVE_METRICS: tuple[ObjectiveMetric, ...] = (
         re.compile(rf"^itl_{_PERCENTILE}_ms$"),
         "ms",
         stage=_streamed,
+        decides_sweep_probes=True,
         unmeasurable_with=_needs_streams,
     ),
     ObjectiveMetric(
@@ -299,6 +310,7 @@ OBJECTIVE_METRICS: tuple[ObjectiveMetric, ...] = (
         re.compile(rf"^tpot_{_PERCENTILE}_ms$"),
         "ms",
         stage=_streamed,
+        decides_sweep_probes=True,
         unmeasurable_with=_needs_streams,
     ),
     # Output tokens of streamed requests per second of the stage.
@@ -315,6 +327,18 @@ OBJECTIVE_METRICS: tuple[ObjectiveMetric, ...] = (
         re.compile(r"^goodput_rps$"),
         "rps",
         stage=_goodput,
+        unmeasurable_with=_needs_streams,
+        takes_request_limits=True,
+    ),
+    # The share of the stage's requests that met every limit of its `per_request:` (DistServe's SLO attainment):
+    # what `harness sweep` keeps to find the highest rate with enough goodput, as a rate alone cannot.
+    ObjectiveMetric(
+        "goodput_fraction",
+        re.compile(r"^goodput_fraction$"),
+        "",
+        stage=_goodput_fraction,
+        shown_as_percent=True,
+        decides_sweep_probes=True,
         unmeasurable_with=_needs_streams,
         takes_request_limits=True,
     ),

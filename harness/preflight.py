@@ -11,6 +11,7 @@ from harness.analysis.latency import min_samples_for_percentile
 from harness.config import Scenario
 from harness.errors import ConfigError
 from harness.load.payloads import build_bodies
+from harness.load.plan import stage_specs
 from harness.load.requests import ready_requests
 from harness.load.runner import check_user_locustfile
 from harness.local_autoscaler import check_supported
@@ -30,6 +31,7 @@ def preflight(scenario: Scenario) -> None:
         raise ConfigError(f"service.path '{scenario.service.path}': no such directory (expected a BentoML project)")
     if scenario.payload.source == "jsonl":
         build_bodies("jsonl", file=scenario.payload.file, batch_rows=1, seed=0)
+    stage_specs(scenario, with_traces=True)  # names a trace file that cannot be read or replayed
     context_for(scenario.target.urls, scenario.target.tls)  # names a target.tls file that cannot be read or used
     if scenario.load.locustfile is not None:
         if not scenario.load.locustfile.is_file():

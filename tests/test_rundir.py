@@ -3,6 +3,7 @@ records (events, metadata) that read back what was written and what older harnes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -13,6 +14,7 @@ from harness.errors import ConfigError, ReportError
 from harness.model import (
     EVENT_KINDS,
     AutoscalerSync,
+    ClientInterval,
     ContainersRemoved,
     FaultEnded,
     FaultInjected,
@@ -30,12 +32,14 @@ from harness.model import (
     ReplicaStarted,
     ReplicaStopped,
     ReplicaUnready,
+    RequestTally,
     RunEvent,
     RunMetadata,
     RunWarning,
     ScaleDecision,
     ScrapeFailed,
     UnknownEvent,
+    request_view,
 )
 from harness.rundir import RunDirectory, write_atomically
 
@@ -175,3 +179,17 @@ def test_loadgen_overhead_round_trips_and_an_older_run_has_none(tmp_path: Path) 
     run_dir.append(overhead)
     run_dir.close()
     assert run_dir.read_records(LoadgenOverhead) == [overhead]
+
+
+def test_client_intervals_keep_their_named_requests_and_older_records_have_none(tmp_path: Path) -> None:
+    old = RunDirectory(RECORDED).read_records(ClientInterval)
+    assert old and all(record.by_request == {} for record in old)
+    tally = RequestTally(requests=3, failures=1, errors={"http_500": 1}, latency_hdr=old[0].latency_hdr, streamed=2)
+    record = dataclasses.replace(old[0], by_request={"predict": tally, "health": RequestTally(requests=1)})
+    run_dir = RunDirectory(tmp_path / "run")
+    run_dir.create()
+    run_dir.append(record)
+    run_dir.close()
+    assert run_dir.read_records(ClientInterval) == [record]
+    view = request_view(record, "predict")
+    assert (view.requests, view.failures, view.streamed, view.stage, view.by_request) == (3, 1, 2, record.stage, {})

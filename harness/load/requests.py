@@ -15,9 +15,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.config import FieldCheck, RequestConfig, ResponseCheck, env_references
+from harness.config import FieldCheck, RequestConfig, ResponseCheck, StreamFormat, env_references
 from harness.errors import ConfigError
 from harness.load.json_fields import MISSING, field_at, same_json
+from harness.load.prompts import PromptError, openai_bodies
 from harness.load.reference_answers import alone_mismatch, body_key
 
 JSON_CONTENT_TYPE = "application/json"
@@ -46,6 +47,8 @@ class ReadyRequest:
     check: ResponseCheck = field(default_factory=ResponseCheck)
     # False for the bad-input mix: judged by bad_input_5xx_rate only, kept out of error_rate and latency.
     counts_as_traffic: bool = True
+    # How the answer is read as it arrives (harness.load.streaming); None: whole.
+    stream: StreamFormat | None = None
 
 
 @dataclass(frozen=True)
@@ -105,8 +108,11 @@ def _encode(document: Any) -> bytes:
     return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
 
 
-def prepare_bodies(request: RequestConfig, where: str) -> list[PreparedBody]:
-    """The bodies a request sends: each line of its body_file, or its template filled from each data set row."""
+def prepare_bodies(request: RequestConfig, where: str, seed: int = 0) -> list[PreparedBody]:
+    """The bodies a request sends: each line of its body_file, its template filled from each data set row, or its
+    OpenAI generation requests (`openai`: each prompt of its data set, or synthetic prompts drawn from `seed`)."""
+    if request.openai is not None:
+        return _openai_bodies(request, where, seed)
     if request.body_file is not None:
         return [PreparedBody(_encode(body)) for body in read_jsonl(request.body_file, f"{where}.body_file")]
     if request.dataset is None:
@@ -132,6 +138,17 @@ def prepare_bodies(request: RequestConfig, where: str) -> list[PreparedBody]:
                 f"(it has: {', '.join(map(str, row))})"
             ) from None
     return prepared
+
+
+def _openai_bodies(request: RequestConfig, where: str, seed: int) -> list[PreparedBody]:
+    config, api = request.openai, request.openai_api
+    assert config is not None and api is not None  # the schema requires them together
+    rows = None if config.prompts is None else read_jsonl(config.prompts, f"{where}.openai.prompts")
+    try:
+        bodies = openai_bodies(config, api, rows, random.Random(seed))
+    except PromptError as error:
+        raise ConfigError(f"{where}.openai.prompts '{config.prompts}' {error}") from None
+    return [PreparedBody(body) for body in bodies]
 
 
 # --------------------------------------------------------------------------- headers and choice
@@ -169,16 +186,29 @@ def pick_weighted(cumulative: Sequence[float], rng: random.Random) -> int:
     return min(bisect.bisect_right(cumulative, rng.random() * cumulative[-1]), len(cumulative) - 1)
 
 
-def ready_requests(configs: Sequence[RequestConfig], environ: Mapping[str, str]) -> list[ReadyRequest]:
-    """The scenario's requests with headers expanded and bodies prepared (ConfigError names the field)."""
+def ready_requests(configs: Sequence[RequestConfig], environ: Mapping[str, str], seed: int = 0) -> list[ReadyRequest]:
+    """The scenario's requests with headers expanded and bodies prepared (ConfigError names the field); synthetic
+    prompts are drawn from `seed`."""
     ready = []
     for index, config in enumerate(configs):
         where = f"requests[{index}]"
         headers = expand_headers(config.headers, environ, where)
-        bodies = prepare_bodies(config, where)
+        bodies = prepare_bodies(config, where, seed)
         if bodies[0].body is not None and not any(h.lower() == "content-type" for h in headers):
             headers["Content-Type"] = JSON_CONTENT_TYPE
-        ready.append(ReadyRequest(config.name, config.method, config.path, headers, bodies, config.check))
+        if config.stream_format in ("sse", "openai") and not any(h.lower() == "accept" for h in headers):
+            headers["Accept"] = "text/event-stream"
+        ready.append(
+            ReadyRequest(
+                config.name,
+                config.method,
+                config.path,
+                headers,
+                bodies,
+                config.check,
+                stream=config.stream_format,
+            )
+        )
     return ready
 
 
