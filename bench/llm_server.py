@@ -6,7 +6,10 @@ else with one JSON body; GET /v1/models, /readyz, /livez, /health. Every request
   TTFT       ~ Uniform(ttft_min_ms, ttft_max_ms) after the request arrived
   each gap   ~ Uniform(itl_min_ms, itl_max_ms) between consecutive tokens
   tokens     = max_tokens (the server never stops early: as `ignore_eos`), each one word " wN" of `WORDS`
-so the quantiles of TTFT and of the gaps are known in closed form (`truth` below). Token i is written at
+so the quantiles of TTFT and of the gaps are known in closed form (`truth` below). With `--slots N` at most N
+requests generate at once and the others queue in arrival order (an engine's batch size): the timing above then
+runs from a request's admission, so the capacity is known too (N over the mean request time) and past it queueing
+adds to TTFT, which is what a goodput sweep must find. Token i is written at
 arrival + TTFT + the sum of the first i gaps, scheduled from the arrival time rather than from the previous write,
 so the event loop's late wake-ups do not accumulate along a stream. Prompt tokens are counted as
 whitespace-separated words (the benchmark's tokenizer splits the same way). Standard library only.
@@ -79,11 +82,21 @@ def prompt_text(body: dict[str, Any]) -> str:
 
 
 class LlmServer:
-    def __init__(self, timing: Timing, seed: int, default_max_tokens: int) -> None:
+    def __init__(self, timing: Timing, seed: int, default_max_tokens: int, slots: int = 0) -> None:
         self.timing = timing
         self.rng = random.Random(seed)
         self.default_max_tokens = default_max_tokens
         self.requests = 0
+        # asyncio's semaphore admits waiters in arrival order.
+        self.slots = asyncio.Semaphore(slots) if slots > 0 else None
+
+    async def admitted(self, writer: asyncio.StreamWriter, path: str, body: dict[str, Any], arrival_s: float) -> None:
+        """Generate once a slot is free (at once without --slots), timing the answer from the admission."""
+        if self.slots is None:
+            await self.generate(writer, path, body, arrival_s)
+            return
+        async with self.slots:
+            await self.generate(writer, path, body, time.monotonic())
 
     def plan(self, tokens: int) -> list[float]:
         """Seconds after arrival at which each token is due."""
@@ -155,7 +168,7 @@ class LlmServer:
                     except (ValueError, AssertionError):
                         _write_response(writer, b"400 Bad Request", b'{"error":{"message":"body: not a JSON object"}}')
                     else:
-                        await self.generate(writer, path, body, arrival_s)
+                        await self.admitted(writer, path, body, arrival_s)
                 elif method == "GET" and path.startswith("/v1/models"):
                     models = {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "bench"}]}
                     _write_response(writer, b"200 OK", json.dumps(models).encode())
@@ -181,7 +194,7 @@ def _write_response(
 
 async def main_async(args: argparse.Namespace) -> None:
     timing = Timing(args.ttft_min_ms, args.ttft_max_ms, args.itl_min_ms, args.itl_max_ms)
-    server = LlmServer(timing, args.seed, args.default_max_tokens)
+    server = LlmServer(timing, args.seed, args.default_max_tokens, args.slots)
     listener = await asyncio.start_server(server.handle, "127.0.0.1", args.port, backlog=4096)
     async with listener:
         await asyncio.wait_for(listener.serve_forever(), timeout=args.max_lifetime_s)
@@ -197,6 +210,7 @@ def main() -> None:
     parser.add_argument("--itl-max-ms", type=float, default=defaults.itl_max_ms)
     parser.add_argument("--default-max-tokens", type=int, default=64)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--slots", type=int, default=0, help="requests generated at once; 0: no limit")
     parser.add_argument("--max-lifetime-s", type=float, default=3600.0, help="the server stops itself after this")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt, TimeoutError):

@@ -83,8 +83,9 @@ class ObjectiveMetric:
     # Whether it decides a `harness sweep` probe: latency and errors do; a fixed throughput floor would fail
     # every probe below it, and a service that falls behind an open-model rate shows it as queueing latency.
     decides_sweep_probes: bool = False
-    # (the objective's max or None, confidence) -> fewest requests a stage needs before it can PASS at all.
-    requests_to_pass: Callable[[float | None, float], int] | None = None
+    # (the objective's max or None, its min or None, confidence) -> fewest requests a stage needs before it can
+    # PASS at all.
+    requests_to_pass: Callable[[float | None, float | None, float], int] | None = None
     # stage -> why it FAILs whatever was measured and even in a stage otherwise invalid, or None.
     fails_stage: Callable[[StageResult], str | None] | None = None
     # The scenario's traffic -> what the objective needs that the load does not send (a config error), or None.
@@ -211,9 +212,14 @@ def _throughput(metric: str, stage: StageResult, confidence: float, limits: Requ
     return Measurement(stage.achieved_rps, low / stage.duration_s, high / stage.duration_s, "throughput (rps)")
 
 
-def _error_rate_requests(max_rate: float | None, confidence: float) -> int:
+def _error_rate_requests(max_rate: float | None, min_rate: float | None, confidence: float) -> int:
     # Even with no failure at all, the Wilson upper bound falls below `max` only after enough requests.
     return requests_to_pass_error_rate(max_rate, confidence) if max_rate is not None and 0 < max_rate < 1 else 0
+
+
+def _goodput_fraction_requests(max_share: float | None, min_share: float | None, confidence: float) -> int:
+    # The mirror image: with every request good, the Wilson lower bound rises above `min` only after enough of them.
+    return requests_to_pass_error_rate(1 - min_share, confidence) if min_share is not None and 0 < min_share < 1 else 0
 
 
 def _needs_checked_answers(traffic: Traffic) -> str | None:
@@ -339,6 +345,7 @@ OBJECTIVE_METRICS: tuple[ObjectiveMetric, ...] = (
         stage=_goodput_fraction,
         shown_as_percent=True,
         decides_sweep_probes=True,
+        requests_to_pass=_goodput_fraction_requests,
         unmeasurable_with=_needs_streams,
         takes_request_limits=True,
     ),

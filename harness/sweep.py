@@ -18,6 +18,7 @@ from harness.config import Scenario, Stage
 from harness.errors import ConfigError
 from harness.exit_codes import ExitCode
 from harness.model import Status, to_json_dict
+from harness.objectives import OBJECTIVE_METRICS, metric_percentile
 from harness.rundir import write_atomically
 from harness.targets.kinds import TARGET_KINDS
 from harness.targets.registry import target_kind
@@ -65,11 +66,12 @@ def _search(
     """One bracket-then-bisect search on `base`'s target; every probe is a run under base's output dir."""
     from harness.run import Run
 
-    latency_percentiles = [o.percentile for o in base.objectives if o.percentile is not None]
-    percentile = max(latency_percentiles, default=95.0)
+    # The probes' length follows the highest percentile they judge (latency, TTFT, ITL, TPOT); without one, the
+    # objectives that need a number of requests to pass at all (error_rate, goodput_fraction) set it.
+    percentiles = [q for o in base.objectives if (q := metric_percentile(o.metric)) is not None]
     requests_to_pass = max(
         (
-            o.kind.requests_to_pass(o.max, base.validity.confidence)
+            o.kind.requests_to_pass(o.max, o.min, base.validity.confidence)
             for o in base.objectives
             if o.kind.requests_to_pass is not None
         ),
@@ -81,11 +83,16 @@ def _search(
         rate = next_rate(probes, initial_rps=initial_rps, max_rps=max_rps, tolerance=tolerance)
         if rate is None:
             break
-        duration_s = probe_duration_s(
-            rate,
-            percentile=percentile,
-            min_tail_samples=base.validity.min_tail_samples,
-            min_duration_s=min_probe_s if min_probe_s is not None else 10.0,
+        min_duration_s = min_probe_s if min_probe_s is not None else 10.0
+        duration_s = (
+            probe_duration_s(
+                rate,
+                percentile=max(percentiles),
+                min_tail_samples=base.validity.min_tail_samples,
+                min_duration_s=min_duration_s,
+            )
+            if percentiles
+            else min_duration_s
         )
         # Some objectives (an error rate) can only PASS with enough requests, even with no failure at all;
         # 20% more arrivals than that covers Poisson shortfall.
@@ -129,6 +136,12 @@ def run_sweep(
     0 when a rate was found everywhere, 3 otherwise."""
     if not scenario.objectives:
         raise ConfigError("harness sweep needs objectives: the maximum rate is the highest one where they all hold")
+    if not any(o.kind.decides_sweep_probes for o in scenario.objectives):
+        deciding = ", ".join(m.syntax for m in OBJECTIVE_METRICS if m.decides_sweep_probes)
+        raise ConfigError(
+            f"harness sweep needs an objective that can decide a probe ({deciding}): a rate floor such as "
+            "throughput_rps or goodput_rps fails every probe below it; for goodput, bound goodput_fraction"
+        )
     counts = list(dict.fromkeys(replica_counts)) or [scenario.target.replicas]
     if any(count < 1 for count in counts):
         raise ConfigError(f"--replicas: replica counts must be >= 1, got {counts}")

@@ -119,7 +119,10 @@ def test_sweep_probes_are_decided_by_latency_errors_and_the_share_of_good_reques
     streamed = {"ttft_pNN_ms", "itl_pNN_ms", "tpot_pNN_ms", "goodput_fraction"}
     assert deciding == {"latency_pNN_ms", "error_rate"} | streamed
     requests = objective_metric("error_rate").requests_to_pass
-    assert requests is not None and requests(0.01, 0.95) > 300 and requests(None, 0.95) == 0
+    assert requests is not None and requests(0.01, None, 0.95) > 300 and requests(None, None, 0.95) == 0
+    good = objective_metric("goodput_fraction").requests_to_pass
+    # Mirror images: a share of good requests >= 0.99 needs as many as an error rate <= 0.01.
+    assert good is not None and good(None, 0.99, 0.95) == requests(0.01, None, 0.95) and good(None, None, 0.95) == 0
 
 
 def test_only_answer_and_bad_input_metrics_need_something_of_the_traffic() -> None:
