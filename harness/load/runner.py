@@ -24,8 +24,9 @@ from harness.errors import ConfigError, DeployError, LoadError
 from harness.load.shape import load_plan, planned_duration_s
 from harness.model import ClientInterval, LoadgenOverhead, from_json_dict
 from harness.processes import REPLICA_ENV, RUN_ENV, free_port, spawn, stop_tree
+from harness.resources import module_file
 
-LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+LOCUSTFILE = module_file("harness.load", "locustfile.py")
 # The process mark's replica part for Locust and its workers (harness.processes).
 LOADGEN_MARK = "loadgen"
 

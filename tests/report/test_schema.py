@@ -8,6 +8,7 @@ import dataclasses
 import json
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,7 +34,7 @@ from harness.model import (
 from harness.report.schema import SCHEMA_PATH, validate_verdict, verdict_schema
 from harness.rundir import RunDirectory
 
-FIXTURE_VERDICT = SCHEMA_PATH.parents[1] / "tests" / "fixtures" / "run_recorded" / "verdict.json"
+FIXTURE_VERDICT = Path(__file__).resolve().parents[1] / "fixtures" / "run_recorded" / "verdict.json"
 
 
 def _fixture() -> dict[str, Any]:
