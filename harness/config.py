@@ -8,10 +8,11 @@ names (camelCase) because it feeds both the local autoscaler and the Helm chart 
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast, get_args
 
 import yaml
 from pydantic import (
@@ -24,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import ErrorDetails
 
 from harness.errors import ConfigError
 from harness.objectives import (
@@ -361,7 +363,20 @@ class PayloadConfig(BaseModel):
 
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# A data set column in a body template: "{{column}}".
+PLACEHOLDER = re.compile(r"\{\{([^{}]+)\}\}")
 _FIELD_PATH = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+
+
+def template_columns(template: Any) -> list[str]:
+    """The data set columns a body template names as "{{column}}", anywhere in it."""
+    if isinstance(template, str):
+        return [name.strip() for name in PLACEHOLDER.findall(template)]
+    if isinstance(template, list):
+        return [name for item in template for name in template_columns(item)]
+    if isinstance(template, dict):
+        return [name for value in template.values() for name in template_columns(value)]
+    return []
 
 
 def env_references(value: str) -> list[str]:
@@ -448,7 +463,9 @@ class RequestConfig(BaseModel):
     )
     body_file: LocalPath | None = Field(default=None, description="JSON-lines file, one request body per line")
     body_template: Any = Field(
-        default=None, description='JSON body; a string "{{column}}" is replaced by that column of a data set row'
+        default=None,
+        description='JSON body; a string "{{column}}" is replaced by that column of a data set row (without '
+        "placeholders, the one body every request sends)",
     )
     dataset: LocalPath | None = Field(default=None, description="JSON-lines file, one object (row) per line")
     check: ResponseCheck = Field(default_factory=ResponseCheck)
@@ -458,8 +475,8 @@ class RequestConfig(BaseModel):
         where = f"request '{self.name}'"
         if self.body_file is not None and self.body_template is not None:
             raise ValueError(f"{where}: give body_file or body_template, not both")
-        if self.body_template is not None and self.dataset is None:
-            raise ValueError(f"{where}: body_template needs a dataset to fill it from")
+        if self.dataset is None and template_columns(self.body_template):
+            raise ValueError(f"{where}: body_template names data set columns and needs a dataset to fill them from")
         if self.body_file is not None and self.dataset is not None:
             raise ValueError(f"{where}: a dataset fills body_template; body_file bodies are sent as they are")
         if self.method in ("GET", "HEAD") and (self.body_file is not None or self.body_template is not None):
@@ -788,20 +805,67 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return "".join(parts) or "(top level)"
 
 
-def _describe(error: ValidationError, source: str, data: Any) -> str:
-    first = error.errors()[0]
-    where = _location(first["loc"])
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        return f"{source}: unknown key '{where}' (check the spelling; see docs in harness/config.py)"
-    if first["type"] == "missing":
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The scenario model whose keys the mapping at `loc` holds (list indexes skipped), or None."""
+    model: type[BaseModel] = Scenario
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = next(
+            (f for name, f in model.model_fields.items() if part in (name, f.alias)),
+            None,
+        )
+        if field is None:
+            return None
+        found = _model_in(field.annotation)
+        if found is None:
+            return None
+        model = found
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as `list[Stage] | None`, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in get_args(annotation):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _unknown_key(loc: tuple[int | str, ...]) -> str:
+    """What to say of an unknown key: the closest known key ("did you mean"), else the keys allowed there."""
+    model = _model_at(loc[:-1])
+    if model is None:
+        return "see docs/scenario.md for the keys"
+    keys = [field.alias or name for name, field in model.model_fields.items()]
+    close = difflib.get_close_matches(str(loc[-1]), keys, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return "expected one of: " + ", ".join(keys)
+
+
+def _describe(problem: ErrorDetails, source: str) -> str:
+    """One line for one problem of a scenario: the field, the value, what was expected."""
+    where = _location(problem["loc"])
+    message = problem["msg"].removeprefix("Value error, ")
+    if problem["type"] == "extra_forbidden":
+        return f"{source}: unknown key '{where}': {_unknown_key(problem['loc'])}"
+    if problem["type"] == "missing":
         return f"{source}: field '{where}' is required"
     if where == "(top level)":
         # A check across sections (Scenario._cross_checks): its message names the fields itself.
         return f"{source}: {message}"
-    value = first.get("input")
+    value = problem.get("input")
     shown = "" if isinstance(value, dict | list) or value is None else f" = {_short(repr(value))}"
     return f"{source}: field '{where}'{shown}: {message}"
+
+
+def _problems(error: ValidationError, source: str) -> tuple[str, ...]:
+    """Every problem pydantic found, one line each, in the schema's order, without repeats."""
+    return tuple(dict.fromkeys(_describe(problem, source) for problem in error.errors()))
 
 
 def _short(text: str, limit: int = 80) -> str:
@@ -844,7 +908,8 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(_describe(error, source, data)) from error
+        problems = _problems(error, source)
+        raise ConfigError(problems[0], problems=problems) from error
 
 
 # Deeper than any scenario needs; PyYAML's composer recurses once per level, so this also bounds the stack.
@@ -966,12 +1031,17 @@ def load_scenario(path: Path, overrides: dict[str, Any] | None = None) -> Scenar
     data = read_yaml(path)
     if data is None:
         raise ConfigError(f"{path}: the file is empty; expected a scenario mapping")
+    return scenario_from_data(data, str(path), path.resolve().parent, overrides)
+
+
+def scenario_from_data(data: Any, source: str, base: Path, overrides: dict[str, Any] | None = None) -> Scenario:
+    """A scenario's plain data (a file's, or the command line's) with dotted-key overrides applied, validated once;
+    relative paths resolve against `base`."""
     if isinstance(data, dict):
         for key, value in (overrides or {}).items():
             apply_override(data, key, value)
-    scenario = parse_scenario(data, str(path))
-    check_machine(scenario, str(path))
-    base = path.resolve().parent
+    scenario = parse_scenario(data, source)
+    check_machine(scenario, source)
     service = scenario.service
     # `service.python` is not resolved: a venv's bin/python is a symlink that selects the venv by its name.
     service = service.model_copy(

@@ -384,7 +384,7 @@ def with_requests(*requests: dict[str, Any], **extra: Any) -> dict[str, Any]:
         ([{"name": "a", "path": "predict"}], r"field 'requests\[0\]\.path' = 'predict'"),
         ([{"name": "a", "path": "/p", "weight": 0}], r"field 'requests\[0\]\.weight' = 0"),
         ([{"name": "a", "path": "/p", "method": "FETCH"}], r"field 'requests\[0\]\.method' = 'FETCH'"),
-        ([{"name": "a", "path": "/p", "body_template": {"x": 1}}], r"body_template needs a dataset"),
+        ([{"name": "a", "path": "/p", "body_template": {"x": "{{x}}"}}], r"body_template names data set columns"),
         ([{"name": "a", "path": "/p", "method": "GET", "body_file": "b.jsonl"}], r"a GET request has no body"),
         ([{"name": "a", "path": "/p", "headers": {"Authorization": "Bearer ${token-x}"}}], r"\$\{NAME\}"),
         (
