@@ -78,7 +78,7 @@ def test_a_rate_a_warmup_and_a_body() -> None:
 
 
 def test_contradicting_or_missing_flags_are_named() -> None:
-    with pytest.raises(ConfigError, match="--users .* and --rate .* exclude each other"):
+    with pytest.raises(ConfigError, match=r"--users .* and --rate .* exclude each other"):
         parsed(users=2, rate_rps=3.0)
     with pytest.raises(ConfigError, match="needs --url"):
         scenario_from_flags([], users=1, rate_rps=None, duration_s=1.0)
