@@ -66,6 +66,9 @@ class ClientInterval:
     bad_inputs: int = 0
     bad_input_5xx: int = 0
     bad_input_accepted: int = 0
+    # A few short, redacted samples of what each kind of error got back (its answer's body, or the client's error),
+    # at most harness.analysis.failures.SAMPLES_PER_KIND per kind.
+    error_samples: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -541,6 +544,8 @@ class StageResult:
     bad_input_accepted: int = 0
     # Replicas that died during the stage (under a bad-input mix, that fails bad_input_5xx_rate).
     crashed_replicas: list[str] = field(default_factory=list)
+    # What the failed requests got back, a few distinct short samples per kind of error (as `errors`' keys).
+    error_samples: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -613,7 +618,8 @@ class Bottleneck:
     stage: str
     # Why the stage was examined: "FAIL", "WARN" or "knee".
     examined_for: str
-    # loadgen_bound, cpu_bound, load_shedding, cold_start, periodic_stalls, batching_wait, network, unexplained
+    # failing_requests, loadgen_bound, cpu_bound, load_shedding, cold_start, periodic_stalls, batching_wait, network,
+    # unexplained
     cause: str
     evidence: str
 

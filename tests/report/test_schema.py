@@ -97,10 +97,10 @@ def test_schema_matches_the_dataclass_field_for_field(cls: type) -> None:
     assert node["additionalProperties"] is False
     assert set(node["properties"]) == fields
     # to_json_dict writes every field, so every field is required, except those that older files lack (they
-    # still render): added in schema version 2, and the load generator's overhead and the bad input answered 2xx,
-    # added within it.
+    # still render): added in schema version 2, and the load generator's overhead, the bad input answered 2xx and
+    # the failed requests' samples, added within it.
     added_later = {"schema_version", "run_id", "scenario_name", "unit", "bottlenecks", "faults", "loadgen_overhead"}
-    added_later |= {"bad_input_accepted"}
+    added_later |= {"bad_input_accepted", "error_samples"}
     assert set(node["required"]) == fields - added_later
     hints = typing.get_type_hints(cls)
     for name in fields:
