@@ -327,6 +327,12 @@ def _load_scenario_or_flags(
     help="Push the final verdict figures to this Prometheus Pushgateway URL. [env: HARNESS_PUSHGATEWAY]",
 )
 @click.option(
+    "--remote-write",
+    envvar="HARNESS_REMOTE_WRITE",
+    help="Send the run's series while it runs to this Prometheus remote-write URL (metrics.remote_write_url; the "
+    "remote-write extra). [env: HARNESS_REMOTE_WRITE]",
+)
+@click.option(
     "--json",
     "json_progress",
     is_flag=True,
@@ -363,6 +369,7 @@ def run(
     run_id: str | None,
     exporter_port: int | None,
     pushgateway: str | None,
+    remote_write: str | None,
     json_progress: bool,
     fail_on: str,
 ) -> int:
@@ -391,6 +398,7 @@ def run(
         ("output.run_id", run_id),
         ("metrics.exporter_port", exporter_port),
         ("metrics.pushgateway_url", pushgateway),
+        ("metrics.remote_write_url", remote_write),
     ):
         if value is not None:
             overrides[key] = value

@@ -686,7 +686,16 @@ class MetricsConfig(BaseModel):
     model_config = _STRICT
     interval_s: float = Field(default=1.0, ge=0.1, le=60)
     exporter_port: int | None = Field(default=None, ge=0, le=65535, description="serve harness metrics on 127.0.0.1")
-    pushgateway_url: str | None = None
+    pushgateway_url: str | None = Field(
+        default=None, description="push the verdict's final figures to this Pushgateway"
+    )
+    remote_write_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="send the run's series while it runs to this Prometheus remote-write receiver (e.g. "
+        "http://127.0.0.1:9090/api/v1/write); a user:password in the URL is sent as basic auth, never shown",
+    )
+    remote_write_interval_s: float = Field(default=5.0, gt=0, le=300, description="how often the series are sent")
 
 
 class OutputConfig(BaseModel):

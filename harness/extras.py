@@ -25,6 +25,7 @@ EXTRA_MODULES: dict[str, str] = {
     "helm": "helm_python",
     "plots": "plotly",
     "digits": "sklearn",
+    "remote-write": "opentelemetry.exporter.prometheus_remote_write",
 }
 
 
@@ -38,7 +39,10 @@ def install_command(extra: str) -> str:
 def installed(extra: str) -> bool:
     """Whether the extra's package can be imported, found without importing it (docker and kubernetes must
     not be imported in a process that later imports Locust)."""
-    return importlib.util.find_spec(EXTRA_MODULES[extra]) is not None
+    try:
+        return importlib.util.find_spec(EXTRA_MODULES[extra]) is not None
+    except ModuleNotFoundError:  # a dotted module's parent package is missing
+        return False
 
 
 def missing(extra: str, needed_by: str) -> str:

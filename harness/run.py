@@ -175,6 +175,8 @@ def preflight(scenario: Scenario) -> None:
     """Catch input mistakes, and a missing optional extra, before anything is deployed."""
     for extra in extras_needed(scenario):
         extras.require(extra, f"the {scenario.target.kind} target")
+    if scenario.metrics.remote_write_url:
+        extras.require("remote-write", "metrics.remote_write_url")
     in_cluster = target_kind(scenario).load_in_cluster(scenario)
     if scenario.requests is None and scenario.payload.source == "digits" and not in_cluster:
         # The load generator draws the bodies from scikit-learn's bundled images (the cluster's image has it).
@@ -408,6 +410,20 @@ class Run:
         started_s = time.time()
         target.start(initial)
         self.log(f"replicas ready in {time.time() - started_s:.1f} s")
+
+        # Before the collector, so that it stops after it and sends its last samples.
+        if scenario.metrics.remote_write_url:
+            from harness.metrics.remote_write import RemoteWriter
+
+            writer = RemoteWriter(
+                scenario.metrics.remote_write_url,
+                {"run_id": self.run_id, "scenario": scenario.name},
+                interval_s=scenario.metrics.remote_write_interval_s,
+                on_warning=lambda message: self.event(RunWarning("remote write", message)),
+            )
+            writer.start()
+            self.run_dir.observe(writer.add)
+            self.resources.add("remote write", writer.close)
 
         collector = MetricsCollector(
             target,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -108,6 +108,12 @@ class RunDirectory:
         # The first record that could not be written: a run stops on it rather than go on collecting nothing;
         # what was written before stays.
         self.failure: StorageError | None = None
+        # Called with every record appended, once it is written (the remote write of the run's series).
+        self._observers: list[Callable[[Any], None]] = []
+
+    def observe(self, observer: Callable[[Any], None]) -> None:
+        """Have `observer` called with every record appended from now on, after it is written."""
+        self._observers.append(observer)
 
     def create(self) -> None:
         """Make the directory; a run never writes into an existing one (a reused run id)."""
@@ -142,6 +148,8 @@ class RunDirectory:
                 )
                 self.failure = self.failure or failure
                 raise failure from error
+        for observer in self._observers:
+            observer(record)
 
     def write_text(self, name: str, text: str) -> Path:
         """Write a whole file atomically (temp file, then rename); returns its path."""
