@@ -167,9 +167,12 @@ def test_a_receiver_that_is_not_there_warns_once_and_counts_the_rest() -> None:
 
 @pytest.mark.integration
 def test_a_run_sends_its_series_while_it_runs(prometheus: str, tmp_path: Path) -> None:
+    port = pick_free_port()
     server = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "synthetic_server.py"), "--port", str(port := pick_free_port())]
-        + ["--base-ms", "2", "--jitter-ms", "1", "--max-lifetime-s", "300"]
+        [
+            *(sys.executable, str(ROOT / "bench" / "synthetic_server.py"), "--port", str(port)),
+            *("--base-ms", "2", "--jitter-ms", "1", "--max-lifetime-s", "300"),
+        ]
     )
     scenario = {
         "name": "remote-write",
