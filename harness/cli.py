@@ -581,6 +581,15 @@ def build(scenario: Path, base_image: str | None, ca_bundle: Path | None, tag: s
     click.echo(build_image(scenario, base_image=base_image, ca_bundle=ca_bundle, tag=tag))
 
 
+@cli.command()
+@_verb
+def dashboard() -> None:
+    """Print the Grafana dashboard of the series `run --remote-write` sends (import it in Grafana)."""
+    from harness.resources import data_path
+
+    click.echo(data_path("grafana", "harness-dashboard.json").read_text(encoding="utf-8"), nl=False)
+
+
 def main() -> None:
     """Console entry point."""
     cli()

@@ -1,6 +1,6 @@
 """The files the harness reads at run time, found as package data wherever the package is installed.
 
-In the repository they live at the top (`charts/`, `dockerfiles/`, `docs/*.schema.json`, `docs/grafana/`);
+In the repository they live at the top (`charts/`, `dockerfiles/`, `docs/verdict.schema.json`, `docs/grafana/`);
 `harness/_data` holds symlinks to them, which an editable install reads through and the wheel build follows,
 so a wheel or sdist carries copies (pyproject.toml's package-data). Nothing here reads the clone around
 the package.

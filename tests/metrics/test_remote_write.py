@@ -5,6 +5,7 @@ arrive while it runs, and a receiver that is not there, which warns and does not
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from metrics_test_support import http_get, pick_free_port
 from test_exporter import StartServer, start_server, system_packages
 
 from harness.analysis.latency import LatencyHistogram
+from harness.metrics.dashboard import panel_specs
 from harness.metrics.remote_write import CounterState, Point, RemoteWriter, series_of
 from harness.model import ClientInterval, ReplicaCount, ReplicaSample, ServerSample
 
@@ -217,3 +219,28 @@ def test_a_run_sends_its_series_while_it_runs(prometheus: str, tmp_path: Path) -
     assert sum(float(series["value"][1]) for series in totals) == stage["requests"]
     latency = query(prometheus, 'harness_request_latency_seconds{run_id="rw-run",quantile="0.95"}[10m]')
     assert latency and all(0.001 < float(value) < 1.0 for _, value in latency[0]["values"])
+    # The shipped dashboard's queries, as Grafana sends them for this run, over the run's time: each one whose
+    # series the run sent (an external target sends no replica CPU, memory or in-flight requests) draws something.
+    sent = {series["metric"]["__name__"] for series in query(prometheus, 'group by (__name__) ({run_id="rw-run"})')}
+    drawn = []
+    for spec in panel_specs():
+        for panel_query in spec.queries:
+            expression = panel_query.expr.replace("$run_id", "rw-run").replace("$__rate_interval", "1m")
+            found = query_range(prometheus, expression, verdict_window(verdict))
+            if set(re.findall(r"harness_\w+", expression)) <= sent:
+                assert found, (spec.title, expression)
+                drawn.append(spec.title)
+    assert {"Throughput", "Latency", "Users", "Replicas"} <= set(drawn), drawn
+
+
+def verdict_window(verdict: dict[str, Any]) -> tuple[float, float]:
+    stages = verdict["stages"]
+    return stages[0]["start_s"], stages[-1]["end_s"] + 10
+
+
+def query_range(base: str, expression: str, window: tuple[float, float]) -> list[dict[str, Any]]:
+    parameters = {"query": expression, "start": f"{window[0]:.3f}", "end": f"{window[1]:.3f}", "step": "1"}
+    status, text = http_get(f"{base}/api/v1/query_range?{urllib.parse.urlencode(parameters)}")
+    assert status == 200, text
+    result: list[dict[str, Any]] = json.loads(text)["data"]["result"]
+    return result
