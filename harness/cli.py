@@ -590,6 +590,15 @@ def dashboard() -> None:
     click.echo(data_path("grafana", "harness-dashboard.json").read_text(encoding="utf-8"), nl=False)
 
 
+@cli.command()
+@_verb
+def schema() -> None:
+    """Print the scenario files' JSON Schema, for editors (yaml-language-server: docs/scenario.md says how)."""
+    from harness.resources import data_path
+
+    click.echo(data_path("scenario.schema.json").read_text(encoding="utf-8"), nl=False)
+
+
 def main() -> None:
     """Console entry point."""
     cli()

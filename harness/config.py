@@ -94,10 +94,16 @@ class ServiceConfig(BaseModel):
     service: str | None = Field(
         default=None, description="BentoML import string, e.g. 'service:DigitsClassifier'; every target but external"
     )
-    endpoint: str = Field(default="/classify", pattern=r"^/")
-    readiness_path: str = Field(default="/readyz", pattern=r"^/")
-    metrics_path: str = Field(default="/metrics", pattern=r"^/")
-    env: dict[str, str] = Field(default_factory=dict)
+    endpoint: str = Field(default="/classify", pattern=r"^/", description="the path the payload is POSTed to")
+    readiness_path: str = Field(
+        default="/readyz", pattern=r"^/", description="answers 2xx when a replica is ready for load"
+    )
+    metrics_path: str = Field(
+        default="/metrics", pattern=r"^/", description="Prometheus metrics of a replica (BentoML's); optional"
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict, description="environment of the replicas; values are secrets, never written out"
+    )
     model_store: LocalPath | None = Field(
         default=None,
         description="a BENTOML_HOME whose model store replicas read (read-only) and bentos are built from; "
@@ -128,9 +134,11 @@ class ServiceConfig(BaseModel):
 
 
 class ResourceAmounts(BaseModel):
+    """CPU and memory in Kubernetes quantities (`500m`, `2`, `512Mi`)."""
+
     model_config = _STRICT
-    cpu: Quantity | None = None
-    memory: Quantity | None = None
+    cpu: Quantity | None = Field(default=None, description="cores: `500m`, `1.5`")
+    memory: Quantity | None = Field(default=None, description="bytes: `512Mi`, `2G`")
 
     @field_validator("cpu", "memory")
     @classmethod
@@ -169,18 +177,26 @@ class BuildConfig(BaseModel):
 
 
 class DockerTargetConfig(BaseModel):
+    """The docker target's containers."""
+
     model_config = _STRICT
     image: str | None = Field(default=None, description="image to run; default: the built bento's tag")
-    network: Literal["host", "publish"] = "publish"
+    network: Literal["host", "publish"] = Field(
+        default="publish", description="publish: a port on 127.0.0.1 per container; host: the host's network"
+    )
 
 
 class KubernetesTargetConfig(BaseModel):
+    """The kubernetes target: which cluster, how the image gets there, how load and metrics reach the pods."""
+
     model_config = _STRICT
-    kubeconfig: LocalPath | None = None
-    context: str | None = None
-    namespace: str = "harness"
-    release: str = "model-service"
-    image: str | None = None
+    kubeconfig: LocalPath | None = Field(
+        default=None, description="default: $KUBECONFIG, else ~/.kube/config, else the in-cluster service account"
+    )
+    context: str | None = Field(default=None, description="kubeconfig context; default: its current one")
+    namespace: str = Field(default="harness", description="namespace the chart is applied in (created if missing)")
+    release: str = Field(default="model-service", description="name of the chart's objects")
+    image: str | None = Field(default=None, description="image the pods run; default: the one the harness builds")
     prometheus_url: str | None = Field(
         default=None, description="a Prometheus that scrapes the pods (metrics_route: prometheus reads it)"
     )
@@ -205,9 +221,9 @@ class KubernetesTargetConfig(BaseModel):
         description="containerd socket of a node on this machine (the cluster of scripts/cluster): the image "
         "is imported there instead of pulled from a registry",
     )
-    rollout_timeout_s: float = Field(default=300, gt=0)
+    rollout_timeout_s: float = Field(default=300, gt=0, description="how long the pods may take to become ready")
     kind_cluster: str | None = Field(default=None, description="kind cluster to create or reuse")
-    keep_cluster: bool = False
+    keep_cluster: bool = Field(default=False, description="keep a kind cluster the harness created")
 
     @model_validator(mode="after")
     def _prometheus_route_needs_url(self) -> KubernetesTargetConfig:
@@ -243,9 +259,13 @@ class TargetConfig(BaseModel):
     """Where replicas run."""
 
     model_config = _STRICT
-    kind: Literal["local", "external", "docker", "kubernetes"] = "local"
-    replicas: int = Field(default=1, ge=1, le=64)
-    startup_timeout_s: float = Field(default=90, gt=0)
+    kind: Literal["local", "external", "docker", "kubernetes"] = Field(
+        default="local",
+        description="local: bentoml serve processes here; external: a service that already runs (urls); docker: "
+        "containers; kubernetes: a cluster (docs/targets.md)",
+    )
+    replicas: int = Field(default=1, ge=1, le=64, description="replicas at the start (autoscaling may change it)")
+    startup_timeout_s: float = Field(default=90, gt=0, description="how long replicas may take to become ready")
     # As the kubelet restarts a crashed container: after 10 s, doubling up to 5 minutes.
     restart_backoff_s: float = Field(
         default=10, gt=0, le=300, description="local and docker: first restart delay of a crashed replica"
@@ -310,14 +330,22 @@ class Stage(BaseModel):
     """One load stage: closed model (a number of users) or open model (a fixed arrival rate)."""
 
     model_config = _STRICT
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    duration_s: float = Field(gt=0, le=24 * 3600)
-    users: int | None = Field(default=None, ge=0, le=10_000)
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="unique; names the stage in reports")
+    duration_s: float = Field(gt=0, le=24 * 3600, description="how long the stage lasts")
+    users: int | None = Field(
+        default=None, ge=0, le=10_000, description="closed model: users each sending when the previous answer came"
+    )
     spawn_rate: float | None = Field(default=None, gt=0, description="users started per second")
-    arrival_rate_rps: float | None = Field(default=None, gt=0, le=100_000)
-    arrival: Literal["constant", "poisson"] = "poisson"
+    arrival_rate_rps: float | None = Field(
+        default=None, gt=0, le=100_000, description="open model: requests per second, whatever the service does"
+    )
+    arrival: Literal["constant", "poisson"] = Field(
+        default="poisson", description="open model: arrival times at random (poisson) or evenly spaced"
+    )
     judged: bool = Field(default=True, description="whether objectives apply to this stage (false for warm-up)")
-    faults: list[Fault] = Field(default_factory=list, max_length=16)
+    faults: list[Fault] = Field(
+        default_factory=list, max_length=16, description="replicas killed or frozen during the stage"
+    )
 
     @model_validator(mode="after")
     def _one_model(self) -> Stage:
@@ -344,8 +372,11 @@ class PayloadConfig(BaseModel):
     """Where request bodies come from: the digits data set, or a JSON-lines file of bodies."""
 
     model_config = _STRICT
-    source: Literal["digits", "jsonl"] = "digits"
-    file: LocalPath | None = None
+    source: Literal["digits", "jsonl"] = Field(
+        default="digits",
+        description="digits: images from scikit-learn's digits data set (the digits extra); jsonl: the bodies of file",
+    )
+    file: LocalPath | None = Field(default=None, description="jsonl: one JSON request body per line")
     batch_rows: int = Field(default=1, ge=1, le=256, description="digits: images per request")
     malformed_fraction: float = Field(
         default=0.0,
@@ -495,9 +526,9 @@ class LoadConfig(BaseModel):
 
     model_config = _STRICT
     processes: int = Field(default=1, ge=1, le=64, description="Locust worker processes")
-    request_timeout_s: float = Field(default=10, gt=0)
+    request_timeout_s: float = Field(default=10, gt=0, description="a request unanswered this long fails (timeout)")
     max_in_flight: int = Field(default=2000, ge=1, description="open model: bound on outstanding requests")
-    seed: int = 42
+    seed: int = Field(default=42, description="seeds the arrivals and the choice of bodies: a run can be repeated")
     locustfile: LocalPath | None = Field(
         default=None,
         description="your own Locust file: its HttpUser/FastHttpUser classes send the load of users stages, "
@@ -523,8 +554,8 @@ class Objective(BaseModel):
 
     model_config = _STRICT
     metric: str = Field(description=documented_metric_names())
-    max: float | None = None
-    min: float | None = None
+    max: float | None = Field(default=None, description="the bound the measurement must stay under")
+    min: float | None = Field(default=None, description="the bound the measurement must stay over")
     stages: list[str] | None = Field(default=None, description="stage names; default: every judged stage")
 
     @field_validator("metric")
@@ -562,16 +593,20 @@ class ValidityConfig(BaseModel):
     min_tail_samples: int = Field(
         default=10, ge=1, description="a pNN needs at least this many samples above it: n >= k / (1 - q)"
     )
-    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1, description="confidence level of every interval")
     loadgen_cpu_saturation: float = Field(default=0.9, gt=0, le=1, description="fraction of a core per process")
-    achieved_rate_shortfall: float = Field(default=0.05, ge=0, lt=1)
+    achieved_rate_shortfall: float = Field(
+        default=0.05, ge=0, lt=1, description="open model: arrivals sent may fall this far short, beyond Poisson noise"
+    )
 
 
 class CapacityConfig(BaseModel):
+    """The capacity plan: replicas, CPU and memory for a peak rate, from the measured maximum sustainable rate."""
+
     model_config = _STRICT
-    target_peak_rps: float | None = Field(default=None, gt=0)
-    headroom: float = Field(default=0.3, ge=0, lt=10)
-    price_per_core_hour: float | None = Field(default=None, ge=0)
+    target_peak_rps: float | None = Field(default=None, gt=0, description="the peak rate to plan for")
+    headroom: float = Field(default=0.3, ge=0, lt=10, description="spare capacity on top: 0.3 is 30%")
+    price_per_core_hour: float | None = Field(default=None, ge=0, description="gives a monthly cost")
 
 
 # --------------------------------------------------------------------------- autoscaling (HPA spec names)
@@ -683,8 +718,10 @@ class AutoscalingConfig(BaseModel):
 
 
 class MetricsConfig(BaseModel):
+    """How the run is measured and where its figures go besides the run directory."""
+
     model_config = _STRICT
-    interval_s: float = Field(default=1.0, ge=0.1, le=60)
+    interval_s: float = Field(default=1.0, ge=0.1, le=60, description="length of a record (client, /metrics, CPU)")
     exporter_port: int | None = Field(default=None, ge=0, le=65535, description="serve harness metrics on 127.0.0.1")
     pushgateway_url: str | None = Field(
         default=None, description="push the verdict's final figures to this Pushgateway"
@@ -699,27 +736,31 @@ class MetricsConfig(BaseModel):
 
 
 class OutputConfig(BaseModel):
+    """Where the run directory goes."""
+
     model_config = _STRICT
-    dir: LocalPath = Path("reports")
-    run_id: FileName | None = None
+    dir: LocalPath = Field(default=Path("reports"), description="run directories are made under it")
+    run_id: FileName | None = Field(
+        default=None, description="the run directory's name; default: UTC start, scenario name and 6 random hex digits"
+    )
 
 
 class Scenario(BaseModel):
     """A whole load test: what to serve, where, how hard to drive it, and what must hold."""
 
     model_config = _STRICT
-    name: FileName
-    description: str = ""
+    name: FileName = Field(description="names the run directories (letters, digits, '.', '_', '-')")
+    description: str = Field(default="", description="free text, shown in the reports")
     service: ServiceConfig = Field(default_factory=ServiceConfig)
     target: TargetConfig = Field(default_factory=TargetConfig)
     resources: Resources = Field(default_factory=Resources)
-    stages: list[Stage] = Field(min_length=1)
+    stages: list[Stage] = Field(min_length=1, description="the load, stage after stage")
     payload: PayloadConfig = Field(default_factory=PayloadConfig)
     requests: list[RequestConfig] | None = Field(
         default=None, min_length=1, description="named requests users send by weight; default: payload to endpoint"
     )
     load: LoadConfig = Field(default_factory=LoadConfig)
-    objectives: list[Objective] = Field(default_factory=list)
+    objectives: list[Objective] = Field(default_factory=list, description="what must hold on every judged stage")
     validity: ValidityConfig = Field(default_factory=ValidityConfig)
     capacity: CapacityConfig = Field(default_factory=CapacityConfig)
     autoscaling: AutoscalingConfig | None = None
