@@ -76,7 +76,8 @@ def _type(node: dict[str, Any]) -> str:
         return f"mapping of {_type(values)}" if isinstance(values, dict) and values else "mapping"
     if kind == "string" and node.get("format") == "path":
         return "path"
-    return {"string": "text", "number": "number", "integer": "integer", "boolean": "true/false"}.get(kind, "any")
+    words = {"string": "text", "number": "number", "integer": "integer", "boolean": "true/false"}
+    return words.get(str(kind), "any")
 
 
 def _constraints(node: dict[str, Any]) -> str:
