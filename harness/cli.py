@@ -8,11 +8,13 @@ traceback. The common flags also read HARNESS_* environment variables (a flag gi
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +143,65 @@ SET_OPTION = click.option(
     "--set", "sets", multiple=True, help="Override any scenario field: --set stages.0.users=8 (repeatable)."
 )
 
+
+@dataclass(frozen=True)
+class TargetFlags:
+    """Where the service runs and how it is built, as `run` and `sweep` both take it from their flags."""
+
+    target_kind: str | None
+    urls: tuple[str, ...]
+    allow_remote: bool | None
+    tls_ca_bundle: Path | None
+    tls_no_verify: bool | None
+    base_image: str | None
+    ca_bundle: Path | None
+    sets: tuple[str, ...]
+
+    def overrides(self, *, urls_are_bases: bool = True) -> dict[str, Any]:
+        """The dotted-key overrides these flags stand for (`--set` ones first, the flags win); `urls_are_bases`
+        is False for a run without a scenario file, whose URLs carry the endpoint."""
+        overrides = _parse_set(self.sets)
+        for key, value in (
+            ("target.kind", self.target_kind),
+            ("target.urls", list(self.urls) if self.urls and urls_are_bases else None),
+            ("target.allow_remote", self.allow_remote),
+            # Absolute: a relative path in the scenario resolves against its file, on the command line against here.
+            ("target.tls.ca_bundle", None if self.tls_ca_bundle is None else str(self.tls_ca_bundle.resolve())),
+            ("target.tls.verify", None if self.tls_no_verify is None else not self.tls_no_verify),
+            ("build.base_image", self.base_image),
+            ("build.ca_bundle", str(self.ca_bundle.resolve()) if self.ca_bundle else None),
+        ):
+            if value is not None:
+                overrides[key] = value
+        return overrides
+
+
+@dataclass(frozen=True)
+class LoadFlags:
+    """What a run without a scenario file does, from its flags (k6's and Locust's)."""
+
+    users: int | None
+    rate_rps: float | None
+    duration: str | None
+    warmup: str | None
+    objectives: tuple[str, ...]
+    body: str | None
+
+
+def _gathered(name: str, kind: type[Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Hand a verb the flags that are `kind`'s fields as one argument `name` (a TargetFlags, a LoadFlags)."""
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            flags = {field.name: kwargs.pop(field.name) for field in dataclasses.fields(kind)}
+            return function(*args, **{name: kind(**flags)}, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
 # Where the service runs and how it is built: `run` and `sweep` take the same.
 TARGET_OPTIONS = _options(
     click.option(
@@ -191,6 +252,7 @@ TARGET_OPTIONS = _options(
         help="CA bundle for package installs in the build. [env: HARNESS_CA_BUNDLE]",
     ),
     SET_OPTION,
+    _gathered("target", TargetFlags),
 )
 
 # What a run without a scenario file does (k6's and Locust's flags): one stage against --url.
@@ -229,77 +291,42 @@ LOAD_OPTIONS = _options(
     click.option(
         "--body", help="Without a scenario file: the JSON body POSTed to --url (default: the digits payload)."
     ),
+    _gathered("load", LoadFlags),
 )
 
 
-def _target_overrides(
-    target_kind: str | None,
-    urls: tuple[str, ...],
-    allow_remote: bool | None,
-    tls_ca_bundle: Path | None,
-    tls_no_verify: bool | None,
-    base_image: str | None,
-    ca_bundle: Path | None,
-    sets: tuple[str, ...],
-    *,
-    urls_are_bases: bool = True,
-) -> dict[str, Any]:
-    """The dotted-key overrides the target options stand for (`--set` ones first, flags win)."""
-    overrides = _parse_set(sets)
-    for key, value in (
-        ("target.kind", target_kind),
-        ("target.urls", list(urls) if urls and urls_are_bases else None),
-        ("target.allow_remote", allow_remote),
-        # Absolute: a relative path in the scenario resolves against its file, on the command line against here.
-        ("target.tls.ca_bundle", None if tls_ca_bundle is None else str(tls_ca_bundle.resolve())),
-        ("target.tls.verify", None if tls_no_verify is None else not tls_no_verify),
-        ("build.base_image", base_image),
-        ("build.ca_bundle", str(ca_bundle.resolve()) if ca_bundle else None),
-    ):
-        if value is not None:
-            overrides[key] = value
-    return overrides
-
-
 def _load_scenario_or_flags(
-    scenario: Path | None,
-    overrides: dict[str, Any],
-    *,
-    urls: tuple[str, ...],
-    users: int | None,
-    rate_rps: float | None,
-    duration: str | None,
-    warmup: str | None,
-    objectives: tuple[str, ...],
-    body: str | None,
+    scenario: Path | None, overrides: dict[str, Any], urls: tuple[str, ...], load: LoadFlags
 ) -> Any:
     """The scenario of a verb: the file's, or one made from --url and the load flags when no file is given."""
     from harness.config import load_scenario, parse_scenario, scenario_from_data
     from harness.flag_scenario import parse_duration_s, parse_objective, scenario_from_flags
 
     if scenario is not None:
-        shaping = (("--users", users), ("--rate", rate_rps), ("--duration", duration), ("--warmup", warmup))
-        given = [flag for flag, value in (*shaping, ("--body", body)) if value is not None]
+        shaping = (("--users", load.users), ("--rate", load.rate_rps), ("--duration", load.duration))
+        given = [
+            flag for flag, value in (*shaping, ("--warmup", load.warmup), ("--body", load.body)) if value is not None
+        ]
         if given:
             raise ConfigError(
                 f"{', '.join(given)}: these shape a run without a scenario file; with {scenario}, override its "
                 "fields instead (e.g. --set stages.0.users=8)"
             )
         loaded = load_scenario(scenario, overrides)
-        if not objectives:
+        if not load.objectives:
             return loaded
         # Validated again as a whole: the scenario's checks across sections apply to the added objectives too.
         data = loaded.model_dump(by_alias=True)
-        data["objectives"] = [*data["objectives"], *(parse_objective(text) for text in objectives)]
+        data["objectives"] = [*data["objectives"], *(parse_objective(text) for text in load.objectives)]
         return parse_scenario(data, f"{scenario} with --objective")
     data = scenario_from_flags(
         urls,
-        users=users,
-        rate_rps=rate_rps,
-        duration_s=parse_duration_s(duration or "60s"),
-        warmup_s=None if warmup is None else parse_duration_s(warmup, "--warmup"),
-        objectives=objectives,
-        body=body,
+        users=load.users,
+        rate_rps=load.rate_rps,
+        duration_s=parse_duration_s(load.duration or "60s"),
+        warmup_s=None if load.warmup is None else parse_duration_s(load.warmup, "--warmup"),
+        objectives=load.objectives,
+        body=load.body,
     )
     return scenario_from_data(data, "command line", Path.cwd(), overrides)
 
@@ -350,20 +377,8 @@ def _load_scenario_or_flags(
 @_verb
 def run(
     scenario: Path | None,
-    target_kind: str | None,
-    urls: tuple[str, ...],
-    allow_remote: bool | None,
-    tls_ca_bundle: Path | None,
-    tls_no_verify: bool | None,
-    base_image: str | None,
-    ca_bundle: Path | None,
-    sets: tuple[str, ...],
-    users: int | None,
-    rate_rps: float | None,
-    duration: str | None,
-    warmup: str | None,
-    objectives: tuple[str, ...],
-    body: str | None,
+    target: TargetFlags,
+    load: LoadFlags,
     replicas: int | None,
     out: Path | None,
     run_id: str | None,
@@ -381,17 +396,7 @@ def run(
     """
     from harness.commands import run_scenario
 
-    overrides = _target_overrides(
-        target_kind,
-        urls,
-        allow_remote,
-        tls_ca_bundle,
-        tls_no_verify,
-        base_image,
-        ca_bundle,
-        sets,
-        urls_are_bases=scenario is not None,
-    )
+    overrides = target.overrides(urls_are_bases=scenario is not None)
     for key, value in (
         ("target.replicas", replicas),
         ("output.dir", str(out) if out else None),
@@ -402,17 +407,7 @@ def run(
     ):
         if value is not None:
             overrides[key] = value
-    loaded = _load_scenario_or_flags(
-        scenario,
-        overrides,
-        urls=urls,
-        users=users,
-        rate_rps=rate_rps,
-        duration=duration,
-        warmup=warmup,
-        objectives=objectives,
-        body=body,
-    )
+    loaded = _load_scenario_or_flags(scenario, overrides, target.urls, load)
     return run_scenario(loaded, json_progress=json_progress, fail_on_warn=fail_on == "warn")
 
 
@@ -523,14 +518,7 @@ def compare(baseline: Path, candidate: Path, alpha: float, min_effect: float, ht
 @_verb
 def sweep(
     scenario: Path,
-    target_kind: str | None,
-    urls: tuple[str, ...],
-    allow_remote: bool | None,
-    tls_ca_bundle: Path | None,
-    tls_no_verify: bool | None,
-    base_image: str | None,
-    ca_bundle: Path | None,
-    sets: tuple[str, ...],
+    target: TargetFlags,
     out: Path | None,
     json_lines: bool,
     initial_rps: float,
@@ -542,9 +530,7 @@ def sweep(
     """Search the maximum sustainable arrival rate of SCENARIO's service under its objectives."""
     from harness.commands import sweep_scenario
 
-    overrides = _target_overrides(
-        target_kind, urls, allow_remote, tls_ca_bundle, tls_no_verify, base_image, ca_bundle, sets
-    )
+    overrides = target.overrides()
     if out is not None:
         overrides["output.dir"] = str(out)
     return sweep_scenario(

@@ -40,6 +40,11 @@ def _snapshot(elapsed_s: float, stage: str = "base", index: int = 1, **changes: 
     return ProgressSnapshot(**fields)  # type: ignore[arg-type]
 
 
+def _last_stage(**figures: object) -> ProgressSnapshot:
+    """The end of the old README's run (its `[116/115 s]` line): the last of 5 stages, past its planned end."""
+    return _snapshot(116.0, "open-60rps", 4, stage_count=5, total_s=115.0, errors=0, **figures)
+
+
 def test_format_line() -> None:
     assert format_line(_snapshot(42.4)) == "[ 42/160 s] 2/4 base  70.2 rps  p95 42.9 ms  2/3 ready  err 3/1200"
     bare = format_line(_snapshot(0.0, p95_s=None, ready_replicas=None, desired_replicas=None, requests=0, errors=0))
@@ -74,21 +79,7 @@ def test_a_line_fits_80_columns_whatever_the_figures(
 
 
 def test_a_typical_line_keeps_every_figure_and_the_stage_name() -> None:
-    line = format_line(
-        _snapshot(
-            116.0,
-            "open-60rps",
-            4,
-            stage_count=5,
-            total_s=115.0,
-            rps=70.0,
-            p95_s=0.0272,
-            ready_replicas=2,
-            desired_replicas=2,
-            errors=0,
-            requests=35469,
-        )
-    )
+    line = format_line(_last_stage(rps=70.0, p95_s=0.0272, ready_replicas=2, desired_replicas=2, requests=35469))
     assert line == "[116/115 s] 5/5 open-60rps  70.0 rps  p95 27.2 ms  2/2 ready  err 0/35469"
     long = format_line(_snapshot(42.0, "x" * 100))
     assert len(long) <= 80 and "x…  70.2 rps  p95 42.9 ms  2/3 ready  err 3/1200" in long
@@ -216,19 +207,7 @@ def rich_rows(columns: int, snapshot: ProgressSnapshot, monkeypatch: pytest.Monk
 
 def test_the_bar_and_every_figure_fit_one_row_of_an_80_column_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     # The issue's example wrapped into three rows beside the bar: `replicas 1/1` / `(ready/desired) | errors` / ...
-    typical = _snapshot(
-        116.0,
-        "open-60rps",
-        4,
-        stage_count=5,
-        total_s=115.0,
-        rps=397.9,
-        p95_s=0.0129,
-        ready_replicas=1,
-        desired_replicas=1,
-        errors=0,
-        requests=2526,
-    )
+    typical = _last_stage(rps=397.9, p95_s=0.0129, ready_replicas=1, desired_replicas=1, requests=2526)
     (row,) = rich_rows(80, typical, monkeypatch)
     assert len(row) <= 80
     assert row.startswith("5/5 open-60rps ━") and row.endswith("115/115s 397.9 rps  p95 12.9 ms  1/1 ready  err 0/2526")
