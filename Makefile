@@ -8,13 +8,13 @@ SCENARIO ?= loadtests/default.yaml
 TARGET ?= local
 # Debian packages the tests use for real: Prometheus, Pushgateway, Chromium (report test), and the test
 # cluster's container runtime, CNI plugins and iptables (scripts/cluster/cluster.sh). Docker: docker-setup.
-TEST_PACKAGES := prometheus prometheus-pushgateway chromium containerd runc containernetworking-plugins iptables \
+TEST_PACKAGES := prometheus prometheus-pushgateway chromium containerd runc containernetworking-plugins iptables wrk \
 	openssl curl
 # The test cluster's binaries are built with Go (Debian 12's is too old; the machine's is in /usr/local/go).
 export PATH := $(PATH):/usr/local/go/bin
 
 .PHONY: setup dist loadtest test lint format system-packages docker-setup cluster cluster-down bench bench-ci bench-compare bench-hpa bench-example bench-startup bench-install-size clean \
-	wine-model
+	wine-model bench-llm bench-llm-peers
 
 setup: $(STAMP)
 
@@ -92,6 +92,14 @@ ACTIONLINT := $(HOME)/.cache/harness-tools/actionlint-v1.7.12/actionlint
 $(ACTIONLINT):
 	GOBIN=$(dir $@) go install github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 
+# Helm's CLI, built once with Go: the Kubernetes target renders charts/ with a `helm` on PATH, else with Helm's
+# engine from helm-python-sdk. make test puts this one on the tests' PATH, so every machine tests the same engine
+# (the chart tests pin the SDK; tests/targets/test_helm.py renders with both and compares).
+HELM_VERSION := v4.3.2
+HELM := $(HOME)/.cache/harness-tools/helm-$(HELM_VERSION)/helm
+$(HELM):
+	GOBIN=$(dir $@) go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+
 lint: setup $(ACTIONLINT)
 	$(BIN)/ruff format --check harness tests bench examples
 	$(BIN)/ruff check harness tests bench examples
@@ -130,8 +138,8 @@ cluster-down:
 # - last, every test marked `exclusive` alone (CPU-share and load-rate measurements, sweeps of dead
 #   harnesses, an image prune). Each lane's output is printed after it ends.
 # Measured from fresh clones: 11:46, 12:32 and 11:36 (the previous two-phase layout: 15:23-16:27).
-PYTEST = PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest --durations=15
-test: setup system-packages docker-setup cluster lint
+PYTEST = PATH=$(CURDIR)/$(BIN):$(dir $(HELM)):$$PATH $(BIN)/pytest --durations=15
+test: setup system-packages docker-setup cluster lint $(HELM)
 	@mkdir -p test-output
 	@# The project's own bytecode, for the same reason as the install's (its sources change, so here).
 	@$(BIN)/python -m compileall -q harness bench examples tests > /dev/null
@@ -154,6 +162,17 @@ test: setup system-packages docker-setup cluster lint
 bench: setup
 	bash scripts/install-system-packages.sh wrk
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.accuracy
+
+# LLM streaming figures side by side: GuideLLM and inference-perf (each in its own venv under .venv-bench-llm,
+# scripts/install-llm-peers.sh) against bench/llm_server.py, whose TTFT and inter-token gaps are known; prints each
+# tool's TTFT, ITL and TPOT p50/p95/p99 as ratios to the truth (about 6 min on a busy 2-core machine).
+bench-llm: setup bench-llm-peers
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.llm_accuracy --peers .venv-bench-llm
+
+bench-llm-peers: .venv-bench-llm/.installed
+.venv-bench-llm/.installed: scripts/install-llm-peers.sh
+	bash scripts/install-llm-peers.sh .venv-bench-llm
+	touch $@
 
 # Coverage and width of the percentile confidence intervals on simulated bench stages (about 90 s, no servers).
 bench-ci: setup
@@ -183,4 +202,4 @@ bench-hpa: setup cluster
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.hpa_parity
 
 clean:
-	rm -rf $(VENV) reports test-output dist build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-bench-llm reports test-output dist build .pytest_cache .mypy_cache .ruff_cache

@@ -420,8 +420,7 @@ def validate(scenario: Path, sets: tuple[str, ...]) -> None:
     one), then the preflight `run` does first (files, service path, header variables), and warnings for stages
     too short for their percentile objectives."""
     from harness.config import load_scenario
-    from harness.load.shape import short_stage_warnings
-    from harness.run import preflight
+    from harness.preflight import preflight, short_stage_warnings
 
     loaded = load_scenario(scenario, _parse_set(sets))
     preflight(loaded)

@@ -12,7 +12,7 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast, get_args
+from typing import Annotated, Any, Literal, cast, get_args
 
 import yaml
 from pydantic import (
@@ -28,6 +28,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
 from harness.errors import ConfigError
+from harness.model import RequestLimits
 from harness.objectives import (
     OBJECTIVE_METRICS,
     ObjectiveMetric,
@@ -38,9 +39,7 @@ from harness.objectives import (
 )
 from harness.quantity import parse_quantity
 from harness.redact import redact_scenario_data
-
-if TYPE_CHECKING:
-    from harness.targets.registry import TargetKind
+from harness.targets.kinds import TARGET_KINDS, TargetKind
 
 _STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 # HPA-shaped models: YAML uses the Kubernetes spelling, Python uses snake_case.
@@ -71,16 +70,9 @@ FileName = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_f
 # --------------------------------------------------------------------------- service and target
 
 
-def _targets() -> dict[str, TargetKind]:
-    # Imported when a scenario is validated: the registry's factories take a Scenario, so it imports this module.
-    from harness.targets.registry import TARGETS
-
-    return TARGETS
-
-
 def _target_kind(name: str) -> TargetKind:
-    """The registry's entry for a target kind the schema accepts (what it deploys, what it can do)."""
-    return _targets()[name]
+    """The capabilities of a target kind the schema accepts (what it deploys, what it can do)."""
+    return TARGET_KINDS[name]
 
 
 class ServiceConfig(BaseModel):
@@ -549,6 +541,21 @@ class LoadConfig(BaseModel):
 # --------------------------------------------------------------------------- objectives and analysis
 
 
+class PerRequestLimits(BaseModel):
+    """Limits every request must meet to count towards goodput_rps (vLLM's --goodput): at least one."""
+
+    model_config = _STRICT
+    ttft_ms: float | None = Field(default=None, gt=0, description="time to first token")
+    tpot_ms: float | None = Field(default=None, gt=0, description="time per output token")
+    latency_ms: float | None = Field(default=None, gt=0, description="end-to-end latency")
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> PerRequestLimits:
+        if self.ttft_ms is None and self.tpot_ms is None and self.latency_ms is None:
+            raise ValueError("per_request needs at least one of ttft_ms, tpot_ms, latency_ms")
+        return self
+
+
 class Objective(BaseModel):
     """One service-level objective: a metric and a bound, checked on every judged stage."""
 
@@ -557,6 +564,9 @@ class Objective(BaseModel):
     max: float | None = Field(default=None, description="the bound the measurement must stay under")
     min: float | None = Field(default=None, description="the bound the measurement must stay over")
     stages: list[str] | None = Field(default=None, description="stage names; default: every judged stage")
+    per_request: PerRequestLimits | None = Field(
+        default=None, description="goodput_rps: the limits a request must all meet to be counted"
+    )
 
     @field_validator("metric")
     @classmethod
@@ -568,7 +578,20 @@ class Objective(BaseModel):
     def _one_bound(self) -> Objective:
         if (self.max is None) == (self.min is None):
             raise ValueError(f"objective '{self.metric}' needs exactly one of max or min")
+        takes_limits = objective_metric(self.metric).takes_request_limits
+        if takes_limits and self.per_request is None:
+            raise ValueError(f"objective '{self.metric}' needs per_request limits (ttft_ms, tpot_ms, latency_ms)")
+        if not takes_limits and self.per_request is not None:
+            raise ValueError(f"objective '{self.metric}' takes no per_request limits (only goodput_rps does)")
         return self
+
+    @property
+    def request_limits(self) -> RequestLimits | None:
+        """The per-request limits of a goodput objective, as the load generator counts and the verdict reads them."""
+        if self.per_request is None:
+            return None
+        limits = self.per_request
+        return RequestLimits(ttft_ms=limits.ttft_ms, tpot_ms=limits.tpot_ms, latency_ms=limits.latency_ms)
 
     @property
     def percentile(self) -> float | None:
@@ -583,7 +606,8 @@ class Objective(BaseModel):
     @property
     def name(self) -> str:
         bound = f"<= {self.max:g}" if self.max is not None else f">= {self.min:g}"
-        return f"{self.metric} {bound}"
+        limits = self.request_limits
+        return f"{self.metric} {bound}" + (f" ({limits.key})" if limits is not None else "")
 
 
 class ValidityConfig(BaseModel):
@@ -796,6 +820,8 @@ class Scenario(BaseModel):
         traffic = Traffic(
             checks_answers=any(check.reads_answer for check in checks),
             sends_bad_input=self.payload.malformed_fraction > 0 or any(check.expects_bad_input for check in checks),
+            # The load generator does not read answers as streams yet (issue 22).
+            streams=False,
         )
         kinds = {objective.kind for objective in self.objectives}
         for kind in OBJECTIVE_METRICS:
@@ -825,7 +851,7 @@ class Scenario(BaseModel):
         for index, stage in enumerate(self.stages):
             for fault in stage.faults:
                 if not target.deploys:
-                    *others, last = [name for name, kind in _targets().items() if kind.deploys]
+                    *others, last = [name for name, kind in TARGET_KINDS.items() if kind.deploys]
                     raise ValueError(
                         f"stages[{index}].faults: the {self.target.kind} target's replicas are not the harness's to "
                         f"{fault.action} (use the {', '.join(others)} or {last} target)"

@@ -69,6 +69,35 @@ class ClientInterval:
     # A few short, redacted samples of what each kind of error got back (its answer's body, or the client's error),
     # at most harness.analysis.failures.SAMPLES_PER_KIND per kind.
     error_samples: dict[str, list[str]] = field(default_factory=dict)
+    # Streamed answers (Server-Sent Events) read to their end without error, and their figures (harness.load.
+    # streaming): compressed HdrHistograms like latency_hdr of time to first token (from the intended send time in
+    # open-model stages), of every gap between tokens, and of each request's time per output token; their input
+    # and output tokens, and the sum of squared output tokens (the spread of the output token rate).
+    streamed: int = 0
+    ttft_hdr: str = ""
+    itl_hdr: str = ""
+    tpot_hdr: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    output_tokens_squares: int = 0
+    # Streamed requests that met every per-request limit of a goodput objective, keyed by RequestLimits.key.
+    good_requests: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """Per-request limits of a goodput objective: a request counts towards goodput only if it met every one of
+    them (None: not limited)."""
+
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    latency_ms: float | None = None
+
+    @property
+    def key(self) -> str:
+        """A stable name of these limits ("ttft_ms<=500,tpot_ms<=50"), under which requests meeting them are counted."""
+        parts = [(name, getattr(self, name)) for name in ("ttft_ms", "tpot_ms", "latency_ms")]
+        return ",".join(f"{name}<={value:g}" for name, value in parts if value is not None)
 
 
 @dataclass(frozen=True)
@@ -87,6 +116,31 @@ class LoadgenOverhead:
     p50_ms: float
     p95_ms: float
     p99_ms: float
+
+
+@dataclass(frozen=True)
+class ReplicaInfo:
+    """One replica as a target sees it right now (what the collector, faults and the load's endpoints read)."""
+
+    id: str
+    base_url: str
+    ready: bool
+    started_at_s: float
+    ready_at_s: float | None = None
+    # Where resource use can be read: a local process id, or a container id.
+    pid: int | None = None
+    container_id: str | None = None
+    cpus: tuple[int, ...] | None = None
+    # Set when the replica died on its own (not stopped by the harness).
+    crashed: bool = False
+
+
+@dataclass(frozen=True)
+class ResourceUse:
+    """A replica's CPU (cores, averaged since the previous call) and resident memory."""
+
+    cpu_cores: float | None
+    rss_bytes: float | None
 
 
 @dataclass(frozen=True)
@@ -506,6 +560,16 @@ def percentile_key(q: float) -> str:
     return f"p{q:g}"
 
 
+# Streamed requests' figures recorded as histograms (ClientInterval.ttft_hdr ...) and kept per stage
+# (StageResult.ttft ...): time to first token, every inter-token gap, time per output token.
+STREAM_FIGURES: tuple[str, ...] = ("ttft", "itl", "tpot")
+
+
+def stream_shortfall_key(figure: str, q: float) -> str:
+    """The `StageResult.sample_shortfalls` key of a streamed figure's percentile: "ttft p99"."""
+    return f"{figure} {percentile_key(q)}"
+
+
 @dataclass(frozen=True)
 class StageResult:
     """Everything measured in one stage."""
@@ -546,6 +610,16 @@ class StageResult:
     crashed_replicas: list[str] = field(default_factory=list)
     # What the failed requests got back, a few distinct short samples per kind of error (as `errors`' keys).
     error_samples: dict[str, list[str]] = field(default_factory=dict)
+    # Streamed requests: percentiles of time to first token, of every inter-token gap and of time per output
+    # token (keys as `latency`), their tokens, and those that met each goodput objective's limits (by key).
+    streamed: int = 0
+    ttft: dict[str, PercentileEstimate] = field(default_factory=dict)
+    itl: dict[str, PercentileEstimate] = field(default_factory=dict)
+    tpot: dict[str, PercentileEstimate] = field(default_factory=dict)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    output_tokens_squares: int = 0
+    good_requests: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from harness.errors import ConfigError
 from harness.exit_codes import ExitCode
 from harness.model import Status, to_json_dict
 from harness.rundir import write_atomically
-from harness.targets.registry import TARGETS, target_kind
+from harness.targets.kinds import TARGET_KINDS
+from harness.targets.registry import target_kind
 
 # A probe's warm-up: long enough for connections, batching and caches to settle.
 WARMUP_S = 5.0
@@ -137,7 +138,7 @@ def run_sweep(
     if any(count < 1 for count in counts):
         raise ConfigError(f"--replicas: replica counts must be >= 1, got {counts}")
     if not target_kind(scenario).deploys and counts != [scenario.target.replicas]:
-        deployed = ", ".join(name for name, kind in TARGETS.items() if kind.deploys)
+        deployed = ", ".join(name for name, kind in TARGET_KINDS.items() if kind.deploys)
         raise ConfigError(f"--replicas needs a target the harness deploys ({deployed}), not {scenario.target.kind}")
     sweep_id = f"{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}-{scenario.name}-sweep"
     sweep_dir = scenario.output.dir / sweep_id

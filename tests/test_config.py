@@ -475,3 +475,15 @@ def test_a_user_locustfile_runs_users_stages_and_its_own_requests_only() -> None
     mixed = with_requests({"name": "a", "path": "/p"}, load={"locustfile": "users.py"})
     with pytest.raises(ConfigError, match=r"load\.locustfile sends its own requests"):
         parse_scenario(mixed)
+
+
+def test_streamed_objectives_are_refused_until_requests_stream() -> None:
+    for metric, bound in (("ttft_p95_ms", {"max": 500}), ("goodput_rps", {"min": 1, "per_request": {"ttft_ms": 500}})):
+        data = {**minimal(), "objectives": [{"metric": metric, **bound}]}
+        with pytest.raises(ConfigError, match=f"objective '{metric[:4]}.*needs requests whose answers stream"):
+            parse_scenario(data, "s.yaml")
+    with pytest.raises(ConfigError, match="per_request"):
+        parse_scenario({**minimal(), "objectives": [{"metric": "goodput_rps", "min": 1}]}, "s.yaml")
+    with pytest.raises(ConfigError, match="per_request"):
+        bad = {"metric": "goodput_rps", "min": 1, "per_request": {"ttft_ms": 1, "tbt_ms": 2}}
+        parse_scenario({**minimal(), "objectives": [bad]}, "s.yaml")

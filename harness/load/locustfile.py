@@ -38,10 +38,10 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from harness.analysis.failures import answer_sample, keep_sample
 from harness.analysis.latency import LatencyHistogram
-from harness.config import RequestConfig, TlsConfig
 from harness.load.arrivals import arrival_offsets
 from harness.load.malformed import malformed_requests
 from harness.load.payloads import build_bodies
+from harness.load.plan import LoadPlan
 from harness.load.requests import (
     CheckResult,
     PreparedBody,
@@ -53,10 +53,10 @@ from harness.load.requests import (
     ready_requests,
     with_alone_answers,
 )
-from harness.load.shape import WORKERS_START_WAIT_S, StagePlan, StageSpec, drain_over, plan_at
+from harness.load.shape import WORKERS_START_WAIT_S, StagePlan, drain_over, plan_at
 from harness.load.user_locustfile import load_user_classes
 from harness.model import ClientInterval, LoadgenOverhead
-from harness.targets.tls import client_context
+from harness.tls import client_context
 
 # A worker whose event loop is starved for a few seconds (a busy node, a CPU-heavy start) misses Locust's
 # 1 s heartbeats; after 3 missed the master drops it and, with the last one, ends the test having sent
@@ -64,17 +64,15 @@ from harness.targets.tls import client_context
 # falling behind, which the verdict judges; it is no reason to end the test. Read at runtime by the master.
 locust.runners.HEARTBEAT_LIVENESS = 30
 
-PLAN: dict[str, Any] = json.loads(Path(os.environ["HARNESS_LOAD_PLAN"]).read_text())
-STAGES = [StageSpec(**stage) for stage in PLAN["stages"]]
-PROCESSES: int = PLAN["processes"]
+PLAN = LoadPlan.from_json(Path(os.environ["HARNESS_LOAD_PLAN"]).read_text())
+STAGES = PLAN.stages
+PROCESSES = PLAN.processes
 # In a pod (charts/loadgen) the worker's index names its records, and each record is also printed on
 # stdout behind INTERVAL_LOG_PREFIX: the harness follows the pods' logs while the run goes on.
 POD_PROCESS: str | None = os.environ.get("HARNESS_PROCESS")
 INTERVAL_LOG_PREFIX = "harness-interval "
-ENDPOINT_PATH: str = PLAN["endpoint_path"]
-REQUEST_TIMEOUT_S: float = PLAN["request_timeout_s"]
-DRAIN_S: float = PLAN["drain_s"]
-MALFORMED_FRACTION: float = PLAN["payload"]["malformed_fraction"]
+REQUEST_TIMEOUT_S = PLAN.request_timeout_s
+MALFORMED_FRACTION = PLAN.payload.malformed_fraction
 
 # The calibration of this process's own overhead (LoadgenOverhead) before the load: Poisson arrivals at
 # this rate, this many of them, to a null endpoint in this process; never longer than CALIBRATION_MAX_S
@@ -258,7 +256,7 @@ class IntervalRecorder:
             self.flush()
 
 
-_endpoints = Endpoints(Path(PLAN["endpoints_file"]))
+_endpoints = Endpoints(Path(PLAN.endpoints_file))
 _requests: list[ReadyRequest] = []
 _cumulative_weights: list[float] = []
 # The bad-input mix: spoiled variants of the requests' bodies, one of them sent instead of a request at
@@ -377,13 +375,12 @@ def _record(
 
 
 # https URLs (the external target) are checked as target.tls says; Locust's own default is not to verify.
-TLS = TlsConfig.model_validate(PLAN.get("tls") or {})
-TLS_INSECURE = not TLS.verify
+TLS_INSECURE = not PLAN.tls.verify
 
 
 def _ssl_context(**_: Any) -> Any:
     """geventhttpclient's context factory (it passes its own CA file, which target.tls replaces)."""
-    return client_context(TLS)
+    return client_context(PLAN.tls)
 
 
 class ClosedModelUser(FastHttpUser):
@@ -398,7 +395,7 @@ class ClosedModelUser(FastHttpUser):
     ssl_context_factory = functools.partial(_ssl_context)
 
     def on_start(self) -> None:
-        self.rng = random.Random(PLAN["seed"] * 7919 + id(self) % 100_000)
+        self.rng = random.Random(PLAN.seed * 7919 + id(self) % 100_000)
 
     @task
     def classify(self) -> None:
@@ -415,7 +412,7 @@ def _any_replica_url() -> str:
 
 
 # load.locustfile: the user's own User classes replace ClosedModelUser; Locust finds them in this module.
-USER_LOCUSTFILE: str | None = PLAN.get("user_locustfile")
+USER_LOCUSTFILE = PLAN.user_locustfile
 if USER_LOCUSTFILE is not None:
     ClosedModelUser.abstract = True
     globals().update(load_user_classes(Path(USER_LOCUSTFILE), _any_replica_url))
@@ -478,7 +475,7 @@ class ArrivalGenerator:
     """
 
     def __init__(self, environment: Environment) -> None:
-        size = int(PLAN["max_in_flight"])
+        size = PLAN.max_in_flight
         self.client = FastHttpSession(
             base_url="http://127.0.0.1",
             request_event=environment.events.request,
@@ -492,9 +489,9 @@ class ArrivalGenerator:
         self.pool = Pool(size=size)
         # Separate generators: the arrival schedule must depend on the seed and the process only,
         # not on how response timing interleaves body choices between greenlets.
-        worker = int(getattr(environment.runner, "worker_index", PLAN["process"]) or 0)
-        self.schedule_rng = random.Random(PLAN["seed"] * 104729 + worker)
-        self.body_rng = random.Random(PLAN["seed"] * 7919 + worker)
+        worker = int(getattr(environment.runner, "worker_index", PLAN.process) or 0)
+        self.schedule_rng = random.Random(PLAN.seed * 104729 + worker)
+        self.body_rng = random.Random(PLAN.seed * 7919 + worker)
         self.alarm = Alarm()
 
     def run(self) -> None:
@@ -558,7 +555,7 @@ def measure_overhead(process: int) -> LoadgenOverhead | None:
             user=None,
             network_timeout=1.0,
             connection_timeout=1.0,
-            concurrency=int(PLAN["max_in_flight"]),
+            concurrency=PLAN.max_in_flight,
         )
         request = _requests[0] if _requests else None
 
@@ -575,14 +572,14 @@ def measure_overhead(process: int) -> LoadgenOverhead | None:
                     latencies_s.append(_latency_s(response.request_meta, intended_s))
                 response.success()
 
-        pool = Pool(size=int(PLAN["max_in_flight"]))
+        pool = Pool(size=PLAN.max_in_flight)
         alarm = Alarm()
         planned_s = CALIBRATION_REQUESTS / CALIBRATION_RATE_RPS
         with gevent.Timeout(CALIBRATION_MAX_S, False):
             for _ in range(CALIBRATION_WARMUP_REQUESTS):
                 one(None)
             begin_s = time.time()
-            for offset_s in arrival_offsets(CALIBRATION_RATE_RPS, planned_s, "poisson", random.Random(PLAN["seed"])):
+            for offset_s in arrival_offsets(CALIBRATION_RATE_RPS, planned_s, "poisson", random.Random(PLAN.seed)):
                 alarm.sleep_until(begin_s + offset_s)
                 if not pool.full():
                     pool.spawn(one, begin_s + offset_s)
@@ -620,7 +617,7 @@ class ScenarioShape(LoadTestShape):
             # recorded (a service that fell behind shows its queueing instead of losing it).
             # A distributed master cannot see its workers' requests, so it drains for the full time.
             in_flight = None if isinstance(self.runner, MasterRunner) else _in_flight
-            return None if drain_over(STAGES, elapsed_s, DRAIN_S, in_flight) else (0, 10_000.0)
+            return None if drain_over(STAGES, elapsed_s, PLAN.drain_s, in_flight) else (0, 10_000.0)
         if plan.arrival_rate_rps is not None:
             # No closed-model users in an open stage; stop the previous stage's users at once.
             return (0, 10_000.0)
@@ -656,28 +653,24 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if USER_LOCUSTFILE is not None:
         # Locust would set every user class's host to --host; the user's classes pick a replica each instead.
         environment.host = None
-    # .get: the loadgen chart's values drop keys whose value is null (Helm's rule), so an absent key is None.
-    planned_requests = PLAN.get("requests")
-    if planned_requests is not None:
+    if PLAN.requests is not None:
         # Headers are expanded here, in the load process only, so their values never reach a file of the run.
-        configs = [RequestConfig.model_validate(request) for request in planned_requests]
-        alone_answers = PLAN.get("alone_answers") or {}
         _requests = [
-            with_alone_answers(request, alone_answers.get(request.name, {}))
-            for request in ready_requests(configs, os.environ)
+            with_alone_answers(request, PLAN.alone_answers.get(request.name, {}))
+            for request in ready_requests(list(PLAN.requests), os.environ)
         ]
-        _cumulative_weights = cumulative_weights([config.weight for config in configs])
+        _cumulative_weights = cumulative_weights([config.weight for config in PLAN.requests])
     else:
-        payload = PLAN["payload"]
+        payload = PLAN.payload
         bodies = build_bodies(
-            payload["source"],
-            file=Path(payload["file"]) if payload.get("file") else None,
-            batch_rows=payload["batch_rows"],
-            seed=PLAN["seed"] + PLAN["process"],
+            payload.source,
+            file=Path(payload.file) if payload.file else None,
+            batch_rows=payload.batch_rows,
+            seed=PLAN.seed + PLAN.process,
         )
-        _requests = [endpoint_request(ENDPOINT_PATH, bodies)]
+        _requests = [endpoint_request(PLAN.endpoint_path, bodies)]
     if MALFORMED_FRACTION > 0:
-        _malformed = malformed_requests(_requests, random.Random(PLAN["seed"] * 31 + PLAN["process"]))
+        _malformed = malformed_requests(_requests, random.Random(PLAN.seed * 31 + PLAN.process))
     if not isinstance(environment.runner, MasterRunner):
         # Before the load starts, so that the calibration and the load do not share the event loop.
         _overhead = measure_overhead(_process_number())
@@ -696,7 +689,7 @@ def _process_number() -> int:
     """This process's number in its records: the plan's, its pid among local workers, its pod's index."""
     if POD_PROCESS is not None:
         return int(POD_PROCESS)
-    return int(PLAN["process"]) if PROCESSES == 1 else os.getpid()
+    return PLAN.process if PROCESSES == 1 else os.getpid()
 
 
 def _on_user_request(response_time: float, response: Any, exception: BaseException | None, **_: Any) -> None:
@@ -752,13 +745,13 @@ def _start_load(environment: Environment) -> None:
     _calibrated.wait()
     _test_start_s = time.time()
     process = _process_number()
-    out = Path(PLAN["intervals_dir"]) / f"intervals-{os.getpid()}.jsonl"
+    out = Path(PLAN.intervals_dir) / f"intervals-{os.getpid()}.jsonl"
     out.unlink(missing_ok=True)
     lines = [json.dumps({"test_start_s": _test_start_s, "process": process})]
     if _overhead is not None:
         lines.append(json.dumps({"loadgen_overhead": asdict(_overhead)}, separators=(",", ":")))
     _write_records(out, lines)
-    _recorder = IntervalRecorder(out, float(PLAN["interval_s"]), process)
+    _recorder = IntervalRecorder(out, PLAN.interval_s, process)
 
     def refresh_endpoints() -> None:
         while True:

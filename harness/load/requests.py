@@ -17,8 +17,8 @@ from typing import Any
 
 from harness.config import PLACEHOLDER, FieldCheck, RequestConfig, ResponseCheck, env_references
 from harness.errors import ConfigError
-from harness.load.alone import alone_mismatch, body_key
-from harness.load.answers import MISSING, field_at, same_json
+from harness.load.json_fields import MISSING, field_at, same_json
+from harness.load.reference_answers import alone_mismatch, body_key
 
 JSON_CONTENT_TYPE = "application/json"
 

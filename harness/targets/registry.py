@@ -1,5 +1,4 @@
-"""The registry of targets: each kind's factory, and what a run needs to know about it (its capabilities)
-before the target exists, such as whether its replicas run an image the run must build first."""
+"""The registry of targets: each kind's factory, and its capabilities (harness.targets.kinds) by scenario."""
 
 from __future__ import annotations
 
@@ -11,6 +10,7 @@ from harness.config import Scenario
 from harness.errors import ConfigError
 from harness.model import EventSink
 from harness.targets.base import Target
+from harness.targets.kinds import TARGET_KINDS, TargetKind
 
 
 @dataclass(frozen=True)
@@ -72,47 +72,11 @@ def _kubernetes(scenario: Scenario, context: TargetContext) -> Target:
     )
 
 
-@dataclass(frozen=True)
-class TargetKind:
-    """A kind of target: its factory, and what a run must know about it before it exists."""
-
-    factory: TargetFactory
-    # The harness starts and stops the replicas, so a sweep can choose their count.
-    deploys: bool = True
-    # Replicas serve (or are built from) the BentoML project at service.path.
-    serves_service_dir: bool = False
-    # Replicas are processes of this machine: CPU placement and cgroup CPU limits apply to them.
-    replicas_on_this_machine: bool = False
-    # What dead runs left behind includes containers on this machine's Docker daemon.
-    uses_docker: bool = False
-    # Replicas run a container image of the service: the one the scenario names, or, when it names none, one
-    # the run builds from service.path before deploying. None: replicas are not containers of an image.
-    named_image: Callable[[Scenario], str | None] | None = None
-    # The load generator runs inside the target (a Kubernetes Job) rather than on this machine.
-    load_in_cluster: Callable[[Scenario], bool] = lambda scenario: False
-    # The optional extras (harness.extras) the target's own client needs; building an image needs docker's too.
-    extras: tuple[str, ...] = ()
-    # Why stages[].faults cannot pause its replicas, as the scenario's error says it; None: they can be paused.
-    pause_unavailable: str | None = None
-
-
-TARGETS: dict[str, TargetKind] = {
-    "local": TargetKind(_local, serves_service_dir=True, replicas_on_this_machine=True),
-    "external": TargetKind(_external, deploys=False),
-    "docker": TargetKind(
-        _docker,
-        serves_service_dir=True,
-        uses_docker=True,
-        named_image=lambda scenario: scenario.target.docker.image,
-        extras=("docker",),
-    ),
-    "kubernetes": TargetKind(
-        _kubernetes,
-        named_image=lambda scenario: scenario.target.kubernetes.image or scenario.target.docker.image,
-        load_in_cluster=lambda scenario: scenario.target.kubernetes.loadgen == "in-cluster",
-        extras=("kubernetes",),
-        pause_unavailable="(the API cannot freeze a pod); kill deletes one",
-    ),
+FACTORIES: dict[str, TargetFactory] = {
+    "local": _local,
+    "external": _external,
+    "docker": _docker,
+    "kubernetes": _kubernetes,
 }
 
 
@@ -126,12 +90,15 @@ def extras_needed(scenario: Scenario) -> tuple[str, ...]:
 
 def target_kind(scenario: Scenario) -> TargetKind:
     """The scenario's kind of target; an unknown name lists the valid ones."""
-    kind = TARGETS.get(scenario.target.kind)
+    kind = TARGET_KINDS.get(scenario.target.kind)
     if kind is None:
-        raise ConfigError(f"target.kind '{scenario.target.kind}' is unknown (expected one of: {', '.join(TARGETS)})")
+        raise ConfigError(
+            f"target.kind '{scenario.target.kind}' is unknown (expected one of: {', '.join(TARGET_KINDS)})"
+        )
     return kind
 
 
 def make_target(scenario: Scenario, context: TargetContext) -> Target:
     """The target named by the scenario; an unknown name lists the valid ones."""
-    return target_kind(scenario).factory(scenario, context)
+    target_kind(scenario)
+    return FACTORIES[scenario.target.kind](scenario, context)

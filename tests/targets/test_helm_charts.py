@@ -8,9 +8,7 @@ No Kubernetes API server can run here: this is rendering, schema validation and 
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +18,12 @@ import yaml
 
 from harness.config import AutoscalingConfig, Scenario, load_scenario
 from harness.errors import ConfigError
+from harness.load.in_cluster import loadgen_values, pod_plan
+from harness.load.plan import LoadPlan, build_load_plan
 from harness.quantity import parse_quantity
 from harness.targets.base import RUN_LABEL
 from harness.targets.helm import LOADGEN_CHART, MODEL_SERVICE_CHART, render_chart
-from harness.targets.helm_values import STARTUP_PROBE_PERIOD_S, loadgen_values, model_service_values
+from harness.targets.helm_values import STARTUP_PROBE_PERIOD_S, model_service_values
 from harness.targets.serving import CONTAINER_PORT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,6 +93,10 @@ def render_model_service(values: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 def render_loadgen(values: dict[str, Any] | None) -> list[dict[str, Any]]:
     return render_chart(LOADGEN_CHART, values or {}, release="loadgen", namespace="harness", engine="sdk")
+
+
+def plan_of(scenario: Scenario) -> LoadPlan:
+    return build_load_plan(scenario, endpoints_file=Path("/run/endpoints.json"), intervals_dir=Path("/run/intervals"))
 
 
 def validate_all(manifests: list[dict[str, Any]], kube_version: str) -> list[str]:
@@ -324,7 +328,7 @@ def test_loadgen_defaults_render_to_valid_manifests(kube_version: str) -> None:
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
 def test_loadgen_from_each_loadtest_scenario(path: Path, kube_version: str) -> None:
     scenario = load_scenario(path)
-    values = loadgen_values(scenario, "harness-loadgen:1", RUN_ID, service_url=SERVICE_URL, workers=3)
+    values = loadgen_values(plan_of(scenario), "harness-loadgen:1", RUN_ID, service_url=SERVICE_URL, workers=3)
     manifests = render_loadgen(values)
     assert validate_all(manifests, kube_version) == ["ServiceAccount", "ConfigMap", "Service", "Job", "Job"]
     master = next(m for m in manifests if m["metadata"]["name"] == "loadgen-master" and m["kind"] == "Job")
@@ -364,7 +368,7 @@ def test_loadgen_jsonl_payload_goes_into_the_configmap(tmp_path: Path) -> None:
     scenario = scenario.model_copy(
         update={"payload": scenario.payload.model_copy(update={"source": "jsonl", "file": bodies})}
     )
-    manifests = render_loadgen(loadgen_values(scenario, "harness-loadgen:1", RUN_ID, service_url=SERVICE_URL))
+    manifests = render_loadgen(loadgen_values(plan_of(scenario), "harness-loadgen:1", RUN_ID, service_url=SERVICE_URL))
     data = by_kind(manifests, "ConfigMap")["data"]
     assert data["payload.jsonl"] == bodies.read_text()
     assert yaml.safe_load(data["load_plan.json"])["payload"] == {
@@ -400,12 +404,17 @@ def test_kind_config_is_a_kind_cluster_with_a_worker() -> None:
     assert [node["role"] for node in config["nodes"]] == ["control-plane", "worker"]
 
 
-def test_every_plan_key_the_locustfile_requires_survives_the_chart() -> None:
-    """Helm drops null values, so a key the in-cluster locustfile reads as PLAN["key"] must never be null;
-    optional ones it reads with PLAN.get (an absent `requests` once crashed every in-cluster master)."""
+def test_the_plan_a_worker_pod_reads_is_the_harness_plan_with_the_pods_paths() -> None:
+    """The plan crosses the chart as the harness wrote it (a JSON string: Helm drops null values of objects, and
+    an absent `requests` once crashed every in-cluster master)."""
     scenario = load_scenario(ROOT / "loadtests" / "default.yaml")
-    values = loadgen_values(scenario, "harness-loadgen:1", RUN_ID, service_url=SERVICE_URL, workers=2)
-    plan = json.loads(by_kind(render_loadgen(values), "ConfigMap")["data"]["load_plan.json"])
-    source = (ROOT / "harness" / "load" / "locustfile.py").read_text()
-    required = set(re.findall(r'PLAN\["([a-z_]+)"\]', source))
-    assert required and required <= set(plan), required - set(plan)
+    plan = plan_of(scenario)
+    values = loadgen_values(plan, "harness-loadgen:1", RUN_ID, service_url=SERVICE_URL, workers=2)
+    in_pod = LoadPlan.from_json(by_kind(render_loadgen(values), "ConfigMap")["data"]["load_plan.json"])
+    assert in_pod == pod_plan(plan, 2)
+    assert (in_pod.processes, in_pod.endpoints_file, in_pod.intervals_dir) == (
+        2,
+        "/etc/harness/endpoints.json",
+        "/results/intervals",
+    )
+    assert in_pod.stages == plan.stages and in_pod.requests is None and in_pod.user_locustfile is None

@@ -10,26 +10,74 @@ workers' histograms as it merges local processes'. Locust's own totals come from
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-from harness.config import Scenario
-from harness.errors import HarnessError, LoadError
+from harness.errors import ConfigError, HarnessError, LoadError
+from harness.load.plan import LoadPlan
 from harness.load.runner import IntervalTail
-from harness.load.shape import planned_duration_s
-from harness.model import ClientInterval, RunWarning
+from harness.load.shape import WORKERS_START_WAIT_S
+from harness.model import ClientInterval, Event, RunWarning
 from harness.targets.helm import LOADGEN_CHART, render_chart
-from harness.targets.helm_values import loadgen_values
+from harness.targets.helm_values import run_id_label, split_image
+from harness.targets.kubernetes_api import KubernetesApi
 
 # What the harness locustfile prints before each record in a pod (harness/load/locustfile.py).
 INTERVAL_LOG_PREFIX = "harness-interval "
 _RESULT_START = "=== harness-loadgen-result "
 _RESULT_END = "=== harness-loadgen-end ==="
 _CONTAINER = "locust"
+# Where charts/loadgen mounts the plan's ConfigMap and the workers' results in a pod.
+POD_PLAN_DIR = Path("/etc/harness")
+POD_INTERVALS_DIR = Path("/results/intervals")
+# A ConfigMap holds at most 1 MiB; leave room for the load plan beside the payload file.
+_MAX_PAYLOAD_BYTES = 900 * 1024
+
+
+@runtime_checkable
+class LoadgenCluster(Protocol):
+    """What the in-cluster load needs of the Kubernetes target it runs beside (harness.targets.kubernetes)."""
+
+    api: KubernetesApi
+    namespace: str
+    run_id: str
+    kube_version: str | None
+    on_event: Callable[[Event], None]
+
+    @property
+    def release(self) -> str: ...
+
+    @property
+    def run_selector(self) -> str: ...
+
+    @property
+    def pull_policy(self) -> str: ...
+
+    def service_url(self) -> str: ...
+
+    def load_image(self, image: str) -> None: ...
+
+    def apply_run_object(self, manifest: dict[str, Any]) -> dict[str, Any]: ...
+
+
+def pod_plan(plan: LoadPlan, workers: int) -> LoadPlan:
+    """The plan as a worker pod runs it: the chart's paths, one process per worker pod."""
+    payload = plan.payload
+    if payload.source == "jsonl":
+        payload = dataclasses.replace(payload, file=str(POD_PLAN_DIR / "payload.jsonl"))
+    return dataclasses.replace(
+        plan,
+        processes=workers,
+        endpoints_file=str(POD_PLAN_DIR / "endpoints.json"),
+        intervals_dir=str(POD_INTERVALS_DIR),
+        payload=payload,
+    )
 
 
 def job_finished(job: dict[str, Any] | None) -> bool | None:
@@ -60,13 +108,50 @@ def marked_results(log: str) -> dict[str, str]:
     return results
 
 
+def loadgen_values(
+    plan: LoadPlan,
+    image: str,
+    run_id: str,
+    *,
+    service_url: str,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Values for charts/loadgen: the load plan, as its worker pods run it, on `workers` pods."""
+    worker_count = workers or plan.processes
+    payload_text = ""
+    if plan.payload.source == "jsonl":
+        assert plan.payload.file is not None
+        file = Path(plan.payload.file)
+        try:
+            payload_text = file.read_text()
+        except OSError as error:
+            raise ConfigError(f"payload.file '{file}': cannot read ({error.strerror})") from error
+        if len(payload_text.encode()) > _MAX_PAYLOAD_BYTES:
+            raise ConfigError(
+                f"payload.file '{file}' is larger than {_MAX_PAYLOAD_BYTES} bytes, too large for the loadgen chart's "
+                "ConfigMap",
+                hint="use fewer bodies for in-cluster load, or bake them into the load-generator image",
+            )
+    return {
+        "runId": run_id_label(run_id),
+        "image": {**split_image(image), "pullPolicy": "IfNotPresent"},
+        "target": {"host": service_url},
+        "workers": worker_count,
+        "runTimeSeconds": math.ceil(plan.planned_duration_s + WORKERS_START_WAIT_S) + 5,
+        "stopTimeoutSeconds": int(plan.request_timeout_s) + 1,
+        "users": 0,
+        "harnessPlan": pod_plan(plan, worker_count).to_json(),
+        "payloadJsonl": payload_text,
+    }
+
+
 class InClusterLoad:
-    """The scenario's load plan run by `workers` Locust workers in the target's namespace (charts/loadgen)."""
+    """A load plan run by `workers` Locust workers in the target's namespace (charts/loadgen)."""
 
     def __init__(
         self,
-        target: Any,
-        scenario: Scenario,
+        target: LoadgenCluster,
+        plan: LoadPlan,
         work_dir: Path,
         on_record: Callable[[ClientInterval], None],
         *,
@@ -76,7 +161,7 @@ class InClusterLoad:
         poll_s: float = 1.0,
     ) -> None:
         self.target = target
-        self.scenario = scenario
+        self.plan = plan
         self.work_dir = work_dir
         self.image = image
         self.json_file = json_file
@@ -84,8 +169,8 @@ class InClusterLoad:
         self.poll_s = poll_s
         self.intervals_dir = work_dir / "intervals"
         self.tail = IntervalTail(self.intervals_dir, on_record)
-        self.planned_duration_s = planned_duration_s(scenario)
-        self.release = f"{target.config.release}-loadgen"
+        self.planned_duration_s = plan.planned_duration_s
+        self.release = f"{target.release}-loadgen"
         self._master_job = f"{self.release}-master"
         self._stop = threading.Event()
         self._followers: dict[str, threading.Thread] = {}
@@ -100,8 +185,14 @@ class InClusterLoad:
     def start(self) -> None:
         """Render charts/loadgen for this run and apply it; workers start sending once all have joined."""
         self.intervals_dir.mkdir(parents=True, exist_ok=True)
+        # The image reaches the node first (side-loaded, or already there).
+        self.target.load_image(self.image)
         values = loadgen_values(
-            self.scenario, self.image, self.target.run_id, service_url=self.target.service_url(), workers=self.workers
+            self.plan,
+            self.image,
+            self.target.run_id,
+            service_url=self.target.service_url(),
+            workers=self.workers,
         )
         values["image"]["pullPolicy"] = self.target.pull_policy
         manifests = render_chart(
@@ -154,7 +245,7 @@ class InClusterLoad:
     def wait(self, on_poll: Callable[[], None] | None = None, poll_s: float = 0.5) -> int:
         """Block until the master Job ends, ingesting the workers' records as they arrive."""
         assert self.started_s is not None
-        deadline_s = self.started_s + self.planned_duration_s + self.scenario.load.request_timeout_s + 180
+        deadline_s = self.started_s + self.planned_duration_s + self.plan.request_timeout_s + 180
         finished: bool | None = None
         last_check_s = 0.0
         while finished is None:
