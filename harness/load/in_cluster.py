@@ -51,7 +51,7 @@ _CONTAINER = "locust"
 # A generator pod that cannot start for a reason that may pass (unschedulable: a node may be added; a quota
 # refusal: another run may end) is given this long; one that cannot pull its image or crashed, none.
 START_GRACE_S = 45.0
-_LOG_TAIL_LINES = 12
+_LOG_TAIL_LINES = 3
 # File parts up to this size stay readable in the run's copy of the manifests (the load plan, usually).
 _KEPT_PART_BYTES = 64 * 1024
 
@@ -403,12 +403,17 @@ class InClusterLoad:
     def _log_tail(self, pod: str, container: str, previous: bool) -> str:
         try:
             text = self.target.api.pod_log(
-                self.target.namespace, pod, container, tail_lines=_LOG_TAIL_LINES, previous=previous
+                self.target.namespace, pod, container, tail_lines=4 * _LOG_TAIL_LINES, previous=previous
             )
         except HarnessError as error:
             return f"(log unavailable: {error})"
-        kept = [line for line in text.splitlines() if line.strip() and not line.startswith(INTERVAL_LOG_PREFIX)]
-        return " | ".join(kept) or "(empty log)"
+        # Not Python's markers under a traceback's code (^^^^): the last lines say what went wrong.
+        kept = [
+            line.strip()
+            for line in text.splitlines()
+            if line.strip(" ^~\t") and not line.startswith(INTERVAL_LOG_PREFIX)
+        ]
+        return " | ".join(kept[-_LOG_TAIL_LINES:]) or "(empty log)"
 
     def _follow(self, pod: str) -> None:
         """Append a worker's records to its intervals file as it prints them; when the stream breaks before the

@@ -14,6 +14,7 @@ from urllib3.exceptions import ProtocolError
 
 from harness.config import LoadgenPodsConfig, RequestConfig, Scenario, load_scenario
 from harness.errors import ConfigError
+from harness.load import pod_files as pod_files_module
 from harness.load.in_cluster import (
     START_GRACE_S,
     InClusterLoad,
@@ -25,9 +26,9 @@ from harness.load.in_cluster import (
     start_problem,
 )
 from harness.load.plan import LoadPlan, build_load_plan
-from harness.load.pod_files import MAX_FILES_BYTES
 from harness.load.shape import WORKERS_START_WAIT_S
 from harness.model import Event, LoadgenLogResumed
+from tests.load.test_pod_files import joined
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,12 +42,8 @@ def plan_of(scenario: Scenario) -> LoadPlan:
 
 
 def pod_files(values: dict[str, Any]) -> dict[str, bytes]:
-    """The files charts/loadgen's pods join from the values' ConfigMaps (each small here: one part)."""
-    files = {}
-    for configmap in values["harnessFiles"]:
-        files |= {key.removesuffix(".0000"): text.encode() for key, text in configmap["data"].items()}
-        files |= {key.removesuffix(".0000"): base64.b64decode(data) for key, data in configmap["binaryData"].items()}
-    return files
+    """The files charts/loadgen's pods join from the values' ConfigMaps."""
+    return joined(values["harnessFiles"])
 
 
 def test_loadgen_values_plan_the_scenario_for_the_workers() -> None:
@@ -146,12 +143,13 @@ def test_header_variables_reach_the_pods_as_a_secret_of_exactly_those_names(tmp_
     assert env_names(plan_of(scenario())) == []
 
 
-def test_loadgen_values_refuse_files_too_large_for_the_cluster(tmp_path: Path) -> None:
+def test_loadgen_values_refuse_files_too_large_for_the_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bodies = tmp_path / "big.jsonl"
-    bodies.write_text(('{"x": "' + "a" * 1000 + '"}\n') * (MAX_FILES_BYTES // 1000))
+    bodies.write_text('{"x": "' + "a" * 1000 + '"}\n')
+    monkeypatch.setattr(pod_files_module, "MAX_FILES_BYTES", 1000)
     base = scenario()
     base = base.model_copy(update={"payload": base.payload.model_copy(update={"source": "jsonl", "file": bodies})})
-    with pytest.raises(ConfigError, match="the harness sends at most 64 MiB to a cluster"):
+    with pytest.raises(ConfigError, match=r"0-big\.jsonl 0\.0 MiB.*the harness sends at most"):
         loadgen_values(plan_of(base), "lg:2", "run-1", service_url="http://svc:3000")
 
 

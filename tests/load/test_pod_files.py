@@ -4,6 +4,7 @@ the pods' paths, and the parts packed into ConfigMaps under Kubernetes' 1 MiB li
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,13 @@ from harness.load.pod_files import (
 )
 
 
-def joined(configmaps: list[dict[str, dict[str, str]]]) -> dict[str, bytes]:
-    """The files as charts/loadgen's pods join them: every part of a name, in the order of its number."""
+def joined(configmaps: Sequence[Mapping[str, Any]]) -> dict[str, bytes]:
+    """The files as charts/loadgen's pods join them from the ConfigMaps' data and binaryData (as values or as
+    rendered manifests): every part of a name, in the order of its number."""
     parts: list[tuple[str, bytes]] = []
     for configmap in configmaps:
-        parts += [(key, text.encode()) for key, text in configmap["data"].items()]
-        parts += [(key, base64.b64decode(value)) for key, value in configmap["binaryData"].items()]
+        parts += [(key, text.encode()) for key, text in (configmap.get("data") or {}).items()]
+        parts += [(key, base64.b64decode(value)) for key, value in (configmap.get("binaryData") or {}).items()]
     files: dict[str, bytes] = {}
     for key, content in sorted(parts):
         name = key.rsplit(".", 1)[0]

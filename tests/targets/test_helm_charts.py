@@ -8,7 +8,6 @@ No Kubernetes API server can run here: this is rendering, schema validation and 
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 from pathlib import Path
@@ -28,6 +27,7 @@ from harness.targets.base import RUN_LABEL
 from harness.targets.helm import LOADGEN_CHART, MODEL_SERVICE_CHART, render_chart
 from harness.targets.helm_values import STARTUP_PROBE_PERIOD_S, model_service_values, resources_values
 from harness.targets.serving import CONTAINER_PORT
+from tests.load.test_pod_files import joined
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
@@ -385,15 +385,7 @@ def files_in_pods(manifests: list[dict[str, Any]]) -> dict[str, bytes]:
         ]
         script = pod["containers"][0]["command"][2]
         assert 'cat /etc/harness-parts/"$name".[0-9][0-9][0-9][0-9] > /etc/harness/"$name"' in script
-    keyed: list[tuple[str, bytes]] = []
-    for configmap in configmaps:
-        keyed += [(key, text.encode()) for key, text in (configmap.get("data") or {}).items()]
-        keyed += [(key, base64.b64decode(data)) for key, data in (configmap.get("binaryData") or {}).items()]
-    files: dict[str, bytes] = {}
-    for key, content in sorted(keyed):
-        name = key.rsplit(".", 1)[0]
-        files[name] = files.get(name, b"") + content
-    return files
+    return joined(configmaps)
 
 
 def test_loadgen_jsonl_payload_goes_to_the_pods(tmp_path: Path) -> None:
