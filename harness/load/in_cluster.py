@@ -199,14 +199,15 @@ def _exit_problem(pod: dict[str, Any], log_tail: LogTail) -> Problem | None:
 
 
 def _creation_refused(events: list[dict[str, Any]], jobs: Iterable[str]) -> Problem | None:
-    """A Job whose pods the API server refuses to create (a ResourceQuota, a LimitRange, an admission policy)."""
-    names = set(jobs)
+    """A Job whose pods the API server refuses to create (a ResourceQuota, a LimitRange, an admission policy).
+    Jobs are known by uid: an earlier run's Job of the same name may have left events."""
+    uids = set(jobs)
     refused = [
         event
         for event in events
         if event.get("reason") == "FailedCreate"
         and (event.get("involvedObject") or {}).get("kind") == "Job"
-        and event["involvedObject"].get("name") in names
+        and event["involvedObject"].get("uid") in uids
     ]
     if not refused:
         return None
@@ -230,7 +231,8 @@ def start_problem(
     grace_s: float = START_GRACE_S,
 ) -> Problem | None:
     """Why the generator pods have not started, when it is worth ending the run for: a problem that will not pass
-    at once (image pull, crash), another once the pods have waited `grace_s` (unschedulable, refused, a warning)."""
+    at once (image pull, crash), another once the pods have waited `grace_s` (unschedulable, refused, a warning).
+    `jobs` are the uids of the generator's Jobs."""
     problems = [problem for pod in pods if (problem := _exit_problem(pod, log_tail)) is not None]
     diagnosed = diagnose_pods(pods, events, log_tail)
     if diagnosed is not None and diagnosed.cause == "unschedulable":
@@ -300,7 +302,8 @@ class InClusterLoad:
         self.planned_duration_s = plan.planned_duration_s
         self.release = f"{target.release}-loadgen"
         self._master_job = f"{self.release}-master"
-        self._jobs = (self._master_job, f"{self.release}-worker")
+        # The uids of the Jobs this run applied.
+        self._jobs: list[str] = []
         self._stop = threading.Event()
         self._followers: dict[str, threading.Thread] = {}
         self._watcher: threading.Thread | None = None
@@ -345,7 +348,9 @@ class InClusterLoad:
         (self.work_dir / "loadgen-manifests.yaml").write_text(json.dumps(kept, indent=1))
         self.started_s = time.time()
         for manifest in manifests:
-            self.target.apply_run_object(manifest)
+            stored = self.target.apply_run_object(manifest)
+            if manifest["kind"] == "Job":
+                self._jobs.append(str((stored.get("metadata") or {}).get("uid")))
         self._watcher = threading.Thread(target=self._watch, name="loadgen-pods", daemon=True)
         self._watcher.start()
 

@@ -203,7 +203,7 @@ def test_a_generator_that_cannot_pull_its_image_is_named_at_once() -> None:
             state={"waiting": {"reason": "ErrImageNeverPull", "message": 'image "harness-loadgen:1" is not present'}},
         ),
     ]
-    problem = start_problem(pods, [], ["lg-master", "lg-worker"], tail_of, waited_s=1.0)
+    problem = start_problem(pods, [], [], tail_of, waited_s=1.0)
     assert problem is not None and problem.fatal
     assert "pod lg-worker-0-y cannot pull image harness-loadgen:1 (ErrImageNeverPull" in problem.message
 
@@ -238,16 +238,18 @@ def test_pods_the_cluster_refuses_to_create_are_named_from_the_jobs_events() -> 
     refused = {
         "reason": "FailedCreate",
         "type": "Warning",
-        "involvedObject": {"kind": "Job", "name": "lg-worker"},
+        "involvedObject": {"kind": "Job", "name": "lg-worker", "uid": "uid-worker"},
         "message": 'pods "lg-worker-0-abc" is forbidden: exceeded quota: compute, requested: cpu=250m',
     }
-    other_job = {**refused, "involvedObject": {"kind": "Job", "name": "someone-else"}}
-    assert start_problem([], [refused], ["lg-master", "lg-worker"], tail_of, waited_s=10.0) is None
-    problem = start_problem([], [other_job, refused], ["lg-master", "lg-worker"], tail_of, waited_s=START_GRACE_S)
+    # An earlier run's Job of the same name left its events: not this run's.
+    earlier = {**refused, "involvedObject": {"kind": "Job", "name": "lg-worker", "uid": "uid-earlier"}}
+    jobs = ["uid-master", "uid-worker"]
+    assert start_problem([], [refused], jobs, tail_of, waited_s=10.0) is None
+    problem = start_problem([], [earlier, refused], jobs, tail_of, waited_s=START_GRACE_S)
     assert problem is not None
     assert problem.message.startswith("the cluster refuses to create the pods of Job lg-worker: pods ")
     assert "exceeded quota" in problem.message
-    assert start_problem([], [other_job], ["lg-master", "lg-worker"], tail_of, waited_s=START_GRACE_S) is None
+    assert start_problem([], [earlier], jobs, tail_of, waited_s=START_GRACE_S) is None
 
 
 # --------------------------------------------------------------------------- a log stream that breaks
