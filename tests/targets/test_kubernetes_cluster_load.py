@@ -434,15 +434,22 @@ class NoModelTarget(KubernetesTarget):
 def test_a_generator_that_cannot_start_is_named_within_a_minute_and_nothing_is_left(
     cluster: RealCluster, digits_image: str, loadgen_image: str, tmp_path: Path
 ) -> None:
-    """An image the node cannot pull, a locustfile that crashes in the pod (it imports a package the generator's
-    image lacks) and pods no node accepts: each ends the load with LoadError (exit 2) naming the pod and the
-    cause, the image and crash at once and the unschedulable pods after the start grace, and the run's cleanup
-    leaves nothing of it in the namespace."""
+    """In a namespace whose ResourceQuota admits only pods with requests and limits (the defaults have them): an
+    image the node cannot pull, a locustfile that crashes in the pod (it imports a package the generator's image
+    lacks), workers beyond the quota and pods no node accepts. Each ends the load with LoadError (exit 2) naming
+    the pod or Job and the cause, the image and crash at once, the others after the start grace, and the run's
+    cleanup leaves nothing of it in the namespace."""
     crashing = tmp_path / "crashing.py"
     crashing.write_text("import kubernetes  # installed beside the harness, not in the generator's image\n")
     cases = {
         "pull": (loadgen_image.split(":")[0] + ":no-such-image", {}, None, "ErrImageNeverPull"),
         "crash": (loadgen_image, {}, crashing, "exited with code 1"),
+        "refused": (
+            loadgen_image,
+            {"resources": {"requests": {"cpu": "3", "memory": "256Mi"}, "limits": {"cpu": "3", "memory": "512Mi"}}},
+            None,
+            "exceeded quota",
+        ),
         "unschedulable": (
             loadgen_image,
             {"node_selector": {"harness.dev/no-such-pool": "none"}},
@@ -453,6 +460,16 @@ def test_a_generator_that_cannot_start_is_named_within_a_minute_and_nothing_is_l
     api = admin(cluster)
     namespace = new_namespace()
     api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    # A quota on requests and limits: pods that set neither (BestEffort) are refused, the defaults are admitted.
+    hard = {"requests.cpu": "2", "requests.memory": "4Gi", "limits.cpu": "4", "limits.memory": "8Gi"}
+    api.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "compute", "namespace": namespace},
+            "spec": {"hard": hard},
+        }
+    )
     try:
         for case, (image, pods, locustfile, cause) in cases.items():
             scenario = cluster_scenario(
