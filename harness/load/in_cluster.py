@@ -249,6 +249,15 @@ def start_problem(
     return None
 
 
+def _complete(record: str) -> dict[str, Any] | None:
+    """A record line as JSON; None for a line cut short (a stream that ended mid-line: read whole again later)."""
+    try:
+        item = json.loads(record)
+    except json.JSONDecodeError:
+        return None
+    return item if isinstance(item, dict) else None
+
+
 def _is_worker(pod: dict[str, Any]) -> bool:
     return (pod["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "worker"
 
@@ -425,16 +434,20 @@ class InClusterLoad:
         container has ended, follow it again from the start and skip the records already written."""
         out = self.intervals_dir / f"intervals-{pod}.jsonl"
         seen: set[str] = set()
+        # Where this worker's last interval ended: a record starting later means the log lost some in between.
+        last_end_s: float | None = None
         with out.open("a", encoding="utf-8") as handle:
             while not self._stop.is_set():
                 cause = "the stream ended while the container ran"
                 try:
                     for line in self.target.api.follow_pod_log(self.target.namespace, pod, _CONTAINER):
                         record = line[len(INTERVAL_LOG_PREFIX) :] if line.startswith(INTERVAL_LOG_PREFIX) else None
-                        if record is not None and record not in seen:
+                        item = _complete(record) if record is not None and record not in seen else None
+                        if record is not None and item is not None:
                             seen.add(record)
                             handle.write(record + "\n")
                             handle.flush()
+                            last_end_s = self._note_gap(pod, last_end_s, item)
                         if self._stop.is_set():
                             return
                 # urllib3 raises its own errors from inside a broken stream, not only HarnessErrors.
@@ -451,6 +464,21 @@ class InClusterLoad:
                 # Ended or not, the rest of its log is read again from the start.
                 self.target.on_event(LoadgenLogResumed(pod, cause[:300], records_read=len(seen)))
                 self._stop.wait(min(self.poll_s, 1.0))
+
+    def _note_gap(self, pod: str, last_end_s: float | None, item: dict[str, Any]) -> float | None:
+        """Warn when a worker's record starts after its previous one ended; returns where this one ends."""
+        if "t_start_s" not in item:
+            return last_end_s  # the process's start or calibration, not an interval
+        start_s, end_s = float(item["t_start_s"]), float(item["t_end_s"])
+        if last_end_s is not None and start_s > last_end_s:
+            self.target.on_event(
+                RunWarning(
+                    "loadgen",
+                    f"worker {pod}: {start_s - last_end_s:.1f} s of its records are missing (its log no longer held "
+                    "them when the stream was followed again)",
+                )
+            )
+        return end_s if last_end_s is None else max(last_end_s, end_s)
 
     def _pod_state(self, pod: str) -> Literal["running", "ended", "gone", "unknown"]:
         """Whether a pod's container has ended (all its log is written), the pod is gone, or neither is known."""
@@ -499,6 +527,11 @@ class InClusterLoad:
             time.sleep(poll_s)
         for thread in list(self._followers.values()):
             thread.join(timeout=30)
+        for pod, thread in self._followers.items():
+            if thread.is_alive():
+                self.target.on_event(
+                    RunWarning("loadgen", f"log of worker {pod} not read to its end within 30 s of the load's end")
+                )
         self._stop.set()
         self.tail.poll()
         self._master_log = self._read_master_log()

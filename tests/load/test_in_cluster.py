@@ -27,7 +27,7 @@ from harness.load.in_cluster import (
 )
 from harness.load.plan import LoadPlan, build_load_plan
 from harness.load.shape import WORKERS_START_WAIT_S
-from harness.model import Event, LoadgenLogResumed
+from harness.model import Event, LoadgenLogResumed, RunWarning
 from tests.load.test_pod_files import joined
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -291,19 +291,12 @@ class LoadgenTarget:
         self.run_selector = "harness.dev/run-id=run-1"
 
 
-def test_a_broken_log_stream_is_followed_again_and_no_record_is_lost_or_doubled(tmp_path: Path) -> None:
-    lines = ['harness-interval {"test_start_s":1.0,"process":0}'] + [
-        f'harness-interval {{"record":{n}}}' for n in range(5)
-    ]
-    api = BreakingLogs(
-        [
-            ["Locust starting", *lines[:4], ProtocolError("Connection broken: IncompleteRead")],
-            # The API server closed the stream while the container ran: followed again.
-            ["Locust starting", *lines[:5]],
-            ["Locust starting", *lines, "Locust stopped"],
-        ]
-    )
-    target = LoadgenTarget(api)
+def record_line(n: int) -> str:
+    return f'harness-interval {{"t_start_s":{10.0 + n},"t_end_s":{11.0 + n},"stage":"s"}}'
+
+
+def follower(tmp_path: Path, streams: list[list[str | Exception]]) -> tuple[InClusterLoad, LoadgenTarget]:
+    target = LoadgenTarget(BreakingLogs(streams))
     load = InClusterLoad(
         target,  # type: ignore[arg-type]
         plan_of(scenario()),
@@ -315,10 +308,37 @@ def test_a_broken_log_stream_is_followed_again_and_no_record_is_lost_or_doubled(
         poll_s=0.01,
     )
     load.intervals_dir.mkdir()
+    return load, target
+
+
+def test_a_broken_log_stream_is_followed_again_and_no_record_is_lost_or_doubled(tmp_path: Path) -> None:
+    lines = ['harness-interval {"test_start_s":1.0,"process":0}'] + [record_line(n) for n in range(5)]
+    load, target = follower(
+        tmp_path,
+        [
+            # A line cut short where the stream ended is not a record: it is read whole when followed again.
+            ["Locust starting", *lines[:4], lines[4][:30], ProtocolError("Connection broken: IncompleteRead")],
+            # The API server closed the stream while the container ran: followed again.
+            ["Locust starting", *lines[:5]],
+            ["Locust starting", *lines, "Locust stopped"],
+        ],
+    )
     load._follow("lg-worker-0-x")
     written = (load.intervals_dir / "intervals-lg-worker-0-x.jsonl").read_text().splitlines()
     assert written == [line.removeprefix("harness-interval ") for line in lines]
     assert target.events == [
         LoadgenLogResumed("lg-worker-0-x", "ProtocolError: Connection broken: IncompleteRead", records_read=4),
         LoadgenLogResumed("lg-worker-0-x", "the stream ended while the container ran", records_read=5),
+    ]
+
+
+def test_records_the_log_no_longer_holds_when_followed_again_are_named(tmp_path: Path) -> None:
+    """A log rotated by the kubelet while the stream was down starts later than the records read."""
+    lines = [record_line(n) for n in range(6)]
+    load, target = follower(tmp_path, [[*lines[:2], ProtocolError("Connection broken")], lines[4:]])
+    load._follow("lg-worker-0-x")
+    warnings = [event for event in target.events if isinstance(event, RunWarning)]
+    assert [w.error for w in warnings] == [
+        "worker lg-worker-0-x: 2.0 s of its records are missing (its log no longer held them when the stream was "
+        "followed again)"
     ]
