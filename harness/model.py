@@ -402,6 +402,17 @@ class ObjectApplied:
 
 
 @dataclass(frozen=True)
+class LoadgenLogResumed:
+    """The log stream of an in-cluster load generator pod broke after `records_read` records and was followed
+    again from its start: those were skipped, the rest read, none lost."""
+
+    kind: ClassVar[str] = "loadgen_log_resumed"
+    pod: str
+    cause: str
+    records_read: int
+
+
+@dataclass(frozen=True)
 class UnknownEvent:
     """An event of a kind this version does not know (an older or newer harness wrote it), kept as read."""
 
@@ -428,6 +439,7 @@ Event = (
     | KindClusterUsed
     | NamespaceCreated
     | ObjectApplied
+    | LoadgenLogResumed
     | UnknownEvent
 )
 EVENT_KINDS: dict[str, type[Event]] = {
@@ -451,6 +463,7 @@ EVENT_KINDS: dict[str, type[Event]] = {
         KindClusterUsed,
         NamespaceCreated,
         ObjectApplied,
+        LoadgenLogResumed,
     )
 }
 # Where events go while a run records them: the run stamps the time and appends them to events.jsonl.

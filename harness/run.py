@@ -462,6 +462,7 @@ class Run:
                 image=images.loadgen,
                 json_file=self.run_dir.file("locust.json"),
                 workers=scenario.target.kubernetes.loadgen_workers or scenario.load.processes,
+                pods=scenario.target.kubernetes.loadgen_pods,
             )
         else:
             driver = LocustProcess(
