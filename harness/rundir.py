@@ -22,11 +22,14 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from harness.errors import ConfigError, ReportError
+import yaml
+
+from harness.errors import ConfigError, ReportError, StorageError
 from harness.model import (
     EVENT_KINDS,
     ClientInterval,
@@ -49,7 +52,8 @@ T = TypeVar("T")
 def write_atomically(path: Path, text: str) -> Path:
     """Write `text` to `path` through a temporary file and a rename, so a reader never sees half a file.
 
-    On failure (a full disk, a missing folder) the temporary file is removed and a ReportError names `path`.
+    On failure the temporary file is removed and an error names `path`: a ReportError when the path is wrong (a
+    missing folder: the caller's input), a StorageError when the disk fails (full, read-only, I/O errors).
     """
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -58,7 +62,9 @@ def write_atomically(path: Path, text: str) -> Path:
     except OSError as error:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        raise ReportError(f"{path}: cannot write ({error.strerror or error})") from error
+        wrong_path = isinstance(error, FileNotFoundError | NotADirectoryError)
+        kind = ReportError if wrong_path else StorageError
+        raise kind(f"{path}: cannot write ({error.strerror or error})") from error
     return path
 
 
@@ -95,6 +101,44 @@ def _record_from_json(cls: type[T], data: Any) -> T:
     return from_json_dict(cls, data)
 
 
+@dataclass(frozen=True)
+class SavedScenario:
+    """What the reports read of the scenario a run saved (scenario.yaml as run). Read tolerantly, field by field:
+    a run directory written by an older harness, or a scenario edited by hand, must keep rendering, so a field
+    that is absent or of another type reads as unknown rather than failing the report (conclude.py, which judges
+    the run again, parses the whole scenario strictly instead)."""
+
+    text: str
+    name: str | None = None
+    # False when the scenario has no autoscaling section; a section without `enabled` is enabled.
+    autoscaling_enabled: bool = False
+    capacity_target_peak_rps: float | None = None
+    metrics_interval_s: float | None = None
+
+    @classmethod
+    def from_text(cls, text: str, source: str) -> SavedScenario:
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ReportError(f"{source}: not valid YAML ({error})".replace("\n", " ")) from error
+        data = loaded if isinstance(loaded, dict) else {}
+        autoscaling, capacity, metrics = (data.get(key) for key in ("autoscaling", "capacity", "metrics"))
+        name = data.get("name")
+        peak = capacity.get("target_peak_rps") if isinstance(capacity, dict) else None
+        interval = metrics.get("interval_s") if isinstance(metrics, dict) else None
+        return cls(
+            text=text,
+            name=name if isinstance(name, str) and name else None,
+            autoscaling_enabled=bool(autoscaling.get("enabled", True)) if isinstance(autoscaling, dict) else False,
+            capacity_target_peak_rps=_number(peak),
+            metrics_interval_s=interval_s if (interval_s := _number(interval)) and interval_s > 0 else None,
+        )
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 class RunDirectory:
     """Appends records as they are collected (flushed per line, so an interrupted run keeps its data)."""
 
@@ -102,9 +146,15 @@ class RunDirectory:
         self.path = path
         self._files: dict[str, IO[str]] = {}
         self._lock = threading.Lock()
-        # The first record that could not be written: a run stops on it (exit 2) rather than go on
-        # collecting nothing; what was written before stays.
-        self.failure: ReportError | None = None
+        # The first record that could not be written: a run stops on it rather than go on collecting nothing;
+        # what was written before stays.
+        self.failure: StorageError | None = None
+        # Called with every record appended, once it is written (the remote write of the run's series).
+        self._observers: list[Callable[[Any], None]] = []
+
+    def observe(self, observer: Callable[[Any], None]) -> None:
+        """Have `observer` called with every record appended from now on, after it is written."""
+        self._observers.append(observer)
 
     def create(self) -> None:
         """Make the directory; a run never writes into an existing one (a reused run id)."""
@@ -133,12 +183,14 @@ class RunDirectory:
                 handle.write(line)
                 handle.flush()
             except OSError as error:
-                failure = ReportError(
+                failure = StorageError(
                     f"{self.file(name)}: cannot write a record ({error.strerror or error})",
                     hint="the records written before are kept; free space or fix permissions, then run again",
                 )
                 self.failure = self.failure or failure
                 raise failure from error
+        for observer in self._observers:
+            observer(record)
 
     def write_text(self, name: str, text: str) -> Path:
         """Write a whole file atomically (temp file, then rename); returns its path."""
@@ -198,6 +250,16 @@ class RunDirectory:
             return from_json_dict(RunMetadata, raw, ignore_unknown=True)
         except (ValueError, TypeError) as error:
             raise ReportError(f"{self.file('metadata.json')}: not valid run metadata ({error})") from error
+
+    def write_scenario(self, text: str) -> Path:
+        return self.write_text("scenario.yaml", text)
+
+    def read_saved_scenario(self) -> SavedScenario | None:
+        """scenario.yaml as the reports read it; None when it is missing."""
+        path = self.file("scenario.yaml")
+        if not path.exists():
+            return None
+        return SavedScenario.from_text(path.read_text(encoding="utf-8"), str(path))
 
     def read_stages(self) -> list[StageWindow]:
         return [from_json_dict(StageWindow, item) for item in self.read_json("stages.json")]

@@ -21,6 +21,7 @@ from harness.model import (
     ImageBuilt,
     ImageLoaded,
     KindClusterUsed,
+    LoadgenLogResumed,
     LoadgenOverhead,
     MetricProposal,
     NamespaceCreated,
@@ -41,7 +42,7 @@ from harness.model import (
     UnknownEvent,
     request_view,
 )
-from harness.rundir import RunDirectory, write_atomically
+from harness.rundir import RunDirectory, SavedScenario, write_atomically
 
 needs_dev_full = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
 
@@ -118,6 +119,7 @@ EVERY_EVENT = [
     KindClusterUsed("harness", created=True),
     NamespaceCreated("harness"),
     ObjectApplied("Deployment", "model-service"),
+    LoadgenLogResumed("loadgen-worker-0-abcde", "ProtocolError: Connection broken", records_read=12),
     UnknownEvent("stage_start", {"stage": "warm-up"}),
     ReplicaRestarting("r-2", backoff_s=10.0, restarts=1),
     FaultInjected("steady", "pause", "r-1", pause_s=5.0),
@@ -193,3 +195,30 @@ def test_client_intervals_keep_their_named_requests_and_older_records_have_none(
     assert run_dir.read_records(ClientInterval) == [record]
     view = request_view(record, "predict")
     assert (view.requests, view.failures, view.streamed, view.stage, view.by_request) == (3, 1, 2, record.stage, {})
+
+
+def test_the_saved_scenario_is_read_field_by_field_and_tolerates_what_an_older_harness_wrote(tmp_path: Path) -> None:
+    run_dir = RunDirectory(tmp_path / "run")
+    run_dir.create()
+    assert run_dir.read_saved_scenario() is None
+    run_dir.write_scenario(
+        "name: nightly\nautoscaling: {min_replicas: 1}\ncapacity: {target_peak_rps: 120}\nmetrics: {interval_s: 2}\n"
+    )
+    saved = run_dir.read_saved_scenario()
+    assert saved is not None
+    assert (saved.name, saved.autoscaling_enabled, saved.capacity_target_peak_rps, saved.metrics_interval_s) == (
+        "nightly",
+        True,
+        120.0,
+        2.0,
+    )
+    # Fields of another type or shape read as unknown; the text is kept as it was for the report to show.
+    odd = "name: 7\nautoscaling: {enabled: false}\ncapacity: [1]\nmetrics: {interval_s: -1}\nunknown_key: x\n"
+    run_dir.write_scenario(odd)
+    saved = run_dir.read_saved_scenario()
+    assert saved == SavedScenario(text=odd, autoscaling_enabled=False)
+    run_dir.write_scenario("- a list\n")
+    assert run_dir.read_saved_scenario() == SavedScenario(text="- a list\n")
+    run_dir.write_scenario("name: [unclosed\n")
+    with pytest.raises(ReportError, match=r"scenario\.yaml: not valid YAML"):
+        run_dir.read_saved_scenario()

@@ -43,6 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from harness.analysis.failures import merge_samples
 from harness.analysis.latency import (
     LatencyHistogram,
     estimate_percentile_dependent,
@@ -298,6 +299,7 @@ def _outcomes(
         "failures": failures,
         "error_rate": failures / requests if requests else None,
         "errors": dict(sorted(errors.items())),
+        "error_samples": merge_samples([i.error_samples for i in own]),
         "latency": latency,
         "sample_shortfalls": shortfalls,
         "latency_mean_s": histogram.mean_s() if histogram.count else None,

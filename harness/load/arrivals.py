@@ -13,10 +13,11 @@ import json
 import math
 import random
 from collections.abc import Iterator, Sequence
-from typing import Literal
+from typing import get_args
 
-ArrivalKind = Literal["constant", "poisson", "gamma", "trace"]
-ARRIVAL_KINDS: tuple[ArrivalKind, ...] = ("constant", "poisson", "gamma", "trace")
+from harness.config import ArrivalKind
+
+ARRIVAL_KINDS: tuple[ArrivalKind, ...] = get_args(ArrivalKind)
 
 
 def arrival_offsets(

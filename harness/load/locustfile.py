@@ -18,6 +18,7 @@ import random
 import re
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from locust.env import Environment
 from locust.event import Events
 from locust.runners import MasterRunner, WorkerRunner
 
+from harness.analysis.failures import answer_sample, keep_sample
 from harness.analysis.latency import LatencyHistogram
 from harness.load.arrivals import arrival_offsets, process_arrival_offsets
 from harness.load.malformed import malformed_requests
@@ -146,18 +148,22 @@ class _Outcomes:
         self.bad_inputs = 0
         self.bad_input_5xx = 0
         self.bad_input_accepted = 0
+        self.error_samples: dict[str, list[str]] = {}
         self.streams = StreamStats(limits=GOODPUT_LIMITS)
 
-    def fail(self, kind: str) -> None:
+    def fail(self, kind: str, sample: Callable[[], str] | None = None) -> None:
         self.requests += 1
         self.failures += 1
         self.errors[kind] = self.errors.get(kind, 0) + 1
+        if sample is not None:
+            keep_sample(self.error_samples, kind, sample)
 
     def fields(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
             "failures": self.failures,
             "errors": self.errors,
+            "error_samples": self.error_samples,
             "latency_hdr": self.histogram.encode(),
             "checked": self.checked,
             "mismatches": self.mismatches,
@@ -216,9 +222,11 @@ class IntervalRecorder:
             outcomes.requests += 1
             outcomes.histogram.record_s(latency_s)
 
-    def failure(self, stage: str, request: str | None, kind: str) -> None:
+    def failure(self, stage: str, request: str | None, kind: str, sample: Callable[[], str] | None = None) -> None:
+        """A failed request of `kind`; `sample` says what it got back, and is called only while the kind's
+        samples of this interval have room (harness.analysis.failures)."""
         for outcomes in self._outcomes(stage, request):
-            outcomes.fail(kind)
+            outcomes.fail(kind, sample)
 
     def streamed(self, stage: str, request: str | None, figures: StreamFigures) -> None:
         for outcomes in self._outcomes(stage, request):
@@ -371,8 +379,12 @@ def _call(
         result = check_answer(request.check, status, content, body.row, body.alone_answer)
         # FastHttpUser's response has `error` only when the request failed without a status.
         error = None if status else getattr(response, "error", None)
+
+        def sample() -> str:
+            return answer_sample(status, response.content if status else None, error, request.headers.values())
+
         if request.counts_as_traffic:
-            _record(stage, name, status, error, result, latency_s)
+            _record(stage, name, status, error, result, latency_s, sample)
         if request.check.expects_bad_input:
             _recorder.bad_input_answered(stage, name, status)
         if result.status_ok:
@@ -392,7 +404,11 @@ def _streamed(response: Any, request: ReadyRequest, stage: str, name: str | None
     )
     if outcome.figures is None:
         assert outcome.error_kind is not None
-        _recorder.failure(stage, name, outcome.error_kind)
+        # What broke the stream, shortened and redacted as a failed answer's body is.
+        said, status = outcome.error or "", int(response.status_code or 0)
+        _recorder.failure(
+            stage, name, outcome.error_kind, lambda: answer_sample(status, said, None, request.headers.values())
+        )
         response.failure(f"{outcome.error_kind}: {outcome.error}")
         return
     _recorder.success(stage, name, outcome.figures.e2e_s)
@@ -414,13 +430,19 @@ def _latency_s(request_meta: dict[str, Any], intended_s: float | None) -> float:
 
 
 def _record(
-    stage: str, name: str | None, status: int, error: BaseException | None, result: CheckResult, latency_s: float
+    stage: str,
+    name: str | None,
+    status: int,
+    error: BaseException | None,
+    result: CheckResult,
+    latency_s: float,
+    sample: Callable[[], str] | None = None,
 ) -> None:
     assert _recorder is not None
     if result.status_ok:
         _recorder.success(stage, name, latency_s)
     else:
-        _recorder.failure(stage, name, _error_kind(status, error))
+        _recorder.failure(stage, name, _error_kind(status, error), sample)
     if result.checked:
         _recorder.answer_checked(stage, name, result.mismatch is not None)
 
@@ -762,7 +784,14 @@ def _on_user_request(response_time: float, response: Any, exception: BaseExcepti
     if exception is None:
         _recorder.success(plan.name, None, response_time / 1000.0)
     else:
-        _recorder.failure(plan.name, None, _error_kind(0 if 200 <= status < 300 else status, exception))
+        failed = 0 if 200 <= status < 300 else status
+        content = getattr(response, "content", None) if failed else None
+        _recorder.failure(
+            plan.name,
+            None,
+            _error_kind(failed, exception),
+            lambda: answer_sample(failed, content, exception, ()),
+        )
 
 
 if USER_LOCUSTFILE is not None:

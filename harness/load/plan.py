@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from harness.config import RequestConfig, TlsConfig
+from harness.config import ArrivalKind, RequestConfig, TlsConfig
 from harness.errors import ConfigError
-from harness.load.arrivals import ArrivalKind, parse_trace, trace_gaps
+from harness.load.arrivals import parse_trace, trace_gaps
 from harness.model import RequestLimits
 
 if TYPE_CHECKING:

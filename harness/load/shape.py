@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from harness.load.arrivals import ArrivalKind
+from harness.config import ArrivalKind
 from harness.load.plan import StageSpec, total_duration_s
 from harness.model import StageWindow, cut_windows
 
