@@ -163,9 +163,10 @@ bench: setup
 	bash scripts/install-system-packages.sh wrk
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.accuracy
 
-# LLM streaming figures side by side: GuideLLM and inference-perf (each in its own venv under .venv-bench-llm,
-# scripts/install-llm-peers.sh) against bench/llm_server.py, whose TTFT and inter-token gaps are known; prints each
-# tool's TTFT, ITL and TPOT p50/p95/p99 as ratios to the truth (about 6 min on a busy 2-core machine).
+# LLM streaming figures side by side: the harness, GuideLLM and inference-perf (each peer in its own venv under
+# .venv-bench-llm, scripts/install-llm-peers.sh) against bench/llm_server.py, whose TTFT and inter-token gaps are
+# known; prints each tool's TTFT, ITL and TPOT p50/p95/p99 as ratios to the truth, then how many concurrent streams
+# one generator process holds on one core and its CPU per token (bench/llm_generator.py).
 bench-llm: setup bench-llm-peers
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.llm_accuracy --peers .venv-bench-llm
 

@@ -69,30 +69,47 @@ class SseDecoder:
         if not self._started and text:
             self._started = True
             text = text.removeprefix("\ufeff")
+        if self._after_cr or "\r" in text:
+            lines = self._split_any(text)
+        else:
+            # The common case, lines ending in LF alone: str.split is the cheapest way to find them (per token, a
+            # loop over characters in Python once cost more than the rest of reading it together).
+            lines = text.split("\n")
+            self._line.append(lines.pop())
+            if lines:
+                lines[0], self._line[:-1] = "".join(self._line[:-1]) + lines[0], []
         events: list[SseEvent] = []
+        for line in lines:
+            event = self._end_line(line, t_s)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _split_any(self, text: str) -> list[str]:
+        """The lines `text` completes, ending in CRLF, LF or CR (a CRLF may be split across pieces)."""
         start = 0
         if self._after_cr and text.startswith("\n"):
             # The LF of a CRLF whose CR ended the previous piece of text.
             start = 1
-        # Line ends found by the regular expression engine: a loop over characters in Python cost more than the
-        # rest of reading a token together.
+        lines = []
         for end in _LINE_END.finditer(text, start):
             self._line.append(text[start : end.start()])
             start = end.end()
-            event = self._end_line("".join(self._line), t_s)
+            lines.append("".join(self._line))
             self._line.clear()
-            if event is not None:
-                events.append(event)
         if text:
             # A CR at the very end may be the first half of a CRLF split across pieces.
             self._after_cr = text.endswith("\r")
         if start < len(text):
             self._line.append(text[start:])
-        return events
+        return lines
 
     def _end_line(self, line: str, t_s: float) -> SseEvent | None:
         if not line:
             return self._dispatch(t_s)
+        if line.startswith("data: "):
+            self._data.append(line[6:])
+            return None
         if line.startswith(":"):
             return None
         name, colon, value = line.partition(":")
