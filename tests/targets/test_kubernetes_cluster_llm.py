@@ -1,7 +1,8 @@
-"""loadtests/llm.yaml on the test cluster (scripts/cluster): the tiny LLM's pod streams completions and chats to the
-harness, and its engine's queue (vLLM's vllm:num_requests_waiting in /metrics) reaches the chart's HPA through the
-cluster's Prometheus and prometheus-adapter as vllm_num_requests_waiting, on which the HPA scales out when the
-engine cannot keep up."""
+"""loadtests/llm.yaml on the test cluster (scripts/cluster): the tiny LLM's pod streams completions and chats to two
+load generator pods in the cluster (charts/loadgen; the chats' data set of conversations reaches them as a
+ConfigMap), whose streamed figures merge into one verdict, and its engine's queue (vLLM's vllm:num_requests_waiting
+in /metrics) reaches the chart's HPA through the cluster's Prometheus and prometheus-adapter as
+vllm_num_requests_waiting, on which the HPA scales out when the engine cannot keep up."""
 
 from __future__ import annotations
 
@@ -47,11 +48,17 @@ def test_the_llm_scenario_streams_and_its_engine_queue_scales_the_hpa(
         "kubernetes": {
             "kubeconfig": str(cluster.kubeconfig),
             "node_containerd": str(cluster.containerd),
+            # The harness scrapes each pod's /metrics at its pod IP.
             "load_route": "pod-ip",
             "image": llm_image,
             "namespace": new_namespace(),
+            # Locust in the cluster, streaming like the harness's own generator (the same locustfile).
+            "loadgen": "in-cluster",
+            "loadgen_workers": 2,
         },
     }
+    # The generator pods' image is built offline too, from the machine's base image and CA bundle.
+    data["build"] = {"base_image": LOCAL_BASE_IMAGE, "ca_bundle": str(MACHINE_CA_BUNDLE)}
     data["stages"] = [
         {"name": "warmup", "duration_s": 5, "arrival_rate_rps": 2, "judged": False},
         # Two of the HPA's 15 s syncs after Prometheus (5 s scrapes) and the adapter have seen the queue.
@@ -72,6 +79,13 @@ def test_the_llm_scenario_streams_and_its_engine_queue_scales_the_hpa(
     overload = next(stage for stage in verdict["stages"] if stage["name"] == "overload")
     assert overload["streamed"] > 100 and set(overload["by_request"]) == {"complete", "chat"}
     assert overload["ttft"]["p50"]["value_s"] > overload["itl"]["p50"]["value_s"] > 0
+    # Both generator pods streamed both requests; their histograms merged (counts add up across the pods).
+    records = [json.loads(line) for line in (run_dir / "client_intervals.jsonl").read_text().splitlines()]
+    in_stage = [r for r in records if r["stage"] == "overload"]
+    assert {r["process"] for r in in_stage if r["streamed"]} == {0, 1}
+    assert overload["streamed"] == sum(r["streamed"] for r in in_stage)
+    chats = sum(r["by_request"]["chat"]["streamed"] for r in in_stage if "chat" in r["by_request"])
+    assert chats == overload["by_request"]["chat"]["streamed"] > 10, "chats from the data set the pods were sent"
     samples = [json.loads(line) for line in (run_dir / "server_samples.jsonl").read_text().splitlines()]
     queued = [s["engine_waiting"] for s in samples if s["ok"] and s["engine_waiting"] is not None]
     assert queued and max(queued) > 2, "the engine's queue grew beyond what one running sequence serves"
