@@ -411,9 +411,11 @@ def tally_of(record: ClientInterval) -> RequestTally:
 def test_each_named_request_gets_its_own_figures_and_the_stage_keeps_all_together() -> None:
     intervals = []
     for t in range(10):
-        slow = interval(float(t), [0.2] * 30, failures=2)
+        said = {"http_500": [f"worker {t % 3} died"]}
+        slow = dataclasses.replace(interval(float(t), [0.2] * 30, failures=2), error_samples=said)
         fast = interval(float(t), [0.002] * 70)
         stage_total = interval(float(t), [0.2] * 30 + [0.002] * 70, failures=2, users=10)
+        stage_total = dataclasses.replace(stage_total, error_samples=said)
         intervals.append(
             dataclasses.replace(stage_total, by_request={"predict": tally_of(slow), "health": tally_of(fast)})
         )
@@ -421,6 +423,9 @@ def test_each_named_request_gets_its_own_figures_and_the_stage_keeps_all_togethe
     assert result.requests == 1020 and result.latency["p50"].value_s == pytest.approx(0.002, rel=0.01)
     predict, health = result.by_request["predict"], result.by_request["health"]
     assert (predict.requests, predict.failures, predict.errors) == (320, 20, {"http_500": 20})
+    # What the failures got back stays with the request that got it (the first two distinct samples).
+    assert predict.error_samples == result.error_samples == {"http_500": ["worker 0 died", "worker 1 died"]}
+    assert health.error_samples == {}
     assert predict.error_rate == pytest.approx(20 / 320) and predict.achieved_rps == pytest.approx(32.0)
     assert predict.latency["p50"].value_s == pytest.approx(0.2, rel=0.01)
     assert health.latency["p95"].value_s == pytest.approx(0.002, rel=0.01) and health.failures == 0
