@@ -195,6 +195,7 @@ def test_each_registered_resource_is_swept_by_its_kinds_sweeper_and_a_failure_is
 
 
 # Exclusive: a `harness run` starting beside it would sweep its dead-owner process first.
+@pytest.mark.integration
 @pytest.mark.machine_wide
 def test_cleanup_removes_what_dead_harnesses_left_and_spares_live_ones(run_id: str) -> None:
     orphan = subprocess.Popen(
@@ -221,6 +222,7 @@ def test_cleanup_removes_what_dead_harnesses_left_and_spares_live_ones(run_id: s
 
 
 # Exclusive: a `harness run` starting beside it would sweep its dead-owner process first.
+@pytest.mark.integration
 @pytest.mark.machine_wide
 def test_harness_cleanup_command_says_what_it_removed_then_that_nothing_is_left(run_id: str) -> None:
     orphan = subprocess.Popen(
