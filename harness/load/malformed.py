@@ -1,7 +1,8 @@
 """Bad input for the bad-input mix (`payload.malformed_fraction`): registries of ways to spoil a valid request
 body as real clients do, JSON bodies in theirs, files and forms in theirs (a truncated file, a file of another
-type under the right media type, an empty or missing part, a body far too large, a multipart type without its
-boundary), each answering a well-behaved service should give a 4xx, never a 5xx. Pure and seeded."""
+type under the right media type, a file's name sent instead of the file, an empty or missing part, a body far too
+large, a multipart type without its boundary), each answering a well-behaved service should give a 4xx, never a
+5xx. Pure and seeded."""
 
 from __future__ import annotations
 
@@ -243,6 +244,16 @@ def wrong_file_type(valid: FileBody, rng: random.Random) -> MalformedBody | None
     return _with_part(valid, index, replace(part, content=other), "wrong_file_type")
 
 
+def text_for_file(valid: FileBody, rng: random.Random) -> MalformedBody | None:
+    """A file part sent as a text field holding the file's name (curl's `-F image=digit.png` for
+    `-F image=@digit.png`)."""
+    index = _some_file(valid, rng) if valid.encoding == "multipart" else None
+    if index is None:
+        return None
+    part = valid.parts[index]
+    return _with_part(valid, index, Part(part.name, (part.filename or "file").encode()), "text_for_file")
+
+
 def empty_part(valid: FileBody, rng: random.Random) -> MalformedBody:
     """A part or field with no content at all (a binary body's only part is the body itself)."""
     index = rng.randrange(len(valid.parts))
@@ -286,6 +297,7 @@ def wrong_media_type(valid: FileBody, rng: random.Random) -> MalformedBody | Non
 FILE_MALFORMED: dict[str, Callable[[FileBody, random.Random], MalformedBody | None]] = {
     "truncated": truncated,
     "wrong_file_type": wrong_file_type,
+    "text_for_file": text_for_file,
     "empty_part": empty_part,
     "missing_part": missing_part,
     "huge": huge_file,

@@ -152,7 +152,15 @@ def kinds(mix: list[ReadyRequest]) -> set[str]:
 @pytest.mark.parametrize("seed", range(5))
 def test_a_multipart_upload_is_spoiled_as_clients_break_uploads(seed: int) -> None:
     mix = malformed_requests([upload(multipart(), multipart(PNG[:-1]))], random.Random(seed))
-    assert kinds(mix) == {"truncated", "wrong_file_type", "empty_part", "missing_part", "huge", "no_boundary"}
+    assert kinds(mix) == {
+        "truncated",
+        "wrong_file_type",
+        "text_for_file",
+        "empty_part",
+        "missing_part",
+        "huge",
+        "no_boundary",
+    }
     for request in mix:
         kind = request.name.removeprefix("upload [malformed ").removesuffix("]")
         assert request.check == BAD_INPUT_CHECK and not request.counts_as_traffic
@@ -170,6 +178,8 @@ def test_a_multipart_upload_is_spoiled_as_clients_break_uploads(seed: int) -> No
             elif kind == "wrong_file_type":
                 assert image is not None and image.content.startswith(b"RIFF") and image.content_type == "image/png"
                 assert image.filename == "7.png"
+            elif kind == "text_for_file":
+                assert image == Part("image", b"7.png") and len(parts) == 2
             elif kind == "empty_part":
                 assert b"" in {part.content for part in parts.values()} and len(parts) == 2
             elif kind == "missing_part":
