@@ -10,6 +10,7 @@ from harness import extras
 from harness.analysis.latency import min_samples_for_percentile
 from harness.config import Scenario
 from harness.errors import ConfigError
+from harness.load.bodies import needs_files
 from harness.load.payloads import build_bodies
 from harness.load.requests import ready_requests
 from harness.load.runner import check_user_locustfile
@@ -41,8 +42,14 @@ def preflight(scenario: Scenario) -> None:
     if autoscaling is not None and autoscaling.enabled and not target_kind(scenario).scales_itself:
         # The harness plays the HPA controller itself: only metrics it observes can drive it.
         check_supported(autoscaling)
+    with_files = [index for index, request in enumerate(scenario.requests or []) if needs_files(request)]
+    if in_cluster and with_files:
+        raise ConfigError(
+            f"requests[{with_files[0]}]: the files its bodies are made of (files:, body_binary, multipart files) do "
+            "not reach the in-cluster load generator yet; use target.kubernetes.loadgen: host"
+        )
     if scenario.requests is not None:
-        # Reads every body file and data set, fills every template and checks every ${NAME} is set.
+        # Reads every body file, data set and file, fills every template and checks every ${NAME} is set.
         ready_requests(scenario.requests, os.environ)
         if in_cluster:
             raise ConfigError(

@@ -323,7 +323,23 @@ def input_files(request: RequestConfig) -> list[Path]:
                     found.append(_file_path(request, file, row))
                 except KeyError as error:
                     raise missing_column(error, request.body_kinds[0], request, where, row, number) from None
-    return list(dict.fromkeys(found))
+    # Lexically normal ("a/../b" is "b"): laid out elsewhere, "a" need not exist.
+    return list(dict.fromkeys(Path(os.path.normpath(path)) for path in found))
+
+
+def needs_files(request: RequestConfig) -> bool:
+    """Whether the request reads files besides its body file and data set (a files folder, files its body names)."""
+    return request.files is not None or bool(request.file_inputs())
+
+
+def input_layout(request: RequestConfig) -> tuple[Path, dict[Path, PurePosixPath]]:
+    """The folder all of a request's `input_files` lie in, and each one's path relative to it: laid out alike
+    under another folder, they are read there by `relocate(request, folder, other_folder)`."""
+    files = input_files(request)
+    root = Path(os.path.commonpath(files)) if files else Path("/")
+    if len(files) == 1 or root in files:
+        root = root.parent
+    return root, {path: PurePosixPath(path.relative_to(root).as_posix()) for path in files}
 
 
 def relocate(request: RequestConfig, old_root: Path, new_root: Path) -> RequestConfig:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -26,6 +26,7 @@ from harness.load.bodies import (
     encode_multipart,
     folder_rows,
     input_files,
+    input_layout,
     relocate,
     request_boundary,
     split_form,
@@ -33,6 +34,7 @@ from harness.load.bodies import (
 )
 from harness.load.reference_answers import body_key
 from harness.load.requests import prepare_bodies, ready_requests
+from harness.preflight import preflight
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -267,7 +269,8 @@ def test_literal_files_resolve_against_the_scenario_and_row_files_against_their_
 
 
 def test_a_request_relocated_with_its_files_prepares_the_same_bodies(tmp_path: Path, images: Path) -> None:
-    """What an in-cluster delivery does: copy input_files under a new root keeping their layout, relocate."""
+    """What an in-cluster delivery does: copy input_files under a folder of its own keeping their layout (as
+    input_layout gives it), relocate the request there."""
     (tmp_path / "logo.png").write_bytes(PNG_MAGIC + b"logo")
     configs = [
         request(
@@ -283,15 +286,34 @@ def test_a_request_relocated_with_its_files_prepares_the_same_bodies(tmp_path: P
     assert needed[1] == [images / "7" / "0.png", images / "7" / "1.png"]
     assert needed[2] == [tmp_path / "logo.png"]
     before = ready_requests(configs, {})
-    pod = tmp_path / "pod"
-    for files in needed:
-        for file in files:
-            (pod / file.relative_to(tmp_path)).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(file, pod / file.relative_to(tmp_path))
+    layouts = [input_layout(config) for config in configs]
+    assert [root for root, _ in layouts] == [images, images / "7", tmp_path]
+    assert list(layouts[0][1].values())[:2] == [PurePosixPath("labels.jsonl"), PurePosixPath("3/0.png")]
+    pods = [tmp_path / "pod" / str(index) for index in range(len(configs))]
+    for (_, relative), pod in zip(layouts, pods, strict=True):
+        for file, path in relative.items():
+            (pod / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(file, pod / path)
     shutil.rmtree(images)
     (tmp_path / "logo.png").unlink()
-    moved = [relocate(config, tmp_path, pod) for config in configs]
-    assert moved[0].dataset == pod / "images" / "labels.jsonl" and moved[1].files == pod / "images" / "7"
+    moved = [relocate(config, root, pod) for config, (root, _), pod in zip(configs, layouts, pods, strict=True)]
+    assert moved[0].dataset == pods[0] / "labels.jsonl" and moved[1].files == pods[1]
     after = ready_requests(moved, {})
     assert [[b.body for b in r.bodies] for r in after] == [[b.body for b in r.bodies] for r in before]
     assert [len(r.bodies) for r in after] == [4, 2, 1]
+
+
+def test_requests_made_of_files_are_refused_for_the_in_cluster_generator_naming_the_request(tmp_path: Path) -> None:
+    """Until the in-cluster delivery carries input_files (it carries body files and data sets)."""
+    (tmp_path / "digit.png").write_bytes(PNG_MAGIC)
+    upload = {"name": "upload", "path": "/classify_image", "multipart": {"image": {"file": "digit.png"}}}
+    data = scenario_with({"name": "health", "method": "GET", "path": "/livez"}, upload)
+    data["service"]["path"] = str(tmp_path)
+    data["target"] = {"kind": "kubernetes", "kubernetes": {"image": "s:1", "loadgen": "in-cluster"}}
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"^requests\[1\]: the files its bodies are made of .*\.loadgen: host$"):
+        preflight(load_scenario(path))
+    data["target"] = {"kind": "local"}
+    path.write_text(yaml.safe_dump(data))
+    preflight(load_scenario(path))
