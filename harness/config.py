@@ -344,8 +344,9 @@ class PayloadConfig(BaseModel):
         default=0.0,
         ge=0,
         lt=1,
-        description="share of requests sent as bad input (wrong types or shapes, NaN, empty, huge, not JSON, wrong "
-        "content type) expecting 4xx; judged by bad_input_5xx_rate, not by error_rate or latency",
+        description="share of requests sent as bad input (JSON: wrong types or shapes, NaN, empty, huge, not JSON, "
+        "wrong content type; files: truncated, another type, a name for the file, an empty or missing part, huge, no "
+        "boundary) expecting 4xx; judged by bad_input_5xx_rate, not by error_rate or latency",
     )
 
     @model_validator(mode="after")
