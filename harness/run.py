@@ -385,6 +385,19 @@ class Run:
         """Start collecting the replicas' metrics, the local autoscaler where the target does not scale itself,
         and the harness's own exporter when asked for."""
         scenario = self.scenario
+        # Before the collector, so that it stops after it and sends its last samples.
+        if scenario.metrics.remote_write_url:
+            from harness.metrics.remote_write import RemoteWriter
+
+            writer = RemoteWriter(
+                scenario.metrics.remote_write_url,
+                {"run_id": self.run_id, "scenario": scenario.name},
+                interval_s=scenario.metrics.remote_write_interval_s,
+                on_warning=lambda message: self.event(RunWarning("remote write", message)),
+            )
+            writer.start()
+            self.run_dir.observe(writer.add)
+            self.resources.add("remote write", writer.close)
         collector = MetricsCollector(
             target,
             self.run_dir,
@@ -449,6 +462,7 @@ class Run:
                 image=images.loadgen,
                 json_file=self.run_dir.file("locust.json"),
                 workers=scenario.target.kubernetes.loadgen_workers or scenario.load.processes,
+                pods=scenario.target.kubernetes.loadgen_pods,
             )
         else:
             driver = LocustProcess(

@@ -22,6 +22,7 @@ import psutil
 import pytest
 import yaml
 
+from harness.exit_codes import ExitCode
 from harness.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -248,7 +249,7 @@ def test_replica_that_fails_to_start_ends_the_run_with_its_log(clean_tmp: Path) 
     result = subprocess.run(
         [*HARNESS, "run", str(scenario)], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
     )
-    assert result.returncode == 2
+    assert result.returncode == ExitCode.INFRASTRUCTURE == 4, "a deployment that fails is the infrastructure's"
     # Both replicas fail the same way; whichever exits first is the one named.
     assert re.search(r"replica-[12]", result.stderr)
     assert "model file is corrupt" in result.stderr, "the error carries the tail of the replica's log"
@@ -350,7 +351,7 @@ def test_a_full_disk_mid_run_stops_it_with_exit_2_and_keeps_the_records(clean_tm
         result = subprocess.run(
             [*HARNESS, "run", str(scenario)], cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False
         )
-        assert result.returncode == 2, result.stderr[-2000:]
+        assert result.returncode == ExitCode.INFRASTRUCTURE, result.stderr[-2000:]
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         (run_dir,) = [p for p in disk.iterdir() if p.is_dir()]
         # Which file meets the full disk first depends on timing; the error names it.

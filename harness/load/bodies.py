@@ -10,7 +10,6 @@ import hashlib
 import json
 import mimetypes
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.message import Message
@@ -21,7 +20,7 @@ from urllib.parse import parse_qsl, urlencode
 from urllib3.fields import RequestField
 from urllib3.filepost import encode_multipart_formdata
 
-from harness.config import FileInput, RequestConfig
+from harness.config import PLACEHOLDER, FileInput, RequestConfig
 from harness.errors import ConfigError
 
 JSON_CONTENT_TYPE = "application/json"
@@ -32,7 +31,6 @@ UNKNOWN_FILE_TYPE = "application/octet-stream"
 # Every prepared body is held in memory by every load generator process: past this a run would rather stop at
 # preflight than be killed for lack of memory halfway.
 MAX_PREPARED_BYTES = 2**30
-_PLACEHOLDER = re.compile(r"\{\{([^{}]+)\}\}")
 # Python's own table, not the machine's /etc/mime.types: a guess must be the same in every process and pod, or
 # the same body would have two keys for its answer alone.
 _MIME_TYPES = mimetypes.MimeTypes()
@@ -113,10 +111,10 @@ def fill_template(template: Any, row: Mapping[str, Any]) -> Any:
     column's value (a list stays a list), a placeholder inside a longer string becomes text. KeyError names a
     missing column."""
     if isinstance(template, str):
-        whole = _PLACEHOLDER.fullmatch(template)
+        whole = PLACEHOLDER.fullmatch(template)
         if whole:
             return row[whole.group(1).strip()]
-        return _PLACEHOLDER.sub(lambda match: as_text(row[match.group(1).strip()]), template)
+        return PLACEHOLDER.sub(lambda match: as_text(row[match.group(1).strip()]), template)
     if isinstance(template, list):
         return [fill_template(item, row) for item in template]
     if isinstance(template, dict):

@@ -82,7 +82,8 @@ def prepare_bodies(request: RequestConfig, where: str) -> tuple[list[PreparedBod
             return [PreparedBody(body) for body in encoded], content_type
         return [PreparedBody(body, row) for body, row in zip(encoded, rows, strict=True)], content_type
     if rows is None:
-        return [PreparedBody(None)], None
+        # A template without placeholders is the one body every request sends.
+        return [PreparedBody(None if request.body_template is None else _encode(request.body_template))], None
     prepared = []
     for number, row in enumerate(rows, start=1):
         if request.body_template is None:

@@ -64,7 +64,8 @@ from harness.targets.kubernetes_status import (
 from harness.targets.serving import CONTAINER_PORT
 
 _LOG_TAIL_LINES = 12
-# Kinds the model-service chart renders; stop() deletes every object of these kinds labelled with the run.
+# Kinds the charts render (and the in-cluster load's Secret); stop() deletes every object of these kinds labelled
+# with the run.
 CLEANUP_KINDS = (
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
@@ -73,6 +74,7 @@ CLEANUP_KINDS = (
     ("apps/v1", "Deployment"),
     ("batch/v1", "Job"),
     ("v1", "ConfigMap"),
+    ("v1", "Secret"),
     ("v1", "ServiceAccount"),
 )
 # Two metrics-server resolutions plus two HPA syncs (15 s each): how long an HPA may report missing metrics

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from harness.errors import DeployError
+from harness.exit_codes import ExitCode
 from harness.metrics.promql import PrometheusReplicaMetrics, urllib_fetch
 from harness.model import Event
 from harness.processes import owner_id
@@ -226,7 +227,7 @@ def test_no_cluster_at_the_address_is_exit_2_with_one_line(digits_image: str, tm
         "output": {"dir": str(tmp_path / "reports")},
     }
     result = harness_run(scenario, tmp_path / "scenario.yaml")
-    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.returncode == ExitCode.INFRASTRUCTURE, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "cannot reach the Kubernetes API server" in errors[0], result.stderr[-2000:]
 
