@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -24,6 +24,7 @@ import yaml
 
 from harness.exit_codes import ExitCode
 from harness.processes import free_port
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = [sys.executable, "-m", "harness.cli"]
@@ -266,13 +267,6 @@ def marked(run_id: str, replica: str | None = None) -> list[psutil.Process]:
             if mine and process.status() != psutil.STATUS_ZOMBIE:
                 found.append(process)
     return found
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout_s: float) -> None:
-    deadline_s = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline_s, f"{what} not within {timeout_s:g} s"
-        time.sleep(0.2)
 
 
 # Quiet: the killed harness's processes and watchdog must be gone within 15 s.
