@@ -11,7 +11,6 @@ from harness import extras
 from harness.analysis.latency import min_samples_for_percentile
 from harness.config import Scenario
 from harness.errors import ConfigError
-from harness.load.bodies import needs_files
 from harness.load.payloads import build_bodies
 from harness.load.plan import build_load_plan
 from harness.load.pod_files import configmap_parts, read_plan_files
@@ -45,17 +44,12 @@ def preflight(scenario: Scenario) -> None:
     if autoscaling is not None and autoscaling.enabled and not target_kind(scenario).scales_itself:
         # The harness plays the HPA controller itself: only metrics it observes can drive it.
         check_supported(autoscaling)
-    with_files = [index for index, request in enumerate(scenario.requests or []) if needs_files(request)]
-    if in_cluster and with_files:
-        raise ConfigError(
-            f"requests[{with_files[0]}]: the files its bodies are made of (files:, body_binary, multipart files) do "
-            "not reach the in-cluster load generator yet; use target.kubernetes.loadgen: host"
-        )
     if scenario.requests is not None:
         # Reads every body file, data set and file, fills every template and checks every ${NAME} is set.
         ready_requests(scenario.requests, os.environ)
     if in_cluster:
-        # The files the generator pods read go to the cluster as ConfigMaps: too much of them is named now.
+        # The files the generator pods read go to the cluster as ConfigMaps: too much of them is named now (the
+        # part of the scenario that reads the most), and a file name the pods cannot lay out.
         plan = build_load_plan(scenario, endpoints_file=Path("endpoints.json"), intervals_dir=Path("intervals"))
         configmap_parts(read_plan_files(plan))
 

@@ -34,7 +34,6 @@ from harness.load.bodies import (
 )
 from harness.load.reference_answers import body_key
 from harness.load.requests import prepare_bodies, ready_requests
-from harness.preflight import preflight
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -301,19 +300,3 @@ def test_a_request_relocated_with_its_files_prepares_the_same_bodies(tmp_path: P
     after = ready_requests(moved, {})
     assert [[b.body for b in r.bodies] for r in after] == [[b.body for b in r.bodies] for r in before]
     assert [len(r.bodies) for r in after] == [4, 2, 1]
-
-
-def test_requests_made_of_files_are_refused_for_the_in_cluster_generator_naming_the_request(tmp_path: Path) -> None:
-    """Until the in-cluster delivery carries input_files (it carries body files and data sets)."""
-    (tmp_path / "digit.png").write_bytes(PNG_MAGIC)
-    upload = {"name": "upload", "path": "/classify_image", "multipart": {"image": {"file": "digit.png"}}}
-    data = scenario_with({"name": "health", "method": "GET", "path": "/livez"}, upload)
-    data["service"]["path"] = str(tmp_path)
-    data["target"] = {"kind": "kubernetes", "kubernetes": {"image": "s:1", "loadgen": "in-cluster"}}
-    path = tmp_path / "scenario.yaml"
-    path.write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError, match=r"^requests\[1\]: the files its bodies are made of .*\.loadgen: host$"):
-        preflight(load_scenario(path))
-    data["target"] = {"kind": "local"}
-    path.write_text(yaml.safe_dump(data))
-    preflight(load_scenario(path))
