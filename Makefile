@@ -126,16 +126,17 @@ cluster-down:
 	bash scripts/cluster/cluster.sh down
 
 # Lanes on a 2-core machine, measured with a CPU sampler (CI25): the CPU was only 75% busy while the light
-# tests ran beside the cluster tests, and 10-45% busy while the old `exclusive` phase (5.3 min) ran alone. So:
+# tests ran beside the cluster tests, and 10-45% busy while the old machine-wide phase (5.3 min) ran alone. So
+# (each test's lane is derived from its markers in tests/lanes.py):
 # - the cluster tests one at a time, in the background (9-10 min, mostly waiting on the controller and the
 #   HPA; on two workers of their own they measured 14:26-16:44 in all, no better and more variable);
 # - the unit tests on one pytest-xdist worker, in the background from the start: spread over the light
 #   tests' idle CPU rather than crowding the cluster tests' first pods (on two workers the first cluster test
 #   took 122 s instead of 79 s);
 # - the light local integration tests on two workers (--dist loadfile: a test file stays on one worker, its
-#   module fixtures start servers once); then, once the unit tests are done, the tests marked `quiet` (load
+#   module fixtures start servers once); then, once the unit tests are done, the tests marked `load_timing` (load
 #   with timing bounds) two at a time, beside only the cluster tests' end;
-# - last, every test marked `exclusive` alone (CPU-share and load-rate measurements, sweeps of dead
+# - last, every test marked `machine_wide` alone (CPU-share and load-rate measurements, sweeps of dead
 #   harnesses, an image prune). Each lane's output is printed after it ends.
 # Measured from fresh clones: 11:46, 12:32 and 11:36 (the previous two-phase layout: 15:23-16:27).
 PYTEST = PATH=$(CURDIR)/$(BIN):$(dir $(HELM)):$$PATH $(BIN)/pytest --durations=15
@@ -143,20 +144,20 @@ test: setup system-packages docker-setup cluster lint $(HELM)
 	@mkdir -p test-output
 	@# The project's own bytecode, for the same reason as the install's (its sources change, so here).
 	@$(BIN)/python -m compileall -q harness bench examples tests > /dev/null
-	@$(PYTEST) -m "cluster and not exclusive and not quiet" --basetemp=/tmp/harness-test-cluster-lane \
+	@$(PYTEST) --lane cluster --basetemp=/tmp/harness-test-cluster-lane \
 		> test-output/cluster-lane.log 2>&1 & cluster=$$!; \
-	$(PYTEST) -n 1 -m "not integration and not exclusive and not quiet" --basetemp=/tmp/harness-test-unit-lane \
+	$(PYTEST) -n 1 --lane unit --basetemp=/tmp/harness-test-unit-lane \
 		> test-output/unit-lane.log 2>&1 & unit=$$!; \
 	trap 'kill $$cluster $$unit 2>/dev/null' INT TERM; \
-	$(PYTEST) -n 2 --dist loadfile -m "integration and not cluster and not exclusive and not quiet" \
+	$(PYTEST) -n 2 --dist loadfile --lane local \
 		--basetemp=/tmp/harness-test-local-lane; local=$$?; \
 	wait $$unit; unit_status=$$?; \
 	echo "---- unit tests (run beside the ones above) ----"; cat test-output/unit-lane.log; \
-	$(PYTEST) -n 2 --dist loadfile -m quiet --basetemp=/tmp/harness-test-quiet-lane; quiet=$$?; \
+	$(PYTEST) -n 2 --dist loadfile --lane load-timing --basetemp=/tmp/harness-test-load-timing-lane; quiet=$$?; \
 	wait $$cluster; cluster_status=$$?; \
 	echo "---- cluster tests (run beside the ones above) ----"; cat test-output/cluster-lane.log; \
 	[ $$local -eq 0 ] && [ $$unit_status -eq 0 ] && [ $$quiet -eq 0 ] && [ $$cluster_status -eq 0 ]
-	$(PYTEST) -m exclusive
+	$(PYTEST) --lane machine-wide
 
 # wrk measures the same servers beside the harness (a Debian package).
 bench: setup

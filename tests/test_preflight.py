@@ -40,6 +40,7 @@ def with_requests(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     return {**IN_CLUSTER, "requests": [request], "payload.malformed_fraction": 0.1, **overrides}
 
 
+@pytest.mark.integration
 def test_requests_and_a_locustfile_are_accepted_for_in_cluster_load(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

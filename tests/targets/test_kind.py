@@ -156,6 +156,7 @@ def test_api_service_available() -> None:
     assert not api_service_available(None)
 
 
+@pytest.mark.integration
 def test_kubernetes_target_prepares_and_removes_its_kind_cluster(tmp_path: Path) -> None:
     runner = FakeKindRunner([])
     kind = cluster(runner)
