@@ -392,6 +392,7 @@ def files_in_pods(manifests: list[dict[str, Any]]) -> dict[str, bytes]:
     return joined(configmaps)
 
 
+@pytest.mark.integration  # runs the pods' start script with /bin/sh
 def test_loadgen_pods_lay_out_the_files_of_an_upload_as_the_harness_reads_them(tmp_path: Path) -> None:
     """loadtests/digits-images.yaml with the in-cluster generator: the workers' own start script, run here by
     /bin/sh on the parts as the kubelet writes a projected volume's keys, joins the PNGs and their data set and lays
