@@ -13,7 +13,7 @@ TEST_PACKAGES := prometheus prometheus-pushgateway chromium containerd runc cont
 # The test cluster's binaries are built with Go (Debian 12's is too old; the machine's is in /usr/local/go).
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: setup dist loadtest test lint format system-packages docker-setup cluster cluster-down bench bench-ci bench-compare bench-hpa bench-example bench-startup bench-install-size clean \
+.PHONY: setup dist loadtest test lint format system-packages docker-setup cluster cluster-down bench bench-ci bench-compare bench-hpa bench-example bench-startup bench-install-size bench-large-bodies clean \
 	wine-model bench-llm bench-llm-peers
 
 setup: $(STAMP)
@@ -193,6 +193,11 @@ bench-example: setup
 # the goal of 1 s of wall time (median of 7). COMPARE=<checkout> measures another revision alongside.
 bench-startup: setup
 	$(BIN)/python -m bench.startup $(if $(COMPARE),--compare $(COMPARE))
+
+# Large request bodies (4 KiB to 16 MiB) through the load generator's HTTP client with Nagle's algorithm on and off,
+# side by side (about a minute): latency p50/p90 and client CPU per request.
+bench-large-bodies: setup
+	$(BIN)/python -m bench.large_bodies
 
 # Size of the default install (no extras) in a fresh venv, with bytecode as pip writes it, and its 10 largest
 # distributions, against the goal of 400 MB (about a minute; wheels from uv's cache or PyPI).

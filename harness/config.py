@@ -21,6 +21,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -492,8 +495,9 @@ class PayloadConfig(BaseModel):
         default=0.0,
         ge=0,
         lt=1,
-        description="share of requests sent as bad input (wrong types or shapes, NaN, empty, huge, not JSON, wrong "
-        "content type) expecting 4xx; judged by bad_input_5xx_rate, not by error_rate or latency",
+        description="share of requests sent as bad input (JSON: wrong types or shapes, NaN, empty, huge, not JSON, "
+        "wrong content type; files: truncated, another type, a name for the file, an empty or missing part, huge, no "
+        "boundary) expecting 4xx; judged by bad_input_5xx_rate, not by error_rate or latency",
     )
 
     @model_validator(mode="after")
@@ -666,6 +670,38 @@ class OpenAIRequest(BaseModel):
         return self
 
 
+# A media type with optional parameters: `image/png`, `text/plain; charset=utf-8`.
+_MEDIA_TYPE = r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+( *;.*)?$"
+# A form field or part name: sent inside a quoted header parameter, so no quote, backslash or line break.
+_PART_NAME = r'^[^"\\\r\n]+$'
+# What a multipart part or a form field holds besides a file: text, or a number written as text.
+FieldValue = Annotated[StrictStr | StrictInt | StrictFloat, Field(union_mode="left_to_right")]
+
+
+class FileInput(BaseModel):
+    """A file sent as the whole request body (`body_binary`) or as a file part of a multipart body. Its path is
+    relative to the request's data set or `files` folder, else to the scenario file."""
+
+    model_config = _STRICT
+    file: str = Field(min_length=1, description='the file\'s path; "{{column}}" is filled from a data set row')
+    content_type: str | None = Field(
+        default=None,
+        pattern=_MEDIA_TYPE,
+        description="its media type (image/png); default: guessed from the file's name, else application/octet-stream",
+    )
+    filename: str | None = Field(
+        default=None, pattern=_PART_NAME, description="multipart: the file name sent; default: the file's own name"
+    )
+
+    @property
+    def templated(self) -> bool:
+        """Whether the path or file name is filled from a data set row."""
+        return bool(template_columns([self.file, self.filename or ""]))
+
+
+MultipartPart = Annotated[FileInput | StrictStr | StrictInt | StrictFloat, Field(union_mode="left_to_right")]
+
+
 class RequestConfig(BaseModel):
     """One kind of request users send, chosen by weight: method, path, headers, body and response checks."""
 
@@ -683,7 +719,25 @@ class RequestConfig(BaseModel):
         description='JSON body; a string "{{column}}" is replaced by that column of a data set row (without '
         "placeholders, the one body every request sends)",
     )
+    body_binary: FileInput | None = Field(
+        default=None, description="a file's bytes as the whole body, sent with its content_type (image/png, audio/wav)"
+    )
+    multipart: dict[Annotated[str, Field(pattern=_PART_NAME)], MultipartPart] | None = Field(
+        default=None,
+        min_length=1,
+        description="a multipart/form-data body: part name -> a file ({file, content_type, filename}) or a plain "
+        'value; "{{column}}" is filled from a data set row',
+    )
+    form: dict[Annotated[str, Field(min_length=1)], FieldValue] | None = Field(
+        default=None,
+        min_length=1,
+        description='an application/x-www-form-urlencoded body: field -> value; "{{column}}" filled from a row',
+    )
     dataset: LocalPath | None = Field(default=None, description="JSON-lines file, one object (row) per line")
+    files: LocalPath | None = Field(
+        default=None,
+        description='a folder: one row per file in it and its subfolders, {"file": its path in the folder}',
+    )
     check: ResponseCheck = Field(default_factory=ResponseCheck)
     stream: StreamFormat | None = Field(
         default=None,
@@ -694,12 +748,37 @@ class RequestConfig(BaseModel):
         default=None, description="an OpenAI-compatible generation request, its bodies built from prompts"
     )
 
+    @property
+    def body_kinds(self) -> list[str]:
+        """The body fields this request sets (valid when at most one)."""
+        return [name for name in BODY_FIELDS if getattr(self, name) is not None]
+
+    @property
+    def sends_files(self) -> bool:
+        """Whether its bodies are made from files or form fields rather than JSON."""
+        return any(getattr(self, name) is not None for name in ("body_binary", "multipart", "form"))
+
+    def file_inputs(self) -> list[FileInput]:
+        """The files its body names (body_binary, multipart file parts)."""
+        parts = [part for part in (self.multipart or {}).values() if isinstance(part, FileInput)]
+        return [self.body_binary, *parts] if self.body_binary is not None else parts
+
+    def _templated(self) -> bool:
+        values = [*(self.form or {}).values(), *(self.multipart or {}).values(), self.body_binary]
+        return any(
+            value.templated if isinstance(value, FileInput) else bool(template_columns(str(value)))
+            for value in values
+            if value is not None
+        )
+
     @model_validator(mode="after")
     def _body_sources(self) -> RequestConfig:
         where = f"request '{self.name}'"
         if self.openai is not None:
-            if self.body_file is not None or self.body_template is not None or self.dataset is not None:
-                raise ValueError(f"{where}: openai builds the bodies; remove body_file, body_template and dataset")
+            if self.body_kinds or self.dataset is not None or self.files is not None:
+                raise ValueError(
+                    f"{where}: openai builds the bodies; remove {', '.join(self.body_kinds) or 'the rows'}"
+                )
             if self.method != "POST":
                 raise ValueError(f"{where}: an openai request is a POST")
             if self.stream not in (None, "openai"):
@@ -715,14 +794,26 @@ class RequestConfig(BaseModel):
                 f"{where}: check.fields and check.same_as_alone read a JSON answer; a streamed answer is judged by its "
                 "status and by being read to its end"
             )
-        if self.body_file is not None and self.body_template is not None:
-            raise ValueError(f"{where}: give body_file or body_template, not both")
+        kinds = self.body_kinds
+        if len(kinds) > 1:
+            raise ValueError(f"{where}: give one body ({', '.join(BODY_FIELDS)}), not {' and '.join(kinds)}")
         if self.dataset is None and template_columns(self.body_template):
             raise ValueError(f"{where}: body_template names data set columns and needs a dataset to fill them from")
-        if self.body_file is not None and self.dataset is not None:
+        if self.body_file is not None and (self.dataset is not None or self.files is not None):
             raise ValueError(f"{where}: a dataset fills body_template; body_file bodies are sent as they are")
-        if self.method in ("GET", "HEAD") and (self.body_file is not None or self.body_template is not None):
+        if self.dataset is not None and self.files is not None:
+            raise ValueError(f"{where}: rows come from a dataset or from a files folder, not both")
+        if self.files is not None and not self.sends_files:
+            raise ValueError(f"{where}: files gives one row per file; send it with body_binary or multipart")
+        if self._templated() and self.dataset is None and self.files is None:
+            raise ValueError(f'{where}: "{{{{column}}}}" needs a dataset or a files folder to fill it from')
+        if self.method in ("GET", "HEAD") and kinds:
             raise ValueError(f"{where}: a {self.method} request has no body")
+        if self.sends_files and any(header.lower() == "content-type" for header in self.headers):
+            raise ValueError(
+                f"{where}: the Content-Type of a {kinds[0]} body is the harness's to set (give a file's "
+                "content_type instead of the header)"
+            )
         for check in self.check.fields:
             if check.expected_column is not None and self.dataset is None:
                 raise ValueError(f"{where}: check of '{check.field}' reads expected_column from a dataset; add one")
@@ -751,6 +842,10 @@ class RequestConfig(BaseModel):
         if path.endswith("/chat/completions"):
             return "chat"
         return "completions" if path.endswith("/completions") else None
+
+
+# The ways a request can carry a body; at most one per request.
+BODY_FIELDS = ("body_file", "body_template", "body_binary", "multipart", "form")
 
 
 class LoadConfig(BaseModel):
@@ -1090,9 +1185,9 @@ class Scenario(BaseModel):
                 raise ValueError(
                     "load.locustfile sends its own requests: remove requests: and payload.malformed_fraction"
                 )
-        with_bodies = [r for r in self.requests or [] if r.body_file is not None or r.body_template is not None]
+        with_bodies = [r for r in self.requests or [] if r.body_kinds]
         if self.payload.malformed_fraction > 0 and self.requests is not None and not with_bodies:
-            raise ValueError("payload.malformed_fraction spoils JSON bodies, and no request has a body")
+            raise ValueError("payload.malformed_fraction spoils request bodies, and no request has a body")
         for objective in self.objectives:
             for stage_name in objective.stages or []:
                 if stage_name not in names:
@@ -1363,15 +1458,31 @@ def _against(base: Path, path: Path) -> Path:
     return path if path.is_absolute() else (base / path).resolve()
 
 
-def _request_files_against(base: Path, request: RequestConfig) -> RequestConfig:
+def _request_against(base: Path, request: RequestConfig) -> RequestConfig:
+    """The request with its files resolved against the scenario's folder: the body file, the data set, the files
+    folder, an openai request's prompts and, when it has neither rows' folder to be relative to, the files its
+    body names."""
     update: dict[str, Any] = {
         name: _against(base, getattr(request, name))
-        for name in ("body_file", "dataset")
+        for name in ("body_file", "dataset", "files")
         if getattr(request, name) is not None
     }
+    if request.dataset is None and request.files is None:
+        # Without rows, no placeholder either (the schema checks): every file path is literal.
+        if request.body_binary is not None:
+            update["body_binary"] = _file_against(base, request.body_binary)
+        if request.multipart is not None:
+            update["multipart"] = {
+                name: _file_against(base, part) if isinstance(part, FileInput) else part
+                for name, part in request.multipart.items()
+            }
     if request.openai is not None and request.openai.prompts is not None:
         update["openai"] = request.openai.model_copy(update={"prompts": _against(base, request.openai.prompts)})
     return request.model_copy(update=update)
+
+
+def _file_against(base: Path, file: FileInput) -> FileInput:
+    return file.model_copy(update={"file": str(_against(base, Path(file.file)))})
 
 
 def load_scenario(path: Path, overrides: dict[str, Any] | None = None) -> Scenario:
@@ -1411,7 +1522,7 @@ def scenario_from_data(data: Any, source: str, base: Path, overrides: dict[str, 
     scenario = scenario.model_copy(update={"target": scenario.target.model_copy(update={"tls": tls})})
     requests = None
     if scenario.requests is not None:
-        requests = [_request_files_against(base, request) for request in scenario.requests]
+        requests = [_request_against(base, request) for request in scenario.requests]
     stages = [
         stage if stage.trace is None else stage.model_copy(update={"trace": _against(base, stage.trace)})
         for stage in scenario.stages

@@ -46,10 +46,11 @@ def preflight(scenario: Scenario) -> None:
         # The harness plays the HPA controller itself: only metrics it observes can drive it.
         check_supported(autoscaling)
     if scenario.requests is not None:
-        # Reads every body file and data set, fills every template and checks every ${NAME} is set.
+        # Reads every body file, data set and file, fills every template and checks every ${NAME} is set.
         ready_requests(scenario.requests, os.environ)
     if in_cluster:
-        # The files the generator pods read go to the cluster as ConfigMaps: too much of them is named now.
+        # The files the generator pods read go to the cluster as ConfigMaps: too much of them is named now (the
+        # part of the scenario that reads the most), and a file name the pods cannot lay out.
         plan = build_load_plan(scenario, endpoints_file=Path("endpoints.json"), intervals_dir=Path("intervals"))
         configmap_parts(read_plan_files(plan))
 
