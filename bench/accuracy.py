@@ -47,8 +47,8 @@ import numpy as np
 import numpy.typing as npt
 
 from harness.analysis.latency import min_samples_for_percentile, order_statistic_ranks, percentile_rank
-from harness.analysis.sweep import Probe, next_rate, probe_duration_s, result
-from harness.model import to_json_dict
+from harness.analysis.sweep import next_rate, probe_duration_s, result
+from harness.model import Probe, to_json_dict
 from harness.processes import free_port, spawn, stop_tree
 from harness.sweep import MAX_PROBES
 from harness.sweep import WARMUP_S as SWEEP_WARMUP_S

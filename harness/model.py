@@ -784,6 +784,51 @@ class FaultImpact:
 
 
 @dataclass(frozen=True)
+class Probe:
+    """One probe of the sweep: the arrival rate tried and whether every objective passed (None: inconclusive)."""
+
+    rate_rps: float
+    passed: bool | None
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """The outcome of a sweep: the highest rate proven sustainable and the bracket around the true maximum."""
+
+    # The highest passing rate below the lowest failing one; None when no probe passed.
+    max_sustainable_rps: float | None
+    bracket_low: float | None
+    # The lowest failing rate; None when no probe failed (the maximum is at least bracket_low).
+    bracket_high: float | None
+    probes: tuple[Probe, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class SweepProbeRecord:
+    """One probe of `harness sweep` as run: its rate and length, the verdict's status and its run directory."""
+
+    replicas: int
+    rate_rps: float
+    duration_s: float
+    status: str
+    achieved_rps: float | None
+    run_dir: str
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """sweep.json: every replica count's search, the scaling efficiency between them and every probe."""
+
+    sweep_id: str
+    # The first (or only) replica count's search, for a single-count sweep's readers.
+    result: SweepResult
+    by_replicas: dict[str, SweepResult]
+    scaling_efficiency: float | None
+    probes: tuple[SweepProbeRecord, ...]
+
+
+@dataclass(frozen=True)
 class Verdict:
     """The run's conclusion: overall status, per-objective and per-stage results, and derived figures."""
 

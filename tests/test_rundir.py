@@ -26,6 +26,7 @@ from harness.model import (
     MetricProposal,
     NamespaceCreated,
     ObjectApplied,
+    Probe,
     ReplicaCount,
     ReplicaCrashed,
     ReplicaReady,
@@ -39,10 +40,13 @@ from harness.model import (
     RunWarning,
     ScaleDecision,
     ScrapeFailed,
+    SweepProbeRecord,
+    SweepResult,
+    SweepSummary,
     UnknownEvent,
     request_view,
 )
-from harness.rundir import RunDirectory, SavedScenario, write_atomically
+from harness.rundir import RunDirectory, SavedScenario, read_sweep_summary, write_atomically, write_sweep_summary
 
 needs_dev_full = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
 
@@ -222,3 +226,25 @@ def test_the_saved_scenario_is_read_field_by_field_and_tolerates_what_an_older_h
     run_dir.write_scenario("name: [unclosed\n")
     with pytest.raises(ReportError, match=r"scenario\.yaml: not valid YAML"):
         run_dir.read_saved_scenario()
+
+
+def test_the_sweep_summary_is_written_whole_and_read_back_as_it_was(tmp_path: Path) -> None:
+    search = SweepResult(
+        max_sustainable_rps=40.0,
+        bracket_low=40.0,
+        bracket_high=44.0,
+        probes=(Probe(rate_rps=40.0, passed=True), Probe(rate_rps=44.0, passed=False)),
+        reason="between 40 and 44 rps",
+    )
+    probe = SweepProbeRecord(
+        replicas=2, rate_rps=44.0, duration_s=12.5, status="FAIL", achieved_rps=None, run_dir="/r/probe-02"
+    )
+    summary = SweepSummary(
+        sweep_id="s-1", result=search, by_replicas={"2": search}, scaling_efficiency=None, probes=(probe,)
+    )
+    path = write_sweep_summary(tmp_path / "sweep-dir", summary)
+    assert path.name == "sweep.json" and json.loads(path.read_text())["by_replicas"]["2"]["bracket_high"] == 44.0
+    assert read_sweep_summary(path) == summary == read_sweep_summary(path.parent)
+    path.write_text("{}")
+    with pytest.raises(ReportError, match="not a sweep summary"):
+        read_sweep_summary(path)
