@@ -148,3 +148,30 @@ def test_the_checks_see_circles_and_forbidden_arrows() -> None:
     # Imports inside functions count; those under TYPE_CHECKING never run.
     source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import a\ndef f():\n    import b\n"
     assert imports_of(source, {"a", "b"}) == {"b"}
+
+
+def parts() -> dict[str, list[str]]:
+    """The table under "The parts": part -> the modules and packages its Modules column names (paths under harness/)."""
+    text = ARCHITECTURE.read_text().split("## The parts", 1)[1].split("\n## ", 1)[0]
+    found: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")] if line.startswith("|") else []
+        if len(cells) == 3 and cells[0] not in ("Part", "---"):
+            found[cells[0]] = re.findall(r"`([^`]+)`", cells[1])
+    return found
+
+
+def test_every_module_is_in_exactly_one_part_of_the_architecture() -> None:
+    """A module belongs to the part that names it, else to the part that names its package; one part each."""
+    named = parts()
+    homes: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "harness").rglob("*.py")):
+        relative = path.relative_to(ROOT / "harness").as_posix()
+        if relative.startswith("_data/"):
+            continue
+        explicit = [part for part, entries in named.items() if relative in entries]
+        package = relative.rsplit("/", 1)[0] + "/" if "/" in relative else None
+        homes[relative] = explicit or [part for part, entries in named.items() if package in entries]
+    assert {module: found for module, found in homes.items() if len(found) != 1} == {}
+    listed = {entry for entries in named.values() for entry in entries}
+    assert {entry for entry in listed if not (ROOT / "harness" / entry).exists()} == set(), "a part names no module"
