@@ -46,7 +46,7 @@ from harness.load.endpoints import Endpoints
 from harness.load.malformed import malformed_requests
 from harness.load.payloads import build_bodies
 from harness.load.plan import LoadPlan
-from harness.load.recording import IntervalRecorder, error_kind, loadgen_overhead, request_latency_s
+from harness.load.recording import IntervalRecorder, loadgen_overhead, request_latency_s
 from harness.load.requests import (
     PreparedBody,
     ReadyRequest,
@@ -562,17 +562,7 @@ def _on_user_request(response_time: float, response: Any, exception: BaseExcepti
     if _recorder is None or plan is None:
         return
     status = int(getattr(response, "status_code", 0) or 0)
-    if exception is None:
-        _recorder.success(plan.name, None, response_time / 1000.0)
-    else:
-        failed = 0 if 200 <= status < 300 else status
-        content = getattr(response, "content", None) if failed else None
-        _recorder.failure(
-            plan.name,
-            None,
-            error_kind(failed, exception),
-            lambda: answer_sample(failed, content, exception, ()),
-        )
+    _recorder.user_request(plan.name, response_time, status, exception, lambda: getattr(response, "content", None))
 
 
 if USER_LOCUSTFILE is not None:

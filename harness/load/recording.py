@@ -9,7 +9,7 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from harness.analysis.failures import keep_sample
+from harness.analysis.failures import answer_sample, keep_sample
 from harness.analysis.latency import LatencyHistogram
 from harness.load.plan import StageSpec
 from harness.load.requests import CheckResult
@@ -161,6 +161,28 @@ class IntervalRecorder:
             self.failure(stage, request, error_kind(status, error), sample)
         if result.checked:
             self.answer_checked(stage, request, result.mismatch is not None)
+
+    def user_request(
+        self,
+        stage: str,
+        response_time_ms: float,
+        status: int,
+        exception: BaseException | None,
+        content: Callable[[], bytes | str | None],
+    ) -> None:
+        """A request of the user's own Locust classes, as Locust's request event reports it: failed when it raised
+        `exception` (their own checks, made with `catch_response`, arrive as one), counted under its status unless
+        that was a 2xx the check refused; `content` reads its answer for the sample."""
+        if exception is None:
+            self.success(stage, None, response_time_ms / 1000.0)
+            return
+        failed = 0 if 200 <= status < 300 else status
+        self.failure(
+            stage,
+            None,
+            error_kind(failed, exception),
+            lambda: answer_sample(failed, content() if failed else None, exception, ()),
+        )
 
     def streamed(self, stage: str, request: str | None, figures: StreamFigures) -> None:
         for outcomes in self._stage(stage).of(request):

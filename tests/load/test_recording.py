@@ -81,6 +81,27 @@ def test_a_named_request_counts_in_its_stage_and_in_its_own_tally() -> None:
     assert record.by_request["health"].errors == {"timeout": 1}
 
 
+def test_a_user_classes_request_is_failed_by_its_exception_and_counted_under_its_status() -> None:
+    rec = recorder()
+    read: list[int] = []
+
+    def content() -> bytes:
+        read.append(1)
+        return b"overloaded"
+
+    rec.user_request("closed", 12.0, 200, None, content)
+    rec.user_request("closed", 30.0, 200, ValueError("wrong label"), content)
+    rec.user_request("closed", 5.0, 503, ValueError("status 503"), content)
+    rec.user_request("closed", 0.0, 0, ConnectionRefusedError("refused"), content)
+    (record,) = rec.take(0.0, 1.0, None, 0, 0.0)
+    assert (record.requests, record.failures) == (4, 3)
+    assert record.errors == {"error_ValueError": 1, "http_503": 1, "connection_error": 1}
+    assert record.error_samples["http_503"] == ["overloaded"]
+    assert "wrong label" in record.error_samples["error_ValueError"][0]
+    assert read == [1], "the answer is read for a failed status only"
+    assert LatencyHistogram.decode(record.latency_hdr).count == 1
+
+
 @pytest.mark.parametrize(
     ("status", "fives", "accepted"), [(0, 1, 0), (200, 0, 1), (204, 0, 1), (422, 0, 0), (502, 1, 0)]
 )
