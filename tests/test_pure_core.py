@@ -38,6 +38,8 @@ def pure_modules() -> list[Path]:
         ROOT / "harness" / "targets" / "kubernetes_status.py",
         ROOT / "harness" / "targets" / "readiness.py",
         ROOT / "harness" / "load" / "json_fields.py",
+        ROOT / "harness" / "load" / "recording.py",
+        ROOT / "harness" / "load" / "shape.py",
         ROOT / "harness" / "load" / "reference_answers.py",
         ROOT / "harness" / "load" / "streaming.py",
     ]

@@ -148,6 +148,23 @@ def pick_weighted(cumulative: Sequence[float], rng: random.Random) -> int:
     return min(bisect.bisect_right(cumulative, rng.random() * cumulative[-1]), len(cumulative) - 1)
 
 
+def choose_send(
+    requests: Sequence[ReadyRequest],
+    cumulative: Sequence[float],
+    malformed: Sequence[ReadyRequest],
+    malformed_fraction: float,
+    rng: random.Random,
+) -> tuple[ReadyRequest, PreparedBody]:
+    """What one send sends: at `malformed_fraction` of the sends one of the bad-input mix, otherwise a request drawn
+    by its weight (`cumulative`, of `requests`); then one of its bodies. All drawn from `rng`, so a seed repeats the
+    sequence."""
+    if malformed and rng.random() < malformed_fraction:
+        request = malformed[rng.randrange(len(malformed))]
+    else:
+        request = requests[pick_weighted(cumulative, rng)] if len(requests) > 1 else requests[0]
+    return request, request.bodies[rng.randrange(len(request.bodies))]
+
+
 def ready_requests(configs: Sequence[RequestConfig], environ: Mapping[str, str], seed: int = 0) -> list[ReadyRequest]:
     """The scenario's requests with headers expanded and bodies prepared (ConfigError names the field); synthetic
     prompts are drawn from `seed`."""
