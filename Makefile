@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# On kind the default scenario autoscales (the chart's real HPA is what a kind cluster is for).
+ifeq ($(TARGET),kind)
+SCENARIO ?= loadtests/autoscale-cpu.yaml
+endif
 SCENARIO ?= loadtests/default.yaml
 TARGET ?= local
 # Debian packages the tests use for real: Prometheus, Pushgateway, Chromium (report test), and the test
@@ -13,7 +17,7 @@ TEST_PACKAGES := prometheus prometheus-pushgateway chromium containerd runc cont
 # The test cluster's binaries are built with Go (Debian 12's is too old; the machine's is in /usr/local/go).
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: setup loadtest test lint format system-packages docker-setup cluster cluster-down bench bench-ci bench-compare bench-hpa bench-example bench-startup bench-install-size clean \
+.PHONY: setup loadtest test lint format system-packages docker-setup cluster cluster-down kind-setup bench bench-ci bench-compare bench-hpa bench-example bench-startup bench-install-size clean \
 	wine-model
 
 setup: $(STAMP)
@@ -51,8 +55,16 @@ $(VENV)/.installed-loadtest-%: pyproject.toml
 # (scripts/docker-setup.sh makes it) and installs packages with this machine's CA bundle.
 DOCKER_BUILD_FLAGS ?= --base-image harness-python:bookworm --ca-bundle /etc/ssl/certs/ca-certificates.crt
 
+# kind: the cluster's name (an existing one is reused and kept) and the node image: `offline` builds kind
+# and a node image here from Go modules and Debian
+# packages (scripts/kind/node-image.sh, cached beside the cluster binaries); empty: kind's own default image
+# (a registry must be reachable, as on a CI runner); anything else: that image. The kind on PATH is used when
+# there is one. docs/kind.md says what ran here.
 KIND_CLUSTER ?= harness
-KIND_BUILD_FLAGS ?=
+KIND_NODE_IMAGE ?= offline
+KIND_BUILD_FLAGS ?= $(if $(filter offline,$(KIND_NODE_IMAGE)),$(DOCKER_BUILD_FLAGS))
+KIND_FLAGS = --set target.kubernetes.kind_cluster=$(KIND_CLUSTER) --set target.kubernetes.load_route=node-port \
+	--set target.kubernetes.kubeconfig=$(CURDIR)/.cluster/kind-$(KIND_CLUSTER).kubeconfig
 CLUSTER_FLAGS := --set target.kubernetes.kubeconfig=$(CURDIR)/.cluster/kubeconfig \
 	--set target.kubernetes.node_containerd=/run/harness-cluster/containerd/containerd.sock \
 	--set target.kubernetes.load_route=pod-ip
@@ -66,11 +78,21 @@ else ifeq ($(TARGET),cluster)
 	$(MAKE) cluster
 	$(BIN)/harness run $(SCENARIO) --target kubernetes $(DOCKER_BUILD_FLAGS) $(CLUSTER_FLAGS)
 else ifeq ($(TARGET),kind)
-	# kind: the harness creates (or reuses) the cluster, loads the image, installs metrics-server, runs the
-	# scenario under the chart's real HPA, and deletes a cluster it created. The image builds on BentoML's
-	# own base image from a registry; where none is reachable pass KIND_BUILD_FLAGS="$(DOCKER_BUILD_FLAGS)".
-	$(BIN)/harness run $(SCENARIO) --target kubernetes $(KIND_BUILD_FLAGS) \
-		--set target.kubernetes.kind_cluster=$(KIND_CLUSTER)
+	# kind: the harness checks kind and Docker, creates (or reuses) the cluster, loads the image, installs
+	# metrics-server, runs the autoscaling scenario under the chart's real HPA with load through the Service's
+	# NodePort on 127.0.0.1, and deletes a cluster it created. Offline, the service image builds on the local
+	# base image (KIND_BUILD_FLAGS); with a registry, on BentoML's own.
+ifeq ($(KIND_NODE_IMAGE),offline)
+	bash scripts/docker-setup.sh
+	@set -e; built=($$(bash scripts/kind/node-image.sh build)); \
+	echo "kind: $${built[0]}, node image $${built[1]}"; \
+	PATH="$$PATH:$$(dirname "$${built[0]}")" $(BIN)/harness run $(SCENARIO) \
+		--target kubernetes $(KIND_BUILD_FLAGS) $(KIND_FLAGS) --set target.kubernetes.kind_node_image=$${built[1]}
+else
+	$(BIN)/harness run $(SCENARIO) \
+		--target kubernetes $(KIND_BUILD_FLAGS) $(KIND_FLAGS) \
+		$(if $(KIND_NODE_IMAGE),--set target.kubernetes.kind_node_image=$(KIND_NODE_IMAGE))
+endif
 else
 	$(BIN)/harness run $(SCENARIO) --target $(TARGET)
 endif
@@ -110,6 +132,11 @@ cluster: system-packages docker-setup
 cluster-down:
 	bash scripts/cluster/cluster.sh down
 
+# kind and its node image, built offline once (scripts/kind/node-image.sh; the kind test and `make loadtest
+# TARGET=kind` use them). Prints the kind binary and the image.
+kind-setup: system-packages docker-setup
+	bash scripts/kind/node-image.sh build
+
 # Lanes on a 2-core machine, measured with a CPU sampler (CI25): the CPU was only 75% busy while the light
 # tests ran beside the cluster tests, and 10-45% busy while the old `exclusive` phase (5.3 min) ran alone. So:
 # - the cluster tests one at a time, in the background (9-10 min, mostly waiting on the controller and the
@@ -124,7 +151,7 @@ cluster-down:
 #   harnesses, an image prune). Each lane's output is printed after it ends.
 # Measured from fresh clones: 11:46, 12:32 and 11:36 (the previous two-phase layout: 15:23-16:27).
 PYTEST = PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest --durations=15
-test: setup system-packages docker-setup cluster lint
+test: setup system-packages docker-setup cluster kind-setup lint
 	@mkdir -p test-output
 	@# The project's own bytecode, for the same reason as the install's (its sources change, so here).
 	@$(BIN)/python -m compileall -q harness bench examples tests > /dev/null

@@ -179,6 +179,7 @@ def preflight(scenario: Scenario) -> None:
     if scenario.requests is None and scenario.payload.source == "digits" and not in_cluster:
         # The load generator draws the bodies from scikit-learn's bundled images (the cluster's image has it).
         extras.require("digits", "payload.source 'digits' (the default payload)")
+    target_kind(scenario).preflight(scenario)
     if target_kind(scenario).serves_service_dir and not scenario.service.project_dir.is_dir():
         raise ConfigError(f"service.path '{scenario.service.path}': no such directory (expected a BentoML project)")
     if scenario.payload.source == "jsonl":
@@ -388,6 +389,7 @@ class Run:
             image=images.service,
             replica_cpus=placement.replica_cpus if placement else None,
             on_replica_started=on_replica_started,
+            register=watchdog.register,
         )
         target = make_target(scenario, context)
         self.target = target

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.config import Scenario
 from harness.errors import ConfigError
@@ -24,6 +25,9 @@ class TargetContext:
     image: str | None = None
     replica_cpus: tuple[int, ...] | None = None
     on_replica_started: Callable[[str, int], None] | None = None
+    # Tells the run's watchdog about a resource the target creates as it starts (a kind cluster), to sweep
+    # should the harness die.
+    register: Callable[[dict[str, Any]], None] | None = None
 
 
 TargetFactory = Callable[[Scenario, TargetContext], Target]
@@ -69,7 +73,17 @@ def _kubernetes(scenario: Scenario, context: TargetContext) -> Target:
         on_event=context.on_event,
         run_id=context.run_id,
         image=context.image,
+        register=context.register,
     )
+
+
+def _kubernetes_preflight(scenario: Scenario) -> None:
+    config = scenario.target.kubernetes
+    if config.kind_cluster:
+        from harness.targets.kind import KindCluster, KindConfig
+
+        cluster = KindCluster(config.kind_cluster, kubeconfig=config.kubeconfig, node_image=config.kind_node_image)
+        cluster.preflight(node_port=KindConfig.read().node_port if config.load_route == "node-port" else None)
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,8 @@ class TargetKind:
     extras: tuple[str, ...] = ()
     # Why stages[].faults cannot pause its replicas, as the scenario's error says it; None: they can be paused.
     pause_unavailable: str | None = None
+    # Checks what the target needs from this machine before anything is built (HarnessError, one line).
+    preflight: Callable[[Scenario], None] = lambda scenario: None
 
 
 TARGETS: dict[str, TargetKind] = {
@@ -112,6 +128,7 @@ TARGETS: dict[str, TargetKind] = {
         load_in_cluster=lambda scenario: scenario.target.kubernetes.loadgen == "in-cluster",
         extras=("kubernetes",),
         pause_unavailable="(the API cannot freeze a pod); kill deletes one",
+        preflight=_kubernetes_preflight,
     ),
 }
 
