@@ -112,7 +112,7 @@ lint: setup $(ACTIONLINT)
 	$(BIN)/ruff check harness tests bench examples
 	$(BIN)/mypy
 	bash scripts/install-system-packages.sh shellcheck
-	shellcheck --severity=warning scripts/*.sh scripts/cluster/*.sh .ci/run
+	shellcheck --severity=warning scripts/*.sh scripts/cluster/*.sh scripts/kind/*.sh .ci/run
 	$(ACTIONLINT)
 
 format: setup

@@ -132,6 +132,38 @@ def load_method(driver_status: str, server_version: str) -> LoadMethod:
     )
 
 
+def privileged_failure(output: str) -> str:
+    """Docker's reason a privileged container could not start, in one line; a missing capability named."""
+    lines = [line.strip() for line in output.splitlines() if line.strip() and not line.startswith("Run 'docker")]
+    reason = lines[-1] if lines else "no output"
+    if "unable to apply caps" in reason:
+        bounding = _capability_bounding_set()
+        missing = [name for bit, name in _CAPABILITIES.items() if bounding is not None and not bounding >> bit & 1]
+        if missing:
+            reason += (
+                f" (this machine's capability bounding set lacks {', '.join(missing)}, which --privileged asks for)"
+            )
+    return reason
+
+
+# Capabilities a host may drop that Docker's --privileged asks for (linux/capability.h numbers).
+_CAPABILITIES = {
+    21: "CAP_SYS_ADMIN",
+    24: "CAP_SYS_RESOURCE",
+    25: "CAP_SYS_TIME",
+    12: "CAP_NET_ADMIN",
+    16: "CAP_SYS_MODULE",
+}
+
+
+def _capability_bounding_set() -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapBnd:"):
+                return int(line.split()[1], 16)
+    return None
+
+
 # --------------------------------------------------------------------------- owners of created clusters
 
 
@@ -254,11 +286,17 @@ class KindCluster:
                 ["docker", "image", "inspect", "--format", "{{.Id}}", self.node_image],
                 what=f"finding node image {self.node_image} on this machine (make kind-setup builds one)",
             )
-            version = self._command(
-                ["docker", "run", "--rm", "--entrypoint", "cat", self.node_image, "/kind/version"],
-                what=f"reading the Kubernetes version of node image {self.node_image}",
+            # kind runs its nodes as privileged containers: this is where a Docker that cannot run one says so.
+            result = self._run(
+                ["docker", "run", "--rm", "--privileged", "--entrypoint", "cat", self.node_image, "/kind/version"], 120
             )
-            check_version(version, f"node image {self.node_image}", minimum)
+            if result.returncode != 0:
+                raise DeployError(
+                    f"Docker cannot run kind's node {self.node_image} as a privileged container: "
+                    f"{privileged_failure(result.stderr or result.stdout)}",
+                    hint="kind needs privileged containers (a rootless or capability-restricted Docker cannot host it)",
+                )
+            check_version(result.stdout, f"node image {self.node_image}", minimum)
 
     def load_method(self) -> LoadMethod:
         """How images reach the nodes with the Docker in use (asked once)."""

@@ -217,10 +217,15 @@ EOF
     rm -rf "$context" "$context.log"
     local id
     id="$(docker create "$name-layers")"
-    docker export "$id" | docker import --change 'ENV container=docker' --change 'STOPSIGNAL SIGRTMIN+3' \
-        --change 'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]' - "$name" >/dev/null
+    docker export "$id" | docker import - "$name-squashed" >/dev/null
     docker rm -f "$id" >/dev/null
     docker image rm "$name-layers" >/dev/null
+    # Metadata only (docker import takes no STOPSIGNAL): systemd is told it runs in a container, and stops on
+    # SIGRTMIN+3 (SIGTERM would make it re-execute itself).
+    printf '%s\n' "FROM $name-squashed" 'ENV container=docker' 'STOPSIGNAL SIGRTMIN+3' \
+        'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]' |
+        DOCKER_BUILDKIT=0 docker build -q -t "$name" - >/dev/null
+    docker image rm "$name-squashed" >/dev/null
 }
 
 # kube_proxy_image NAME BINARY: kube-proxy needs iptables and conntrack beside it.
@@ -283,6 +288,9 @@ node_image() {
         --label=io.cri-containerd.pinned=pinned --all-platforms --no-unpack --digests - >/dev/null
     docker exec "$id" pkill containerd
     docker commit --change 'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]' "$id" "$name" >/dev/null
+    docker rm -f -v "$id" >/dev/null
+    trap - EXIT
+    rm -rf "$dir"
     docker image rm "${images[@]}" >/dev/null
 }
 

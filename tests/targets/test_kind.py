@@ -237,7 +237,9 @@ def test_preflight_of_an_existing_cluster(tmp_path: Path) -> None:
 def test_preflight_of_a_cluster_to_create_reads_the_node_image(tmp_path: Path) -> None:
     runner = FakeKindRunner([])
     cluster(runner, tmp_path, node_image="img:1").preflight(node_port=30080)
-    assert runner.named("docker", "run") == [["docker", "run", "--rm", "--entrypoint", "cat", "img:1", "/kind/version"]]
+    assert runner.named("docker", "run") == [
+        ["docker", "run", "--rm", "--privileged", "--entrypoint", "cat", "img:1", "/kind/version"]
+    ]
     runner = FakeKindRunner([], failures={"image inspect": "Error: No such image: img:1"})
     with pytest.raises(DeployError, match="finding node image img:1 on this machine.*No such image"):
         cluster(runner, tmp_path, node_image="img:1").preflight(node_port=None)
