@@ -5,6 +5,7 @@ workflow's shape."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ import yaml
 from kubernetes_fakes import FakeClock, FakeKubernetesApi
 from test_kubernetes_target import IMAGE, make_target, rollout_api, scenario
 
+from harness import cleanup
 from harness.errors import DeployError
 from harness.model import KindClusterUsed
 from harness.processes import owner_id
@@ -227,10 +229,10 @@ def test_preflight_of_an_existing_cluster(tmp_path: Path) -> None:
     assert runner.named("docker", "exec") == [["docker", "exec", "harness-control-plane", "cat", "/kind/version"]]
     assert runner.named("docker", "port") == [["docker", "port", "harness-control-plane", "30080/tcp"]]
     runner.version = "v1.28.0"
-    with pytest.raises(DeployError, match="kind cluster harness runs Kubernetes v1.28.0"):
+    with pytest.raises(DeployError, match=r"kind cluster harness runs Kubernetes v1.28.0"):
         cluster(runner, tmp_path).preflight(node_port=None)
     runner.version, runner.ports = "v1.34.4", ""
-    with pytest.raises(DeployError, match="publishes NodePort 30080 on no 127.0.0.1 port"):
+    with pytest.raises(DeployError, match=r"publishes NodePort 30080 on no 127.0.0.1 port"):
         cluster(runner, tmp_path).preflight(node_port=30080)
 
 
@@ -241,7 +243,7 @@ def test_preflight_of_a_cluster_to_create_reads_the_node_image(tmp_path: Path) -
         ["docker", "run", "--rm", "--privileged", "--entrypoint", "cat", "img:1", "/kind/version"]
     ]
     runner = FakeKindRunner([], failures={"image inspect": "Error: No such image: img:1"})
-    with pytest.raises(DeployError, match="finding node image img:1 on this machine.*No such image"):
+    with pytest.raises(DeployError, match=r"finding node image img:1 on this machine.*No such image"):
         cluster(runner, tmp_path, node_image="img:1").preflight(node_port=None)
 
 
@@ -249,7 +251,7 @@ def test_preflight_needs_kind_and_docker(tmp_path: Path) -> None:
     with pytest.raises(DeployError, match="running kind failed"):
         cluster(FakeKindRunner([], failures={"version": "boom"}), tmp_path).preflight(node_port=None)
     runner = FakeKindRunner([], failures={"info --format": "Cannot connect to the Docker daemon"})
-    with pytest.raises(DeployError, match="asking the Docker daemon.*Cannot connect"):
+    with pytest.raises(DeployError, match=r"asking the Docker daemon.*Cannot connect"):
         cluster(runner, tmp_path).preflight(node_port=None)
 
 
@@ -326,3 +328,24 @@ def test_nightly_workflow_runs_the_kind_loadtest_and_compares_with_last_night() 
     uses = [step.get("uses", "") for step in steps]
     assert any(u.startswith("actions/upload-artifact@") for u in uses)
     assert any(u.startswith("actions/download-artifact@") for u in uses)
+
+
+def test_the_watchdog_of_a_dead_harness_deletes_the_kind_cluster_it_registered(
+    tmp_path: Path, owners_dir: Path
+) -> None:
+    """harness.cleanup.watch with a kind resource and no `finished` line (the harness died): the registered kind
+    binary is run to delete the cluster, and the owner record goes. The binary is a recording script (a fake
+    standing for kind, whose nodes cannot start on the development machine)."""
+    log = tmp_path / "kind.log"
+    fake_kind = tmp_path / "kind"
+    fake_kind.write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
+    fake_kind.chmod(0o755)
+    owners_dir.mkdir()
+    (owners_dir / "harness.json").write_text('{"owner": "x-1-1", "run_id": "r"}')
+    resource = {"kind": "kind", "cluster": "harness", "kubeconfig": "/k", "kind_binary": str(fake_kind)}
+    lines = cleanup.watch("r", owner_id(), [json.dumps(resource) + "\n"])
+    assert log.read_text().split() == ["delete", "cluster", "--name", "harness", "--kubeconfig", "/k"]
+    assert lines == ["run r: deleted kind cluster harness"] and cluster_owner("harness") is None
+    log.unlink()
+    cleanup.watch("r", owner_id(), [json.dumps(resource) + "\n", '{"finished": true}\n'])
+    assert not log.exists(), "a run that finished deleted its own cluster, or kept it"
