@@ -43,10 +43,17 @@ def privileged_containers() -> str | None:
     return None if result.returncode == 0 else privileged_failure(result.stderr)
 
 
-PRIVILEGED_FAILURE = privileged_containers()
-needs_privileged = pytest.mark.skipif(
-    PRIVILEGED_FAILURE is not None, reason=f"kind's nodes cannot start here: {PRIVILEGED_FAILURE}"
-)
+@pytest.fixture(scope="module")
+def privileged_failure_here() -> str | None:
+    """Docker's error for a privileged container on this machine, asked once (None: it runs them)."""
+    return privileged_containers()
+
+
+@pytest.fixture
+def privileged(privileged_failure_here: str | None) -> None:
+    """Skips a test that needs kind's nodes where Docker cannot start them, with Docker's error as the reason."""
+    if privileged_failure_here is not None:
+        pytest.skip(f"kind's nodes cannot start here: {privileged_failure_here}")
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +125,7 @@ def run_step(step: dict[str, Any], workspace: Path, env: dict[str, str]) -> subp
     )
 
 
-@needs_privileged
+@pytest.mark.usefixtures("privileged")
 def test_the_nightly_steps_run_make_loadtest_kind_under_the_real_hpa_and_delete_the_cluster(
     tmp_path: Path,
 ) -> None:
@@ -203,7 +210,7 @@ def test_the_nightly_steps_run_make_loadtest_kind_under_the_real_hpa_and_delete_
     assert (workspace / "reports" / "comparison.html").is_file()
 
 
-@needs_privileged
+@pytest.mark.usefixtures("privileged")
 @pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL"])
 def test_a_harness_stopped_while_kind_creates_the_cluster_leaves_none(
     how: str, kind_setup: tuple[Path, str], digits_image: str, tmp_path: Path
@@ -291,11 +298,12 @@ def test_preflight_stops_a_kind_run_before_any_build_with_one_line(
         assert "image_built" not in events and "kind_cluster" not in events
 
 
-@pytest.mark.skipif(PRIVILEGED_FAILURE is None, reason="Docker runs privileged containers here")
 def test_where_docker_cannot_run_privileged_containers_preflight_says_so(
-    kind_setup: tuple[Path, str], tmp_path: Path
+    kind_setup: tuple[Path, str], tmp_path: Path, privileged_failure_here: str | None
 ) -> None:
     """This machine: kind's nodes cannot start, and the run stops at preflight with Docker's own reason."""
+    if privileged_failure_here is None:
+        pytest.skip("Docker runs privileged containers here: the kind runs above are the test")
     kind, node_image = kind_setup
     scenario = kind_scenario(
         "harness-test-privileged", "unused:1", node_image, [{"name": "s", "duration_s": 5, "users": 1}]
