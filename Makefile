@@ -12,13 +12,13 @@ SCENARIO ?= loadtests/default.yaml
 TARGET ?= local
 # Debian packages the tests use for real: Prometheus, Pushgateway, Chromium (report test), and the test
 # cluster's container runtime, CNI plugins and iptables (scripts/cluster/cluster.sh). Docker: docker-setup.
-TEST_PACKAGES := prometheus prometheus-pushgateway chromium containerd runc containernetworking-plugins iptables \
+TEST_PACKAGES := prometheus prometheus-pushgateway chromium containerd runc containernetworking-plugins iptables wrk \
 	openssl curl
 # The test cluster's binaries are built with Go (Debian 12's is too old; the machine's is in /usr/local/go).
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: setup loadtest test lint format system-packages docker-setup cluster cluster-down kind-setup bench bench-ci bench-compare bench-hpa bench-example bench-startup bench-install-size clean \
-	wine-model
+.PHONY: setup dist loadtest test lint format system-packages docker-setup cluster cluster-down kind-setup bench bench-ci bench-compare bench-hpa bench-example bench-startup bench-install-size clean \
+	wine-model bench-llm bench-llm-peers
 
 setup: $(STAMP)
 
@@ -38,6 +38,13 @@ $(STAMP): pyproject.toml
 	$(call install_package,[dev])
 	touch $(STAMP)
 
+# The wheel and sdist in dist/ (uv builds the wheel from the sdist, so both carry the package data: charts/,
+# dockerfiles/ and the schemas, through the symlinks in harness/_data), checked by twine as PyPI would.
+dist: setup
+	rm -rf dist
+	$(BIN)/uv build --quiet --out-dir dist
+	$(BIN)/twine check --strict dist/*
+
 # `make loadtest` installs only what its target uses (pyproject.toml): on every target the report's plots and
 # the digits example with its payloads (scikit-learn, which the local replicas import from this venv), and
 # the other targets' extras. A venv that already has more (make setup) keeps it.
@@ -55,11 +62,13 @@ $(VENV)/.installed-loadtest-%: pyproject.toml
 # (scripts/docker-setup.sh makes it) and installs packages with this machine's CA bundle.
 DOCKER_BUILD_FLAGS ?= --base-image harness-python:bookworm --ca-bundle /etc/ssl/certs/ca-certificates.crt
 
-# kind: the cluster's name (an existing one is reused and kept) and the node image: `offline` builds kind
-# and a node image here from Go modules and Debian
-# packages (scripts/kind/node-image.sh, cached beside the cluster binaries); empty: kind's own default image
-# (a registry must be reachable, as on a CI runner); anything else: that image. The kind on PATH is used when
-# there is one. docs/kind.md says what ran here.
+# kind: the cluster's name (an existing one is reused and kept) and the node image: `offline` builds one here
+# from the test cluster's binaries and Debian packages (scripts/kind/node-image.sh, cached by a content key);
+# empty: kind's own default image (a registry must be reachable, as on a CI runner); anything else: that image.
+# kind itself is installed with `go install`, as kind's quick start documents (KIND); the kind on PATH is used
+# when there is one. docs/kind.md says what ran here.
+KIND_VERSION := v0.33.0
+KIND := $(HOME)/.cache/harness-tools/kind-$(KIND_VERSION)/kind
 KIND_CLUSTER ?= harness
 KIND_NODE_IMAGE ?= offline
 KIND_BUILD_FLAGS ?= $(if $(filter offline,$(KIND_NODE_IMAGE)),$(DOCKER_BUILD_FLAGS))
@@ -83,13 +92,14 @@ else ifeq ($(TARGET),kind)
 	# NodePort on 127.0.0.1, and deletes a cluster it created. Offline, the service image builds on the local
 	# base image (KIND_BUILD_FLAGS); with a registry, on BentoML's own.
 ifeq ($(KIND_NODE_IMAGE),offline)
-	bash scripts/docker-setup.sh
-	@set -e; built=($$(bash scripts/kind/node-image.sh build)); \
-	echo "kind: $${built[0]}, node image $${built[1]}"; \
-	PATH="$$PATH:$$(dirname "$${built[0]}")" $(BIN)/harness run $(SCENARIO) \
-		--target kubernetes $(KIND_BUILD_FLAGS) $(KIND_FLAGS) --set target.kubernetes.kind_node_image=$${built[1]}
+	$(MAKE) docker-setup
+	command -v kind >/dev/null || $(MAKE) $(KIND)
+	@set -e; image=$$(bash scripts/kind/node-image.sh build); echo "kind node image: $$image"; \
+	PATH="$$PATH:$(dir $(KIND))" $(BIN)/harness run $(SCENARIO) \
+		--target kubernetes $(KIND_BUILD_FLAGS) $(KIND_FLAGS) --set target.kubernetes.kind_node_image=$$image
 else
-	$(BIN)/harness run $(SCENARIO) \
+	command -v kind >/dev/null || $(MAKE) $(KIND)
+	PATH="$$PATH:$(dir $(KIND))" $(BIN)/harness run $(SCENARIO) \
 		--target kubernetes $(KIND_BUILD_FLAGS) $(KIND_FLAGS) \
 		$(if $(KIND_NODE_IMAGE),--set target.kubernetes.kind_node_image=$(KIND_NODE_IMAGE))
 endif
@@ -106,6 +116,14 @@ wine-model: setup
 ACTIONLINT := $(HOME)/.cache/harness-tools/actionlint-v1.7.12/actionlint
 $(ACTIONLINT):
 	GOBIN=$(dir $@) go install github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
+
+# Helm's CLI, built once with Go: the Kubernetes target renders charts/ with a `helm` on PATH, else with Helm's
+# engine from helm-python-sdk. make test puts this one on the tests' PATH, so every machine tests the same engine
+# (the chart tests pin the SDK; tests/targets/test_helm.py renders with both and compares).
+HELM_VERSION := v4.3.2
+HELM := $(HOME)/.cache/harness-tools/helm-$(HELM_VERSION)/helm
+$(HELM):
+	GOBIN=$(dir $@) go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
 
 lint: setup $(ACTIONLINT)
 	$(BIN)/ruff format --check harness tests bench examples
@@ -132,13 +150,13 @@ cluster: system-packages docker-setup
 cluster-down:
 	bash scripts/cluster/cluster.sh down
 
-# kind and its node image, built offline once (scripts/kind/node-image.sh; the kind test and `make loadtest
-# TARGET=kind` use them). Prints the kind binary and the image. Measured here: 20 min of Go builds and 222 s of
-# image on a cold cache, under a second cached. In `make test` the kind tests cost about 15-30 s of the cluster
-# lane and the nightly's steps about 30 s of the light lane: on this machine kind's nodes cannot start (no
-# privileged containers, docs/kind.md), so the create-load-delete run is skipped; where they can, expect about
-# 5 more minutes in the cluster lane.
-kind-setup: system-packages docker-setup
+$(KIND):
+	GOBIN=$(dir $@) CGO_ENABLED=0 go install sigs.k8s.io/kind@$(KIND_VERSION)
+
+# kind and its node image, built offline once (scripts/kind/node-image.sh: the test cluster's binaries reused,
+# kubeadm, kubectl, crictl and CoreDNS built, Debian's containerd, runc and CNI plugins); the kind tests and
+# `make loadtest TARGET=kind` use them. Prints the image. docs/kind.md has the measured costs.
+kind-setup: docker-setup $(KIND)
 	bash scripts/kind/node-image.sh build
 
 # Lanes on a 2-core machine, measured with a CPU sampler (CI25): the CPU was only 75% busy while the light
@@ -154,8 +172,8 @@ kind-setup: system-packages docker-setup
 # - last, every test marked `exclusive` alone (CPU-share and load-rate measurements, sweeps of dead
 #   harnesses, an image prune). Each lane's output is printed after it ends.
 # Measured from fresh clones: 11:46, 12:32 and 11:36 (the previous two-phase layout: 15:23-16:27).
-PYTEST = PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest --durations=15
-test: setup system-packages docker-setup cluster kind-setup lint
+PYTEST = PATH=$(CURDIR)/$(BIN):$(dir $(HELM)):$(dir $(KIND)):$$PATH $(BIN)/pytest --durations=15
+test: setup system-packages docker-setup cluster kind-setup lint $(HELM)
 	@mkdir -p test-output
 	@# The project's own bytecode, for the same reason as the install's (its sources change, so here).
 	@$(BIN)/python -m compileall -q harness bench examples tests > /dev/null
@@ -178,6 +196,17 @@ test: setup system-packages docker-setup cluster kind-setup lint
 bench: setup
 	bash scripts/install-system-packages.sh wrk
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.accuracy
+
+# LLM streaming figures side by side: GuideLLM and inference-perf (each in its own venv under .venv-bench-llm,
+# scripts/install-llm-peers.sh) against bench/llm_server.py, whose TTFT and inter-token gaps are known; prints each
+# tool's TTFT, ITL and TPOT p50/p95/p99 as ratios to the truth (about 6 min on a busy 2-core machine).
+bench-llm: setup bench-llm-peers
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.llm_accuracy --peers .venv-bench-llm
+
+bench-llm-peers: .venv-bench-llm/.installed
+.venv-bench-llm/.installed: scripts/install-llm-peers.sh
+	bash scripts/install-llm-peers.sh .venv-bench-llm
+	touch $@
 
 # Coverage and width of the percentile confidence intervals on simulated bench stages (about 90 s, no servers).
 bench-ci: setup
@@ -207,4 +236,4 @@ bench-hpa: setup cluster
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.hpa_parity
 
 clean:
-	rm -rf $(VENV) reports test-output .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-bench-llm reports test-output dist build .pytest_cache .mypy_cache .ruff_cache

@@ -396,11 +396,12 @@ def _ready(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def synthetic_server(*arguments: str, lifetime_s: float = 900.0) -> Iterator[str]:
-    """Start `bench/synthetic_server.py` with `arguments` on a free loopback port; yields its base URL."""
+def synthetic_server(*arguments: str, lifetime_s: float = 900.0, script: Path = SERVER) -> Iterator[str]:
+    """Start `script` (default `bench/synthetic_server.py`) with `arguments` on a free loopback port; yields its
+    base URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, str(SERVER), "--port", str(port), "--max-lifetime-s", str(lifetime_s), *arguments]
+    command = [sys.executable, str(script), "--port", str(port), "--max-lifetime-s", str(lifetime_s), *arguments]
     with tempfile.TemporaryFile() as errors:
         process = spawn(command, run_id=f"bench-synthetic-{port}", stdout=errors)
         try:

@@ -29,6 +29,7 @@ from harness.model import (
     Verdict,
     cut_windows,
 )
+from harness.objectives import stream_percentile
 from harness.rundir import RunDirectory
 from harness.verdict import build_verdict, judge, worst_overhead
 
@@ -39,6 +40,16 @@ def percentiles_for(scenario: Scenario) -> tuple[float, ...]:
     """Always p50/p95/p99, plus any percentile an objective names."""
     asked = {q for q in (o.percentile for o in scenario.objectives) if q is not None}
     return tuple(sorted(set(BASE_PERCENTILES) | asked))
+
+
+def stream_percentiles_for(scenario: Scenario) -> dict[str, list[float]]:
+    """The percentiles objectives name per streamed figure ({"ttft": [99.0]} for ttft_p99_ms)."""
+    asked: dict[str, list[float]] = {}
+    for objective in scenario.objectives:
+        found = stream_percentile(objective.metric)
+        if found is not None:
+            asked.setdefault(found[0], []).append(found[1])
+    return asked
 
 
 def load_saved_scenario(run_dir: RunDirectory) -> Scenario:
@@ -119,6 +130,7 @@ def conclude_run(run_dir: RunDirectory, scenario: Scenario | None = None, warnin
         percentiles=percentiles_for(scenario),
         loadgen_processes=scenario.load.processes,
         judged_percentiles=tuple(q for q in (o.percentile for o in scenario.objectives) if q is not None),
+        stream_percentiles=stream_percentiles_for(scenario),
     )
     all_warnings.extend(accepted_bad_input_notes(stages))
     run_start_s = windows[0].start_s if windows else 0.0

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from harness.config import Fault, Stage
 from harness.errors import HarnessError
-from harness.model import EventSink, FaultEnded, FaultInjected
-from harness.targets.base import InjectsFaults, ReplicaInfo
+from harness.model import EventSink, FaultEnded, FaultInjected, ReplicaInfo
+from harness.targets.base import InjectsFaults
 
 
 @dataclass(frozen=True)

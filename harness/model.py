@@ -66,6 +66,38 @@ class ClientInterval:
     bad_inputs: int = 0
     bad_input_5xx: int = 0
     bad_input_accepted: int = 0
+    # A few short, redacted samples of what each kind of error got back (its answer's body, or the client's error),
+    # at most harness.analysis.failures.SAMPLES_PER_KIND per kind.
+    error_samples: dict[str, list[str]] = field(default_factory=dict)
+    # Streamed answers (Server-Sent Events) read to their end without error, and their figures (harness.load.
+    # streaming): compressed HdrHistograms like latency_hdr of time to first token (from the intended send time in
+    # open-model stages), of every gap between tokens, and of each request's time per output token; their input
+    # and output tokens, and the sum of squared output tokens (the spread of the output token rate).
+    streamed: int = 0
+    ttft_hdr: str = ""
+    itl_hdr: str = ""
+    tpot_hdr: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    output_tokens_squares: int = 0
+    # Streamed requests that met every per-request limit of a goodput objective, keyed by RequestLimits.key.
+    good_requests: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """Per-request limits of a goodput objective: a request counts towards goodput only if it met every one of
+    them (None: not limited)."""
+
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    latency_ms: float | None = None
+
+    @property
+    def key(self) -> str:
+        """A stable name of these limits ("ttft_ms<=500,tpot_ms<=50"), under which requests meeting them are counted."""
+        parts = [(name, getattr(self, name)) for name in ("ttft_ms", "tpot_ms", "latency_ms")]
+        return ",".join(f"{name}<={value:g}" for name, value in parts if value is not None)
 
 
 @dataclass(frozen=True)
@@ -84,6 +116,31 @@ class LoadgenOverhead:
     p50_ms: float
     p95_ms: float
     p99_ms: float
+
+
+@dataclass(frozen=True)
+class ReplicaInfo:
+    """One replica as a target sees it right now (what the collector, faults and the load's endpoints read)."""
+
+    id: str
+    base_url: str
+    ready: bool
+    started_at_s: float
+    ready_at_s: float | None = None
+    # Where resource use can be read: a local process id, or a container id.
+    pid: int | None = None
+    container_id: str | None = None
+    cpus: tuple[int, ...] | None = None
+    # Set when the replica died on its own (not stopped by the harness).
+    crashed: bool = False
+
+
+@dataclass(frozen=True)
+class ResourceUse:
+    """A replica's CPU (cores, averaged since the previous call) and resident memory."""
+
+    cpu_cores: float | None
+    rss_bytes: float | None
 
 
 @dataclass(frozen=True)
@@ -345,6 +402,17 @@ class ObjectApplied:
 
 
 @dataclass(frozen=True)
+class LoadgenLogResumed:
+    """The log stream of an in-cluster load generator pod broke after `records_read` records and was followed
+    again from its start: those were skipped, the rest read, none lost."""
+
+    kind: ClassVar[str] = "loadgen_log_resumed"
+    pod: str
+    cause: str
+    records_read: int
+
+
+@dataclass(frozen=True)
 class UnknownEvent:
     """An event of a kind this version does not know (an older or newer harness wrote it), kept as read."""
 
@@ -371,6 +439,7 @@ Event = (
     | KindClusterUsed
     | NamespaceCreated
     | ObjectApplied
+    | LoadgenLogResumed
     | UnknownEvent
 )
 EVENT_KINDS: dict[str, type[Event]] = {
@@ -394,6 +463,7 @@ EVENT_KINDS: dict[str, type[Event]] = {
         KindClusterUsed,
         NamespaceCreated,
         ObjectApplied,
+        LoadgenLogResumed,
     )
 }
 # Where events go while a run records them: the run stamps the time and appends them to events.jsonl.
@@ -503,6 +573,16 @@ def percentile_key(q: float) -> str:
     return f"p{q:g}"
 
 
+# Streamed requests' figures recorded as histograms (ClientInterval.ttft_hdr ...) and kept per stage
+# (StageResult.ttft ...): time to first token, every inter-token gap, time per output token.
+STREAM_FIGURES: tuple[str, ...] = ("ttft", "itl", "tpot")
+
+
+def stream_shortfall_key(figure: str, q: float) -> str:
+    """The `StageResult.sample_shortfalls` key of a streamed figure's percentile: "ttft p99"."""
+    return f"{figure} {percentile_key(q)}"
+
+
 @dataclass(frozen=True)
 class StageResult:
     """Everything measured in one stage."""
@@ -541,6 +621,18 @@ class StageResult:
     bad_input_accepted: int = 0
     # Replicas that died during the stage (under a bad-input mix, that fails bad_input_5xx_rate).
     crashed_replicas: list[str] = field(default_factory=list)
+    # What the failed requests got back, a few distinct short samples per kind of error (as `errors`' keys).
+    error_samples: dict[str, list[str]] = field(default_factory=dict)
+    # Streamed requests: percentiles of time to first token, of every inter-token gap and of time per output
+    # token (keys as `latency`), their tokens, and those that met each goodput objective's limits (by key).
+    streamed: int = 0
+    ttft: dict[str, PercentileEstimate] = field(default_factory=dict)
+    itl: dict[str, PercentileEstimate] = field(default_factory=dict)
+    tpot: dict[str, PercentileEstimate] = field(default_factory=dict)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    output_tokens_squares: int = 0
+    good_requests: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -613,7 +705,8 @@ class Bottleneck:
     stage: str
     # Why the stage was examined: "FAIL", "WARN" or "knee".
     examined_for: str
-    # loadgen_bound, cpu_bound, load_shedding, cold_start, periodic_stalls, batching_wait, network, unexplained
+    # failing_requests, loadgen_bound, cpu_bound, load_shedding, cold_start, periodic_stalls, batching_wait, network,
+    # unexplained
     cause: str
     evidence: str
 

@@ -14,7 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from harness.analysis.intervals import garwood_interval, requests_to_pass_error_rate, wilson_interval
-from harness.model import StageResult, StepAutoscaling, percentile_key
+from harness.analysis.tokens import goodput_rate, output_token_rate
+from harness.model import (
+    STREAM_FIGURES,
+    PercentileEstimate,
+    RequestLimits,
+    StageResult,
+    StepAutoscaling,
+    percentile_key,
+    stream_shortfall_key,
+)
 
 
 @dataclass(frozen=True)
@@ -30,8 +39,8 @@ class Measurement:
     missing: str = ""
 
 
-# (metric name, stage, confidence) -> Measurement
-StageMeasure = Callable[[str, StageResult, float], Measurement]
+# (metric name, stage, confidence, the objective's per-request limits) -> Measurement
+StageMeasure = Callable[[str, StageResult, float, RequestLimits | None], Measurement]
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,8 @@ class Traffic:
     checks_answers: bool
     # Bad input is sent: payload.malformed_fraction > 0, or a request whose check expects only 4xx.
     sends_bad_input: bool
+    # Some request's answer is read as a stream of tokens (Server-Sent Events).
+    streams: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,25 +89,74 @@ class ObjectiveMetric:
     fails_stage: Callable[[StageResult], str | None] | None = None
     # The scenario's traffic -> what the objective needs that the load does not send (a config error), or None.
     unmeasurable_with: Callable[[Traffic], str | None] | None = None
+    # The objective takes per-request limits (`per_request:`), which a request must all meet to be counted.
+    takes_request_limits: bool = False
 
 
 # --------------------------------------------------------------------------- how each metric is measured
 
 
-def _latency(metric: str, stage: StageResult, confidence: float) -> Measurement:
-    q = latency_percentile(metric)
-    assert q is not None  # the pattern matched
-    key = percentile_key(q)
-    estimate = stage.latency.get(key)
+def _in_ms(estimate: PercentileEstimate | None, what: str, none_computed: str, none_measured: str) -> Measurement:
     if estimate is None:
-        return Measurement(None, None, None, key, f"{key} was not computed for this stage")
+        return Measurement(None, None, None, what, none_computed)
     if estimate.value_s is None:
-        return Measurement(None, None, None, key, f"no successful requests to compute {key} from")
+        return Measurement(None, None, None, what, none_measured)
 
     def ms(value_s: float | None) -> float | None:
         return None if value_s is None else value_s * 1000.0
 
-    return Measurement(ms(estimate.value_s), ms(estimate.ci_low_s), ms(estimate.ci_high_s), f"{key} (ms)")
+    return Measurement(ms(estimate.value_s), ms(estimate.ci_low_s), ms(estimate.ci_high_s), f"{what} (ms)")
+
+
+def _latency(metric: str, stage: StageResult, confidence: float, limits: RequestLimits | None) -> Measurement:
+    q = latency_percentile(metric)
+    assert q is not None  # the pattern matched
+    key = percentile_key(q)
+    return _in_ms(
+        stage.latency.get(key),
+        key,
+        f"{key} was not computed for this stage",
+        f"no successful requests to compute {key} from",
+    )
+
+
+def _streamed(metric: str, stage: StageResult, confidence: float, limits: RequestLimits | None) -> Measurement:
+    found = stream_percentile(metric)
+    assert found is not None  # the pattern matched
+    figure, q = found
+    what = f"{figure} {percentile_key(q)}"
+    if not stage.streamed:
+        return Measurement(None, None, None, what, "no streamed request was read to its end in this stage")
+    shortfall = stage.sample_shortfalls.get(stream_shortfall_key(figure, q))
+    if shortfall is not None:
+        return Measurement(None, None, None, what, shortfall)
+    none_measured = f"no streamed request had a {'first token' if figure == 'ttft' else 'second token'}"
+    estimates: dict[str, PercentileEstimate] = getattr(stage, figure)
+    return _in_ms(estimates.get(percentile_key(q)), what, f"{what} was not computed for this stage", none_measured)
+
+
+def _output_tokens_per_s(
+    metric: str, stage: StageResult, confidence: float, limits: RequestLimits | None
+) -> Measurement:
+    what = "output tokens/s"
+    if not stage.streamed:
+        return Measurement(None, None, None, what, "no streamed request was read to its end in this stage")
+    rate = output_token_rate(stage.output_tokens, stage.output_tokens_squares, stage.duration_s, confidence)
+    if rate is None:
+        return Measurement(None, None, None, what, "the stage has no duration")
+    return Measurement(*rate, f"{what} ({stage.output_tokens} tokens)")
+
+
+def _goodput(metric: str, stage: StageResult, confidence: float, limits: RequestLimits | None) -> Measurement:
+    assert limits is not None  # config requires them (takes_request_limits)
+    what = f"goodput (rps, {limits.key})"
+    good = stage.good_requests.get(limits.key)
+    if good is None:
+        return Measurement(None, None, None, what, f"requests meeting {limits.key} were not counted in this stage")
+    rate = goodput_rate(good, stage.duration_s, confidence)
+    if rate is None:
+        return Measurement(None, None, None, what, "the stage has no duration")
+    return Measurement(*rate, f"goodput (rps, {good} of {stage.streamed} streamed requests met {limits.key})")
 
 
 def _share(what: str, count: int, total: int, missing: str, confidence: float) -> Measurement:
@@ -107,13 +167,13 @@ def _share(what: str, count: int, total: int, missing: str, confidence: float) -
     return Measurement(count / total, low, high, f"{what} ({count}/{total})")
 
 
-def _error_rate(metric: str, stage: StageResult, confidence: float) -> Measurement:
+def _error_rate(metric: str, stage: StageResult, confidence: float, limits: RequestLimits | None) -> Measurement:
     if stage.error_rate is None:
         return Measurement(None, None, None, "error rate", "no requests completed, so there is no error rate")
     return _share("error rate", stage.failures, stage.requests, "", confidence)
 
 
-def _mismatch_rate(metric: str, stage: StageResult, confidence: float) -> Measurement:
+def _mismatch_rate(metric: str, stage: StageResult, confidence: float, limits: RequestLimits | None) -> Measurement:
     missing = (
         "no answer was checked in this stage (no request with check fields or same_as_alone answered with its "
         "expected status)"
@@ -121,7 +181,9 @@ def _mismatch_rate(metric: str, stage: StageResult, confidence: float) -> Measur
     return _share("mismatch rate", stage.mismatches, stage.checked, missing, confidence)
 
 
-def _bad_input_5xx_rate(metric: str, stage: StageResult, confidence: float) -> Measurement:
+def _bad_input_5xx_rate(
+    metric: str, stage: StageResult, confidence: float, limits: RequestLimits | None
+) -> Measurement:
     missing = "no bad input was sent in this stage"
     return _share("bad-input 5xx rate", stage.bad_input_5xx, stage.bad_inputs, missing, confidence)
 
@@ -133,7 +195,7 @@ def _replica_died_under_bad_input(stage: StageResult) -> str | None:
     return None
 
 
-def _throughput(metric: str, stage: StageResult, confidence: float) -> Measurement:
+def _throughput(metric: str, stage: StageResult, confidence: float, limits: RequestLimits | None) -> Measurement:
     if stage.duration_s <= 0:
         return Measurement(None, None, None, "throughput (rps)", "the stage has no duration")
     low, high = garwood_interval(stage.requests, confidence)
@@ -157,6 +219,12 @@ def _needs_bad_input(traffic: Traffic) -> str | None:
     return "needs bad input: payload.malformed_fraction > 0 or a request whose check.status lists only 4xx"
 
 
+def _needs_streams(traffic: Traffic) -> str | None:
+    if traffic.streams:
+        return None
+    return "needs requests whose answers stream (Server-Sent Events), which this version does not send yet"
+
+
 def _judge_by_waiting(step: StepAutoscaling) -> str | None:
     return None
 
@@ -171,7 +239,10 @@ def _no_p95_objective(step: StepAutoscaling) -> str | None:
     return "no p95 latency objective to measure violations against"
 
 
-_LATENCY = re.compile(r"^latency_p(?P<q>[0-9]{1,2}(?:\.[0-9]+)?)_ms$")
+_PERCENTILE = r"p(?P<q>[0-9]{1,2}(?:\.[0-9]+)?)"
+_LATENCY = re.compile(rf"^latency_{_PERCENTILE}_ms$")
+# Streamed requests' figures, by their prefix in STREAM_FIGURES: ttft_p95_ms, itl_p99_ms, tpot_p50_ms.
+_STREAMED = re.compile(rf"^(?P<figure>{'|'.join(STREAM_FIGURES)})_{_PERCENTILE}_ms$")
 
 # In the order error messages list them.
 OBJECTIVE_METRICS: tuple[ObjectiveMetric, ...] = (
@@ -207,6 +278,46 @@ OBJECTIVE_METRICS: tuple[ObjectiveMetric, ...] = (
         unmeasurable_with=_needs_bad_input,
     ),
     ObjectiveMetric("throughput_rps", re.compile(r"^throughput_rps$"), "rps", stage=_throughput),
+    # Streamed requests (harness.load.streaming): time to first token, every gap between tokens, and time per
+    # output token, each at a percentile. They do not decide sweep probes yet: the sweep sends no streams.
+    ObjectiveMetric(
+        "ttft_pNN_ms",
+        re.compile(rf"^ttft_{_PERCENTILE}_ms$"),
+        "ms",
+        stage=_streamed,
+        unmeasurable_with=_needs_streams,
+    ),
+    ObjectiveMetric(
+        "itl_pNN_ms",
+        re.compile(rf"^itl_{_PERCENTILE}_ms$"),
+        "ms",
+        stage=_streamed,
+        unmeasurable_with=_needs_streams,
+    ),
+    ObjectiveMetric(
+        "tpot_pNN_ms",
+        re.compile(rf"^tpot_{_PERCENTILE}_ms$"),
+        "ms",
+        stage=_streamed,
+        unmeasurable_with=_needs_streams,
+    ),
+    # Output tokens of streamed requests per second of the stage.
+    ObjectiveMetric(
+        "output_tokens_per_s",
+        re.compile(r"^output_tokens_per_s$"),
+        "tokens/s",
+        stage=_output_tokens_per_s,
+        unmeasurable_with=_needs_streams,
+    ),
+    # Streamed requests per second that met every limit of the objective's `per_request:` (vLLM's goodput).
+    ObjectiveMetric(
+        "goodput_rps",
+        re.compile(r"^goodput_rps$"),
+        "rps",
+        stage=_goodput,
+        unmeasurable_with=_needs_streams,
+        takes_request_limits=True,
+    ),
     ObjectiveMetric(
         "scale_up_within_s",
         re.compile(r"^scale_up_within_s$"),
@@ -242,7 +353,7 @@ def objective_metric(name: str) -> ObjectiveMetric:
     """The registry entry of an objective metric name; a ValueError naming the valid ones when there is none."""
     for metric in OBJECTIVE_METRICS:
         if metric.pattern.match(name):
-            q = latency_percentile(name)
+            q = metric_percentile(name)
             if q is not None and not 0 < q < 100:
                 raise ValueError(f"percentile in '{name}' must be between 0 and 100")
             return metric
@@ -257,6 +368,18 @@ def latency_percentile(name: str) -> float | None:
     """The percentile (0-100) a latency objective metric is about ("latency_p95_ms" -> 95.0), else None."""
     match = _LATENCY.match(name)
     return float(match.group("q")) if match else None
+
+
+def stream_percentile(name: str) -> tuple[str, float] | None:
+    """The streamed figure and percentile an objective metric is about ("ttft_p95_ms" -> ("ttft", 95.0)), else None."""
+    match = _STREAMED.match(name)
+    return (match.group("figure"), float(match.group("q"))) if match else None
+
+
+def metric_percentile(name: str) -> float | None:
+    """The percentile of any percentile metric (latency_p95_ms, ttft_p99_ms ...), else None."""
+    streamed = stream_percentile(name)
+    return streamed[1] if streamed is not None else latency_percentile(name)
 
 
 def is_per_step(name: str) -> bool:

@@ -22,21 +22,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import __version__, extras
-from harness.analysis.timeline import latest_figures
+from harness import __version__
 from harness.build import LOADGEN_DOCKERFILE, LOADGEN_REPOSITORY, BuiltImage, build_service_image, build_tool_image
 from harness.cleanup import sweep_dead
 from harness.config import Scenario, dump_scenario
-from harness.errors import ConfigError, DeployError, HarnessError, ReportError
+from harness.errors import DeployError, HarnessError, ReportError
 from harness.exit_codes import ExitCode
 from harness.faults import FaultInjector, fault_times
-from harness.load.alone import describe
-from harness.load.payloads import build_bodies
-from harness.load.record_alone import record_alone
+from harness.live import LiveView
+from harness.load.plan import build_load_plan
+from harness.load.reference_answers import describe
+from harness.load.reference_recording import record_reference_answers
 from harness.load.requests import ready_requests
-from harness.load.runner import EndpointPublisher, LoadDriver, LocustProcess, check_user_locustfile
+from harness.load.runner import EndpointPublisher, LoadDriver, LocustProcess
 from harness.load.shape import stage_windows
-from harness.local_autoscaler import LocalAutoscaler, check_supported
+from harness.local_autoscaler import LocalAutoscaler
 from harness.metrics.collector import MetricsCollector
 from harness.model import (
     ClientInterval,
@@ -49,16 +49,17 @@ from harness.model import (
     RunWarning,
     Verdict,
 )
+from harness.preflight import preflight, tls_warnings
 from harness.processes import RunWatchdog
 from harness.report.progress import ProgressSnapshot
 from harness.rundir import RunDirectory
-from harness.targets.base import HasInClusterLoad, InjectsFaults, LeavesResources, Target
+from harness.targets.base import InjectsFaults, LeavesResources, Target
 from harness.targets.cpu_placement import CgroupCpuLimiter, plan_cpu_placement
-from harness.targets.registry import TargetContext, extras_needed, make_target, target_kind
-from harness.targets.tls import context_for
+from harness.targets.registry import TargetContext, make_target, target_kind
+from harness.tls import context_for
 
 if TYPE_CHECKING:
-    from harness.metrics.exporter import HarnessExporter
+    pass
 
 # --------------------------------------------------------------------------- run identity and metadata
 
@@ -171,36 +172,6 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def preflight(scenario: Scenario) -> None:
-    """Catch input mistakes, and a missing optional extra, before anything is deployed."""
-    for extra in extras_needed(scenario):
-        extras.require(extra, f"the {scenario.target.kind} target")
-    in_cluster = target_kind(scenario).load_in_cluster(scenario)
-    if scenario.requests is None and scenario.payload.source == "digits" and not in_cluster:
-        # The load generator draws the bodies from scikit-learn's bundled images (the cluster's image has it).
-        extras.require("digits", "payload.source 'digits' (the default payload)")
-    target_kind(scenario).preflight(scenario)
-    if target_kind(scenario).serves_service_dir and not scenario.service.project_dir.is_dir():
-        raise ConfigError(f"service.path '{scenario.service.path}': no such directory (expected a BentoML project)")
-    if scenario.payload.source == "jsonl":
-        build_bodies("jsonl", file=scenario.payload.file, batch_rows=1, seed=0)
-    context_for(scenario.target.urls, scenario.target.tls)  # names a target.tls file that cannot be read or used
-    if scenario.load.locustfile is not None:
-        if not scenario.load.locustfile.is_file():
-            raise ConfigError(f"load.locustfile '{scenario.load.locustfile}': no such file")
-        if in_cluster:
-            raise ConfigError("load.locustfile: the in-cluster load generator cannot run it yet; use loadgen: host")
-        check_user_locustfile(scenario.load.locustfile)
-    if scenario.requests is not None:
-        # Reads every body file and data set, fills every template and checks every ${NAME} is set.
-        ready_requests(scenario.requests, os.environ)
-        if in_cluster:
-            raise ConfigError(
-                "requests: the in-cluster load generator (target.kubernetes.loadgen: in-cluster) sends only "
-                "payload to service.endpoint so far; use target.kubernetes.loadgen: host"
-            )
-
-
 class Run:
     """One run of a scenario on its target."""
 
@@ -215,19 +186,14 @@ class Run:
         self.run_id = scenario.output.run_id or new_run_id(scenario)
         # Absolute: the load generator and replicas run with other working directories.
         self.run_dir = RunDirectory((scenario.output.dir / self.run_id).resolve())
-        self.progress = progress or (lambda snapshot: None)
         self.log = log or (lambda message: None)
         self.resources = RunResources()
-        self.target: Target | None = None
-        self.collector: MetricsCollector | None = None
-        self.exporter: HarnessExporter | None = None
+        self.live = LiveView(scenario, progress or (lambda snapshot: None))
+        self.watchdog: RunWatchdog | None = None
+        self.injector: FaultInjector | None = None
+        self.loadgen_cpus: tuple[int, ...] | None = None
         self.test_start_s: float | None = None
         self.load_ended_s: float | None = None
-        self.intervals: list[ClientInterval] = []
-        self.requests_total = 0
-        self.failures_total = 0
-        # How many interval records the live view has shown: it is redrawn only when new ones arrive.
-        self._shown_intervals = 0
         self.warnings: list[str] = []
         self.metadata = RunMetadata()
 
@@ -238,15 +204,12 @@ class Run:
 
     def _on_interval(self, record: ClientInterval) -> None:
         self.run_dir.append(record)
-        self.intervals.append(record)
-        self.requests_total += record.requests
-        self.failures_total += record.failures
-        if self.exporter is not None and record.failures:
-            self.exporter.add_errors(record.failures)
+        self.live.add(record)
 
     def execute(self) -> RunOutcome:
         """Run the scenario; always cleans up; returns the verdict (None if no data to judge)."""
         preflight(self.scenario)
+        self.warnings.extend(tls_warnings(self.scenario))
         self.run_dir.create()
         self.run_dir.write_text("scenario.yaml", dump_scenario(self.scenario))
         self.metadata = run_metadata(self.scenario, self.run_id)
@@ -353,64 +316,89 @@ class Run:
         return image.tag
 
     def _build_deploy_and_drive(self) -> None:
-        scenario = self.scenario
+        """The pipeline: clear what dead runs left, build, deploy, collect, drive the load."""
+        work_dir = self._prepare()
+        images = self._build()
+        target = self._deploy(images, work_dir / "replicas")
+        collector = self._collect(target)
+        driver = self._load_driver(target, images, work_dir)
+        self._drive(driver, collector)
+
+    def _prepare(self) -> Path:
+        """What earlier runs left when their harness was killed goes first; this run's own leftovers, should the
+        harness die, are swept by its watchdog. Returns the run's work directory."""
         work_dir = self.run_dir.path / "work"
         (work_dir / "load").mkdir(parents=True, exist_ok=True)
-        # What earlier runs left when their harness was killed goes first; this run's own leftovers, should
-        # the harness die, are swept by its watchdog.
-        for line in sweep_dead(docker=target_kind(scenario).uses_docker):
+        for line in sweep_dead(docker=target_kind(self.scenario).uses_docker):
             self.log(f"cleanup: {line}")
-        watchdog = RunWatchdog(self.run_id)
-        self.resources.add("watchdog", watchdog.finish)
+        self.watchdog = RunWatchdog(self.run_id)
+        self.resources.add("watchdog", self.watchdog.finish)
+        return work_dir
 
-        images = self._build()
-
+    def _deploy(self, images: RunImages, work_dir: Path) -> Target:
+        """Start the target's initial replicas (CPU placement and limits where they run on this machine)."""
+        scenario = self.scenario
         placement = self._placement()
         self.metadata = dataclasses.replace(self.metadata, cpu_placement=placement)
-        limiter: CgroupCpuLimiter | None = None
-        # As the kubelet does: limits.cpu becomes a CFS quota, requests.cpu a relative CPU weight.
-        quota_cores = scenario.resources.limits.cpu_cores
-        request_cores = scenario.resources.requests.cpu_cores
-        if target_kind(scenario).replicas_on_this_machine and (quota_cores is not None or request_cores is not None):
-            limiter = CgroupCpuLimiter(self.run_id)
-            self.resources.add("cpu limits", limiter.cleanup)
-
-        def on_replica_started(replica_id: str, pid: int) -> None:
-            if limiter is not None:
-                limiter.limit(replica_id, pid, quota_cores, request_cores=request_cores)
-                for warning in limiter.warnings:
-                    if warning not in self.warnings:
-                        self.warnings.append(warning)
-
+        self.loadgen_cpus = placement.loadgen_cpus if placement else None
         context = TargetContext(
-            work_dir=work_dir / "replicas",
+            work_dir=work_dir,
             on_event=self.event,
             run_id=self.run_id,
             image=images.service,
             replica_cpus=placement.replica_cpus if placement else None,
-            on_replica_started=on_replica_started,
-            register=watchdog.register,
+            on_replica_started=self._replica_cpu_limits(),
+            register=self.watchdog.register if self.watchdog is not None else None,
         )
         target = make_target(scenario, context)
-        self.target = target
-        if isinstance(target, LeavesResources):
-            watchdog.register(target.sweep_resource())
+        if isinstance(target, LeavesResources) and self.watchdog is not None:
+            self.watchdog.register(target.sweep_resource())
         self.resources.add("target", target.stop)
         initial = scenario.target.replicas
-        autoscaling = scenario.autoscaling if scenario.autoscaling and scenario.autoscaling.enabled else None
-        if autoscaling is not None:
-            check_supported(autoscaling)
+        autoscaling = scenario.autoscaling
+        if autoscaling is not None and autoscaling.enabled:
             initial = min(max(initial, autoscaling.min_replicas), autoscaling.max_replicas)
-        if any(url.startswith("https:") for url in scenario.target.urls) and not scenario.target.tls.verify:
-            self.warnings.append(
-                "TLS verification was off (target.tls.verify: false): the service's certificate and host name were "
-                "not checked"
-            )
         self.log(f"starting {initial} replica(s) on the {target.name} target")
         started_s = time.time()
         target.start(initial)
         self.log(f"replicas ready in {time.time() - started_s:.1f} s")
+        return target
 
+    def _replica_cpu_limits(self) -> Callable[[str, int], None] | None:
+        """As the kubelet does for replicas on this machine: limits.cpu becomes a CFS quota, requests.cpu a relative
+        CPU weight, applied to each replica as it starts; None when the scenario sets neither."""
+        quota_cores = self.scenario.resources.limits.cpu_cores
+        request_cores = self.scenario.resources.requests.cpu_cores
+        if not target_kind(self.scenario).replicas_on_this_machine or (quota_cores is None and request_cores is None):
+            return None
+        limiter = CgroupCpuLimiter(self.run_id)
+        self.resources.add("cpu limits", limiter.cleanup)
+
+        def on_replica_started(replica_id: str, pid: int) -> None:
+            limiter.limit(replica_id, pid, quota_cores, request_cores=request_cores)
+            for warning in limiter.warnings:
+                if warning not in self.warnings:
+                    self.warnings.append(warning)
+
+        return on_replica_started
+
+    def _collect(self, target: Target) -> MetricsCollector:
+        """Start collecting the replicas' metrics, the local autoscaler where the target does not scale itself,
+        and the harness's own exporter when asked for."""
+        scenario = self.scenario
+        # Before the collector, so that it stops after it and sends its last samples.
+        if scenario.metrics.remote_write_url:
+            from harness.metrics.remote_write import RemoteWriter
+
+            writer = RemoteWriter(
+                scenario.metrics.remote_write_url,
+                {"run_id": self.run_id, "scenario": scenario.name},
+                interval_s=scenario.metrics.remote_write_interval_s,
+                on_warning=lambda message: self.event(RunWarning("remote write", message)),
+            )
+            writer.start()
+            self.run_dir.observe(writer.add)
+            self.resources.add("remote write", writer.close)
         collector = MetricsCollector(
             target,
             self.run_dir,
@@ -421,10 +409,9 @@ class Run:
             ssl_context=context_for(scenario.target.urls, scenario.target.tls),
         )
         collector.start()
-        self.collector = collector
         self.resources.add("metrics collector", collector.stop)
-
-        if autoscaling is not None and not target.scales_itself:
+        autoscaling = scenario.autoscaling
+        if autoscaling is not None and autoscaling.enabled and not target.scales_itself:
             autoscaler = LocalAutoscaler(
                 autoscaling,
                 target,
@@ -435,17 +422,21 @@ class Run:
             )
             autoscaler.start()
             self.resources.add("autoscaler", autoscaler.stop)
-
         if scenario.metrics.exporter_port is not None:
             from harness.metrics.exporter import HarnessExporter
 
             exporter = HarnessExporter(self.run_id, scenario.name, port=scenario.metrics.exporter_port)
             port = exporter.start()
-            self.exporter = exporter
+            self.live.exporter = exporter
             self.metadata = dataclasses.replace(self.metadata, exporter_url=exporter.url)
             self.log(f"harness metrics on http://127.0.0.1:{port}/metrics")
             self.resources.add("metrics exporter", exporter.stop)
+        return collector
 
+    def _load_driver(self, target: Target, images: RunImages, work_dir: Path) -> LoadDriver:
+        """The load generator for the plan, on this machine or in the cluster, fed the ready replicas; and the
+        stages' faults, injected once the load starts."""
+        scenario = self.scenario
         endpoints_file = work_dir / "endpoints.json"
         publisher = EndpointPublisher(
             lambda: [replica.base_url for replica in target.replicas() if replica.ready], endpoints_file
@@ -453,37 +444,54 @@ class Run:
         publisher.publish()
         publisher.start()
         self.resources.add("endpoint publisher", publisher.stop)
+        plan = build_load_plan(
+            scenario,
+            endpoints_file=endpoints_file,
+            intervals_dir=work_dir / "load" / "intervals",
+            alone_answers=self._record_answers_alone(target),
+        )
+        driver: LoadDriver
+        if images.loadgen is not None:
+            from harness.load.in_cluster import InClusterLoad, LoadgenCluster
 
-        alone_answers = self._record_answers_alone(target)
-        locust: LoadDriver
-        if images.loadgen is not None and isinstance(target, HasInClusterLoad):
-            locust = target.in_cluster_load(
-                images.loadgen, work_dir / "load", self._on_interval, self.run_dir.file("locust.json")
+            assert isinstance(target, LoadgenCluster), "load_in_cluster is a capability of the kubernetes target"
+            driver = InClusterLoad(
+                target,
+                plan,
+                work_dir / "load",
+                self._on_interval,
+                image=images.loadgen,
+                json_file=self.run_dir.file("locust.json"),
+                workers=scenario.target.kubernetes.loadgen_workers or scenario.load.processes,
+                pods=scenario.target.kubernetes.loadgen_pods,
             )
         else:
-            locust = LocustProcess(
-                scenario,
+            driver = LocustProcess(
+                plan,
                 work_dir / "load",
-                endpoints_file,
                 self._on_interval,
                 json_file=self.run_dir.file("locust.json"),
                 log_file=work_dir / "load" / "locust.log",
-                cpus=placement.loadgen_cpus if placement else None,
+                cpus=self.loadgen_cpus,
                 run_id=self.run_id,
-                alone_answers=alone_answers,
             )
-        self.resources.add("load generator", locust.stop)
+        self.resources.add("load generator", driver.stop)
         planned_faults = fault_times(scenario.stages)
-        injector: FaultInjector | None = None
         if planned_faults and isinstance(target, InjectsFaults):
-            injector = FaultInjector(target, target.replicas, planned_faults, self.event)
-            self.resources.add("fault injector", injector.stop)
+            self.injector = FaultInjector(target, target.replicas, planned_faults, self.event)
+            self.resources.add("fault injector", self.injector.stop)
+        return driver
+
+    def _drive(self, driver: LoadDriver, collector: MetricsCollector) -> None:
+        """Run the load to its end, writing the stages as they ran; a record that cannot be written or a broken
+        collector ends the run."""
+        scenario = self.scenario
         # The live view's percentiles need numpy: imported now rather than at its first update, so that the
         # import's CPU does not compete with the replicas and the load generator in the first stage.
         import numpy  # noqa: F401
 
-        self.log(f"driving load for {locust.planned_duration_s:.0f} s")
-        locust.start()
+        self.log(f"driving load for {driver.planned_duration_s:.0f} s")
+        driver.start()
 
         def on_poll() -> None:
             # A record that could not be written (a full disk) ends the run: exit 2, the data so far kept.
@@ -491,21 +499,21 @@ class Run:
                 raise self.run_dir.failure
             if collector.failure is not None:
                 raise collector.failure
-            if self.test_start_s is None and locust.tail.test_start_s is not None:
+            if self.test_start_s is None and driver.tail.test_start_s is not None:
                 # The stages as planned, as soon as the load starts: a run whose harness is killed can
                 # still be judged from what it wrote (`harness report`).
-                self.test_start_s = locust.tail.test_start_s
+                self.test_start_s = driver.tail.test_start_s
                 self.run_dir.write_json("stages.json", stage_windows(scenario, self.test_start_s))
-                if injector is not None:
-                    injector.start(self.test_start_s)
-            self._update_live(locust)
+                if self.injector is not None:
+                    self.injector.start(self.test_start_s)
+            self.live.update(driver.tail.test_start_s, collector.latest())
 
         try:
-            locust.wait(on_poll=on_poll)
+            driver.wait(on_poll=on_poll)
         finally:
-            self.test_start_s = locust.tail.test_start_s
+            self.test_start_s = driver.tail.test_start_s
             self.load_ended_s = time.time()
-            for overhead in locust.tail.overheads:
+            for overhead in driver.tail.overheads:
                 self.run_dir.append(overhead)
             if self.test_start_s is not None:
                 windows = stage_windows(scenario, self.test_start_s, self.load_ended_s)
@@ -520,42 +528,10 @@ class Run:
         if base_url is None:
             raise DeployError("no ready replica to send the answers alone to (check.same_as_alone)")
         context = context_for([base_url], self.scenario.target.tls)
-        recorded = record_alone(requests, base_url, self.scenario.load.request_timeout_s, context)
+        recorded = record_reference_answers(requests, base_url, self.scenario.load.request_timeout_s, context)
         for name, alone in recorded.items():
             line = describe(name, alone)
             self.log(line)
             if alone.unstable or alone.unanswered:
                 self.warnings.append(line)
         return {name: alone.answers for name, alone in recorded.items()}
-
-    def _update_live(self, locust: LoadDriver) -> None:
-        """Feed live progress and the harness's own metrics from the latest interval, when one arrived."""
-        start_s = locust.tail.test_start_s
-        if start_s is None or len(self.intervals) == self._shown_intervals:
-            return
-        self._shown_intervals = len(self.intervals)
-        now_s = time.time()
-        latest = latest_figures(self.intervals)
-        snapshot = self.collector.latest() if self.collector else None
-        stage_names = [stage.name for stage in self.scenario.stages]
-        self.progress(
-            ProgressSnapshot(
-                stage=latest.stage,
-                stage_index=stage_names.index(latest.stage) if latest.stage in stage_names else 0,
-                stage_count=len(stage_names),
-                elapsed_s=now_s - start_s,
-                total_s=self.scenario.duration_s,
-                rps=latest.achieved_rps,
-                p95_s=latest.p95_s,
-                ready_replicas=snapshot.ready_replicas if snapshot else None,
-                desired_replicas=snapshot.desired_replicas if snapshot else None,
-                errors=self.failures_total,
-                requests=self.requests_total,
-            )
-        )
-        if self.exporter is not None:
-            self.exporter.set_achieved_rps(latest.achieved_rps)
-            self.exporter.set_offered_rps(latest.offered_rps)
-            self.exporter.set_latency_s(latest.p50_s, latest.p95_s, latest.p99_s)
-            if snapshot is not None:
-                self.exporter.set_replicas(snapshot.desired_replicas, snapshot.ready_replicas)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from harness.analysis.saturation import scaling_efficiency
@@ -19,7 +19,8 @@ from harness.errors import ConfigError
 from harness.exit_codes import ExitCode
 from harness.model import Status, to_json_dict
 from harness.rundir import write_atomically
-from harness.targets.registry import TARGETS, target_kind
+from harness.targets.kinds import TARGET_KINDS
+from harness.targets.registry import target_kind
 
 # A probe's warm-up: long enough for connections, batching and caches to settle.
 WARMUP_S = 5.0
@@ -60,6 +61,7 @@ def _search(
     min_probe_s: float | None,
     console: Any,
     label: str,
+    on_probe: Callable[[dict[str, Any]], None],
 ) -> tuple[SweepResult, list[dict[str, Any]]]:
     """One bracket-then-bisect search on `base`'s target; every probe is a run under base's output dir."""
     from harness.run import Run
@@ -105,6 +107,7 @@ def _search(
                 "run_dir": str(outcome.run_dir),
             }
         )
+        on_probe(records[-1])
         console.print(
             f"  -> {status.value}" + (f", achieved {probe_stage.achieved_rps:.1f} rps" if probe_stage else "")
         )
@@ -122,17 +125,20 @@ def run_sweep(
     min_probe_s: float | None,
     console: Any,
     replica_counts: Sequence[int] = (),
+    on_probe: Callable[[dict[str, Any]], None] = lambda record: None,
+    on_result: Callable[[dict[str, Any]], None] = lambda summary: None,
 ) -> int:
     """Search the maximum sustainable arrival rate (at each of `replica_counts`, else at the scenario's
     replicas); writes sweep.json with the scaling efficiency when 1 replica and more were searched;
-    0 when a rate was found everywhere, 3 otherwise."""
+    0 when a rate was found everywhere, 3 otherwise. `on_probe` gets each probe's record as it ends and
+    `on_result` the summary sweep.json holds."""
     if not scenario.objectives:
         raise ConfigError("harness sweep needs objectives: the maximum rate is the highest one where they all hold")
     counts = list(dict.fromkeys(replica_counts)) or [scenario.target.replicas]
     if any(count < 1 for count in counts):
         raise ConfigError(f"--replicas: replica counts must be >= 1, got {counts}")
     if not target_kind(scenario).deploys and counts != [scenario.target.replicas]:
-        deployed = ", ".join(name for name, kind in TARGETS.items() if kind.deploys)
+        deployed = ", ".join(name for name, kind in TARGET_KINDS.items() if kind.deploys)
         raise ConfigError(f"--replicas needs a target the harness deploys ({deployed}), not {scenario.target.kind}")
     sweep_id = f"{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}-{scenario.name}-sweep"
     sweep_dir = scenario.output.dir / sweep_id
@@ -154,6 +160,7 @@ def run_sweep(
             min_probe_s=min_probe_s,
             console=console,
             label=label,
+            on_probe=on_probe,
         )
         results[count] = found
         all_records.extend(records)
@@ -177,4 +184,5 @@ def run_sweep(
             f"scaling efficiency (throughput at {max(maxima)} replicas / {max(maxima)} x one replica): {efficiency:.2f}"
         )
     console.print(f"sweep: {sweep_dir / 'sweep.json'}")
+    on_result(summary)
     return ExitCode.OK if len(maxima) == len(counts) else ExitCode.INCONCLUSIVE

@@ -136,7 +136,7 @@ def _judge_stage(objective: Objective, stage: StageResult, confidence: float) ->
     measure = objective_metric(objective.metric).stage
     if measure is None:
         raise ValueError(f"objective metric '{objective.metric}' is not a per-stage metric")
-    measurement = measure(objective.metric, stage, confidence)
+    measurement = measure(objective.metric, stage, confidence, objective.request_limits)
     measured, ci_low, ci_high = measurement.value, measurement.ci_low, measurement.ci_high
     decisive = objective_metric(objective.metric).fails_stage
     failure = None if decisive is None else decisive(stage)

@@ -4,7 +4,8 @@
 #   2. start dockerd in the background when no daemon answers
 #   3. build harness-base:bookworm (debootstrap + docker import) and harness-python:bookworm, once each
 # Environment: HARNESS_CA_BUNDLE (default: /etc/ssl/certs/ca-certificates.crt) is given to pip in the
-# Python image; DOCKERD_LOG (default /var/log/dockerd.log); DOCKERD_WAIT_S (default 60).
+# Python image; HARNESS_DEBIAN_MIRROR replaces the mirror read from the apt sources (scripts/debian-mirror.sh);
+# DOCKERD_LOG (default /var/log/dockerd.log); DOCKERD_WAIT_S (default 60).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,6 +27,39 @@ bash "$ROOT/scripts/install-system-packages.sh" docker.io debootstrap
 done_step "packages present"
 
 # ---------------------------------------------------------------- 2. daemon
+# Where the capability bounding set lacks some capability the kernel knows (a Firecracker guest here: no
+# CAP_SYS_RESOURCE), runc refuses every privileged container, and kind's nodes are privileged. dockerd then runs
+# scripts/docker/runc-bounded, which gives a container only capabilities a process here can hold.
+RUNTIME_NAME="harness-runc"
+RUNTIME_PATH="/usr/local/lib/harness/runc-bounded"
+capability_set_is_reduced() {
+    local last bounding
+    last="$(cat /proc/sys/kernel/cap_last_cap)"
+    bounding="$(awk '/^CapBnd:/ {print $2}' /proc/self/status)"
+    [ "$((16#$bounding))" -ne "$(((1 << (last + 1)) - 1))" ]
+}
+bounded_runtime=""
+if capability_set_is_reduced && [ "$(id -u)" -eq 0 ]; then
+    bounded_runtime="$RUNTIME_NAME"
+    install -D -m 0755 "$ROOT/scripts/docker/runc-bounded" "$RUNTIME_PATH"
+    mkdir -p /etc/docker
+    # Merged into an existing daemon.json, whose other settings stay.
+    /usr/bin/python3 - "$RUNTIME_NAME" "$RUNTIME_PATH" <<'PYTHON'
+import json, os, sys
+path, (name, runtime) = "/etc/docker/daemon.json", sys.argv[1:]
+config = json.load(open(path)) if os.path.exists(path) and os.path.getsize(path) else {}
+config.setdefault("runtimes", {})[name] = {"path": runtime}
+config["default-runtime"] = name
+json.dump(config, open(path, "w"), indent=2)
+PYTHON
+    if docker info >/dev/null 2>&1 && [ "$(docker info --format '{{.DefaultRuntime}}')" != "$RUNTIME_NAME" ]; then
+        step "restarting dockerd to take the $RUNTIME_NAME runtime (its running containers stop)"
+        pkill -TERM -x dockerd || true
+        for _ in $(seq 1 60); do pgrep -x dockerd >/dev/null || break; sleep 1; done
+        done_step "dockerd stopped"
+    fi
+fi
+
 if ! docker info >/dev/null 2>&1; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "error: no Docker daemon answers and this is not root; start dockerd or join the docker group" >&2
@@ -45,23 +79,17 @@ if ! docker info >/dev/null 2>&1; then
     done
     done_step "dockerd ready"
 fi
+if [ -n "$bounded_runtime" ] && [ "$(docker info --format '{{.DefaultRuntime}}')" != "$bounded_runtime" ]; then
+    echo "error: dockerd does not run the $bounded_runtime runtime of /etc/docker/daemon.json: restart it" >&2
+    exit 1
+fi
 
 # ---------------------------------------------------------------- 3. base images
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
-debian_mirror() {
-    # The mirror apt already uses here: deb822 `URIs:` first, else a classic `deb` line.
-    local uri
-    uri="$(grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' | grep -v security | head -n 1 || true)"
-    if [ -z "$uri" ]; then
-        uri="$(grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | awk '{print $2}' \
-            | grep -v security | head -n 1 || true)"
-    fi
-    echo "${uri:-http://deb.debian.org/debian}"
-}
-
 if ! image_exists "$BASE_IMAGE"; then
-    mirror="$(debian_mirror)"
+    # The mirror this machine's apt uses (scripts/debian-mirror.sh says which, or that there is none).
+    mirror="$(bash "$ROOT/scripts/debian-mirror.sh" "$SUITE")" || exit 1
     step "building $BASE_IMAGE with debootstrap from $mirror"
     rootfs="$(mktemp -d /tmp/harness-rootfs.XXXXXX)"
     # A failed debootstrap can leave /proc or /sys mounted inside the root; unmount before deleting it.

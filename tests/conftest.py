@@ -2,8 +2,30 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, settings
+
+# Every process of the suite records the programs it looks up or executes (tests/program_audit): this one now,
+# its children through PYTHONPATH. A test that uses a program no install step of `make test` provides fails.
+_PROGRAM_AUDIT_DIR = Path(__file__).parent / "program_audit"
+if str(_PROGRAM_AUDIT_DIR) not in sys.path:
+    sys.path.insert(0, str(_PROGRAM_AUDIT_DIR))
+import program_audit_hook  # noqa: E402
+from provided_programs import provided_programs  # noqa: E402
+
+if program_audit_hook.LOG_VARIABLE not in os.environ:
+    # Set once by the first pytest process of a lane; its xdist workers inherit the same log.
+    os.environ[program_audit_hook.LOG_VARIABLE] = f"/tmp/harness-program-audit-{os.getpid()}.jsonl"
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(_PROGRAM_AUDIT_DIR), *([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])]
+)
+program_audit_hook.install_from_environment()
 
 # Deterministic on a loaded 2-core machine: no per-example deadline and no "too slow" health check (both
 # time the example, which other tests' load stretches), and a fixed seed per test without an example
@@ -23,3 +45,74 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     both = [item.nodeid for item in items if item.get_closest_marker("quiet") and item.get_closest_marker("exclusive")]
     if both:
         raise pytest.UsageError(f"marked both quiet and exclusive (choose one): {', '.join(both)}")
+
+
+class _ProgramAudit:
+    """Reads the suite's program log as it grows and keeps the uses of programs that `make test` does not provide
+    until a test claims them."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.seen: set[tuple[str, str]] = set()
+        self.pending: list[dict[str, str]] = []
+
+    def read(self) -> None:
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return
+        complete = data[: data.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        for line in complete.decode(errors="replace").splitlines():
+            entry = json.loads(line)
+            entry["test"] = entry["test"].split(" ")[0]
+            key = (entry["test"], entry["program"])
+            if key not in self.seen:
+                self.seen.add(key)
+                if not provided_programs().provides(entry["program"]):
+                    self.pending.append(entry)
+
+    def claim(self, test: str | None) -> list[dict[str, str]]:
+        """The pending uses by `test` (every pending use for None), no longer pending."""
+        self.read()
+        mine = [entry for entry in self.pending if test is None or entry["test"] == test]
+        self.pending = [entry for entry in self.pending if entry not in mine]
+        return mine
+
+
+_audit = _ProgramAudit(Path(os.environ[program_audit_hook.LOG_VARIABLE]))
+
+
+def _describe(entry: dict[str, str]) -> str:
+    return (
+        f"{entry['test'] or 'the session'} {entry['how']} the program '{entry['program']}', which no install step "
+        "of `make test` provides: add its Debian package to the Makefile's TEST_PACKAGES (or build it in an install "
+        "step)"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _programs_used_are_installed_by_make_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    # A test of what happens when a program is missing names it: `@pytest.mark.absent_program("name")`.
+    absent = {name for marker in request.node.iter_markers("absent_program") for name in marker.args}
+    mine = [entry for entry in _audit.claim(request.node.nodeid) if Path(entry["program"]).name not in absent]
+    if mine:
+        pytest.fail("; ".join(_describe(entry) for entry in mine), pytrace=False)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Uses no test claimed: by processes that outlived the test that started them (with xdist, the controller
+    reads the whole log once every worker is done, so a use a worker reported already is named again)."""
+    if hasattr(session.config, "workerinput"):
+        return
+    late = _audit.claim(None)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    for entry in late:
+        if reporter is not None:
+            reporter.write_line("error: " + _describe(entry), red=True)
+    if late:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -33,9 +33,12 @@ def digits_scenario(tmp_path: Path) -> dict[str, Any]:
         {"name": "mixed", "duration_s": 20, "users": 8, "spawn_rate": 8},
     ]
     data["payload"]["malformed_fraction"] = 0.5
-    # Bounds of 0.05: with no failure a rate's 95% upper bound is below that from about 75 requests on, so PASS
-    # does not hinge on how fast a busy machine serves (at 0.01 it would need about 380; one CI run had 374).
-    data["objectives"] = [{"metric": "bad_input_5xx_rate", "max": 0.05}, {"metric": "error_rate", "max": 0.05}]
+    # bad_input_5xx_rate <= 0.05: with no 5xx its 95% upper bound is below that from about 75 bad inputs on, so
+    # PASS does not hinge on how fast a busy machine serves (at 0.01 it would need about 380; one CI run had 374).
+    # error_rate <= 0.1: the valid requests may include the few 503s a busy machine gets from BentoML's batching
+    # queue (up to 3% below), whose upper bound at 100 requests is 8.5% (at 0.05 one 503 in 100 would be WARN);
+    # spoiled requests counted as errors would still make it about 0.5, a FAIL.
+    data["objectives"] = [{"metric": "bad_input_5xx_rate", "max": 0.05}, {"metric": "error_rate", "max": 0.1}]
     data["output"] = {"dir": str(tmp_path / "reports")}
     return dict(data)
 

@@ -44,3 +44,21 @@ def test_bad_input_answered_2xx_is_told_per_stage_and_none_is_not() -> None:
         "stage 'mixed': 97 of 355 bad-input requests were answered 2xx (expected 4xx): the service took them as valid "
         "input",
     ]
+
+
+def test_streamed_percentiles_are_asked_per_figure() -> None:
+    from harness.conclude import stream_percentiles_for
+    from harness.config import Objective, parse_scenario
+
+    scenario = parse_scenario(
+        {
+            "name": "t",
+            "service": {"path": ".", "service": "s:S"},
+            "stages": [{"name": "a", "duration_s": 5, "users": 1}],
+        },
+        "s.yaml",
+    )
+    objectives = [Objective(metric=m, max=1) for m in ("ttft_p99_ms", "ttft_p90_ms", "itl_p99.9_ms", "latency_p95_ms")]
+    with_streams = scenario.model_copy(update={"objectives": objectives})
+    assert stream_percentiles_for(with_streams) == {"ttft": [99.0, 90.0], "itl": [99.9]}
+    assert stream_percentiles_for(scenario) == {}

@@ -20,6 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted((ROOT / "loadtests").glob("*.yaml"))
 
 
+def in_cluster(**kubernetes: Any) -> dict[str, Any]:
+    return {"kind": "kubernetes", "kubernetes": {"loadgen": "in-cluster", **kubernetes}}
+
+
 def minimal() -> dict[str, Any]:
     return {
         "name": "t",
@@ -97,6 +101,46 @@ def test_checked_in_scenarios_exist() -> None:
         (lambda d: d.update(output={"run_id": "../../tmp/x"}), "field 'output.run_id'"),
         (lambda d: d.update(output={"run_id": "a\\b"}), "output.run_id"),
         (lambda d: d.update(service={"path": "a\x00b", "service": "s:S"}), "service.path"),
+        (
+            lambda d: d.update(resources={"requests": {"cpu": "2"}, "limits": {"cpu": "500m"}}),
+            "requests.cpu 2 is above limits.cpu 500m",
+        ),
+        (
+            lambda d: d.update(target=in_cluster(loadgen_pods={"nodeselector": {}})),
+            "unknown key 'target.kubernetes.loadgen_pods.nodeselector'",
+        ),
+        (
+            lambda d: d.update(
+                target=in_cluster(
+                    loadgen_pods={"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}}
+                )
+            ),
+            "field 'target.kubernetes.loadgen_pods.resources': requests.memory 2Gi is above limits.memory 1Gi",
+        ),
+        (
+            lambda d: d.update(
+                target=in_cluster(loadgen_pods={"tolerations": [{"key": "a", "operator": "Exists", "value": "b"}]})
+            ),
+            "a toleration with operator Exists has no value",
+        ),
+        (
+            lambda d: d.update(target=in_cluster(loadgen_pods={"tolerations": [{"key": "a", "tolerationSeconds": 5}]})),
+            "tolerationSeconds applies to effect NoExecute only",
+        ),
+        (
+            lambda d: d.update(target=in_cluster(loadgen_pods={"node_selector": {"pool": "not a label"}})),
+            "target.kubernetes.loadgen_pods.node_selector.pool",
+        ),
+        (
+            lambda d: d.update(target=in_cluster(loadgen_pods={"image_pull_secrets": ["Team_Registry"]})),
+            "target.kubernetes.loadgen_pods.image_pull_secrets[0]",
+        ),
+        (
+            lambda d: d.update(
+                target={"kind": "kubernetes", "kubernetes": {"loadgen_pods": {"service_account_name": "a"}}}
+            ),
+            "target.kubernetes.loadgen_pods applies to the pods of loadgen: in-cluster",
+        ),
     ],
 )
 def test_invalid_scenarios_name_the_field(mutate: Any, expected: str) -> None:
@@ -384,7 +428,7 @@ def with_requests(*requests: dict[str, Any], **extra: Any) -> dict[str, Any]:
         ([{"name": "a", "path": "predict"}], r"field 'requests\[0\]\.path' = 'predict'"),
         ([{"name": "a", "path": "/p", "weight": 0}], r"field 'requests\[0\]\.weight' = 0"),
         ([{"name": "a", "path": "/p", "method": "FETCH"}], r"field 'requests\[0\]\.method' = 'FETCH'"),
-        ([{"name": "a", "path": "/p", "body_template": {"x": 1}}], r"body_template needs a dataset"),
+        ([{"name": "a", "path": "/p", "body_template": {"x": "{{x}}"}}], r"body_template names data set columns"),
         ([{"name": "a", "path": "/p", "method": "GET", "body_file": "b.jsonl"}], r"a GET request has no body"),
         ([{"name": "a", "path": "/p", "headers": {"Authorization": "Bearer ${token-x}"}}], r"\$\{NAME\}"),
         (
@@ -475,3 +519,15 @@ def test_a_user_locustfile_runs_users_stages_and_its_own_requests_only() -> None
     mixed = with_requests({"name": "a", "path": "/p"}, load={"locustfile": "users.py"})
     with pytest.raises(ConfigError, match=r"load\.locustfile sends its own requests"):
         parse_scenario(mixed)
+
+
+def test_streamed_objectives_are_refused_until_requests_stream() -> None:
+    for metric, bound in (("ttft_p95_ms", {"max": 500}), ("goodput_rps", {"min": 1, "per_request": {"ttft_ms": 500}})):
+        data = {**minimal(), "objectives": [{"metric": metric, **bound}]}
+        with pytest.raises(ConfigError, match=f"objective '{metric[:4]}.*needs requests whose answers stream"):
+            parse_scenario(data, "s.yaml")
+    with pytest.raises(ConfigError, match="per_request"):
+        parse_scenario({**minimal(), "objectives": [{"metric": "goodput_rps", "min": 1}]}, "s.yaml")
+    with pytest.raises(ConfigError, match="per_request"):
+        bad = {"metric": "goodput_rps", "min": 1, "per_request": {"ttft_ms": 1, "tbt_ms": 2}}
+        parse_scenario({**minimal(), "objectives": [bad]}, "s.yaml")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -19,11 +20,17 @@ import pytest
 import trustme
 import yaml
 
+from harness.exit_codes import ExitCode
 from harness.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = [sys.executable, "-m", "harness.cli"]
 NOT_MEASURED = "judged on client-side figures; not measured: server-side latency, in-flight requests and batch sizes"
+# The synthetic server listens before a run starts and answers /readyz at once on an idle machine; the bound is
+# generous because other lanes of `make test` load this one, and a refused TLS handshake must end the run long
+# before it (which shows it was not waited out).
+STARTUP_TIMEOUT_S = 120
+LISTEN_WAIT_S = 60
 
 pytestmark = pytest.mark.integration
 
@@ -60,10 +67,12 @@ def start_server(*tls: str, scheme: str = "http") -> Iterator[str]:
         ]
     )
     try:
-        deadline_s = time.time() + 30
-        while time.time() < deadline_s:
+        deadline_s = time.time() + LISTEN_WAIT_S
+        while True:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
                 break
+            assert server.poll() is None, f"the synthetic server exited with {server.returncode}"
+            assert time.time() < deadline_s, f"the synthetic server did not listen within {LISTEN_WAIT_S} s"
             time.sleep(0.2)
         yield f"{scheme}://127.0.0.1:{port}"
     finally:
@@ -95,7 +104,7 @@ def scenario(tmp_path: Path, url: str, **extra: Any) -> Path:
     bodies.write_text('{"x": [1, 2]}\n{"x": [3, 4]}\n')
     data: dict[str, Any] = {
         "name": "external",
-        "target": {"kind": "external", "urls": [url], "startup_timeout_s": 20},
+        "target": {"kind": "external", "urls": [url], "startup_timeout_s": STARTUP_TIMEOUT_S},
         "stages": [{"name": "steady", "duration_s": 6, "arrival_rate_rps": 20}],
         "payload": {"source": "jsonl", "file": str(bodies)},
         "objectives": [{"metric": "error_rate", "max": 0.1}, {"metric": "latency_p50_ms", "max": 2000}],
@@ -154,16 +163,39 @@ def test_https_is_verified_with_the_ca_bundle(tmp_path: Path, pki: Pki, https_se
     assert scrape_errors and all("HTTP 404" in error for error in scrape_errors), scrape_errors
 
 
+def test_a_run_without_a_scenario_file_from_flags_and_environment_variables(tmp_path: Path, http_server: str) -> None:
+    # As k6 starts: a URL, a rate, a duration, an objective; the output directory from HARNESS_OUT.
+    result = subprocess.run(
+        [
+            *(*HARNESS, "run", "--url", f"{http_server}/predict", "--rate", "20", "--duration", "6s"),
+            *("--objective", "error_rate<=0.1", "--body", '{"x": [1, 2]}', "--json"),
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "HARNESS_OUT": str(tmp_path / "reports"), "HARNESS_FAIL_ON": "warn"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    assert last["type"] == "result" and last["status"] == "PASS" and last["exit_code"] == 0
+    found = verdict(tmp_path)
+    load = next(stage for stage in found["stages"] if stage["name"] == "load")
+    assert load["requests"] > 50 and load["failures"] == 0
+    assert [(o["objective"], o["status"]) for o in found["objectives"]] == [("error_rate <= 0.1", "PASS")]
+
+
 def test_https_without_the_ca_fails_in_one_line_naming_the_tls_problem(tmp_path: Path, https_server: str) -> None:
     started_s = time.time()
     result = run(scenario(tmp_path, https_server))
-    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.returncode == ExitCode.INFRASTRUCTURE, result.stdout[-2000:] + result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     print(errors)
     assert len(errors) == 1, result.stderr
     assert errors[0].startswith(f"error: external target: TLS with {https_server} failed: "), errors
     assert "certificate" in errors[0] and "target.tls.ca_bundle" in errors[0], errors
-    assert time.time() - started_s < 20, "said at once, not after target.startup_timeout_s"
+    assert time.time() - started_s < STARTUP_TIMEOUT_S, "said at once, not after target.startup_timeout_s"
 
 
 def test_https_unverified_only_on_request_and_the_verdict_says_so(tmp_path: Path, https_server: str) -> None:
@@ -197,7 +229,7 @@ def test_a_client_certificate_reaches_a_server_that_requires_one(tmp_path: Path,
     without = dict(data, target={**data["target"], "startup_timeout_s": 3, "tls": {"ca_bundle": str(pki.ca)}})
     path.write_text(yaml.safe_dump(without))
     refused = run(path)
-    assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
+    assert refused.returncode == ExitCode.INFRASTRUCTURE, refused.stdout[-2000:] + refused.stderr[-2000:]
     (line,) = refused.stderr.strip().splitlines()
     assert line.startswith(f"error: external target: {mtls_server} did not answer /readyz"), line
     assert "target.tls.client_cert" in line, line

@@ -13,7 +13,7 @@ import pytest
 from harness import extras
 from harness.config import load_scenario
 from harness.errors import MissingExtraError
-from harness.run import preflight
+from harness.preflight import preflight
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "loadtests" / "default.yaml"

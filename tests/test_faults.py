@@ -20,13 +20,14 @@ from harness.model import (
     FaultInjected,
     ObjectiveResult,
     ReplicaCrashed,
+    ReplicaInfo,
     ReplicaReady,
     ReplicaUnready,
     RunEvent,
     StageWindow,
     Status,
 )
-from harness.targets.base import MAX_RESTART_BACKOFF_S, ReplicaInfo, restart_backoff_s
+from harness.targets.base import MAX_RESTART_BACKOFF_S, restart_backoff_s
 
 
 def scenario(stages: list[dict[str, Any]], kind: str = "local") -> Any:

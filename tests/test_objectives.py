@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from harness.config import Objective
-from harness.model import StageResult, StepAutoscaling
+from harness.model import PercentileEstimate, RequestLimits, StageResult, StepAutoscaling
 from harness.objectives import (
     OBJECTIVE_METRICS,
     Measurement,
     Traffic,
     is_per_step,
     latency_percentile,
+    metric_percentile,
     objective_metric,
+    stream_percentile,
 )
 from harness.report._common import fmt_metric_value
 from tests.test_verdict import stage
@@ -25,6 +29,11 @@ from tests.test_verdict import stage
         ("latency_p99.9_ms", "latency_pNN_ms", "ms", False),
         ("error_rate", "error_rate", "", False),
         ("throughput_rps", "throughput_rps", "rps", False),
+        ("ttft_p95_ms", "ttft_pNN_ms", "ms", False),
+        ("itl_p99.9_ms", "itl_pNN_ms", "ms", False),
+        ("tpot_p50_ms", "tpot_pNN_ms", "ms", False),
+        ("output_tokens_per_s", "output_tokens_per_s", "tokens/s", False),
+        ("goodput_rps", "goodput_rps", "rps", False),
         ("scale_up_within_s", "scale_up_within_s", "s", True),
         ("ready_within_s", "ready_within_s", "s", True),
         ("max_violation_s", "max_violation_s", "s", True),
@@ -49,6 +58,8 @@ def test_each_entry_is_measured_one_way() -> None:
         ),
         ("p95_ms", "or ready_within_s"),
         ("latency_p0_ms", "between 0 and 100"),
+        ("ttft_p0_ms", "between 0 and 100"),
+        ("ttft_ms", "ttft_pNN_ms"),
     ],
 )
 def test_an_unknown_or_out_of_range_name_is_refused_naming_the_valid_ones(name: str, message: str) -> None:
@@ -73,7 +84,7 @@ def test_values_are_shown_in_the_metrics_unit() -> None:
 def _measure_stage(name: str, result: StageResult) -> Measurement:
     measure = objective_metric(name).stage
     assert measure is not None
-    return measure(name, result, 0.95)
+    return measure(name, result, 0.95, None)
 
 
 def test_stage_metrics_measure_a_value_in_their_unit_with_an_interval_around_it() -> None:
@@ -111,11 +122,82 @@ def test_sweep_probes_are_decided_by_latency_and_errors_only() -> None:
 
 def test_only_answer_and_bad_input_metrics_need_something_of_the_traffic() -> None:
     nothing = Traffic(checks_answers=False, sends_bad_input=False)
-    everything = Traffic(checks_answers=True, sends_bad_input=True)
+    everything = Traffic(checks_answers=True, sends_bad_input=True, streams=True)
     needy = {m.syntax for m in OBJECTIVE_METRICS if m.unmeasurable_with is not None and m.unmeasurable_with(nothing)}
-    assert needy == {"mismatch_rate", "bad_input_5xx_rate"}
+    streamed = {"ttft_pNN_ms", "itl_pNN_ms", "tpot_pNN_ms", "output_tokens_per_s", "goodput_rps"}
+    assert needy == {"mismatch_rate", "bad_input_5xx_rate"} | streamed
     assert all(m.unmeasurable_with is None or m.unmeasurable_with(everything) is None for m in OBJECTIVE_METRICS)
     mismatch = objective_metric("mismatch_rate").unmeasurable_with
     assert mismatch is not None and mismatch(Traffic(checks_answers=False, sends_bad_input=True)) is not None
     bad_input = objective_metric("bad_input_5xx_rate").unmeasurable_with
     assert bad_input is not None and bad_input(Traffic(checks_answers=True, sends_bad_input=False)) is not None
+
+
+# --------------------------------------------------------------------------- streamed requests
+
+
+def streamed_stage(**changes: object) -> StageResult:
+    """A 60 s stage of 600 streamed requests, 100 tokens each, 500 of them good for ttft_ms<=500."""
+    estimate = PercentileEstimate(q=95.0, value_s=0.2, ci_low_s=0.18, ci_high_s=0.22, samples=600, confidence=0.95)
+    fields: dict[str, object] = {
+        "streamed": 600,
+        "ttft": {"p95": estimate},
+        "itl": {"p95": replace(estimate, value_s=0.02, ci_low_s=0.019, ci_high_s=0.021, samples=59_400)},
+        "tpot": {},
+        "output_tokens": 60_000,
+        "output_tokens_squares": 600 * 100**2,
+        "good_requests": {"ttft_ms<=500": 500},
+    }
+    return replace(stage(), **{**fields, **changes})  # type: ignore[arg-type]
+
+
+def _measure(name: str, result: StageResult, limits: RequestLimits | None = None) -> Measurement:
+    measure = objective_metric(name).stage
+    assert measure is not None
+    return measure(name, result, 0.95, limits)
+
+
+def test_streamed_percentiles_are_read_per_figure_in_ms() -> None:
+    assert stream_percentile("ttft_p99.5_ms") == ("ttft", 99.5) and stream_percentile("latency_p95_ms") is None
+    assert metric_percentile("itl_p90_ms") == 90.0 and metric_percentile("latency_p95_ms") == 95.0
+    ttft = _measure("ttft_p95_ms", streamed_stage())
+    assert (ttft.value, ttft.ci_low, ttft.ci_high) == pytest.approx((200.0, 180.0, 220.0))
+    assert ttft.what == "ttft p95 (ms)"
+    assert _measure("itl_p95_ms", streamed_stage()).value == pytest.approx(20.0)
+    assert "not computed" in _measure("tpot_p95_ms", streamed_stage()).missing
+    assert "no streamed request" in _measure("ttft_p95_ms", stage()).missing
+    short = streamed_stage(sample_shortfalls={"ttft p95": "too few samples for ttft p95"})
+    assert _measure("ttft_p95_ms", short).missing == "too few samples for ttft p95"
+
+
+def test_output_tokens_per_s_is_a_compound_poisson_rate() -> None:
+    rate = _measure("output_tokens_per_s", streamed_stage())
+    assert rate.value == pytest.approx(1000.0)
+    # Equal lengths: the request count's normal interval (600 +- 1.96 sqrt(600)) times 100 tokens, per second.
+    half_width = 1.959964 * (600**0.5) * 100 / 60
+    assert (rate.ci_low, rate.ci_high) == pytest.approx((1000.0 - half_width, 1000.0 + half_width), rel=1e-4)
+    assert "no streamed request" in _measure("output_tokens_per_s", stage()).missing
+
+
+def test_goodput_counts_the_requests_meeting_the_objectives_own_limits() -> None:
+    limits = RequestLimits(ttft_ms=500)
+    goodput = _measure("goodput_rps", streamed_stage(), limits)
+    assert goodput.value == pytest.approx(500 / 60)
+    assert goodput.ci_low is not None and goodput.ci_low < 500 / 60 < (goodput.ci_high or 0)
+    assert "500 of 600" in goodput.what
+    other = _measure("goodput_rps", streamed_stage(), RequestLimits(ttft_ms=500, tpot_ms=50))
+    assert other.value is None and "ttft_ms<=500,tpot_ms<=50 were not counted" in other.missing
+
+
+def test_goodput_objectives_need_limits_and_only_they_take_them() -> None:
+    objective = Objective(metric="goodput_rps", min=5, per_request={"ttft_ms": 500, "tpot_ms": 50})
+    assert objective.request_limits == RequestLimits(ttft_ms=500, tpot_ms=50)
+    assert objective.name == "goodput_rps >= 5 (ttft_ms<=500,tpot_ms<=50)"
+    with pytest.raises(ValueError, match="needs per_request limits"):
+        Objective(metric="goodput_rps", min=5)
+    with pytest.raises(ValueError, match="takes no per_request"):
+        Objective(metric="ttft_p95_ms", max=500, per_request={"ttft_ms": 500})
+    with pytest.raises(ValueError, match="at least one of"):
+        Objective(metric="goodput_rps", min=5, per_request={})
+    with pytest.raises(ValueError, match="greater than 0"):
+        Objective(metric="goodput_rps", min=5, per_request={"tpot_ms": 0})

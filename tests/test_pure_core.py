@@ -37,8 +37,9 @@ def pure_modules() -> list[Path]:
         *(ROOT / "harness" / name for name in ("verdict.py", "objectives.py", "quantity.py")),
         ROOT / "harness" / "targets" / "kubernetes_status.py",
         ROOT / "harness" / "targets" / "readiness.py",
-        ROOT / "harness" / "load" / "answers.py",
-        ROOT / "harness" / "load" / "alone.py",
+        ROOT / "harness" / "load" / "json_fields.py",
+        ROOT / "harness" / "load" / "reference_answers.py",
+        ROOT / "harness" / "load" / "streaming.py",
     ]
     autoscaling = ROOT / "harness" / "autoscaling.py"
     if autoscaling.exists():

@@ -462,3 +462,25 @@ def test_a_verdict_written_before_the_overhead_was_measured_still_loads() -> Non
     data = to_json_dict(build_verdict([stage()], [objective("latency_p99_ms", max=500)]))
     del data["loadgen_overhead"]
     assert from_json_dict(Verdict, data).loadgen_overhead is None
+
+
+# --------------------------------------------------------------------------- streamed requests
+
+
+def test_streamed_objectives_are_judged_by_the_straddle_rule() -> None:
+    from tests.test_objectives import streamed_stage
+
+    streamed = streamed_stage()
+    assert only(judge([streamed], [objective("ttft_p95_ms", max=250)])).status is Status.PASS
+    assert only(judge([streamed], [objective("ttft_p95_ms", max=150)])).status is Status.FAIL
+    assert only(judge([streamed], [objective("ttft_p95_ms", max=210)])).status is Status.WARN
+    assert only(judge([streamed], [objective("output_tokens_per_s", min=900)])).status is Status.PASS
+    good = Objective(metric="goodput_rps", min=5, per_request={"ttft_ms": 500})
+    result = only(judge([streamed], [good]))
+    assert result.status is Status.PASS and result.unit == "rps" and "500 of 600" in result.reason
+    assert result.objective == "goodput_rps >= 5 (ttft_ms<=500)"
+    too_much = Objective(metric="goodput_rps", min=10, per_request={"ttft_ms": 500})
+    assert only(judge([streamed], [too_much])).status is Status.FAIL
+    # Without streams, and with too few samples, the verdict says why it cannot judge.
+    nothing = only(judge([stage()], [objective("itl_p99_ms", max=50)]))
+    assert nothing.status is Status.INCONCLUSIVE and "no streamed request" in nothing.reason

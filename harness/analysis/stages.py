@@ -39,8 +39,9 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from harness.analysis.failures import merge_samples
 from harness.analysis.latency import (
     LatencyHistogram,
     estimate_percentile_dependent,
@@ -49,6 +50,7 @@ from harness.analysis.latency import (
 )
 from harness.config import ValidityConfig
 from harness.model import (
+    STREAM_FIGURES,
     ClientInterval,
     PercentileEstimate,
     ReplicaCount,
@@ -57,6 +59,7 @@ from harness.model import (
     StageResult,
     StageWindow,
     percentile_key,
+    stream_shortfall_key,
 )
 
 BASE_PERCENTILES: tuple[float, ...] = (50.0, 95.0, 99.0)
@@ -206,6 +209,38 @@ def contiguous_sections(decoded: Sequence[tuple[float, LatencyHistogram]], k: in
     return [section for section in sections if section.count]
 
 
+def _stream_figure(
+    own: Sequence[ClientInterval],
+    figure: str,
+    computed: Sequence[float],
+    judged: Sequence[float],
+    validity: ValidityConfig,
+) -> tuple[dict[str, PercentileEstimate], dict[str, str]]:
+    """One streamed figure's percentiles over the stage (empty when nothing streamed), and its percentiles with
+    too few samples, by shortfall key (rule (a), as for latency)."""
+    decoded = [
+        (i.t_start_s, LatencyHistogram.decode(getattr(i, f"{figure}_hdr"))) for i in own if getattr(i, f"{figure}_hdr")
+    ]
+    histogram = LatencyHistogram.merged(h for _, h in decoded)
+    if not histogram.count:
+        return {}, {}
+    estimates = {
+        percentile_key(q): estimate_percentile_dependent(
+            histogram, contiguous_sections(decoded, sections_for(q, histogram.count)), q, validity.confidence
+        )
+        for q in computed
+    }
+    shortfalls = {}
+    for q in judged:
+        needed = min_samples_for_percentile(q, validity.min_tail_samples)
+        if histogram.count < needed:
+            shortfalls[stream_shortfall_key(figure, q)] = (
+                f"too few samples for {figure} {percentile_key(q)}: {histogram.count}, need at least {needed} "
+                f"(min_tail_samples={validity.min_tail_samples})"
+            )
+    return estimates, shortfalls
+
+
 def _summarize(
     window: StageWindow,
     own: Sequence[ClientInterval],
@@ -215,6 +250,7 @@ def _summarize(
     computed: Sequence[float],
     judged: Sequence[float],
     loadgen_processes: int,
+    stream_judged: Mapping[str, Sequence[float]],
 ) -> StageResult:
     duration_s = window.end_s - window.start_s
     requests = sum(i.requests for i in own)
@@ -254,6 +290,17 @@ def _summarize(
             )
     for q, reason in _stall_shortfalls(window, own, histogram, judged).items():
         shortfalls.setdefault(percentile_key(q), reason)
+    streamed: dict[str, dict[str, PercentileEstimate]] = {}
+    for figure in STREAM_FIGURES:
+        asked = stream_judged.get(figure, ())
+        streamed[figure], stream_shortfalls = _stream_figure(
+            own, figure, sorted(set(computed) | set(asked)), asked, validity
+        )
+        shortfalls.update(stream_shortfalls)
+    good_requests: dict[str, int] = defaultdict(int)
+    for interval in own:
+        for key, count in interval.good_requests.items():
+            good_requests[key] += count
     reasons.extend(_loadgen_reasons(window, own, histogram, validity, loadgen_processes))
     crashed: list[str] = []
     for event in events:
@@ -276,6 +323,7 @@ def _summarize(
         failures=failures,
         error_rate=failures / requests if requests else None,
         errors=dict(sorted(errors.items())),
+        error_samples=merge_samples([i.error_samples for i in own]),
         latency=latency,
         dropped=sum(i.dropped for i in own),
         replicas_min=min(ready) if ready else None,
@@ -292,6 +340,14 @@ def _summarize(
         bad_input_5xx_rate=bad_input_5xx / bad_inputs if bad_inputs else None,
         bad_input_accepted=bad_input_accepted,
         crashed_replicas=crashed,
+        streamed=sum(i.streamed for i in own),
+        ttft=streamed["ttft"],
+        itl=streamed["itl"],
+        tpot=streamed["tpot"],
+        input_tokens=sum(i.input_tokens for i in own),
+        output_tokens=sum(i.output_tokens for i in own),
+        output_tokens_squares=sum(i.output_tokens_squares for i in own),
+        good_requests=dict(sorted(good_requests.items())),
     )
 
 
@@ -304,12 +360,15 @@ def summarize_stages(
     percentiles: Sequence[float] = BASE_PERCENTILES,
     loadgen_processes: int = 1,
     judged_percentiles: Sequence[float] | None = None,
+    stream_percentiles: Mapping[str, Sequence[float]] | None = None,
 ) -> list[StageResult]:
     """One StageResult per stage window, in the windows' order (see the module docstring for validity).
 
     Latency is computed for p50/p95/p99 plus `percentiles`; the sample-size rule (a) applies to
     `judged_percentiles` (default: every computed percentile). Pass the percentiles your objectives
-    name, so that a short stage is not made invalid by a p99 nobody asked about.
+    name, so that a short stage is not made invalid by a p99 nobody asked about. Streamed requests' figures
+    (STREAM_FIGURES) get p50/p95/p99 too, plus the percentiles `stream_percentiles` names per figure, to which
+    alone the sample-size rule applies (their objectives: ttft_p99_ms ...).
     """
     computed = sorted(set(BASE_PERCENTILES) | set(percentiles) | set(judged_percentiles or ()))
     judged = computed if judged_percentiles is None else sorted(set(judged_percentiles))
@@ -317,6 +376,16 @@ def summarize_stages(
     for interval in intervals:
         by_stage[interval.stage].append(interval)
     return [
-        _summarize(window, by_stage.get(window.name, []), counts, events, validity, computed, judged, loadgen_processes)
+        _summarize(
+            window,
+            by_stage.get(window.name, []),
+            counts,
+            events,
+            validity,
+            computed,
+            judged,
+            loadgen_processes,
+            stream_percentiles or {},
+        )
         for window in windows
     ]

@@ -18,6 +18,7 @@ import random
 import re
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -35,11 +36,12 @@ from locust.env import Environment
 from locust.event import Events
 from locust.runners import MasterRunner, WorkerRunner
 
+from harness.analysis.failures import answer_sample, keep_sample
 from harness.analysis.latency import LatencyHistogram
-from harness.config import RequestConfig, TlsConfig
 from harness.load.arrivals import arrival_offsets
 from harness.load.malformed import malformed_requests
 from harness.load.payloads import build_bodies
+from harness.load.plan import LoadPlan
 from harness.load.requests import (
     CheckResult,
     PreparedBody,
@@ -51,10 +53,10 @@ from harness.load.requests import (
     ready_requests,
     with_alone_answers,
 )
-from harness.load.shape import WORKERS_START_WAIT_S, StagePlan, StageSpec, drain_over, plan_at
+from harness.load.shape import WORKERS_START_WAIT_S, StagePlan, drain_over, plan_at
 from harness.load.user_locustfile import load_user_classes
 from harness.model import ClientInterval, LoadgenOverhead
-from harness.targets.tls import client_context
+from harness.tls import client_context
 
 # A worker whose event loop is starved for a few seconds (a busy node, a CPU-heavy start) misses Locust's
 # 1 s heartbeats; after 3 missed the master drops it and, with the last one, ends the test having sent
@@ -62,17 +64,15 @@ from harness.targets.tls import client_context
 # falling behind, which the verdict judges; it is no reason to end the test. Read at runtime by the master.
 locust.runners.HEARTBEAT_LIVENESS = 30
 
-PLAN: dict[str, Any] = json.loads(Path(os.environ["HARNESS_LOAD_PLAN"]).read_text())
-STAGES = [StageSpec(**stage) for stage in PLAN["stages"]]
-PROCESSES: int = PLAN["processes"]
+PLAN = LoadPlan.from_json(Path(os.environ["HARNESS_LOAD_PLAN"]).read_text())
+STAGES = PLAN.stages
+PROCESSES = PLAN.processes
 # In a pod (charts/loadgen) the worker's index names its records, and each record is also printed on
 # stdout behind INTERVAL_LOG_PREFIX: the harness follows the pods' logs while the run goes on.
 POD_PROCESS: str | None = os.environ.get("HARNESS_PROCESS")
 INTERVAL_LOG_PREFIX = "harness-interval "
-ENDPOINT_PATH: str = PLAN["endpoint_path"]
-REQUEST_TIMEOUT_S: float = PLAN["request_timeout_s"]
-DRAIN_S: float = PLAN["drain_s"]
-MALFORMED_FRACTION: float = PLAN["payload"]["malformed_fraction"]
+REQUEST_TIMEOUT_S = PLAN.request_timeout_s
+MALFORMED_FRACTION = PLAN.payload.malformed_fraction
 
 # The calibration of this process's own overhead (LoadgenOverhead) before the load: Poisson arrivals at
 # this rate, this many of them, to a null endpoint in this process; never longer than CALIBRATION_MAX_S
@@ -141,6 +141,7 @@ class _StageAccumulator:
         self.bad_inputs = 0
         self.bad_input_5xx = 0
         self.bad_input_accepted = 0
+        self.error_samples: dict[str, list[str]] = {}
 
 
 class IntervalRecorder:
@@ -171,11 +172,15 @@ class IntervalRecorder:
         accumulator.requests += 1
         accumulator.histogram.record_s(latency_s)
 
-    def failure(self, stage: str, kind: str) -> None:
+    def failure(self, stage: str, kind: str, sample: Callable[[], str] | None = None) -> None:
+        """A failed request of `kind`; `sample` says what it got back, and is called only while the kind's
+        samples of this interval have room (harness.analysis.failures)."""
         accumulator = self._stage(stage)
         accumulator.requests += 1
         accumulator.failures += 1
         accumulator.errors[kind] = accumulator.errors.get(kind, 0) + 1
+        if sample is not None:
+            keep_sample(accumulator.error_samples, kind, sample)
 
     def answer_checked(self, stage: str, mismatch: bool) -> None:
         accumulator = self._stage(stage)
@@ -237,6 +242,7 @@ class IntervalRecorder:
                 bad_inputs=accumulator.bad_inputs,
                 bad_input_5xx=accumulator.bad_input_5xx,
                 bad_input_accepted=accumulator.bad_input_accepted,
+                error_samples=accumulator.error_samples,
             )
             lines.append(json.dumps(asdict(record), separators=(",", ":")))
         _write_records(self.out_path, lines)
@@ -250,7 +256,7 @@ class IntervalRecorder:
             self.flush()
 
 
-_endpoints = Endpoints(Path(PLAN["endpoints_file"]))
+_endpoints = Endpoints(Path(PLAN.endpoints_file))
 _requests: list[ReadyRequest] = []
 _cumulative_weights: list[float] = []
 # The bad-input mix: spoiled variants of the requests' bodies, one of them sent instead of a request at
@@ -324,8 +330,12 @@ def _call(
         result = check_answer(request.check, status, content, body.row, body.alone_answer)
         # FastHttpUser's response has `error` only when the request failed without a status.
         error = None if status else getattr(response, "error", None)
+
+        def sample() -> str:
+            return answer_sample(status, response.content if status else None, error, request.headers.values())
+
         if request.counts_as_traffic:
-            _record(stage, status, error, result, latency_s)
+            _record(stage, status, error, result, latency_s, sample)
         if request.check.expects_bad_input:
             _recorder.bad_input_answered(stage, status)
         if result.status_ok:
@@ -347,24 +357,30 @@ def _latency_s(request_meta: dict[str, Any], intended_s: float | None) -> float:
     return max(0.0, float(request_meta["start_time"]) - intended_s) + exchange_s
 
 
-def _record(stage: str, status: int, error: BaseException | None, result: CheckResult, latency_s: float) -> None:
+def _record(
+    stage: str,
+    status: int,
+    error: BaseException | None,
+    result: CheckResult,
+    latency_s: float,
+    sample: Callable[[], str] | None = None,
+) -> None:
     assert _recorder is not None
     if result.status_ok:
         _recorder.success(stage, latency_s)
     else:
-        _recorder.failure(stage, _error_kind(status, error))
+        _recorder.failure(stage, _error_kind(status, error), sample)
     if result.checked:
         _recorder.answer_checked(stage, result.mismatch is not None)
 
 
 # https URLs (the external target) are checked as target.tls says; Locust's own default is not to verify.
-TLS = TlsConfig.model_validate(PLAN.get("tls") or {})
-TLS_INSECURE = not TLS.verify
+TLS_INSECURE = not PLAN.tls.verify
 
 
 def _ssl_context(**_: Any) -> Any:
     """geventhttpclient's context factory (it passes its own CA file, which target.tls replaces)."""
-    return client_context(TLS)
+    return client_context(PLAN.tls)
 
 
 class ClosedModelUser(FastHttpUser):
@@ -379,7 +395,7 @@ class ClosedModelUser(FastHttpUser):
     ssl_context_factory = functools.partial(_ssl_context)
 
     def on_start(self) -> None:
-        self.rng = random.Random(PLAN["seed"] * 7919 + id(self) % 100_000)
+        self.rng = random.Random(PLAN.seed * 7919 + id(self) % 100_000)
 
     @task
     def classify(self) -> None:
@@ -396,7 +412,7 @@ def _any_replica_url() -> str:
 
 
 # load.locustfile: the user's own User classes replace ClosedModelUser; Locust finds them in this module.
-USER_LOCUSTFILE: str | None = PLAN.get("user_locustfile")
+USER_LOCUSTFILE = PLAN.user_locustfile
 if USER_LOCUSTFILE is not None:
     ClosedModelUser.abstract = True
     globals().update(load_user_classes(Path(USER_LOCUSTFILE), _any_replica_url))
@@ -459,7 +475,7 @@ class ArrivalGenerator:
     """
 
     def __init__(self, environment: Environment) -> None:
-        size = int(PLAN["max_in_flight"])
+        size = PLAN.max_in_flight
         self.client = FastHttpSession(
             base_url="http://127.0.0.1",
             request_event=environment.events.request,
@@ -473,9 +489,9 @@ class ArrivalGenerator:
         self.pool = Pool(size=size)
         # Separate generators: the arrival schedule must depend on the seed and the process only,
         # not on how response timing interleaves body choices between greenlets.
-        worker = int(getattr(environment.runner, "worker_index", PLAN["process"]) or 0)
-        self.schedule_rng = random.Random(PLAN["seed"] * 104729 + worker)
-        self.body_rng = random.Random(PLAN["seed"] * 7919 + worker)
+        worker = int(getattr(environment.runner, "worker_index", PLAN.process) or 0)
+        self.schedule_rng = random.Random(PLAN.seed * 104729 + worker)
+        self.body_rng = random.Random(PLAN.seed * 7919 + worker)
         self.alarm = Alarm()
 
     def run(self) -> None:
@@ -539,7 +555,7 @@ def measure_overhead(process: int) -> LoadgenOverhead | None:
             user=None,
             network_timeout=1.0,
             connection_timeout=1.0,
-            concurrency=int(PLAN["max_in_flight"]),
+            concurrency=PLAN.max_in_flight,
         )
         request = _requests[0] if _requests else None
 
@@ -556,14 +572,14 @@ def measure_overhead(process: int) -> LoadgenOverhead | None:
                     latencies_s.append(_latency_s(response.request_meta, intended_s))
                 response.success()
 
-        pool = Pool(size=int(PLAN["max_in_flight"]))
+        pool = Pool(size=PLAN.max_in_flight)
         alarm = Alarm()
         planned_s = CALIBRATION_REQUESTS / CALIBRATION_RATE_RPS
         with gevent.Timeout(CALIBRATION_MAX_S, False):
             for _ in range(CALIBRATION_WARMUP_REQUESTS):
                 one(None)
             begin_s = time.time()
-            for offset_s in arrival_offsets(CALIBRATION_RATE_RPS, planned_s, "poisson", random.Random(PLAN["seed"])):
+            for offset_s in arrival_offsets(CALIBRATION_RATE_RPS, planned_s, "poisson", random.Random(PLAN.seed)):
                 alarm.sleep_until(begin_s + offset_s)
                 if not pool.full():
                     pool.spawn(one, begin_s + offset_s)
@@ -601,7 +617,7 @@ class ScenarioShape(LoadTestShape):
             # recorded (a service that fell behind shows its queueing instead of losing it).
             # A distributed master cannot see its workers' requests, so it drains for the full time.
             in_flight = None if isinstance(self.runner, MasterRunner) else _in_flight
-            return None if drain_over(STAGES, elapsed_s, DRAIN_S, in_flight) else (0, 10_000.0)
+            return None if drain_over(STAGES, elapsed_s, PLAN.drain_s, in_flight) else (0, 10_000.0)
         if plan.arrival_rate_rps is not None:
             # No closed-model users in an open stage; stop the previous stage's users at once.
             return (0, 10_000.0)
@@ -637,28 +653,24 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if USER_LOCUSTFILE is not None:
         # Locust would set every user class's host to --host; the user's classes pick a replica each instead.
         environment.host = None
-    # .get: the loadgen chart's values drop keys whose value is null (Helm's rule), so an absent key is None.
-    planned_requests = PLAN.get("requests")
-    if planned_requests is not None:
+    if PLAN.requests is not None:
         # Headers are expanded here, in the load process only, so their values never reach a file of the run.
-        configs = [RequestConfig.model_validate(request) for request in planned_requests]
-        alone_answers = PLAN.get("alone_answers") or {}
         _requests = [
-            with_alone_answers(request, alone_answers.get(request.name, {}))
-            for request in ready_requests(configs, os.environ)
+            with_alone_answers(request, PLAN.alone_answers.get(request.name, {}))
+            for request in ready_requests(list(PLAN.requests), os.environ)
         ]
-        _cumulative_weights = cumulative_weights([config.weight for config in configs])
+        _cumulative_weights = cumulative_weights([config.weight for config in PLAN.requests])
     else:
-        payload = PLAN["payload"]
+        payload = PLAN.payload
         bodies = build_bodies(
-            payload["source"],
-            file=Path(payload["file"]) if payload.get("file") else None,
-            batch_rows=payload["batch_rows"],
-            seed=PLAN["seed"] + PLAN["process"],
+            payload.source,
+            file=Path(payload.file) if payload.file else None,
+            batch_rows=payload.batch_rows,
+            seed=PLAN.seed + PLAN.process,
         )
-        _requests = [endpoint_request(ENDPOINT_PATH, bodies)]
+        _requests = [endpoint_request(PLAN.endpoint_path, bodies)]
     if MALFORMED_FRACTION > 0:
-        _malformed = malformed_requests(_requests, random.Random(PLAN["seed"] * 31 + PLAN["process"]))
+        _malformed = malformed_requests(_requests, random.Random(PLAN.seed * 31 + PLAN.process))
     if not isinstance(environment.runner, MasterRunner):
         # Before the load starts, so that the calibration and the load do not share the event loop.
         _overhead = measure_overhead(_process_number())
@@ -677,7 +689,7 @@ def _process_number() -> int:
     """This process's number in its records: the plan's, its pid among local workers, its pod's index."""
     if POD_PROCESS is not None:
         return int(POD_PROCESS)
-    return int(PLAN["process"]) if PROCESSES == 1 else os.getpid()
+    return PLAN.process if PROCESSES == 1 else os.getpid()
 
 
 def _on_user_request(response_time: float, response: Any, exception: BaseException | None, **_: Any) -> None:
@@ -690,7 +702,13 @@ def _on_user_request(response_time: float, response: Any, exception: BaseExcepti
     if exception is None:
         _recorder.success(plan.name, response_time / 1000.0)
     else:
-        _recorder.failure(plan.name, _error_kind(0 if 200 <= status < 300 else status, exception))
+        failed = 0 if 200 <= status < 300 else status
+        content = getattr(response, "content", None) if failed else None
+        _recorder.failure(
+            plan.name,
+            _error_kind(failed, exception),
+            lambda: answer_sample(failed, content, exception, ()),
+        )
 
 
 if USER_LOCUSTFILE is not None:
@@ -727,13 +745,13 @@ def _start_load(environment: Environment) -> None:
     _calibrated.wait()
     _test_start_s = time.time()
     process = _process_number()
-    out = Path(PLAN["intervals_dir"]) / f"intervals-{os.getpid()}.jsonl"
+    out = Path(PLAN.intervals_dir) / f"intervals-{os.getpid()}.jsonl"
     out.unlink(missing_ok=True)
     lines = [json.dumps({"test_start_s": _test_start_s, "process": process})]
     if _overhead is not None:
         lines.append(json.dumps({"loadgen_overhead": asdict(_overhead)}, separators=(",", ":")))
     _write_records(out, lines)
-    _recorder = IntervalRecorder(out, float(PLAN["interval_s"]), process)
+    _recorder = IntervalRecorder(out, PLAN.interval_s, process)
 
     def refresh_endpoints() -> None:
         while True:

@@ -15,17 +15,17 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from harness.config import Scenario
 from harness.errors import ConfigError, DeployError, LoadError
-from harness.load.shape import load_plan, planned_duration_s
+from harness.load.plan import LoadPlan
 from harness.model import ClientInterval, LoadgenOverhead, from_json_dict
 from harness.processes import REPLICA_ENV, RUN_ENV, free_port, spawn, stop_tree
+from harness.resources import module_file
 
-LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+LOCUSTFILE = module_file("harness.load", "locustfile.py")
 # The process mark's replica part for Locust and its workers (harness.processes).
 LOADGEN_MARK = "loadgen"
 
@@ -147,28 +147,23 @@ class LoadDriver(Protocol):
 
 
 class LocustProcess:
-    """One headless Locust run (optionally with worker processes), bounded by the plan's duration."""
+    """One headless Locust run of a load plan (optionally with worker processes), bounded by its duration."""
 
     def __init__(
         self,
-        scenario: Scenario,
+        plan: LoadPlan,
         work_dir: Path,
-        endpoints_file: Path,
         on_record: Callable[[ClientInterval], None],
         *,
         json_file: Path,
         log_file: Path,
         cpus: Sequence[int] | None = None,
         run_id: str | None = None,
-        alone_answers: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
-        self.scenario = scenario
-        # Per request name, the reference answers by body key (harness.load.alone).
-        self.alone_answers = alone_answers or {}
+        self.plan = plan
         self.run_id = run_id or f"load-{uuid.uuid4().hex[:12]}"
         self.work_dir = work_dir
-        self.intervals_dir = work_dir / "intervals"
-        self.endpoints_file = endpoints_file
+        self.intervals_dir = Path(plan.intervals_dir)
         self.json_file = json_file
         self.log_file = log_file
         self.cpus = cpus
@@ -179,18 +174,12 @@ class LocustProcess:
 
     @property
     def planned_duration_s(self) -> float:
-        return planned_duration_s(self.scenario)
+        return self.plan.planned_duration_s
 
     def start(self) -> None:
         self.intervals_dir.mkdir(parents=True, exist_ok=True)
         plan_file = self.work_dir / "load_plan.json"
-        plan = {
-            **load_plan(self.scenario, self.endpoints_file, self.intervals_dir),
-            "alone_answers": self.alone_answers,
-            # How https URLs are checked (the external target); file paths only, never their contents.
-            "tls": self.scenario.target.tls.model_dump(mode="json"),
-        }
-        plan_file.write_text(json.dumps(plan, indent=2))
+        plan_file.write_text(self.plan.to_json())
         command = [
             sys.executable,
             "-m",
@@ -208,12 +197,12 @@ class LocustProcess:
             str(self.log_file),
             "--only-summary",
             "--stop-timeout",
-            str(int(self.scenario.load.request_timeout_s) + 1),
+            str(int(self.plan.request_timeout_s) + 1),
         ]
-        if self.scenario.load.processes > 1:
+        if self.plan.processes > 1:
             # The master listens on loopback, on a port of its own: two runs side by side do not collide.
             port = str(free_port())
-            command += ["--processes", str(self.scenario.load.processes)]
+            command += ["--processes", str(self.plan.processes)]
             command += ["--master-bind-host", "127.0.0.1", "--master-bind-port", port, "--master-port", port]
         env = dict(os.environ, HARNESS_LOAD_PLAN=str(plan_file), PYTHONUNBUFFERED="1")
         try:
@@ -240,7 +229,7 @@ class LocustProcess:
         calling `on_poll` after each ingestion."""
         assert self.process is not None and self.started_s is not None
         # Locust stops itself when the shape ends; the deadline only guards against a hang.
-        deadline_s = self.started_s + self.planned_duration_s + self.scenario.load.request_timeout_s + 60
+        deadline_s = self.started_s + self.planned_duration_s + self.plan.request_timeout_s + 60
         while self.process.poll() is None:
             self.poll()
             if on_poll is not None:

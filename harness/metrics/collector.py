@@ -15,9 +15,19 @@ from dataclasses import dataclass, field
 
 from harness.errors import HarnessError, MetricsError
 from harness.metrics.scrape import scrape_replica
-from harness.model import Event, ReplicaCount, ReplicaSample, RunEvent, RunWarning, ScrapeFailed, ServerSample
+from harness.model import (
+    Event,
+    ReplicaCount,
+    ReplicaInfo,
+    ReplicaSample,
+    ResourceUse,
+    RunEvent,
+    RunWarning,
+    ScrapeFailed,
+    ServerSample,
+)
 from harness.rundir import RunDirectory
-from harness.targets.base import ReadsServerMetrics, ReplicaInfo, ResourceUse, Target
+from harness.targets.base import ReadsServerMetrics, Target
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import psutil
 
-from harness.targets.base import ResourceUse
+from harness.model import ResourceUse
 
 # Identifies a process across calls: a pid alone can be reused by an unrelated process.
 _ProcessKey = tuple[int, float]

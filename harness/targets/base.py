@@ -5,15 +5,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from harness.errors import DeployError
-from harness.model import ClientInterval, EventSink, ReplicaRestarting, ServerSample
-
-if TYPE_CHECKING:
-    from harness.load.runner import LoadDriver
+from harness.model import EventSink, ReplicaInfo, ReplicaRestarting, ResourceUse, ServerSample
 
 R = TypeVar("R")
 
@@ -23,31 +18,6 @@ RUN_LABEL = "harness.dev/run-id"
 # The harness process that created the object (harness.processes.owner_id): `harness cleanup` removes what
 # harnesses of this machine that are gone left behind, containers and cluster objects alike.
 OWNER_LABEL = "harness.dev/owner"
-
-
-@dataclass(frozen=True)
-class ReplicaInfo:
-    """One replica as a target sees it right now."""
-
-    id: str
-    base_url: str
-    ready: bool
-    started_at_s: float
-    ready_at_s: float | None = None
-    # Where resource use can be read: a local process id, or a container id.
-    pid: int | None = None
-    container_id: str | None = None
-    cpus: tuple[int, ...] | None = None
-    # Set when the replica died on its own (not stopped by the harness).
-    crashed: bool = False
-
-
-@dataclass(frozen=True)
-class ResourceUse:
-    """A replica's CPU (cores, averaged since the previous call) and resident memory."""
-
-    cpu_cores: float | None
-    rss_bytes: float | None
 
 
 class Target(Protocol):
@@ -111,18 +81,6 @@ class LeavesResources(Protocol):
 
     def sweep_resource(self) -> dict[str, Any]:
         """A JSON-able description with a "kind" harness.cleanup knows ("docker", "kubernetes")."""
-        ...
-
-
-@runtime_checkable
-class HasInClusterLoad(Protocol):
-    """A target that can run the load generator next to the replicas (Kubernetes: charts/loadgen)."""
-
-    def in_cluster_load(
-        self, image: str, work_dir: Path, on_record: Callable[[ClientInterval], None], json_file: Path
-    ) -> LoadDriver:
-        """The in-cluster load driver running the load generator's `image`, for a scenario whose target kind
-        says the load runs in the cluster (`TargetKind.load_in_cluster`)."""
         ...
 
 

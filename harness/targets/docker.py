@@ -26,22 +26,16 @@ from harness.model import (
     ContainersRemoved,
     EventSink,
     ReplicaCrashed,
+    ReplicaInfo,
     ReplicaReady,
     ReplicaStarted,
     ReplicaStopped,
     ReplicaUnready,
+    ResourceUse,
 )
 from harness.processes import free_port, owner_alive, owner_id
 from harness.service_env import container_env
-from harness.targets.base import (
-    OWNER_LABEL,
-    RUN_LABEL,
-    ReplicaInfo,
-    ResourceUse,
-    restart_after_backoff,
-    scale_plan,
-    wait_until_ready,
-)
+from harness.targets.base import OWNER_LABEL, RUN_LABEL, restart_after_backoff, scale_plan, wait_until_ready
 from harness.targets.readiness import READINESS_PROBE, Readiness, next_probe_in_s, observe
 from harness.targets.serving import CONTAINER_PORT, bentoml_config_options, http_ok
 

@@ -10,10 +10,10 @@ import time
 
 from harness.config import Scenario
 from harness.errors import DeployError
-from harness.targets.base import ReplicaInfo, ResourceUse
+from harness.model import ReplicaInfo, ResourceUse
 from harness.targets.readiness import READINESS_PROBE, Readiness, next_probe_in_s, observe
 from harness.targets.serving import http_probe
-from harness.targets.tls import context_for, tls_failure
+from harness.tls import context_for, tls_failure
 
 
 class ExternalTarget:

@@ -1,4 +1,4 @@
-"""The one mapping from a scenario to Helm chart values (charts/model-service and charts/loadgen).
+"""The one mapping from a scenario to charts/model-service's values (charts/loadgen's are harness.load.in_cluster's).
 
 Pure functions: the scenario's resources, replicas, service settings and its `autoscaling:` section
 (HPA autoscaling/v2 field names) become chart values; the charts' values.schema.json checks them again
@@ -13,12 +13,10 @@ import hashlib
 import math
 import re
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Literal
 
-from harness.config import AutoscalingConfig, ResourceAmounts, Scenario
+from harness.config import AutoscalingConfig, ResourceAmounts, Resources, Scenario
 from harness.errors import ConfigError
-from harness.load.shape import WORKERS_START_WAIT_S, load_plan, planned_duration_s
 from harness.service_env import container_env
 from harness.targets.serving import CONTAINER_PORT, bentoml_config_options
 
@@ -30,8 +28,6 @@ _KUBE_VERSION = re.compile(r"^v?(\d+)\.(\d+)")
 # The chart's startup probe period (charts/model-service/values.yaml, kept equal by a test); failureThreshold is
 # derived from target.startup_timeout_s.
 STARTUP_PROBE_PERIOD_S = 2
-# A ConfigMap holds at most 1 MiB; leave room for the load plan beside the payload file.
-_MAX_PAYLOAD_BYTES = 900 * 1024
 
 ToleranceSupport = Literal["unsupported", "feature-gate", "default-on"]
 
@@ -95,6 +91,15 @@ def _amounts(amounts: ResourceAmounts) -> dict[str, str]:
     return {name: format_quantity(value) for name, value in values.items() if value is not None}
 
 
+def resources_values(resources: Resources) -> dict[str, dict[str, str]]:
+    """A container's `resources` (requests and limits that are set) from the scenario's quantities."""
+    return {
+        kind: amounts
+        for kind, amounts in (("requests", _amounts(resources.requests)), ("limits", _amounts(resources.limits)))
+        if amounts
+    }
+
+
 def hpa_spec(autoscaling: AutoscalingConfig, kube_version: str | None = None) -> dict[str, Any]:
     """minReplicas, maxReplicas, metrics and behavior of the HPA, in the HPA's own spelling.
 
@@ -138,14 +143,6 @@ def model_service_values(
     `service_monitor` renders a Prometheus Operator ServiceMonitor, `node_port` makes the Service a NodePort."""
     service = scenario.service
     autoscaling = scenario.autoscaling
-    resources = {
-        kind: amounts
-        for kind, amounts in (
-            ("requests", _amounts(scenario.resources.requests)),
-            ("limits", _amounts(scenario.resources.limits)),
-        )
-        if amounts
-    }
     values: dict[str, Any] = {
         "runId": run_id_label(run_id),
         "image": {**split_image(image), "pullPolicy": pull_policy},
@@ -156,7 +153,7 @@ def model_service_values(
             "prometheus.io/port": str(CONTAINER_PORT),
             "prometheus.io/path": service.metrics_path,
         },
-        "resources": resources,
+        "resources": resources_values(scenario.resources),
         "env": container_env(service),
         "bentomlConfigOptions": bentoml_config_options(scenario),
         # Only what the scenario decides; the probes' timings are the chart's (values.yaml), which Helm merges in.
@@ -175,42 +172,3 @@ def model_service_values(
     else:
         values["autoscaling"] = {"enabled": False}
     return values
-
-
-def loadgen_values(
-    scenario: Scenario,
-    image: str,
-    run_id: str,
-    *,
-    service_url: str,
-    workers: int | None = None,
-) -> dict[str, Any]:
-    """Values for charts/loadgen: the scenario's stages as the harness locustfile's plan, on `workers` pods."""
-    worker_count = workers or scenario.load.processes
-    plan = load_plan(scenario, Path("/etc/harness/endpoints.json"), Path("/results/intervals"))
-    plan["processes"] = worker_count
-    payload_text = ""
-    if scenario.payload.source == "jsonl":
-        assert scenario.payload.file is not None
-        try:
-            payload_text = scenario.payload.file.read_text()
-        except OSError as error:
-            raise ConfigError(f"payload.file '{scenario.payload.file}': cannot read ({error.strerror})") from error
-        if len(payload_text.encode()) > _MAX_PAYLOAD_BYTES:
-            raise ConfigError(
-                f"payload.file '{scenario.payload.file}' is larger than {_MAX_PAYLOAD_BYTES} bytes, too large "
-                "for the loadgen chart's ConfigMap",
-                hint="use fewer bodies for in-cluster load, or bake them into the load-generator image",
-            )
-        plan["payload"]["file"] = None
-    return {
-        "runId": run_id_label(run_id),
-        "image": {**split_image(image), "pullPolicy": "IfNotPresent"},
-        "target": {"host": service_url},
-        "workers": worker_count,
-        "runTimeSeconds": math.ceil(planned_duration_s(scenario) + WORKERS_START_WAIT_S) + 5,
-        "stopTimeoutSeconds": int(scenario.load.request_timeout_s) + 1,
-        "users": 0,
-        "harnessPlan": plan,
-        "payloadJsonl": payload_text,
-    }

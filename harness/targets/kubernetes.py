@@ -29,24 +29,24 @@ from harness.config import Scenario
 from harness.errors import DeployError, HarnessError
 from harness.metrics.scrape import parse_bentoml_metrics
 from harness.model import (
-    ClientInterval,
     EventSink,
     ImageLoaded,
     KindClusterUsed,
     NamespaceCreated,
     ObjectApplied,
+    ReplicaInfo,
+    ResourceUse,
     RunWarning,
     ServerSample,
 )
 from harness.processes import owner_alive, owner_id
 from harness.redact import redact_manifests
-from harness.targets.base import OWNER_LABEL, RUN_LABEL, ReplicaInfo, ResourceUse
+from harness.targets.base import OWNER_LABEL, RUN_LABEL
 from harness.targets.containerd_node import ContainerdNode
 from harness.targets.helm import MODEL_SERVICE_CHART, render_chart
 from harness.targets.helm_values import hpa_tolerance_support, model_service_values, run_id_label
 from harness.targets.kind import KindCluster, KindConfig
 from harness.targets.kubernetes_api import ClientKubernetesApi, KubernetesApi, PortForwardRelay, SocketLike
-from harness.targets.kubernetes_loadgen import InClusterLoad
 from harness.targets.kubernetes_status import (
     Problem,
     container_statuses,
@@ -63,7 +63,8 @@ from harness.targets.kubernetes_status import (
 from harness.targets.serving import CONTAINER_PORT
 
 _LOG_TAIL_LINES = 12
-# Kinds the model-service chart renders; stop() deletes every object of these kinds labelled with the run.
+# Kinds the charts render (and the in-cluster load's Secret); stop() deletes every object of these kinds labelled
+# with the run.
 CLEANUP_KINDS = (
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
@@ -72,6 +73,7 @@ CLEANUP_KINDS = (
     ("apps/v1", "Deployment"),
     ("batch/v1", "Job"),
     ("v1", "ConfigMap"),
+    ("v1", "Secret"),
     ("v1", "ServiceAccount"),
 )
 # Two metrics-server resolutions plus two HPA syncs (15 s each): how long an HPA may report missing metrics
@@ -317,6 +319,11 @@ class KubernetesTarget:
         self.on_event(ObjectApplied(manifest["kind"], manifest["metadata"]["name"]))
         return stored
 
+    @property
+    def release(self) -> str:
+        """The Helm release name of the run's model-service chart (charts/loadgen's is derived from it)."""
+        return self.config.release
+
     def service_url(self) -> str:
         """The model-service Service's in-cluster URL (its cluster IP: no cluster DNS needed)."""
         service = next(m for m in self.manifests if m["kind"] == "Service")
@@ -325,17 +332,6 @@ class KubernetesTarget:
         if not cluster_ip:
             raise DeployError(f"the model-service Service in namespace {self.namespace} has no cluster IP")
         return f"http://{cluster_ip}:{service['spec']['ports'][0]['port']}"
-
-    def in_cluster_load(
-        self, image: str, work_dir: Path, on_record: Callable[[ClientInterval], None], json_file: Path
-    ) -> InClusterLoad:
-        """The load generator inside the cluster (target.kubernetes.loadgen: in-cluster), running `image` (the
-        run's build step built it from this checkout), which is put on the node first."""
-        self.load_image(image)
-        workers = self.config.loadgen_workers or self.scenario.load.processes
-        return InClusterLoad(
-            self, self.scenario, work_dir, on_record, image=image, json_file=json_file, workers=workers
-        )
 
     def scale(self, replicas: int) -> None:
         """Set the Deployment's replicas; with an HPA the HPA owns the count and this is an error."""

@@ -17,13 +17,14 @@ from harness.model import (
     Event,
     MetricProposal,
     ReplicaCrashed,
+    ReplicaInfo,
     ReplicaReady,
     ReplicaStarted,
     ReplicaStopped,
+    ResourceUse,
     ScaleDecision,
 )
 from harness.quantity import parse_quantity
-from harness.targets.base import ReplicaInfo, ResourceUse
 
 # Warnings that never keep a pod from becoming ready (a cluster without DNS falls back to the node's).
 _BENIGN_POD_WARNINGS = frozenset({"MissingClusterDNS", "DNSConfigForming"})

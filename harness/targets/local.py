@@ -29,14 +29,16 @@ from harness.metrics.resources import ProcessTreeSampler
 from harness.model import (
     EventSink,
     ReplicaCrashed,
+    ReplicaInfo,
     ReplicaReady,
     ReplicaStarted,
     ReplicaStopped,
     ReplicaUnready,
+    ResourceUse,
 )
 from harness.processes import REPLICA_ENV, RUN_ENV, free_port, kill_all, marked_processes, spawn, stop_tree
 from harness.service_env import bentoml_command, bentoml_env, model_store_home
-from harness.targets.base import ReplicaInfo, ResourceUse, restart_after_backoff, scale_plan, wait_until_ready
+from harness.targets.base import restart_after_backoff, scale_plan, wait_until_ready
 from harness.targets.readiness import READINESS_PROBE, Readiness, next_probe_in_s, observe
 from harness.targets.serving import bentoml_config_options, http_ok
 

@@ -1,5 +1,4 @@
-"""The registry of targets: each kind's factory, and what a run needs to know about it (its capabilities)
-before the target exists, such as whether its replicas run an image the run must build first."""
+"""The registry of targets: each kind's factory, and its capabilities (harness.targets.kinds) by scenario."""
 
 from __future__ import annotations
 
@@ -9,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import Scenario
-from harness.errors import ConfigError
+from harness.errors import ConfigError, DeployError
 from harness.model import EventSink
 from harness.targets.base import Target
+from harness.targets.kinds import TARGET_KINDS, TargetKind
 
 
 @dataclass(frozen=True)
@@ -77,59 +77,26 @@ def _kubernetes(scenario: Scenario, context: TargetContext) -> Target:
     )
 
 
-def _kubernetes_preflight(scenario: Scenario) -> None:
+def machine_preflight(scenario: Scenario) -> None:
+    """What the target needs from this machine, checked before anything is built: for a kind cluster, kind and
+    Docker working, the cluster's (or the node image's) Kubernetes version, the image load path. A failure is
+    bad input as a missing extra is (ConfigError, one line, exit 2): nothing was built or started."""
     config = scenario.target.kubernetes
-    if config.kind_cluster:
+    if scenario.target.kind == "kubernetes" and config.kind_cluster:
         from harness.targets.kind import KindCluster, KindConfig
 
         cluster = KindCluster(config.kind_cluster, kubeconfig=config.kubeconfig, node_image=config.kind_node_image)
-        cluster.preflight(node_port=KindConfig.read().node_port if config.load_route == "node-port" else None)
+        try:
+            cluster.preflight(node_port=KindConfig.read().node_port if config.load_route == "node-port" else None)
+        except DeployError as error:
+            raise ConfigError(error.message, hint=error.hint) from error
 
 
-@dataclass(frozen=True)
-class TargetKind:
-    """A kind of target: its factory, and what a run must know about it before it exists."""
-
-    factory: TargetFactory
-    # The harness starts and stops the replicas, so a sweep can choose their count.
-    deploys: bool = True
-    # Replicas serve (or are built from) the BentoML project at service.path.
-    serves_service_dir: bool = False
-    # Replicas are processes of this machine: CPU placement and cgroup CPU limits apply to them.
-    replicas_on_this_machine: bool = False
-    # What dead runs left behind includes containers on this machine's Docker daemon.
-    uses_docker: bool = False
-    # Replicas run a container image of the service: the one the scenario names, or, when it names none, one
-    # the run builds from service.path before deploying. None: replicas are not containers of an image.
-    named_image: Callable[[Scenario], str | None] | None = None
-    # The load generator runs inside the target (a Kubernetes Job) rather than on this machine.
-    load_in_cluster: Callable[[Scenario], bool] = lambda scenario: False
-    # The optional extras (harness.extras) the target's own client needs; building an image needs docker's too.
-    extras: tuple[str, ...] = ()
-    # Why stages[].faults cannot pause its replicas, as the scenario's error says it; None: they can be paused.
-    pause_unavailable: str | None = None
-    # Checks what the target needs from this machine before anything is built (HarnessError, one line).
-    preflight: Callable[[Scenario], None] = lambda scenario: None
-
-
-TARGETS: dict[str, TargetKind] = {
-    "local": TargetKind(_local, serves_service_dir=True, replicas_on_this_machine=True),
-    "external": TargetKind(_external, deploys=False),
-    "docker": TargetKind(
-        _docker,
-        serves_service_dir=True,
-        uses_docker=True,
-        named_image=lambda scenario: scenario.target.docker.image,
-        extras=("docker",),
-    ),
-    "kubernetes": TargetKind(
-        _kubernetes,
-        named_image=lambda scenario: scenario.target.kubernetes.image or scenario.target.docker.image,
-        load_in_cluster=lambda scenario: scenario.target.kubernetes.loadgen == "in-cluster",
-        extras=("kubernetes",),
-        pause_unavailable="(the API cannot freeze a pod); kill deletes one",
-        preflight=_kubernetes_preflight,
-    ),
+FACTORIES: dict[str, TargetFactory] = {
+    "local": _local,
+    "external": _external,
+    "docker": _docker,
+    "kubernetes": _kubernetes,
 }
 
 
@@ -143,12 +110,15 @@ def extras_needed(scenario: Scenario) -> tuple[str, ...]:
 
 def target_kind(scenario: Scenario) -> TargetKind:
     """The scenario's kind of target; an unknown name lists the valid ones."""
-    kind = TARGETS.get(scenario.target.kind)
+    kind = TARGET_KINDS.get(scenario.target.kind)
     if kind is None:
-        raise ConfigError(f"target.kind '{scenario.target.kind}' is unknown (expected one of: {', '.join(TARGETS)})")
+        raise ConfigError(
+            f"target.kind '{scenario.target.kind}' is unknown (expected one of: {', '.join(TARGET_KINDS)})"
+        )
     return kind
 
 
 def make_target(scenario: Scenario, context: TargetContext) -> Target:
     """The target named by the scenario; an unknown name lists the valid ones."""
-    return target_kind(scenario).factory(scenario, context)
+    target_kind(scenario)
+    return FACTORIES[scenario.target.kind](scenario, context)

@@ -349,3 +349,51 @@ def test_checked_answers_and_bad_inputs_add_up_over_intervals_and_processes() ->
 def test_no_checked_answers_means_no_rate_not_zero() -> None:
     (result,) = summarize(steady_intervals(seconds=10))
     assert result.mismatch_rate is None and result.bad_input_5xx_rate is None
+
+
+# --------------------------------------------------------------------------- streamed requests
+
+
+def streamed_interval(t_start_s: float, ttfts_s: list[float], gaps_s: list[float], tokens: int) -> ClientInterval:
+    """An interval of len(ttfts_s) streams of `tokens` tokens, the first 60% of them good for ttft_ms<=250."""
+    from harness.analysis.latency import LatencyHistogram
+
+    ttft, itl, tpot = LatencyHistogram(), LatencyHistogram(), LatencyHistogram()
+    for value in ttfts_s:
+        ttft.record_s(value)
+        tpot.record_s(0.02)
+    for gap in gaps_s:
+        itl.record_s(gap)
+    base = interval(t_start_s, [0.5] * len(ttfts_s))
+    return dataclasses.replace(
+        base,
+        streamed=len(ttfts_s),
+        ttft_hdr=ttft.encode(),
+        itl_hdr=itl.encode(),
+        tpot_hdr=tpot.encode(),
+        input_tokens=10 * len(ttfts_s),
+        output_tokens=tokens * len(ttfts_s),
+        output_tokens_squares=tokens * tokens * len(ttfts_s),
+        good_requests={"ttft_ms<=250": int(0.6 * len(ttfts_s))},
+    )
+
+
+def test_streamed_figures_are_merged_per_stage_with_their_own_sample_rule() -> None:
+    ttfts = [0.1 + 0.2 * i / 50 for i in range(50)]
+    intervals = [streamed_interval(float(t), ttfts, [0.01, 0.03] * 50, tokens=101) for t in range(10)]
+    (result,) = summarize(intervals, stream_percentiles={"ttft": [99.9], "itl": [95.0]})
+    assert result.streamed == 500 and result.output_tokens == 50_500 and result.input_tokens == 5000
+    assert result.output_tokens_squares == 500 * 101**2 and result.good_requests == {"ttft_ms<=250": 300}
+    assert set(result.ttft) == {"p50", "p95", "p99", "p99.9"} and set(result.tpot) == {"p50", "p95", "p99"}
+    p50 = result.ttft["p50"]
+    assert p50.value_s == pytest.approx(0.196, rel=0.002) and p50.samples == 500  # rank 250: the 25th value
+    assert result.itl["p95"].value_s == pytest.approx(0.03, rel=0.002) and result.itl["p95"].samples == 1000
+    # ttft p99.9 needs 10,000 samples (min_tail_samples 10); itl p95 has its 1000; latency is judged apart.
+    assert "ttft p99.9" in result.sample_shortfalls and "itl p95" not in result.sample_shortfalls
+    assert "too few samples for ttft p99.9: 500" in result.sample_shortfalls["ttft p99.9"]
+
+
+def test_a_stage_without_streams_has_no_streamed_figures() -> None:
+    (result,) = summarize(steady_intervals(), stream_percentiles={"ttft": [99.0]})
+    assert (result.streamed, result.ttft, result.itl, result.tpot, result.good_requests) == (0, {}, {}, {}, {})
+    assert not any(key.startswith("ttft") for key in result.sample_shortfalls)

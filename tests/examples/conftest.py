@@ -40,9 +40,9 @@ class ServedBento:
         return self.log_path.read_text(errors="replace")
 
 
-def _is_ready(url: str) -> bool:
+def _is_ready(url: str, timeout_s: float) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2.0) as response:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False
@@ -75,7 +75,9 @@ def start_bentoml_serve(
         )
     served = ServedBento(process=process, port=port, log_path=log_path, startup_s=0.0)
     deadline_s = started_s + ready_timeout_s
-    while not _is_ready(served.base_url + "/readyz"):
+    # Up to 10 s a probe (within the wait): a server that is up but slow to answer on a loaded machine is waited
+    # for, not given up on after a fixed 2 s per probe.
+    while not _is_ready(served.base_url + "/readyz", max(1.0, min(10.0, deadline_s - time.monotonic()))):
         if process.poll() is not None or time.monotonic() > deadline_s:
             stop_tree(process, grace_s=STOP_TIMEOUT_S)
             reason = f"exited with {process.returncode}" if process.poll() is not None else "timed out"

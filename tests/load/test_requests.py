@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from harness.config import RequestConfig, ResponseCheck, SameAsAlone
 from harness.errors import ConfigError
-from harness.load.alone import body_key
+from harness.load.reference_answers import body_key
 from harness.load.requests import (
     check_answer,
     cumulative_weights,

@@ -1,28 +1,17 @@
-"""The load plan, the traffic shape and open-model arrival schedules are pure functions (of the scenario, of
-time)."""
+"""The traffic shape and open-model arrival schedules are pure functions of time."""
 
 from __future__ import annotations
 
 import itertools
-import json
 import random
 from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.config import load_scenario
 from harness.load.arrivals import arrival_offsets
-from harness.load.shape import (
-    DRAIN_S,
-    MIN_DRAIN_S,
-    StageSpec,
-    drain_over,
-    load_plan,
-    plan_at,
-    planned_duration_s,
-    total_duration_s,
-)
+from harness.load.plan import StageSpec, total_duration_s
+from harness.load.shape import MIN_DRAIN_S, drain_over, plan_at
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,13 +91,3 @@ def test_the_drain_is_over_exactly_within_its_bounds(elapsed_s: float, drain_s: 
         assert over
     elif in_flight:
         assert not over
-
-
-def test_the_load_plan_is_the_scenario_stages_with_the_paths_given() -> None:
-    scenario = load_scenario(ROOT / "loadtests" / "default.yaml")
-    plan = load_plan(scenario, Path("/x/endpoints.json"), Path("/x/intervals"))
-    assert [stage["name"] for stage in plan["stages"]] == [stage.name for stage in scenario.stages]
-    assert (plan["endpoints_file"], plan["intervals_dir"]) == ("/x/endpoints.json", "/x/intervals")
-    assert plan["drain_s"] == min(scenario.load.request_timeout_s, DRAIN_S)
-    assert planned_duration_s(scenario) == scenario.duration_s + plan["drain_s"]
-    assert json.loads(json.dumps(plan)) == plan, "the plan crosses a process boundary as JSON"

@@ -24,8 +24,12 @@ _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 pick_free_port = free_port
 
+# How long a request to a healthy local server may take before a test gives up on it: generous, since other
+# lanes of `make test` load the machine and how fast a server answers is not what these tests check.
+HEALTHY_ANSWER_S = 30.0
 
-def http_get(url: str, timeout_s: float = 5.0) -> tuple[int, str]:
+
+def http_get(url: str, timeout_s: float = HEALTHY_ANSWER_S) -> tuple[int, str]:
     """GET `url`; credentials in it (`http://user:password@host/`) go as HTTP basic auth."""
     bare, credentials = url_credentials(url)
     request = urllib.request.Request(bare)
@@ -39,7 +43,7 @@ def http_get(url: str, timeout_s: float = 5.0) -> tuple[int, str]:
         return error.code, error.read().decode("utf-8", "replace")
 
 
-def http_post_json(url: str, body: bytes, timeout_s: float = 10.0) -> int:
+def http_post_json(url: str, body: bytes, timeout_s: float = HEALTHY_ANSWER_S) -> int:
     request = urllib.request.Request(url, data=body, headers={"content-type": "application/json"}, method="POST")
     with _NO_PROXY.open(request, timeout=timeout_s) as response:
         response.read()
@@ -54,7 +58,9 @@ def wait_until_http_ok(url: str, timeout_s: float, process: subprocess.Popen[byt
         if process is not None and process.poll() is not None:
             raise AssertionError(f"process exited with {process.returncode} before {url} answered")
         try:
-            status, _ = http_get(url, timeout_s=2.0)
+            # Up to 10 s an attempt (within the wait): a server that is up but slow to answer on a loaded machine
+            # is waited for, not given up on after a fixed 2 s per attempt.
+            status, _ = http_get(url, timeout_s=max(1.0, min(10.0, deadline - time.monotonic())))
             if status == 200:
                 return
             last_error = f"HTTP {status}"

@@ -112,6 +112,9 @@ def system_packages() -> None:
 
 
 StartServer = Callable[[list[str], str, str], None]
+# Waits on a real Prometheus or Pushgateway: generous, since other lanes of `make test` load the machine and
+# how fast these servers start or first scrape is not what the tests check.
+SERVER_WAIT_S = 90.0
 
 
 @pytest.fixture
@@ -125,7 +128,7 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
             process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
         started.append(process)
         try:
-            wait_until_http_ok(ready_url, 30.0, process)
+            wait_until_http_ok(ready_url, SERVER_WAIT_S, process)
         except AssertionError as error:
             raise AssertionError(f"{error}\n{log.read_text()[-3000:]}") from error
 
@@ -171,12 +174,12 @@ def test_a_real_prometheus_scrapes_the_exporter(
             result: list[dict[str, object]] = json.loads(body)["data"]["result"]
             return result
 
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + SERVER_WAIT_S
         result: list[dict[str, object]] = []
         while time.monotonic() < deadline and not result:
             result = query("harness_achieved_rps")
             time.sleep(0.5)
-        assert result, "Prometheus did not return harness_achieved_rps within 30 s"
+        assert result, f"Prometheus did not return harness_achieved_rps within {SERVER_WAIT_S:g} s"
         sample = result[0]
         assert isinstance(sample["value"], list) and float(sample["value"][1]) == 123.25
         assert isinstance(sample["metric"], dict) and sample["metric"]["job"] == "harness"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from metrics_test_support import pick_free_port
-from test_exporter import StartServer, start_server, system_packages
+from metrics_test_support import HEALTHY_ANSWER_S, pick_free_port
+from test_exporter import SERVER_WAIT_S, StartServer, start_server, system_packages
 
 from harness.errors import MetricsError
 from harness.metrics.promql import PrometheusReplicaMetrics, parse_vector, query_url, replica_queries, urllib_fetch
@@ -212,8 +212,8 @@ def test_a_real_prometheus_answers_the_generated_queries(
             base + "/-/ready",
             "prometheus",
         )
-        source = PrometheusReplicaMetrics(base, urllib_fetch(5.0), "harness")
-        deadline_s = time.monotonic() + 30
+        source = PrometheusReplicaMetrics(base, urllib_fetch(HEALTHY_ANSWER_S), "harness")
+        deadline_s = time.monotonic() + SERVER_WAIT_S
         samples = source.samples(PODS, endpoints={"/double"})
         while not all(sample.ok for sample in samples) and time.monotonic() < deadline_s:
             time.sleep(0.5)
@@ -233,7 +233,7 @@ def test_a_real_prometheus_answers_the_generated_queries(
                 assert getattr(sample, field) == pytest.approx(getattr(expected, field)), field
         # A syntax error in PromQL comes back as a MetricsError naming Prometheus's complaint.
         with pytest.raises(MetricsError, match="bad_data"):
-            parse_vector(urllib_fetch(5.0)(query_url(base, "sum by (pod (x)")), "pod")
+            parse_vector(urllib_fetch(HEALTHY_ANSWER_S)(query_url(base, "sum by (pod (x)")), "pod")
     finally:
         for server in servers:
             server.shutdown()

@@ -37,8 +37,9 @@ def spawn_tree() -> Iterator[SpawnTree]:
         code = _PARENT.format(children=children, busy_s=busy_s, parent_s=parent_s)
         process = subprocess.Popen([sys.executable, "-c", code])
         started.append(process)
-        deadline = time.monotonic() + 10
-        while len(psutil.Process(process.pid).children()) < children and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        while len(psutil.Process(process.pid).children()) < children:
+            assert time.monotonic() < deadline, f"the parent did not start {children} children within 60 s"
             time.sleep(0.05)
         return process
 
@@ -102,8 +103,12 @@ def test_a_vanished_process_gives_none(spawn_tree: SpawnTree) -> None:
     for child in psutil.Process(parent.pid).children():
         child.kill()
     parent.kill()
-    # Not yet reaped: a zombie counts as gone too.
-    time.sleep(0.2)
+    # Not yet reaped: a zombie counts as gone too. The kill takes effect when the kernel next runs the process,
+    # which a loaded machine delays: wait for the zombie rather than sleep a fixed time.
+    deadline_s = time.monotonic() + 60
+    while psutil.Process(parent.pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline_s, "the killed parent did not become a zombie within 60 s"
+        time.sleep(0.05)
     use = sampler.sample()
     assert use.cpu_cores is None and use.rss_bytes is None
     parent.wait(5)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from metrics_test_support import HEALTHY_ANSWER_S
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from harness.errors import MetricsError
@@ -181,7 +182,7 @@ def serving(status: int, body: bytes) -> Iterator[str]:
 
 def test_scrape_reads_a_live_page() -> None:
     with serving(200, FIXTURE.read_bytes()) as url:
-        sample = scrape_replica(url, "r1", timeout_s=5.0, now=lambda: 42.0)
+        sample = scrape_replica(url, "r1", timeout_s=HEALTHY_ANSWER_S, now=lambda: 42.0)
     assert sample.ok, sample.error
     assert sample.t_s == 42.0
     assert sample.requests_total == 10.0
@@ -190,7 +191,7 @@ def test_scrape_reads_a_live_page() -> None:
 
 def test_scrape_of_an_http_error_is_not_ok() -> None:
     with serving(503, b"busy") as url:
-        sample = scrape_replica(url, "r1", timeout_s=5.0)
+        sample = scrape_replica(url, "r1", timeout_s=HEALTHY_ANSWER_S)
     assert not sample.ok
     assert sample.error is not None and "HTTP 503" in sample.error and url in sample.error
     assert sample.requests_total is None
@@ -198,7 +199,7 @@ def test_scrape_of_an_http_error_is_not_ok() -> None:
 
 def test_scrape_of_garbage_is_not_ok() -> None:
     with serving(200, b"\xff\xfe not utf-8 {{{") as url:
-        sample = scrape_replica(url, "r1", timeout_s=5.0)
+        sample = scrape_replica(url, "r1", timeout_s=HEALTHY_ANSWER_S)
     assert not sample.ok
     assert sample.error is not None and url in sample.error
 

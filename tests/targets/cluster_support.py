@@ -24,6 +24,9 @@ from harness.targets.kubernetes_api import ClientKubernetesApi
 from tests.targets.conftest import DIGITS_DIR, ROOT, RealCluster
 
 WAIT_S = 120.0
+# How long one request to a healthy pod (through the API server's proxy, a port-forward or Prometheus) may take:
+# generous, since the cluster runs beside the other lanes of `make test` and how fast it answers is not under test.
+ANSWER_S = 30.0
 
 
 def cluster_scenario(cluster: RealCluster, image: str, namespace: str, **changes: Any) -> Scenario:
@@ -102,7 +105,7 @@ def post_json(url: str, body: Any) -> Any:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
+    with urllib.request.urlopen(request, timeout=ANSWER_S) as response:
         return json.loads(response.read())
 
 

@@ -36,7 +36,7 @@ def test_wait_until_ready_returns_raises_failures_and_times_out() -> None:
     wait_until_ready(
         lambda: next(states),
         count=2,
-        timeout_s=5,
+        timeout_s=60,
         poll_s=0.001,
         ready=lambda r: r,
         failure=lambda r: None,
@@ -46,7 +46,7 @@ def test_wait_until_ready_returns_raises_failures_and_times_out() -> None:
         wait_until_ready(
             lambda: ["a"],
             count=1,
-            timeout_s=5,
+            timeout_s=60,
             poll_s=0.001,
             ready=lambda r: False,
             failure=lambda r: DeployError(f"{r} crashed"),

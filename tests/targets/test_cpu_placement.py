@@ -151,8 +151,10 @@ def busy_process() -> Iterator[subprocess.Popen[bytes]]:
     if os.geteuid() != 0 or detect_cgroup_cpu() is None:
         pytest.fail("the cgroup limiter tests need root and a cgroup cpu controller (v1 or v2)")
     process = subprocess.Popen([sys.executable, "-c", BUSY_PARENT])
-    deadline = time.monotonic() + 10
-    while not psutil.Process(process.pid).children() and time.monotonic() < deadline:
+    # The tests limit the whole tree, so the child must exist first; a loaded machine may take seconds to start it.
+    deadline = time.monotonic() + 60
+    while not psutil.Process(process.pid).children():
+        assert time.monotonic() < deadline, "the busy parent did not start its child within 60 s"
         time.sleep(0.05)
     yield process
     if process.poll() is None:

@@ -1,7 +1,9 @@
-"""harness.targets.helm: rendering through helm-python-sdk (the real Helm engine), install order, and errors."""
+"""harness.targets.helm: rendering through helm-python-sdk (the real Helm engine) and the helm CLI (the same
+manifests), install order, and errors."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,19 @@ def test_render_names_the_schema_and_the_key_on_bad_values() -> None:
 def test_render_rejects_a_directory_without_a_chart(tmp_path: Path) -> None:
     with pytest.raises(DeployError, match="not a Helm chart"):
         render_chart(tmp_path, {}, release="r", namespace="n")
+
+
+@pytest.mark.parametrize(
+    ("chart", "values"),
+    [
+        (MODEL_SERVICE_CHART, {}),
+        (MODEL_SERVICE_CHART, {"autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 4}}),
+        (LOADGEN_CHART, {"workers": 2}),
+    ],
+)
+def test_the_helm_cli_and_the_sdk_render_the_same_manifests(chart: Path, values: dict[str, object]) -> None:
+    # make test builds the CLI (Makefile: $(HELM)) and puts it on PATH; a user without one gets the SDK.
+    assert shutil.which("helm") is not None, "helm is not on PATH: run the tests through make test"
+    cli = render_chart(chart, values, release="r", namespace="n", engine="cli")
+    sdk = render_chart(chart, values, release="r", namespace="n", engine="sdk")
+    assert cli == sdk

@@ -13,14 +13,12 @@ from hypothesis import strategies as st
 
 from harness.config import AutoscalingConfig, Scenario, load_scenario
 from harness.errors import ConfigError
-from harness.load.shape import WORKERS_START_WAIT_S
 from harness.quantity import parse_quantity
 from harness.targets.helm_values import (
     HPA_SPEC_FIELDS,
     format_quantity,
     hpa_spec,
     hpa_tolerance_support,
-    loadgen_values,
     model_service_values,
     parse_kube_version,
     run_id_label,
@@ -227,24 +225,3 @@ def test_model_service_values_with_autoscaling_use_hpa_names() -> None:
     section = AutoscalingConfig.model_validate({"minReplicas": 2, "maxReplicas": 5, "metrics": [CPU_METRIC]})
     values = model_service_values(scenario(autoscaling=section), "d:1", "run-1")
     assert values["autoscaling"] == {"enabled": True, "minReplicas": 2, "maxReplicas": 5, "metrics": [CPU_METRIC]}
-
-
-def test_loadgen_values_plan_the_scenario_for_the_workers() -> None:
-    base = scenario()
-    values = loadgen_values(base, "lg:2", "run-1", service_url="http://svc.ns.svc.cluster.local:3000", workers=4)
-    assert values["workers"] == 4 and values["users"] == 0
-    assert values["harnessPlan"]["processes"] == 4
-    # The stages, the drain after the last one (min(request timeout, 5 s)), the master's longest wait for its
-    # workers' calibration, and a 5 s margin.
-    assert values["runTimeSeconds"] == int(base.duration_s) + 5 + WORKERS_START_WAIT_S + 5
-    assert values["target"] == {"host": "http://svc.ns.svc.cluster.local:3000"}
-    assert values["payloadJsonl"] == ""
-
-
-def test_loadgen_values_refuse_a_payload_too_large_for_a_configmap(tmp_path: Path) -> None:
-    bodies = tmp_path / "big.jsonl"
-    bodies.write_text(('{"x": "' + "a" * 1000 + '"}\n') * 1000)
-    base = scenario()
-    base = base.model_copy(update={"payload": base.payload.model_copy(update={"source": "jsonl", "file": bodies})})
-    with pytest.raises(ConfigError, match="too large for the loadgen chart's ConfigMap"):
-        loadgen_values(base, "lg:2", "run-1", service_url="http://svc:3000")

@@ -263,6 +263,7 @@ def test_a_failing_kind_command_is_a_deploy_error_with_its_output(tmp_path: Path
         cluster(runner, tmp_path).ensure()
 
 
+@pytest.mark.absent_program("harness-no-such-kind")
 def test_a_missing_binary_is_a_deploy_error() -> None:
     with pytest.raises(DeployError, match="harness-no-such-kind: not found on PATH"):
         run_command(["harness-no-such-kind", "get", "clusters"], 5)

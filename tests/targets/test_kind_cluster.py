@@ -58,13 +58,15 @@ def privileged(privileged_failure_here: str | None) -> None:
 
 @pytest.fixture(scope="module")
 def kind_setup() -> tuple[Path, str]:
-    """kind and the node image, as `make kind-setup` builds them (cached: seconds when built before)."""
+    """kind (on PATH: make test puts the Makefile's KIND there) and the node image, as `make kind-setup` builds
+    them (cached: a second when built before)."""
+    kind = shutil.which("kind")
+    assert kind is not None, "kind is not on PATH (make kind-setup installs it; make test puts it on PATH)"
     result = subprocess.run(
         ["bash", str(NODE_IMAGE_SCRIPT), "build"], capture_output=True, text=True, timeout=3600, check=False
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    kind, image = result.stdout.split()[-2:]
-    return Path(kind), image
+    return Path(kind), result.stdout.split()[-1]
 
 
 def kind_env(kind: Path, home: Path) -> dict[str, str]:
@@ -162,6 +164,8 @@ def test_the_nightly_steps_run_make_loadtest_kind_under_the_real_hpa_and_delete_
         # The runner's setup-go would restore these; here the machine's, so kind's modules are not fetched again.
         "GOMODCACHE": go_env[0],
         "GOCACHE": go_env[1],
+        # And the machine's cluster binaries and node image (their cache is under the real HOME).
+        "HARNESS_CLUSTER_CACHE": str(Path.home() / ".cache" / "harness-cluster"),
         "GITHUB_PATH": str(github_path),
         "GITHUB_OUTPUT": str(tmp_path / "github_output"),
         "GITHUB_WORKSPACE": str(workspace),

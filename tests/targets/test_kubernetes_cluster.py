@@ -20,12 +20,14 @@ import pytest
 import yaml
 
 from harness.errors import DeployError
+from harness.exit_codes import ExitCode
 from harness.metrics.promql import PrometheusReplicaMetrics, urllib_fetch
 from harness.model import Event
 from harness.processes import owner_id
 from harness.targets.base import OWNER_LABEL
 from harness.targets.kubernetes import KubernetesTarget
 from tests.targets.cluster_support import (
+    ANSWER_S,
     WAIT_S,
     admin,
     assert_nothing_left,
@@ -65,22 +67,22 @@ def test_rollout_serves_reports_metrics_by_every_route_and_leaves_nothing(
             assert len(answer["labels"]) == 3
 
         # The pod proxy route (the default) reads every pod's BentoML counters.
-        samples = target.server_samples(replicas, 5.0)
+        samples = target.server_samples(replicas, ANSWER_S)
         assert [sample.replica for sample in samples] == [replica.id for replica in replicas]
         assert all(sample.ok for sample in samples), samples
         assert sum(sample.requests_total or 0 for sample in samples) >= 2
 
         # Prometheus (scraping the annotated pods) reports the same pods.
-        prometheus = PrometheusReplicaMetrics(cluster.prometheus_url, urllib_fetch(5.0), target.namespace)
+        prometheus = PrometheusReplicaMetrics(cluster.prometheus_url, urllib_fetch(ANSWER_S), target.namespace)
         names = [replica.id for replica in replicas]
-        wait_for(lambda: all(s.ok for s in prometheus.samples(names)), "Prometheus series for both pods", 60)
+        wait_for(lambda: all(s.ok for s in prometheus.samples(names)), "Prometheus series for both pods")
 
         # metrics-server reports CPU and working-set memory per pod.
         def measured() -> bool:
             use = target.resource_use()
             return all(use[name].cpu_cores is not None and (use[name].rss_bytes or 0) > 50e6 for name in names)
 
-        wait_for(measured, "metrics.k8s.io figures for both pods", 90)
+        wait_for(measured, "metrics.k8s.io figures for both pods")
     finally:
         target.stop()
     assert_nothing_left(cluster, target)
@@ -116,9 +118,9 @@ def test_restricted_namespace_prometheus_route_pod_ip_load_and_scaling(
             assert len(post_json(replica.base_url + "/classify", {"images": [[0.0] * 64]})["labels"]) == 1
 
         def both_scraped() -> bool:
-            return all(sample.ok for sample in target.server_samples(target.replicas(), 5.0))
+            return all(sample.ok for sample in target.server_samples(target.replicas(), ANSWER_S))
 
-        wait_for(both_scraped, "both pods in Prometheus", 60)
+        wait_for(both_scraped, "both pods in Prometheus")
 
         # A kill fault deletes a pod at once; its ReplicaSet replaces it.
         victim = target.replicas()[0].id
@@ -225,7 +227,7 @@ def test_no_cluster_at_the_address_is_exit_2_with_one_line(digits_image: str, tm
         "output": {"dir": str(tmp_path / "reports")},
     }
     result = harness_run(scenario, tmp_path / "scenario.yaml")
-    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.returncode == ExitCode.INFRASTRUCTURE, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "cannot reach the Kubernetes API server" in errors[0], result.stderr[-2000:]
 

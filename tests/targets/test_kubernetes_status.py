@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from kubernetes_fakes import CRASH_LOG, IMAGE, POD_1, POD_2, POD_3, fixture, no_logs, pods
 
-from harness.model import Event, MetricProposal, ReplicaCrashed, ReplicaReady, ScaleDecision, to_json_dict
-from harness.targets.base import ResourceUse
+from harness.model import Event, MetricProposal, ReplicaCrashed, ReplicaReady, ResourceUse, ScaleDecision, to_json_dict
 from harness.targets.kubernetes_status import (
     diagnose_hpa,
     diagnose_pods,

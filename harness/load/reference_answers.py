@@ -1,7 +1,7 @@
 """Answers alone (`check.same_as_alone`): before the load, a sample of a request's bodies is sent one at a time,
 each twice, and the answers become the reference; under load an answer that disagrees with its body's reference
 is a mismatch. Pure: which bodies, which answers count as the reference, and the comparison.
-harness.load.record_alone sends the bodies."""
+harness.load.reference_recording sends the bodies."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.config import SameAsAlone
-from harness.load.answers import MISSING, field_at, same_json
+from harness.load.json_fields import MISSING, field_at, same_json
 
 
 def body_key(body: bytes | None) -> str:

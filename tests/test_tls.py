@@ -11,7 +11,7 @@ import trustme
 
 from harness.config import TlsConfig
 from harness.errors import ConfigError
-from harness.targets.tls import client_context, tls_failure
+from harness.tls import client_context, tls_failure
 
 
 def test_verification_is_on_by_default_and_off_only_when_asked() -> None:

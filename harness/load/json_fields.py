@@ -1,5 +1,5 @@
 """JSON answers as checks read them: the value at a dotted field path, and JSON equality (with a tolerance for
-numbers). Pure; shared by the answer checks of harness.load.requests and harness.load.alone."""
+numbers). Pure; shared by the answer checks of harness.load.requests and harness.load.reference_answers."""
 
 from __future__ import annotations
 

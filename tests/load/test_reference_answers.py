@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.config import SameAsAlone
-from harness.load.alone import (
+from harness.load.json_fields import MISSING
+from harness.load.reference_answers import (
     AloneAnswers,
     alone_mismatch,
     answer_value,
@@ -18,8 +19,7 @@ from harness.load.alone import (
     reference_answers,
     sample_bodies,
 )
-from harness.load.answers import MISSING
-from tests.load.test_answers import json_values
+from tests.load.test_json_fields import json_values
 
 WHOLE = SameAsAlone()
 LABEL = SameAsAlone(field="labels.0")

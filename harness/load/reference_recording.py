@@ -1,6 +1,6 @@
 """Sends the sampled bodies of every request with `check.same_as_alone` to one replica, one request at a time and
 each twice, before the load: their answers become the reference that answers under load are compared with
-(harness.load.alone decides what counts)."""
+(harness.load.reference_answers decides what counts)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any
 
 from harness.config import SameAsAlone
 from harness.errors import LoadError
-from harness.load.alone import AloneAnswers, answer_value, body_key, reference_answers, sample_bodies
-from harness.load.answers import MISSING
+from harness.load.json_fields import MISSING
+from harness.load.reference_answers import AloneAnswers, answer_value, body_key, reference_answers, sample_bodies
 from harness.load.requests import ReadyRequest, status_expected
 
 
@@ -38,7 +38,7 @@ def _value(request: ReadyRequest, check: SameAsAlone, status: int, content: byte
     return answer_value(check, content) if status_expected(request.check, status) else MISSING
 
 
-def record_alone(
+def record_reference_answers(
     requests: Sequence[ReadyRequest], base_url: str, timeout_s: float, context: ssl.SSLContext | None = None
 ) -> dict[str, AloneAnswers]:
     """The answers alone of each request with `check.same_as_alone`, by request name; a LoadError when a request
