@@ -183,10 +183,11 @@ ENV container=docker
 STOPSIGNAL SIGRTMIN+3
 COPY files/usr/local/bin/ /usr/local/bin/
 COPY files/kind/ /kind/
-COPY files/etc/ /etc/
 RUN chmod 755 /kind /kind/bin /kind/bin/* /usr/local/bin/* && rm -f /kind/README.txt \\
-    && DEBIAN_FRONTEND=noninteractive clean-install ${BASE_PACKAGES[*]} \\
-    && find /lib/systemd/system/sysinit.target.wants/ -name "systemd-tmpfiles-setup.service" -delete \\
+    && DEBIAN_FRONTEND=noninteractive clean-install ${BASE_PACKAGES[*]}
+# After the packages: kind's /etc (its containerd config and units) replaces what Debian's containerd installed.
+COPY files/etc/ /etc/
+RUN find /lib/systemd/system/sysinit.target.wants/ -name "systemd-tmpfiles-setup.service" -delete \\
     && rm -f /lib/systemd/system/multi-user.target.wants/* \\
     && rm -f /etc/systemd/system/*.wants/* \\
     && rm -f /lib/systemd/system/local-fs.target.wants/* \\
