@@ -1,7 +1,7 @@
 #!/bin/bash
 # A kind node image built offline, for `make loadtest TARGET=kind` and the kind tests of `make test`.
 #
-#   node-image.sh build   build once (cached by a content key) and print the node image's name
+#   node-image.sh build   build once (cached by a content key), confine kind's Docker network, print the image
 #
 # kind itself is `go install sigs.k8s.io/kind@v0.33.0`, as kind's quick start documents (the Makefile's $(KIND)).
 # The image follows kind's own recipes, read from the kind module ($GOMODCACHE/sigs.k8s.io/kind@$KIND_VERSION),
@@ -30,6 +30,12 @@
 #   kind installs its built-in host-path StorageClass instead; no nfs-common or open-iscsi either.
 # - the pod sandbox is the test cluster's pause, named harness.local/pause:1 in the containerd config, and
 #   metrics-server (the test cluster's build) is in the image for charts/metrics-server.
+# - no packet to a Service IP that kube-proxy has not programmed yet leaves the node: a packet still addressed
+#   to the Service range after kube-proxy's rules (harness-service-range.service) is rejected, so such a
+#   connection fails at once and is retried, instead of going out through Docker's default route (an
+#   unreachable route cannot do it: the API server's own connections are routed before kube-proxy's DNAT). Measured before this: the API server's first
+#   connection to metrics-server's Service, made before kube-proxy's rule, went out of the machine and got a
+#   404 from the network's gateway, and metrics-server never became available.
 # - containerd keeps pods' oom_score_adj at or above its own (restrict_oom_score_adj = true), as kind does in a
 #   user namespace: this machine drops CAP_SYS_RESOURCE even for root (scripts/docker/runc-bounded).
 #
@@ -49,6 +55,8 @@ ETCD_TAG="3.6.5-0"
 METRICS_SERVER_TAG="v0.8.0"
 PAUSE_IMAGE="harness.local/pause:1"
 POD_RANGE="10.244.0.0/24"
+# kind's default serviceSubnet.
+SERVICE_RANGE="10.96.0.0/16"
 # kind's base packages (images/base/Dockerfile), less nfs-common and open-iscsi (volumes), plus Debian's
 # containerd, runc and CNI plugins.
 BASE_PACKAGES=(systemd conntrack iptables nftables iproute2 ethtool util-linux mount kmod libseccomp2 pigz
@@ -177,6 +185,19 @@ EOF
         printf 'data:\n  10-harness.conflist: |\n'
         sed 's/^/    /' "$context/files/etc/cni/net.d/10-harness.conflist"
     } >"$context/files/kind/manifests/default-cni.yaml"
+    cat >"$context/files/etc/systemd/system/harness-service-range.service" <<EOF
+[Unit]
+Description=Packets to Service IPs kube-proxy has not programmed are rejected, never routed out of the node
+Before=containerd.service kubelet.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'iptables -A OUTPUT -d $SERVICE_RANGE -j REJECT && iptables -A FORWARD -d $SERVICE_RANGE -j REJECT'
+
+[Install]
+WantedBy=multi-user.target
+EOF
     cat >"$context/Dockerfile" <<EOF
 FROM $DEBIAN_BASE
 ENV container=docker
@@ -198,6 +219,7 @@ RUN find /lib/systemd/system/sysinit.target.wants/ -name "systemd-tmpfiles-setup
     && ln -sf /usr/lib/systemd/systemd /sbin/init \\
     && mkdir -p /opt/cni && ln -s /usr/lib/cni /opt/cni/bin
 RUN systemctl enable kubelet.service && systemctl enable containerd.service \\
+    && systemctl enable harness-service-range.service \\
     && systemctl enable undo-mount-hacks.service && systemctl mask systemd-binfmt.service \\
     && mkdir -p /etc/kubernetes/manifests
 COPY crictl /usr/local/bin/crictl
@@ -272,6 +294,22 @@ node_image() {
     docker image rm "${images[@]}" >/dev/null
 }
 
+# confine_network: kind's Docker network ("kind", made here as kind makes it when missing) forwards nothing
+# out of this machine: a DOCKER-USER rule drops what its bridge would send to any other interface. Published
+# ports (127.0.0.1) and the nodes' answers to this machine do not pass the FORWARD chain and still work.
+confine_network() {
+    if ! docker network inspect kind >/dev/null 2>&1; then
+        docker network create -d bridge -o com.docker.network.bridge.enable_ip_masquerade=true \
+            -o com.docker.network.driver.mtu=1500 kind >/dev/null
+    fi
+    local bridge
+    bridge="$(docker network inspect kind --format '{{index .Options "com.docker.network.bridge.name"}}')"
+    [ -n "$bridge" ] || bridge="br-$(docker network inspect kind --format '{{.Id}}' | cut -c1-12)"
+    iptables -C DOCKER-USER -i "$bridge" ! -o "$bridge" -j DROP 2>/dev/null ||
+        iptables -I DOCKER-USER -i "$bridge" ! -o "$bridge" -j DROP ||
+        die "could not add the DOCKER-USER rule that keeps kind's network ($bridge) on this machine"
+}
+
 # cluster_bin: the test cluster's binaries, built once under its lock (a build in progress elsewhere is waited for).
 cluster_bin() { bash "$ROOT/scripts/cluster/cluster.sh" build | tail -n 1; }
 
@@ -288,6 +326,7 @@ build() {
     local bin name started=$SECONDS
     bin="$(cluster_bin)"
     name="$(node_image_name "$bin")"
+    confine_network
     if image_exists "$name"; then
         echo "$name"
         return
