@@ -163,6 +163,9 @@ kind-setup: docker-setup $(KIND)
 # tests ran beside the cluster tests, and 10-45% busy while the old `exclusive` phase (5.3 min) ran alone. So:
 # - the cluster tests one at a time, in the background (9-10 min, mostly waiting on the controller and the
 #   HPA; on two workers of their own they measured 14:26-16:44 in all, no better and more variable);
+# - the kind tests one at a time, in the background beside them (tests/targets/test_kind_cluster.py: the
+#   nightly's `make loadtest TARGET=kind` with the HPA 1 -> >= 2 and back, the three kill cases, preflight;
+#   about 4-5 min, mostly waiting on the HPA; they need kind-setup, not the test cluster);
 # - the unit tests on one pytest-xdist worker, in the background from the start: spread over the light
 #   tests' idle CPU rather than crowding the cluster tests' first pods (on two workers the first cluster test
 #   took 122 s instead of 79 s);
@@ -179,17 +182,22 @@ test: setup system-packages docker-setup cluster kind-setup lint $(HELM)
 	@$(BIN)/python -m compileall -q harness bench examples tests > /dev/null
 	@$(PYTEST) -m "cluster and not exclusive and not quiet" --basetemp=/tmp/harness-test-cluster-lane \
 		> test-output/cluster-lane.log 2>&1 & cluster=$$!; \
+	$(PYTEST) -m "kind and not exclusive and not quiet" --basetemp=/tmp/harness-test-kind-lane \
+		> test-output/kind-lane.log 2>&1 & kind=$$!; \
 	$(PYTEST) -n 1 -m "not integration and not exclusive and not quiet" --basetemp=/tmp/harness-test-unit-lane \
 		> test-output/unit-lane.log 2>&1 & unit=$$!; \
-	trap 'kill $$cluster $$unit 2>/dev/null' INT TERM; \
-	$(PYTEST) -n 2 --dist loadfile -m "integration and not cluster and not exclusive and not quiet" \
+	trap 'kill $$cluster $$kind $$unit 2>/dev/null' INT TERM; \
+	$(PYTEST) -n 2 --dist loadfile -m "integration and not cluster and not kind and not exclusive and not quiet" \
 		--basetemp=/tmp/harness-test-local-lane; local=$$?; \
 	wait $$unit; unit_status=$$?; \
 	echo "---- unit tests (run beside the ones above) ----"; cat test-output/unit-lane.log; \
 	$(PYTEST) -n 2 --dist loadfile -m quiet --basetemp=/tmp/harness-test-quiet-lane; quiet=$$?; \
 	wait $$cluster; cluster_status=$$?; \
 	echo "---- cluster tests (run beside the ones above) ----"; cat test-output/cluster-lane.log; \
-	[ $$local -eq 0 ] && [ $$unit_status -eq 0 ] && [ $$quiet -eq 0 ] && [ $$cluster_status -eq 0 ]
+	wait $$kind; kind_status=$$?; \
+	echo "---- kind tests (run beside the ones above) ----"; cat test-output/kind-lane.log; \
+	[ $$local -eq 0 ] && [ $$unit_status -eq 0 ] && [ $$quiet -eq 0 ] && [ $$cluster_status -eq 0 ] \
+		&& [ $$kind_status -eq 0 ]
 	$(PYTEST) -m exclusive
 
 # wrk measures the same servers beside the harness (a Debian package).

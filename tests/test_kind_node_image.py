@@ -27,7 +27,9 @@ def test_kubeadm_and_kubectl_build_against_the_cluster_builds_module_versions() 
     cluster = requirements(ROOT / "scripts" / "cluster" / "go.mod")
     kind = requirements(KIND_DIR / "go.mod")
     assert "k8s.io/kubernetes" in cluster and len(cluster) > 100
-    differing = {path: (cluster[path], kind[path]) for path in cluster.keys() & kind.keys() if cluster[path] != kind[path]}
+    differing = {
+        path: (cluster[path], kind[path]) for path in cluster.keys() & kind.keys() if cluster[path] != kind[path]
+    }
     assert differing == {}
     assert cluster.keys() <= kind.keys(), "the kind module imports every cluster command, so it has their modules"
     tools = (KIND_DIR / "tools.go").read_text()

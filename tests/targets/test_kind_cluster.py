@@ -24,7 +24,7 @@ from harness.targets.kind import cluster_owner, privileged_failure
 from tests.targets.cluster_support import wait_for
 from tests.targets.conftest import DIGITS_DIR, ROOT
 
-pytestmark = [pytest.mark.integration, pytest.mark.cluster]
+pytestmark = [pytest.mark.integration, pytest.mark.kind]
 
 NODE_IMAGE_SCRIPT = ROOT / "scripts" / "kind" / "node-image.sh"
 
