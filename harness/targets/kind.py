@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -50,19 +51,63 @@ _CONTAINERD_STORE = "io.containerd.snapshotter"
 _SAVE_PLATFORM_SINCE = 28
 
 Runner = Callable[[Sequence[str], float], "subprocess.CompletedProcess[str]"]
+# The label kind puts on a cluster's node containers.
+NODE_LABEL = "io.x-k8s.kind.cluster"
 LoadMethod = Literal["docker-image", "image-archive"]
 
 
 def run_command(
     command: Sequence[str], timeout_s: float, env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command, capturing its output; DeployError when it cannot start or times out."""
+    """Run a command in a process group of its own, capturing its output; DeployError when it cannot start or
+    times out. Interrupted (SIGINT, SIGTERM), the whole group is killed: `kind create`'s own `docker run`
+    children too, which would otherwise go on creating a node after the cluster was deleted."""
     try:
-        return subprocess.run(list(command), capture_output=True, text=True, timeout=timeout_s, check=False, env=env)
+        process = subprocess.Popen(
+            list(command),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
     except FileNotFoundError as error:
         raise DeployError(f"{command[0]}: not found on PATH", hint=_INSTALL_HINT) from error
-    except subprocess.TimeoutExpired as error:
-        raise DeployError(f"{' '.join(command)}: no answer within {timeout_s:g} s") from error
+    try:
+        stdout, stderr = process.communicate(timeout=timeout_s)
+    except BaseException as error:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        if isinstance(error, subprocess.TimeoutExpired):
+            raise DeployError(f"{' '.join(command)}: no answer within {timeout_s:g} s") from error
+        raise
+    return subprocess.CompletedProcess(list(command), process.returncode, stdout, stderr)
+
+
+def remove_node_containers(
+    name: str,
+    run: Runner = run_command,
+    sleep: Callable[[float], None] = time.sleep,
+    settle_checks: int = 3,
+    interval_s: float = 2.0,
+) -> int:
+    """Remove the node containers of kind cluster `name` that `kind delete` did not see: one whose creation the
+    Docker daemon was still finishing for a `kind create` killed mid-way shows up after it. Done once
+    `settle_checks` looks `interval_s` apart find none (at most 30 looks); returns how many were removed."""
+    removed = quiet = 0
+    for _ in range(30):
+        found = run(["docker", "ps", "-aq", "--filter", f"label={NODE_LABEL}={name}"], 60).stdout.split()
+        if found:
+            run(["docker", "rm", "-f", "-v", *found], 120)
+            removed += len(found)
+            quiet = 0
+        else:
+            quiet += 1
+            if quiet >= settle_checks:
+                break
+        sleep(interval_s)
+    return removed
 
 
 def metrics_server_manifests(path: Path = METRICS_SERVER_MANIFEST) -> list[dict[str, Any]]:
@@ -194,8 +239,9 @@ def delete_cluster_of(resource: dict[str, Any], run_id: str) -> list[str]:
     result = run_command(command, 300)
     if result.returncode != 0:
         return [f"could not delete kind cluster {name}: {(result.stderr or result.stdout).strip()[-_TAIL_CHARS:]}"]
+    late = remove_node_containers(name)
     _forget_owner(name)
-    return [f"deleted kind cluster {name}"]
+    return [f"deleted kind cluster {name}" + (f" ({late} node container(s) created late removed)" if late else "")]
 
 
 def leaked_clusters(live_runs: set[str]) -> list[dict[str, Any]]:
@@ -417,6 +463,7 @@ class KindCluster:
             _forget_owner(self.name)
             return
         self._kind(*self._delete_args(), timeout_s=300, what="deleting the cluster")
+        remove_node_containers(self.name, self._run, self._sleep)
         _forget_owner(self.name)
         with contextlib.suppress(OSError):
             self.kubeconfig.unlink()

@@ -73,6 +73,9 @@ class FakeKindRunner:
         self.docker_info = docker_info
         self.version = "v1.34.4"
         self.ports = "127.0.0.1:41234\n"
+        # Node containers the Docker daemon shows only after `kind delete` (a killed `kind create`'s last one):
+        # each list is what one `docker ps` finds.
+        self.late_nodes: list[list[str]] = []
         self.commands: list[list[str]] = []
 
     def __call__(self, command: Sequence[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
@@ -98,6 +101,8 @@ class FakeKindRunner:
             stdout = self.ports
         elif args[:3] == ["docker", "image", "inspect"]:
             stdout = "linux/amd64\n"
+        elif args[:2] == ["docker", "ps"]:
+            stdout = "".join(f"{node}\n" for node in (self.late_nodes.pop(0) if self.late_nodes else []))
         return subprocess.CompletedProcess(args, 0, stdout, "")
 
     def named(self, *prefix: str) -> list[list[str]]:
@@ -136,8 +141,10 @@ def test_creates_a_missing_cluster_with_its_own_kubeconfig_and_deletes_it(tmp_pa
     assert (cluster_owner("harness") or {}).get("owner") == owner_id()
     kind.delete()
     kind.delete()
-    assert runner.commands[-1] == ["kind", "delete", "cluster", "--name", "harness", "--kubeconfig", kubeconfig]
-    assert [c[1] for c in runner.commands].count("delete") == 1
+    assert runner.named("kind", "delete") == [
+        ["kind", "delete", "cluster", "--name", "harness", "--kubeconfig", kubeconfig]
+    ]
+    assert runner.named("docker", "rm") == []
     assert runner.clusters == ["other"] and cluster_owner("harness") is None
 
 
@@ -350,3 +357,16 @@ def test_the_watchdog_of_a_dead_harness_deletes_the_kind_cluster_it_registered(
     log.unlink()
     cleanup.watch("r", owner_id(), [json.dumps(resource) + "\n", '{"finished": true}\n'])
     assert not log.exists(), "a run that finished deleted its own cluster, or kept it"
+
+
+def test_a_node_container_that_shows_up_after_kind_delete_is_removed(tmp_path: Path) -> None:
+    """A harness interrupted while `kind create` runs: the Docker daemon may finish creating the node after
+    `kind delete` looked. Removed by its kind label, and looked for until three looks in a row find none."""
+    runner = FakeKindRunner([])
+    kind = cluster(runner, tmp_path)
+    kind.ensure()
+    runner.late_nodes = [[], ["abc123"], [], [], []]
+    kind.delete()
+    assert runner.named("docker", "rm") == [["docker", "rm", "-f", "-v", "abc123"]]
+    assert runner.named("docker", "ps")[0] == ["docker", "ps", "-aq", "--filter", "label=io.x-k8s.kind.cluster=harness"]
+    assert len(runner.named("docker", "ps")) == 5

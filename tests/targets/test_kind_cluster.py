@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -185,8 +186,11 @@ def test_the_nightly_steps_run_make_loadtest_kind_under_the_real_hpa_and_delete_
         leftovers = node_containers(name)
         if leftovers:
             subprocess.run(["kind", "delete", "cluster", "--name", name], env=env, timeout=300, check=False)
-    # 0 PASS, 1 FAIL (503s while a pod starts are a possible truth); 2 would be a harness error.
-    assert loadtest.returncode in (0, 1), (loadtest.stdout + loadtest.stderr)[-4000:]
+    # The harness's exit code: 0 PASS, 1 FAIL (503s from pods short of CPU are a possible truth); 2 or more would
+    # be a harness error. make exits 2 whenever its recipe fails and names the recipe's code.
+    failed = re.search(r"make: \*\*\* \[.*loadtest\] Error (\d+)", loadtest.stderr)
+    harness_code = int(failed.group(1)) if failed else loadtest.returncode
+    assert harness_code in (0, 1), (loadtest.stdout + loadtest.stderr)[-4000:]
     assert leftovers == [], "the harness deleted the cluster it created"
     assert not (home / ".kube").exists(), "kind wrote to the user's ~/.kube/config"
     assert not (workspace / ".cluster" / f"kind-{name}.kubeconfig").exists() and cluster_owner(name) is None
@@ -201,11 +205,13 @@ def test_the_nightly_steps_run_make_loadtest_kind_under_the_real_hpa_and_delete_
     assert counts[-1]["desired"] < peak, "the HPA scaled back in during the cool-down"
     verdict = json.loads((run_dir / "verdict.json").read_text())
     assert verdict["status"] in ("PASS", "WARN", "FAIL")
-    # The load went through the NodePort and was answered: most of the step's 90 rps, not refused connections.
+    # The load went through the NodePort and the service answered it: most of the step's 90 rps got an HTTP
+    # answer (a 503 of a pod short of CPU is one), not a refused or reset connection.
     intervals = [json.loads(line) for line in (run_dir / "client_intervals.jsonl").read_text().splitlines()]
     step = [r for r in intervals if r["stage"] == "step-up"]
-    answered = sum(r["requests"] - r["failures"] for r in step)
-    assert answered > 0.5 * 90 * 60, f"{answered} answered requests in the step"
+    unanswered = sum(n for r in step for kind, n in r["errors"].items() if not kind.startswith("http_"))
+    answered = sum(r["requests"] for r in step) - unanswered
+    assert answered > 0.5 * 90 * 60, f"{answered} answered requests in the step ({unanswered} without an answer)"
 
     # Tonight's run against a copy of itself, as the compare step runs it: no regression, a report.
     shutil.copytree(run_dir, workspace / "previous" / run_dir.name)
