@@ -165,7 +165,7 @@ kind-setup: docker-setup $(KIND)
 #   HPA; on two workers of their own they measured 14:26-16:44 in all, no better and more variable);
 # - the kind tests one at a time, in the background beside them (tests/targets/test_kind_cluster.py: the
 #   nightly's `make loadtest TARGET=kind` with the HPA 1 -> >= 2 and back, the three kill cases, preflight;
-#   about 4-5 min, mostly waiting on the HPA; they need kind-setup, not the test cluster);
+#   5:20 alone here, mostly waiting on the HPA; they need kind-setup, not the test cluster);
 # - the unit tests on one pytest-xdist worker, in the background from the start: spread over the light
 #   tests' idle CPU rather than crowding the cluster tests' first pods (on two workers the first cluster test
 #   took 122 s instead of 79 s);
