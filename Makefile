@@ -17,7 +17,7 @@ TEST_PACKAGES := prometheus prometheus-pushgateway chromium containerd runc cont
 # The test cluster's binaries are built with Go (Debian 12's is too old; the machine's is in /usr/local/go).
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: setup dist loadtest test lint format system-packages docker-setup cluster cluster-down kind-setup bench bench-ci bench-compare bench-hpa bench-example bench-startup bench-install-size clean \
+.PHONY: setup dist loadtest test lint format system-packages docker-setup cluster cluster-down kind-setup bench bench-ci bench-compare bench-hpa bench-example bench-startup bench-install-size bench-large-bodies clean \
 	wine-model bench-llm bench-llm-peers
 
 setup: $(STAMP)
@@ -160,7 +160,8 @@ kind-setup: docker-setup $(KIND)
 	bash scripts/kind/node-image.sh build
 
 # Lanes on a 2-core machine, measured with a CPU sampler (CI25): the CPU was only 75% busy while the light
-# tests ran beside the cluster tests, and 10-45% busy while the old `exclusive` phase (5.3 min) ran alone. So:
+# tests ran beside the cluster tests, and 10-45% busy while the old machine-wide phase (5.3 min) ran alone. So
+# (each test's lane is derived from its markers in tests/lanes.py):
 # - the cluster tests one at a time, in the background (9-10 min, mostly waiting on the controller and the
 #   HPA; on two workers of their own they measured 14:26-16:44 in all, no better and more variable);
 # - the kind tests one at a time, in the background beside them (tests/targets/test_kind_cluster.py: the
@@ -170,9 +171,9 @@ kind-setup: docker-setup $(KIND)
 #   tests' idle CPU rather than crowding the cluster tests' first pods (on two workers the first cluster test
 #   took 122 s instead of 79 s);
 # - the light local integration tests on two workers (--dist loadfile: a test file stays on one worker, its
-#   module fixtures start servers once); then, once the unit tests are done, the tests marked `quiet` (load
+#   module fixtures start servers once); then, once the unit tests are done, the tests marked `load_timing` (load
 #   with timing bounds) two at a time, beside only the cluster tests' end;
-# - last, every test marked `exclusive` alone (CPU-share and load-rate measurements, sweeps of dead
+# - last, every test marked `machine_wide` alone (CPU-share and load-rate measurements, sweeps of dead
 #   harnesses, an image prune). Each lane's output is printed after it ends.
 # Measured from fresh clones: 11:46, 12:32 and 11:36 (the previous two-phase layout: 15:23-16:27).
 PYTEST = PATH=$(CURDIR)/$(BIN):$(dir $(HELM)):$(dir $(KIND)):$$PATH $(BIN)/pytest --durations=15
@@ -180,34 +181,35 @@ test: setup system-packages docker-setup cluster kind-setup lint $(HELM)
 	@mkdir -p test-output
 	@# The project's own bytecode, for the same reason as the install's (its sources change, so here).
 	@$(BIN)/python -m compileall -q harness bench examples tests > /dev/null
-	@$(PYTEST) -m "cluster and not exclusive and not quiet" --basetemp=/tmp/harness-test-cluster-lane \
+	@$(PYTEST) --lane cluster --basetemp=/tmp/harness-test-cluster-lane \
 		> test-output/cluster-lane.log 2>&1 & cluster=$$!; \
-	$(PYTEST) -m "kind and not exclusive and not quiet" --basetemp=/tmp/harness-test-kind-lane \
+	$(PYTEST) --lane kind --basetemp=/tmp/harness-test-kind-lane \
 		> test-output/kind-lane.log 2>&1 & kind=$$!; \
-	$(PYTEST) -n 1 -m "not integration and not exclusive and not quiet" --basetemp=/tmp/harness-test-unit-lane \
+	$(PYTEST) -n 1 --lane unit --basetemp=/tmp/harness-test-unit-lane \
 		> test-output/unit-lane.log 2>&1 & unit=$$!; \
 	trap 'kill $$cluster $$kind $$unit 2>/dev/null' INT TERM; \
-	$(PYTEST) -n 2 --dist loadfile -m "integration and not cluster and not kind and not exclusive and not quiet" \
+	$(PYTEST) -n 2 --dist loadfile --lane local \
 		--basetemp=/tmp/harness-test-local-lane; local=$$?; \
 	wait $$unit; unit_status=$$?; \
 	echo "---- unit tests (run beside the ones above) ----"; cat test-output/unit-lane.log; \
-	$(PYTEST) -n 2 --dist loadfile -m quiet --basetemp=/tmp/harness-test-quiet-lane; quiet=$$?; \
+	$(PYTEST) -n 2 --dist loadfile --lane load-timing --basetemp=/tmp/harness-test-load-timing-lane; quiet=$$?; \
 	wait $$cluster; cluster_status=$$?; \
 	echo "---- cluster tests (run beside the ones above) ----"; cat test-output/cluster-lane.log; \
 	wait $$kind; kind_status=$$?; \
 	echo "---- kind tests (run beside the ones above) ----"; cat test-output/kind-lane.log; \
 	[ $$local -eq 0 ] && [ $$unit_status -eq 0 ] && [ $$quiet -eq 0 ] && [ $$cluster_status -eq 0 ] \
 		&& [ $$kind_status -eq 0 ]
-	$(PYTEST) -m exclusive
+	$(PYTEST) --lane machine-wide
 
 # wrk measures the same servers beside the harness (a Debian package).
 bench: setup
 	bash scripts/install-system-packages.sh wrk
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.accuracy
 
-# LLM streaming figures side by side: GuideLLM and inference-perf (each in its own venv under .venv-bench-llm,
-# scripts/install-llm-peers.sh) against bench/llm_server.py, whose TTFT and inter-token gaps are known; prints each
-# tool's TTFT, ITL and TPOT p50/p95/p99 as ratios to the truth (about 6 min on a busy 2-core machine).
+# LLM streaming figures side by side: the harness, GuideLLM and inference-perf (each peer in its own venv under
+# .venv-bench-llm, scripts/install-llm-peers.sh) against bench/llm_server.py, whose TTFT and inter-token gaps are
+# known; prints each tool's TTFT, ITL and TPOT p50/p95/p99 as ratios to the truth, then how many concurrent streams
+# one generator process holds on one core and its CPU per token (bench/llm_generator.py).
 bench-llm: setup bench-llm-peers
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.llm_accuracy --peers .venv-bench-llm
 
@@ -233,6 +235,11 @@ bench-example: setup
 # the goal of 1 s of wall time (median of 7). COMPARE=<checkout> measures another revision alongside.
 bench-startup: setup
 	$(BIN)/python -m bench.startup $(if $(COMPARE),--compare $(COMPARE))
+
+# Large request bodies (4 KiB to 16 MiB) through the load generator's HTTP client with Nagle's algorithm on and off,
+# side by side (about a minute): latency p50/p90 and client CPU per request.
+bench-large-bodies: setup
+	$(BIN)/python -m bench.large_bodies
 
 # Size of the default install (no extras) in a fresh venv, with bytecode as pip writes it, and its 10 largest
 # distributions, against the goal of 400 MB (about a minute; wheels from uv's cache or PyPI).

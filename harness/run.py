@@ -211,7 +211,7 @@ class Run:
         preflight(self.scenario)
         self.warnings.extend(tls_warnings(self.scenario))
         self.run_dir.create()
-        self.run_dir.write_text("scenario.yaml", dump_scenario(self.scenario))
+        self.run_dir.write_scenario(dump_scenario(self.scenario))
         self.metadata = run_metadata(self.scenario, self.run_id)
         self.run_dir.write_metadata(self.metadata)
         interrupted = False

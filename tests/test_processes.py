@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +32,11 @@ from harness.processes import (
     stop_tree,
 )
 from harness.targets.cpu_placement import CgroupCpuLimiter
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 # Generous bounds for things that take milliseconds: a loaded 2-core machine must not miss them.
 GONE_WITHIN_S = 15.0
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = GONE_WITHIN_S) -> None:
-    deadline_s = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline_s, f"{what} not within {timeout_s:g} s"
-        time.sleep(0.1)
 
 
 def gone(pids: list[int]) -> bool:
@@ -68,6 +62,7 @@ def dead_owner() -> str:
 # --------------------------------------------------------------------------- owners
 
 
+@pytest.mark.integration
 def test_an_owner_is_alive_while_its_process_runs_and_not_after() -> None:
     assert owner_alive(owner_id())
     assert not owner_alive(dead_owner())
@@ -82,6 +77,7 @@ def test_an_owner_is_alive_while_its_process_runs_and_not_after() -> None:
 # --------------------------------------------------------------------------- spawn and stop
 
 
+@pytest.mark.integration
 def test_children_carry_the_mark_and_a_child_started_by_a_short_lived_thread_survives_the_thread(run_id: str) -> None:
     started: list[subprocess.Popen[bytes]] = []
     thread = threading.Thread(target=lambda: started.append(spawn(["sleep", "60"], run_id=run_id, replica="replica-1")))
@@ -110,6 +106,7 @@ ESCAPING_CHILD = (
 )
 
 
+@pytest.mark.integration
 def test_stop_tree_with_the_mark_also_stops_a_worker_whose_supervisor_was_killed(run_id: str) -> None:
     supervisor = spawn(
         [sys.executable, "-c", ESCAPING_CHILD], run_id=run_id, replica="replica-1", stdout=subprocess.PIPE
@@ -121,7 +118,7 @@ def test_stop_tree_with_the_mark_also_stops_a_worker_whose_supervisor_was_killed
     supervisor.wait()
     assert psutil.Process(worker_pid).ppid() != supervisor.pid, "the worker is an orphan now"
     stop_tree(supervisor, grace_s=1, mark={RUN_ENV: run_id, REPLICA_ENV: "replica-1"})
-    wait_until(lambda: gone([worker_pid]), "the orphaned worker stopped")
+    wait_until(lambda: gone([worker_pid]), "the orphaned worker stopped", GONE_WITHIN_S)
     assert other.poll() is None, "another replica of the run is left alone"
     stop_tree(other, grace_s=1)
 
@@ -140,6 +137,7 @@ time.sleep(300)
 """
 
 
+@pytest.mark.integration
 def test_stop_tree_with_the_mark_spares_another_harnesses_process_of_the_same_run_id(run_id: str) -> None:
     """Two harnesses whose runs share an id (a run id given twice) stop only their own processes."""
     mine = spawn(["sleep", "120"], run_id=run_id, replica="loadgen")
@@ -154,18 +152,21 @@ def test_stop_tree_with_the_mark_spares_another_harnesses_process_of_the_same_ru
         theirs.wait()
 
 
+@pytest.mark.integration
 def test_after_a_sigkill_of_the_harness_its_watchdog_sweeps_every_marked_process(run_id: str) -> None:
     harness = subprocess.Popen(
         [sys.executable, "-c", FAKE_HARNESS, run_id, ESCAPING_CHILD], stdout=subprocess.PIPE, text=True, cwd=ROOT
     )
     assert harness.stdout is not None
     watchdog_pid = int(harness.stdout.readline())
-    wait_until(lambda: len(marked_processes(run_id=run_id)) == 2, "the supervisor and its worker started")
+    wait_until(
+        lambda: len(marked_processes(run_id=run_id)) == 2, "the supervisor and its worker started", GONE_WITHIN_S
+    )
     pids = [process.pid for process, _ in marked_processes(run_id=run_id)]
     harness.kill()
     harness.wait()
-    wait_until(lambda: gone(pids), "every process of the killed harness's run stopped")
-    wait_until(lambda: gone([watchdog_pid]), "the watchdog exited after its sweep")
+    wait_until(lambda: gone(pids), "every process of the killed harness's run stopped", GONE_WITHIN_S)
+    wait_until(lambda: gone([watchdog_pid]), "the watchdog exited after its sweep", GONE_WITHIN_S)
 
 
 def test_a_finished_run_tells_its_watchdog_and_nothing_registered_is_swept() -> None:
@@ -194,7 +195,8 @@ def test_each_registered_resource_is_swept_by_its_kinds_sweeper_and_a_failure_is
 
 
 # Exclusive: a `harness run` starting beside it would sweep its dead-owner process first.
-@pytest.mark.exclusive
+@pytest.mark.integration
+@pytest.mark.machine_wide
 def test_cleanup_removes_what_dead_harnesses_left_and_spares_live_ones(run_id: str) -> None:
     orphan = subprocess.Popen(
         ["sleep", "120"], env={**os.environ, OWNER_ENV: dead_owner(), RUN_ENV: run_id}, start_new_session=True
@@ -220,7 +222,8 @@ def test_cleanup_removes_what_dead_harnesses_left_and_spares_live_ones(run_id: s
 
 
 # Exclusive: a `harness run` starting beside it would sweep its dead-owner process first.
-@pytest.mark.exclusive
+@pytest.mark.integration
+@pytest.mark.machine_wide
 def test_harness_cleanup_command_says_what_it_removed_then_that_nothing_is_left(run_id: str) -> None:
     orphan = subprocess.Popen(
         ["sleep", "120"], env={**os.environ, OWNER_ENV: dead_owner(), RUN_ENV: run_id}, start_new_session=True

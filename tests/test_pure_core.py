@@ -73,6 +73,7 @@ def test_module_imports_no_io_library(path: Path) -> None:
     assert not bad, f"{path.relative_to(ROOT)} imports I/O libraries: {sorted(bad)}"
 
 
+@pytest.mark.integration
 def test_importing_the_core_loads_no_io_library() -> None:
     modules = [
         ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__") for path in pure_modules()

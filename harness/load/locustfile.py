@@ -16,6 +16,7 @@ import json
 import os
 import random
 import re
+import socket
 import statistics
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from gevent.event import Event
 from gevent.pool import Pool
 from gevent.server import StreamServer
 from gevent.socket import wait_read
+from geventhttpclient.connectionpool import ConnectionPool
 from locust import FastHttpUser, LoadTestShape, constant, events, task
 from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
@@ -38,7 +40,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from harness.analysis.failures import answer_sample, keep_sample
 from harness.analysis.latency import LatencyHistogram
-from harness.load.arrivals import arrival_offsets
+from harness.load.arrivals import arrival_offsets, process_arrival_offsets
 from harness.load.malformed import malformed_requests
 from harness.load.payloads import build_bodies
 from harness.load.plan import LoadPlan
@@ -51,11 +53,14 @@ from harness.load.requests import (
     endpoint_request,
     pick_weighted,
     ready_requests,
+    status_expected,
     with_alone_answers,
 )
 from harness.load.shape import WORKERS_START_WAIT_S, StagePlan, drain_over, plan_at
+from harness.load.stream_reading import read_streamed_answer
+from harness.load.streaming import StreamFigures, StreamStats
 from harness.load.user_locustfile import load_user_classes
-from harness.model import ClientInterval, LoadgenOverhead
+from harness.model import ClientInterval, LoadgenOverhead, RequestTally
 from harness.tls import client_context
 
 # A worker whose event loop is starved for a few seconds (a busy node, a CPU-heavy start) misses Locust's
@@ -63,6 +68,17 @@ from harness.tls import client_context
 # nothing (seen on the test cluster under load). Starvation shows in the records as the load generator
 # falling behind, which the verdict judges; it is no reason to end the test. Read at runtime by the master.
 locust.runners.HEARTBEAT_LIVENESS = 30
+
+
+def _send_at_once(_pool: ConnectionPool, sock: socket.socket) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+# geventhttpclient leaves Nagle's algorithm on: the last segment of a body of megabytes waits for the service's
+# delayed ACK, up to 40 ms counted as the service's latency (4 MiB bodies to a null server: p90 48 ms, 8 ms without
+# it; `python -m bench.large_bodies`). Browsers, curl, requests and Go's client all turn it off. Its documented
+# hook for socket options, on every connection of this process.
+ConnectionPool.after_connect = _send_at_once  # type: ignore[method-assign,assignment]
 
 PLAN = LoadPlan.from_json(Path(os.environ["HARNESS_LOAD_PLAN"]).read_text())
 STAGES = PLAN.stages
@@ -73,6 +89,10 @@ POD_PROCESS: str | None = os.environ.get("HARNESS_PROCESS")
 INTERVAL_LOG_PREFIX = "harness-interval "
 REQUEST_TIMEOUT_S = PLAN.request_timeout_s
 MALFORMED_FRACTION = PLAN.payload.malformed_fraction
+# The scenario names its requests (`requests:`): each gets its own figures in the records.
+NAMED_REQUESTS = PLAN.requests is not None
+# The per-request limits of the goodput objectives: streamed requests meeting each are counted.
+GOODPUT_LIMITS = PLAN.goodput_limits
 
 # The calibration of this process's own overhead (LoadgenOverhead) before the load: Poisson arrivals at
 # this rate, this many of them, to a null endpoint in this process; never longer than CALIBRATION_MAX_S
@@ -127,25 +147,59 @@ class Endpoints:
         return self.urls[self._next]
 
 
-class _StageAccumulator:
+class _Outcomes:
+    """Request outcomes of one interval, of a whole stage or of one named request: the fields ClientInterval and
+    RequestTally share."""
+
     def __init__(self) -> None:
         self.histogram = LatencyHistogram()
         self.requests = 0
         self.failures = 0
         self.errors: dict[str, int] = {}
-        self.scheduled = 0
-        self.dropped = 0
-        self.send_lag_max_s = 0.0
         self.checked = 0
         self.mismatches = 0
         self.bad_inputs = 0
         self.bad_input_5xx = 0
         self.bad_input_accepted = 0
         self.error_samples: dict[str, list[str]] = {}
+        self.streams = StreamStats(limits=GOODPUT_LIMITS)
+
+    def fail(self, kind: str, sample: Callable[[], str] | None = None) -> None:
+        self.requests += 1
+        self.failures += 1
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+        if sample is not None:
+            keep_sample(self.error_samples, kind, sample)
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "failures": self.failures,
+            "errors": self.errors,
+            "error_samples": self.error_samples,
+            "latency_hdr": self.histogram.encode(),
+            "checked": self.checked,
+            "mismatches": self.mismatches,
+            "bad_inputs": self.bad_inputs,
+            "bad_input_5xx": self.bad_input_5xx,
+            "bad_input_accepted": self.bad_input_accepted,
+            **self.streams.interval_fields(),
+        }
+
+
+class _StageAccumulator:
+    def __init__(self) -> None:
+        self.outcomes = _Outcomes()
+        self.by_request: dict[str, _Outcomes] = {}
+        self.scheduled = 0
+        self.dropped = 0
+        self.send_lag_max_s = 0.0
 
 
 class IntervalRecorder:
-    """Accumulates request outcomes per stage and appends one ClientInterval per stage each interval."""
+    """Accumulates request outcomes per stage, and per named request within it, and appends one ClientInterval per
+    stage each interval. `request` None records against the stage alone (no request was chosen, or it has no name
+    of the scenario's `requests:`)."""
 
     def __init__(self, out_path: Path, interval_s: float, process: int) -> None:
         self.out_path = out_path
@@ -167,32 +221,41 @@ class IntervalRecorder:
             accumulator = self.stages[name] = _StageAccumulator()
         return accumulator
 
-    def success(self, stage: str, latency_s: float) -> None:
+    def _outcomes(self, stage: str, request: str | None) -> tuple[_Outcomes, ...]:
         accumulator = self._stage(stage)
-        accumulator.requests += 1
-        accumulator.histogram.record_s(latency_s)
+        if request is None:
+            return (accumulator.outcomes,)
+        own = accumulator.by_request.get(request)
+        if own is None:
+            own = accumulator.by_request[request] = _Outcomes()
+        return accumulator.outcomes, own
 
-    def failure(self, stage: str, kind: str, sample: Callable[[], str] | None = None) -> None:
+    def success(self, stage: str, request: str | None, latency_s: float) -> None:
+        for outcomes in self._outcomes(stage, request):
+            outcomes.requests += 1
+            outcomes.histogram.record_s(latency_s)
+
+    def failure(self, stage: str, request: str | None, kind: str, sample: Callable[[], str] | None = None) -> None:
         """A failed request of `kind`; `sample` says what it got back, and is called only while the kind's
         samples of this interval have room (harness.analysis.failures)."""
-        accumulator = self._stage(stage)
-        accumulator.requests += 1
-        accumulator.failures += 1
-        accumulator.errors[kind] = accumulator.errors.get(kind, 0) + 1
-        if sample is not None:
-            keep_sample(accumulator.error_samples, kind, sample)
+        for outcomes in self._outcomes(stage, request):
+            outcomes.fail(kind, sample)
 
-    def answer_checked(self, stage: str, mismatch: bool) -> None:
-        accumulator = self._stage(stage)
-        accumulator.checked += 1
-        accumulator.mismatches += int(mismatch)
+    def streamed(self, stage: str, request: str | None, figures: StreamFigures) -> None:
+        for outcomes in self._outcomes(stage, request):
+            outcomes.streams.record(figures)
 
-    def bad_input_answered(self, stage: str, status: int) -> None:
+    def answer_checked(self, stage: str, request: str | None, mismatch: bool) -> None:
+        for outcomes in self._outcomes(stage, request):
+            outcomes.checked += 1
+            outcomes.mismatches += int(mismatch)
+
+    def bad_input_answered(self, stage: str, request: str | None, status: int) -> None:
         # No answer at all (status 0: reset, refused, timed out) is as bad as a 5xx: the input broke something.
-        accumulator = self._stage(stage)
-        accumulator.bad_inputs += 1
-        accumulator.bad_input_5xx += int(status >= 500 or status == 0)
-        accumulator.bad_input_accepted += int(200 <= status < 300)
+        for outcomes in self._outcomes(stage, request):
+            outcomes.bad_inputs += 1
+            outcomes.bad_input_5xx += int(status >= 500 or status == 0)
+            outcomes.bad_input_accepted += int(200 <= status < 300)
 
     def scheduled(self, stage: str, lag_s: float) -> None:
         accumulator = self._stage(stage)
@@ -203,9 +266,7 @@ class IntervalRecorder:
         # An arrival that could not be sent is a failed request from the user's point of view.
         accumulator = self._stage(stage)
         accumulator.dropped += 1
-        accumulator.requests += 1
-        accumulator.failures += 1
-        accumulator.errors["dropped_max_in_flight"] = accumulator.errors.get("dropped_max_in_flight", 0) + 1
+        accumulator.outcomes.fail("dropped_max_in_flight")
 
     def flush(self) -> None:
         now_s = time.time()
@@ -230,19 +291,13 @@ class IntervalRecorder:
                 users=self.user_count,
                 offered_rps=offered,
                 scheduled=accumulator.scheduled,
-                requests=accumulator.requests,
-                failures=accumulator.failures,
-                errors=accumulator.errors,
-                latency_hdr=accumulator.histogram.encode(),
                 dropped=accumulator.dropped,
                 send_lag_max_s=accumulator.send_lag_max_s,
                 loadgen_cpu_cores=cpu_cores,
-                checked=accumulator.checked,
-                mismatches=accumulator.mismatches,
-                bad_inputs=accumulator.bad_inputs,
-                bad_input_5xx=accumulator.bad_input_5xx,
-                bad_input_accepted=accumulator.bad_input_accepted,
-                error_samples=accumulator.error_samples,
+                **accumulator.outcomes.fields(),
+                by_request={
+                    request: RequestTally(**outcomes.fields()) for request, outcomes in accumulator.by_request.items()
+                },
             )
             lines.append(json.dumps(asdict(record), separators=(",", ":")))
         _write_records(self.out_path, lines)
@@ -295,7 +350,7 @@ def _send(client: FastHttpSession, rng: random.Random, stage: str, intended_s: f
     """
     assert _recorder is not None
     if not _endpoints.urls:
-        _recorder.failure(stage, "no_ready_replica")
+        _recorder.failure(stage, None, "no_ready_replica")
         gevent.sleep(0.1)
         return
     if _malformed and rng.random() < MALFORMED_FRACTION:
@@ -315,6 +370,8 @@ def _call(
     client: FastHttpSession, request: ReadyRequest, body: PreparedBody, stage: str, intended_s: float | None
 ) -> None:
     assert _recorder is not None
+    # The scenario's requests are recorded by name too (per-request figures); the bad-input mix by stage only.
+    name = request.name if NAMED_REQUESTS and request.counts_as_traffic else None
     # geventhttpclient sends bytes as they are; Locust's annotation is narrower than what it accepts.
     with client.request(
         request.method,
@@ -323,10 +380,15 @@ def _call(
         headers=request.headers,
         catch_response=True,
         name=request.name,
+        stream=request.stream is not None,
     ) as response:
-        latency_s = _latency_s(response.request_meta, intended_s)
         status = response.status_code or 0
-        content = response.content if request.check.reads_answer else None
+        if request.stream is not None and 200 <= status < 300 and status_expected(request.check, status):
+            _streamed(response, request, stage, name, intended_s)
+            return
+        latency_s = _latency_s(response.request_meta, intended_s)
+        # A streamed request that failed is read whole (its error body); otherwise only when a check reads it.
+        content = response.content if request.check.reads_answer or request.stream is not None else None
         result = check_answer(request.check, status, content, body.row, body.alone_answer)
         # FastHttpUser's response has `error` only when the request failed without a status.
         error = None if status else getattr(response, "error", None)
@@ -335,13 +397,36 @@ def _call(
             return answer_sample(status, response.content if status else None, error, request.headers.values())
 
         if request.counts_as_traffic:
-            _record(stage, status, error, result, latency_s, sample)
+            _record(stage, name, status, error, result, latency_s, sample)
         if request.check.expects_bad_input:
-            _recorder.bad_input_answered(stage, status)
+            _recorder.bad_input_answered(stage, name, status)
         if result.status_ok:
             response.success()
         else:
             response.failure(f"status {status}" if status else repr(error))
+
+
+def _streamed(response: Any, request: ReadyRequest, stage: str, name: str | None, intended_s: float | None) -> None:
+    """Read a 2xx streamed answer token by token and record its figures (harness.load.stream_reading)."""
+    assert _recorder is not None and request.stream is not None
+    meta = response.request_meta
+    started_s = float(meta["start_time"])
+    headers_at_s = started_s + float(meta["response_time"]) / 1000.0
+    outcome = read_streamed_answer(
+        response, request.stream, intended_s if intended_s is not None else started_s, headers_at_s
+    )
+    if outcome.figures is None:
+        assert outcome.error_kind is not None
+        # What broke the stream, shortened and redacted as a failed answer's body is.
+        said, status = outcome.error or "", int(response.status_code or 0)
+        _recorder.failure(
+            stage, name, outcome.error_kind, lambda: answer_sample(status, said, None, request.headers.values())
+        )
+        response.failure(f"{outcome.error_kind}: {outcome.error}")
+        return
+    _recorder.success(stage, name, outcome.figures.e2e_s)
+    _recorder.streamed(stage, name, outcome.figures)
+    response.success()
 
 
 def _latency_s(request_meta: dict[str, Any], intended_s: float | None) -> float:
@@ -359,6 +444,7 @@ def _latency_s(request_meta: dict[str, Any], intended_s: float | None) -> float:
 
 def _record(
     stage: str,
+    name: str | None,
     status: int,
     error: BaseException | None,
     result: CheckResult,
@@ -367,11 +453,11 @@ def _record(
 ) -> None:
     assert _recorder is not None
     if result.status_ok:
-        _recorder.success(stage, latency_s)
+        _recorder.success(stage, name, latency_s)
     else:
-        _recorder.failure(stage, _error_kind(status, error), sample)
+        _recorder.failure(stage, name, _error_kind(status, error), sample)
     if result.checked:
-        _recorder.answer_checked(stage, result.mismatch is not None)
+        _recorder.answer_checked(stage, name, result.mismatch is not None)
 
 
 # https URLs (the external target) are checked as target.tls says; Locust's own default is not to verify.
@@ -489,9 +575,9 @@ class ArrivalGenerator:
         self.pool = Pool(size=size)
         # Separate generators: the arrival schedule must depend on the seed and the process only,
         # not on how response timing interleaves body choices between greenlets.
-        worker = int(getattr(environment.runner, "worker_index", PLAN.process) or 0)
-        self.schedule_rng = random.Random(PLAN.seed * 104729 + worker)
-        self.body_rng = random.Random(PLAN.seed * 7919 + worker)
+        self.worker = int(getattr(environment.runner, "worker_index", PLAN.process) or 0)
+        self.schedule_rng = random.Random(PLAN.seed * 104729 + self.worker)
+        self.body_rng = random.Random(PLAN.seed * 7919 + self.worker)
         self.alarm = Alarm()
 
     def run(self) -> None:
@@ -507,8 +593,17 @@ class ArrivalGenerator:
         assert _recorder is not None and _test_start_s is not None and plan.arrival_rate_rps is not None
         begin_s = time.time()
         stage_end_s = _test_start_s + plan.stage_end_s
-        rate_rps = plan.arrival_rate_rps / PROCESSES
-        for offset_s in arrival_offsets(rate_rps, stage_end_s - begin_s, plan.arrival, self.schedule_rng):
+        offsets = process_arrival_offsets(
+            plan.arrival_rate_rps,
+            stage_end_s - begin_s,
+            plan.arrival,
+            self.schedule_rng,
+            process=self.worker % PROCESSES,
+            processes=PROCESSES,
+            burstiness=plan.burstiness,
+            trace_s=plan.trace_s,
+        )
+        for offset_s in offsets:
             intended_s = begin_s + offset_s
             self.alarm.sleep_until(intended_s)
             _recorder.scheduled(plan.name, max(0.0, time.time() - intended_s))
@@ -657,7 +752,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
         # Headers are expanded here, in the load process only, so their values never reach a file of the run.
         _requests = [
             with_alone_answers(request, PLAN.alone_answers.get(request.name, {}))
-            for request in ready_requests(list(PLAN.requests), os.environ)
+            for request in ready_requests(list(PLAN.requests), os.environ, PLAN.seed)
         ]
         _cumulative_weights = cumulative_weights([config.weight for config in PLAN.requests])
     else:
@@ -700,12 +795,13 @@ def _on_user_request(response_time: float, response: Any, exception: BaseExcepti
         return
     status = int(getattr(response, "status_code", 0) or 0)
     if exception is None:
-        _recorder.success(plan.name, response_time / 1000.0)
+        _recorder.success(plan.name, None, response_time / 1000.0)
     else:
         failed = 0 if 200 <= status < 300 else status
         content = getattr(response, "content", None) if failed else None
         _recorder.failure(
             plan.name,
+            None,
             _error_kind(failed, exception),
             lambda: answer_sample(failed, content, exception, ()),
         )

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
+from harness.config import ArrivalKind
 from harness.load.plan import StageSpec, total_duration_s
 from harness.model import StageWindow, cut_windows
 
@@ -30,7 +31,9 @@ class StagePlan:
     users: int | None
     spawn_rate: float
     arrival_rate_rps: float | None
-    arrival: Literal["constant", "poisson"]
+    arrival: ArrivalKind
+    burstiness: float = 1.0
+    trace_s: tuple[float, ...] = ()
 
     @property
     def open_model(self) -> bool:
@@ -55,6 +58,8 @@ def plan_at(stages: Sequence[StageSpec], elapsed_s: float) -> StagePlan | None:
                 spawn_rate=spawn_rate,
                 arrival_rate_rps=stage.arrival_rate_rps,
                 arrival=stage.arrival,
+                burstiness=stage.burstiness,
+                trace_s=stage.trace_s,
             )
         start_s = end_s
     return None

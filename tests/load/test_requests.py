@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 
 from harness.config import RequestConfig, ResponseCheck, SameAsAlone
 from harness.errors import ConfigError
+from harness.load.bodies import fill_template
 from harness.load.reference_answers import body_key
 from harness.load.requests import (
     check_answer,
     cumulative_weights,
     endpoint_request,
     expand_headers,
-    fill_template,
     pick_weighted,
     prepare_bodies,
     ready_requests,
@@ -48,7 +48,7 @@ def test_a_whole_placeholder_keeps_the_columns_type_and_a_partial_one_becomes_te
 
 def test_template_bodies_carry_their_row_for_the_expected_answer(tmp_path: Path) -> None:
     dataset = write_jsonl(tmp_path / "rows.jsonl", [{"x": [1, 2], "label": 0}, {"x": [3, 4], "label": 2}])
-    bodies = prepare_bodies(
+    bodies, content_type = prepare_bodies(
         request(
             body_template={"rows": ["{{x}}"]},
             dataset=str(dataset),
@@ -58,6 +58,7 @@ def test_template_bodies_carry_their_row_for_the_expected_answer(tmp_path: Path)
     )
     assert [json.loads(b.body or b"") for b in bodies] == [{"rows": [[1, 2]]}, {"rows": [[3, 4]]}]
     assert [b.row["label"] for b in bodies if b.row] == [0, 2]
+    assert content_type is None  # JSON: ready_requests sends application/json unless a header says otherwise
 
 
 def test_a_missing_column_names_the_template_the_line_and_the_columns(tmp_path: Path) -> None:

@@ -159,6 +159,7 @@ def test_reuses_an_existing_cluster_and_never_deletes_it(tmp_path: Path) -> None
     assert registered == [] and runner.clusters == ["harness"]
 
 
+@pytest.mark.integration
 def test_a_cluster_left_by_a_harness_that_is_gone_is_deleted_and_created_anew(tmp_path: Path, owners_dir: Path) -> None:
     child = subprocess.Popen(["true"])
     child.wait()
@@ -174,6 +175,7 @@ def test_a_cluster_left_by_a_harness_that_is_gone_is_deleted_and_created_anew(tm
     assert (cluster_owner("harness") or {}).get("owner") == owner_id()
 
 
+@pytest.mark.integration
 def test_a_cluster_of_a_harness_still_running_is_not_taken(tmp_path: Path, owners_dir: Path) -> None:
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
@@ -299,6 +301,7 @@ def test_api_service_available() -> None:
     assert not api_service_available(None)
 
 
+@pytest.mark.integration
 def test_kubernetes_target_prepares_and_removes_its_kind_cluster(tmp_path: Path) -> None:
     runner = FakeKindRunner([])
     kind = cluster(runner, tmp_path)
@@ -338,6 +341,7 @@ def test_nightly_workflow_runs_the_kind_loadtest_and_compares_with_last_night() 
     assert any(u.startswith("actions/download-artifact@") for u in uses)
 
 
+@pytest.mark.integration
 def test_the_watchdog_of_a_dead_harness_deletes_the_kind_cluster_it_registered(
     tmp_path: Path, owners_dir: Path
 ) -> None:

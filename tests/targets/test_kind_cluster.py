@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from harness.targets.kind import cluster_owner, privileged_failure
-from tests.targets.cluster_support import wait_for
 from tests.targets.conftest import DIGITS_DIR, ROOT
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.kind]
 
@@ -241,13 +241,18 @@ def test_a_harness_stopped_while_kind_creates_the_cluster_leaves_none(
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
-        wait_for(lambda: bool(node_containers(name)) or harness.poll() is not None, "kind creating the node", 120)
+        wait_until(
+            lambda: bool(node_containers(name)) or harness.poll() is not None,
+            "kind creating the node",
+            120,
+            interval_s=0.5,
+        )
         assert harness.poll() is None, harness.stderr.read().decode()[-2000:] if harness.stderr else ""
         harness.send_signal(getattr(signal, how))
         harness.wait(timeout=300)
-        wait_for(lambda: not node_containers(name), "the cluster deleted", 180)
+        wait_until(lambda: not node_containers(name), "the cluster deleted", 180, interval_s=1.0)
         assert name not in kind_clusters(kind)
-        wait_for(lambda: cluster_owner(name) is None, "the owner record removed", 30)
+        wait_until(lambda: cluster_owner(name) is None, "the owner record removed", 30)
     finally:
         if harness.poll() is None:
             harness.kill()

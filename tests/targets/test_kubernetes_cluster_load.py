@@ -35,13 +35,14 @@ from harness.targets.base import RUN_LABEL
 from harness.targets.kubernetes import CLEANUP_KINDS, KubernetesTarget
 from harness.targets.kubernetes_api import ClientKubernetesApi
 from tests.targets.cluster_support import (
+    WAIT_S,
     admin,
     cluster_scenario,
     new_namespace,
     run_cli,
-    wait_for,
 )
 from tests.targets.conftest import DIGITS_DIR, ROOT, RealCluster
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -329,10 +330,10 @@ def test_in_cluster_requests_checks_answers_alone_bad_input_and_a_dropped_log_st
         text=True,
     ) as run:
         try:
-            wait_for(
+            wait_until(
                 lambda: len(counts := worker_records_printed(api, namespace)) == 2 and min(counts) >= 3,
                 "both workers printing records",
-                timeout_s=300,
+                300,
             )
             assert cutter.cut() > 0
             output, _ = run.communicate(timeout=300)
@@ -365,7 +366,7 @@ def test_in_cluster_requests_checks_answers_alone_bad_input_and_a_dropped_log_st
     assert {o["status"] for o in verdict["objectives"]} <= {"PASS", "WARN"}, verdict["objectives"]
     # The header's value went to the pods as a Secret and nowhere into the run directory.
     assert not [p for p in run_dir.rglob("*") if p.is_file() and token.encode() in p.read_bytes()]
-    wait_for(lambda: api.get("v1", "Namespace", None, namespace) is None, f"namespace {namespace} gone")
+    wait_until(lambda: api.get("v1", "Namespace", None, namespace) is None, f"namespace {namespace} gone", WAIT_S)
 
 
 def run_objects_left(api: ClientKubernetesApi, namespace: str) -> list[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.server
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from harness.processes import owner_id
 from harness.targets.base import OWNER_LABEL, RUN_LABEL
 from harness.targets.kubernetes import HPA_PROBLEM_GRACE_S, KubernetesTarget
 from harness.targets.kubernetes_status import parse_time
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_ID = "20250301T120000Z-digits-autoscale"
@@ -95,13 +95,9 @@ def make_target(
     return target, recorder, clock
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
-    """Wait on the target's watcher thread: it takes milliseconds with the fake API, but other lanes of
-    `make test` load the machine, and how fast it polls is not what these tests check."""
-    deadline_s = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline_s, "condition not reached in time"
-        time.sleep(0.01)
+# The target's watcher thread takes milliseconds with the fake API, but other lanes of `make test` load the machine,
+# and how fast it polls is not what these tests check.
+WATCHER_WAIT_S = 60.0
 
 
 # --------------------------------------------------------------------------- the target, end to end against the fake
@@ -116,6 +112,7 @@ def rollout_api(**options: Any) -> FakeKubernetesApi:
     return FakeKubernetesApi(recorded=recorded, **options)
 
 
+@pytest.mark.integration
 def test_start_applies_the_chart_labelled_and_waits_for_ready_pods(tmp_path: Path) -> None:
     api = rollout_api()
     target, recorder, clock = make_target(api, tmp_path)
@@ -154,6 +151,7 @@ def test_start_applies_the_chart_labelled_and_waits_for_ready_pods(tmp_path: Pat
     assert len(api.calls) == calls, "a second stop() must not touch the cluster"
 
 
+@pytest.mark.integration
 def test_start_scales_the_deployment_when_asked_for_more_than_min_replicas(tmp_path: Path) -> None:
     api = rollout_api(recorded={("v1", "Pod"): [fixture("pods_scaled_up.json")]})
     target, _, _ = make_target(api, tmp_path)
@@ -164,6 +162,7 @@ def test_start_scales_the_deployment_when_asked_for_more_than_min_replicas(tmp_p
         target.stop()
 
 
+@pytest.mark.integration
 def test_without_autoscaling_the_replica_count_is_rendered_and_scale_patches_it(tmp_path: Path) -> None:
     api = rollout_api()
     target, _, _ = make_target(api, tmp_path, scenario(autoscaling=None))
@@ -177,6 +176,7 @@ def test_without_autoscaling_the_replica_count_is_rendered_and_scale_patches_it(
         target.stop()
 
 
+@pytest.mark.integration
 def test_scale_is_refused_while_the_hpa_owns_the_count(tmp_path: Path) -> None:
     api = rollout_api()
     target, _, _ = make_target(api, tmp_path)
@@ -188,6 +188,7 @@ def test_scale_is_refused_while_the_hpa_owns_the_count(tmp_path: Path) -> None:
         target.stop()
 
 
+@pytest.mark.integration
 def test_image_pull_failure_names_the_cause_and_cleans_up(tmp_path: Path) -> None:
     api = rollout_api(
         recorded={("v1", "Pod"): [fixture("pods_err_image_pull.json"), fixture("pods_image_pull_backoff.json")]}
@@ -204,6 +205,7 @@ def test_image_pull_failure_names_the_cause_and_cleans_up(tmp_path: Path) -> Non
     assert api.objects == {}
 
 
+@pytest.mark.integration
 def test_crash_loop_failure_carries_the_last_log_lines(tmp_path: Path) -> None:
     api = rollout_api(
         recorded={("v1", "Pod"): [fixture("pods_crash_loop.json")]},
@@ -217,6 +219,7 @@ def test_crash_loop_failure_carries_the_last_log_lines(tmp_path: Path) -> None:
     assert api.objects == {}
 
 
+@pytest.mark.integration
 def test_unschedulable_rollout_times_out_naming_insufficient_cpu(tmp_path: Path) -> None:
     api = rollout_api(
         recorded={
@@ -237,6 +240,7 @@ def test_unschedulable_rollout_times_out_naming_insufficient_cpu(tmp_path: Path)
     target.stop()
 
 
+@pytest.mark.integration
 def test_apply_rejected_by_the_api_server_stops_and_removes_what_was_applied(tmp_path: Path) -> None:
     api = rollout_api(apply_errors={"HorizontalPodAutoscaler": fixture("status_422_invalid.json")})
     target, _, _ = make_target(api, tmp_path)
@@ -251,6 +255,7 @@ def test_apply_rejected_by_the_api_server_stops_and_removes_what_was_applied(tmp
     assert api.objects == {}
 
 
+@pytest.mark.integration
 def test_an_existing_namespace_is_used_and_kept(tmp_path: Path) -> None:
     api = rollout_api(
         gets={("v1", "Namespace", "harness"): [fixture("namespace_active.json")]},
@@ -266,6 +271,7 @@ def test_an_existing_namespace_is_used_and_kept(tmp_path: Path) -> None:
     assert "namespace_created" not in recorder.kinds()
 
 
+@pytest.mark.integration
 def test_a_terminating_namespace_is_waited_for(tmp_path: Path) -> None:
     terminating = fixture("namespace_terminating.json")
     api = rollout_api(gets={("v1", "Namespace", "harness"): [terminating, terminating, None]})
@@ -278,6 +284,7 @@ def test_a_terminating_namespace_is_waited_for(tmp_path: Path) -> None:
         target.stop()
 
 
+@pytest.mark.integration
 def test_behavior_tolerance_dropped_by_the_api_server_is_a_warning(tmp_path: Path) -> None:
     section = {**AUTOSCALING, "behavior": {"scaleUp": {"tolerance": 0.02}}}
     api = rollout_api(version="v1.33.1")
@@ -301,6 +308,7 @@ def test_behavior_tolerance_on_a_131_cluster_is_refused_before_anything_is_appli
     assert api.calls_named("apply") == [] and api.calls_named("create") == [] and api.calls_named("delete") == []
 
 
+@pytest.mark.integration
 def test_watcher_turns_hpa_status_into_scale_decisions_and_warnings(tmp_path: Path) -> None:
     hpa_sequence = [
         fixture(name)
@@ -327,8 +335,12 @@ def test_watcher_turns_hpa_status_into_scale_decisions_and_warnings(tmp_path: Pa
     target, recorder, _ = make_target(api, tmp_path, poll_s=0.01)
     try:
         target.start(2)
-        wait_for(lambda: len(recorder.of("scale_decision")) == 2)
-        wait_for(lambda: target.desired_replicas() == 2 and len(recorder.of("replica_stopped")) == 1)
+        wait_until(lambda: len(recorder.of("scale_decision")) == 2, "two scale decisions", WATCHER_WAIT_S)
+        wait_until(
+            lambda: target.desired_replicas() == 2 and len(recorder.of("replica_stopped")) == 1,
+            "2 desired replicas and one stopped",
+            WATCHER_WAIT_S,
+        )
     finally:
         target.stop()
     decisions = recorder.of("scale_decision")
@@ -339,22 +351,32 @@ def test_watcher_turns_hpa_status_into_scale_decisions_and_warnings(tmp_path: Pa
     assert recorder.of("replica_stopped") == [ReplicaStopped(POD_2, reason="deleted")]
 
 
+@pytest.mark.integration
 def test_an_hpa_that_stays_without_metrics_is_a_warning_with_what_to_install(tmp_path: Path) -> None:
     failing = fixture("hpa_failed_get_resource_metric.json")
     api = rollout_api(gets={("autoscaling/v2", "HorizontalPodAutoscaler", "model-service"): [failing]})
     target, recorder, clock = make_target(api, tmp_path, poll_s=0.01)
     try:
         target.start(2)
-        wait_for(lambda: len([c for c in api.calls_named("get") if "HorizontalPodAutoscaler" in c]) >= 3)
+        wait_until(
+            lambda: len([c for c in api.calls_named("get") if "HorizontalPodAutoscaler" in c]) >= 3,
+            "three reads of the HPA",
+            WATCHER_WAIT_S,
+        )
         assert all("FailedGet" not in d.error for d in recorder.of("warning"))
         clock.now_s += HPA_PROBLEM_GRACE_S
-        wait_for(lambda: any("FailedGetResourceMetric" in d.error for d in recorder.of("warning")))
+        wait_until(
+            lambda: any("FailedGetResourceMetric" in d.error for d in recorder.of("warning")),
+            "a FailedGetResourceMetric warning",
+            WATCHER_WAIT_S,
+        )
     finally:
         target.stop()
     (metrics_warning,) = [d for d in recorder.of("warning") if "FailedGetResourceMetric" in d.error]
     assert "metrics-server" in metrics_warning.hint
 
 
+@pytest.mark.integration
 def test_resource_use_from_pod_metrics_or_none_without_a_metrics_api(tmp_path: Path) -> None:
     api = rollout_api(recorded={("metrics.k8s.io/v1beta1", "PodMetrics"): [fixture("pod_metrics.json")]})
     target, _, _ = make_target(api, tmp_path)
@@ -380,6 +402,7 @@ def test_resource_use_from_pod_metrics_or_none_without_a_metrics_api(tmp_path: P
     assert len([d for d in recorder.of("warning") if "metrics.k8s.io is not served" in d.error]) == 1
 
 
+@pytest.mark.integration
 def test_server_samples_through_the_pod_proxy(tmp_path: Path) -> None:
     page = (ROOT / "tests" / "metrics" / "fixtures" / "bentoml_metrics.txt").read_text()
     api = rollout_api(proxy_pages={POD_1: page})
@@ -419,6 +442,7 @@ def pod_port() -> Iterator[int]:
     server.server_close()
 
 
+@pytest.mark.integration
 def test_ready_replicas_get_a_loopback_base_url_through_the_port_forward(tmp_path: Path, pod_port: int) -> None:
     api = rollout_api(port_forward_to=("127.0.0.1", pod_port))
     target, recorder, _ = make_target(api, tmp_path, port_forward=True)
@@ -450,6 +474,7 @@ def test_missing_image_is_a_clear_error(tmp_path: Path) -> None:
     assert api.calls == []
 
 
+@pytest.mark.integration
 def test_a_service_monitor_is_applied_when_reading_prometheus_on_an_operator_cluster(tmp_path: Path) -> None:
     api = rollout_api(
         recorded={("monitoring.coreos.com/v1", "ServiceMonitor"): [{"kind": "ServiceMonitorList", "items": []}]}
