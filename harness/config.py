@@ -292,10 +292,11 @@ class KubernetesTargetConfig(BaseModel):
         description="how each pod's /metrics is read: the API server's pod proxy, the Prometheus at "
         "prometheus_url, or the load port-forward",
     )
-    load_route: Literal["port-forward", "pod-ip"] = Field(
+    load_route: Literal["port-forward", "pod-ip", "node-port"] = Field(
         default="port-forward",
         description="how load reaches the pods: a port-forward per pod through the API server (any cluster), "
-        "or their pod IPs (when the pod network is routable from the harness: a node on this machine)",
+        "their pod IPs (when the pod network is routable from the harness: a node on this machine), or the "
+        "Service's NodePort that a kind cluster publishes on 127.0.0.1 (charts/kind-config.yaml)",
     )
     loadgen: Literal["host", "in-cluster"] = Field(
         default="host",
@@ -315,12 +316,20 @@ class KubernetesTargetConfig(BaseModel):
     )
     rollout_timeout_s: float = Field(default=300, gt=0, description="how long the pods may take to become ready")
     kind_cluster: str | None = Field(default=None, description="kind cluster to create or reuse")
+    kind_node_image: str | None = Field(
+        default=None, description="node image of a kind cluster the harness creates (kind create cluster --image)"
+    )
     keep_cluster: bool = Field(default=False, description="keep a kind cluster the harness created")
 
     @model_validator(mode="after")
-    def _prometheus_route_needs_url(self) -> KubernetesTargetConfig:
+    def _routes_have_what_they_need(self) -> KubernetesTargetConfig:
         if self.metrics_route == "prometheus" and not self.prometheus_url:
             raise ValueError("target.kubernetes.metrics_route 'prometheus' needs target.kubernetes.prometheus_url")
+        if self.load_route == "node-port" and not self.kind_cluster:
+            raise ValueError(
+                "target.kubernetes.load_route 'node-port' needs target.kubernetes.kind_cluster (the NodePort is "
+                "published by the kind cluster's extraPortMappings)"
+            )
         if self.loadgen == "host" and self.loadgen_pods != LoadgenPodsConfig():
             raise ValueError("target.kubernetes.loadgen_pods applies to the pods of loadgen: in-cluster")
         return self

@@ -17,7 +17,7 @@ from harness.load.pod_files import configmap_parts, read_plan_files
 from harness.load.requests import ready_requests
 from harness.load.runner import check_user_locustfile
 from harness.local_autoscaler import check_supported
-from harness.targets.registry import extras_needed, target_kind
+from harness.targets.registry import extras_needed, machine_preflight, target_kind
 from harness.tls import context_for
 
 
@@ -53,6 +53,7 @@ def preflight(scenario: Scenario) -> None:
         # part of the scenario that reads the most), and a file name the pods cannot lay out.
         plan = build_load_plan(scenario, endpoints_file=Path("endpoints.json"), intervals_dir=Path("intervals"))
         configmap_parts(read_plan_files(plan))
+    machine_preflight(scenario)
 
 
 def tls_warnings(scenario: Scenario) -> list[str]:

@@ -107,7 +107,7 @@ def test_the_install_steps_of_make_test_are_read_from_the_makefile_and_its_scrip
     # Packages only a bench installs are not among them.
     assert not any(name in packages for name in ("nginx",))
     # Programs built with Go by the lint step and for the Kubernetes target's chart rendering.
-    assert {"actionlint", "helm"} <= go_built_programs_of_make_test()
+    assert {"actionlint", "helm", "kind"} <= go_built_programs_of_make_test()
 
 
 def test_programs_are_provided_by_package_by_name_and_by_path() -> None:
@@ -121,12 +121,13 @@ def test_programs_are_provided_by_package_by_name_and_by_path() -> None:
 
 
 def test_every_combination_of_markers_has_exactly_one_lane() -> None:
-    names = ("integration", "cluster", "load_timing", "machine_wide", "absent_program")
+    names = ("integration", "cluster", "kind", "load_timing", "machine_wide", "absent_program")
     for size in range(len(names) + 1):
         for markers in itertools.combinations(names, size):
             assert lane_of(set(markers)) in LANES
     assert lane_of(set()) == "unit"
     assert lane_of({"integration"}) == "local"
     assert lane_of({"integration", "cluster"}) == "cluster"
+    assert lane_of({"integration", "kind"}) == "kind"
     assert lane_of({"integration", "cluster", "load_timing"}) == "load-timing"
     assert lane_of({"integration", "load_timing", "machine_wide"}) == "machine-wide"

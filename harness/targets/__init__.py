@@ -1,7 +1,7 @@
 """Where replicas run: one module per target behind the `Target` protocol in `base`."""
 
 # Modules the rest of the harness may import (targets are made through `registry`'s factories; cleanup reaches
-# the Docker and Kubernetes ones for what dead runs left); the others serve these.
+# the Docker, Kubernetes and kind ones for what dead runs left); the others serve these.
 # tests/test_architecture.py holds every import from outside the package to this list.
 __all__ = [
     "base",
@@ -9,6 +9,7 @@ __all__ = [
     "docker",
     "helm",
     "helm_values",
+    "kind",
     "kinds",
     "kubernetes",
     "kubernetes_api",

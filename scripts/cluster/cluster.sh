@@ -714,7 +714,8 @@ case "${1:-}" in
 up) serialized up ;;
 down) serialized down ;;
 status) status ;;
-build) build && echo "$BIN" ;;
+# Under the lock: a build under way (another clone's `up`) is waited for, never started twice.
+build) serialized build && echo "$BIN" ;;
 load-image)
     [ -n "${2:-}" ] || die "usage: cluster.sh load-image IMAGE"
     load_image "$2"

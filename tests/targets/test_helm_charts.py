@@ -517,10 +517,20 @@ def test_metrics_server_manifest_is_valid_and_trusts_kind_kubelets(kube_version:
     assert by_kind(manifests, "APIService")["metadata"]["name"] == "v1beta1.metrics.k8s.io"
 
 
-def test_kind_config_is_a_kind_cluster_with_a_worker() -> None:
+def test_kind_config_is_one_node_publishing_a_node_port_on_loopback() -> None:
     config = yaml.safe_load((ROOT / "charts" / "kind-config.yaml").read_text())
     assert (config["kind"], config["apiVersion"]) == ("Cluster", "kind.x-k8s.io/v1alpha4")
-    assert [node["role"] for node in config["nodes"]] == ["control-plane", "worker"]
+    assert [node["role"] for node in config["nodes"]] == ["control-plane"]
+    (mapping,) = config["nodes"][0]["extraPortMappings"]
+    assert mapping["listenAddress"] == "127.0.0.1" and 30000 <= mapping["containerPort"] <= 32767
+
+
+def test_a_node_port_makes_the_service_a_node_port_service() -> None:
+    scenario = load_scenario(ROOT / "loadtests" / "default.yaml")
+    service = by_kind(render_model_service(model_service_values(scenario, IMAGE, RUN_ID, node_port=30080)), "Service")
+    assert service["spec"]["type"] == "NodePort" and service["spec"]["ports"][0]["nodePort"] == 30080
+    service = by_kind(render_model_service(model_service_values(scenario, IMAGE, RUN_ID)), "Service")
+    assert service["spec"]["type"] == "ClusterIP" and "nodePort" not in service["spec"]["ports"][0]
 
 
 def test_the_plan_a_worker_pod_reads_is_the_harness_plan_with_the_pods_paths() -> None:
