@@ -256,6 +256,18 @@ def test_preflight_of_a_cluster_to_create_reads_the_node_image(tmp_path: Path) -
         cluster(runner, tmp_path, node_image="img:1").preflight(node_port=None)
 
 
+def test_preflight_names_dockers_reason_when_it_cannot_run_a_privileged_node(tmp_path: Path) -> None:
+    """Docker's error on this machine before scripts/docker-setup.sh installed its runtime (the capability bounding
+    set lacks CAP_SYS_RESOURCE, which --privileged asks for), as kind's nodes would meet it."""
+    refusal = (
+        "docker: Error response from daemon: failed to create shim task: OCI runtime create failed: runc create "
+        "failed: unable to start container process: unable to apply caps: operation not permitted: unknown."
+    )
+    runner = FakeKindRunner([], failures={"run --rm": refusal})
+    with pytest.raises(DeployError, match=r"cannot run kind's node img:1 as a privileged container: .*apply caps"):
+        cluster(runner, tmp_path, node_image="img:1").preflight(node_port=None)
+
+
 def test_preflight_needs_kind_and_docker(tmp_path: Path) -> None:
     with pytest.raises(DeployError, match="running kind failed"):
         cluster(FakeKindRunner([], failures={"version": "boom"}), tmp_path).preflight(node_port=None)
