@@ -32,14 +32,17 @@ def step(name: str) -> dict[str, Any]:
     return dict(found)
 
 
-def run_step(name: str, workspace: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_step(
+    name: str, workspace: Path, env: dict[str, str], timeout_s: float = 900
+) -> subprocess.CompletedProcess[str]:
+    """The nightly's step `name` as a GitHub runner runs a `run:` step: bash -eo pipefail, in the workspace."""
     return subprocess.run(
         ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step(name)["run"]],
         cwd=workspace,
         env=env,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=timeout_s,
         check=False,
     )
 

@@ -23,6 +23,7 @@ import yaml
 
 from harness.targets.kind import cluster_owner, privileged_failure
 from tests.targets.conftest import DIGITS_DIR, ROOT
+from tests.test_nightly_workflow import run_step
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.kind]
@@ -116,19 +117,6 @@ def workflow_steps() -> dict[str, dict[str, Any]]:
     return {"env": job["env"], **{step["name"]: step for step in job["steps"] if "name" in step}}
 
 
-def run_step(step: dict[str, Any], workspace: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """A workflow `run:` step as a GitHub runner runs it: bash -eo pipefail, in the workspace."""
-    return subprocess.run(
-        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
-        cwd=workspace,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-
-
 @pytest.mark.usefixtures("privileged")
 def test_the_nightly_steps_run_make_loadtest_kind_under_the_real_hpa_and_delete_the_cluster(
     tmp_path: Path,
@@ -175,13 +163,13 @@ def test_the_nightly_steps_run_make_loadtest_kind_under_the_real_hpa_and_delete_
         "KIND_NODE_IMAGE": "offline",
         "KIND_CLUSTER": name,
     }
-    installed = run_step(steps["Install kind"], workspace, env)
+    installed = run_step("Install kind", workspace, env, 1800)
     assert installed.returncode == 0, installed.stderr[-3000:]
     assert "kind v0.33.0" in installed.stdout
     env["PATH"] = ":".join([*github_path.read_text().split(), env["PATH"]])
     started_s = time.monotonic()
     try:
-        loadtest = run_step(steps["Load test on kind"], workspace, env)
+        loadtest = run_step("Load test on kind", workspace, env, 1800)
     finally:
         print(f"make loadtest TARGET=kind (build, create, load, HPA, delete): {time.monotonic() - started_s:.0f} s")
         leftovers = node_containers(name)
@@ -216,7 +204,7 @@ def test_the_nightly_steps_run_make_loadtest_kind_under_the_real_hpa_and_delete_
 
     # Tonight's run against a copy of itself, as the compare step runs it: no regression, a report.
     shutil.copytree(run_dir, workspace / "previous" / run_dir.name)
-    compared = run_step(steps["Compare with the previous night"], workspace, env)
+    compared = run_step("Compare with the previous night", workspace, env, 1800)
     assert compared.returncode == 0, (compared.stdout + compared.stderr)[-3000:]
     assert (workspace / "reports" / "comparison.html").is_file()
 
