@@ -254,8 +254,10 @@ class TinyLM:
 
 def sample(logits: Array, temperature: float, top_p: float, rng: np.random.Generator, allow_eos: bool) -> int:
     """One token from a row of log-scores: the most likely at temperature 0, else drawn at that temperature from
-    the smallest set of most likely tokens whose probabilities reach top_p (nucleus sampling)."""
+    the smallest set of most likely tokens whose probabilities reach top_p (nucleus sampling). Never UNK: it
+    stands for a prompt's unknown characters and has no text, so a generated one would be a token nobody sees."""
     scores = logits.astype(np.float64)
+    scores[UNK] = -np.inf
     if not allow_eos:
         scores[EOS] = -np.inf
     if temperature <= 0:

@@ -147,3 +147,13 @@ def test_engine_refuses_what_the_pool_can_never_hold(llm_modules: tuple[Any, Any
 
     with pytest.raises(engine.EngineFullError, match="KV-cache blocks"):
         asyncio.run(too_big())
+
+
+def test_sampling_never_generates_unk_which_has_no_text(llm_modules: tuple[Any, Any]) -> None:
+    tinylm, _ = llm_modules
+    # UNK the most likely by far: still never drawn, at any temperature, with or without EOS.
+    logits = np.log(np.array([0.01, 0.97, 0.01, 0.01], dtype=np.float32))
+    rng = np.random.default_rng(0)
+    assert tinylm.sample(logits, 0.0, 1.0, rng, allow_eos=False) != tinylm.UNK
+    drawn = {tinylm.sample(logits, 2.0, 1.0, rng, allow_eos=True) for _ in range(500)}
+    assert tinylm.UNK not in drawn and drawn == {tinylm.EOS, 2, 3}
