@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
@@ -146,6 +147,32 @@ class Resources(BaseModel):
     limits: ResourceAmounts = Field(default_factory=ResourceAmounts)
 
 
+def _matching(pattern: str, expected: str) -> Callable[[str], str]:
+    """A validator of a string against `pattern`, whose error says what was expected instead of the pattern."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"expected {expected}")
+        return value
+
+    return check
+
+
+_platform = _matching(r"[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?", "an OS/architecture such as linux/amd64 or linux/arm64")
+# No scheme: Docker and the kubelet choose HTTPS, or HTTP for a registry they are told is insecure.
+_registry = _matching(
+    r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*",
+    "a registry host with an optional port and path, without a scheme, e.g. registry.example.com/team or "
+    "127.0.0.1:15000",
+)
+# Helm release names are DNS-1123 labels of at most 53 characters.
+_release = _matching(r"[a-z0-9]([-a-z0-9]{0,51}[a-z0-9])?", "a DNS label of at most 53 characters (a-z, 0-9, -)")
+_object_name = _matching(
+    r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", "a Kubernetes object name (a-z, 0-9, -, .)"
+)
+
+
 class BuildConfig(BaseModel):
     """How the service's container image is built (docker and kubernetes targets, `harness build`)."""
 
@@ -155,6 +182,11 @@ class BuildConfig(BaseModel):
     )
     ca_bundle: LocalPath | None = Field(
         default=None, description="CA bundle for package installs during the build (TLS-intercepting proxies)"
+    )
+    platform: Annotated[str, AfterValidator(_platform)] | None = Field(
+        default=None,
+        description="the platform the images are built for, e.g. linux/amd64 (an arm64 laptop building for amd64 "
+        "nodes); default: the Docker daemon's",
     )
 
 
@@ -169,8 +201,28 @@ class KubernetesTargetConfig(BaseModel):
     kubeconfig: LocalPath | None = None
     context: str | None = None
     namespace: str = "harness"
-    release: str = "model-service"
+    release: Annotated[str, AfterValidator(_release)] | None = Field(
+        default=None,
+        description="the Helm release the run's objects are named after; default: model-service-<6 hex digits of the "
+        "run id>, so runs sharing a namespace never share an object",
+    )
     image: str | None = None
+    registry: Annotated[str, AfterValidator(_registry)] | None = Field(
+        default=None,
+        description="push the images the run deploys (built, or named and present in the local Docker daemon) to "
+        "this registry with your Docker credentials, and deploy them by digest",
+    )
+    image_pull_secrets: list[Annotated[str, AfterValidator(_object_name)]] = Field(
+        default_factory=list,
+        description="Secrets in the namespace the model's pods pull their image with (kubectl create secret "
+        "docker-registry)",
+    )
+    expiry_margin_s: float = Field(
+        default=1800,
+        gt=0,
+        description="the run's objects carry an expiry: its planned end (rollout_timeout_s and the load's duration "
+        "after it deploys) plus this margin; `harness cleanup --kubeconfig` deletes expired objects of any run",
+    )
     prometheus_url: str | None = Field(
         default=None, description="a Prometheus that scrapes the pods (metrics_route: prometheus reads it)"
     )
@@ -203,6 +255,12 @@ class KubernetesTargetConfig(BaseModel):
     def _prometheus_route_needs_url(self) -> KubernetesTargetConfig:
         if self.metrics_route == "prometheus" and not self.prometheus_url:
             raise ValueError("target.kubernetes.metrics_route 'prometheus' needs target.kubernetes.prometheus_url")
+        if self.registry is not None and (self.node_containerd is not None or self.kind_cluster is not None):
+            side_loaded = "node_containerd" if self.node_containerd is not None else "kind_cluster"
+            raise ValueError(
+                f"target.kubernetes.registry and target.kubernetes.{side_loaded} both bring the image to the nodes "
+                "(pulled from the registry, or loaded onto the node); choose one"
+            )
         return self
 
 
@@ -604,14 +662,53 @@ class MetricTarget(BaseModel):
 
 class ResourceMetricSource(BaseModel):
     model_config = _HPA
-    # Memory is not a sound scaling signal for model servers and the local autoscaler does not read it.
-    name: Literal["cpu"]
+    # Any resource a cluster's metrics API serves (cpu, memory); the local autoscaler reads cpu only
+    # (local_autoscaler.check_supported), a Kubernetes cluster's HPA whatever its metrics.k8s.io serves.
+    name: str = Field(min_length=1)
     target: MetricTarget
+
+
+class ContainerResourceMetricSource(ResourceMetricSource):
+    container: str = Field(min_length=1)
+
+
+class LabelSelectorRequirement(BaseModel):
+    model_config = _HPA
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] | None = None
+
+
+class LabelSelector(BaseModel):
+    model_config = _HPA
+    match_labels: dict[str, str] | None = None
+    match_expressions: list[LabelSelectorRequirement] | None = None
 
 
 class MetricIdentifier(BaseModel):
     model_config = _HPA
     name: str
+    selector: LabelSelector | None = None
+
+
+class CrossVersionObjectReference(BaseModel):
+    model_config = _HPA
+    api_version: str | None = None
+    kind: str
+    name: str
+
+
+class ObjectMetricSource(BaseModel):
+    model_config = _HPA
+    described_object: CrossVersionObjectReference
+    metric: MetricIdentifier
+    target: MetricTarget
+
+
+class ExternalMetricSource(BaseModel):
+    model_config = _HPA
+    metric: MetricIdentifier
+    target: MetricTarget
 
 
 class PodsMetricSource(BaseModel):
@@ -629,17 +726,33 @@ class PodsMetricSource(BaseModel):
 
 
 class MetricSpec(BaseModel):
+    """One HPA metric (autoscaling/v2 MetricSpec): its type and the source section that type names."""
+
     model_config = _HPA
-    type: Literal["Resource", "Pods"]
+    type: Literal["Resource", "ContainerResource", "Pods", "Object", "External"]
     resource: ResourceMetricSource | None = None
+    container_resource: ContainerResourceMetricSource | None = None
     pods: PodsMetricSource | None = None
+    object: ObjectMetricSource | None = None
+    external: ExternalMetricSource | None = None
 
     @model_validator(mode="after")
     def _source_for_type(self) -> MetricSpec:
-        if self.type == "Resource" and self.resource is None:
-            raise ValueError("metric type Resource needs a resource: section")
-        if self.type == "Pods" and self.pods is None:
-            raise ValueError("metric type Pods needs a pods: section")
+        sections = {
+            "Resource": "resource",
+            "ContainerResource": "container_resource",
+            "Pods": "pods",
+            "Object": "object",
+            "External": "external",
+        }
+        wanted = sections[self.type]
+        if getattr(self, wanted) is None:
+            raise ValueError(f"metric type {self.type} needs a {to_camel(wanted)}: section")
+        others = [to_camel(name) for name in sections.values() if name != wanted and getattr(self, name) is not None]
+        if others:
+            raise ValueError(
+                f"metric type {self.type} takes a {to_camel(wanted)}: section only, not {', '.join(others)}"
+            )
         return self
 
 

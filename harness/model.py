@@ -353,6 +353,16 @@ class ImageBuilt:
 
 
 @dataclass(frozen=True)
+class ImagePushed:
+    """A local image was pushed to the target's registry; the replicas pull it by digest (`reference`)."""
+
+    kind: ClassVar[str] = "image_pushed"
+    image: str
+    reference: str
+    push_s: float
+
+
+@dataclass(frozen=True)
 class ImageLoaded:
     """A locally built image was copied onto a cluster node."""
 
@@ -420,6 +430,7 @@ Event = (
     | RunWarning
     | ScrapeFailed
     | ImageBuilt
+    | ImagePushed
     | ImageLoaded
     | ContainersRemoved
     | KindClusterUsed
@@ -443,6 +454,7 @@ EVENT_KINDS: dict[str, type[Event]] = {
         RunWarning,
         ScrapeFailed,
         ImageBuilt,
+        ImagePushed,
         ImageLoaded,
         ContainersRemoved,
         KindClusterUsed,

@@ -43,6 +43,7 @@ from harness.model import (
     CpuPlacement,
     Event,
     ImageBuilt,
+    ImagePushed,
     MachineInfo,
     RunEvent,
     RunMetadata,
@@ -51,6 +52,7 @@ from harness.model import (
 )
 from harness.preflight import preflight, tls_warnings
 from harness.processes import RunWatchdog
+from harness.push import push_image
 from harness.report.progress import ProgressSnapshot
 from harness.rundir import RunDirectory
 from harness.targets.base import InjectsFaults, LeavesResources, Target
@@ -292,21 +294,34 @@ class Run:
 
     def _build(self) -> RunImages:
         """The images the target needs, by its kind's capabilities: the service's, unless the scenario names
-        one, and the load generator's when the load runs in the cluster."""
+        one, and the load generator's when the load runs in the cluster; pushed to the target's registry, when it
+        has one, and then named by digest."""
         scenario = self.scenario
         kind = target_kind(scenario)
-        base_image, ca_bundle = scenario.build.base_image, scenario.build.ca_bundle
+        base_image, ca_bundle, platform = scenario.build.base_image, scenario.build.ca_bundle, scenario.build.platform
         service = None
         if kind.named_image is not None:
             service = kind.named_image(scenario) or self._built(
-                lambda: build_service_image(scenario.service, base_image, ca_bundle)
+                lambda: build_service_image(scenario.service, base_image, ca_bundle, platform=platform)
             )
         loadgen = None
         if kind.load_in_cluster(scenario):
             loadgen = self._built(
-                lambda: build_tool_image(LOADGEN_DOCKERFILE, LOADGEN_REPOSITORY, base_image, ca_bundle)
+                lambda: build_tool_image(
+                    LOADGEN_DOCKERFILE, LOADGEN_REPOSITORY, base_image, ca_bundle, platform=platform
+                )
             )
+        registry = kind.image_registry(scenario)
+        if registry is not None:
+            service, loadgen = (self._pushed(image, registry) if image else None for image in (service, loadgen))
         return RunImages(service=service, loadgen=loadgen)
+
+    def _pushed(self, image: str, registry: str) -> str:
+        """Push one image to the registry, record it as an event, return its reference by digest."""
+        pushed = push_image(image, registry)
+        self.event(ImagePushed(pushed.local, pushed.reference, round(pushed.push_s, 1)))
+        self.log(f"pushed {image} as {pushed.reference}")
+        return pushed.reference
 
     def _built(self, build: Callable[[], BuiltImage]) -> str:
         """Run one build, record it as an event (the whole build's time, `bentoml build` included), return the tag."""

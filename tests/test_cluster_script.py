@@ -32,10 +32,13 @@ set -euo pipefail
 for dir in /var/lib/harness-cluster /run/harness-cluster /run/netns /sys/fs/cgroup; do
     if [ -d "$dir" ]; then mount -t tmpfs sandbox "$dir"; fi
 done
-export HARNESS_CLUSTER_STATE="$WORK/state" HARNESS_CLUSTER_RUN="$WORK/run" HARNESS_CLUSTER_KUBECONFIG="$WORK/out/kubeconfig"
+export HARNESS_CLUSTER_STATE="$WORK/state" HARNESS_CLUSTER_RUN="$WORK/run"
+export HARNESS_CLUSTER_KUBECONFIG="$WORK/out/kubeconfig"
 snapshot() {
     cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null || true
-    for command in iptables ip6tables; do "$command-save" | { grep -v '^#' || true; } | sed 's/\[[0-9]*:[0-9]*\]//'; done
+    for command in iptables ip6tables; do
+        "$command-save" | { grep -v '^#' || true; } | sed 's/\[[0-9]*:[0-9]*\]//'
+    done
 }
 echo 0 >/proc/sys/net/ipv4/ip_forward
 if [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; then echo 0 >/proc/sys/net/bridge/bridge-nf-call-iptables; fi
@@ -100,7 +103,6 @@ def _without_empty_tables(snapshot: str) -> str:
         else:
             kept.append(line)
     return "\n".join(kept)
-
 
 
 def test_down_restores_sysctls_and_iptables_and_removes_every_key(tmp_path: Path) -> None:

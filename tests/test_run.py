@@ -32,11 +32,13 @@ def builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """What the build step asked build.py to build, with every build replaced by a fake image."""
     asked: list[str] = []
 
-    def service_image(service: Any, base_image: str | None, ca_bundle: Path | None) -> BuiltImage:
+    def service_image(service: Any, base_image: str | None, ca_bundle: Path | None, **options: Any) -> BuiltImage:
         asked.append("service")
         return BuiltImage(tag="digits:built", size_bytes=1, build_s=0.0)
 
-    def tool_image(dockerfile: Path, repository: str, base_image: str | None, ca_bundle: Path | None) -> BuiltImage:
+    def tool_image(
+        dockerfile: Path, repository: str, base_image: str | None, ca_bundle: Path | None, **options: Any
+    ) -> BuiltImage:
         asked.append(dockerfile.name)
         return BuiltImage(tag=f"{repository}:built", size_bytes=1, build_s=0.0)
 

@@ -82,10 +82,12 @@ FACTORIES: dict[str, TargetFactory] = {
 
 def extras_needed(scenario: Scenario) -> tuple[str, ...]:
     """The optional extras a run of the scenario needs: its target's, and docker's when it builds an image (the
-    service's when the scenario names none, the load generator's when the load runs in the cluster)."""
+    service's when the scenario names none, the load generator's when the load runs in the cluster) or pushes one
+    to a registry."""
     kind = target_kind(scenario)
     builds = (kind.named_image is not None and not kind.named_image(scenario)) or kind.load_in_cluster(scenario)
-    return tuple(dict.fromkeys([*kind.extras, *(["docker"] if builds else [])]))
+    pushes = kind.image_registry(scenario) is not None
+    return tuple(dict.fromkeys([*kind.extras, *(["docker"] if builds or pushes else [])]))
 
 
 def target_kind(scenario: Scenario) -> TargetKind:

@@ -26,6 +26,7 @@ from harness.model import Event, ReplicaStopped, ResourceUse, RunEvent
 from harness.processes import owner_id
 from harness.targets.base import OWNER_LABEL, RUN_LABEL
 from harness.targets.kubernetes import HPA_PROBLEM_GRACE_S, KubernetesTarget
+from harness.targets.kubernetes_objects import EXPIRES_ANNOTATION, expiry_timestamp
 from harness.targets.kubernetes_status import parse_time
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +52,10 @@ def scenario(autoscaling: dict[str, Any] | None = AUTOSCALING, **kubernetes: Any
     target = base.target.model_copy(
         update={
             "kind": "kubernetes",
-            "kubernetes": base.target.kubernetes.model_copy(update={"image": IMAGE, **kubernetes}),
+            # The recorded pods belong to release model-service (by default every run has its own).
+            "kubernetes": base.target.kubernetes.model_copy(
+                update={"image": IMAGE, "release": "model-service", **kubernetes}
+            ),
         }
     )
     output = base.output.model_copy(update={"run_id": RUN_ID})
@@ -119,6 +123,7 @@ def rollout_api(**options: Any) -> FakeKubernetesApi:
 def test_start_applies_the_chart_labelled_and_waits_for_ready_pods(tmp_path: Path) -> None:
     api = rollout_api()
     target, recorder, clock = make_target(api, tmp_path)
+    started_s = clock.now_s
     try:
         target.start(2)
         assert [call[1] for call in api.calls_named("apply")] == [
@@ -127,12 +132,19 @@ def test_start_applies_the_chart_labelled_and_waits_for_ready_pods(tmp_path: Pat
             "Deployment",
             "HorizontalPodAutoscaler",
         ]
+        # Every object expires at the planned end (the rollout budget and the load) plus the margin.
+        expires = expiry_timestamp(started_s, 300 + scenario().duration_s + 1800)
         for kind in ("PodDisruptionBudget", "Service", "Deployment", "HorizontalPodAutoscaler"):
             (stored,) = api.stored(kind)
             assert stored["metadata"]["labels"][RUN_LABEL] == RUN_ID
             assert stored["metadata"]["labels"][OWNER_LABEL] == owner_id(), "this harness process owns it"
+            assert stored["metadata"]["annotations"] == {EXPIRES_ANNOTATION: expires}
         (namespace,) = api.stored("Namespace")
-        assert namespace["metadata"] == {"name": "harness", "labels": {RUN_LABEL: RUN_ID, OWNER_LABEL: owner_id()}}
+        assert namespace["metadata"] == {
+            "name": "harness",
+            "labels": {RUN_LABEL: RUN_ID, OWNER_LABEL: owner_id()},
+            "annotations": {EXPIRES_ANNOTATION: expires},
+        }
         # minReplicas is 2, so the HPA starts where asked and the harness leaves spec.replicas alone.
         assert api.calls_named("scale") == []
         assert clock.sleeps == 1
