@@ -113,6 +113,12 @@ def cli() -> None:
 @click.option("--pushgateway", help="Push the final verdict figures to this Prometheus Pushgateway URL.")
 @click.option("--base-image", help="Docker/Kubernetes targets: base image for the service image build.")
 @click.option("--ca-bundle", type=click.Path(path_type=Path), help="CA bundle for package installs in the build.")
+@click.option(
+    "--registry",
+    help="Kubernetes target: push the images to this registry (host[:port][/path]) with your Docker credentials "
+    "and deploy them by digest (target.kubernetes.registry).",
+)
+@click.option("--platform", help="Build the images for this platform, e.g. linux/amd64 (build.platform).")
 @click.option("--set", "sets", multiple=True, help="Override any scenario field: --set stages.0.users=8")
 @click.option("--json", "json_progress", is_flag=True, help="Progress as JSON lines (for machines).")
 @_verb
@@ -130,6 +136,8 @@ def run(
     pushgateway: str | None,
     base_image: str | None,
     ca_bundle: Path | None,
+    registry: str | None,
+    platform: str | None,
     sets: tuple[str, ...],
     json_progress: bool,
 ) -> int:
@@ -151,6 +159,8 @@ def run(
         ("metrics.pushgateway_url", pushgateway),
         ("build.base_image", base_image),
         ("build.ca_bundle", str(ca_bundle.resolve()) if ca_bundle else None),
+        ("build.platform", platform),
+        ("target.kubernetes.registry", registry),
     ):
         if value is not None:
             overrides[key] = value
@@ -179,19 +189,30 @@ def validate(scenario: Path, sets: tuple[str, ...]) -> None:
 @click.option(
     "--kubeconfig",
     type=click.Path(path_type=Path),
-    help="Also delete the cluster objects (and namespaces) of harnesses of this machine that are gone.",
+    help="Also delete cluster objects: those of harnesses of this machine that are gone, and every harness "
+    "object (and namespace) whose expiry has passed, whoever made it.",
+)
+@click.option(
+    "--namespace",
+    help="With --kubeconfig: look in this namespace only (for a user whose rights are in one namespace).",
 )
 @_verb
-def cleanup(docker: bool, kubeconfig: Path | None) -> None:
+def cleanup(docker: bool, kubeconfig: Path | None, namespace: str | None) -> None:
     """Remove what killed runs left: processes, cgroups, containers, cluster objects.
 
-    Only what bears the mark of a harness of this machine that no longer runs is touched; every
+    Only what bears the mark of a harness of this machine that no longer runs is touched, and in a
+    cluster also what any harness created that has expired (its planned end plus a margin); every
     `harness run` does the same for processes and cgroups before it starts.
     """
     from harness.cleanup import sweep_dead
 
+    if namespace is not None and kubeconfig is None:
+        raise ConfigError("--namespace applies to the cluster sweep: give --kubeconfig too")
     lines = sweep_dead(
-        docker=docker and installed("docker") and _docker_reachable(), kubeconfig=kubeconfig, on_line=click.echo
+        docker=docker and installed("docker") and _docker_reachable(),
+        kubeconfig=kubeconfig,
+        namespace=namespace,
+        on_line=click.echo,
     )
     if not lines:
         click.echo("nothing to clean up")
@@ -202,6 +223,26 @@ def _docker_reachable() -> bool:
 
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     return not host.startswith("unix://") or Path(host.removeprefix("unix://")).exists()
+
+
+@cli.command()
+@click.argument("scenario", type=click.Path(path_type=Path))
+@click.option("--namespace", help="The namespace the Role grants rights in (default: target.kubernetes.namespace).")
+@click.option("--name", default="harness-run", show_default=True, help="The Role's (and RoleBinding's) name.")
+@click.option("--service-account", help="Also print a RoleBinding of the Role to this ServiceAccount of the namespace.")
+@click.option(
+    "--set", "sets", multiple=True, help="Override any scenario field: --set target.kubernetes.loadgen=in-cluster"
+)
+@_verb
+def rbac(scenario: Path, namespace: str | None, name: str, service_account: str | None, sets: tuple[str, ...]) -> None:
+    """Print the narrowest Role a Kubernetes run of SCENARIO needs: rights in one existing namespace, chosen by the
+    scenario's routes and features (`kubectl apply -f -` it, then bind it)."""
+    from harness.commands import rbac_manifests
+
+    click.echo(
+        rbac_manifests(scenario, _parse_set(sets), namespace=namespace, name=name, service_account=service_account),
+        nl=False,
+    )
 
 
 @cli.command()
@@ -276,12 +317,15 @@ def sweep(
 @click.option("--base-image", help="Base image for the container build (default: BentoML's).")
 @click.option("--ca-bundle", type=click.Path(path_type=Path), help="CA bundle for package installs in the build.")
 @click.option("--tag", help="Image tag (default: from the bento tag).")
+@click.option("--platform", help="Build for this platform, e.g. linux/amd64 (default: build.platform, else Docker's).")
 @_verb
-def build(scenario: Path, base_image: str | None, ca_bundle: Path | None, tag: str | None) -> None:
-    """Build SCENARIO's service as a bento and an OCI image."""
+def build(
+    scenario: Path, base_image: str | None, ca_bundle: Path | None, tag: str | None, platform: str | None
+) -> None:
+    """Build SCENARIO's service as a bento and an OCI image; prints its tag first."""
     from harness.commands import build_image
 
-    click.echo(build_image(scenario, base_image=base_image, ca_bundle=ca_bundle, tag=tag))
+    click.echo(build_image(scenario, base_image=base_image, ca_bundle=ca_bundle, tag=tag, platform=platform))
 
 
 def main() -> None:

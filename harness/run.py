@@ -212,6 +212,12 @@ class Run:
         """Run the scenario; always cleans up; returns the verdict (None if no data to judge)."""
         preflight(self.scenario)
         self.warnings.extend(tls_warnings(self.scenario))
+        check_before_build = target_kind(self.scenario).check_before_build
+        if check_before_build is not None:
+            # Rights and APIs the target's infrastructure must grant, asked before anything is built or created.
+            for warning in check_before_build(self.scenario):
+                self.warnings.append(warning)
+                self.log(f"warning: {warning}")
         self.run_dir.create()
         self.run_dir.write_text("scenario.yaml", dump_scenario(self.scenario))
         self.metadata = run_metadata(self.scenario, self.run_id)

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -90,6 +91,42 @@ def assert_nothing_left(cluster: RealCluster, target: KubernetesTarget) -> None:
     api = admin(cluster)
     wait_for(lambda: api.get("v1", "Namespace", None, target.namespace) is None, f"namespace {target.namespace} gone")
     assert run_objects(api, target.namespace, target.run_label) == []
+
+
+def token_kubeconfig(cluster: RealCluster, account: str, namespace: str, path: Path) -> Path:
+    """A kubeconfig holding nothing but a 10-minute token of ServiceAccount `account` (created here) of
+    `namespace`, as a team's admin hands one to a CI job."""
+    from kubernetes import client, config
+
+    api = admin(cluster)
+    api.apply({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account, "namespace": namespace}})
+    core = client.CoreV1Api(config.new_client_from_config(config_file=str(cluster.kubeconfig)))
+    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 600}}
+    token = core.create_namespaced_service_account_token(account, namespace, request).status.token
+    kubeconfig = yaml.safe_load(cluster.kubeconfig.read_text())
+    kubeconfig["users"] = [{"name": account, "user": {"token": token}}]
+    kubeconfig["contexts"][0]["context"]["user"] = account
+    path.write_text(yaml.safe_dump(kubeconfig))
+    return path
+
+
+def delete_from_registry(cluster: RealCluster, reference: str) -> None:
+    """Delete an image a test pushed (`<registry>/<name>@sha256:...`) from the cluster's registry; its blobs go at
+    the registry's next garbage collection (cluster.sh up)."""
+    import base64
+
+    name, digest = reference.removeprefix(f"{cluster.registry}/").split("@")
+    credentials = base64.b64encode(f"{cluster.registry_user}:{cluster.registry_password}".encode()).decode()
+    request = urllib.request.Request(
+        f"http://{cluster.registry}/v2/{name}/manifests/{digest}",
+        method="DELETE",
+        headers={"Authorization": f"Basic {credentials}"},
+    )
+    try:
+        urllib.request.urlopen(request, timeout=ANSWER_S).close()
+    except urllib.error.HTTPError as error:
+        if error.code != 404:
+            raise
 
 
 def failing_start(target: KubernetesTarget) -> DeployError:

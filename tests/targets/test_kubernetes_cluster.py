@@ -36,6 +36,7 @@ from tests.targets.cluster_support import (
     new_namespace,
     post_json,
     run_objects,
+    token_kubeconfig,
     wait_for,
 )
 from tests.targets.conftest import DIGITS_DIR, ROOT, RealCluster
@@ -183,18 +184,8 @@ def test_a_forbidden_service_account_is_one_error_and_touches_nothing(
 ) -> None:
     api = admin(cluster)
     account = f"harness-nobody-{uuid.uuid4().hex[:6]}"
-    api.apply({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account, "namespace": "default"}})
     try:
-        from kubernetes import client, config
-
-        core = client.CoreV1Api(config.new_client_from_config(config_file=str(cluster.kubeconfig)))
-        request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 600}}
-        token = core.create_namespaced_service_account_token(account, "default", request).status.token
-        kubeconfig = yaml.safe_load(cluster.kubeconfig.read_text())
-        kubeconfig["users"] = [{"name": account, "user": {"token": token}}]
-        kubeconfig["contexts"][0]["context"]["user"] = account
-        restricted = tmp_path / "restricted.kubeconfig"
-        restricted.write_text(yaml.safe_dump(kubeconfig))
+        restricted = token_kubeconfig(cluster, account, "default", tmp_path / "restricted.kubeconfig")
         namespace = new_namespace()
         scenario = cluster_scenario(cluster, digits_image, namespace, target__kubernetes__kubeconfig=str(restricted))
         target = KubernetesTarget(scenario, tmp_path)
