@@ -746,12 +746,13 @@ class MetricSpec(BaseModel):
             "External": "external",
         }
         wanted = sections[self.type]
+        article = "an" if wanted[0] in "aeiou" else "a"
         if getattr(self, wanted) is None:
-            raise ValueError(f"metric type {self.type} needs a {to_camel(wanted)}: section")
+            raise ValueError(f"metric type {self.type} needs {article} {to_camel(wanted)}: section")
         others = [to_camel(name) for name in sections.values() if name != wanted and getattr(self, name) is not None]
         if others:
             raise ValueError(
-                f"metric type {self.type} takes a {to_camel(wanted)}: section only, not {', '.join(others)}"
+                f"metric type {self.type} takes {article} {to_camel(wanted)}: section only, not {', '.join(others)}"
             )
         return self
 

@@ -206,7 +206,11 @@ def judge_metrics(needs: Iterable[MetricNeed], served: Mapping[str, set[str] | N
                 f"{_RESOURCE_METRICS}, an adapter such as prometheus-adapter or KEDA for the others)"
             )
         elif need.listed_as is not None and need.listed_as not in listed:
-            similar = sorted(name for name in listed if need.listed_as.split("/")[-1][:12] in name)[:3]
+            # A series the adapter renamed (a suffix such as _total) is listed under the same resource.
+            resource, _, metric = need.listed_as.rpartition("/")
+            similar = sorted(n for n in listed if n.startswith(f"{resource}/") and metric[:12] in n.rpartition("/")[2])[
+                :3
+            ]
             also = f"; it lists {', '.join(similar)}" if similar else ""
             warnings.append(
                 f"{where}: {need.group} does not list {need.listed_as} yet (an adapter lists the series that exist; "

@@ -7,7 +7,6 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.load.test_json_fields import json_values
 
 from harness.config import SameAsAlone
 from harness.load.json_fields import MISSING
@@ -20,6 +19,7 @@ from harness.load.reference_answers import (
     reference_answers,
     sample_bodies,
 )
+from tests.load.test_json_fields import json_values
 
 WHOLE = SameAsAlone()
 LABEL = SameAsAlone(field="labels.0")
