@@ -3,7 +3,8 @@ kubelet, containerd, metrics-server, Prometheus and prometheus-adapter on this m
 
 Rollout and readiness, /metrics of every pod by each route (pod proxy, Prometheus, port-forward), CPU and
 memory from metrics.k8s.io, cleanup by label with the namespace, and the failure paths a user meets first:
-an image the node does not have, a crash loop, an OOM kill, a forbidden service account, no cluster at all.
+a crash loop, an OOM kill, a forbidden service account, no cluster at all (an image that cannot be pulled is
+test_kubernetes_cluster_shared.py's).
 Each ends in one DeployError naming the cause, and nothing of the run is left in the cluster. A SIGKILLed
 harness has its namespace deleted by its watchdog. The runs that drive load (the real HPA, load from inside
 the cluster) are in test_kubernetes_cluster_load.py.
@@ -138,17 +139,6 @@ def test_restricted_namespace_prometheus_route_pod_ip_load_and_scaling(
 
 
 # --------------------------------------------------------------------------- failure paths
-
-
-def test_an_image_the_node_does_not_have_is_named(cluster: RealCluster, tmp_path: Path) -> None:
-    # Not side-loaded, so the kubelet pulls; every registry is a closed loopback port on the test cluster.
-    scenario = cluster_scenario(
-        cluster, "harness-no-such-image:1", new_namespace(), target__kubernetes__node_containerd=None
-    )
-    target = KubernetesTarget(scenario, tmp_path)
-    error = failing_start(target)
-    assert "cannot pull image" in str(error) and "harness-no-such-image:1" in str(error)
-    assert_nothing_left(cluster, target)
 
 
 def test_a_crash_looping_pod_is_named_with_its_log(cluster: RealCluster, digits_image: str, tmp_path: Path) -> None:
