@@ -776,38 +776,45 @@ def _of_runs(runs: set[str]) -> Callable[[dict[str, Any]], bool]:
 
 
 def delete_run_objects_of(resource: dict[str, Any], run_id: str) -> list[str]:
-    """A dead run's objects, as its watchdog registered the cluster: the namespace when the run created it
-    (labelled with the run), else the run's objects in it. One line per thing deleted or not."""
+    """A dead run's objects, as its watchdog registered the cluster: the run's objects, then the namespace when the
+    run created it (labelled with the run) and nobody else's objects are in it. One line per thing deleted or not."""
     kubeconfig = resource.get("kubeconfig")
     api = ClientKubernetesApi.connect(Path(kubeconfig) if kubeconfig else None, resource.get("context"))
     namespace = str(resource["namespace"])
     run_label = run_id_label(run_id)
-    selector = f"{RUN_LABEL}={run_label}"
+    deleted, failures = delete_run_objects(api, namespace, f"{RUN_LABEL}={run_label}")
+    lines = [f"deleted {name}" for name in deleted] + [f"could not delete {failure}" for failure in failures]
     stored = api.get("v1", "Namespace", None, namespace)
-    if stored is not None and (stored["metadata"].get("labels") or {}).get(RUN_LABEL) == run_label:
-        api.delete("v1", "Namespace", None, namespace)
-        return [f"deleted namespace {namespace}"]
-    deleted, failures = delete_run_objects(api, namespace, selector)
-    return [f"deleted {name}" for name in deleted] + [f"could not delete {failure}" for failure in failures]
+    if stored is not None and run_of(stored) == run_label:
+        lines.append(_delete_namespace_unless_used(api, namespace, _of_runs({run_label})))
+    return lines
+
+
+def _delete_namespace_unless_used(api: KubernetesApi, namespace: str, leaving: Callable[[dict[str, Any]], bool]) -> str:
+    users = namespace_users(api, namespace, leaving)
+    if users:
+        return f"kept namespace {namespace}: it holds {users[0]}"
+    api.delete("v1", "Namespace", None, namespace)
+    return f"deleted namespace {namespace}"
+
+
+def _of_dead_owner(item: dict[str, Any]) -> bool:
+    labels = (item.get("metadata") or {}).get("labels") or {}
+    return OWNER_LABEL in labels and not owner_alive(labels[OWNER_LABEL])
 
 
 def delete_objects_of_dead_owners(api: KubernetesApi) -> list[str]:
-    """Namespaces and objects labelled by a harness of this machine that no longer runs."""
+    """Objects labelled by a harness of this machine that no longer runs, then the namespaces such a harness created
+    that nobody else's objects are in."""
     lines = []
-    namespaces = (api.list("v1", "Namespace", None, OWNER_LABEL) or {}).get("items") or []
-    for namespace in namespaces:
-        metadata = namespace["metadata"]
-        if (
-            not owner_alive(metadata["labels"][OWNER_LABEL])
-            and namespace.get("status", {}).get("phase") != "Terminating"
-        ):
-            api.delete("v1", "Namespace", None, metadata["name"])
-            lines.append(f"deleted namespace {metadata['name']}")
     for deployment in (api.list("apps/v1", "Deployment", None, OWNER_LABEL) or {}).get("items") or []:
         metadata = deployment["metadata"]
         labels = metadata.get("labels") or {}
-        if owner_alive(labels[OWNER_LABEL]) or RUN_LABEL not in labels:
+        if not _of_dead_owner(deployment) or RUN_LABEL not in labels:
             continue
         deleted, failures = delete_run_objects(api, metadata["namespace"], f"{RUN_LABEL}={labels[RUN_LABEL]}")
         lines += [f"deleted {name}" for name in deleted] + [f"could not delete {failure}" for failure in failures]
+    for namespace in (api.list("v1", "Namespace", None, OWNER_LABEL) or {}).get("items") or []:
+        if _of_dead_owner(namespace) and namespace.get("status", {}).get("phase") != "Terminating":
+            lines.append(_delete_namespace_unless_used(api, namespace["metadata"]["name"], _of_dead_owner))
     return lines

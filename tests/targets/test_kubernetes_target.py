@@ -25,7 +25,12 @@ from harness.errors import ConfigError, DeployError
 from harness.model import Event, ReplicaStopped, ResourceUse, RunEvent
 from harness.processes import owner_id
 from harness.targets.base import OWNER_LABEL, RUN_LABEL
-from harness.targets.kubernetes import HPA_PROBLEM_GRACE_S, KubernetesTarget, delete_expired_objects
+from harness.targets.kubernetes import (
+    HPA_PROBLEM_GRACE_S,
+    KubernetesTarget,
+    delete_expired_objects,
+    delete_objects_of_dead_owners,
+)
 from harness.targets.kubernetes_objects import EXPIRES_ANNOTATION, expiry_timestamp
 from harness.targets.kubernetes_status import parse_time
 
@@ -612,3 +617,32 @@ def test_expired_objects_go_whoever_made_them_and_a_namespace_in_use_stays() -> 
     assert delete_expired_objects(api, now_s, "shared") == [
         "deleted expired Service shared/model-service-4 (run run-late)"
     ]
+
+
+def test_a_dead_harness_namespace_goes_unless_a_live_run_uses_it() -> None:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead = owner_id(child.pid)
+    child.wait()
+    api = FakeKubernetesApi()
+
+    def put(kind: str, api_version: str, name: str, namespace: str | None, run: str, owner: str) -> None:
+        metadata: dict[str, Any] = {"name": name, "labels": {RUN_LABEL: run, OWNER_LABEL: owner}}
+        if namespace is not None:
+            metadata["namespace"] = namespace
+        api.objects[(api_version, kind, namespace, name)] = {
+            "apiVersion": api_version,
+            "kind": kind,
+            "metadata": metadata,
+        }
+
+    for namespace in ("alone", "shared"):
+        put("Namespace", "v1", namespace, None, "run-dead", dead)
+        put("Deployment", "apps/v1", "model-service-dead", namespace, "run-dead", dead)
+    put("Deployment", "apps/v1", "model-service-live", "shared", "run-live", owner_id())
+    lines = delete_objects_of_dead_owners(api)
+    assert "deleted Deployment alone/model-service-dead" in lines and "deleted namespace alone" in lines
+    assert "kept namespace shared: it holds Deployment model-service-live of harness run run-live " in " ".join(lines)
+    assert sorted(name for (_, _, _, name) in api.objects) == ["model-service-live", "shared"]
