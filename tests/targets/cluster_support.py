@@ -159,6 +159,18 @@ def harness_run(scenario: dict[str, Any], path: Path) -> subprocess.CompletedPro
     )
 
 
+def harness_cleanup(cluster: RealCluster) -> subprocess.CompletedProcess[str]:
+    """`harness cleanup --no-docker --kubeconfig` of the cluster's admin, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", "cleanup", "--no-docker", "--kubeconfig", str(cluster.kubeconfig)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def run_cli(scenario: dict[str, Any], directory: Path, name: str) -> Path:
     """`harness run` of a scenario written under `directory`; its run directory (FAIL and INCONCLUSIVE are
     results here, a harness error is not)."""

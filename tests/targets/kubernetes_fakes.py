@@ -113,6 +113,23 @@ class FakeKubernetesApi:
     def calls_named(self, name: str) -> list[tuple[Any, ...]]:
         return [call for call in self.calls if call[0] == name]
 
+    def put(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        labels: dict[str, str],
+        annotations: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Store an object as if someone (another run, a person) had created it."""
+        metadata: dict[str, Any] = {"name": name, "labels": labels, "annotations": annotations or {}}
+        if namespace is not None:
+            metadata["namespace"] = namespace
+        stored = {"apiVersion": api_version, "kind": kind, "metadata": metadata}
+        self.objects[(api_version, kind, namespace, name)] = stored
+        return stored
+
     def stored(self, kind: str) -> list[dict[str, Any]]:
         return [obj for (_, k, _, _), obj in self.objects.items() if k == kind]
 

@@ -33,6 +33,7 @@ from tests.targets.cluster_support import (
     assert_nothing_left,
     cluster_scenario,
     failing_start,
+    harness_cleanup,
     harness_run,
     new_namespace,
     post_json,
@@ -269,14 +270,7 @@ def test_harness_cleanup_deletes_namespaces_of_dead_harnesses_only(cluster: Real
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {OWNER_LABEL: owner}}}
         )
     try:
-        result = subprocess.run(
-            [sys.executable, "-m", "harness.cli", "cleanup", "--no-docker", "--kubeconfig", str(cluster.kubeconfig)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        result = harness_cleanup(cluster)
         assert result.returncode == 0, result.stderr
         assert f"cluster: deleted namespace {left} (a harness that is gone)" in result.stdout
         assert live not in result.stdout

@@ -31,12 +31,13 @@ from harness.targets.kubernetes_objects import EXPIRES_ANNOTATION, expiry_timest
 from tests.targets.cluster_support import (
     admin,
     cluster_scenario,
+    harness_cleanup,
     harness_run,
     new_namespace,
     token_kubeconfig,
     wait_for,
 )
-from tests.targets.conftest import DIGITS_DIR, MACHINE_CA_BUNDLE, ROOT, RealCluster
+from tests.targets.conftest import DIGITS_DIR, MACHINE_CA_BUNDLE, RealCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -179,14 +180,7 @@ def test_cleanup_deletes_what_expired_whoever_made_it(cluster: RealCluster) -> N
             | {"spec": {"ports": [{"port": 80}]}}
         )
         api.create(marked("ConfigMap", "plan", live, f"run-{live}", past))
-        result = subprocess.run(
-            [sys.executable, "-m", "harness.cli", "cleanup", "--no-docker", "--kubeconfig", str(cluster.kubeconfig)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        result = harness_cleanup(cluster)
         assert result.returncode == 0, result.stderr
         assert f"cluster: deleted expired ConfigMap {gone}/plan (run run-{gone})" in result.stdout
         assert f"cluster: deleted expired namespace {gone} (run run-{gone})" in result.stdout

@@ -585,18 +585,7 @@ def test_expired_objects_go_whoever_made_them_and_a_namespace_in_use_stays() -> 
     api = FakeKubernetesApi()
 
     def put(kind: str, api_version: str, name: str, namespace: str | None, run: str, expires: str) -> None:
-        metadata: dict[str, Any] = {
-            "name": name,
-            "labels": {RUN_LABEL: run},
-            "annotations": {EXPIRES_ANNOTATION: expires},
-        }
-        if namespace is not None:
-            metadata["namespace"] = namespace
-        api.objects[(api_version, kind, namespace, name)] = {
-            "apiVersion": api_version,
-            "kind": kind,
-            "metadata": metadata,
-        }
+        api.put(api_version, kind, namespace, name, {RUN_LABEL: run}, {EXPIRES_ANNOTATION: expires})
 
     put("Namespace", "v1", "dead", None, "run-dead", past)
     put("Deployment", "apps/v1", "model-service-1", "dead", "run-dead", past)
@@ -629,14 +618,7 @@ def test_a_dead_harness_namespace_goes_unless_a_live_run_uses_it() -> None:
     api = FakeKubernetesApi()
 
     def put(kind: str, api_version: str, name: str, namespace: str | None, run: str, owner: str) -> None:
-        metadata: dict[str, Any] = {"name": name, "labels": {RUN_LABEL: run, OWNER_LABEL: owner}}
-        if namespace is not None:
-            metadata["namespace"] = namespace
-        api.objects[(api_version, kind, namespace, name)] = {
-            "apiVersion": api_version,
-            "kind": kind,
-            "metadata": metadata,
-        }
+        api.put(api_version, kind, namespace, name, {RUN_LABEL: run, OWNER_LABEL: owner})
 
     for namespace in ("alone", "shared"):
         put("Namespace", "v1", namespace, None, "run-dead", dead)
