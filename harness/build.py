@@ -7,6 +7,7 @@ a TLS-inspecting proxy, and a slimmer system-package line (see `_slim_system_pac
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
@@ -253,10 +254,15 @@ def _docker_build(
 
 
 def _built(client: Any, tag: str, started_s: float, log: str, platform: str | None = None) -> BuiltImage:
+    from docker.errors import DockerException
+
     image = _image(client, tag)
     if image is None:
         raise BuildError(f"docker build reported success but image '{tag}' does not exist; log tail: {_tail(log)}")
     if platform is not None and image_platform(image.attrs) != platform:
+        # Not kept under the tag: a later build for the same platform would reuse it.
+        with contextlib.suppress(DockerException):
+            client.images.remove(tag, noprune=True)
         raise BuildError(
             f"image '{tag}' was built for {image_platform(image.attrs)}, not build.platform {platform}: its base image "
             f"is not available for {platform}",

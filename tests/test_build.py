@@ -3,6 +3,8 @@ of the digits example (reused when already built), the load generator image, and
 
 from __future__ import annotations
 
+import os
+import platform
 import re
 import subprocess
 import time
@@ -207,3 +209,16 @@ def test_the_load_generator_image_runs_locust() -> None:
     )
     assert version.stdout.startswith("locust 2.")
     assert built.size_bytes < 800e6
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the local base image is this machine's platform")
+def test_an_image_built_for_another_platform_than_asked_is_refused_and_not_kept() -> None:
+    """Docker 20.10's builder uses a local base image of another platform without a word: the image is checked."""
+    dockerfile = ROOT / "dockerfiles" / "loadgen.Dockerfile"
+    with pytest.raises(BuildError, match=r"was built for linux/amd64, not build\.platform linux/arm64"):
+        build_tool_image(dockerfile, "harness-loadgen", LOCAL_BASE_IMAGE, CA_BUNDLE, platform="linux/arm64")
+    tags = [tag for image in docker.from_env().images.list("harness-loadgen") for tag in image.tags]
+    assert f"harness-loadgen:building-{os.getpid()}" not in tags
+    built = build_tool_image(dockerfile, "harness-loadgen", LOCAL_BASE_IMAGE, CA_BUNDLE, platform="linux/amd64")
+    assert docker.from_env().images.get(built.tag).attrs["Architecture"] == "amd64"
