@@ -22,12 +22,13 @@ import pytest
 import yaml
 
 from harness.build import LOADGEN_DOCKERFILE, LOADGEN_REPOSITORY, LOCAL_BASE_IMAGE, build_tool_image
-from harness.errors import DeployError
+from harness.errors import ConfigError, DeployError
 from harness.push import push_image
 from harness.targets.base import OWNER_LABEL, RUN_LABEL
 from harness.targets.kubernetes import KubernetesTarget
 from harness.targets.kubernetes_access import rights_needed, role_manifests
 from harness.targets.kubernetes_objects import EXPIRES_ANNOTATION, expiry_timestamp
+from harness.targets.kubernetes_preflight import check_cluster
 from tests.targets.cluster_support import (
     admin,
     cluster_scenario,
@@ -284,3 +285,35 @@ def test_the_registry_refuses_a_push_without_credentials(
         -2000:
     ]
     assert f"docker login {cluster.registry}" in result.stderr
+
+
+# --------------------------------------------------------------------------- what the cluster's HPA can read
+
+
+def test_the_cluster_decides_what_its_hpa_can_read(cluster: RealCluster, digits_image: str) -> None:
+    """Memory and a Pods series of the adapter are the cluster's to read (metrics-server, prometheus-adapter); an
+    External metric it has no API for is named before anything is built."""
+    memory = {
+        "type": "Resource",
+        "resource": {"name": "memory", "target": {"type": "AverageValue", "averageValue": "1Gi"}},
+    }
+    in_progress = {
+        "type": "Pods",
+        "pods": {
+            "metric": {"name": "bentoml_service_request_in_progress"},
+            "target": {"type": "AverageValue", "averageValue": 4},
+        },
+    }
+    queue = {
+        "type": "External",
+        "external": {"metric": {"name": "queue_depth"}, "target": {"type": "Value", "value": 3}},
+    }
+    readable = cluster_scenario(cluster, digits_image, "default", autoscaling={"metrics": [memory, in_progress]})
+    warnings = check_cluster(readable)
+    # The adapter lists a series only while pods expose it: at most a warning, never a refusal.
+    assert all("bentoml_service_request_in_progress" in warning for warning in warnings), warnings
+    unreadable = cluster_scenario(cluster, digits_image, "default", autoscaling={"metrics": [memory, queue]})
+    with pytest.raises(
+        ConfigError, match=r"autoscaling.metrics\[1\] \(External queue_depth\) needs external.metrics.k8s.io"
+    ):
+        check_cluster(unreadable)
