@@ -14,7 +14,7 @@ TEST_PACKAGES := prometheus prometheus-pushgateway chromium containerd runc cont
 # The test cluster's binaries are built with Go (Debian 12's is too old; the machine's is in /usr/local/go).
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: setup loadtest test lint format system-packages docker-setup cluster cluster-down bench bench-ci bench-compare bench-hpa bench-example bench-startup bench-install-size clean \
+.PHONY: setup dist loadtest test lint format system-packages docker-setup cluster cluster-down bench bench-ci bench-compare bench-hpa bench-example bench-startup bench-install-size clean \
 	wine-model bench-llm bench-llm-peers
 
 setup: $(STAMP)
@@ -34,6 +34,13 @@ endef
 $(STAMP): pyproject.toml
 	$(call install_package,[dev])
 	touch $(STAMP)
+
+# The wheel and sdist in dist/ (uv builds the wheel from the sdist, so both carry the package data: charts/,
+# dockerfiles/ and the schemas, through the symlinks in harness/_data), checked by twine as PyPI would.
+dist: setup
+	rm -rf dist
+	$(BIN)/uv build --quiet --out-dir dist
+	$(BIN)/twine check --strict dist/*
 
 # `make loadtest` installs only what its target uses (pyproject.toml): on every target the report's plots and
 # the digits example with its payloads (scikit-learn, which the local replicas import from this venv), and
@@ -197,4 +204,4 @@ bench-hpa: setup cluster
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.hpa_parity
 
 clean:
-	rm -rf $(VENV) .venv-bench-llm reports test-output .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-bench-llm reports test-output dist build .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,6 @@
 # The load generator image: Locust and the harness package, so harness/load/locustfile.py runs in a pod
 # or container next to the service. Build it with harness.build.build_tool_image, which sends only the
-# package sources and ca-bundle.crt (empty when there is none) as the context.
+# package's modules and ca-bundle.crt (empty when there is none) as the context.
 #   docker run --rm IMAGE locust -f /opt/harness/locustfile.py ...   (HARNESS_LOAD_PLAN as for a local run)
 # The base is BentoML's own default for Python 3.11 (bentoml's CONTAINER_METADATA, debian), or the scenario's
 # build.base_image: any image with python3 and pip (uv is installed when it lacks it), root or not.
@@ -26,11 +26,11 @@ RUN set -eu; \
     uv pip install --no-cache "locust>=2.30" "psutil>=5.9" "hdrhistogram>=0.10" "numpy>=1.26" "scipy>=1.11" \
         "scikit-learn>=1.4" "pydantic>=2.6" "PyYAML>=6"
 
-COPY pyproject.toml ./
+# The package's modules as installed where the image is built (a clone or a wheel alike): on the path, not
+# installed, so no project file is needed; compiled here for the read-only root file system.
 COPY harness ./harness
-RUN ca=/usr/local/share/harness/build-ca-bundle.crt; \
-    if [ -s "$ca" ]; then export PIP_CERT="$ca" SSL_CERT_FILE="$ca" REQUESTS_CA_BUNDLE="$ca" UV_NATIVE_TLS=true; fi; \
-    uv pip install --no-cache --no-deps . \
+ENV PYTHONPATH=/opt/harness/src
+RUN python -m compileall -q harness \
     && cd / \
     && ln -s "$(python -c 'import harness.load, pathlib; print(pathlib.Path(harness.load.__file__).parent)')/locustfile.py" \
         /opt/harness/locustfile.py \

@@ -23,6 +23,7 @@ from typing import Any
 from harness import extras
 from harness.config import ServiceConfig
 from harness.errors import BuildError
+from harness.resources import DATA_DIR, data_path, package_dir
 from harness.service_env import bentoml_command, bentoml_env, model_store_home
 
 # The image every bento container starts from on a machine without a registry (scripts/docker-setup.sh).
@@ -341,12 +342,10 @@ def build_service_image(
     return containerize(bento_tag, base_image, ca_bundle, image_tag, bentoml_home=home, platform=platform)
 
 
-# What of the checkout goes into the harness's own image (dockerfiles/loadgen.Dockerfile); a missing directory
-# is sent empty so the Dockerfile can COPY it unconditionally.
-_TOOL_IMAGE_FILES = ("pyproject.toml", "README.md")
-_TOOL_IMAGE_DIRS = ("harness",)
 # The in-cluster load generator's image (charts/loadgen runs it).
-LOADGEN_DOCKERFILE = Path(__file__).resolve().parents[1] / "dockerfiles" / "loadgen.Dockerfile"
+LOADGEN_DOCKERFILE = data_path("dockerfiles", "loadgen.Dockerfile")
+# The package data no image of the harness needs (charts, schemas): left out of the build context.
+_TOOL_IMAGE_IGNORED = ("__pycache__", "*.pyc", DATA_DIR)
 LOADGEN_REPOSITORY = "harness-loadgen"
 
 
@@ -359,11 +358,11 @@ def build_tool_image(
     timeout_s: float = 1800,
     platform: str | None = None,
 ) -> BuiltImage:
-    """Build the harness's own image (dockerfiles/loadgen.Dockerfile) from this checkout, on `base_image` (default:
-    the Dockerfile's, BentoML's own base image) for `platform` (default: the Docker daemon's).
+    """Build the harness's own image (dockerfiles/loadgen.Dockerfile) from the installed package, on `base_image`
+    (default: the Dockerfile's, BentoML's own base image) for `platform` (default: the Docker daemon's).
 
-    The context holds only the package sources and `ca-bundle.crt` (empty when no bundle is given), so the
-    virtualenv and reports of the checkout are never sent to the daemon. The image is tagged
+    The context holds only the package's modules (`harness/`, from a clone or a wheel alike) and `ca-bundle.crt`
+    (empty when no bundle is given), so no virtualenv or report is ever sent to the daemon. The image is tagged
     `repository:<its id>`: the same sources give the same tag, so a node that already holds it (a second
     run, a second night) is not sent it again.
     """
@@ -371,19 +370,11 @@ def build_tool_image(
     if not dockerfile.is_file():
         raise BuildError(f"{dockerfile}: no such Dockerfile")
     tag = f"{repository}:building-{os.getpid()}"
-    root = dockerfile.resolve().parent.parent
     client = docker_client()
     started_s = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="harness-image-") as scratch:
         context = Path(scratch)
-        for name in _TOOL_IMAGE_FILES:
-            if (root / name).is_file():
-                shutil.copyfile(root / name, context / name)
-        for name in _TOOL_IMAGE_DIRS:
-            if (root / name).is_dir():
-                shutil.copytree(root / name, context / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-            else:
-                (context / name).mkdir()
+        shutil.copytree(package_dir(), context / "harness", ignore=shutil.ignore_patterns(*_TOOL_IMAGE_IGNORED))
         (context / "ca-bundle.crt").write_bytes(ca_bundle.read_bytes() if ca_bundle is not None else b"")
         shutil.copyfile(dockerfile, context / "Dockerfile")
         build_args = {"BASE_IMAGE": base_image} if base_image else None

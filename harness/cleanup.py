@@ -216,7 +216,7 @@ def watch(run_id: str, owner: str, stream: Iterable[str]) -> list[str]:
 def main(argv: list[str]) -> int:
     if len(argv) != 3 or argv[0] != WATCH_FLAG:
         print("usage: python -m harness.cleanup --watch RUN_ID OWNER", file=sys.stderr)
-        return ExitCode.HARNESS_ERROR
+        return ExitCode.BAD_INPUT
     watch(argv[1], argv[2], sys.stdin)
     return ExitCode.OK
 

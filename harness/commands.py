@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from harness.config import Scenario
 from harness.errors import ReportError
 from harness.exit_codes import ExitCode
-from harness.model import ClientInterval
+from harness.model import ClientInterval, Status, Verdict
 from harness.run import Run
 from harness.rundir import RunDirectory, write_atomically
 
@@ -23,32 +24,40 @@ def _console() -> Any:
     return Console() if sys.stdout.isatty() else Console(width=160)
 
 
-def run_scenario(path: Path, overrides: dict[str, Any], *, json_progress: bool = False) -> int:
+def exit_code_for(verdict: Verdict | None, exit_code: int, *, fail_on_warn: bool) -> int:
+    """The run's exit code, with `--fail-on warn` turning a WARN verdict into a failure (1)."""
+    if fail_on_warn and verdict is not None and verdict.status is Status.WARN and exit_code == ExitCode.OK:
+        return ExitCode.FAIL
+    return exit_code
+
+
+def run_scenario(scenario: Scenario, *, json_progress: bool = False, fail_on_warn: bool = False) -> int:
     """`harness run`: run one scenario, print its verdict table, return the exit code."""
-    from harness.config import load_scenario
     from harness.report.progress import ProgressReporter
 
-    scenario = load_scenario(path, overrides)
     reporter = ProgressReporter(mode="json" if json_progress else None)
     run = Run(scenario, progress=reporter.update, log=lambda message: reporter.log(message))
     try:
         outcome = run.execute()
     finally:
         reporter.close()
+    exit_code = exit_code_for(outcome.verdict, outcome.exit_code, fail_on_warn=fail_on_warn)
     if json_progress:
         status = outcome.verdict.status.value if outcome.verdict else None
-        result = {"type": "result", "status": status, "exit_code": outcome.exit_code, "run_dir": str(outcome.run_dir)}
+        result = {"type": "result", "status": status, "exit_code": exit_code, "run_dir": str(outcome.run_dir)}
         print(json.dumps(result), flush=True)
-        return outcome.exit_code
+        return exit_code
     from harness.report.console import print_verdict
 
     console = _console()
     if outcome.verdict is not None:
         print_verdict(outcome.verdict, console)
+        if exit_code != outcome.exit_code:
+            console.print(f"--fail-on warn: the WARN verdict exits {exit_code}")
     console.print(f"run directory: {outcome.run_dir}")
     if outcome.verdict is not None and (note := missing_plots_note()) is not None:
         console.print(note)
-    return outcome.exit_code
+    return exit_code
 
 
 def missing_plots_note() -> str | None:
@@ -110,20 +119,41 @@ def sweep_scenario(
     tolerance: float,
     probe_s: float | None,
     replica_counts: tuple[int, ...] = (),
+    json_lines: bool = False,
 ) -> int:
-    """`harness sweep`: bracket-then-bisect search for the maximum sustainable arrival rate."""
+    """`harness sweep`: bracket-then-bisect search for the maximum sustainable arrival rate; with `json_lines`
+    every line is a JSON object: {"type": "log" | "probe" | "result", ...}."""
     from harness.config import load_scenario
     from harness.sweep import run_sweep
 
-    return run_sweep(
+    def emit(kind: str, fields: dict[str, Any]) -> None:
+        print(json.dumps({"type": kind, **fields}), flush=True)
+
+    summary: dict[str, Any] = {}
+    code = run_sweep(
         load_scenario(path, overrides),
         initial_rps=initial_rps,
         max_rps=max_rps,
         tolerance=tolerance,
         min_probe_s=probe_s,
-        console=_console(),
+        console=_JsonLog(emit) if json_lines else _console(),
         replica_counts=replica_counts,
+        on_probe=(lambda record: emit("probe", record)) if json_lines else lambda record: None,
+        on_result=summary.update,
     )
+    if json_lines:
+        emit("result", {**summary, "exit_code": code})
+    return code
+
+
+class _JsonLog:
+    """A console for machines: every line printed becomes {"type": "log", "message": ...}."""
+
+    def __init__(self, emit: Any) -> None:
+        self._emit = emit
+
+    def print(self, message: str) -> None:
+        self._emit("log", {"message": str(message)})
 
 
 def build_image(

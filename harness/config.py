@@ -8,11 +8,12 @@ names (camelCase) because it feeds both the local autoscaler and the Helm chart 
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal, cast, get_args
 
 import yaml
 from pydantic import (
@@ -25,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import ErrorDetails
 
 from harness.errors import ConfigError
 from harness.model import RequestLimits
@@ -85,10 +87,16 @@ class ServiceConfig(BaseModel):
     service: str | None = Field(
         default=None, description="BentoML import string, e.g. 'service:DigitsClassifier'; every target but external"
     )
-    endpoint: str = Field(default="/classify", pattern=r"^/")
-    readiness_path: str = Field(default="/readyz", pattern=r"^/")
-    metrics_path: str = Field(default="/metrics", pattern=r"^/")
-    env: dict[str, str] = Field(default_factory=dict)
+    endpoint: str = Field(default="/classify", pattern=r"^/", description="the path the payload is POSTed to")
+    readiness_path: str = Field(
+        default="/readyz", pattern=r"^/", description="answers 2xx when a replica is ready for load"
+    )
+    metrics_path: str = Field(
+        default="/metrics", pattern=r"^/", description="Prometheus metrics of a replica (BentoML's); optional"
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict, description="environment of the replicas; values are secrets, never written out"
+    )
     model_store: LocalPath | None = Field(
         default=None,
         description="a BENTOML_HOME whose model store replicas read (read-only) and bentos are built from; "
@@ -119,9 +127,11 @@ class ServiceConfig(BaseModel):
 
 
 class ResourceAmounts(BaseModel):
+    """CPU and memory in Kubernetes quantities (`500m`, `2`, `512Mi`)."""
+
     model_config = _STRICT
-    cpu: Quantity | None = None
-    memory: Quantity | None = None
+    cpu: Quantity | None = Field(default=None, description="cores: `500m`, `1.5`")
+    memory: Quantity | None = Field(default=None, description="bytes: `512Mi`, `2G`")
 
     @field_validator("cpu", "memory")
     @classmethod
@@ -146,6 +156,17 @@ class Resources(BaseModel):
     requests: ResourceAmounts = Field(default_factory=ResourceAmounts)
     limits: ResourceAmounts = Field(default_factory=ResourceAmounts)
 
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> Resources:
+        for amount, measure in (("cpu", "cpu_cores"), ("memory", "memory_bytes")):
+            request, limit = getattr(self.requests, measure), getattr(self.limits, measure)
+            if request is not None and limit is not None and request > limit:
+                raise ValueError(
+                    f"requests.{amount} {getattr(self.requests, amount)} is above limits.{amount} "
+                    f"{getattr(self.limits, amount)}"
+                )
+        return self
+
 
 def _matching(pattern: str, expected: str) -> Callable[[str], str]:
     """A validator of a string against `pattern`, whose error says what was expected instead of the pattern."""
@@ -168,9 +189,6 @@ _registry = _matching(
 )
 # Helm release names are DNS-1123 labels of at most 53 characters.
 _release = _matching(r"[a-z0-9]([-a-z0-9]{0,51}[a-z0-9])?", "a DNS label of at most 53 characters (a-z, 0-9, -)")
-_object_name = _matching(
-    r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", "a Kubernetes object name (a-z, 0-9, -, .)"
-)
 
 
 class BuildConfig(BaseModel):
@@ -191,31 +209,117 @@ class BuildConfig(BaseModel):
 
 
 class DockerTargetConfig(BaseModel):
+    """The docker target's containers."""
+
     model_config = _STRICT
     image: str | None = Field(default=None, description="image to run; default: the built bento's tag")
-    network: Literal["host", "publish"] = "publish"
+    network: Literal["host", "publish"] = Field(
+        default="publish", description="publish: a port on 127.0.0.1 per container; host: the host's network"
+    )
+
+
+_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# The name of an object of the namespace (a Secret, a ServiceAccount): a DNS subdomain.
+ObjectName = Annotated[str, Field(pattern=_DNS_SUBDOMAIN, max_length=253)]
+# A label key (an optional DNS-subdomain prefix, then a name) and a label value, as Kubernetes validates them.
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_LABEL_KEY = rf"^({_DNS_SUBDOMAIN[1:-1]}/)?{_LABEL_NAME}$"
+_LABEL_VALUE = rf"^({_LABEL_NAME})?$"
+
+
+class Toleration(BaseModel):
+    """A Kubernetes toleration, in its own spelling (`tolerationSeconds`), passed to the pods unchanged."""
+
+    model_config = _HPA
+    key: str | None = Field(default=None, pattern=_LABEL_KEY)
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str | None = Field(default=None, pattern=_LABEL_VALUE)
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Toleration:
+        if self.operator == "Exists" and self.value:
+            raise ValueError("a toleration with operator Exists has no value")
+        if self.key is None and self.operator != "Exists":
+            raise ValueError("a toleration without a key needs operator Exists (it tolerates every taint)")
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise ValueError("tolerationSeconds applies to effect NoExecute only")
+        return self
+
+
+def _default_worker_resources() -> Resources:
+    # Measured on the project's cluster (digits payload): a worker holds 111-117 MiB and uses 0.06 cores at
+    # 50 rps, 0.12 at 200 rps, 0.18 at 600 rps; one Locust process never uses more than one core. Data sets are
+    # held in memory: raise the memory for large ones.
+    return Resources(
+        requests=ResourceAmounts(cpu="250m", memory="256Mi"), limits=ResourceAmounts(cpu="1", memory="512Mi")
+    )
+
+
+def _default_master_resources() -> Resources:
+    # Measured beside those workers: the master holds 137 MiB (it loads the same plan) and uses 2 millicores.
+    return Resources(
+        requests=ResourceAmounts(cpu="50m", memory="256Mi"), limits=ResourceAmounts(cpu="500m", memory="512Mi")
+    )
+
+
+class LoadgenPodsConfig(BaseModel):
+    """The in-cluster load generator's pods (target.kubernetes.loadgen: in-cluster): what they request, where they
+    may run, which service account they use (they pull their image with target.kubernetes.image_pull_secrets, as
+    the model's pods do). Requests and limits are set by default, so the pods are not BestEffort: a ResourceQuota
+    admits them, and the scheduler does not crowd them onto a node with no room for them."""
+
+    model_config = _STRICT
+    resources: Resources = Field(
+        default_factory=_default_worker_resources,
+        description="each worker's requests and limits; default: requests cpu 250m, memory 256Mi, limits cpu 1, "
+        "memory 512Mi (a worker measured 117 MiB and 0.18 cores at 600 rps)",
+    )
+    master_resources: Resources = Field(
+        default_factory=_default_master_resources,
+        description="the master's; default: requests cpu 50m, memory 256Mi, limits cpu 500m, memory 512Mi",
+    )
+    node_selector: dict[Annotated[str, Field(pattern=_LABEL_KEY)], Annotated[str, Field(pattern=_LABEL_VALUE)]] = Field(
+        default_factory=dict, description="node labels the generator pods must run on"
+    )
+    tolerations: list[Toleration] = Field(default_factory=list, description="taints the generator pods tolerate")
+    service_account_name: ObjectName | None = Field(
+        default=None,
+        description="an existing service account for the generator pods; default: one of their own, with no rights "
+        "and no token",
+    )
 
 
 class KubernetesTargetConfig(BaseModel):
+    """The kubernetes target: which cluster, how the image gets there, how load and metrics reach the pods."""
+
     model_config = _STRICT
-    kubeconfig: LocalPath | None = None
-    context: str | None = None
-    namespace: str = "harness"
+    kubeconfig: LocalPath | None = Field(
+        default=None, description="default: $KUBECONFIG, else ~/.kube/config, else the in-cluster service account"
+    )
+    context: str | None = Field(default=None, description="kubeconfig context; default: its current one")
+    namespace: str = Field(
+        default="harness",
+        description="namespace the run's objects are applied in (created if missing, when the kubeconfig's user may "
+        "create namespaces)",
+    )
     release: Annotated[str, AfterValidator(_release)] | None = Field(
         default=None,
         description="the Helm release the run's objects are named after; default: model-service-<6 hex digits of the "
         "run id>, so runs sharing a namespace never share an object",
     )
-    image: str | None = None
+    image: str | None = Field(default=None, description="image the pods run; default: the one the harness builds")
     registry: Annotated[str, AfterValidator(_registry)] | None = Field(
         default=None,
-        description="push the images the run deploys (built, or named and present in the local Docker daemon) to "
-        "this registry with your Docker credentials, and deploy them by digest",
+        description="push the images the run deploys (the service's, built or named and present in the local Docker "
+        "daemon, and the in-cluster load generator's) to this registry with your Docker credentials, and deploy "
+        "them by digest",
     )
-    image_pull_secrets: list[Annotated[str, AfterValidator(_object_name)]] = Field(
+    image_pull_secrets: list[ObjectName] = Field(
         default_factory=list,
-        description="Secrets in the namespace the model's pods pull their image with (kubectl create secret "
-        "docker-registry)",
+        description="Secrets in the namespace that every pod of the run pulls its image with: the model's and the "
+        "in-cluster load generator's (kubectl create secret docker-registry)",
     )
     expiry_margin_s: float = Field(
         default=1800,
@@ -242,14 +346,18 @@ class KubernetesTargetConfig(BaseModel):
         "master and loadgen_workers workers sending to the Service)",
     )
     loadgen_workers: int | None = Field(default=None, ge=1, le=32, description="default: load.processes")
+    loadgen_pods: LoadgenPodsConfig = Field(
+        default_factory=LoadgenPodsConfig,
+        description="the in-cluster generator pods' resources, nodeSelector, tolerations and service account",
+    )
     node_containerd: LocalPath | None = Field(
         default=None,
         description="containerd socket of a node on this machine (the cluster of scripts/cluster): the image "
         "is imported there instead of pulled from a registry",
     )
-    rollout_timeout_s: float = Field(default=300, gt=0)
+    rollout_timeout_s: float = Field(default=300, gt=0, description="how long the pods may take to become ready")
     kind_cluster: str | None = Field(default=None, description="kind cluster to create or reuse")
-    keep_cluster: bool = False
+    keep_cluster: bool = Field(default=False, description="keep a kind cluster the harness created")
 
     @model_validator(mode="after")
     def _prometheus_route_needs_url(self) -> KubernetesTargetConfig:
@@ -261,6 +369,8 @@ class KubernetesTargetConfig(BaseModel):
                 f"target.kubernetes.registry and target.kubernetes.{side_loaded} both bring the image to the nodes "
                 "(pulled from the registry, or loaded onto the node); choose one"
             )
+        if self.loadgen == "host" and self.loadgen_pods != LoadgenPodsConfig():
+            raise ValueError("target.kubernetes.loadgen_pods applies to the pods of loadgen: in-cluster")
         return self
 
 
@@ -291,9 +401,13 @@ class TargetConfig(BaseModel):
     """Where replicas run."""
 
     model_config = _STRICT
-    kind: Literal["local", "external", "docker", "kubernetes"] = "local"
-    replicas: int = Field(default=1, ge=1, le=64)
-    startup_timeout_s: float = Field(default=90, gt=0)
+    kind: Literal["local", "external", "docker", "kubernetes"] = Field(
+        default="local",
+        description="local: bentoml serve processes here; external: a service that already runs (urls); docker: "
+        "containers; kubernetes: a cluster (docs/targets.md)",
+    )
+    replicas: int = Field(default=1, ge=1, le=64, description="replicas at the start (autoscaling may change it)")
+    startup_timeout_s: float = Field(default=90, gt=0, description="how long replicas may take to become ready")
     # As the kubelet restarts a crashed container: after 10 s, doubling up to 5 minutes.
     restart_backoff_s: float = Field(
         default=10, gt=0, le=300, description="local and docker: first restart delay of a crashed replica"
@@ -358,14 +472,22 @@ class Stage(BaseModel):
     """One load stage: closed model (a number of users) or open model (a fixed arrival rate)."""
 
     model_config = _STRICT
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    duration_s: float = Field(gt=0, le=24 * 3600)
-    users: int | None = Field(default=None, ge=0, le=10_000)
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="unique; names the stage in reports")
+    duration_s: float = Field(gt=0, le=24 * 3600, description="how long the stage lasts")
+    users: int | None = Field(
+        default=None, ge=0, le=10_000, description="closed model: users each sending when the previous answer came"
+    )
     spawn_rate: float | None = Field(default=None, gt=0, description="users started per second")
-    arrival_rate_rps: float | None = Field(default=None, gt=0, le=100_000)
-    arrival: Literal["constant", "poisson"] = "poisson"
+    arrival_rate_rps: float | None = Field(
+        default=None, gt=0, le=100_000, description="open model: requests per second, whatever the service does"
+    )
+    arrival: Literal["constant", "poisson"] = Field(
+        default="poisson", description="open model: arrival times at random (poisson) or evenly spaced"
+    )
     judged: bool = Field(default=True, description="whether objectives apply to this stage (false for warm-up)")
-    faults: list[Fault] = Field(default_factory=list, max_length=16)
+    faults: list[Fault] = Field(
+        default_factory=list, max_length=16, description="replicas killed or frozen during the stage"
+    )
 
     @model_validator(mode="after")
     def _one_model(self) -> Stage:
@@ -392,8 +514,11 @@ class PayloadConfig(BaseModel):
     """Where request bodies come from: the digits data set, or a JSON-lines file of bodies."""
 
     model_config = _STRICT
-    source: Literal["digits", "jsonl"] = "digits"
-    file: LocalPath | None = None
+    source: Literal["digits", "jsonl"] = Field(
+        default="digits",
+        description="digits: images from scikit-learn's digits data set (the digits extra); jsonl: the bodies of file",
+    )
+    file: LocalPath | None = Field(default=None, description="jsonl: one JSON request body per line")
     batch_rows: int = Field(default=1, ge=1, le=256, description="digits: images per request")
     malformed_fraction: float = Field(
         default=0.0,
@@ -411,12 +536,30 @@ class PayloadConfig(BaseModel):
 
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# A data set column in a body template: "{{column}}".
+PLACEHOLDER = re.compile(r"\{\{([^{}]+)\}\}")
 _FIELD_PATH = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+
+
+def template_columns(template: Any) -> list[str]:
+    """The data set columns a body template names as "{{column}}", anywhere in it."""
+    if isinstance(template, str):
+        return [name.strip() for name in PLACEHOLDER.findall(template)]
+    if isinstance(template, list):
+        return [name for item in template for name in template_columns(item)]
+    if isinstance(template, dict):
+        return [name for value in template.values() for name in template_columns(value)]
+    return []
 
 
 def env_references(value: str) -> list[str]:
     """The environment variables a header value names as `${NAME}`."""
     return _ENV_REFERENCE.findall(value)
+
+
+def header_variables(headers: Iterable[Mapping[str, str]]) -> list[str]:
+    """The environment variables any of these requests' headers name (`${NAME}`), sorted, each once."""
+    return sorted({name for each in headers for value in each.values() for name in env_references(value)})
 
 
 class FieldCheck(BaseModel):
@@ -498,7 +641,9 @@ class RequestConfig(BaseModel):
     )
     body_file: LocalPath | None = Field(default=None, description="JSON-lines file, one request body per line")
     body_template: Any = Field(
-        default=None, description='JSON body; a string "{{column}}" is replaced by that column of a data set row'
+        default=None,
+        description='JSON body; a string "{{column}}" is replaced by that column of a data set row (without '
+        "placeholders, the one body every request sends)",
     )
     dataset: LocalPath | None = Field(default=None, description="JSON-lines file, one object (row) per line")
     check: ResponseCheck = Field(default_factory=ResponseCheck)
@@ -508,8 +653,8 @@ class RequestConfig(BaseModel):
         where = f"request '{self.name}'"
         if self.body_file is not None and self.body_template is not None:
             raise ValueError(f"{where}: give body_file or body_template, not both")
-        if self.body_template is not None and self.dataset is None:
-            raise ValueError(f"{where}: body_template needs a dataset to fill it from")
+        if self.dataset is None and template_columns(self.body_template):
+            raise ValueError(f"{where}: body_template names data set columns and needs a dataset to fill them from")
         if self.body_file is not None and self.dataset is not None:
             raise ValueError(f"{where}: a dataset fills body_template; body_file bodies are sent as they are")
         if self.method in ("GET", "HEAD") and (self.body_file is not None or self.body_template is not None):
@@ -528,9 +673,9 @@ class LoadConfig(BaseModel):
 
     model_config = _STRICT
     processes: int = Field(default=1, ge=1, le=64, description="Locust worker processes")
-    request_timeout_s: float = Field(default=10, gt=0)
+    request_timeout_s: float = Field(default=10, gt=0, description="a request unanswered this long fails (timeout)")
     max_in_flight: int = Field(default=2000, ge=1, description="open model: bound on outstanding requests")
-    seed: int = 42
+    seed: int = Field(default=42, description="seeds the arrivals and the choice of bodies: a run can be repeated")
     locustfile: LocalPath | None = Field(
         default=None,
         description="your own Locust file: its HttpUser/FastHttpUser classes send the load of users stages, "
@@ -571,8 +716,8 @@ class Objective(BaseModel):
 
     model_config = _STRICT
     metric: str = Field(description=documented_metric_names())
-    max: float | None = None
-    min: float | None = None
+    max: float | None = Field(default=None, description="the bound the measurement must stay under")
+    min: float | None = Field(default=None, description="the bound the measurement must stay over")
     stages: list[str] | None = Field(default=None, description="stage names; default: every judged stage")
     per_request: PerRequestLimits | None = Field(
         default=None, description="goodput_rps: the limits a request must all meet to be counted"
@@ -627,16 +772,20 @@ class ValidityConfig(BaseModel):
     min_tail_samples: int = Field(
         default=10, ge=1, description="a pNN needs at least this many samples above it: n >= k / (1 - q)"
     )
-    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1, description="confidence level of every interval")
     loadgen_cpu_saturation: float = Field(default=0.9, gt=0, le=1, description="fraction of a core per process")
-    achieved_rate_shortfall: float = Field(default=0.05, ge=0, lt=1)
+    achieved_rate_shortfall: float = Field(
+        default=0.05, ge=0, lt=1, description="open model: arrivals sent may fall this far short, beyond Poisson noise"
+    )
 
 
 class CapacityConfig(BaseModel):
+    """The capacity plan: replicas, CPU and memory for a peak rate, from the measured maximum sustainable rate."""
+
     model_config = _STRICT
-    target_peak_rps: float | None = Field(default=None, gt=0)
-    headroom: float = Field(default=0.3, ge=0, lt=10)
-    price_per_core_hour: float | None = Field(default=None, ge=0)
+    target_peak_rps: float | None = Field(default=None, gt=0, description="the peak rate to plan for")
+    headroom: float = Field(default=0.3, ge=0, lt=10, description="spare capacity on top: 0.3 is 30%")
+    price_per_core_hour: float | None = Field(default=None, ge=0, description="gives a monthly cost")
 
 
 # --------------------------------------------------------------------------- autoscaling (HPA spec names)
@@ -804,34 +953,49 @@ class AutoscalingConfig(BaseModel):
 
 
 class MetricsConfig(BaseModel):
+    """How the run is measured and where its figures go besides the run directory."""
+
     model_config = _STRICT
-    interval_s: float = Field(default=1.0, ge=0.1, le=60)
+    interval_s: float = Field(default=1.0, ge=0.1, le=60, description="length of a record (client, /metrics, CPU)")
     exporter_port: int | None = Field(default=None, ge=0, le=65535, description="serve harness metrics on 127.0.0.1")
-    pushgateway_url: str | None = None
+    pushgateway_url: str | None = Field(
+        default=None, description="push the verdict's final figures to this Pushgateway"
+    )
+    remote_write_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="send the run's series while it runs to this Prometheus remote-write receiver (e.g. "
+        "http://127.0.0.1:9090/api/v1/write); a user:password in the URL is sent as basic auth, never shown",
+    )
+    remote_write_interval_s: float = Field(default=5.0, gt=0, le=300, description="how often the series are sent")
 
 
 class OutputConfig(BaseModel):
+    """Where the run directory goes."""
+
     model_config = _STRICT
-    dir: LocalPath = Path("reports")
-    run_id: FileName | None = None
+    dir: LocalPath = Field(default=Path("reports"), description="run directories are made under it")
+    run_id: FileName | None = Field(
+        default=None, description="the run directory's name; default: UTC start, scenario name and 6 random hex digits"
+    )
 
 
 class Scenario(BaseModel):
     """A whole load test: what to serve, where, how hard to drive it, and what must hold."""
 
     model_config = _STRICT
-    name: FileName
-    description: str = ""
+    name: FileName = Field(description="names the run directories (letters, digits, '.', '_', '-')")
+    description: str = Field(default="", description="free text, shown in the reports")
     service: ServiceConfig = Field(default_factory=ServiceConfig)
     target: TargetConfig = Field(default_factory=TargetConfig)
     resources: Resources = Field(default_factory=Resources)
-    stages: list[Stage] = Field(min_length=1)
+    stages: list[Stage] = Field(min_length=1, description="the load, stage after stage")
     payload: PayloadConfig = Field(default_factory=PayloadConfig)
     requests: list[RequestConfig] | None = Field(
         default=None, min_length=1, description="named requests users send by weight; default: payload to endpoint"
     )
     load: LoadConfig = Field(default_factory=LoadConfig)
-    objectives: list[Objective] = Field(default_factory=list)
+    objectives: list[Objective] = Field(default_factory=list, description="what must hold on every judged stage")
     validity: ValidityConfig = Field(default_factory=ValidityConfig)
     capacity: CapacityConfig = Field(default_factory=CapacityConfig)
     autoscaling: AutoscalingConfig | None = None
@@ -928,20 +1092,67 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return "".join(parts) or "(top level)"
 
 
-def _describe(error: ValidationError, source: str, data: Any) -> str:
-    first = error.errors()[0]
-    where = _location(first["loc"])
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        return f"{source}: unknown key '{where}' (check the spelling; see docs in harness/config.py)"
-    if first["type"] == "missing":
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The scenario model whose keys the mapping at `loc` holds (list indexes skipped), or None."""
+    model: type[BaseModel] = Scenario
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = next(
+            (f for name, f in model.model_fields.items() if part in (name, f.alias)),
+            None,
+        )
+        if field is None:
+            return None
+        found = _model_in(field.annotation)
+        if found is None:
+            return None
+        model = found
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as `list[Stage] | None`, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in get_args(annotation):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _unknown_key(loc: tuple[int | str, ...]) -> str:
+    """What to say of an unknown key: the closest known key ("did you mean"), else the keys allowed there."""
+    model = _model_at(loc[:-1])
+    if model is None:
+        return "see docs/scenario.md for the keys"
+    keys = [field.alias or name for name, field in model.model_fields.items()]
+    close = difflib.get_close_matches(str(loc[-1]), keys, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return "expected one of: " + ", ".join(keys)
+
+
+def _describe(problem: ErrorDetails, source: str) -> str:
+    """One line for one problem of a scenario: the field, the value, what was expected."""
+    where = _location(problem["loc"])
+    message = problem["msg"].removeprefix("Value error, ")
+    if problem["type"] == "extra_forbidden":
+        return f"{source}: unknown key '{where}': {_unknown_key(problem['loc'])}"
+    if problem["type"] == "missing":
         return f"{source}: field '{where}' is required"
     if where == "(top level)":
         # A check across sections (Scenario._cross_checks): its message names the fields itself.
         return f"{source}: {message}"
-    value = first.get("input")
+    value = problem.get("input")
     shown = "" if isinstance(value, dict | list) or value is None else f" = {_short(repr(value))}"
     return f"{source}: field '{where}'{shown}: {message}"
+
+
+def _problems(error: ValidationError, source: str) -> tuple[str, ...]:
+    """Every problem pydantic found, one line each, in the schema's order, without repeats."""
+    return tuple(dict.fromkeys(_describe(problem, source) for problem in error.errors()))
 
 
 def _short(text: str, limit: int = 80) -> str:
@@ -984,7 +1195,8 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(_describe(error, source, data)) from error
+        problems = _problems(error, source)
+        raise ConfigError(problems[0], problems=problems) from error
 
 
 # Deeper than any scenario needs; PyYAML's composer recurses once per level, so this also bounds the stack.
@@ -1106,12 +1318,17 @@ def load_scenario(path: Path, overrides: dict[str, Any] | None = None) -> Scenar
     data = read_yaml(path)
     if data is None:
         raise ConfigError(f"{path}: the file is empty; expected a scenario mapping")
+    return scenario_from_data(data, str(path), path.resolve().parent, overrides)
+
+
+def scenario_from_data(data: Any, source: str, base: Path, overrides: dict[str, Any] | None = None) -> Scenario:
+    """A scenario's plain data (a file's, or the command line's) with dotted-key overrides applied, validated once;
+    relative paths resolve against `base`."""
     if isinstance(data, dict):
         for key, value in (overrides or {}).items():
             apply_override(data, key, value)
-    scenario = parse_scenario(data, str(path))
-    check_machine(scenario, str(path))
-    base = path.resolve().parent
+    scenario = parse_scenario(data, source)
+    check_machine(scenario, source)
     service = scenario.service
     # `service.python` is not resolved: a venv's bin/python is a symlink that selects the venv by its name.
     service = service.model_copy(

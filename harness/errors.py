@@ -6,8 +6,12 @@ HarnessError
  +-- DeployError       replicas could not be started, became unready, or could not be removed
  +-- LoadError         the load generator failed to start or died
  +-- MetricsError      a metrics source could not be read where it was required
- +-- ReportError       a run directory cannot be read back into reports, or a report or record cannot be written
+ +-- ReportError       a run directory cannot be read back into reports
+ |    +-- StorageError a record, report or file of the run directory cannot be written (a full disk)
  +-- MissingExtraError a part of the harness that is an optional extra (docker, kubernetes, helm) is not installed
+
+The CLI sorts them into the exit codes of `harness.exit_codes`: the input's (ConfigError, ReportError,
+MissingExtraError) and the infrastructure's (the others).
 """
 
 from __future__ import annotations
@@ -26,7 +30,11 @@ class HarnessError(Exception):
 
 
 class ConfigError(HarnessError):
-    """The scenario or an override is invalid."""
+    """The scenario or an override is invalid; `problems` lists every problem found (the message is the first)."""
+
+    def __init__(self, message: str, *, hint: str | None = None, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message, hint=hint)
+        self.problems = problems or (message,)
 
 
 class BuildError(HarnessError):
@@ -46,7 +54,11 @@ class MetricsError(HarnessError):
 
 
 class ReportError(HarnessError):
-    """A run directory is incomplete or unreadable, or a file of it (or a report) cannot be written."""
+    """A run directory is incomplete or unreadable."""
+
+
+class StorageError(ReportError):
+    """A record, report or other file of the run directory cannot be written."""
 
 
 class MissingExtraError(HarnessError):

@@ -8,14 +8,15 @@ they are used, so a lean install starts fast and stays small.
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 from harness.errors import MissingExtraError
+from harness.resources import clone_dir
 
 # The distribution's name, free on PyPI (`harness` there is an unrelated project); the import package and
-# command are `harness`. Not published yet: installs are editable, from the clone this package lives in.
+# command are `harness`.
 DISTRIBUTION = "bentoml-scale-harness"
-CLONE = Path(__file__).resolve().parents[1]
+# The clone an editable install runs from; None for an installed wheel.
+CLONE = clone_dir()
 
 # Each extra, and the module whose presence says it is installed.
 EXTRA_MODULES: dict[str, str] = {
@@ -24,18 +25,24 @@ EXTRA_MODULES: dict[str, str] = {
     "helm": "helm_python",
     "plots": "plotly",
     "digits": "sklearn",
+    "remote-write": "opentelemetry.exporter.prometheus_remote_write",
 }
 
 
 def install_command(extra: str) -> str:
-    """The one command that installs `extra` (into the clone's editable install)."""
-    return f"pip install -e '{CLONE}[{extra}]'"
+    """The one command that installs `extra`: into the clone's editable install, or beside an installed wheel."""
+    if CLONE is not None:
+        return f"pip install -e '{CLONE}[{extra}]'"
+    return f"pip install '{DISTRIBUTION}[{extra}]'"
 
 
 def installed(extra: str) -> bool:
     """Whether the extra's package can be imported, found without importing it (docker and kubernetes must
     not be imported in a process that later imports Locust)."""
-    return importlib.util.find_spec(EXTRA_MODULES[extra]) is not None
+    try:
+        return importlib.util.find_spec(EXTRA_MODULES[extra]) is not None
+    except ModuleNotFoundError:  # a dotted module's parent package is missing
+        return False
 
 
 def missing(extra: str, needed_by: str) -> str:

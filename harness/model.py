@@ -66,6 +66,9 @@ class ClientInterval:
     bad_inputs: int = 0
     bad_input_5xx: int = 0
     bad_input_accepted: int = 0
+    # A few short, redacted samples of what each kind of error got back (its answer's body, or the client's error),
+    # at most harness.analysis.failures.SAMPLES_PER_KIND per kind.
+    error_samples: dict[str, list[str]] = field(default_factory=dict)
     # Streamed answers (Server-Sent Events) read to their end without error, and their figures (harness.load.
     # streaming): compressed HdrHistograms like latency_hdr of time to first token (from the intended send time in
     # open-model stages), of every gap between tokens, and of each request's time per output token; their input
@@ -409,6 +412,17 @@ class ObjectApplied:
 
 
 @dataclass(frozen=True)
+class LoadgenLogResumed:
+    """The log stream of an in-cluster load generator pod broke after `records_read` records and was followed
+    again from its start: those were skipped, the rest read, none lost."""
+
+    kind: ClassVar[str] = "loadgen_log_resumed"
+    pod: str
+    cause: str
+    records_read: int
+
+
+@dataclass(frozen=True)
 class UnknownEvent:
     """An event of a kind this version does not know (an older or newer harness wrote it), kept as read."""
 
@@ -436,6 +450,7 @@ Event = (
     | KindClusterUsed
     | NamespaceCreated
     | ObjectApplied
+    | LoadgenLogResumed
     | UnknownEvent
 )
 EVENT_KINDS: dict[str, type[Event]] = {
@@ -460,6 +475,7 @@ EVENT_KINDS: dict[str, type[Event]] = {
         KindClusterUsed,
         NamespaceCreated,
         ObjectApplied,
+        LoadgenLogResumed,
     )
 }
 # Where events go while a run records them: the run stamps the time and appends them to events.jsonl.
@@ -617,6 +633,8 @@ class StageResult:
     bad_input_accepted: int = 0
     # Replicas that died during the stage (under a bad-input mix, that fails bad_input_5xx_rate).
     crashed_replicas: list[str] = field(default_factory=list)
+    # What the failed requests got back, a few distinct short samples per kind of error (as `errors`' keys).
+    error_samples: dict[str, list[str]] = field(default_factory=dict)
     # Streamed requests: percentiles of time to first token, of every inter-token gap and of time per output
     # token (keys as `latency`), their tokens, and those that met each goodput objective's limits (by key).
     streamed: int = 0
@@ -699,7 +717,8 @@ class Bottleneck:
     stage: str
     # Why the stage was examined: "FAIL", "WARN" or "knee".
     examined_for: str
-    # loadgen_bound, cpu_bound, load_shedding, cold_start, periodic_stalls, batching_wait, network, unexplained
+    # failing_requests, loadgen_bound, cpu_bound, load_shedding, cold_start, periodic_stalls, batching_wait, network,
+    # unexplained
     cause: str
     evidence: str
 

@@ -5,12 +5,15 @@ numbers make foreseeable."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from harness import extras
 from harness.analysis.latency import min_samples_for_percentile
 from harness.config import Scenario
 from harness.errors import ConfigError
 from harness.load.payloads import build_bodies
+from harness.load.plan import build_load_plan
+from harness.load.pod_files import configmap_parts, read_plan_files
 from harness.load.requests import ready_requests
 from harness.load.runner import check_user_locustfile
 from harness.local_autoscaler import check_supported
@@ -22,6 +25,8 @@ def preflight(scenario: Scenario) -> None:
     """Catch input mistakes, and a missing optional extra, before anything is deployed."""
     for extra in extras_needed(scenario):
         extras.require(extra, f"the {scenario.target.kind} target")
+    if scenario.metrics.remote_write_url:
+        extras.require("remote-write", "metrics.remote_write_url")
     in_cluster = target_kind(scenario).load_in_cluster(scenario)
     if scenario.requests is None and scenario.payload.source == "digits" and not in_cluster:
         # The load generator draws the bodies from scikit-learn's bundled images (the cluster's image has it).
@@ -34,8 +39,6 @@ def preflight(scenario: Scenario) -> None:
     if scenario.load.locustfile is not None:
         if not scenario.load.locustfile.is_file():
             raise ConfigError(f"load.locustfile '{scenario.load.locustfile}': no such file")
-        if in_cluster:
-            raise ConfigError("load.locustfile: the in-cluster load generator cannot run it yet; use loadgen: host")
         check_user_locustfile(scenario.load.locustfile)
     autoscaling = scenario.autoscaling
     if autoscaling is not None and autoscaling.enabled and not target_kind(scenario).scales_itself:
@@ -44,11 +47,10 @@ def preflight(scenario: Scenario) -> None:
     if scenario.requests is not None:
         # Reads every body file and data set, fills every template and checks every ${NAME} is set.
         ready_requests(scenario.requests, os.environ)
-        if in_cluster:
-            raise ConfigError(
-                "requests: the in-cluster load generator (target.kubernetes.loadgen: in-cluster) sends only "
-                "payload to service.endpoint so far; use target.kubernetes.loadgen: host"
-            )
+    if in_cluster:
+        # The files the generator pods read go to the cluster as ConfigMaps: too much of them is named now.
+        plan = build_load_plan(scenario, endpoints_file=Path("endpoints.json"), intervals_dir=Path("intervals"))
+        configmap_parts(read_plan_files(plan))
 
 
 def tls_warnings(scenario: Scenario) -> list[str]:

@@ -59,8 +59,9 @@ def redact_scenario_data(data: dict[str, Any]) -> dict[str, Any]:
                 for name, value in request["headers"].items()
             }
     metrics = redacted.get("metrics")
-    if isinstance(metrics, dict) and isinstance(metrics.get("pushgateway_url"), str):
-        metrics["pushgateway_url"] = redact_url(metrics["pushgateway_url"])
+    for key in ("pushgateway_url", "remote_write_url"):
+        if isinstance(metrics, dict) and isinstance(metrics.get(key), str):
+            metrics[key] = redact_url(metrics[key])
     return redacted
 
 

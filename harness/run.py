@@ -57,7 +57,7 @@ from harness.report.progress import ProgressSnapshot
 from harness.rundir import RunDirectory
 from harness.targets.base import InjectsFaults, LeavesResources, Target
 from harness.targets.cpu_placement import CgroupCpuLimiter, plan_cpu_placement
-from harness.targets.registry import TargetContext, make_target, target_kind
+from harness.targets.registry import TargetContext, check_infrastructure, make_target, target_kind
 from harness.tls import context_for
 
 if TYPE_CHECKING:
@@ -212,12 +212,10 @@ class Run:
         """Run the scenario; always cleans up; returns the verdict (None if no data to judge)."""
         preflight(self.scenario)
         self.warnings.extend(tls_warnings(self.scenario))
-        check_before_build = target_kind(self.scenario).check_before_build
-        if check_before_build is not None:
-            # Rights and APIs the target's infrastructure must grant, asked before anything is built or created.
-            for warning in check_before_build(self.scenario):
-                self.warnings.append(warning)
-                self.log(f"warning: {warning}")
+        # Rights and APIs the target's infrastructure must grant, asked before anything is built or created.
+        for warning in check_infrastructure(self.scenario):
+            self.warnings.append(warning)
+            self.log(f"warning: {warning}")
         self.run_dir.create()
         self.run_dir.write_text("scenario.yaml", dump_scenario(self.scenario))
         self.metadata = run_metadata(self.scenario, self.run_id)
@@ -406,6 +404,19 @@ class Run:
         """Start collecting the replicas' metrics, the local autoscaler where the target does not scale itself,
         and the harness's own exporter when asked for."""
         scenario = self.scenario
+        # Before the collector, so that it stops after it and sends its last samples.
+        if scenario.metrics.remote_write_url:
+            from harness.metrics.remote_write import RemoteWriter
+
+            writer = RemoteWriter(
+                scenario.metrics.remote_write_url,
+                {"run_id": self.run_id, "scenario": scenario.name},
+                interval_s=scenario.metrics.remote_write_interval_s,
+                on_warning=lambda message: self.event(RunWarning("remote write", message)),
+            )
+            writer.start()
+            self.run_dir.observe(writer.add)
+            self.resources.add("remote write", writer.close)
         collector = MetricsCollector(
             target,
             self.run_dir,
@@ -470,6 +481,8 @@ class Run:
                 image=images.loadgen,
                 json_file=self.run_dir.file("locust.json"),
                 workers=scenario.target.kubernetes.loadgen_workers or scenario.load.processes,
+                pods=scenario.target.kubernetes.loadgen_pods,
+                pull_secrets=scenario.target.kubernetes.image_pull_secrets,
             )
         else:
             driver = LocustProcess(

@@ -22,11 +22,11 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from harness.errors import ConfigError, ReportError
+from harness.errors import ConfigError, ReportError, StorageError
 from harness.model import (
     EVENT_KINDS,
     ClientInterval,
@@ -49,7 +49,8 @@ T = TypeVar("T")
 def write_atomically(path: Path, text: str) -> Path:
     """Write `text` to `path` through a temporary file and a rename, so a reader never sees half a file.
 
-    On failure (a full disk, a missing folder) the temporary file is removed and a ReportError names `path`.
+    On failure the temporary file is removed and an error names `path`: a ReportError when the path is wrong (a
+    missing folder: the caller's input), a StorageError when the disk fails (full, read-only, I/O errors).
     """
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -58,7 +59,9 @@ def write_atomically(path: Path, text: str) -> Path:
     except OSError as error:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        raise ReportError(f"{path}: cannot write ({error.strerror or error})") from error
+        wrong_path = isinstance(error, FileNotFoundError | NotADirectoryError)
+        kind = ReportError if wrong_path else StorageError
+        raise kind(f"{path}: cannot write ({error.strerror or error})") from error
     return path
 
 
@@ -102,9 +105,15 @@ class RunDirectory:
         self.path = path
         self._files: dict[str, IO[str]] = {}
         self._lock = threading.Lock()
-        # The first record that could not be written: a run stops on it (exit 2) rather than go on
-        # collecting nothing; what was written before stays.
-        self.failure: ReportError | None = None
+        # The first record that could not be written: a run stops on it rather than go on collecting nothing;
+        # what was written before stays.
+        self.failure: StorageError | None = None
+        # Called with every record appended, once it is written (the remote write of the run's series).
+        self._observers: list[Callable[[Any], None]] = []
+
+    def observe(self, observer: Callable[[Any], None]) -> None:
+        """Have `observer` called with every record appended from now on, after it is written."""
+        self._observers.append(observer)
 
     def create(self) -> None:
         """Make the directory; a run never writes into an existing one (a reused run id)."""
@@ -133,12 +142,14 @@ class RunDirectory:
                 handle.write(line)
                 handle.flush()
             except OSError as error:
-                failure = ReportError(
+                failure = StorageError(
                     f"{self.file(name)}: cannot write a record ({error.strerror or error})",
                     hint="the records written before are kept; free space or fix permissions, then run again",
                 )
                 self.failure = self.failure or failure
                 raise failure from error
+        for observer in self._observers:
+            observer(record)
 
     def write_text(self, name: str, text: str) -> Path:
         """Write a whole file atomically (temp file, then rename); returns its path."""

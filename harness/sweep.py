@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from harness.analysis.saturation import scaling_efficiency
@@ -61,6 +61,7 @@ def _search(
     min_probe_s: float | None,
     console: Any,
     label: str,
+    on_probe: Callable[[dict[str, Any]], None],
 ) -> tuple[SweepResult, list[dict[str, Any]]]:
     """One bracket-then-bisect search on `base`'s target; every probe is a run under base's output dir."""
     from harness.run import Run
@@ -106,6 +107,7 @@ def _search(
                 "run_dir": str(outcome.run_dir),
             }
         )
+        on_probe(records[-1])
         console.print(
             f"  -> {status.value}" + (f", achieved {probe_stage.achieved_rps:.1f} rps" if probe_stage else "")
         )
@@ -123,10 +125,13 @@ def run_sweep(
     min_probe_s: float | None,
     console: Any,
     replica_counts: Sequence[int] = (),
+    on_probe: Callable[[dict[str, Any]], None] = lambda record: None,
+    on_result: Callable[[dict[str, Any]], None] = lambda summary: None,
 ) -> int:
     """Search the maximum sustainable arrival rate (at each of `replica_counts`, else at the scenario's
     replicas); writes sweep.json with the scaling efficiency when 1 replica and more were searched;
-    0 when a rate was found everywhere, 3 otherwise."""
+    0 when a rate was found everywhere, 3 otherwise. `on_probe` gets each probe's record as it ends and
+    `on_result` the summary sweep.json holds."""
     if not scenario.objectives:
         raise ConfigError("harness sweep needs objectives: the maximum rate is the highest one where they all hold")
     counts = list(dict.fromkeys(replica_counts)) or [scenario.target.replicas]
@@ -155,6 +160,7 @@ def run_sweep(
             min_probe_s=min_probe_s,
             console=console,
             label=label,
+            on_probe=on_probe,
         )
         results[count] = found
         all_records.extend(records)
@@ -178,4 +184,5 @@ def run_sweep(
             f"scaling efficiency (throughput at {max(maxima)} replicas / {max(maxima)} x one replica): {efficiency:.2f}"
         )
     console.print(f"sweep: {sweep_dir / 'sweep.json'}")
+    on_result(summary)
     return ExitCode.OK if len(maxima) == len(counts) else ExitCode.INCONCLUSIVE

@@ -4,7 +4,8 @@
 #   2. start dockerd in the background when no daemon answers
 #   3. build harness-base:bookworm (debootstrap + docker import) and harness-python:bookworm, once each
 # Environment: HARNESS_CA_BUNDLE (default: /etc/ssl/certs/ca-certificates.crt) is given to pip in the
-# Python image; DOCKERD_LOG (default /var/log/dockerd.log); DOCKERD_WAIT_S (default 60).
+# Python image; HARNESS_DEBIAN_MIRROR replaces the mirror read from the apt sources (scripts/debian-mirror.sh);
+# DOCKERD_LOG (default /var/log/dockerd.log); DOCKERD_WAIT_S (default 60).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -86,19 +87,9 @@ fi
 # ---------------------------------------------------------------- 3. base images
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
-debian_mirror() {
-    # The mirror apt already uses here: deb822 `URIs:` first, else a classic `deb` line.
-    local uri
-    uri="$(grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' | grep -v security | head -n 1 || true)"
-    if [ -z "$uri" ]; then
-        uri="$(grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | awk '{print $2}' \
-            | grep -v security | head -n 1 || true)"
-    fi
-    echo "${uri:-http://deb.debian.org/debian}"
-}
-
 if ! image_exists "$BASE_IMAGE"; then
-    mirror="$(debian_mirror)"
+    # The mirror this machine's apt uses (scripts/debian-mirror.sh says which, or that there is none).
+    mirror="$(bash "$ROOT/scripts/debian-mirror.sh" "$SUITE")" || exit 1
     step "building $BASE_IMAGE with debootstrap from $mirror"
     rootfs="$(mktemp -d /tmp/harness-rootfs.XXXXXX)"
     # A failed debootstrap can leave /proc or /sys mounted inside the root; unmount before deleting it.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -94,9 +95,9 @@ def test_a_bad_override_names_the_key(tmp_path: Path) -> None:
     assert result.returncode == 2 and "KEY=VALUE" in result.stderr
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *expected: str) -> None:
-    """Exit code 2 and exactly one stderr line `error: ...` naming each of `expected`, no traceback."""
-    assert result.returncode == ExitCode.HARNESS_ERROR, result.stdout + result.stderr
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: ExitCode, *expected: str) -> None:
+    """Exit code `code` and exactly one stderr line `error: ...` naming each of `expected`, no traceback."""
+    assert result.returncode == code, result.stdout + result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     for text in expected:
@@ -110,7 +111,7 @@ def test_help_lists_every_exit_code() -> None:
         assert f"  {code.value:<4} {code.meaning}" in result.output
 
 
-def test_an_unexpected_error_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_an_unexpected_error_is_one_line_and_an_internal_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import harness.commands
 
     def broken(run_dir: Path) -> list[Path]:
@@ -118,12 +119,12 @@ def test_an_unexpected_error_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(harness.commands, "rerender", broken)
     result = CliRunner().invoke(cli, ["report", str(tmp_path)])
-    assert result.exit_code == ExitCode.HARNESS_ERROR
+    assert result.exit_code == ExitCode.INTERNAL_ERROR == 5
     assert result.stderr.splitlines() == [
         "error: unexpected RuntimeError: disk on fire second line (--debug shows the traceback)"
     ]
     debug = CliRunner().invoke(cli, ["report", str(tmp_path), "--debug"])
-    assert debug.exit_code == ExitCode.HARNESS_ERROR
+    assert debug.exit_code == ExitCode.INTERNAL_ERROR
     assert "Traceback" in debug.stderr and debug.stderr.splitlines()[-1].startswith("error: unexpected RuntimeError")
 
 
@@ -150,7 +151,7 @@ def test_an_interrupt_exits_130(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 )
 def test_an_unparsable_override_value_names_it(value: str, expected: str) -> None:
     result = CliRunner().invoke(cli, ["validate", str(ROOT / "loadtests" / "default.yaml"), "--set", f"name={value}"])
-    assert result.exit_code == ExitCode.HARNESS_ERROR
+    assert result.exit_code == ExitCode.BAD_INPUT
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --set name: ") and expected in lines[0], result.stderr
 
@@ -160,7 +161,7 @@ def test_an_unparsable_override_value_names_it(value: str, expected: str) -> Non
 )
 def test_compare_rejects_out_of_range_options(tmp_path: Path, option: str, value: str) -> None:
     result = CliRunner().invoke(cli, ["compare", str(tmp_path), str(tmp_path), option, value])
-    assert result.exit_code == ExitCode.HARNESS_ERROR
+    assert result.exit_code == ExitCode.BAD_INPUT
     assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(f"error: {option} ")
 
 
@@ -168,7 +169,7 @@ def test_compare_into_a_missing_folder_names_it(tmp_path: Path) -> None:
     run_dir = copy_run(tmp_path, "run")
     missing = tmp_path / "nope" / "compare.html"
     result = CliRunner().invoke(cli, ["compare", str(run_dir), str(run_dir), "--html", str(missing)])
-    assert result.exit_code == ExitCode.HARNESS_ERROR
+    assert result.exit_code == ExitCode.BAD_INPUT
     assert result.stderr.splitlines() == [f"error: {missing}: cannot write (No such file or directory)"]
 
 
@@ -182,7 +183,7 @@ def test_a_reused_run_id_is_refused_before_anything_starts(monkeypatch: pytest.M
     (tmp_path / "taken").mkdir()
     scenario = str(ROOT / "loadtests" / "default.yaml")
     result = CliRunner().invoke(cli, ["run", scenario, "--out", str(tmp_path), "--run-id", "taken"])
-    assert result.exit_code == ExitCode.HARNESS_ERROR
+    assert result.exit_code == ExitCode.BAD_INPUT
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: output.run_id: run directory ")
     assert "already exists" in lines[0] and "--run-id" in lines[0]
@@ -190,12 +191,12 @@ def test_a_reused_run_id_is_refused_before_anything_starts(monkeypatch: pytest.M
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
-def test_report_on_a_full_disk_exits_2_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+def test_report_on_a_full_disk_is_an_infrastructure_failure_and_leaves_no_temporary_file(tmp_path: Path) -> None:
     run_dir = copy_run(tmp_path, "run")
     # Writing report.html.tmp goes to /dev/full, which fails as a full disk does.
     (run_dir / "report.html.tmp").symlink_to("/dev/full")
     result = harness("report", str(run_dir))
-    assert_one_line_error(result, str(run_dir / "report.html"), "No space left on device")
+    assert_one_line_error(result, ExitCode.INFRASTRUCTURE, str(run_dir / "report.html"), "No space left on device")
     assert not list(run_dir.glob("*.tmp"))
 
 
@@ -209,13 +210,42 @@ def test_report_on_a_full_disk_exits_2_and_leaves_no_temporary_file(tmp_path: Pa
         (b"name: ../../etc\n", "field 'name' = '../../etc'"),
     ],
 )
-def test_validate_refuses_a_bad_file_in_one_line(tmp_path: Path, content: bytes, expected: str) -> None:
+def test_validate_refuses_a_bad_file_one_line_per_problem(tmp_path: Path, content: bytes, expected: str) -> None:
     path = tmp_path / "s.yaml"
     path.write_bytes(content)
     result = CliRunner().invoke(cli, ["validate", str(path)])
-    assert result.exit_code == ExitCode.HARNESS_ERROR
+    assert result.exit_code == ExitCode.BAD_INPUT
     lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: {expected}"), result.stderr
+    assert lines[0].startswith(f"error: {path}: {expected}"), result.stderr
+    assert all(line.startswith(f"error: {path}: ") for line in lines), result.stderr
+
+
+def test_validate_names_every_problem_at_once_with_the_closest_key(tmp_path: Path) -> None:
+    path = tmp_path / "typos.yaml"
+    path.write_text(
+        "name: typos\ntarget: {replicsa: 2}\nstages:\n  - {name: a, duraton_s: 5, users: many}\n"
+        "objectives: [{metric: latency_p95_ms, max: 250}]\nautoscaling: {minReplica: 1, metrics: []}\nlaod: {}\n"
+    )
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert sorted(result.stderr.splitlines()) == sorted(
+        f"error: {path}: {problem}"
+        for problem in (
+            "unknown key 'target.replicsa': did you mean 'replicas'?",
+            "field 'stages[0].duration_s' is required",
+            "field 'stages[0].users' = 'many': Input should be a valid integer, unable to parse string as an integer",
+            "unknown key 'stages[0].duraton_s': did you mean 'duration_s'?",
+            "field 'autoscaling.metrics': List should have at least 1 item after validation, not 0",
+            "unknown key 'autoscaling.minReplica': did you mean 'minReplicas'?",
+            "unknown key 'laod': did you mean 'load'?",
+        )
+    )
+    far = tmp_path / "far.yaml"
+    far.write_text("name: far\nstages: [{name: a, duration_s: 5, users: 1}]\ncapacity: {zzz: 1}\n")
+    result = CliRunner().invoke(cli, ["validate", str(far)])
+    assert result.stderr == (
+        f"error: {far}: unknown key 'capacity.zzz': expected one of: target_peak_rps, headroom, price_per_core_hour\n"
+    )
 
 
 def test_set_indexes_a_list() -> None:
@@ -226,7 +256,7 @@ def test_set_indexes_a_list() -> None:
     assert result.exit_code == 0, result.stderr
     assert "(5 stages, 95 s of load)" in result.stdout
     result = CliRunner().invoke(cli, ["validate", scenario, "--set", "stages.9.users=8"])
-    assert result.exit_code == ExitCode.HARNESS_ERROR
+    assert result.exit_code == ExitCode.BAD_INPUT
     assert (
         result.stderr
         == "error: override 'stages.9.users': 'stages' is a list of 5; '9' is not one of its indexes (0 to 4)\n"
@@ -251,7 +281,7 @@ def test_compare_of_runs_without_a_common_stage_exits_2(tmp_path: Path) -> None:
     other = copy_run(tmp_path, "other")
     rename_stages(other, "x-")
     result = CliRunner().invoke(cli, ["compare", str(baseline), str(other)])
-    assert result.exit_code == ExitCode.HARNESS_ERROR, result.output
+    assert result.exit_code == ExitCode.BAD_INPUT, result.output
     assert result.stderr.splitlines() == [
         f"error: {baseline} and {other} share no judged stage, so nothing can be compared "
         "(baseline: low, base, step, peak; candidate: x-low, x-base, x-step, x-peak); "
@@ -319,3 +349,33 @@ def test_a_remote_external_url_needs_an_explicit_opt_in(tmp_path: Path) -> None:
     assert run_allowed.exit_code == 2 and "payload.file" in run_allowed.output, run_allowed.output
     assert "is not loopback" not in run_allowed.output
     assert not (tmp_path / "reports").exists()
+
+
+def test_fail_on_warn_turns_only_a_warn_verdict_into_a_failure() -> None:
+    from harness.commands import exit_code_for
+    from harness.model import Status
+    from harness.rundir import RunDirectory
+
+    verdict = RunDirectory(RECORDED).read_verdict()
+    for status, code, with_warn in [
+        (Status.WARN, ExitCode.OK, ExitCode.FAIL),
+        (Status.PASS, ExitCode.OK, ExitCode.OK),
+        (Status.FAIL, ExitCode.FAIL, ExitCode.FAIL),
+        (Status.INCONCLUSIVE, ExitCode.INCONCLUSIVE, ExitCode.INCONCLUSIVE),
+    ]:
+        judged = dataclasses.replace(verdict, status=status)
+        assert exit_code_for(judged, code, fail_on_warn=False) == code
+        assert exit_code_for(judged, code, fail_on_warn=True) == with_warn
+    assert exit_code_for(None, ExitCode.INTERRUPTED, fail_on_warn=True) == ExitCode.INTERRUPTED
+
+
+def test_every_error_kind_has_the_exit_code_of_whose_it_is() -> None:
+    from harness import errors
+    from harness.cli import exit_code_of
+
+    assert exit_code_of(errors.ConfigError("x")) == exit_code_of(errors.MissingExtraError("x")) == ExitCode.BAD_INPUT
+    assert exit_code_of(errors.ReportError("x")) == ExitCode.BAD_INPUT
+    for kind in (errors.BuildError, errors.DeployError, errors.LoadError, errors.MetricsError, errors.StorageError):
+        assert exit_code_of(kind("x")) == ExitCode.INFRASTRUCTURE, kind
+    assert exit_code_of(ValueError("a bug")) == ExitCode.INTERNAL_ERROR
+    assert len({code.value for code in ExitCode}) == len(ExitCode)

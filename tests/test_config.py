@@ -20,6 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted((ROOT / "loadtests").glob("*.yaml"))
 
 
+def in_cluster(**kubernetes: Any) -> dict[str, Any]:
+    return {"kind": "kubernetes", "kubernetes": {"loadgen": "in-cluster", **kubernetes}}
+
+
 def minimal() -> dict[str, Any]:
     return {
         "name": "t",
@@ -122,6 +126,46 @@ def test_checked_in_scenarios_exist() -> None:
                 }
             ),
             "metric type External needs an external: section",
+        ),
+        (
+            lambda d: d.update(resources={"requests": {"cpu": "2"}, "limits": {"cpu": "500m"}}),
+            "requests.cpu 2 is above limits.cpu 500m",
+        ),
+        (
+            lambda d: d.update(target=in_cluster(loadgen_pods={"nodeselector": {}})),
+            "unknown key 'target.kubernetes.loadgen_pods.nodeselector'",
+        ),
+        (
+            lambda d: d.update(
+                target=in_cluster(
+                    loadgen_pods={"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}}
+                )
+            ),
+            "field 'target.kubernetes.loadgen_pods.resources': requests.memory 2Gi is above limits.memory 1Gi",
+        ),
+        (
+            lambda d: d.update(
+                target=in_cluster(loadgen_pods={"tolerations": [{"key": "a", "operator": "Exists", "value": "b"}]})
+            ),
+            "a toleration with operator Exists has no value",
+        ),
+        (
+            lambda d: d.update(target=in_cluster(loadgen_pods={"tolerations": [{"key": "a", "tolerationSeconds": 5}]})),
+            "tolerationSeconds applies to effect NoExecute only",
+        ),
+        (
+            lambda d: d.update(target=in_cluster(loadgen_pods={"node_selector": {"pool": "not a label"}})),
+            "target.kubernetes.loadgen_pods.node_selector.pool",
+        ),
+        (
+            lambda d: d.update(target=in_cluster(loadgen_pods={"service_account_name": "Team_Runner"})),
+            "target.kubernetes.loadgen_pods.service_account_name",
+        ),
+        (
+            lambda d: d.update(
+                target={"kind": "kubernetes", "kubernetes": {"loadgen_pods": {"service_account_name": "a"}}}
+            ),
+            "target.kubernetes.loadgen_pods applies to the pods of loadgen: in-cluster",
         ),
     ],
 )
@@ -410,7 +454,7 @@ def with_requests(*requests: dict[str, Any], **extra: Any) -> dict[str, Any]:
         ([{"name": "a", "path": "predict"}], r"field 'requests\[0\]\.path' = 'predict'"),
         ([{"name": "a", "path": "/p", "weight": 0}], r"field 'requests\[0\]\.weight' = 0"),
         ([{"name": "a", "path": "/p", "method": "FETCH"}], r"field 'requests\[0\]\.method' = 'FETCH'"),
-        ([{"name": "a", "path": "/p", "body_template": {"x": 1}}], r"body_template needs a dataset"),
+        ([{"name": "a", "path": "/p", "body_template": {"x": "{{x}}"}}], r"body_template names data set columns"),
         ([{"name": "a", "path": "/p", "method": "GET", "body_file": "b.jsonl"}], r"a GET request has no body"),
         ([{"name": "a", "path": "/p", "headers": {"Authorization": "Bearer ${token-x}"}}], r"\$\{NAME\}"),
         (

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import pytest
 import trustme
 import yaml
 
+from harness.exit_codes import ExitCode
 from harness.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,10 +163,33 @@ def test_https_is_verified_with_the_ca_bundle(tmp_path: Path, pki: Pki, https_se
     assert scrape_errors and all("HTTP 404" in error for error in scrape_errors), scrape_errors
 
 
+def test_a_run_without_a_scenario_file_from_flags_and_environment_variables(tmp_path: Path, http_server: str) -> None:
+    # As k6 starts: a URL, a rate, a duration, an objective; the output directory from HARNESS_OUT.
+    result = subprocess.run(
+        [
+            *(*HARNESS, "run", "--url", f"{http_server}/predict", "--rate", "20", "--duration", "6s"),
+            *("--objective", "error_rate<=0.1", "--body", '{"x": [1, 2]}', "--json"),
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "HARNESS_OUT": str(tmp_path / "reports"), "HARNESS_FAIL_ON": "warn"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    assert last["type"] == "result" and last["status"] == "PASS" and last["exit_code"] == 0
+    found = verdict(tmp_path)
+    load = next(stage for stage in found["stages"] if stage["name"] == "load")
+    assert load["requests"] > 50 and load["failures"] == 0
+    assert [(o["objective"], o["status"]) for o in found["objectives"]] == [("error_rate <= 0.1", "PASS")]
+
+
 def test_https_without_the_ca_fails_in_one_line_naming_the_tls_problem(tmp_path: Path, https_server: str) -> None:
     started_s = time.time()
     result = run(scenario(tmp_path, https_server))
-    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.returncode == ExitCode.INFRASTRUCTURE, result.stdout[-2000:] + result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     print(errors)
     assert len(errors) == 1, result.stderr
@@ -204,7 +229,7 @@ def test_a_client_certificate_reaches_a_server_that_requires_one(tmp_path: Path,
     without = dict(data, target={**data["target"], "startup_timeout_s": 3, "tls": {"ca_bundle": str(pki.ca)}})
     path.write_text(yaml.safe_dump(without))
     refused = run(path)
-    assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
+    assert refused.returncode == ExitCode.INFRASTRUCTURE, refused.stdout[-2000:] + refused.stderr[-2000:]
     (line,) = refused.stderr.strip().splitlines()
     assert line.startswith(f"error: external target: {mtls_server} did not answer /readyz"), line
     assert "target.tls.client_cert" in line, line

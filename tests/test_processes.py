@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +32,11 @@ from harness.processes import (
     stop_tree,
 )
 from harness.targets.cpu_placement import CgroupCpuLimiter
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 # Generous bounds for things that take milliseconds: a loaded 2-core machine must not miss them.
 GONE_WITHIN_S = 15.0
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = GONE_WITHIN_S) -> None:
-    deadline_s = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline_s, f"{what} not within {timeout_s:g} s"
-        time.sleep(0.1)
 
 
 def gone(pids: list[int]) -> bool:
@@ -121,7 +115,7 @@ def test_stop_tree_with_the_mark_also_stops_a_worker_whose_supervisor_was_killed
     supervisor.wait()
     assert psutil.Process(worker_pid).ppid() != supervisor.pid, "the worker is an orphan now"
     stop_tree(supervisor, grace_s=1, mark={RUN_ENV: run_id, REPLICA_ENV: "replica-1"})
-    wait_until(lambda: gone([worker_pid]), "the orphaned worker stopped")
+    wait_until(lambda: gone([worker_pid]), "the orphaned worker stopped", GONE_WITHIN_S)
     assert other.poll() is None, "another replica of the run is left alone"
     stop_tree(other, grace_s=1)
 
@@ -160,12 +154,14 @@ def test_after_a_sigkill_of_the_harness_its_watchdog_sweeps_every_marked_process
     )
     assert harness.stdout is not None
     watchdog_pid = int(harness.stdout.readline())
-    wait_until(lambda: len(marked_processes(run_id=run_id)) == 2, "the supervisor and its worker started")
+    wait_until(
+        lambda: len(marked_processes(run_id=run_id)) == 2, "the supervisor and its worker started", GONE_WITHIN_S
+    )
     pids = [process.pid for process, _ in marked_processes(run_id=run_id)]
     harness.kill()
     harness.wait()
-    wait_until(lambda: gone(pids), "every process of the killed harness's run stopped")
-    wait_until(lambda: gone([watchdog_pid]), "the watchdog exited after its sweep")
+    wait_until(lambda: gone(pids), "every process of the killed harness's run stopped", GONE_WITHIN_S)
+    wait_until(lambda: gone([watchdog_pid]), "the watchdog exited after its sweep", GONE_WITHIN_S)
 
 
 def test_a_finished_run_tells_its_watchdog_and_nothing_registered_is_swept() -> None:

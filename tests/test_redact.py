@@ -38,12 +38,16 @@ def test_the_saved_scenario_keeps_env_names_and_no_value_nor_url_password(tmp_pa
             "name": "secrets",
             "service": {"path": ".", "service": "s:S", "env": {"API_TOKEN": "tok-123456", "MODE": "fast"}},
             "stages": [{"name": "a", "duration_s": 1, "users": 1}],
-            "metrics": {"pushgateway_url": "https://ci:hunter2-pw@push.example:9091"},
+            "metrics": {
+                "pushgateway_url": "https://ci:hunter2-pw@push.example:9091",
+                "remote_write_url": "https://rw:mimir-pw@mimir.example/api/v1/push",
+            },
         }
     )
     text = dump_scenario(scenario)
-    assert "tok-123456" not in text and "hunter2-pw" not in text and "fast" not in text
+    assert "tok-123456" not in text and "hunter2-pw" not in text and "fast" not in text and "mimir-pw" not in text
     assert "API_TOKEN" in text and "MODE" in text and "https://ci:<redacted>@push.example:9091" in text
+    assert "https://rw:<redacted>@mimir.example/api/v1/push" in text
     # What a run directory keeps is still a valid scenario (`harness report` reads it back).
     path = tmp_path / "scenario.yaml"
     path.write_text(text)

@@ -15,14 +15,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 import yaml
 
+from harness.exit_codes import ExitCode
 from harness.processes import free_port
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = [sys.executable, "-m", "harness.cli"]
@@ -248,7 +250,7 @@ def test_replica_that_fails_to_start_ends_the_run_with_its_log(clean_tmp: Path) 
     result = subprocess.run(
         [*HARNESS, "run", str(scenario)], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
     )
-    assert result.returncode == 2
+    assert result.returncode == ExitCode.INFRASTRUCTURE == 4, "a deployment that fails is the infrastructure's"
     # Both replicas fail the same way; whichever exits first is the one named.
     assert re.search(r"replica-[12]", result.stderr)
     assert "model file is corrupt" in result.stderr, "the error carries the tail of the replica's log"
@@ -265,13 +267,6 @@ def marked(run_id: str, replica: str | None = None) -> list[psutil.Process]:
             if mine and process.status() != psutil.STATUS_ZOMBIE:
                 found.append(process)
     return found
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout_s: float) -> None:
-    deadline_s = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline_s, f"{what} not within {timeout_s:g} s"
-        time.sleep(0.2)
 
 
 # Quiet: the killed harness's processes and watchdog must be gone within 15 s.
@@ -350,7 +345,7 @@ def test_a_full_disk_mid_run_stops_it_with_exit_2_and_keeps_the_records(clean_tm
         result = subprocess.run(
             [*HARNESS, "run", str(scenario)], cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False
         )
-        assert result.returncode == 2, result.stderr[-2000:]
+        assert result.returncode == ExitCode.INFRASTRUCTURE, result.stderr[-2000:]
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         (run_dir,) = [p for p in disk.iterdir() if p.is_dir()]
         # Which file meets the full disk first depends on timing; the error names it.

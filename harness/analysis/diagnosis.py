@@ -4,6 +4,8 @@ with their evidence from the run's recorded time series.
 A cause is reported only when its series shows it; a series that was not recorded is named as missing,
 never read as zero. Causes, in the order they are reported (the ones that explain the most first):
 
+    failing_requests  most of the stage's requests failed: the errors by kind, with what the service answered (a
+                      stage whose requests mostly fail is that, whatever else its series show)
     loadgen_bound     the load generator, not the service, limited the stage: its CPU at saturation, or
                       its sends running late (the latency then includes the generator's own delay)
     cpu_bound         a replica's CPU at its limit (resources.limits.cpu, or the CPUs it is pinned to;
@@ -27,6 +29,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from harness.analysis.failures import describe_errors
 from harness.analysis.timeline import interval_series
 from harness.model import (
     Bottleneck,
@@ -43,6 +46,8 @@ from harness.model import (
     Status,
 )
 
+# A stage where at least this share of the requests failed is diagnosed as failing, first.
+MOST_FAILED_SHARE = 0.5
 # A replica whose median CPU is at least this fraction of its limit is CPU-bound.
 CPU_BOUND_FRACTION = 0.85
 # Refusals (503/429) above this share of a stage's requests are load shedding.
@@ -93,6 +98,12 @@ def stages_to_examine(
         elif knee_rps is not None and stage.judged and abs(stage.achieved_rps - knee_rps) <= 1e-9 * max(1.0, knee_rps):
             chosen[stage.name] = "knee"
     return chosen
+
+
+def _failing_requests(stage: StageResult) -> str | None:
+    if not stage.requests or stage.failures / stage.requests < MOST_FAILED_SHARE:
+        return None
+    return f"{describe_errors(stage.errors, stage.error_samples, stage.requests)} ({stage.error_rate:.0%})"
 
 
 def _loadgen_bound(stage: StageResult, own: Sequence[ClientInterval], loadgen_cpu_saturation: float) -> str | None:
@@ -257,6 +268,7 @@ def diagnose(
         cpu = _cpu_bound(inside, cpu_limit_cores)
         shedding = _load_shedding(stage)
         causes = {
+            "failing_requests": _failing_requests(stage),
             "loadgen_bound": loadgen,
             "cpu_bound": cpu,
             "load_shedding": shedding,

@@ -41,6 +41,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
+from harness.analysis.failures import merge_samples
 from harness.analysis.latency import (
     LatencyHistogram,
     estimate_percentile_dependent,
@@ -322,6 +323,7 @@ def _summarize(
         failures=failures,
         error_rate=failures / requests if requests else None,
         errors=dict(sorted(errors.items())),
+        error_samples=merge_samples([i.error_samples for i in own]),
         latency=latency,
         dropped=sum(i.dropped for i in own),
         replicas_min=min(ready) if ready else None,

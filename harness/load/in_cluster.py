@@ -2,42 +2,58 @@
 harness locustfile) against the model-service Service, so requests take the cluster's own path (kube-proxy)
 instead of a tunnel from the harness's machine.
 
-Each worker prints its per-interval records (HDR histograms) on stdout as it writes them; one thread per
-worker pod follows its log through the API server and appends the records to a local intervals file, where
-the same IntervalTail as for a local Locust ingests them while the run goes on. The verdict merges the
-workers' histograms as it merges local processes'. Locust's own totals come from the master's log.
+The plan and every file it reads reach the pods as ConfigMaps (harness.load.pod_files); the environment variables
+that request headers name, as a Secret created here and never written to the run directory. Each worker prints
+its per-interval records (HDR histograms) on stdout as it writes them; one thread per worker pod follows its log
+through the API server, again from its start when the stream breaks (skipping the records already read), and
+appends the records to a local intervals file, where the same IntervalTail as for a local Locust ingests them
+while the run goes on. Until the load starts, the pods' status is watched: a generator that cannot start
+(image pull, unschedulable, crash) ends the run with its reason. The verdict merges the workers' histograms as
+it merges local processes'. Locust's own totals come from the master's log.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import math
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
-from harness.errors import ConfigError, HarnessError, LoadError
+from harness.config import LoadgenPodsConfig, header_variables
+from harness.errors import HarnessError, LoadError
 from harness.load.plan import LoadPlan
+from harness.load.pod_files import (
+    ENDPOINTS_FILE,
+    PLAN_FILE,
+    configmap_parts,
+    pod_plan,
+    read_plan_files,
+)
 from harness.load.runner import IntervalTail
 from harness.load.shape import WORKERS_START_WAIT_S
-from harness.model import ClientInterval, Event, RunWarning
+from harness.model import ClientInterval, Event, LoadgenLogResumed, RunWarning
 from harness.targets.helm import LOADGEN_CHART, render_chart
-from harness.targets.helm_values import run_id_label, split_image
+from harness.targets.helm_values import pull_secret_refs, resources_values, run_id_label, split_image
 from harness.targets.kubernetes_api import KubernetesApi
+from harness.targets.kubernetes_status import LogTail, Problem, container_statuses, diagnose_pods
 
 # What the harness locustfile prints before each record in a pod (harness/load/locustfile.py).
 INTERVAL_LOG_PREFIX = "harness-interval "
 _RESULT_START = "=== harness-loadgen-result "
 _RESULT_END = "=== harness-loadgen-end ==="
 _CONTAINER = "locust"
-# Where charts/loadgen mounts the plan's ConfigMap and the workers' results in a pod.
-POD_PLAN_DIR = Path("/etc/harness")
-POD_INTERVALS_DIR = Path("/results/intervals")
-# A ConfigMap holds at most 1 MiB; leave room for the load plan beside the payload file.
-_MAX_PAYLOAD_BYTES = 900 * 1024
+# A generator pod that cannot start for a reason that may pass (unschedulable: a node may be added; a quota
+# refusal: another run may end) is given this long; one that cannot pull its image or crashed, none.
+START_GRACE_S = 45.0
+_LOG_TAIL_LINES = 3
+# File parts up to this size stay readable in the run's copy of the manifests (the load plan, usually).
+_KEPT_PART_BYTES = 64 * 1024
 
 
 @runtime_checkable
@@ -64,20 +80,6 @@ class LoadgenCluster(Protocol):
     def load_image(self, image: str) -> None: ...
 
     def apply_run_object(self, manifest: dict[str, Any]) -> dict[str, Any]: ...
-
-
-def pod_plan(plan: LoadPlan, workers: int) -> LoadPlan:
-    """The plan as a worker pod runs it: the chart's paths, one process per worker pod."""
-    payload = plan.payload
-    if payload.source == "jsonl":
-        payload = dataclasses.replace(payload, file=str(POD_PLAN_DIR / "payload.jsonl"))
-    return dataclasses.replace(
-        plan,
-        processes=workers,
-        endpoints_file=str(POD_PLAN_DIR / "endpoints.json"),
-        intervals_dir=str(POD_INTERVALS_DIR),
-        payload=payload,
-    )
 
 
 def job_finished(job: dict[str, Any] | None) -> bool | None:
@@ -108,6 +110,22 @@ def marked_results(log: str) -> dict[str, str]:
     return results
 
 
+def env_names(plan: LoadPlan) -> list[str]:
+    """The environment variables the plan's request headers name (`${NAME}`), which the pods must have."""
+    return header_variables(request.headers for request in plan.requests or ())
+
+
+def env_secret(name: str, namespace: str, names: Iterable[str], environ: Mapping[str, str]) -> dict[str, Any]:
+    """A Secret holding exactly `names` from `environ` (preflight has checked they are set)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": "Opaque",
+        "data": {key: base64.b64encode(environ[key].encode()).decode() for key in names},
+    }
+
+
 def loadgen_values(
     plan: LoadPlan,
     image: str,
@@ -115,23 +133,19 @@ def loadgen_values(
     *,
     service_url: str,
     workers: int | None = None,
+    pods: LoadgenPodsConfig | None = None,
+    pull_secrets: Sequence[str] = (),
+    env_secret_name: str = "",
 ) -> dict[str, Any]:
-    """Values for charts/loadgen: the load plan, as its worker pods run it, on `workers` pods."""
+    """Values for charts/loadgen: the load plan, as its worker pods run it, on `workers` pods, with every file it
+    reads; the pods' resources and placement from `pods`; their image pulled with the Secrets `pull_secrets`."""
     worker_count = workers or plan.processes
-    payload_text = ""
-    if plan.payload.source == "jsonl":
-        assert plan.payload.file is not None
-        file = Path(plan.payload.file)
-        try:
-            payload_text = file.read_text()
-        except OSError as error:
-            raise ConfigError(f"payload.file '{file}': cannot read ({error.strerror})") from error
-        if len(payload_text.encode()) > _MAX_PAYLOAD_BYTES:
-            raise ConfigError(
-                f"payload.file '{file}' is larger than {_MAX_PAYLOAD_BYTES} bytes, too large for the loadgen chart's "
-                "ConfigMap",
-                hint="use fewer bodies for in-cluster load, or bake them into the load-generator image",
-            )
+    pods = pods or LoadgenPodsConfig()
+    files = {
+        PLAN_FILE: pod_plan(plan, worker_count).to_json().encode(),
+        ENDPOINTS_FILE: json.dumps([service_url]).encode(),
+        **read_plan_files(plan),
+    }
     return {
         "runId": run_id_label(run_id),
         "image": {**split_image(image), "pullPolicy": "IfNotPresent"},
@@ -140,9 +154,116 @@ def loadgen_values(
         "runTimeSeconds": math.ceil(plan.planned_duration_s + WORKERS_START_WAIT_S) + 5,
         "stopTimeoutSeconds": int(plan.request_timeout_s) + 1,
         "users": 0,
-        "harnessPlan": pod_plan(plan, worker_count).to_json(),
-        "payloadJsonl": payload_text,
+        "harnessFiles": configmap_parts(files),
+        "envSecret": env_secret_name,
+        "resources": {
+            "master": resources_values(pods.master_resources),
+            "worker": resources_values(pods.resources),
+        },
+        "imagePullSecrets": pull_secret_refs(pull_secrets),
+        "nodeSelector": dict(pods.node_selector),
+        "tolerations": [toleration.model_dump(by_alias=True, exclude_none=True) for toleration in pods.tolerations],
+        "serviceAccountName": pods.service_account_name or "",
     }
+
+
+def _exit_problem(pod: dict[str, Any], log_tail: LogTail) -> Problem | None:
+    """A generator pod whose container ended with an error (restartPolicy Never: no CrashLoopBackOff)."""
+    name = pod["metadata"]["name"]
+    for status in container_statuses(pod):
+        terminated = (status.get("state") or {}).get("terminated") or {}
+        code = terminated.get("exitCode")
+        if code is None or code == 0:
+            continue
+        reason = terminated.get("reason") or "Error"
+        hint = f"kubectl logs -n {pod['metadata'].get('namespace', '')} {name}"
+        if reason == "OOMKilled":
+            hint = "raise target.kubernetes.loadgen_pods.resources.limits.memory (data sets are held in memory)"
+        return Problem(
+            "loadgen-exited",
+            f"load generator pod {name} exited with code {code} ({reason}); last log lines: "
+            f"{log_tail(name, status.get('name', _CONTAINER), False)}",
+            hint,
+            fatal=True,
+            pod=name,
+        )
+    return None
+
+
+def _creation_refused(events: list[dict[str, Any]], jobs: Iterable[str]) -> Problem | None:
+    """A Job whose pods the API server refuses to create (a ResourceQuota, a LimitRange, an admission policy).
+    Jobs are known by uid: an earlier run's Job of the same name may have left events."""
+    uids = set(jobs)
+    refused = [
+        event
+        for event in events
+        if event.get("reason") == "FailedCreate"
+        and (event.get("involvedObject") or {}).get("kind") == "Job"
+        and event["involvedObject"].get("uid") in uids
+    ]
+    if not refused:
+        return None
+    latest = refused[-1]
+    job = latest["involvedObject"]["name"]
+    return Problem(
+        "loadgen-refused",
+        f"the cluster refuses to create the pods of Job {job}: {latest.get('message', '')}",
+        "set target.kubernetes.loadgen_pods.resources within the namespace's ResourceQuota and LimitRange",
+        fatal=False,
+    )
+
+
+def start_problem(
+    pods: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    jobs: Iterable[str],
+    log_tail: LogTail,
+    *,
+    waited_s: float,
+    grace_s: float = START_GRACE_S,
+) -> Problem | None:
+    """Why the generator pods have not started, when it is worth ending the run for: a problem that will not pass
+    at once (image pull, crash), another once the pods have waited `grace_s` (unschedulable, refused, a warning).
+    `jobs` are the uids of the generator's Jobs."""
+    problems = [problem for pod in pods if (problem := _exit_problem(pod, log_tail)) is not None]
+    diagnosed = diagnose_pods(pods, events, log_tail)
+    if diagnosed is not None and diagnosed.cause == "unschedulable":
+        diagnosed = dataclasses.replace(
+            diagnosed,
+            hint="lower target.kubernetes.loadgen_pods.resources.requests, or match its node_selector and "
+            "tolerations to the cluster's nodes",
+        )
+    refused = _creation_refused(events, jobs)
+    problems += [problem for problem in (diagnosed, refused) if problem is not None]
+    for problem in sorted(problems, key=lambda p: not p.fatal):
+        if problem.fatal or waited_s >= grace_s:
+            return problem
+    return None
+
+
+def _complete(record: str) -> dict[str, Any] | None:
+    """A record line as JSON; None for a line cut short (a stream that ended mid-line: read whole again later)."""
+    try:
+        item = json.loads(record)
+    except json.JSONDecodeError:
+        return None
+    return item if isinstance(item, dict) else None
+
+
+def _is_worker(pod: dict[str, Any]) -> bool:
+    return (pod["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "worker"
+
+
+def _summarised(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A manifest as the run directory keeps it: large file parts by size, not content (data sets can be large)."""
+    kept = dict(manifest)
+    for field, decode in (("data", str.encode), ("binaryData", base64.b64decode)):
+        if field in manifest:
+            kept[field] = {
+                key: value if len(value) <= _KEPT_PART_BYTES else f"<{len(decode(value))} bytes>"
+                for key, value in manifest[field].items()
+            }
+    return kept
 
 
 class InClusterLoad:
@@ -158,7 +279,11 @@ class InClusterLoad:
         image: str,
         json_file: Path,
         workers: int,
+        pods: LoadgenPodsConfig | None = None,
+        pull_secrets: Sequence[str] = (),
+        environ: Mapping[str, str] | None = None,
         poll_s: float = 1.0,
+        start_grace_s: float = START_GRACE_S,
     ) -> None:
         self.target = target
         self.plan = plan
@@ -166,33 +291,51 @@ class InClusterLoad:
         self.image = image
         self.json_file = json_file
         self.workers = workers
+        self.pods = pods or LoadgenPodsConfig()
+        # The Secrets the pods pull their image with (target.kubernetes.image_pull_secrets, as the model's pods).
+        self.pull_secrets = tuple(pull_secrets)
+        # Where the header variables' values come from (the harness's own environment).
+        self.environ = os.environ if environ is None else environ
         self.poll_s = poll_s
+        self.start_grace_s = start_grace_s
         self.intervals_dir = work_dir / "intervals"
         self.tail = IntervalTail(self.intervals_dir, on_record)
         self.planned_duration_s = plan.planned_duration_s
         self.release = f"{target.release}-loadgen"
         self._master_job = f"{self.release}-master"
+        # The uids of the Jobs this run applied.
+        self._jobs: list[str] = []
         self._stop = threading.Event()
         self._followers: dict[str, threading.Thread] = {}
         self._watcher: threading.Thread | None = None
         self._master_log = ""
+        self._failure: LoadError | None = None
+        self._failed_pods: set[str] = set()
         self.started_s: float | None = None
 
     @property
-    def _worker_selector(self) -> str:
-        return f"{self.target.run_selector},app.kubernetes.io/component=worker"
+    def _pod_selector(self) -> str:
+        return f"{self.target.run_selector},app.kubernetes.io/instance={self.release}"
 
     def start(self) -> None:
         """Render charts/loadgen for this run and apply it; workers start sending once all have joined."""
         self.intervals_dir.mkdir(parents=True, exist_ok=True)
         # The image reaches the node first (side-loaded, or already there).
         self.target.load_image(self.image)
+        secret_name = ""
+        names = env_names(self.plan)
+        if names:
+            secret_name = f"{self.release}-env"
+            self.target.apply_run_object(env_secret(secret_name, self.target.namespace, names, self.environ))
         values = loadgen_values(
             self.plan,
             self.image,
             self.target.run_id,
             service_url=self.target.service_url(),
             workers=self.workers,
+            pods=self.pods,
+            pull_secrets=self.pull_secrets,
+            env_secret_name=secret_name,
         )
         values["image"]["pullPolicy"] = self.target.pull_policy
         manifests = render_chart(
@@ -202,44 +345,152 @@ class InClusterLoad:
             namespace=self.target.namespace,
             kube_version=self.target.kube_version,
         )
-        (self.work_dir / "loadgen-manifests.yaml").write_text(json.dumps(manifests, indent=1))
-        for manifest in manifests:
-            self.target.apply_run_object(manifest)
+        kept = [_summarised(manifest) for manifest in manifests]
+        (self.work_dir / "loadgen-manifests.yaml").write_text(json.dumps(kept, indent=1))
         self.started_s = time.time()
-        self._watcher = threading.Thread(target=self._follow_workers, name="loadgen-workers", daemon=True)
+        for manifest in manifests:
+            stored = self.target.apply_run_object(manifest)
+            if manifest["kind"] == "Job":
+                self._jobs.append(str((stored.get("metadata") or {}).get("uid")))
+        self._watcher = threading.Thread(target=self._watch, name="loadgen-pods", daemon=True)
         self._watcher.start()
 
-    def _follow_workers(self) -> None:
-        """Start a log follower for every worker pod as it appears (each one exactly once)."""
+    def _watch(self) -> None:
+        """Follow every worker pod's log as it appears (each with one thread), and until the load starts name a
+        generator that cannot start."""
+        assert self.started_s is not None
         while not self._stop.is_set():
             try:
-                listed = self.target.api.list("v1", "Pod", self.target.namespace, self._worker_selector) or {}
+                listed = self.target.api.list("v1", "Pod", self.target.namespace, self._pod_selector) or {}
             except HarnessError:
-                listed = {}
-            for pod in listed.get("items") or []:
+                listed = {}  # the API server did not answer this time: the next poll asks again
+            pods = list(listed.get("items") or [])
+            for pod in pods:
                 name = pod["metadata"]["name"]
                 phase = (pod.get("status") or {}).get("phase")
-                if name not in self._followers and phase in ("Running", "Succeeded", "Failed"):
+                if _is_worker(pod) and name not in self._followers and phase in ("Running", "Succeeded", "Failed"):
                     thread = threading.Thread(target=self._follow, args=(name,), name=f"log-{name}", daemon=True)
                     self._followers[name] = thread
                     thread.start()
+            if self.tail.test_start_s is None:
+                self._check_start(pods)
+            else:
+                self._note_failed_workers(pods)
             self._stop.wait(self.poll_s)
 
-    def _follow(self, pod: str) -> None:
-        out = self.intervals_dir / f"intervals-{pod}.jsonl"
+    def _check_start(self, pods: list[dict[str, Any]]) -> None:
+        assert self.started_s is not None
+        running = [pod for pod in pods if (pod.get("status") or {}).get("phase") == "Running"]
+        if len(running) == len(pods) == self.workers + 1:
+            return
         try:
-            with out.open("a", encoding="utf-8") as handle:
-                for line in self.target.api.follow_pod_log(self.target.namespace, pod, _CONTAINER):
-                    if line.startswith(INTERVAL_LOG_PREFIX):
-                        handle.write(line[len(INTERVAL_LOG_PREFIX) :] + "\n")
-                        handle.flush()
-                    if self._stop.is_set():
-                        return
+            events = list((self.target.api.list("v1", "Event", self.target.namespace) or {}).get("items") or [])
+        except HarnessError:
+            events = []
+        waited_s = time.time() - self.started_s
+        problem = start_problem(pods, events, self._jobs, self._log_tail, waited_s=waited_s, grace_s=self.start_grace_s)
+        if problem is not None:
+            self._failure = LoadError(
+                f"the in-cluster load generator cannot start: {problem.message}", hint=problem.hint
+            )
+            self._stop.set()
+
+    def _note_failed_workers(self, pods: list[dict[str, Any]]) -> None:
+        """A worker that fails once the load runs stops sending its share of the arrivals: the report says so."""
+        for pod in pods:
+            name = pod["metadata"]["name"]
+            if not _is_worker(pod) or name in self._failed_pods:
+                continue
+            problem = _exit_problem(pod, self._log_tail)
+            if problem is not None:
+                self._failed_pods.add(name)
+                self.target.on_event(RunWarning("loadgen", problem.message, problem.hint))
+
+    def _log_tail(self, pod: str, container: str, previous: bool) -> str:
+        try:
+            text = self.target.api.pod_log(
+                self.target.namespace, pod, container, tail_lines=4 * _LOG_TAIL_LINES, previous=previous
+            )
         except HarnessError as error:
-            self.target.on_event(RunWarning("loadgen", f"log of worker {pod}: {error}"))
+            return f"(log unavailable: {error})"
+        # Not Python's markers under a traceback's code (^^^^): the last lines say what went wrong.
+        kept = [
+            line.strip()
+            for line in text.splitlines()
+            if line.strip(" ^~\t") and not line.startswith(INTERVAL_LOG_PREFIX)
+        ]
+        return " | ".join(kept[-_LOG_TAIL_LINES:]) or "(empty log)"
+
+    def _follow(self, pod: str) -> None:
+        """Append a worker's records to its intervals file as it prints them; when the stream breaks before the
+        container has ended, follow it again from the start and skip the records already written."""
+        out = self.intervals_dir / f"intervals-{pod}.jsonl"
+        seen: set[str] = set()
+        # Where this worker's last interval ended: a record starting later means the log lost some in between.
+        last_end_s: float | None = None
+        with out.open("a", encoding="utf-8") as handle:
+            while not self._stop.is_set():
+                cause = "the stream ended while the container ran"
+                try:
+                    for line in self.target.api.follow_pod_log(self.target.namespace, pod, _CONTAINER):
+                        record = line[len(INTERVAL_LOG_PREFIX) :] if line.startswith(INTERVAL_LOG_PREFIX) else None
+                        item = _complete(record) if record is not None and record not in seen else None
+                        if record is not None and item is not None:
+                            seen.add(record)
+                            handle.write(record + "\n")
+                            handle.flush()
+                            last_end_s = self._note_gap(pod, last_end_s, item)
+                        if self._stop.is_set():
+                            return
+                # urllib3 raises its own errors from inside a broken stream, not only HarnessErrors.
+                except Exception as error:
+                    cause = f"{type(error).__name__}: {error}"
+                    state = self._pod_state(pod)
+                else:
+                    state = self._pod_state(pod)
+                    if state in ("ended", "gone"):
+                        return
+                if state == "gone":
+                    self.target.on_event(RunWarning("loadgen", f"log of worker {pod}: {cause}; the pod is gone"))
+                    return
+                # Ended or not, the rest of its log is read again from the start.
+                self.target.on_event(LoadgenLogResumed(pod, cause[:300], records_read=len(seen)))
+                self._stop.wait(min(self.poll_s, 1.0))
+
+    def _note_gap(self, pod: str, last_end_s: float | None, item: dict[str, Any]) -> float | None:
+        """Warn when a worker's record starts after its previous one ended; returns where this one ends."""
+        if "t_start_s" not in item:
+            return last_end_s  # the process's start or calibration, not an interval
+        start_s, end_s = float(item["t_start_s"]), float(item["t_end_s"])
+        if last_end_s is not None and start_s > last_end_s:
+            self.target.on_event(
+                RunWarning(
+                    "loadgen",
+                    f"worker {pod}: {start_s - last_end_s:.1f} s of its records are missing (its log no longer held "
+                    "them when the stream was followed again)",
+                )
+            )
+        return end_s if last_end_s is None else max(last_end_s, end_s)
+
+    def _pod_state(self, pod: str) -> Literal["running", "ended", "gone", "unknown"]:
+        """Whether a pod's container has ended (all its log is written), the pod is gone, or neither is known."""
+        try:
+            stored = self.target.api.get("v1", "Pod", self.target.namespace, pod)
+        except HarnessError:
+            return "unknown"
+        if stored is None:
+            return "gone"
+        ended = any(
+            status.get("name") == _CONTAINER and (status.get("state") or {}).get("terminated")
+            for status in container_statuses(stored)
+        )
+        return "ended" if ended else "running"
 
     def _master_result(self) -> bool | None:
-        job = self.target.api.get("batch/v1", "Job", self.target.namespace, self._master_job)
+        try:
+            job = self.target.api.get("batch/v1", "Job", self.target.namespace, self._master_job)
+        except HarnessError:
+            return None  # asked again at the next poll; the run's deadline bounds the wait
         return job_finished(job)
 
     def wait(self, on_poll: Callable[[], None] | None = None, poll_s: float = 0.5) -> int:
@@ -249,6 +500,9 @@ class InClusterLoad:
         finished: bool | None = None
         last_check_s = 0.0
         while finished is None:
+            if self._failure is not None:
+                self.stop()
+                raise self._failure
             self.tail.poll()
             if on_poll is not None:
                 on_poll()
@@ -265,6 +519,11 @@ class InClusterLoad:
             time.sleep(poll_s)
         for thread in list(self._followers.values()):
             thread.join(timeout=30)
+        for pod, thread in self._followers.items():
+            if thread.is_alive():
+                self.target.on_event(
+                    RunWarning("loadgen", f"log of worker {pod} not read to its end within 30 s of the load's end")
+                )
         self._stop.set()
         self.tail.poll()
         self._master_log = self._read_master_log()
@@ -282,7 +541,7 @@ class InClusterLoad:
 
     def _read_master_log(self) -> str:
         listed = self.target.api.list(
-            "v1", "Pod", self.target.namespace, f"{self.target.run_selector},app.kubernetes.io/component=master"
+            "v1", "Pod", self.target.namespace, f"{self._pod_selector},app.kubernetes.io/component=master"
         )
         pods = (listed or {}).get("items") or []
         if not pods:
@@ -301,5 +560,5 @@ class InClusterLoad:
     def stop(self, grace_s: float = 15.0) -> None:
         """Stop following; the Jobs go with the run's other objects when the target stops (idempotent)."""
         self._stop.set()
-        if self._watcher is not None:
+        if self._watcher is not None and self._watcher is not threading.current_thread():
             self._watcher.join(timeout=grace_s)

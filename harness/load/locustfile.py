@@ -18,6 +18,7 @@ import random
 import re
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from locust.env import Environment
 from locust.event import Events
 from locust.runners import MasterRunner, WorkerRunner
 
+from harness.analysis.failures import answer_sample, keep_sample
 from harness.analysis.latency import LatencyHistogram
 from harness.load.arrivals import arrival_offsets
 from harness.load.malformed import malformed_requests
@@ -139,6 +141,7 @@ class _StageAccumulator:
         self.bad_inputs = 0
         self.bad_input_5xx = 0
         self.bad_input_accepted = 0
+        self.error_samples: dict[str, list[str]] = {}
 
 
 class IntervalRecorder:
@@ -169,11 +172,15 @@ class IntervalRecorder:
         accumulator.requests += 1
         accumulator.histogram.record_s(latency_s)
 
-    def failure(self, stage: str, kind: str) -> None:
+    def failure(self, stage: str, kind: str, sample: Callable[[], str] | None = None) -> None:
+        """A failed request of `kind`; `sample` says what it got back, and is called only while the kind's
+        samples of this interval have room (harness.analysis.failures)."""
         accumulator = self._stage(stage)
         accumulator.requests += 1
         accumulator.failures += 1
         accumulator.errors[kind] = accumulator.errors.get(kind, 0) + 1
+        if sample is not None:
+            keep_sample(accumulator.error_samples, kind, sample)
 
     def answer_checked(self, stage: str, mismatch: bool) -> None:
         accumulator = self._stage(stage)
@@ -235,6 +242,7 @@ class IntervalRecorder:
                 bad_inputs=accumulator.bad_inputs,
                 bad_input_5xx=accumulator.bad_input_5xx,
                 bad_input_accepted=accumulator.bad_input_accepted,
+                error_samples=accumulator.error_samples,
             )
             lines.append(json.dumps(asdict(record), separators=(",", ":")))
         _write_records(self.out_path, lines)
@@ -322,8 +330,12 @@ def _call(
         result = check_answer(request.check, status, content, body.row, body.alone_answer)
         # FastHttpUser's response has `error` only when the request failed without a status.
         error = None if status else getattr(response, "error", None)
+
+        def sample() -> str:
+            return answer_sample(status, response.content if status else None, error, request.headers.values())
+
         if request.counts_as_traffic:
-            _record(stage, status, error, result, latency_s)
+            _record(stage, status, error, result, latency_s, sample)
         if request.check.expects_bad_input:
             _recorder.bad_input_answered(stage, status)
         if result.status_ok:
@@ -345,12 +357,19 @@ def _latency_s(request_meta: dict[str, Any], intended_s: float | None) -> float:
     return max(0.0, float(request_meta["start_time"]) - intended_s) + exchange_s
 
 
-def _record(stage: str, status: int, error: BaseException | None, result: CheckResult, latency_s: float) -> None:
+def _record(
+    stage: str,
+    status: int,
+    error: BaseException | None,
+    result: CheckResult,
+    latency_s: float,
+    sample: Callable[[], str] | None = None,
+) -> None:
     assert _recorder is not None
     if result.status_ok:
         _recorder.success(stage, latency_s)
     else:
-        _recorder.failure(stage, _error_kind(status, error))
+        _recorder.failure(stage, _error_kind(status, error), sample)
     if result.checked:
         _recorder.answer_checked(stage, result.mismatch is not None)
 
@@ -683,7 +702,13 @@ def _on_user_request(response_time: float, response: Any, exception: BaseExcepti
     if exception is None:
         _recorder.success(plan.name, response_time / 1000.0)
     else:
-        _recorder.failure(plan.name, _error_kind(0 if 200 <= status < 300 else status, exception))
+        failed = 0 if 200 <= status < 300 else status
+        content = getattr(response, "content", None) if failed else None
+        _recorder.failure(
+            plan.name,
+            _error_kind(failed, exception),
+            lambda: answer_sample(failed, content, exception, ()),
+        )
 
 
 if USER_LOCUSTFILE is not None:

@@ -15,13 +15,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.config import FieldCheck, RequestConfig, ResponseCheck, env_references
+from harness.config import PLACEHOLDER, FieldCheck, RequestConfig, ResponseCheck, env_references
 from harness.errors import ConfigError
 from harness.load.json_fields import MISSING, field_at, same_json
 from harness.load.reference_answers import alone_mismatch, body_key
 
 JSON_CONTENT_TYPE = "application/json"
-_PLACEHOLDER = re.compile(r"\{\{([^{}]+)\}\}")
 
 
 @dataclass(frozen=True)
@@ -86,10 +85,10 @@ def fill_template(template: Any, row: Mapping[str, Any]) -> Any:
     column's value (a list stays a list), a placeholder inside a longer string becomes text. KeyError names a
     missing column."""
     if isinstance(template, str):
-        whole = _PLACEHOLDER.fullmatch(template)
+        whole = PLACEHOLDER.fullmatch(template)
         if whole:
             return row[whole.group(1).strip()]
-        return _PLACEHOLDER.sub(lambda match: _as_text(row[match.group(1).strip()]), template)
+        return PLACEHOLDER.sub(lambda match: _as_text(row[match.group(1).strip()]), template)
     if isinstance(template, list):
         return [fill_template(item, row) for item in template]
     if isinstance(template, dict):
@@ -110,7 +109,8 @@ def prepare_bodies(request: RequestConfig, where: str) -> list[PreparedBody]:
     if request.body_file is not None:
         return [PreparedBody(_encode(body)) for body in read_jsonl(request.body_file, f"{where}.body_file")]
     if request.dataset is None:
-        return [PreparedBody(None)]
+        # A template without placeholders is the one body every request sends.
+        return [PreparedBody(None if request.body_template is None else _encode(request.body_template))]
     rows = read_jsonl(request.dataset, f"{where}.dataset")
     prepared = []
     for number, row in enumerate(rows, start=1):

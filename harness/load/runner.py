@@ -23,8 +23,9 @@ from harness.errors import ConfigError, DeployError, LoadError
 from harness.load.plan import LoadPlan
 from harness.model import ClientInterval, LoadgenOverhead, from_json_dict
 from harness.processes import REPLICA_ENV, RUN_ENV, free_port, spawn, stop_tree
+from harness.resources import module_file
 
-LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+LOCUSTFILE = module_file("harness.load", "locustfile.py")
 # The process mark's replica part for Locust and its workers (harness.processes).
 LOADGEN_MARK = "loadgen"
 

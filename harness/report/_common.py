@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from harness.model import Bottleneck, LoadgenOverhead, ObjectiveResult, PercentileEstimate, Status
+from harness.analysis.failures import describe_errors
+from harness.model import Bottleneck, LoadgenOverhead, ObjectiveResult, PercentileEstimate, StageResult, Status
 from harness.objectives import objective_metric
 
 STATUS_ORDER: tuple[Status, ...] = (Status.FAIL, Status.INCONCLUSIVE, Status.WARN, Status.PASS)
@@ -62,6 +63,14 @@ def fmt_ci(result: ObjectiveResult) -> str:
     low = "-∞" if result.ci_low is None else fmt_metric_value(result.metric, result.ci_low)
     high = "∞" if result.ci_high is None else fmt_metric_value(result.metric, result.ci_high)
     return f"[{low}, {high}]"
+
+
+def fmt_stage_errors(stage: StageResult) -> str | None:
+    """One line naming a stage's failed requests by kind, with counts and what they got back; None without any:
+    "users-8: 203 of 203 requests failed: http_400 x203 (answered: '...')"."""
+    if not stage.failures:
+        return None
+    return f"{stage.name}: {describe_errors(stage.errors, stage.error_samples, stage.requests)}"
 
 
 def fmt_bottleneck(bottleneck: Bottleneck) -> str:

@@ -23,6 +23,7 @@ from harness.report._common import (
     fmt_overhead,
     fmt_rps,
     fmt_stage,
+    fmt_stage_errors,
     fmt_threshold,
 )
 
@@ -81,6 +82,9 @@ def print_verdict(verdict: Verdict, console: Console) -> None:
                 console.print(Text(f"{number:>2}. ", style="bold") + Text(r.reason), highlight=False)
         else:
             console.print(table)
+    for stage in verdict.stages:
+        if (errors := fmt_stage_errors(stage)) is not None:
+            console.print(Text("errors: ", style="bold red") + Text(errors), highlight=False)
     for bottleneck in verdict.bottlenecks:
         console.print(Text("likely bottleneck: ", style="bold") + Text(fmt_bottleneck(bottleneck)), highlight=False)
     status = Text.assemble(

@@ -28,6 +28,7 @@ from harness.report._common import (
     fmt_rps,
     fmt_seconds,
     fmt_stage,
+    fmt_stage_errors,
     fmt_threshold,
 )
 from harness.report._rundata import RunData
@@ -89,6 +90,11 @@ def _bottlenecks(verdict: Verdict) -> list[str]:
     if not verdict.bottlenecks:
         return []
     return ["", "### Likely bottlenecks", "", *(f"- {_text(fmt_bottleneck(b))}" for b in verdict.bottlenecks)]
+
+
+def _errors(verdict: Verdict) -> list[str]:
+    lines = [f"- {_text(line)}" for stage in verdict.stages if (line := fmt_stage_errors(stage)) is not None]
+    return ["", "### Errors", "", *lines] if lines else []
 
 
 def _stages(verdict: Verdict) -> list[str]:
@@ -222,6 +228,7 @@ def render_markdown(data: RunData) -> str:
         "### Objectives",
         "",
         *_objectives(verdict),
+        *_errors(verdict),
         *_bottlenecks(verdict),
         "",
         "### Stages",

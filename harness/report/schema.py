@@ -8,26 +8,27 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import ReportError
+from harness.resources import data_path
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import ValidationError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "verdict.schema.json"
+SCHEMA_PATH = data_path("verdict.schema.json")
 
 
 @cache
 def verdict_schema() -> dict[str, Any]:
-    """The verdict JSON Schema, read once from docs/verdict.schema.json."""
+    """The verdict JSON Schema (docs/verdict.schema.json, shipped as package data), read once."""
     try:
         schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     except OSError as error:
         raise ReportError(
-            f"{SCHEMA_PATH}: the verdict schema is missing", hint="run from a checkout of the harness repository"
+            f"{SCHEMA_PATH}: the verdict schema is missing",
+            hint="reinstall the harness: its package data is incomplete",
         ) from error
     from jsonschema import Draft202012Validator  # imported when first used: it is slow to import
 

@@ -22,8 +22,9 @@ import yaml
 
 from harness.errors import ConfigError, DeployError
 from harness.extras import install_command
+from harness.resources import data_path
 
-CHARTS_DIR = Path(__file__).resolve().parents[2] / "charts"
+CHARTS_DIR = data_path("charts")
 MODEL_SERVICE_CHART = CHARTS_DIR / "model-service"
 LOADGEN_CHART = CHARTS_DIR / "loadgen"
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
-from harness.config import AutoscalingConfig, ResourceAmounts, Scenario
+from harness.config import AutoscalingConfig, ResourceAmounts, Resources, Scenario
 from harness.errors import ConfigError
 from harness.service_env import container_env
 from harness.targets.serving import CONTAINER_PORT, bentoml_config_options
@@ -87,14 +87,23 @@ def split_image(image: str) -> dict[str, str]:
     return {"repository": image, "tag": "latest", "digest": ""}
 
 
-def pull_secret_refs(names: Sequence[str]) -> list[dict[str, str]]:
-    """A pod spec's imagePullSecrets for Secrets named `names` (both charts take the same value)."""
-    return [{"name": name} for name in names]
+def pull_secret_refs(names: Iterable[str]) -> list[dict[str, str]]:
+    """A pod spec's imagePullSecrets for Secrets named `names`, each once (both charts take the same value)."""
+    return [{"name": name} for name in dict.fromkeys(names)]
 
 
 def _amounts(amounts: ResourceAmounts) -> dict[str, str]:
     values = {"cpu": amounts.cpu, "memory": amounts.memory}
     return {name: format_quantity(value) for name, value in values.items() if value is not None}
+
+
+def resources_values(resources: Resources) -> dict[str, dict[str, str]]:
+    """A container's `resources` (requests and limits that are set) from the scenario's quantities."""
+    return {
+        kind: amounts
+        for kind, amounts in (("requests", _amounts(resources.requests)), ("limits", _amounts(resources.limits)))
+        if amounts
+    }
 
 
 def hpa_spec(autoscaling: AutoscalingConfig, kube_version: str | None = None) -> dict[str, Any]:
@@ -141,14 +150,6 @@ def model_service_values(
     pull their image with."""
     service = scenario.service
     autoscaling = scenario.autoscaling
-    resources = {
-        kind: amounts
-        for kind, amounts in (
-            ("requests", _amounts(scenario.resources.requests)),
-            ("limits", _amounts(scenario.resources.limits)),
-        )
-        if amounts
-    }
     values: dict[str, Any] = {
         "runId": run_id_label(run_id),
         "image": {**split_image(image), "pullPolicy": pull_policy},
@@ -160,7 +161,7 @@ def model_service_values(
             "prometheus.io/port": str(CONTAINER_PORT),
             "prometheus.io/path": service.metrics_path,
         },
-        "resources": resources,
+        "resources": resources_values(scenario.resources),
         "env": container_env(service),
         "bentomlConfigOptions": bentoml_config_options(scenario),
         # Only what the scenario decides; the probes' timings are the chart's (values.yaml), which Helm merges in.

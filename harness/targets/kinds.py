@@ -20,12 +20,6 @@ def _nowhere(scenario: Scenario) -> str | None:
     return None
 
 
-def _kubernetes_cluster_check(scenario: Scenario) -> list[str]:
-    from harness.targets.kubernetes_preflight import check_cluster
-
-    return check_cluster(scenario)
-
-
 @dataclass(frozen=True)
 class TargetKind:
     """A kind of target: what a run must know about it before it exists."""
@@ -53,9 +47,6 @@ class TargetKind:
     # Something other than the harness scales its replicas (a Kubernetes HPA): the local autoscaler's checks of
     # the scenario's autoscaling metrics do not apply.
     scales_itself: bool = False
-    # What the run asks the target's infrastructure before it builds anything (a cluster: the user's rights, the
-    # metrics APIs its HPA reads): warnings, or a HarnessError that stops the run. None: nothing to ask.
-    check_before_build: Callable[[Scenario], list[str]] | None = None
 
 
 TARGET_KINDS: dict[str, TargetKind] = {
@@ -74,6 +65,5 @@ TARGET_KINDS: dict[str, TargetKind] = {
         extras=("kubernetes",),
         pause_unavailable="(the API cannot freeze a pod); kill deletes one",
         scales_itself=True,
-        check_before_build=_kubernetes_cluster_check,
     ),
 }

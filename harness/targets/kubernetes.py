@@ -81,7 +81,8 @@ from harness.targets.kubernetes_status import (
 from harness.targets.serving import CONTAINER_PORT
 
 _LOG_TAIL_LINES = 12
-# Kinds the harness's charts render; a sweep of a dead run deletes every object of these kinds labelled with it.
+# Kinds the charts render and the in-cluster load's Secret; a sweep of a dead run deletes every object of these kinds
+# labelled with it (stop() deletes the kinds this run applied).
 CLEANUP_KINDS = (
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
@@ -90,6 +91,7 @@ CLEANUP_KINDS = (
     ("apps/v1", "Deployment"),
     ("batch/v1", "Job"),
     ("v1", "ConfigMap"),
+    ("v1", "Secret"),
     ("v1", "ServiceAccount"),
 )
 # What keeps a namespace the harness created from being deleted: anyone's workloads and Services.

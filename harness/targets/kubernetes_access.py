@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from harness.config import MetricSpec, Scenario
+from harness.config import MetricSpec, Scenario, header_variables
 
 # Every kind the harness applies, once the run is over, is listed and deleted by its run label.
 _OWN = ("get", "create", "patch", "list", "delete")
@@ -78,9 +78,21 @@ def rights_needed(scenario: Scenario) -> list[Right]:
     if config.loadgen == "in-cluster":
         rights += [
             Right("batch", "jobs", _OWN, "the in-cluster load generator's master and worker Jobs"),
-            Right("", "configmaps", _OWN, "the load plan the generator pods read"),
-            Right("", "serviceaccounts", _OWN, "the generator pods' own service account (no rights, no token)"),
+            Right(
+                "",
+                "configmaps",
+                _OWN,
+                "the files the generator pods read (the load plan, request bodies, data sets, a locustfile)",
+            ),
+            Right("", "pods/log", ("get",), "follow each generator pod's records"),
+            Right("", "events", ("list",), "name why a generator pod cannot start (a quota, an image pull)"),
         ]
+        if header_variables(request.headers for request in scenario.requests or ()):
+            rights.append(Right("", "secrets", _OWN, "the request headers' ${NAME} values the generator pods read"))
+        if config.loadgen_pods.service_account_name is None:
+            rights.append(
+                Right("", "serviceaccounts", _OWN, "the generator pods' own service account (no rights, no token)")
+            )
     return _merged(rights)
 
 

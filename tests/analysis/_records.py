@@ -25,6 +25,7 @@ def interval(
     dropped: int = 0,
     send_lag_max_s: float = 0.0,
     loadgen_cpu_cores: float | None = None,
+    error_samples: dict[str, list[str]] | None = None,
 ) -> ClientInterval:
     """One process's interval starting `t_start_s` seconds after RUN_START_S, with these successful latencies."""
     histogram = LatencyHistogram()
@@ -46,4 +47,5 @@ def interval(
         dropped=dropped,
         send_lag_max_s=send_lag_max_s,
         loadgen_cpu_cores=loadgen_cpu_cores,
+        error_samples=error_samples or {},
     )

@@ -184,3 +184,20 @@ def test_recorded_run_blames_shedding_at_peak_and_the_new_replica_at_the_knee() 
     assert by_stage[("peak", "load_shedding")]["examined_for"] == "FAIL"
     assert "http_503" in by_stage[("peak", "load_shedding")]["evidence"]
     assert ("step", "cold_start") in by_stage
+
+
+def test_a_stage_whose_requests_mostly_fail_is_diagnosed_so_with_what_the_service_answered() -> None:
+    # The BentoML example of issue 23: a bare JSON list posted where the service takes an object, answered 400.
+    answered = '{"error":"1 validation error for Input: input_series Field required"}'
+    failing = [
+        interval(second, [], failures=7, errors={"http_400": 7}, error_samples={"http_400": [answered]})
+        for second in range(STAGE_S)
+    ]
+    causes = _causes(failing)
+    assert list(causes) == ["failing_requests"], causes
+    assert causes["failing_requests"] == (f"210 of 210 requests failed: http_400 x210 (answered: '{answered}') (100%)")
+    # Half of them is most of them; fewer is left to the other causes (and to the error_rate objective).
+    half = [interval(second, [0.02] * 5, failures=5, errors={"timeout": 3, "http_500": 2}) for second in range(STAGE_S)]
+    assert "150 of 300 requests failed: timeout x90; http_500 x60 (50%)" in _causes(half)["failing_requests"]
+    few = [interval(second, [0.02] * 50, failures=1) for second in range(STAGE_S)]
+    assert "failing_requests" not in _causes(few)

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.exit_codes import ExitCode
+
 ROOT = Path(__file__).resolve().parents[2]
 WINE = ROOT / "examples" / "wine"
 HARNESS = [sys.executable, "-m", "harness.cli"]
@@ -102,7 +104,7 @@ def test_local_replicas_read_the_callers_model_store_read_only(wine_store: Path,
 def test_an_empty_model_store_fails_the_start_naming_the_model_and_the_store(tmp_path: Path) -> None:
     empty = tmp_path / "empty_home"
     result = run(short_wine_scenario(tmp_path, model_store=str(empty)))
-    assert result.returncode == 2
+    assert result.returncode == ExitCode.INFRASTRUCTURE, "replicas that cannot start are a failed deployment"
     assert "wine-gbc" in result.stderr and str(empty / "models") in result.stderr
 
 

@@ -23,6 +23,7 @@ from harness.model import (
     ServerSample,
 )
 from harness.rundir import RunDirectory
+from tests.waiting import wait_until
 
 
 class ProcessTargetDouble:
@@ -78,18 +79,9 @@ class ProcessTargetDouble:
         return
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
 def wait_ticks(collector: MetricsCollector, ticks: int) -> None:
     target = collector.ticks + ticks
-    wait_for(lambda: collector.ticks >= target, 60.0, f"{ticks} collector ticks")
+    wait_until(lambda: collector.ticks >= target, f"{ticks} collector ticks", 60.0)
 
 
 @pytest.mark.integration
@@ -109,13 +101,13 @@ def test_collects_real_replicas_and_survives_one_being_killed(
     try:
         for _ in range(5):
             assert http_post_json(served[0].base_url + "/echo", b'{"text": "hello"}') == 200
-        wait_for(
+        wait_until(
             lambda: (
                 (collector.latest().replicas.get("a") is not None)
                 and (collector.latest().replicas["a"].requests_total or 0) >= 5
             ),
-            10.0,
             "replica a's 5 requests to show in a scrape",
+            10.0,
         )
         wait_ticks(collector, 2)
         snapshot = collector.latest()
@@ -135,15 +127,15 @@ def test_collects_real_replicas_and_survives_one_being_killed(
 
         kill_tree(served[1].process)
         killed_at_s = time.time()
-        wait_for(lambda: collector.latest().replicas["b"].scrape_ok is False, 30.0, "a failed scrape of b")
+        wait_until(lambda: collector.latest().replicas["b"].scrape_ok is False, "a failed scrape of b", 30.0)
         wait_ticks(collector, 3)
         assert collector.running
         # The collection goes on: the healthy replica is still scraped after the kill.
         ticks_after_kill = collector.ticks
-        wait_for(
+        wait_until(
             lambda: collector.ticks > ticks_after_kill and bool(collector.latest().replicas["a"].scrape_ok),
-            60.0,
             "a scrape of a after b was killed",
+            60.0,
         )
 
         # The probe notices; b is listed unready and no longer scraped.
@@ -223,7 +215,7 @@ def test_a_failing_target_is_recorded_once_and_collection_goes_on(tmp_path: Path
     run_dir.create()
     collector = MetricsCollector(target, run_dir, 0.1, "/metrics")
     collector.start()
-    wait_for(lambda: target.calls >= 4, 10.0, "four ticks")
+    wait_until(lambda: target.calls >= 4, "four ticks", 10.0)
     assert collector.running
     collector.stop()
     run_dir.close()
@@ -238,7 +230,7 @@ def test_an_unexpected_error_ends_the_loop_and_surfaces_at_stop(tmp_path: Path) 
     run_dir.create()
     collector = MetricsCollector(target, run_dir, 0.1, "/metrics")
     collector.start()
-    wait_for(lambda: not collector.running, 10.0, "the loop to end")
+    wait_until(lambda: not collector.running, "the loop to end", 10.0)
     with pytest.raises(MetricsError, match="bug in a target"):
         collector.stop()
     run_dir.close()

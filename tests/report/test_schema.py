@@ -8,6 +8,7 @@ import dataclasses
 import json
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,7 +34,7 @@ from harness.model import (
 from harness.report.schema import SCHEMA_PATH, validate_verdict, verdict_schema
 from harness.rundir import RunDirectory
 
-FIXTURE_VERDICT = SCHEMA_PATH.parents[1] / "tests" / "fixtures" / "run_recorded" / "verdict.json"
+FIXTURE_VERDICT = Path(__file__).resolve().parents[1] / "fixtures" / "run_recorded" / "verdict.json"
 
 
 def _fixture() -> dict[str, Any]:
@@ -97,9 +98,9 @@ def test_schema_matches_the_dataclass_field_for_field(cls: type) -> None:
     assert set(node["properties"]) == fields
     # to_json_dict writes every field, so every field is required, except those that older files lack (they
     # still render): added in schema version 2, and the load generator's overhead, the bad input answered 2xx and
-    # the streamed requests' figures, added within it.
+    # the streamed requests' figures and the failed requests' samples, added within it.
     added_later = {"schema_version", "run_id", "scenario_name", "unit", "bottlenecks", "faults", "loadgen_overhead"}
-    added_later |= {"bad_input_accepted"}
+    added_later |= {"bad_input_accepted", "error_samples"}
     # Streamed requests' figures (issue 22).
     added_later |= {"streamed", "ttft", "itl", "tpot", "input_tokens", "output_tokens", "output_tokens_squares"}
     added_later |= {"good_requests"}

@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from harness.targets.base import RUN_LABEL
 from harness.targets.kubernetes import KubernetesTarget
 from harness.targets.kubernetes_api import ClientKubernetesApi
 from tests.targets.conftest import DIGITS_DIR, ROOT, RealCluster
+from tests.waiting import wait_until
 
 WAIT_S = 120.0
 # How long one request to a healthy pod (through the API server's proxy, a port-forward or Prometheus) may take:
@@ -62,13 +61,6 @@ def new_namespace() -> str:
     return f"harness-test-{uuid.uuid4().hex[:8]}"
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
-    deadline_s = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline_s, f"{what} not within {timeout_s:g} s"
-        time.sleep(1.0)
-
-
 def admin(cluster: RealCluster) -> ClientKubernetesApi:
     return ClientKubernetesApi.connect(cluster.kubeconfig)
 
@@ -89,7 +81,9 @@ def run_objects(api: ClientKubernetesApi, namespace: str, run_label: str) -> lis
 def assert_nothing_left(cluster: RealCluster, target: KubernetesTarget) -> None:
     """No object of the run remains, and the namespace the target created goes away."""
     api = admin(cluster)
-    wait_for(lambda: api.get("v1", "Namespace", None, target.namespace) is None, f"namespace {target.namespace} gone")
+    wait_until(
+        lambda: api.get("v1", "Namespace", None, target.namespace) is None, f"namespace {target.namespace} gone", WAIT_S
+    )
     assert run_objects(api, target.namespace, target.run_label) == []
 
 

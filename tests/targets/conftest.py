@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.build import LOCAL_BASE_IMAGE, build_service_image, prune_images
+from harness.build import (
+    LOADGEN_DOCKERFILE,
+    LOADGEN_REPOSITORY,
+    LOCAL_BASE_IMAGE,
+    build_service_image,
+    build_tool_image,
+    prune_images,
+)
 from harness.config import ServiceConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +35,13 @@ def digits_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     # session running beside this one (make test runs two) stays.
     prune_images(tag, older_than_s=3600)
     return tag
+
+
+@pytest.fixture(scope="session")
+def loadgen_image() -> str:
+    """The in-cluster load generator's image, as a run builds it (Docker's cache makes a rebuild short)."""
+    ca_bundle = MACHINE_CA_BUNDLE if MACHINE_CA_BUNDLE.is_file() else None
+    return build_tool_image(LOADGEN_DOCKERFILE, LOADGEN_REPOSITORY, LOCAL_BASE_IMAGE, ca_bundle).tag
 
 
 @dataclass(frozen=True)

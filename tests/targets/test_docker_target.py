@@ -31,6 +31,7 @@ from harness.targets.docker import (
     labelled_containers,
     memory_in_use_bytes,
 )
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGITS_DIR = ROOT / "examples" / "digits"
@@ -138,13 +139,6 @@ def classify(base_url: str, rows: int) -> list[int]:
     return labels
 
 
-def wait_for(condition: Any, what: str, timeout_s: float = WAIT_S) -> None:
-    deadline_s = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline_s, f"timed out after {timeout_s:g} s waiting for {what}"
-        time.sleep(0.25)
-
-
 @pytest.mark.integration
 def test_replicas_serve_are_limited_scale_and_are_removed(digits_image: str, client: Any, tmp_path: Path) -> None:
     run_id = f"test-{uuid.uuid4().hex[:8]}"
@@ -193,12 +187,14 @@ def test_replicas_serve_are_limited_scale_and_are_removed(digits_image: str, cli
         target.scale(1)  # returns at once; the newest replica goes
         assert target.desired_replicas() == 1
         assert [r.id for r in target.replicas()] == ["replica-1"]
-        wait_for(lambda: len(labelled(client, run_id)) == 1, "the scaled-down container to be removed")
+        wait_until(lambda: len(labelled(client, run_id)) == 1, "the scaled-down container to be removed", WAIT_S)
         assert (tmp_path / "replica-2.log").exists()
         classify(replicas[0].base_url, 1)
 
         target.scale(2)
-        wait_for(lambda: len(target.replicas()) == 2 and all(r.ready for r in target.replicas()), "2 ready replicas")
+        wait_until(
+            lambda: len(target.replicas()) == 2 and all(r.ready for r in target.replicas()), "2 ready replicas", WAIT_S
+        )
         assert sorted(r.id for r in target.replicas()) == ["replica-1", "replica-3"]
         classify(next(r for r in target.replicas() if r.id == "replica-3").base_url, 2)
     finally:

@@ -8,6 +8,7 @@ No Kubernetes API server can run here: this is rendering, schema validation and 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -16,15 +17,17 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from harness.config import AutoscalingConfig, Scenario, load_scenario
+from harness.config import AutoscalingConfig, LoadgenPodsConfig, RequestConfig, Scenario, load_scenario
 from harness.errors import ConfigError
-from harness.load.in_cluster import loadgen_values, pod_plan
+from harness.load.in_cluster import loadgen_values
 from harness.load.plan import LoadPlan, build_load_plan
+from harness.load.pod_files import pod_plan
 from harness.quantity import parse_quantity
 from harness.targets.base import RUN_LABEL
 from harness.targets.helm import LOADGEN_CHART, MODEL_SERVICE_CHART, render_chart
-from harness.targets.helm_values import STARTUP_PROBE_PERIOD_S, model_service_values
+from harness.targets.helm_values import STARTUP_PROBE_PERIOD_S, model_service_values, resources_values
 from harness.targets.serving import CONTAINER_PORT
+from tests.load.test_pod_files import joined
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
@@ -353,29 +356,115 @@ def test_loadgen_from_each_loadtest_scenario(path: Path, kube_version: str) -> N
         )
         container = pod["containers"][0]["securityContext"]
         assert container["readOnlyRootFilesystem"] and container["capabilities"]["drop"] == ["ALL"]
-    plan = yaml.safe_load(by_kind(manifests, "ConfigMap")["data"]["load_plan.json"])
+        # Not BestEffort: requests and limits of CPU and memory, so a ResourceQuota admits the pods.
+        resources = pod["containers"][0]["resources"]
+        assert {kind: set(resources[kind]) for kind in ("requests", "limits")} == {
+            "requests": {"cpu", "memory"},
+            "limits": {"cpu", "memory"},
+        }
+    files = files_in_pods(manifests)
+    plan = json.loads(files["load_plan.json"])
     assert plan["processes"] == 3
     assert [stage["name"] for stage in plan["stages"]] == [stage.name for stage in scenario.stages]
     assert plan["endpoints_file"] == "/etc/harness/endpoints.json"
-    assert yaml.safe_load(by_kind(manifests, "ConfigMap")["data"]["endpoints.json"]) == [SERVICE_URL]
+    assert json.loads(files["endpoints.json"]) == [SERVICE_URL]
     check_golden(f"loadgen-{path.stem}", manifests)
 
 
-def test_loadgen_jsonl_payload_goes_into_the_configmap(tmp_path: Path) -> None:
+def files_in_pods(manifests: list[dict[str, Any]]) -> dict[str, bytes]:
+    """The files charts/loadgen's pods read from /etc/harness, joined from the parts in its ConfigMaps as the pods'
+    shell joins them, and checked to be mounted in both Jobs' pods."""
+    configmaps = [
+        m for m in manifests if m["kind"] == "ConfigMap" and m["metadata"]["name"].startswith("loadgen-files")
+    ]
+    for job in (m for m in manifests if m["kind"] == "Job"):
+        pod = job["spec"]["template"]["spec"]
+        (parts,) = [volume for volume in pod["volumes"] if volume["name"] == "harness-parts"]
+        assert [source["configMap"]["name"] for source in parts["projected"]["sources"]] == [
+            configmap["metadata"]["name"] for configmap in configmaps
+        ]
+        script = pod["containers"][0]["command"][2]
+        assert 'cat /etc/harness-parts/"$name".[0-9][0-9][0-9][0-9] > /etc/harness/"$name"' in script
+    return joined(configmaps)
+
+
+def test_loadgen_jsonl_payload_goes_to_the_pods(tmp_path: Path) -> None:
     bodies = tmp_path / "bodies.jsonl"
     bodies.write_text('{"x": [1, 2]}\n{"x": [3, 4]}\n')
     scenario = default_scenario()
     scenario = scenario.model_copy(
         update={"payload": scenario.payload.model_copy(update={"source": "jsonl", "file": bodies})}
     )
-    manifests = render_loadgen(loadgen_values(plan_of(scenario), "harness-loadgen:1", RUN_ID, service_url=SERVICE_URL))
-    data = by_kind(manifests, "ConfigMap")["data"]
-    assert data["payload.jsonl"] == bodies.read_text()
-    assert yaml.safe_load(data["load_plan.json"])["payload"] == {
+    files = files_in_pods(
+        render_loadgen(loadgen_values(plan_of(scenario), "harness-loadgen:1", RUN_ID, service_url=SERVICE_URL))
+    )
+    assert files["0-bodies.jsonl"] == bodies.read_bytes()
+    assert json.loads(files["load_plan.json"])["payload"] == {
         "source": "jsonl",
-        "file": "/etc/harness/payload.jsonl",
+        "file": "/etc/harness/0-bodies.jsonl",
         "batch_rows": 1,
         "malformed_fraction": 0,
+    }
+
+
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+def test_loadgen_requests_with_a_large_data_set_a_secret_and_placement(tmp_path: Path, kube_version: str) -> None:
+    """requests: with a data set over 1 MiB (two ConfigMaps), header variables from a Secret, and the pods placed
+    as the scenario says: every manifest valid."""
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(f'{{"x": {n}, "pad": "{"p" * 300}"}}\n' for n in range(4000)))
+    scenario = default_scenario().model_copy(
+        update={
+            "requests": [
+                RequestConfig(
+                    name="predict",
+                    path="/predict",
+                    headers={"Authorization": "Bearer ${API_TOKEN}"},
+                    body_template={"x": "{{x}}"},
+                    dataset=rows,
+                )
+            ]
+        }
+    )
+    pods = LoadgenPodsConfig.model_validate(
+        {
+            "node_selector": {"pool": "loadgen"},
+            "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}],
+            "service_account_name": "loadgen-runner",
+        }
+    )
+    values = loadgen_values(
+        plan_of(scenario),
+        "harness-loadgen:1",
+        RUN_ID,
+        service_url=SERVICE_URL,
+        pods=pods,
+        pull_secrets=["team-registry"],
+        env_secret_name="lg-env",
+    )
+    manifests = render_loadgen(values)
+    # The plan's ConfigMap and two parts of the data set; no account of the chart's own when the scenario names one.
+    assert validate_all(manifests, kube_version) == ["ConfigMap", "ConfigMap", "ConfigMap", "Service", "Job", "Job"]
+    files = files_in_pods(manifests)
+    assert files["0-rows.jsonl"] == rows.read_bytes()
+    assert json.loads(files["load_plan.json"])["requests"][0]["dataset"] == "/etc/harness/0-rows.jsonl"
+    for job in (m for m in manifests if m["kind"] == "Job"):
+        pod = job["spec"]["template"]["spec"]
+        assert pod["serviceAccountName"] == "loadgen-runner"
+        assert pod["nodeSelector"] == {"pool": "loadgen"}
+        assert pod["tolerations"] == [
+            {"key": "dedicated", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}
+        ]
+        assert pod["imagePullSecrets"] == [{"name": "team-registry"}]
+        assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "lg-env"}}]
+
+
+def test_the_loadgen_charts_default_resources_are_the_scenarios() -> None:
+    chart = yaml.safe_load((LOADGEN_CHART / "values.yaml").read_text())["resources"]
+    defaults = LoadgenPodsConfig()
+    assert chart == {
+        "master": resources_values(defaults.master_resources),
+        "worker": resources_values(defaults.resources),
     }
 
 
@@ -405,12 +494,12 @@ def test_kind_config_is_a_kind_cluster_with_a_worker() -> None:
 
 
 def test_the_plan_a_worker_pod_reads_is_the_harness_plan_with_the_pods_paths() -> None:
-    """The plan crosses the chart as the harness wrote it (a JSON string: Helm drops null values of objects, and
+    """The plan crosses the chart as the harness wrote it (a JSON file: Helm drops null values of objects, and
     an absent `requests` once crashed every in-cluster master)."""
     scenario = load_scenario(ROOT / "loadtests" / "default.yaml")
     plan = plan_of(scenario)
     values = loadgen_values(plan, "harness-loadgen:1", RUN_ID, service_url=SERVICE_URL, workers=2)
-    in_pod = LoadPlan.from_json(by_kind(render_loadgen(values), "ConfigMap")["data"]["load_plan.json"])
+    in_pod = LoadPlan.from_json(files_in_pods(render_loadgen(values))["load_plan.json"].decode())
     assert in_pod == pod_plan(plan, 2)
     assert (in_pod.processes, in_pod.endpoints_file, in_pod.intervals_dir) == (
         2,

@@ -11,8 +11,8 @@ import yaml
 from click.testing import CliRunner
 
 from harness.cli import cli
-from harness.config import AutoscalingConfig, Fault, Scenario, load_scenario
-from harness.load.in_cluster import loadgen_values
+from harness.config import AutoscalingConfig, Fault, LoadgenPodsConfig, RequestConfig, Scenario, load_scenario
+from harness.load.in_cluster import env_names, env_secret, loadgen_values
 from harness.load.plan import build_load_plan
 from harness.targets.helm import LOADGEN_CHART, MODEL_SERVICE_CHART, render_chart
 from harness.targets.helm_values import model_service_values
@@ -90,18 +90,36 @@ def test_every_kind_the_model_chart_renders_is_granted(variant: dict[str, Any]) 
         assert {"get", "create", "patch", "list", "delete"} <= rights.get((group, resource), set()), manifest["kind"]
 
 
-def test_every_kind_the_loadgen_chart_renders_is_granted(tmp_path: Path) -> None:
-    chosen = scenario(loadgen="in-cluster")
+@pytest.mark.parametrize("headers_and_account", [False, True])
+def test_every_kind_the_loadgen_chart_renders_is_granted(tmp_path: Path, headers_and_account: bool) -> None:
+    """The chart's kinds, and the Secret of header variables when the requests name one; no ServiceAccount right
+    when the scenario names an existing account."""
+    pods = LoadgenPodsConfig(service_account_name="loadgen-runner" if headers_and_account else None)
+    chosen = scenario(loadgen="in-cluster", loadgen_pods=pods)
+    if headers_and_account:
+        request = RequestConfig(
+            name="classify", path="/classify", headers={"Authorization": "Bearer ${API_TOKEN}"}, body_template={"x": 1}
+        )
+        chosen = chosen.model_copy(update={"requests": [request]})
     plan = build_load_plan(chosen, endpoints_file=tmp_path / "endpoints.json", intervals_dir=tmp_path, alone_answers={})
-    values = loadgen_values(plan, "loadgen:1", "run-1", service_url="http://10.0.0.1:3000")
+    values = loadgen_values(plan, "loadgen:1", "run-1", service_url="http://10.0.0.1:3000", pods=pods)
     manifests = render_chart(
         LOADGEN_CHART, values, release="model-service-abc123-loadgen", namespace="team", engine="sdk"
     )
+    names = env_names(plan)
+    if names:
+        manifests.append(env_secret("model-service-abc123-loadgen-env", "team", names, {"API_TOKEN": "t"}))
     rights = {(right.group, right.resource): set(right.verbs) for right in rights_needed(chosen)}
     for manifest in manifests:
         group = manifest["apiVersion"].rpartition("/")[0]
         resource = manifest["kind"].lower() + "s"
         assert {"get", "create", "patch", "list", "delete"} <= rights.get((group, resource), set()), manifest["kind"]
+    kinds = {manifest["kind"] for manifest in manifests}
+    assert ("Secret" in kinds) == headers_and_account == (("", "secrets") in rights)
+    assert ("ServiceAccount" in kinds) != headers_and_account
+    assert (("", "serviceaccounts") in rights) != headers_and_account
+    # The generators' records come from their logs, why one cannot start from the namespace's events.
+    assert "get" in rights[("", "pods/log")] and "list" in rights[("", "events")]
 
 
 def test_the_role_has_one_rule_per_group_and_verbs_and_binds_to_the_account() -> None:

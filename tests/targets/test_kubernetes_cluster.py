@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from harness.errors import DeployError
+from harness.exit_codes import ExitCode
 from harness.metrics.promql import PrometheusReplicaMetrics, urllib_fetch
 from harness.model import Event
 from harness.processes import owner_id
@@ -39,9 +40,9 @@ from tests.targets.cluster_support import (
     post_json,
     run_objects,
     token_kubeconfig,
-    wait_for,
 )
 from tests.targets.conftest import DIGITS_DIR, ROOT, RealCluster
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -77,14 +78,14 @@ def test_rollout_serves_reports_metrics_by_every_route_and_leaves_nothing(
         # Prometheus (scraping the annotated pods) reports the same pods.
         prometheus = PrometheusReplicaMetrics(cluster.prometheus_url, urllib_fetch(ANSWER_S), target.namespace)
         names = [replica.id for replica in replicas]
-        wait_for(lambda: all(s.ok for s in prometheus.samples(names)), "Prometheus series for both pods")
+        wait_until(lambda: all(s.ok for s in prometheus.samples(names)), "Prometheus series for both pods", WAIT_S)
 
         # metrics-server reports CPU and working-set memory per pod.
         def measured() -> bool:
             use = target.resource_use()
             return all(use[name].cpu_cores is not None and (use[name].rss_bytes or 0) > 50e6 for name in names)
 
-        wait_for(measured, "metrics.k8s.io figures for both pods")
+        wait_until(measured, "metrics.k8s.io figures for both pods", WAIT_S)
     finally:
         target.stop()
     assert_nothing_left(cluster, target)
@@ -112,7 +113,7 @@ def test_restricted_namespace_prometheus_route_pod_ip_load_and_scaling(
     try:
         target.start(1)
         target.scale(2)
-        wait_for(lambda: sum(r.ready for r in target.replicas()) == 2, "the second pod ready")
+        wait_until(lambda: sum(r.ready for r in target.replicas()) == 2, "the second pod ready", WAIT_S)
         assert target.desired_replicas() == 2
         # Load goes to the pod IPs (the pod network of a node on this machine), no port-forward.
         for replica in target.replicas():
@@ -122,14 +123,15 @@ def test_restricted_namespace_prometheus_route_pod_ip_load_and_scaling(
         def both_scraped() -> bool:
             return all(sample.ok for sample in target.server_samples(target.replicas(), ANSWER_S))
 
-        wait_for(both_scraped, "both pods in Prometheus")
+        wait_until(both_scraped, "both pods in Prometheus", WAIT_S)
 
         # A kill fault deletes a pod at once; its ReplicaSet replaces it.
         victim = target.replicas()[0].id
         target.kill_replica(victim)
-        wait_for(
+        wait_until(
             lambda: victim not in [r.id for r in target.replicas()] and sum(r.ready for r in target.replicas()) == 2,
             "a replacement pod ready",
+            WAIT_S,
         )
         with pytest.raises(DeployError, match="pause is not available"):
             target.pause_replica(target.replicas()[0].id)
@@ -208,7 +210,7 @@ def test_no_cluster_at_the_address_is_exit_2_with_one_line(digits_image: str, tm
         "output": {"dir": str(tmp_path / "reports")},
     }
     result = harness_run(scenario, tmp_path / "scenario.yaml")
-    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.returncode == ExitCode.INFRASTRUCTURE, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "cannot reach the Kubernetes API server" in errors[0], result.stderr[-2000:]
 
@@ -245,7 +247,7 @@ def test_a_sigkilled_harness_has_its_namespace_deleted_by_its_watchdog(
     )
     api = admin(cluster)
     try:
-        wait_for(lambda: any((tmp_path / "reports").glob("*/stages.json")), "the load started", 180)
+        wait_until(lambda: any((tmp_path / "reports").glob("*/stages.json")), "the load started", 180)
         assert api.get("v1", "Namespace", None, namespace) is not None
     finally:
         harness.kill()
@@ -255,8 +257,8 @@ def test_a_sigkilled_harness_has_its_namespace_deleted_by_its_watchdog(
         stored = api.get("v1", "Namespace", None, namespace)
         return stored is None or stored.get("status", {}).get("phase") == "Terminating"
 
-    wait_for(deleted, "the namespace's deletion", 15)
-    wait_for(lambda: api.get("v1", "Namespace", None, namespace) is None, "the namespace gone", WAIT_S)
+    wait_until(deleted, "the namespace's deletion", 15)
+    wait_until(lambda: api.get("v1", "Namespace", None, namespace) is None, "the namespace gone", WAIT_S)
 
 
 def test_harness_cleanup_deletes_namespaces_of_dead_harnesses_only(cluster: RealCluster) -> None:

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.targets.cluster_support import admin, delete_from_registry, new_namespace, wait_for
+from tests.targets.cluster_support import WAIT_S, admin, delete_from_registry, new_namespace
 from tests.targets.conftest import ROOT, RealCluster
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -68,7 +69,7 @@ def test_run_on_your_cluster_as_the_page_says(cluster: RealCluster, digits_image
         assert "exit 2" not in result.stdout, result.stdout + "\n".join(logs.values())
     finally:
         api.delete("v1", "Namespace", None, namespace)
-    wait_for(lambda: api.get("v1", "Namespace", None, namespace) is None, f"namespace {namespace} gone")
+    wait_until(lambda: api.get("v1", "Namespace", None, namespace) is None, f"namespace {namespace} gone", WAIT_S)
 
     run_dirs = sorted(path for path in reports.iterdir() if path.is_dir())
     assert len(run_dirs) == 2, logs

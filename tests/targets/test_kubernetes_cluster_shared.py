@@ -30,15 +30,16 @@ from harness.targets.kubernetes_access import rights_needed, role_manifests
 from harness.targets.kubernetes_objects import EXPIRES_ANNOTATION, expiry_timestamp
 from harness.targets.kubernetes_preflight import check_cluster
 from tests.targets.cluster_support import (
+    WAIT_S,
     admin,
     cluster_scenario,
     harness_cleanup,
     harness_run,
     new_namespace,
     token_kubeconfig,
-    wait_for,
 )
 from tests.targets.conftest import DIGITS_DIR, MACHINE_CA_BUNDLE, RealCluster
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -221,7 +222,7 @@ def test_an_image_the_registry_does_not_have_is_named_within_60_s(cluster: RealC
     # The whole run, its start and its cleanup included: the pod's status names the cause at once.
     assert elapsed_s < 60, f"{elapsed_s:.0f} s"
     api = admin(cluster)
-    wait_for(lambda: api.get("v1", "Namespace", None, namespace) is None, f"namespace {namespace} gone")
+    wait_until(lambda: api.get("v1", "Namespace", None, namespace) is None, f"namespace {namespace} gone", WAIT_S)
 
 
 def test_the_load_generator_image_is_pulled_from_the_registry_by_digest(
@@ -255,7 +256,7 @@ def test_the_load_generator_image_is_pulled_from_the_registry_by_digest(
             pod = api.get("v1", "Pod", namespace, "loadgen-version") or {}
             return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
 
-        wait_for(finished, "the load generator pod's end", 180)
+        wait_until(finished, "the load generator pod's end", 180, interval_s=1.0)
         pod = api.get("v1", "Pod", namespace, "loadgen-version") or {}
         log = api.pod_log(namespace, "loadgen-version", "locust", tail_lines=20, previous=False)
         assert pod["status"]["phase"] == "Succeeded" and log.startswith("locust 2."), (pod["status"], log)

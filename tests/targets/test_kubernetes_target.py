@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.server
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from harness.targets.kubernetes import (
 )
 from harness.targets.kubernetes_objects import EXPIRES_ANNOTATION, expiry_timestamp
 from harness.targets.kubernetes_status import parse_time
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_ID = "20250301T120000Z-digits-autoscale"
@@ -104,13 +104,9 @@ def make_target(
     return target, recorder, clock
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
-    """Wait on the target's watcher thread: it takes milliseconds with the fake API, but other lanes of
-    `make test` load the machine, and how fast it polls is not what these tests check."""
-    deadline_s = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline_s, "condition not reached in time"
-        time.sleep(0.01)
+# The target's watcher thread takes milliseconds with the fake API, but other lanes of `make test` load the machine,
+# and how fast it polls is not what these tests check.
+WATCHER_WAIT_S = 60.0
 
 
 # --------------------------------------------------------------------------- the target, end to end against the fake
@@ -344,8 +340,12 @@ def test_watcher_turns_hpa_status_into_scale_decisions_and_warnings(tmp_path: Pa
     target, recorder, _ = make_target(api, tmp_path, poll_s=0.01)
     try:
         target.start(2)
-        wait_for(lambda: len(recorder.of("scale_decision")) == 2)
-        wait_for(lambda: target.desired_replicas() == 2 and len(recorder.of("replica_stopped")) == 1)
+        wait_until(lambda: len(recorder.of("scale_decision")) == 2, "two scale decisions", WATCHER_WAIT_S)
+        wait_until(
+            lambda: target.desired_replicas() == 2 and len(recorder.of("replica_stopped")) == 1,
+            "2 desired replicas and one stopped",
+            WATCHER_WAIT_S,
+        )
     finally:
         target.stop()
     decisions = recorder.of("scale_decision")
@@ -362,10 +362,18 @@ def test_an_hpa_that_stays_without_metrics_is_a_warning_with_what_to_install(tmp
     target, recorder, clock = make_target(api, tmp_path, poll_s=0.01)
     try:
         target.start(2)
-        wait_for(lambda: len([c for c in api.calls_named("get") if "HorizontalPodAutoscaler" in c]) >= 3)
+        wait_until(
+            lambda: len([c for c in api.calls_named("get") if "HorizontalPodAutoscaler" in c]) >= 3,
+            "three reads of the HPA",
+            WATCHER_WAIT_S,
+        )
         assert all("FailedGet" not in d.error for d in recorder.of("warning"))
         clock.now_s += HPA_PROBLEM_GRACE_S
-        wait_for(lambda: any("FailedGetResourceMetric" in d.error for d in recorder.of("warning")))
+        wait_until(
+            lambda: any("FailedGetResourceMetric" in d.error for d in recorder.of("warning")),
+            "a FailedGetResourceMetric warning",
+            WATCHER_WAIT_S,
+        )
     finally:
         target.stop()
     (metrics_warning,) = [d for d in recorder.of("warning") if "FailedGetResourceMetric" in d.error]

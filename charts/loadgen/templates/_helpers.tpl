@@ -70,10 +70,12 @@ harness.dev/run-id: {{ . | quote }}
   mountPath: /etc/locust
   readOnly: true
 {{- end }}
-{{- if .Values.harnessPlan }}
-- name: harness-plan
-  mountPath: /etc/harness
+{{- if .Values.harnessFiles }}
+- name: harness-parts
+  mountPath: /etc/harness-parts
   readOnly: true
+- name: harness-files
+  mountPath: /etc/harness
 {{- end }}
 {{- end }}
 
@@ -87,18 +89,67 @@ harness.dev/run-id: {{ . | quote }}
   configMap:
     name: {{ include "loadgen.fullname" . }}-locustfile
 {{- end }}
-{{- if .Values.harnessPlan }}
-- name: harness-plan
-  configMap:
-    name: {{ include "loadgen.fullname" . }}-plan
+{{- if .Values.harnessFiles }}
+- name: harness-parts
+  projected:
+    sources:
+      {{- range $index, $_ := .Values.harnessFiles }}
+      - configMap:
+          name: {{ include "loadgen.fullname" $ }}-files-{{ $index }}
+      {{- end }}
+- name: harness-files
+  emptyDir: {}
+{{- end }}
+{{- end }}
+
+{{/* Joins each file's parts (<name>.0000, <name>.0001, ...: a ConfigMap holds at most 1 MiB) into /etc/harness. */}}
+{{- define "loadgen.joinFiles" -}}
+{{- if .Values.harnessFiles }}
+for first in /etc/harness-parts/*.0000; do
+  name=$(basename "$first" .0000)
+  cat /etc/harness-parts/"$name".[0-9][0-9][0-9][0-9] > /etc/harness/"$name" || exit 1
+done
+{{- end }}
+{{- end }}
+
+{{- define "loadgen.podSpec" -}}
+restartPolicy: Never
+{{- if .Values.serviceAccountName }}
+serviceAccountName: {{ .Values.serviceAccountName }}
+{{- else }}
+serviceAccountName: {{ include "loadgen.fullname" . }}
+{{- end }}
+automountServiceAccountToken: false
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
 
 {{- define "loadgen.env" -}}
 - name: PYTHONUNBUFFERED
   value: "1"
-{{- if .Values.harnessPlan }}
+{{- if .Values.harnessFiles }}
 - name: HARNESS_LOAD_PLAN
   value: /etc/harness/load_plan.json
+{{- end }}
+{{- end }}
+
+{{/* Header values `${NAME}` of the scenario's requests: a Secret the harness creates holds exactly those names. */}}
+{{- define "loadgen.envFrom" -}}
+{{- with .Values.envSecret }}
+envFrom:
+  - secretRef:
+      name: {{ . }}
 {{- end }}
 {{- end }}
