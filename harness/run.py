@@ -217,7 +217,7 @@ class Run:
             self.warnings.append(warning)
             self.log(f"warning: {warning}")
         self.run_dir.create()
-        self.run_dir.write_text("scenario.yaml", dump_scenario(self.scenario))
+        self.run_dir.write_scenario(dump_scenario(self.scenario))
         self.metadata = run_metadata(self.scenario, self.run_id)
         self.run_dir.write_metadata(self.metadata)
         interrupted = False

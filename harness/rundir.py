@@ -23,8 +23,11 @@ import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
+
+import yaml
 
 from harness.errors import ConfigError, ReportError, StorageError
 from harness.model import (
@@ -96,6 +99,44 @@ def _record_from_json(cls: type[T], data: Any) -> T:
         )
         return RunEvent(t_s=float(data["t_s"]), detail=event)  # type: ignore[return-value]
     return from_json_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class SavedScenario:
+    """What the reports read of the scenario a run saved (scenario.yaml as run). Read tolerantly, field by field:
+    a run directory written by an older harness, or a scenario edited by hand, must keep rendering, so a field
+    that is absent or of another type reads as unknown rather than failing the report (conclude.py, which judges
+    the run again, parses the whole scenario strictly instead)."""
+
+    text: str
+    name: str | None = None
+    # False when the scenario has no autoscaling section; a section without `enabled` is enabled.
+    autoscaling_enabled: bool = False
+    capacity_target_peak_rps: float | None = None
+    metrics_interval_s: float | None = None
+
+    @classmethod
+    def from_text(cls, text: str, source: str) -> SavedScenario:
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ReportError(f"{source}: not valid YAML ({error})".replace("\n", " ")) from error
+        data = loaded if isinstance(loaded, dict) else {}
+        autoscaling, capacity, metrics = (data.get(key) for key in ("autoscaling", "capacity", "metrics"))
+        name = data.get("name")
+        peak = capacity.get("target_peak_rps") if isinstance(capacity, dict) else None
+        interval = metrics.get("interval_s") if isinstance(metrics, dict) else None
+        return cls(
+            text=text,
+            name=name if isinstance(name, str) and name else None,
+            autoscaling_enabled=bool(autoscaling.get("enabled", True)) if isinstance(autoscaling, dict) else False,
+            capacity_target_peak_rps=_number(peak),
+            metrics_interval_s=interval_s if (interval_s := _number(interval)) and interval_s > 0 else None,
+        )
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 class RunDirectory:
@@ -209,6 +250,16 @@ class RunDirectory:
             return from_json_dict(RunMetadata, raw, ignore_unknown=True)
         except (ValueError, TypeError) as error:
             raise ReportError(f"{self.file('metadata.json')}: not valid run metadata ({error})") from error
+
+    def write_scenario(self, text: str) -> Path:
+        return self.write_text("scenario.yaml", text)
+
+    def read_saved_scenario(self) -> SavedScenario | None:
+        """scenario.yaml as the reports read it; None when it is missing."""
+        path = self.file("scenario.yaml")
+        if not path.exists():
+            return None
+        return SavedScenario.from_text(path.read_text(encoding="utf-8"), str(path))
 
     def read_stages(self) -> list[StageWindow]:
         return [from_json_dict(StageWindow, item) for item in self.read_json("stages.json")]

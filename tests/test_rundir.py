@@ -39,7 +39,7 @@ from harness.model import (
     ScrapeFailed,
     UnknownEvent,
 )
-from harness.rundir import RunDirectory, write_atomically
+from harness.rundir import RunDirectory, SavedScenario, write_atomically
 
 needs_dev_full = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
 
@@ -179,3 +179,30 @@ def test_loadgen_overhead_round_trips_and_an_older_run_has_none(tmp_path: Path) 
     run_dir.append(overhead)
     run_dir.close()
     assert run_dir.read_records(LoadgenOverhead) == [overhead]
+
+
+def test_the_saved_scenario_is_read_field_by_field_and_tolerates_what_an_older_harness_wrote(tmp_path: Path) -> None:
+    run_dir = RunDirectory(tmp_path / "run")
+    run_dir.create()
+    assert run_dir.read_saved_scenario() is None
+    run_dir.write_scenario(
+        "name: nightly\nautoscaling: {min_replicas: 1}\ncapacity: {target_peak_rps: 120}\nmetrics: {interval_s: 2}\n"
+    )
+    saved = run_dir.read_saved_scenario()
+    assert saved is not None
+    assert (saved.name, saved.autoscaling_enabled, saved.capacity_target_peak_rps, saved.metrics_interval_s) == (
+        "nightly",
+        True,
+        120.0,
+        2.0,
+    )
+    # Fields of another type or shape read as unknown; the text is kept as it was for the report to show.
+    odd = "name: 7\nautoscaling: {enabled: false}\ncapacity: [1]\nmetrics: {interval_s: -1}\nunknown_key: x\n"
+    run_dir.write_scenario(odd)
+    saved = run_dir.read_saved_scenario()
+    assert saved == SavedScenario(text=odd, autoscaling_enabled=False)
+    run_dir.write_scenario("- a list\n")
+    assert run_dir.read_saved_scenario() == SavedScenario(text="- a list\n")
+    run_dir.write_scenario("name: [unclosed\n")
+    with pytest.raises(ReportError, match=r"scenario\.yaml: not valid YAML"):
+        run_dir.read_saved_scenario()

@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from harness.analysis.timeline import IntervalPoint, interval_series
 from harness.errors import ReportError
 from harness.model import (
@@ -27,7 +25,7 @@ from harness.model import (
     from_json_dict,
 )
 from harness.report.schema import validate_verdict
-from harness.rundir import RECORD_FILES, RunDirectory
+from harness.rundir import RECORD_FILES, RunDirectory, SavedScenario
 
 
 @dataclass(frozen=True)
@@ -45,9 +43,8 @@ class RunData:
     events: list[RunEvent]
     # None when metadata.json is missing.
     metadata: RunMetadata | None
-    # The scenario as saved (plain YAML data); None when scenario.yaml is missing or unreadable.
-    scenario: dict[str, Any] | None
-    scenario_text: str | None
+    # The scenario as saved; None when scenario.yaml is missing.
+    scenario: SavedScenario | None
     run_start_s: float | None
     bucket_s: float
     # Part of the run directory -> why it is absent; renderers say "not measured" with this reason.
@@ -55,7 +52,7 @@ class RunData:
 
     @property
     def scenario_name(self) -> str:
-        names = [(self.scenario or {}).get("name"), self.metadata.scenario if self.metadata else None]
+        names = [self.scenario.name if self.scenario else None, self.metadata.scenario if self.metadata else None]
         return next((name for name in names if isinstance(name, str) and name), self.run_dir.path.name)
 
     @property
@@ -66,10 +63,7 @@ class RunData:
     @property
     def autoscaling_enabled(self) -> bool | None:
         """Whether the scenario enabled autoscaling; None when the scenario is unknown."""
-        if self.scenario is None:
-            return None
-        section = self.scenario.get("autoscaling")
-        return isinstance(section, dict) and bool(section.get("enabled", True))
+        return None if self.scenario is None else self.scenario.autoscaling_enabled
 
     def scale_decisions(self) -> list[tuple[float, ScaleDecision]]:
         """Every change of the desired replica count, with its time, in time order."""
@@ -112,17 +106,8 @@ def load_run(run_dir: RunDirectory) -> RunData:
     if metadata is None:
         missing["metadata.json"] = "metadata.json is missing from the run directory"
 
-    scenario: dict[str, Any] | None = None
-    scenario_text: str | None = None
-    path = run_dir.file("scenario.yaml")
-    if path.exists():
-        scenario_text = path.read_text(encoding="utf-8")
-        try:
-            loaded = yaml.safe_load(scenario_text)
-        except yaml.YAMLError as error:
-            raise ReportError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from error
-        scenario = loaded if isinstance(loaded, dict) else None
-    else:
+    scenario = run_dir.read_saved_scenario()
+    if scenario is None:
         missing["scenario.yaml"] = "scenario.yaml is missing from the run directory"
 
     windows: list[StageWindow] = []
@@ -147,9 +132,7 @@ def load_run(run_dir: RunDirectory) -> RunData:
         run_start_s = min(i.t_start_s for i in intervals)
     else:
         run_start_s = None
-    metrics = (scenario or {}).get("metrics")
-    interval_s = metrics.get("interval_s") if isinstance(metrics, dict) else None
-    bucket_s = float(interval_s) if isinstance(interval_s, int | float) and interval_s > 0 else 1.0
+    bucket_s = (scenario.metrics_interval_s if scenario else None) or 1.0
     series = interval_series(intervals, run_start_s, bucket_s=bucket_s) if intervals and run_start_s is not None else []
 
     return RunData(
@@ -164,7 +147,6 @@ def load_run(run_dir: RunDirectory) -> RunData:
         events=sorted(events, key=lambda e: e.t_s),
         metadata=metadata,
         scenario=scenario,
-        scenario_text=scenario_text,
         run_start_s=run_start_s,
         bucket_s=bucket_s,
         missing=missing,

@@ -329,8 +329,7 @@ def _autoscaling(data: RunData) -> str:
 def _capacity(data: RunData) -> str:
     plan = data.verdict.capacity
     if plan is None:
-        section = (data.scenario or {}).get("capacity")
-        target = section.get("target_peak_rps") if isinstance(section, dict) else None
+        target = data.scenario.capacity_target_peak_rps if data.scenario else None
         if target is None:
             return str(_not_measured("the scenario sets no capacity.target_peak_rps, so no plan was asked for"))
         why = next((w for w in data.verdict.warnings if w.startswith("no capacity plan")), None)
@@ -478,8 +477,8 @@ def _metadata(data: RunData) -> str:
                     key_value=True,
                 )
             )
-    if data.scenario_text is not None:
-        parts.append(f"<details><summary>scenario.yaml (as run)</summary><pre>{_e(data.scenario_text)}</pre></details>")
+    if data.scenario is not None:
+        parts.append(f"<details><summary>scenario.yaml (as run)</summary><pre>{_e(data.scenario.text)}</pre></details>")
     else:
         parts.append(str(_not_measured(data.missing.get("scenario.yaml", "scenario.yaml is missing"))))
     return "".join(parts)
