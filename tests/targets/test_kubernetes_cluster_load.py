@@ -380,7 +380,6 @@ def run_objects_left(api: ClientKubernetesApi, namespace: str) -> list[str]:
 
 USERS_LOCUSTFILE = """
 from locust import FastHttpUser, constant, task
-from tests.waiting import wait_until
 
 IMAGE = [0.0] * 64
 
