@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -104,11 +105,28 @@ def token_kubeconfig(cluster: RealCluster, account: str, namespace: str, path: P
     return path
 
 
+def registry_auth(cluster: RealCluster) -> str:
+    """The `auth` of a Docker config.json entry: base64 of user:password."""
+    return base64.b64encode(f"{cluster.registry_user}:{cluster.registry_password}".encode()).decode()
+
+
+def pull_secret(cluster: RealCluster, namespace: str, name: str = "harness-pull") -> None:
+    """A dockerconfigjson Secret of the cluster registry's credentials, as `kubectl create secret docker-registry`."""
+    config = {"auths": {cluster.registry: {"auth": registry_auth(cluster)}}}
+    admin(cluster).create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/dockerconfigjson",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()},
+        }
+    )
+
+
 def delete_from_registry(cluster: RealCluster, reference: str) -> None:
     """Delete an image a test pushed (`<registry>/<name>@sha256:...`) from the cluster's registry; its blobs go at
     the registry's next garbage collection (cluster.sh up)."""
-    import base64
-
     name, digest = reference.removeprefix(f"{cluster.registry}/").split("@")
     credentials = base64.b64encode(f"{cluster.registry_user}:{cluster.registry_password}".encode()).decode()
     request = urllib.request.Request(

@@ -66,7 +66,8 @@ def test_run_on_your_cluster_as_the_page_says(cluster: RealCluster, digits_image
         )
         logs = {name: (tmp_path / f"{name}.log").read_text() for name in ("first", "second")}
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        assert "exit 2" not in result.stdout, result.stdout + "\n".join(logs.values())
+        # A verdict (0, 1 or 3) from both runs, never a harness error.
+        assert not re.search(r"run: exit [245]", result.stdout), result.stdout + "\n".join(logs.values())
     finally:
         api.delete("v1", "Namespace", None, namespace)
     wait_until(lambda: api.get("v1", "Namespace", None, namespace) is None, f"namespace {namespace} gone", WAIT_S)

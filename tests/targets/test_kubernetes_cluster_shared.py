@@ -1,17 +1,15 @@
 """A shared cluster on the project's cluster (scripts/cluster): rights asked before anything is built, an object
 someone else owns never taken over, expired objects swept whoever made them, an image that cannot be pulled from
-the registry named within 60 s, and a run with generators in the cluster under the printed Role alone, both
-images pulled from the registry by digest.
+the registry named within 60 s, and what the cluster's HPA can read.
 
-Most tests wait on the API server at most; the unpullable image starts one pod, the in-cluster run a short run.
-The two runs at once with a ServiceAccount bound to the Role `harness rbac` prints are docs/cluster.md's steps
-(test_kubernetes_cluster_docs.py).
+Each test waits on the API server at most, except the unpullable image's, which starts one pod. The two runs at
+once with a ServiceAccount bound to the Role `harness rbac` prints are docs/cluster.md's steps
+(test_kubernetes_cluster_docs.py); a run with generators in the cluster under that Role alone, both images pulled
+from the registry, is test_kubernetes_cluster_load.py's requests test.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import subprocess
 import sys
 import time
@@ -22,10 +20,10 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.build import LOCAL_BASE_IMAGE
 from harness.errors import ConfigError, DeployError
+from harness.exit_codes import ExitCode
 from harness.targets.base import OWNER_LABEL, RUN_LABEL
-from harness.targets.kubernetes import CLEANUP_KINDS, KubernetesTarget
+from harness.targets.kubernetes import KubernetesTarget
 from harness.targets.kubernetes_access import rights_needed, role_manifests
 from harness.targets.kubernetes_objects import EXPIRES_ANNOTATION, expiry_timestamp
 from harness.targets.kubernetes_preflight import check_cluster
@@ -33,13 +31,12 @@ from tests.targets.cluster_support import (
     WAIT_S,
     admin,
     cluster_scenario,
-    delete_from_registry,
     harness_cleanup,
     harness_run,
     new_namespace,
     token_kubeconfig,
 )
-from tests.targets.conftest import DIGITS_DIR, MACHINE_CA_BUNDLE, RealCluster
+from tests.targets.conftest import DIGITS_DIR, RealCluster
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
@@ -49,25 +46,6 @@ def namespace_of_its_own(cluster: RealCluster) -> str:
     name = new_namespace()
     admin(cluster).create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     return name
-
-
-def registry_auth(cluster: RealCluster) -> str:
-    """The `auth` of a Docker config.json entry: base64 of user:password."""
-    return base64.b64encode(f"{cluster.registry_user}:{cluster.registry_password}".encode()).decode()
-
-
-def pull_secret(cluster: RealCluster, namespace: str, name: str = "harness-pull") -> None:
-    """A dockerconfigjson Secret of the cluster registry's credentials, as `kubectl create secret docker-registry`."""
-    config = {"auths": {cluster.registry: {"auth": registry_auth(cluster)}}}
-    admin(cluster).create(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "kubernetes.io/dockerconfigjson",
-            "metadata": {"name": name, "namespace": namespace},
-            "data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()},
-        }
-    )
 
 
 # --------------------------------------------------------------------------- rights, before anything is built
@@ -94,7 +72,7 @@ def test_a_missing_verb_is_named_before_the_build_and_nothing_is_created(cluster
         kubeconfig = token_kubeconfig(cluster, "harness-ci", namespace, tmp_path / "ci.kubeconfig")
         scenario["target"]["kubernetes"]["kubeconfig"] = str(kubeconfig)
         result = harness_run(scenario, tmp_path / "scenario.yaml")
-        assert result.returncode == 2, result.stderr[-2000:]
+        assert result.returncode == ExitCode.INFRASTRUCTURE, result.stderr[-2000:]
         (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert f"in namespace {namespace} the kubeconfig's user may not: get pods/proxy (" in error, error
         assert "harness rbac" in error
@@ -217,99 +195,13 @@ def test_an_image_the_registry_does_not_have_is_named_within_60_s(cluster: RealC
     started_s = time.monotonic()
     result = harness_run(scenario, tmp_path / "scenario.yaml")
     elapsed_s = time.monotonic() - started_s
-    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.returncode == ExitCode.INFRASTRUCTURE, result.stderr[-2000:]
     (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert f"cannot pull image {missing} (ImagePullBackOff" in error, error
     # The whole run, its start and its cleanup included: the pod's status names the cause at once.
     assert elapsed_s < 60, f"{elapsed_s:.0f} s"
     api = admin(cluster)
     wait_until(lambda: api.get("v1", "Namespace", None, namespace) is None, f"namespace {namespace} gone", WAIT_S)
-
-
-def test_in_cluster_load_under_the_printed_role_pulls_both_images_from_the_registry(
-    cluster: RealCluster, digits_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A run with generators in the cluster, as a CI job with the Role `harness rbac` prints and nothing else: the
-    service's image and the generators' (built here) are pushed to the registry and both kinds of pods pull them by
-    digest with the scenario's pull secret, side-loading off; a header's value reaches the generators as a Secret
-    the Role allows; everything the run created is gone at its end, the namespace (not the run's) kept."""
-    api = admin(cluster)
-    namespace = namespace_of_its_own(cluster)
-    # `docker login` into credentials of this test's own, as a user's ~/.docker/config.json holds them.
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
-    (tmp_path / "config.json").write_text(json.dumps({"auths": {cluster.registry: {"auth": registry_auth(cluster)}}}))
-    # The digits service answers 415 to another media type: answers show the value reached the generators.
-    monkeypatch.setenv("DIGITS_CONTENT_TYPE", "application/json")
-    ca_bundle = MACHINE_CA_BUNDLE if MACHINE_CA_BUNDLE.is_file() else None
-    reports = tmp_path / "reports"
-    scenario: dict[str, Any] = {
-        "name": "in-cluster-registry",
-        "service": {"path": str(DIGITS_DIR), "service": "service:DigitsClassifier"},
-        "target": {
-            "kind": "kubernetes",
-            "replicas": 1,
-            "startup_timeout_s": 120,
-            "kubernetes": {
-                "namespace": namespace,
-                "image": digits_image,
-                "registry": f"{cluster.registry}/harness-test",
-                "image_pull_secrets": ["harness-pull"],
-                "loadgen": "in-cluster",
-                "loadgen_workers": 1,
-                "rollout_timeout_s": 150,
-            },
-        },
-        "build": {"base_image": LOCAL_BASE_IMAGE, **({"ca_bundle": str(ca_bundle)} if ca_bundle else {})},
-        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
-        "requests": [
-            {
-                "name": "classify",
-                "path": "/classify",
-                "headers": {"Content-Type": "${DIGITS_CONTENT_TYPE}"},
-                "body_template": {"images": [[0.0] * 64]},
-                "check": {"status": [200]},
-            }
-        ],
-        "stages": [{"name": "open-10", "duration_s": 8, "arrival_rate_rps": 10, "arrival": "constant"}],
-        "objectives": [{"metric": "error_rate", "max": 0.05}],
-        "output": {"dir": str(reports)},
-    }
-    from harness.config import parse_scenario
-
-    pushed: list[str] = []
-    try:
-        pull_secret(cluster, namespace)
-        role, binding = role_manifests(rights_needed(parse_scenario(scenario)), namespace, "harness-run", "harness-ci")
-        api.create(role)
-        api.create(binding)
-        scenario["target"]["kubernetes"]["kubeconfig"] = str(
-            token_kubeconfig(cluster, "harness-ci", namespace, tmp_path / "ci.kubeconfig")
-        )
-        result = harness_run(scenario, tmp_path / "scenario.yaml")
-        assert result.returncode in (0, 1, 3), result.stderr[-3000:]
-        (run_dir,) = [path for path in reports.iterdir() if path.is_dir()]
-        events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
-        kinds = [event["kind"] for event in events]
-        pushed = [event["detail"]["reference"] for event in events if event["kind"] == "image_pushed"]
-        repositories = sorted(reference.split("@")[0].rpartition("/")[2] for reference in pushed)
-        assert repositories == ["digits_classifier", "harness-loadgen"], pushed
-        assert "image_loaded" not in kinds and "namespace_created" not in kinds
-        service_manifests = (run_dir / "work" / "replicas" / "manifests.yaml").read_text()
-        loadgen_manifests = (run_dir / "work" / "load" / "loadgen-manifests.yaml").read_text()
-        for reference, manifests in zip(sorted(pushed), (service_manifests, loadgen_manifests), strict=True):
-            assert reference in manifests and "harness-pull" in manifests, manifests[:2000]
-        # The generators sent the requests with the header's value: answered 200 and checked.
-        records = [json.loads(line) for line in (run_dir / "client_intervals.jsonl").read_text().splitlines()]
-        sent = sum(record["requests"] for record in records)
-        assert sent > 30 and sum(record["failures"] for record in records) <= 0.05 * sent, records[-1]
-        # The run's objects (the Secret and ConfigMaps of the generators included) are gone, the namespace kept.
-        for api_version, kind in CLEANUP_KINDS:
-            assert (api.list(api_version, kind, namespace, RUN_LABEL) or {}).get("items") == [], kind
-        assert api.get("v1", "Namespace", None, namespace) is not None
-    finally:
-        api.delete("v1", "Namespace", None, namespace)
-        for reference in pushed:
-            delete_from_registry(cluster, reference)
 
 
 def test_the_registry_refuses_a_push_without_credentials(
