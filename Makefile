@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# On kind the default scenario autoscales (the chart's real HPA is what a kind cluster is for).
+ifeq ($(TARGET),kind)
+SCENARIO ?= loadtests/autoscale-cpu.yaml
+endif
 SCENARIO ?= loadtests/default.yaml
 TARGET ?= local
 # Debian packages the tests use for real: Prometheus, Pushgateway, Chromium (report test), and the test
@@ -14,7 +18,7 @@ TEST_PACKAGES := prometheus prometheus-pushgateway chromium containerd runc cont
 # The test cluster's binaries are built with Go (Debian 12's is too old; the machine's is in /usr/local/go).
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: setup dist loadtest test lint format system-packages docker-setup cluster cluster-down bench bench-ci bench-compare bench-hpa bench-example bench-startup bench-install-size clean \
+.PHONY: setup dist loadtest test lint format system-packages docker-setup cluster cluster-down kind-setup bench bench-ci bench-compare bench-hpa bench-example bench-startup bench-install-size bench-large-bodies clean \
 	wine-model bench-llm bench-llm-peers
 
 setup: $(STAMP)
@@ -59,8 +63,18 @@ $(VENV)/.installed-loadtest-%: pyproject.toml
 # (scripts/docker-setup.sh makes it) and installs packages with this machine's CA bundle.
 DOCKER_BUILD_FLAGS ?= --base-image harness-python:bookworm --ca-bundle /etc/ssl/certs/ca-certificates.crt
 
+# kind: the cluster's name (an existing one is reused and kept) and the node image: `offline` builds one here
+# from the test cluster's binaries and Debian packages (scripts/kind/node-image.sh, cached by a content key);
+# empty: kind's own default image (a registry must be reachable, as on a CI runner); anything else: that image.
+# kind itself is installed with `go install`, as kind's quick start documents (KIND); the kind on PATH is used
+# when there is one. docs/kind.md says what ran here.
+KIND_VERSION := v0.33.0
+KIND := $(HOME)/.cache/harness-tools/kind-$(KIND_VERSION)/kind
 KIND_CLUSTER ?= harness
-KIND_BUILD_FLAGS ?=
+KIND_NODE_IMAGE ?= offline
+KIND_BUILD_FLAGS ?= $(if $(filter offline,$(KIND_NODE_IMAGE)),$(DOCKER_BUILD_FLAGS))
+KIND_FLAGS = --set target.kubernetes.kind_cluster=$(KIND_CLUSTER) --set target.kubernetes.load_route=node-port \
+	--set target.kubernetes.kubeconfig=$(CURDIR)/.cluster/kind-$(KIND_CLUSTER).kubeconfig
 CLUSTER_FLAGS := --set target.kubernetes.kubeconfig=$(CURDIR)/.cluster/kubeconfig \
 	--set target.kubernetes.node_containerd=/run/harness-cluster/containerd/containerd.sock \
 	--set target.kubernetes.load_route=pod-ip
@@ -74,11 +88,22 @@ else ifeq ($(TARGET),cluster)
 	$(MAKE) cluster
 	$(BIN)/harness run $(SCENARIO) --target kubernetes $(DOCKER_BUILD_FLAGS) $(CLUSTER_FLAGS)
 else ifeq ($(TARGET),kind)
-	# kind: the harness creates (or reuses) the cluster, loads the image, installs metrics-server, runs the
-	# scenario under the chart's real HPA, and deletes a cluster it created. The image builds on BentoML's
-	# own base image from a registry; where none is reachable pass KIND_BUILD_FLAGS="$(DOCKER_BUILD_FLAGS)".
-	$(BIN)/harness run $(SCENARIO) --target kubernetes $(KIND_BUILD_FLAGS) \
-		--set target.kubernetes.kind_cluster=$(KIND_CLUSTER)
+	# kind: the harness checks kind and Docker, creates (or reuses) the cluster, loads the image, installs
+	# metrics-server, runs the autoscaling scenario under the chart's real HPA with load through the Service's
+	# NodePort on 127.0.0.1, and deletes a cluster it created. Offline, the service image builds on the local
+	# base image (KIND_BUILD_FLAGS); with a registry, on BentoML's own.
+ifeq ($(KIND_NODE_IMAGE),offline)
+	$(MAKE) docker-setup
+	command -v kind >/dev/null || $(MAKE) $(KIND)
+	@set -e; image=$$(bash scripts/kind/node-image.sh build); echo "kind node image: $$image"; \
+	PATH="$$PATH:$(dir $(KIND))" $(BIN)/harness run $(SCENARIO) \
+		--target kubernetes $(KIND_BUILD_FLAGS) $(KIND_FLAGS) --set target.kubernetes.kind_node_image=$$image
+else
+	command -v kind >/dev/null || $(MAKE) $(KIND)
+	PATH="$$PATH:$(dir $(KIND))" $(BIN)/harness run $(SCENARIO) \
+		--target kubernetes $(KIND_BUILD_FLAGS) $(KIND_FLAGS) \
+		$(if $(KIND_NODE_IMAGE),--set target.kubernetes.kind_node_image=$(KIND_NODE_IMAGE))
+endif
 else
 	$(BIN)/harness run $(SCENARIO) --target $(TARGET)
 endif
@@ -106,7 +131,7 @@ lint: setup $(ACTIONLINT)
 	$(BIN)/ruff check harness tests bench examples
 	$(BIN)/mypy
 	bash scripts/install-system-packages.sh shellcheck
-	shellcheck --severity=warning scripts/*.sh scripts/cluster/*.sh .ci/run
+	shellcheck --severity=warning scripts/*.sh scripts/cluster/*.sh scripts/kind/*.sh .ci/run
 	$(ACTIONLINT)
 
 format: setup
@@ -127,47 +152,66 @@ cluster: system-packages docker-setup
 cluster-down:
 	bash scripts/cluster/cluster.sh down
 
+$(KIND):
+	GOBIN=$(dir $@) CGO_ENABLED=0 go install sigs.k8s.io/kind@$(KIND_VERSION)
+
+# kind and its node image, built offline once (scripts/kind/node-image.sh: the test cluster's binaries reused,
+# kubeadm, kubectl, crictl and CoreDNS built, Debian's containerd, runc and CNI plugins); the kind tests and
+# `make loadtest TARGET=kind` use them. Prints the image. docs/kind.md has the measured costs.
+kind-setup: docker-setup $(KIND)
+	bash scripts/kind/node-image.sh build
+
 # Lanes on a 2-core machine, measured with a CPU sampler (CI25): the CPU was only 75% busy while the light
-# tests ran beside the cluster tests, and 10-45% busy while the old `exclusive` phase (5.3 min) ran alone. So:
+# tests ran beside the cluster tests, and 10-45% busy while the old machine-wide phase (5.3 min) ran alone. So
+# (each test's lane is derived from its markers in tests/lanes.py):
 # - the cluster tests one at a time, in the background (9-10 min, mostly waiting on the controller and the
 #   HPA; on two workers of their own they measured 14:26-16:44 in all, no better and more variable);
+# - the kind tests one at a time, in the background beside them (tests/targets/test_kind_cluster.py: the
+#   nightly's `make loadtest TARGET=kind` with the HPA 1 -> >= 2 and back, the three kill cases, preflight;
+#   5:20 alone here, mostly waiting on the HPA; they need kind-setup, not the test cluster);
 # - the unit tests on one pytest-xdist worker, in the background from the start: spread over the light
 #   tests' idle CPU rather than crowding the cluster tests' first pods (on two workers the first cluster test
 #   took 122 s instead of 79 s);
 # - the light local integration tests on two workers (--dist loadfile: a test file stays on one worker, its
-#   module fixtures start servers once); then, once the unit tests are done, the tests marked `quiet` (load
+#   module fixtures start servers once); then, once the unit tests are done, the tests marked `load_timing` (load
 #   with timing bounds) two at a time, beside only the cluster tests' end;
-# - last, every test marked `exclusive` alone (CPU-share and load-rate measurements, sweeps of dead
+# - last, every test marked `machine_wide` alone (CPU-share and load-rate measurements, sweeps of dead
 #   harnesses, an image prune). Each lane's output is printed after it ends.
 # Measured from fresh clones: 11:46, 12:32 and 11:36 (the previous two-phase layout: 15:23-16:27).
-PYTEST = PATH=$(CURDIR)/$(BIN):$(dir $(HELM)):$$PATH $(BIN)/pytest --durations=15
-test: setup system-packages docker-setup cluster lint $(HELM)
+PYTEST = PATH=$(CURDIR)/$(BIN):$(dir $(HELM)):$(dir $(KIND)):$$PATH $(BIN)/pytest --durations=15
+test: setup system-packages docker-setup cluster kind-setup lint $(HELM)
 	@mkdir -p test-output
 	@# The project's own bytecode, for the same reason as the install's (its sources change, so here).
 	@$(BIN)/python -m compileall -q harness bench examples tests > /dev/null
-	@$(PYTEST) -m "cluster and not exclusive and not quiet" --basetemp=/tmp/harness-test-cluster-lane \
+	@$(PYTEST) --lane cluster --basetemp=/tmp/harness-test-cluster-lane \
 		> test-output/cluster-lane.log 2>&1 & cluster=$$!; \
-	$(PYTEST) -n 1 -m "not integration and not exclusive and not quiet" --basetemp=/tmp/harness-test-unit-lane \
+	$(PYTEST) --lane kind --basetemp=/tmp/harness-test-kind-lane \
+		> test-output/kind-lane.log 2>&1 & kind=$$!; \
+	$(PYTEST) -n 1 --lane unit --basetemp=/tmp/harness-test-unit-lane \
 		> test-output/unit-lane.log 2>&1 & unit=$$!; \
-	trap 'kill $$cluster $$unit 2>/dev/null' INT TERM; \
-	$(PYTEST) -n 2 --dist loadfile -m "integration and not cluster and not exclusive and not quiet" \
+	trap 'kill $$cluster $$kind $$unit 2>/dev/null' INT TERM; \
+	$(PYTEST) -n 2 --dist loadfile --lane local \
 		--basetemp=/tmp/harness-test-local-lane; local=$$?; \
 	wait $$unit; unit_status=$$?; \
 	echo "---- unit tests (run beside the ones above) ----"; cat test-output/unit-lane.log; \
-	$(PYTEST) -n 2 --dist loadfile -m quiet --basetemp=/tmp/harness-test-quiet-lane; quiet=$$?; \
+	$(PYTEST) -n 2 --dist loadfile --lane load-timing --basetemp=/tmp/harness-test-load-timing-lane; quiet=$$?; \
 	wait $$cluster; cluster_status=$$?; \
 	echo "---- cluster tests (run beside the ones above) ----"; cat test-output/cluster-lane.log; \
-	[ $$local -eq 0 ] && [ $$unit_status -eq 0 ] && [ $$quiet -eq 0 ] && [ $$cluster_status -eq 0 ]
-	$(PYTEST) -m exclusive
+	wait $$kind; kind_status=$$?; \
+	echo "---- kind tests (run beside the ones above) ----"; cat test-output/kind-lane.log; \
+	[ $$local -eq 0 ] && [ $$unit_status -eq 0 ] && [ $$quiet -eq 0 ] && [ $$cluster_status -eq 0 ] \
+		&& [ $$kind_status -eq 0 ]
+	$(PYTEST) --lane machine-wide
 
 # wrk measures the same servers beside the harness (a Debian package).
 bench: setup
 	bash scripts/install-system-packages.sh wrk
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.accuracy
 
-# LLM streaming figures side by side: GuideLLM and inference-perf (each in its own venv under .venv-bench-llm,
-# scripts/install-llm-peers.sh) against bench/llm_server.py, whose TTFT and inter-token gaps are known; prints each
-# tool's TTFT, ITL and TPOT p50/p95/p99 as ratios to the truth (about 6 min on a busy 2-core machine).
+# LLM streaming figures side by side: the harness, GuideLLM and inference-perf (each peer in its own venv under
+# .venv-bench-llm, scripts/install-llm-peers.sh) against bench/llm_server.py, whose TTFT and inter-token gaps are
+# known; prints each tool's TTFT, ITL and TPOT p50/p95/p99 as ratios to the truth, then how many concurrent streams
+# one generator process holds on one core and its CPU per token (bench/llm_generator.py).
 bench-llm: setup bench-llm-peers
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.llm_accuracy --peers .venv-bench-llm
 
@@ -193,6 +237,11 @@ bench-example: setup
 # the goal of 1 s of wall time (median of 7). COMPARE=<checkout> measures another revision alongside.
 bench-startup: setup
 	$(BIN)/python -m bench.startup $(if $(COMPARE),--compare $(COMPARE))
+
+# Large request bodies (4 KiB to 16 MiB) through the load generator's HTTP client with Nagle's algorithm on and off,
+# side by side (about a minute): latency p50/p90 and client CPU per request.
+bench-large-bodies: setup
+	$(BIN)/python -m bench.large_bodies
 
 # Size of the default install (no extras) in a fresh venv, with bytecode as pip writes it, and its 10 largest
 # distributions, against the goal of 400 MB (about a minute; wheels from uv's cache or PyPI).

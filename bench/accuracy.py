@@ -47,8 +47,8 @@ import numpy as np
 import numpy.typing as npt
 
 from harness.analysis.latency import min_samples_for_percentile, order_statistic_ranks, percentile_rank
-from harness.analysis.sweep import Probe, next_rate, probe_duration_s, result
-from harness.model import to_json_dict
+from harness.analysis.sweep import next_rate, probe_duration_s, result
+from harness.model import Probe, to_json_dict
 from harness.processes import free_port, spawn, stop_tree
 from harness.sweep import MAX_PROBES
 from harness.sweep import WARMUP_S as SWEEP_WARMUP_S
@@ -396,15 +396,19 @@ def _ready(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def synthetic_server(*arguments: str, lifetime_s: float = 900.0, script: Path = SERVER) -> Iterator[str]:
-    """Start `script` (default `bench/synthetic_server.py`) with `arguments` on a free loopback port; yields its
-    base URL."""
+def synthetic_server(
+    *arguments: str, lifetime_s: float = 900.0, script: Path = SERVER, cpus: Sequence[int] | None = None
+) -> Iterator[str]:
+    """Start `script` (default `bench/synthetic_server.py`) with `arguments` on a free loopback port, on `cpus` when
+    given; yields its base URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, str(script), "--port", str(port), "--max-lifetime-s", str(lifetime_s), *arguments]
     with tempfile.TemporaryFile() as errors:
         process = spawn(command, run_id=f"bench-synthetic-{port}", stdout=errors)
         try:
+            if cpus is not None:
+                os.sched_setaffinity(process.pid, set(cpus))
             deadline_s = time.monotonic() + 10.0
             while not _ready(url):
                 if process.poll() is not None or time.monotonic() > deadline_s:

@@ -1,17 +1,20 @@
 """Measures LLM streaming figures side by side against a server of known timing (`make bench-llm`).
 
-Runs the peers, GuideLLM and inference-perf (each in a virtual environment of its own: they pin packages the
-harness does not, and inference-perf declares Python >= 3.12), one after the other against
-`bench/llm_server.py`, at the same constant rate with the same prompt and output lengths, and prints each tool's
-TTFT and inter-token figures at p50/p95/p99 as ratios to the truth. The harness's own column is left empty until
-its load generator streams (issue 22, phase 2).
+Runs the harness itself (`harness run`, bench/llm_generator.py) and its peers, GuideLLM and inference-perf (each in a
+virtual environment of its own: they pin packages the harness does not, and inference-perf declares Python >= 3.12),
+one after the other against `bench/llm_server.py`, at the same constant rate with the same prompt and output
+lengths, and prints each tool's TTFT and inter-token figures at p50/p95/p99 as ratios to the truth. Then it measures
+how many concurrent streams the harness's load generator holds on one core before its own timing degrades, and what
+it spends per token (bench/llm_generator.py).
 
 Truth (`bench/llm_server.py`): TTFT ~ U(ttft_min, ttft_max) and every gap between tokens ~ U(itl_min, itl_max),
 independent, with exactly `output_tokens` tokens per request. Two inter-token figures exist and tools differ in
 which they call ITL:
-- every gap (vLLM's benchmark_serving and inference-perf's `inter_token_latency`): the uniform's quantiles;
+- every gap (vLLM's benchmark_serving, inference-perf's `inter_token_latency`, the harness's itl): the uniform's
+  quantiles;
 - the per-request mean gap, (end-to-end - TTFT) / (tokens - 1) (inference-perf's `time_per_output_token`,
-  GuideLLM's `inter_token_latency_ms`): quantiles of the mean of tokens - 1 uniforms, by simulation.
+  GuideLLM's `inter_token_latency_ms`, the harness's tpot): quantiles of the mean of tokens - 1 uniforms, by
+  simulation.
 Each row is compared with its own definition. The band is where a perfect observer with the tool's own sample
 count lands 90% of the time (simulated), so a ratio outside 1 +- 3% but inside the band is sampling, not error.
 Writes reports/bench-llm.json. Needs the peers' environments (the Makefile's bench-llm-peers target).
@@ -34,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bench.accuracy import synthetic_server
+from bench.llm_generator import HarnessRun, Level, ceiling, format_levels, measure_level, read_run, run_harness
 from bench.llm_server import Timing
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,13 +172,15 @@ class Row:
 HARNESS = "harness"
 
 
-def compare(truths: dict[str, Figure], measured: dict[str, dict[str, Measured]]) -> list[Row]:
-    """One row per figure and percentile, every tool's value beside the truth; the harness's column stays empty
-    until its load generator streams."""
+def compare(
+    truths: dict[str, Figure], measured: dict[str, dict[str, Measured]], tools_shown: Sequence[str] = ()
+) -> list[Row]:
+    """One row per figure and percentile, every tool's value beside the truth (`tools_shown` that did not run get an
+    empty column)."""
     rows = []
     for key, figure in truths.items():
         for q in QUANTILES:
-            tools: dict[str, tuple[float, float, float, float] | None] = {HARNESS: None}
+            tools: dict[str, tuple[float, float, float, float] | None] = dict.fromkeys(tools_shown)
             for tool, found in measured.items():
                 value = found.get(key)
                 if value is None:
@@ -187,6 +193,36 @@ def compare(truths: dict[str, Figure], measured: dict[str, dict[str, Measured]])
     return rows
 
 
+def accurate(ratio: float, band_low: float, band_high: float) -> bool:
+    """Within 3% of the truth, or inside the band a perfect observer's sample of the same size lands in."""
+    return abs(ratio - 1) <= TOLERANCE or band_low <= ratio <= band_high
+
+
+def harness_summary(rows: Sequence[Row]) -> list[str]:
+    """Whether the harness is accurate at every percentile, and at each row as close to the truth as the closest
+    peer (ties within 0.2% count as equal: the tools' own samples differ by more)."""
+    mine = [(row, row.tools.get(HARNESS)) for row in rows]
+    measured = [(row, found) for row, found in mine if found is not None]
+    if not measured:
+        return ["harness: did not run"]
+    misses = [f"{row.figure} p{row.q:g}" for row, found in measured if not accurate(*found[1:])]
+    lines = [
+        "harness: within 3% of the truth (or its ideal band) at every percentile"
+        if not misses
+        else f"harness: off the truth at {', '.join(misses)}"
+    ]
+    closer, compared = [], 0
+    for row, found in measured:
+        peers = [t[1] for name, t in row.tools.items() if name != HARNESS and t is not None]
+        if not peers:
+            continue
+        compared += 1
+        if abs(found[1] - 1) <= min(abs(ratio - 1) for ratio in peers) + 0.002:
+            closer.append(row)
+    lines.append(f"harness: as close as the closest peer at {len(closer)} of {compared} rows a peer reports")
+    return lines
+
+
 def format_rows(rows: Sequence[Row]) -> str:
     """The table: per row the truth, then per tool measured/truth and [the ideal band], `!` outside both."""
     tools = list(rows[0].tools) if rows else []
@@ -197,10 +233,10 @@ def format_rows(rows: Sequence[Row]) -> str:
         for tool in tools:
             found = row.tools[tool]
             if found is None:
-                cells.append(f" {'(phase 2)' if tool == HARNESS else 'not reported':>26}")
+                cells.append(f" {'not reported':>26}")
                 continue
             _, ratio, low, high = found
-            flag = "" if abs(ratio - 1) <= TOLERANCE or low <= ratio <= high else " !"
+            flag = "" if accurate(ratio, low, high) else " !"
             cells.append(f" {f'{ratio:.3f} [{low:.3f}-{high:.3f}]{flag}':>26}")
         lines.append(f"{row.figure:<30} {'p' + format(row.q, 'g'):>5} {row.truth_ms:>9.2f}" + "".join(cells))
     return "\n".join(lines)
@@ -260,12 +296,53 @@ def run_inference_perf(peers: Path, url: str, tokenizer: Path, out: Path, rate_r
 
 
 PEER_TOOLS = ("guidellm", "inference-perf")
+# Concurrent streams tried by the capacity measurement, in order; it stops after two levels in a row degrade.
+STREAM_LEVELS = (100, 200, 300, 400, 500, 600, 800, 1000)
+CAPACITY_STAGE_S = 15.0
+
+
+def harness_measured(run: HarnessRun) -> dict[str, Measured]:
+    """The harness's run as the table reads a tool: TTFT, every gap (itl) and the per-request mean gap (tpot)."""
+    return {figure: Measured(run.percentiles_ms[figure], run.samples[figure]) for figure in ("ttft", "itl", "tpot")}
+
+
+def capacity(url: str, timing: Timing, levels: Sequence[int], generator_cpu: int) -> list[Level]:
+    """The generator's timing at each level of concurrent streams, until two levels in a row degrade."""
+    measured: list[Level] = []
+    for streams in levels:
+        level = measure_level(
+            url,
+            WORKSPACE / "capacity",
+            streams,
+            timing,
+            duration_s=CAPACITY_STAGE_S,
+            prompt_tokens=PROMPT_TOKENS,
+            output_tokens=OUTPUT_TOKENS,
+            cpus=[generator_cpu],
+            quantiles=QUANTILES,
+            tolerance=TOLERANCE,
+        )
+        measured.append(level)
+        print(format_levels([level]).splitlines()[-1], file=sys.stderr)
+        if len(measured) >= 2 and not measured[-1].holds and not measured[-2].holds:
+            break
+    return measured
 
 
 def run_peer(
     tool: str, peers: Path, url: str, tokenizer: Path, rate_rps: float, duration_s: int
 ) -> dict[str, Measured]:
-    """Run one peer against `url` and read its figures from its report."""
+    """Run one tool against `url` and read its figures from its report (the harness: its verdict)."""
+    if tool == HARNESS:
+        run_dir = run_harness(
+            url,
+            WORKSPACE / "harness",
+            rate_rps=rate_rps,
+            duration_s=duration_s,
+            prompt_tokens=PROMPT_TOKENS,
+            output_tokens=OUTPUT_TOKENS,
+        )
+        return harness_measured(read_run(run_dir, QUANTILES))
     if tool == "guidellm":
         report = run_guidellm(peers, url, tokenizer, WORKSPACE, rate_rps, duration_s)
         return parse_guidellm(json.loads(report.read_text()))
@@ -286,32 +363,78 @@ def main() -> None:
     parser.add_argument("--peers", type=Path, default=PEERS, help="folder of the peers' virtual environments")
     parser.add_argument("--rate-rps", type=float, default=RATE_RPS)
     parser.add_argument("--duration-s", type=int, default=DURATION_S)
+    parser.add_argument("--tools", nargs="*", default=[HARNESS, *PEER_TOOLS], help="tools of the accuracy table")
+    parser.add_argument("--streams", type=int, nargs="*", default=list(STREAM_LEVELS), help="capacity levels")
     args = parser.parse_args()
     timing = Timing()
     WORKSPACE.mkdir(parents=True, exist_ok=True)
     peers = args.peers.resolve()  # the peers run in the workspace, not here
-    tokenizer = build_tokenizer(peers, WORKSPACE / "tokenizer")
+    tokenizer = build_tokenizer(peers, WORKSPACE / "tokenizer") if set(args.tools) & set(PEER_TOOLS) else Path()
     measured: dict[str, dict[str, Measured]] = {}
     errors: dict[str, str] = {}
     with synthetic_server("--default-max-tokens", str(OUTPUT_TOKENS), script=SERVER) as url:
-        for tool in PEER_TOOLS:
+        for tool in args.tools:
             started_s = time.monotonic()
             try:
                 measured[tool] = run_peer(tool, peers, url, tokenizer, args.rate_rps, args.duration_s)
             except (RuntimeError, OSError, KeyError, ValueError, subprocess.SubprocessError) as failure:
                 errors[tool] = f"{type(failure).__name__}: {failure}"
             print(f"{tool}: {time.monotonic() - started_s:.0f} s", file=sys.stderr)
-    rows = compare(figures(timing, OUTPUT_TOKENS), measured)
+    rows = compare(figures(timing, OUTPUT_TOKENS), measured, tools_shown=args.tools)
     print(
         f"{args.rate_rps:g} rps for {args.duration_s} s per tool, {PROMPT_TOKENS} prompt and {OUTPUT_TOKENS} "
         f"output tokens; truth: TTFT U({timing.ttft_min_ms:g}, {timing.ttft_max_ms:g}) ms, "
         f"gaps U({timing.itl_min_ms:g}, {timing.itl_max_ms:g}) ms"
     )
     print(format_rows(rows))
+    for line in harness_summary(rows):
+        print(line)
     for tool, reason in errors.items():
         print(f"{tool} did not run: {reason}")
+    levels: list[Level] = []
+    cpus = sorted(os.sched_getaffinity(0))
+    if args.streams and len(cpus) >= 2:
+        # The server on one CPU, the generator under test on another.
+        with synthetic_server("--default-max-tokens", str(OUTPUT_TOKENS), script=SERVER, cpus=cpus[:1]) as url:
+            levels = capacity(url, timing, args.streams, generator_cpu=cpus[1])
+        print(
+            f"\nconcurrent streams of {OUTPUT_TOKENS} tokens, one generator process on CPU {cpus[1]}, "
+            f"the server on CPU {cpus[0]}:"
+        )
+        print(format_levels(levels))
+        held = ceiling(levels)
+        costs = [level.run.cpu_per_token_us for level in levels if level.holds and level.run.cpu_per_token_us]
+        print(
+            f"one generator process held {held or 0} concurrent streams with its TTFT and ITL within 3% of the "
+            f"server's (goal 500); it spent {min(costs):.0f}-{max(costs):.0f} us of CPU per token read"
+            if costs
+            else "no level held: the generator's timing degraded at the lowest level tried"
+        )
+    elif args.streams:
+        print("capacity not measured: it needs two CPUs (the server on one, the generator on another)")
     RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_FILE.write_text(json.dumps({"rows": [asdict(row) for row in rows], "errors": errors}, indent=2) + "\n")
+    RESULTS_FILE.write_text(
+        json.dumps(
+            {
+                "rows": [asdict(row) for row in rows],
+                "errors": errors,
+                "capacity": [
+                    {
+                        "streams": level.streams,
+                        "rate_rps": level.rate_rps,
+                        "holds": level.holds,
+                        "tokens_per_s": level.run.tokens_per_s,
+                        "cpu_per_token_us": level.run.cpu_per_token_us,
+                        "server_late_p99_ms": level.server_late_p99_ms,
+                        "ratios": {f: {str(q): r for q, (r, _) in by_q.items()} for f, by_q in level.ratios.items()},
+                    }
+                    for level in levels
+                ],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -2,13 +2,18 @@
 
 OpenAI-compatible: POST /v1/completions and /v1/chat/completions answer with Server-Sent Events when
 `stream` is true (one token per chunk, the usage chunk when `stream_options.include_usage`, then `data: [DONE]`),
-else with one JSON body; GET /v1/models, /readyz, /livez, /health. Every request, independently:
+else with one JSON body; GET /v1/models, /readyz, /livez, /health, and /stats (how late the server itself wrote
+tokens after their due time: its own share of a client's timing error; /stats?reset starts over).
+Every request, independently:
   TTFT       ~ Uniform(ttft_min_ms, ttft_max_ms) after the request arrived
   each gap   ~ Uniform(itl_min_ms, itl_max_ms) between consecutive tokens
   tokens     = max_tokens (the server never stops early: as `ignore_eos`), each one word " wN" of `WORDS`
-so the quantiles of TTFT and of the gaps are known in closed form (`truth` below). Token i is written at
-arrival + TTFT + the sum of the first i gaps, scheduled from the arrival time rather than from the previous write,
-so the event loop's late wake-ups do not accumulate along a stream. Prompt tokens are counted as
+so the quantiles of TTFT and of the gaps are known in closed form (`truth` below). With `--slots N` at most N
+requests generate at once and the others queue in arrival order (an engine's batch size): the timing above then
+runs from a request's admission, so the capacity is known too (N over the mean request time) and past it queueing
+adds to TTFT, which is what a goodput sweep must find. Token i is written at arrival + TTFT + the sum of the first
+i gaps, scheduled from the arrival time rather than from the previous write, so the event loop's late wake-ups do
+not accumulate along a stream; one pacer task writes every stream's due tokens. Prompt tokens are counted as
 whitespace-separated words (the benchmark's tokenizer splits the same way). Standard library only.
 """
 
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import heapq
 import json
 import random
 import time
@@ -78,12 +84,110 @@ def prompt_text(body: dict[str, Any]) -> str:
     return " ".join(map(str, prompt)) if isinstance(prompt, list) else str(prompt)
 
 
+class Pacer:
+    """Writes every stream's tokens when they are due, from one heap of due times in one task: a coroutine asleep
+    per token and stream cost the event loop more than the writes themselves, and past a few hundred streams the
+    server, not the client under test, fell behind its own schedule. What it really did is kept: how late each
+    token went out, and the time to first token and every gap as written (its own share of any timing error a
+    client measures, and the reference a client's own timing is compared with)."""
+
+    def __init__(self) -> None:
+        self.due: list[tuple[float, int, _Stream, bytes, asyncio.Future[None] | None]] = []
+        self.count = 0
+        self.wake = asyncio.Event()
+        self.lateness_s: list[float] = []
+        self.ttft_s: list[float] = []
+        self.gaps_s: list[float] = []
+
+    def reset(self) -> None:
+        self.lateness_s.clear()
+        self.ttft_s.clear()
+        self.gaps_s.clear()
+
+    async def stream(
+        self, writer: asyncio.StreamWriter, arrival_s: float, due_s: list[float], chunks: list[bytes]
+    ) -> None:
+        """Write chunks[i] at due_s[i] (monotonic seconds); returns once the last one is written."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        stream = _Stream(writer, arrival_s)
+        for index, (at_s, chunk) in enumerate(zip(due_s, chunks, strict=True)):
+            self.count += 1
+            heapq.heappush(self.due, (at_s, self.count, stream, chunk, done if index == len(chunks) - 1 else None))
+        self.wake.set()
+        await done
+
+    async def run(self) -> None:
+        while True:
+            if not self.due:
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            delay_s = self.due[0][0] - time.monotonic()
+            if delay_s > 0:
+                self.wake.clear()
+                # A new stream's first token may be due sooner than the one waited for.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), delay_s)
+                continue
+            while self.due and self.due[0][0] <= (now_s := time.monotonic()):
+                # Each write timed on its own: a late pacer writes a long burst, whose last write is not its first.
+                at_s, _, stream, chunk, done = heapq.heappop(self.due)
+                if not stream.writer.is_closing():
+                    stream.writer.write(chunk)
+                self.lateness_s.append(now_s - at_s)
+                if stream.last_s is None:
+                    self.ttft_s.append(now_s - stream.arrival_s)
+                else:
+                    self.gaps_s.append(now_s - stream.last_s)
+                stream.last_s = now_s
+                if done is not None and not done.done():
+                    done.set_result(None)
+
+
+@dataclass
+class _Stream:
+    writer: asyncio.StreamWriter
+    arrival_s: float
+    last_s: float | None = None
+
+
+def _percentiles_ms(values_s: list[float], quantiles: tuple[float, ...]) -> dict[str, float]:
+    ordered = sorted(values_s)
+    return {
+        f"p{q:g}": round(1000.0 * ordered[min(len(ordered) - 1, int(q / 100.0 * len(ordered)))], 3) for q in quantiles
+    }
+
+
 class LlmServer:
-    def __init__(self, timing: Timing, seed: int, default_max_tokens: int) -> None:
+    def __init__(self, timing: Timing, seed: int, default_max_tokens: int, slots: int = 0) -> None:
         self.timing = timing
         self.rng = random.Random(seed)
         self.default_max_tokens = default_max_tokens
         self.requests = 0
+        # asyncio's semaphore admits waiters in arrival order.
+        self.slots = asyncio.Semaphore(slots) if slots > 0 else None
+        self.pacer = Pacer()
+
+    def stats(self) -> dict[str, Any]:
+        """What the server really did since the last reset (GET /stats): how late it wrote tokens after their due
+        time, and the time to first token and every gap as written, in ms."""
+        pacer = self.pacer
+        if not pacer.lateness_s:
+            return {"tokens": 0}
+        return {
+            "tokens": len(pacer.lateness_s),
+            "lateness_ms": _percentiles_ms(pacer.lateness_s, (50, 99, 99.9, 100)),
+            "ttft_ms": _percentiles_ms(pacer.ttft_s, (50, 95, 99)) if pacer.ttft_s else {},
+            "itl_ms": _percentiles_ms(pacer.gaps_s, (50, 95, 99)) if pacer.gaps_s else {},
+        }
+
+    async def admitted(self, writer: asyncio.StreamWriter, path: str, body: dict[str, Any], arrival_s: float) -> None:
+        """Generate once a slot is free (at once without --slots), timing the answer from the admission."""
+        if self.slots is None:
+            await self.generate(writer, path, body, arrival_s)
+            return
+        async with self.slots:
+            await self.generate(writer, path, body, time.monotonic())
 
     def plan(self, tokens: int) -> list[float]:
         """Seconds after arrival at which each token is due."""
@@ -119,16 +223,17 @@ class LlmServer:
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n"
         )
-        for index, (due_s, word) in enumerate(zip(due, words, strict=True)):
-            await asyncio.sleep(max(0.0, arrival_s + due_s - time.monotonic()))
-            finish = "length" if index == len(due) - 1 else None
-            writer.write(_chunked(_chunk(kind, request_id, word, finish, None)))
-            await writer.drain()
+        # Every chunk is encoded now; the pacer only writes bytes when they are due (see Pacer).
+        chunks = [
+            _chunked(_chunk(kind, request_id, word, "length" if index == len(due) - 1 else None, None))
+            for index, word in enumerate(words)
+        ]
         tail = b""
         options = body.get("stream_options") or {}
         if options.get("include_usage"):
             tail += _chunk(kind, request_id, None, None, usage)
-        writer.write(_chunked(tail + b"data: [DONE]\n\n") + b"0\r\n\r\n")
+        chunks[-1] += _chunked(tail + b"data: [DONE]\n\n") + b"0\r\n\r\n"
+        await self.pacer.stream(writer, arrival_s, [arrival_s + due_s for due_s in due], chunks)
         await writer.drain()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -155,7 +260,11 @@ class LlmServer:
                     except (ValueError, AssertionError):
                         _write_response(writer, b"400 Bad Request", b'{"error":{"message":"body: not a JSON object"}}')
                     else:
-                        await self.generate(writer, path, body, arrival_s)
+                        await self.admitted(writer, path, body, arrival_s)
+                elif method == "GET" and path.startswith("/stats"):
+                    _write_response(writer, b"200 OK", json.dumps(self.stats()).encode())
+                    if "reset" in path:
+                        self.pacer.reset()
                 elif method == "GET" and path.startswith("/v1/models"):
                     models = {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "bench"}]}
                     _write_response(writer, b"200 OK", json.dumps(models).encode())
@@ -181,10 +290,14 @@ def _write_response(
 
 async def main_async(args: argparse.Namespace) -> None:
     timing = Timing(args.ttft_min_ms, args.ttft_max_ms, args.itl_min_ms, args.itl_max_ms)
-    server = LlmServer(timing, args.seed, args.default_max_tokens)
+    server = LlmServer(timing, args.seed, args.default_max_tokens, args.slots)
     listener = await asyncio.start_server(server.handle, "127.0.0.1", args.port, backlog=4096)
-    async with listener:
-        await asyncio.wait_for(listener.serve_forever(), timeout=args.max_lifetime_s)
+    pacer = asyncio.create_task(server.pacer.run())
+    try:
+        async with listener:
+            await asyncio.wait_for(listener.serve_forever(), timeout=args.max_lifetime_s)
+    finally:
+        pacer.cancel()
 
 
 def main() -> None:
@@ -197,6 +310,7 @@ def main() -> None:
     parser.add_argument("--itl-max-ms", type=float, default=defaults.itl_max_ms)
     parser.add_argument("--default-max-tokens", type=int, default=64)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--slots", type=int, default=0, help="requests generated at once; 0: no limit")
     parser.add_argument("--max-lifetime-s", type=float, default=3600.0, help="the server stops itself after this")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt, TimeoutError):

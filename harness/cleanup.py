@@ -130,10 +130,17 @@ def _sweep_cluster_objects(resource: dict[str, Any], run_id: str) -> list[str]:
     return delete_run_objects_of(resource, run_id)
 
 
+def _sweep_kind_cluster(resource: dict[str, Any], run_id: str) -> list[str]:
+    from harness.targets.kind import delete_cluster_of
+
+    return delete_cluster_of(resource, run_id)
+
+
 # A target's `sweep_resource()` kind -> what sweeps it (the targets' modules are imported only when needed).
 _SWEEPERS: dict[str, Callable[[dict[str, Any], str], list[str]]] = {
     "docker": _sweep_containers,
     "kubernetes": _sweep_cluster_objects,
+    "kind": _sweep_kind_cluster,
 }
 
 
@@ -175,6 +182,12 @@ def sweep_dead(
         for group in groups:
             if _remove_cgroup(group):
                 _log(lines, on_line, f"run {run_id}: removed cgroup {group}")
+    # kind clusters a dead harness created, should its watchdog have died too (the owner records are files).
+    from harness.targets.kind import delete_cluster_of, leaked_clusters
+
+    for leaked in leaked_clusters(watched):
+        for line in delete_cluster_of(leaked, str(leaked.get("run_id"))):
+            _log(lines, on_line, f"run {leaked.get('run_id')}: {line} (a harness that is gone)")
     if docker:
         from harness.targets.docker import docker_client, remove_containers_of_dead_owners
 

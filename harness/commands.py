@@ -10,7 +10,7 @@ from typing import Any
 from harness.config import Scenario
 from harness.errors import ReportError
 from harness.exit_codes import ExitCode
-from harness.model import ClientInterval, Status, Verdict
+from harness.model import ClientInterval, Status, Verdict, to_json_dict
 from harness.run import Run
 from harness.rundir import RunDirectory, write_atomically
 
@@ -138,8 +138,8 @@ def sweep_scenario(
         min_probe_s=probe_s,
         console=_JsonLog(emit) if json_lines else _console(),
         replica_counts=replica_counts,
-        on_probe=(lambda record: emit("probe", record)) if json_lines else lambda record: None,
-        on_result=summary.update,
+        on_probe=(lambda record: emit("probe", to_json_dict(record))) if json_lines else lambda record: None,
+        on_result=lambda result: summary.update(to_json_dict(result)),
     )
     if json_lines:
         emit("result", {**summary, "exit_code": code})

@@ -19,8 +19,12 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -47,6 +51,10 @@ _STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 _HPA = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, alias_generator=to_camel, populate_by_name=True)
 
 Quantity = Annotated[str | int | float, Field(union_mode="left_to_right")]
+# How a streamed answer is read (harness.load.streaming): Server-Sent Events, raw body pieces, OpenAI chunks.
+StreamFormat = Literal["sse", "chunks", "openai"]
+# Open-model arrival schedules (harness.load.arrivals).
+ArrivalKind = Literal["constant", "poisson", "gamma", "trace"]
 
 
 def _no_nul(path: Path) -> Path:
@@ -335,10 +343,11 @@ class KubernetesTargetConfig(BaseModel):
         description="how each pod's /metrics is read: the API server's pod proxy, the Prometheus at "
         "prometheus_url, or the load port-forward",
     )
-    load_route: Literal["port-forward", "pod-ip"] = Field(
+    load_route: Literal["port-forward", "pod-ip", "node-port"] = Field(
         default="port-forward",
         description="how load reaches the pods: a port-forward per pod through the API server (any cluster), "
-        "or their pod IPs (when the pod network is routable from the harness: a node on this machine)",
+        "their pod IPs (when the pod network is routable from the harness: a node on this machine), or the "
+        "Service's NodePort that a kind cluster publishes on 127.0.0.1 (charts/kind-config.yaml)",
     )
     loadgen: Literal["host", "in-cluster"] = Field(
         default="host",
@@ -357,10 +366,13 @@ class KubernetesTargetConfig(BaseModel):
     )
     rollout_timeout_s: float = Field(default=300, gt=0, description="how long the pods may take to become ready")
     kind_cluster: str | None = Field(default=None, description="kind cluster to create or reuse")
+    kind_node_image: str | None = Field(
+        default=None, description="node image of a kind cluster the harness creates (kind create cluster --image)"
+    )
     keep_cluster: bool = Field(default=False, description="keep a kind cluster the harness created")
 
     @model_validator(mode="after")
-    def _prometheus_route_needs_url(self) -> KubernetesTargetConfig:
+    def _routes_have_what_they_need(self) -> KubernetesTargetConfig:
         if self.metrics_route == "prometheus" and not self.prometheus_url:
             raise ValueError("target.kubernetes.metrics_route 'prometheus' needs target.kubernetes.prometheus_url")
         if self.registry is not None and (self.node_containerd is not None or self.kind_cluster is not None):
@@ -368,6 +380,11 @@ class KubernetesTargetConfig(BaseModel):
             raise ValueError(
                 f"target.kubernetes.registry and target.kubernetes.{side_loaded} both bring the image to the nodes "
                 "(pulled from the registry, or loaded onto the node); choose one"
+            )
+        if self.load_route == "node-port" and not self.kind_cluster:
+            raise ValueError(
+                "target.kubernetes.load_route 'node-port' needs target.kubernetes.kind_cluster (the NodePort is "
+                "published by the kind cluster's extraPortMappings)"
             )
         if self.loadgen == "host" and self.loadgen_pods != LoadgenPodsConfig():
             raise ValueError("target.kubernetes.loadgen_pods applies to the pods of loadgen: in-cluster")
@@ -481,8 +498,21 @@ class Stage(BaseModel):
     arrival_rate_rps: float | None = Field(
         default=None, gt=0, le=100_000, description="open model: requests per second, whatever the service does"
     )
-    arrival: Literal["constant", "poisson"] = Field(
-        default="poisson", description="open model: arrival times at random (poisson) or evenly spaced"
+    arrival: ArrivalKind = Field(
+        default="poisson",
+        description="open model: constant gaps, poisson, gamma (with burstiness, as vLLM's benchmark_serving), or "
+        "trace (the gaps of a recorded trace file, scaled to arrival_rate_rps)",
+    )
+    burstiness: float | None = Field(
+        default=None,
+        gt=0,
+        le=1000,
+        description="arrival gamma: the gaps' shape; 1 is Poisson, below 1 burstier, above 1 more regular",
+    )
+    trace: LocalPath | None = Field(
+        default=None,
+        description="arrival trace: a file of arrival timestamps in seconds (one a line, JSON lines with `timestamp`, "
+        "or CSV with a timestamp column, as Azure's LLM traces); its gaps are replayed at arrival_rate_rps",
     )
     judged: bool = Field(default=True, description="whether objectives apply to this stage (false for warm-up)")
     faults: list[Fault] = Field(
@@ -503,6 +533,12 @@ class Stage(BaseModel):
             )
         if self.arrival_rate_rps is not None and self.spawn_rate is not None:
             raise ValueError(f"stage '{self.name}': spawn_rate only applies to users stages")
+        if self.burstiness is not None and self.arrival != "gamma":
+            raise ValueError(f"stage '{self.name}': burstiness shapes gamma arrivals; set arrival: gamma")
+        if (self.trace is not None) != (self.arrival == "trace"):
+            raise ValueError(f"stage '{self.name}': arrival trace and a trace file go together")
+        if self.arrival == "trace" and self.users is not None:
+            raise ValueError(f"stage '{self.name}': a trace sets arrivals, which users stages do not have")
         return self
 
     @property
@@ -524,8 +560,9 @@ class PayloadConfig(BaseModel):
         default=0.0,
         ge=0,
         lt=1,
-        description="share of requests sent as bad input (wrong types or shapes, NaN, empty, huge, not JSON, wrong "
-        "content type) expecting 4xx; judged by bad_input_5xx_rate, not by error_rate or latency",
+        description="share of requests sent as bad input (JSON: wrong types or shapes, NaN, empty, huge, not JSON, "
+        "wrong content type; files: truncated, another type, a name for the file, an empty or missing part, huge, no "
+        "boundary) expecting 4xx; judged by bad_input_5xx_rate, not by error_rate or latency",
     )
 
     @model_validator(mode="after")
@@ -628,6 +665,113 @@ class ResponseCheck(BaseModel):
         return bool(self.fields) or self.same_as_alone is not None
 
 
+class TokenLengths(BaseModel):
+    """A distribution of token counts: a normal of `mean` and `std_dev` cut to [min, max] (inference-perf's
+    synthetic lengths); `std_dev` 0 is a fixed length."""
+
+    model_config = _STRICT
+    mean: float = Field(ge=1, le=1_000_000)
+    std_dev: float = Field(default=0.0, ge=0)
+    min: int = Field(default=1, ge=1)
+    max: int | None = Field(default=None, ge=1, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TokenLengths:
+        if self.max is not None and not self.min <= self.mean <= self.max:
+            raise ValueError(f"token lengths: mean {self.mean:g} must lie within min {self.min} and max {self.max}")
+        if self.mean < self.min:
+            raise ValueError(f"token lengths: mean {self.mean:g} is below min {self.min}")
+        return self
+
+
+def _fixed_length(value: Any) -> Any:
+    return {"mean": value} if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+FixedOrTokenLengths = Annotated[TokenLengths, BeforeValidator(_fixed_length)]
+
+
+class SyntheticPrompts(BaseModel):
+    """Prompts made up by the harness with given input and output token lengths (vLLM's random data set,
+    inference-perf's synthetic one): text of common English words, each about one token to BPE tokenizers, or
+    token ids, exact for any server that takes them (completions only)."""
+
+    model_config = _STRICT
+    input_tokens: FixedOrTokenLengths = Field(
+        description="prompt length in tokens: a number or {mean, std_dev, min, max}"
+    )
+    output_tokens: FixedOrTokenLengths = Field(description="max_tokens of each request: a number or a distribution")
+    prompts: int = Field(default=500, ge=1, le=100_000, description="distinct prompts drawn (from load.seed)")
+    token_ids: bool = Field(default=False, description="send prompts as token ids (completions API only)")
+    vocabulary: int = Field(default=1000, ge=2, description="token_ids: ids are drawn from 0 to vocabulary - 1")
+
+
+class OpenAIRequest(BaseModel):
+    """An OpenAI-compatible generation request (`/v1/completions` or `/v1/chat/completions`): bodies built from a
+    data set of prompts or conversations, or from synthetic prompts, sent with stream: true and read token by
+    token."""
+
+    model_config = _STRICT
+    api: Literal["completions", "chat"] | None = Field(
+        default=None, description="default: chat when the path ends in /chat/completions, else completions"
+    )
+    model: str | None = Field(default=None, min_length=1, description="the body's `model`; omitted when not set")
+    prompts: LocalPath | None = Field(
+        default=None,
+        description='JSON lines: {"prompt": text}, {"messages": [...]} (OpenAI chat), or {"conversations": [...]} '
+        "(ShareGPT); a row's max_tokens overrides max_tokens",
+    )
+    synthetic: SyntheticPrompts | None = None
+    max_tokens: int | None = Field(default=None, ge=1, description="output tokens asked of each data set prompt")
+    ignore_eos: bool = Field(default=False, description="ask the server to generate max_tokens whatever (vLLM's)")
+    include_usage: bool = Field(
+        default=True, description="ask for the usage chunk (stream_options); tokens are counted when none comes"
+    )
+    body: dict[str, Any] = Field(
+        default_factory=dict, description="further body fields sent as they are (temperature, top_p, seed ...)"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> OpenAIRequest:
+        if (self.prompts is None) == (self.synthetic is None):
+            raise ValueError("openai: give prompts (a JSON-lines file) or synthetic, one of them")
+        if self.synthetic is not None and self.max_tokens is not None:
+            raise ValueError("openai: synthetic.output_tokens sets max_tokens; remove max_tokens")
+        return self
+
+
+# A media type with optional parameters: `image/png`, `text/plain; charset=utf-8`.
+_MEDIA_TYPE = r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+( *;.*)?$"
+# A form field or part name: sent inside a quoted header parameter, so no quote, backslash or line break.
+_PART_NAME = r'^[^"\\\r\n]+$'
+# What a multipart part or a form field holds besides a file: text, or a number written as text.
+FieldValue = Annotated[StrictStr | StrictInt | StrictFloat, Field(union_mode="left_to_right")]
+
+
+class FileInput(BaseModel):
+    """A file sent as the whole request body (`body_binary`) or as a file part of a multipart body. Its path is
+    relative to the request's data set or `files` folder, else to the scenario file."""
+
+    model_config = _STRICT
+    file: str = Field(min_length=1, description='the file\'s path; "{{column}}" is filled from a data set row')
+    content_type: str | None = Field(
+        default=None,
+        pattern=_MEDIA_TYPE,
+        description="its media type (image/png); default: guessed from the file's name, else application/octet-stream",
+    )
+    filename: str | None = Field(
+        default=None, pattern=_PART_NAME, description="multipart: the file name sent; default: the file's own name"
+    )
+
+    @property
+    def templated(self) -> bool:
+        """Whether the path or file name is filled from a data set row."""
+        return bool(template_columns([self.file, self.filename or ""]))
+
+
+MultipartPart = Annotated[FileInput | StrictStr | StrictInt | StrictFloat, Field(union_mode="left_to_right")]
+
+
 class RequestConfig(BaseModel):
     """One kind of request users send, chosen by weight: method, path, headers, body and response checks."""
 
@@ -645,20 +789,101 @@ class RequestConfig(BaseModel):
         description='JSON body; a string "{{column}}" is replaced by that column of a data set row (without '
         "placeholders, the one body every request sends)",
     )
+    body_binary: FileInput | None = Field(
+        default=None, description="a file's bytes as the whole body, sent with its content_type (image/png, audio/wav)"
+    )
+    multipart: dict[Annotated[str, Field(pattern=_PART_NAME)], MultipartPart] | None = Field(
+        default=None,
+        min_length=1,
+        description="a multipart/form-data body: part name -> a file ({file, content_type, filename}) or a plain "
+        'value; "{{column}}" is filled from a data set row',
+    )
+    form: dict[Annotated[str, Field(min_length=1)], FieldValue] | None = Field(
+        default=None,
+        min_length=1,
+        description='an application/x-www-form-urlencoded body: field -> value; "{{column}}" filled from a row',
+    )
     dataset: LocalPath | None = Field(default=None, description="JSON-lines file, one object (row) per line")
+    files: LocalPath | None = Field(
+        default=None,
+        description='a folder: one row per file in it and its subfolders, {"file": its path in the folder}',
+    )
     check: ResponseCheck = Field(default_factory=ResponseCheck)
+    stream: StreamFormat | None = Field(
+        default=None,
+        description="read the answer as it arrives, timing each token: sse (each Server-Sent Event with data), "
+        "chunks (each piece of the body), openai (OpenAI-compatible completion chunks; the default with openai:)",
+    )
+    openai: OpenAIRequest | None = Field(
+        default=None, description="an OpenAI-compatible generation request, its bodies built from prompts"
+    )
+
+    @property
+    def body_kinds(self) -> list[str]:
+        """The body fields this request sets (valid when at most one)."""
+        return [name for name in BODY_FIELDS if getattr(self, name) is not None]
+
+    @property
+    def sends_files(self) -> bool:
+        """Whether its bodies are made from files or form fields rather than JSON."""
+        return any(getattr(self, name) is not None for name in ("body_binary", "multipart", "form"))
+
+    def file_inputs(self) -> list[FileInput]:
+        """The files its body names (body_binary, multipart file parts)."""
+        parts = [part for part in (self.multipart or {}).values() if isinstance(part, FileInput)]
+        return [self.body_binary, *parts] if self.body_binary is not None else parts
+
+    def _templated(self) -> bool:
+        values = [*(self.form or {}).values(), *(self.multipart or {}).values(), self.body_binary]
+        return any(
+            value.templated if isinstance(value, FileInput) else bool(template_columns(str(value)))
+            for value in values
+            if value is not None
+        )
 
     @model_validator(mode="after")
     def _body_sources(self) -> RequestConfig:
         where = f"request '{self.name}'"
-        if self.body_file is not None and self.body_template is not None:
-            raise ValueError(f"{where}: give body_file or body_template, not both")
+        if self.openai is not None:
+            if self.body_kinds or self.dataset is not None or self.files is not None:
+                raise ValueError(
+                    f"{where}: openai builds the bodies; remove {', '.join(self.body_kinds) or 'the rows'}"
+                )
+            if self.method != "POST":
+                raise ValueError(f"{where}: an openai request is a POST")
+            if self.stream not in (None, "openai"):
+                raise ValueError(f"{where}: an openai request's answer is read as stream openai")
+            if self.openai_api is None:
+                raise ValueError(
+                    f"{where}: openai.api is needed when the path does not end in /completions or /chat/completions"
+                )
+            if self.openai_api == "chat" and self.openai.synthetic is not None and self.openai.synthetic.token_ids:
+                raise ValueError(f"{where}: the chat API takes text; synthetic.token_ids is for completions")
+        if self.streams and self.check.reads_answer:
+            raise ValueError(
+                f"{where}: check.fields and check.same_as_alone read a JSON answer; a streamed answer is judged by its "
+                "status and by being read to its end"
+            )
+        kinds = self.body_kinds
+        if len(kinds) > 1:
+            raise ValueError(f"{where}: give one body ({', '.join(BODY_FIELDS)}), not {' and '.join(kinds)}")
         if self.dataset is None and template_columns(self.body_template):
             raise ValueError(f"{where}: body_template names data set columns and needs a dataset to fill them from")
-        if self.body_file is not None and self.dataset is not None:
+        if self.body_file is not None and (self.dataset is not None or self.files is not None):
             raise ValueError(f"{where}: a dataset fills body_template; body_file bodies are sent as they are")
-        if self.method in ("GET", "HEAD") and (self.body_file is not None or self.body_template is not None):
+        if self.dataset is not None and self.files is not None:
+            raise ValueError(f"{where}: rows come from a dataset or from a files folder, not both")
+        if self.files is not None and not self.sends_files:
+            raise ValueError(f"{where}: files gives one row per file; send it with body_binary or multipart")
+        if self._templated() and self.dataset is None and self.files is None:
+            raise ValueError(f'{where}: "{{{{column}}}}" needs a dataset or a files folder to fill it from')
+        if self.method in ("GET", "HEAD") and kinds:
             raise ValueError(f"{where}: a {self.method} request has no body")
+        if self.sends_files and any(header.lower() == "content-type" for header in self.headers):
+            raise ValueError(
+                f"{where}: the Content-Type of a {kinds[0]} body is the harness's to set (give a file's "
+                "content_type instead of the header)"
+            )
         for check in self.check.fields:
             if check.expected_column is not None and self.dataset is None:
                 raise ValueError(f"{where}: check of '{check.field}' reads expected_column from a dataset; add one")
@@ -666,6 +891,31 @@ class RequestConfig(BaseModel):
             if value.count("${") != len(env_references(value)):
                 raise ValueError(f"{where}: header '{header}': write environment variables as ${{NAME}}")
         return self
+
+    @property
+    def stream_format(self) -> StreamFormat | None:
+        """How the answer is read as it arrives (None: whole)."""
+        return "openai" if self.openai is not None else self.stream
+
+    @property
+    def streams(self) -> bool:
+        return self.stream_format is not None
+
+    @property
+    def openai_api(self) -> Literal["completions", "chat"] | None:
+        """The OpenAI API of an openai request: as given, else from its path."""
+        if self.openai is None:
+            return None
+        if self.openai.api is not None:
+            return self.openai.api
+        path = self.path.split("?")[0].rstrip("/")
+        if path.endswith("/chat/completions"):
+            return "chat"
+        return "completions" if path.endswith("/completions") else None
+
+
+# The ways a request can carry a body; at most one per request.
+BODY_FIELDS = ("body_file", "body_template", "body_binary", "multipart", "form")
 
 
 class LoadConfig(BaseModel):
@@ -722,6 +972,9 @@ class Objective(BaseModel):
     per_request: PerRequestLimits | None = Field(
         default=None, description="goodput_rps: the limits a request must all meet to be counted"
     )
+    request: str | None = Field(
+        default=None, description="judge one named request (requests[].name) alone; default: every request together"
+    )
 
     @field_validator("metric")
     @classmethod
@@ -737,7 +990,9 @@ class Objective(BaseModel):
         if takes_limits and self.per_request is None:
             raise ValueError(f"objective '{self.metric}' needs per_request limits (ttft_ms, tpot_ms, latency_ms)")
         if not takes_limits and self.per_request is not None:
-            raise ValueError(f"objective '{self.metric}' takes no per_request limits (only goodput_rps does)")
+            raise ValueError(
+                f"objective '{self.metric}' takes no per_request limits (only goodput_rps and goodput_fraction do)"
+            )
         return self
 
     @property
@@ -762,7 +1017,8 @@ class Objective(BaseModel):
     def name(self) -> str:
         bound = f"<= {self.max:g}" if self.max is not None else f">= {self.min:g}"
         limits = self.request_limits
-        return f"{self.metric} {bound}" + (f" ({limits.key})" if limits is not None else "")
+        name = f"{self.metric} {bound}" + (f" ({limits.key})" if limits is not None else "")
+        return name if self.request is None else f"{name} for {self.request}"
 
 
 class ValidityConfig(BaseModel):
@@ -1027,18 +1283,24 @@ class Scenario(BaseModel):
                     "payload.source, payload.file and payload.batch_rows feed service.endpoint; with requests: give "
                     "each request its body_file or body_template"
                 )
-        checks = [request.check for request in self.requests or []]
-        traffic = Traffic(
-            checks_answers=any(check.reads_answer for check in checks),
-            sends_bad_input=self.payload.malformed_fraction > 0 or any(check.expects_bad_input for check in checks),
-            # The load generator does not read answers as streams yet (issue 22).
-            streams=False,
-        )
-        kinds = {objective.kind for objective in self.objectives}
+        by_name = {request.name: request for request in self.requests or []}
+        for objective in self.objectives:
+            if objective.request is not None and objective.request not in by_name:
+                raise ValueError(
+                    f"objective '{objective.metric}' names request '{objective.request}', which is not one of: "
+                    + (", ".join(by_name) if by_name else "(no requests: section)")
+                )
+        kinds = {objective.kind for objective in self.objectives if objective.request is None}
         for kind in OBJECTIVE_METRICS:
-            missing = kind.unmeasurable_with(traffic) if kind in kinds and kind.unmeasurable_with else None
+            missing = kind.unmeasurable_with(self._traffic()) if kind in kinds and kind.unmeasurable_with else None
             if missing is not None:
                 raise ValueError(f"objective '{kind.syntax}' {missing}")
+        for objective in self.objectives:
+            unmeasurable = objective.kind.unmeasurable_with
+            if objective.request is not None and unmeasurable is not None:
+                missing = unmeasurable(self._traffic([by_name[objective.request]]))
+                if missing is not None:
+                    raise ValueError(f"objective '{objective.metric}' on request '{objective.request}' {missing}")
         if self.load.locustfile is not None:
             open_stages = [stage.name for stage in self.stages if stage.open_model]
             if open_stages:
@@ -1049,9 +1311,9 @@ class Scenario(BaseModel):
                 raise ValueError(
                     "load.locustfile sends its own requests: remove requests: and payload.malformed_fraction"
                 )
-        with_bodies = [r for r in self.requests or [] if r.body_file is not None or r.body_template is not None]
+        with_bodies = [r for r in self.requests or [] if r.body_kinds]
         if self.payload.malformed_fraction > 0 and self.requests is not None and not with_bodies:
-            raise ValueError("payload.malformed_fraction spoils JSON bodies, and no request has a body")
+            raise ValueError("payload.malformed_fraction spoils request bodies, and no request has a body")
         for objective in self.objectives:
             for stage_name in objective.stages or []:
                 if stage_name not in names:
@@ -1073,6 +1335,15 @@ class Scenario(BaseModel):
                         f"{target.pause_unavailable}"
                     )
         return self
+
+    def _traffic(self, requests: list[RequestConfig] | None = None) -> Traffic:
+        """What the load sends (of `requests`, default every one) that some objective metrics need."""
+        sent = (self.requests or []) if requests is None else requests
+        return Traffic(
+            checks_answers=any(request.check.reads_answer for request in sent),
+            sends_bad_input=self.payload.malformed_fraction > 0 or any(r.check.expects_bad_input for r in sent),
+            streams=any(request.streams for request in sent),
+        )
 
     @property
     def duration_s(self) -> float:
@@ -1313,6 +1584,33 @@ def _against(base: Path, path: Path) -> Path:
     return path if path.is_absolute() else (base / path).resolve()
 
 
+def _request_against(base: Path, request: RequestConfig) -> RequestConfig:
+    """The request with its files resolved against the scenario's folder: the body file, the data set, the files
+    folder, an openai request's prompts and, when it has neither rows' folder to be relative to, the files its
+    body names."""
+    update: dict[str, Any] = {
+        name: _against(base, getattr(request, name))
+        for name in ("body_file", "dataset", "files")
+        if getattr(request, name) is not None
+    }
+    if request.dataset is None and request.files is None:
+        # Without rows, no placeholder either (the schema checks): every file path is literal.
+        if request.body_binary is not None:
+            update["body_binary"] = _file_against(base, request.body_binary)
+        if request.multipart is not None:
+            update["multipart"] = {
+                name: _file_against(base, part) if isinstance(part, FileInput) else part
+                for name, part in request.multipart.items()
+            }
+    if request.openai is not None and request.openai.prompts is not None:
+        update["openai"] = request.openai.model_copy(update={"prompts": _against(base, request.openai.prompts)})
+    return request.model_copy(update=update)
+
+
+def _file_against(base: Path, file: FileInput) -> FileInput:
+    return file.model_copy(update={"file": str(_against(base, Path(file.file)))})
+
+
 def load_scenario(path: Path, overrides: dict[str, Any] | None = None) -> Scenario:
     """Read a scenario YAML file, apply dotted-key overrides, validate once; relative paths resolve against the file."""
     data = read_yaml(path)
@@ -1350,14 +1648,9 @@ def scenario_from_data(data: Any, source: str, base: Path, overrides: dict[str, 
     scenario = scenario.model_copy(update={"target": scenario.target.model_copy(update={"tls": tls})})
     requests = None
     if scenario.requests is not None:
-        requests = [
-            request.model_copy(
-                update={
-                    name: _against(base, getattr(request, name))
-                    for name in ("body_file", "dataset")
-                    if getattr(request, name) is not None
-                }
-            )
-            for request in scenario.requests
-        ]
-    return scenario.model_copy(update={"service": service, "payload": payload, "requests": requests})
+        requests = [_request_against(base, request) for request in scenario.requests]
+    stages = [
+        stage if stage.trace is None else stage.model_copy(update={"trace": _against(base, stage.trace)})
+        for stage in scenario.stages
+    ]
+    return scenario.model_copy(update={"service": service, "payload": payload, "requests": requests, "stages": stages})

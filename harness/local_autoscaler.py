@@ -19,8 +19,15 @@ from harness.metrics.collector import CollectorSnapshot
 from harness.model import AutoscalerSync, EventSink, RunWarning, ScaleDecision
 from harness.targets.base import Target
 
-# Pods metrics the local autoscaler can observe, by the name a scenario (and the HPA) uses.
-POD_METRICS: dict[str, str] = {"bentoml_service_request_in_progress": "in_progress"}
+# Pods metrics the local autoscaler can observe, by the name a scenario (and the HPA) uses, and the collector's
+# ReplicaSnapshot field it reads. An LLM engine's vLLM gauges go by the names the test cluster's Prometheus adapter
+# gives them (scripts/cluster: `vllm:` becomes `vllm_`, as a custom metric's name cannot hold a colon everywhere).
+POD_METRICS: dict[str, str] = {
+    "bentoml_service_request_in_progress": "in_progress",
+    "vllm_num_requests_running": "engine_running",
+    "vllm_num_requests_waiting": "engine_waiting",
+    "vllm_kv_cache_usage_perc": "engine_kv_cache_usage",
+}
 
 
 def check_supported(config: AutoscalingConfig) -> None:
@@ -97,8 +104,10 @@ class LocalAutoscaler:
             values = self._window.setdefault(replica_id, {})
             if replica.cpu_cores is not None:
                 values.setdefault("cpu", []).append(replica.cpu_cores)
-            if replica.in_progress is not None:
-                values.setdefault("in_progress", []).append(replica.in_progress)
+            for field in POD_METRICS.values():
+                value = getattr(replica, field)
+                if value is not None:
+                    values.setdefault(field, []).append(value)
 
     def observations(self, now_s: float) -> list[PodObservation]:
         pods = []

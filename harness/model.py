@@ -82,6 +82,42 @@ class ClientInterval:
     output_tokens_squares: int = 0
     # Streamed requests that met every per-request limit of a goodput objective, keyed by RequestLimits.key.
     good_requests: dict[str, int] = field(default_factory=dict)
+    # The same outcomes per named request (`requests:`), by name; the fields above add up every request, and
+    # also count what no request was chosen for (arrivals dropped at max_in_flight, no ready replica). Empty in
+    # records of scenarios without `requests:` and in those an older harness wrote.
+    by_request: dict[str, RequestTally] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RequestTally:
+    """One named request's outcomes in one ClientInterval: the interval's own outcome fields, names and meanings
+    alike, for this request alone."""
+
+    requests: int = 0
+    failures: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    error_samples: dict[str, list[str]] = field(default_factory=dict)
+    latency_hdr: str = ""
+    checked: int = 0
+    mismatches: int = 0
+    bad_inputs: int = 0
+    bad_input_5xx: int = 0
+    bad_input_accepted: int = 0
+    streamed: int = 0
+    ttft_hdr: str = ""
+    itl_hdr: str = ""
+    tpot_hdr: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    output_tokens_squares: int = 0
+    good_requests: dict[str, int] = field(default_factory=dict)
+
+
+def request_view(interval: ClientInterval, request: str) -> ClientInterval:
+    """The interval as if only `request` had been sent (KeyError when it was not sent in it): its outcomes, and the
+    process's own figures (users, schedule, CPU) as they were."""
+    tally = interval.by_request[request]
+    return replace(interval, **{f.name: getattr(tally, f.name) for f in dataclasses.fields(tally)}, by_request={})
 
 
 @dataclass(frozen=True)
@@ -157,6 +193,11 @@ class ServerSample:
     duration_count: float | None = None
     batch_size_sum: float | None = None
     batch_size_count: float | None = None
+    # An LLM engine's state where the replica exports vLLM's gauges (vllm:num_requests_running, _waiting,
+    # kv_cache_usage_perc): sequences generating, requests queued, share of the KV cache in use (0-1).
+    engine_running: float | None = None
+    engine_waiting: float | None = None
+    engine_kv_cache_usage: float | None = None
 
 
 @dataclass(frozen=True)
@@ -645,6 +686,9 @@ class StageResult:
     output_tokens: int = 0
     output_tokens_squares: int = 0
     good_requests: dict[str, int] = field(default_factory=dict)
+    # Each named request's figures in the stage (`requests:`), by name: its own counts, errors, latency and streamed
+    # figures; the stage's window, replicas and validity. Empty without `requests:` and in older verdicts.
+    by_request: dict[str, StageResult] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -664,6 +708,8 @@ class ObjectiveResult:
     # The unit of measured, threshold, ci_low and ci_high: the one the metric's name ends with ("ms", "rps",
     # "s"; "fraction" for error_rate). Verdicts written before schema version 2 leave it empty.
     unit: str = ""
+    # The named request it judged alone (`request:` of the objective); None: every request of the stage.
+    request: str | None = None
 
 
 @dataclass(frozen=True)
@@ -724,8 +770,9 @@ class Bottleneck:
 
 
 # Version 2 added bottlenecks, schema_version, run_id, scenario_name and each objective result's unit, and
-# faults.
-VERDICT_SCHEMA_VERSION = 2
+# faults. Version 3 added each stage's figures per named request (StageResult.by_request) and the request an
+# objective result judged.
+VERDICT_SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -746,6 +793,51 @@ class FaultImpact:
     objectives_held: bool | None
     # Why the fault could not be injected (no such ready replica, the platform refused).
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One probe of the sweep: the arrival rate tried and whether every objective passed (None: inconclusive)."""
+
+    rate_rps: float
+    passed: bool | None
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """The outcome of a sweep: the highest rate proven sustainable and the bracket around the true maximum."""
+
+    # The highest passing rate below the lowest failing one; None when no probe passed.
+    max_sustainable_rps: float | None
+    bracket_low: float | None
+    # The lowest failing rate; None when no probe failed (the maximum is at least bracket_low).
+    bracket_high: float | None
+    probes: tuple[Probe, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class SweepProbeRecord:
+    """One probe of `harness sweep` as run: its rate and length, the verdict's status and its run directory."""
+
+    replicas: int
+    rate_rps: float
+    duration_s: float
+    status: str
+    achieved_rps: float | None
+    run_dir: str
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """sweep.json: every replica count's search, the scaling efficiency between them and every probe."""
+
+    sweep_id: str
+    # The first (or only) replica count's search, for a single-count sweep's readers.
+    result: SweepResult
+    by_replicas: dict[str, SweepResult]
+    scaling_efficiency: float | None
+    probes: tuple[SweepProbeRecord, ...]
 
 
 @dataclass(frozen=True)

@@ -83,8 +83,9 @@ class ObjectiveMetric:
     # Whether it decides a `harness sweep` probe: latency and errors do; a fixed throughput floor would fail
     # every probe below it, and a service that falls behind an open-model rate shows it as queueing latency.
     decides_sweep_probes: bool = False
-    # (the objective's max or None, confidence) -> fewest requests a stage needs before it can PASS at all.
-    requests_to_pass: Callable[[float | None, float], int] | None = None
+    # (the objective's max or None, its min or None, confidence) -> fewest requests a stage needs before it can
+    # PASS at all.
+    requests_to_pass: Callable[[float | None, float | None, float], int] | None = None
     # stage -> why it FAILs whatever was measured and even in a stage otherwise invalid, or None.
     fails_stage: Callable[[StageResult], str | None] | None = None
     # The scenario's traffic -> what the objective needs that the load does not send (a config error), or None.
@@ -159,6 +160,15 @@ def _goodput(metric: str, stage: StageResult, confidence: float, limits: Request
     return Measurement(*rate, f"goodput (rps, {good} of {stage.streamed} streamed requests met {limits.key})")
 
 
+def _goodput_fraction(metric: str, stage: StageResult, confidence: float, limits: RequestLimits | None) -> Measurement:
+    assert limits is not None  # config requires them (takes_request_limits)
+    good = stage.good_requests.get(limits.key)
+    if good is None:
+        return Measurement(None, None, None, "goodput", f"requests meeting {limits.key} were not counted in this stage")
+    # Every request that ended counts: one that failed met no limit.
+    return _share(f"goodput ({limits.key})", good, stage.requests, "no requests completed in this stage", confidence)
+
+
 def _share(what: str, count: int, total: int, missing: str, confidence: float) -> Measurement:
     """`count` of `total` as a fraction with its Wilson interval; nothing measured when `total` is 0."""
     if total == 0:
@@ -202,9 +212,14 @@ def _throughput(metric: str, stage: StageResult, confidence: float, limits: Requ
     return Measurement(stage.achieved_rps, low / stage.duration_s, high / stage.duration_s, "throughput (rps)")
 
 
-def _error_rate_requests(max_rate: float | None, confidence: float) -> int:
+def _error_rate_requests(max_rate: float | None, min_rate: float | None, confidence: float) -> int:
     # Even with no failure at all, the Wilson upper bound falls below `max` only after enough requests.
     return requests_to_pass_error_rate(max_rate, confidence) if max_rate is not None and 0 < max_rate < 1 else 0
+
+
+def _goodput_fraction_requests(max_share: float | None, min_share: float | None, confidence: float) -> int:
+    # The mirror image: with every request good, the Wilson lower bound rises above `min` only after enough of them.
+    return requests_to_pass_error_rate(1 - min_share, confidence) if min_share is not None and 0 < min_share < 1 else 0
 
 
 def _needs_checked_answers(traffic: Traffic) -> str | None:
@@ -222,7 +237,7 @@ def _needs_bad_input(traffic: Traffic) -> str | None:
 def _needs_streams(traffic: Traffic) -> str | None:
     if traffic.streams:
         return None
-    return "needs requests whose answers stream (Server-Sent Events), which this version does not send yet"
+    return "needs requests whose answers stream (a request with openai: or stream:)"
 
 
 def _judge_by_waiting(step: StepAutoscaling) -> str | None:
@@ -279,12 +294,13 @@ OBJECTIVE_METRICS: tuple[ObjectiveMetric, ...] = (
     ),
     ObjectiveMetric("throughput_rps", re.compile(r"^throughput_rps$"), "rps", stage=_throughput),
     # Streamed requests (harness.load.streaming): time to first token, every gap between tokens, and time per
-    # output token, each at a percentile. They do not decide sweep probes yet: the sweep sends no streams.
+    # output token, each at a percentile.
     ObjectiveMetric(
         "ttft_pNN_ms",
         re.compile(rf"^ttft_{_PERCENTILE}_ms$"),
         "ms",
         stage=_streamed,
+        decides_sweep_probes=True,
         unmeasurable_with=_needs_streams,
     ),
     ObjectiveMetric(
@@ -292,6 +308,7 @@ OBJECTIVE_METRICS: tuple[ObjectiveMetric, ...] = (
         re.compile(rf"^itl_{_PERCENTILE}_ms$"),
         "ms",
         stage=_streamed,
+        decides_sweep_probes=True,
         unmeasurable_with=_needs_streams,
     ),
     ObjectiveMetric(
@@ -299,6 +316,7 @@ OBJECTIVE_METRICS: tuple[ObjectiveMetric, ...] = (
         re.compile(rf"^tpot_{_PERCENTILE}_ms$"),
         "ms",
         stage=_streamed,
+        decides_sweep_probes=True,
         unmeasurable_with=_needs_streams,
     ),
     # Output tokens of streamed requests per second of the stage.
@@ -315,6 +333,19 @@ OBJECTIVE_METRICS: tuple[ObjectiveMetric, ...] = (
         re.compile(r"^goodput_rps$"),
         "rps",
         stage=_goodput,
+        unmeasurable_with=_needs_streams,
+        takes_request_limits=True,
+    ),
+    # The share of the stage's requests that met every limit of its `per_request:` (DistServe's SLO attainment):
+    # what `harness sweep` keeps to find the highest rate with enough goodput, as a rate alone cannot.
+    ObjectiveMetric(
+        "goodput_fraction",
+        re.compile(r"^goodput_fraction$"),
+        "",
+        stage=_goodput_fraction,
+        shown_as_percent=True,
+        decides_sweep_probes=True,
+        requests_to_pass=_goodput_fraction_requests,
         unmeasurable_with=_needs_streams,
         takes_request_limits=True,
     ),

@@ -12,12 +12,12 @@ from harness.analysis.latency import min_samples_for_percentile
 from harness.config import Scenario
 from harness.errors import ConfigError
 from harness.load.payloads import build_bodies
-from harness.load.plan import build_load_plan
+from harness.load.plan import build_load_plan, stage_specs
 from harness.load.pod_files import configmap_parts, read_plan_files
 from harness.load.requests import ready_requests
 from harness.load.runner import check_user_locustfile
 from harness.local_autoscaler import check_supported
-from harness.targets.registry import extras_needed, target_kind
+from harness.targets.registry import extras_needed, machine_preflight, target_kind
 from harness.tls import context_for
 
 
@@ -35,6 +35,7 @@ def preflight(scenario: Scenario) -> None:
         raise ConfigError(f"service.path '{scenario.service.path}': no such directory (expected a BentoML project)")
     if scenario.payload.source == "jsonl":
         build_bodies("jsonl", file=scenario.payload.file, batch_rows=1, seed=0)
+    stage_specs(scenario, with_traces=True)  # names a trace file that cannot be read or replayed
     context_for(scenario.target.urls, scenario.target.tls)  # names a target.tls file that cannot be read or used
     if scenario.load.locustfile is not None:
         if not scenario.load.locustfile.is_file():
@@ -45,12 +46,14 @@ def preflight(scenario: Scenario) -> None:
         # The harness plays the HPA controller itself: only metrics it observes can drive it.
         check_supported(autoscaling)
     if scenario.requests is not None:
-        # Reads every body file and data set, fills every template and checks every ${NAME} is set.
+        # Reads every body file, data set and file, fills every template and checks every ${NAME} is set.
         ready_requests(scenario.requests, os.environ)
     if in_cluster:
-        # The files the generator pods read go to the cluster as ConfigMaps: too much of them is named now.
+        # The files the generator pods read go to the cluster as ConfigMaps: too much of them is named now (the
+        # part of the scenario that reads the most), and a file name the pods cannot lay out.
         plan = build_load_plan(scenario, endpoints_file=Path("endpoints.json"), intervals_dir=Path("intervals"))
         configmap_parts(read_plan_files(plan))
+    machine_preflight(scenario)
 
 
 def tls_warnings(scenario: Scenario) -> list[str]:

@@ -367,6 +367,7 @@ class Run:
             image=images.service,
             replica_cpus=placement.replica_cpus if placement else None,
             on_replica_started=self._replica_cpu_limits(),
+            register=self.watchdog.register if self.watchdog is not None else None,
         )
         target = make_target(scenario, context)
         if isinstance(target, LeavesResources) and self.watchdog is not None:

@@ -40,6 +40,7 @@ from harness.model import (
     RunMetadata,
     ServerSample,
     StageWindow,
+    SweepSummary,
     UnknownEvent,
     Verdict,
     from_json_dict,
@@ -99,6 +100,26 @@ def _record_from_json(cls: type[T], data: Any) -> T:
         )
         return RunEvent(t_s=float(data["t_s"]), detail=event)  # type: ignore[return-value]
     return from_json_dict(cls, data)
+
+
+SWEEP_SUMMARY_FILE = "sweep.json"
+
+
+def write_sweep_summary(sweep_dir: Path, summary: SweepSummary) -> Path:
+    """sweep.json in the sweep's directory (beside its probes' run directories), written whole or not at all."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    return write_atomically(sweep_dir / SWEEP_SUMMARY_FILE, json.dumps(to_json_dict(summary), indent=2) + "\n")
+
+
+def read_sweep_summary(path: Path) -> SweepSummary:
+    """A sweep.json (the file, or the sweep directory holding it)."""
+    path = path / SWEEP_SUMMARY_FILE if path.is_dir() else path
+    try:
+        return from_json_dict(SweepSummary, json.loads(path.read_text(encoding="utf-8")), ignore_unknown=True)
+    except FileNotFoundError as error:
+        raise ReportError(f"{path}: missing") from error
+    except (ValueError, TypeError, KeyError) as error:
+        raise ReportError(f"{path}: not a sweep summary ({error})") from error
 
 
 @dataclass(frozen=True)

@@ -8,17 +8,17 @@ The search itself (bracket, then bisect to the tolerance) is `harness.analysis.s
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from harness.analysis.saturation import scaling_efficiency
-from harness.analysis.sweep import Probe, SweepResult, next_rate, probe_duration_s, result
+from harness.analysis.sweep import next_rate, probe_duration_s, result
 from harness.config import Scenario, Stage
 from harness.errors import ConfigError
 from harness.exit_codes import ExitCode
-from harness.model import Status, to_json_dict
-from harness.rundir import write_atomically
+from harness.model import Probe, Status, SweepProbeRecord, SweepResult, SweepSummary
+from harness.objectives import OBJECTIVE_METRICS, metric_percentile
+from harness.rundir import write_sweep_summary
 from harness.targets.kinds import TARGET_KINDS
 from harness.targets.registry import target_kind
 
@@ -61,32 +61,38 @@ def _search(
     min_probe_s: float | None,
     console: Any,
     label: str,
-    on_probe: Callable[[dict[str, Any]], None],
-) -> tuple[SweepResult, list[dict[str, Any]]]:
+    on_probe: Callable[[SweepProbeRecord], None],
+) -> tuple[SweepResult, list[SweepProbeRecord]]:
     """One bracket-then-bisect search on `base`'s target; every probe is a run under base's output dir."""
     from harness.run import Run
 
-    latency_percentiles = [o.percentile for o in base.objectives if o.percentile is not None]
-    percentile = max(latency_percentiles, default=95.0)
+    # The probes' length follows the highest percentile they judge (latency, TTFT, ITL, TPOT); without one, the
+    # objectives that need a number of requests to pass at all (error_rate, goodput_fraction) set it.
+    percentiles = [q for o in base.objectives if (q := metric_percentile(o.metric)) is not None]
     requests_to_pass = max(
         (
-            o.kind.requests_to_pass(o.max, base.validity.confidence)
+            o.kind.requests_to_pass(o.max, o.min, base.validity.confidence)
             for o in base.objectives
             if o.kind.requests_to_pass is not None
         ),
         default=0,
     )
     probes: list[Probe] = []
-    records: list[dict[str, Any]] = []
+    records: list[SweepProbeRecord] = []
     while len(probes) < MAX_PROBES:
         rate = next_rate(probes, initial_rps=initial_rps, max_rps=max_rps, tolerance=tolerance)
         if rate is None:
             break
-        duration_s = probe_duration_s(
-            rate,
-            percentile=percentile,
-            min_tail_samples=base.validity.min_tail_samples,
-            min_duration_s=min_probe_s if min_probe_s is not None else 10.0,
+        min_duration_s = min_probe_s if min_probe_s is not None else 10.0
+        duration_s = (
+            probe_duration_s(
+                rate,
+                percentile=max(percentiles),
+                min_tail_samples=base.validity.min_tail_samples,
+                min_duration_s=min_duration_s,
+            )
+            if percentiles
+            else min_duration_s
         )
         # Some objectives (an error rate) can only PASS with enough requests, even with no failure at all;
         # 20% more arrivals than that covers Poisson shortfall.
@@ -98,14 +104,14 @@ def _search(
         probes.append(Probe(rate_rps=rate, passed=probe_passed(status)))
         probe_stage = next((s for s in outcome.verdict.stages if s.name == "probe"), None) if outcome.verdict else None
         records.append(
-            {
-                "replicas": base.target.replicas,
-                "rate_rps": rate,
-                "duration_s": duration_s,
-                "status": status.value,
-                "achieved_rps": probe_stage.achieved_rps if probe_stage else None,
-                "run_dir": str(outcome.run_dir),
-            }
+            SweepProbeRecord(
+                replicas=base.target.replicas,
+                rate_rps=rate,
+                duration_s=duration_s,
+                status=status.value,
+                achieved_rps=probe_stage.achieved_rps if probe_stage else None,
+                run_dir=str(outcome.run_dir),
+            )
         )
         on_probe(records[-1])
         console.print(
@@ -125,8 +131,8 @@ def run_sweep(
     min_probe_s: float | None,
     console: Any,
     replica_counts: Sequence[int] = (),
-    on_probe: Callable[[dict[str, Any]], None] = lambda record: None,
-    on_result: Callable[[dict[str, Any]], None] = lambda summary: None,
+    on_probe: Callable[[SweepProbeRecord], None] = lambda record: None,
+    on_result: Callable[[SweepSummary], None] = lambda summary: None,
 ) -> int:
     """Search the maximum sustainable arrival rate (at each of `replica_counts`, else at the scenario's
     replicas); writes sweep.json with the scaling efficiency when 1 replica and more were searched;
@@ -134,6 +140,12 @@ def run_sweep(
     `on_result` the summary sweep.json holds."""
     if not scenario.objectives:
         raise ConfigError("harness sweep needs objectives: the maximum rate is the highest one where they all hold")
+    if not any(o.kind.decides_sweep_probes for o in scenario.objectives):
+        deciding = ", ".join(m.syntax for m in OBJECTIVE_METRICS if m.decides_sweep_probes)
+        raise ConfigError(
+            f"harness sweep needs an objective that can decide a probe ({deciding}): a rate floor such as "
+            "throughput_rps or goodput_rps fails every probe below it; for goodput, bound goodput_fraction"
+        )
     counts = list(dict.fromkeys(replica_counts)) or [scenario.target.replicas]
     if any(count < 1 for count in counts):
         raise ConfigError(f"--replicas: replica counts must be >= 1, got {counts}")
@@ -143,7 +155,7 @@ def run_sweep(
     sweep_id = f"{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}-{scenario.name}-sweep"
     sweep_dir = scenario.output.dir / sweep_id
     results: dict[int, SweepResult] = {}
-    all_records: list[dict[str, Any]] = []
+    all_records: list[SweepProbeRecord] = []
     for count in counts:
         base = scenario.model_copy(
             update={
@@ -167,22 +179,20 @@ def run_sweep(
         console.print(f"{count} replica(s): {found.reason}")
     maxima = {n: r.max_sustainable_rps for n, r in results.items() if r.max_sustainable_rps is not None}
     efficiency = scaling_efficiency(maxima)
-    summary = {
-        "sweep_id": sweep_id,
-        # The first (or only) replica count's search, for a single-count sweep's readers.
-        "result": to_json_dict(results[counts[0]]),
-        "by_replicas": {str(n): to_json_dict(r) for n, r in results.items()},
-        "scaling_efficiency": efficiency,
-        "probes": all_records,
-    }
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    write_atomically(sweep_dir / "sweep.json", json.dumps(summary, indent=2) + "\n")
+    summary = SweepSummary(
+        sweep_id=sweep_id,
+        result=results[counts[0]],
+        by_replicas={str(n): r for n, r in results.items()},
+        scaling_efficiency=efficiency,
+        probes=tuple(all_records),
+    )
+    summary_path = write_sweep_summary(sweep_dir, summary)
     for n, rate in maxima.items():
         console.print(f"maximum sustainable arrival rate at {n} replica(s): {rate:.1f} rps")
     if efficiency is not None:
         console.print(
             f"scaling efficiency (throughput at {max(maxima)} replicas / {max(maxima)} x one replica): {efficiency:.2f}"
         )
-    console.print(f"sweep: {sweep_dir / 'sweep.json'}")
+    console.print(f"sweep: {summary_path}")
     on_result(summary)
     return ExitCode.OK if len(maxima) == len(counts) else ExitCode.INCONCLUSIVE

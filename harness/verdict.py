@@ -129,10 +129,17 @@ def _result(
         ci_high=ci_high,
         reason=reason,
         unit=objective_metric(objective.metric).unit or "fraction",
+        request=objective.request,
     )
 
 
 def _judge_stage(objective: Objective, stage: StageResult, confidence: float) -> ObjectiveResult:
+    if objective.request is not None:
+        own = stage.by_request.get(objective.request)
+        if own is None:
+            why = f"request '{objective.request}' has no figures of its own in this stage (none was sent)"
+            return _result(objective, stage.name, Status.INCONCLUSIVE, None, None, None, why)
+        stage = own
     measure = objective_metric(objective.metric).stage
     if measure is None:
         raise ValueError(f"objective metric '{objective.metric}' is not a per-stage metric")

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.lanes import LANES, lane_of
+
 # Every process of the suite records the programs it looks up or executes (tests/program_audit): this one now,
 # its children through PYTHONPATH. A test that uses a program no install step of `make test` provides fails.
 _PROGRAM_AUDIT_DIR = Path(__file__).parent / "program_audit"
@@ -40,11 +42,26 @@ settings.register_profile(
 settings.load_profile("harness")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """make test selects each lane by mark: a test marked both `quiet` and `exclusive` would run twice."""
-    both = [item.nodeid for item in items if item.get_closest_marker("quiet") and item.get_closest_marker("exclusive")]
-    if both:
-        raise pytest.UsageError(f"marked both quiet and exclusive (choose one): {', '.join(both)}")
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--lane",
+        choices=LANES,
+        help="run only the tests of this lane of make test (tests/lanes.py derives it from their markers)",
+    )
+
+
+def _markers(item: pytest.Item) -> set[str]:
+    return {marker.name for marker in item.iter_markers()}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    lane = config.getoption("--lane")
+    if lane is None:
+        return
+    deselected = [item for item in items if lane_of(_markers(item)) != lane]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if lane_of(_markers(item)) == lane]
 
 
 class _ProgramAudit:
@@ -54,8 +71,12 @@ class _ProgramAudit:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.offset = 0
-        self.seen: set[tuple[str, str]] = set()
+        self.seen: set[tuple[str, str, str]] = set()
+        # (test, program) pairs whose program was checked against what make test installs.
+        self.judged: set[tuple[str, str]] = set()
         self.pending: list[dict[str, str]] = []
+        # Test -> programs it executed (not those the audit ran to learn what is installed).
+        self.executed: dict[str, set[str]] = {}
 
     def read(self) -> None:
         try:
@@ -69,15 +90,21 @@ class _ProgramAudit:
         for line in complete.decode(errors="replace").splitlines():
             entry = json.loads(line)
             entry["test"] = entry["test"].split(" ")[0]
-            key = (entry["test"], entry["program"])
             if entry.get("excused"):
-                # A test marked absent_program used it on purpose (written by that test's process, read again by
-                # xdist's controller at the end).
-                self.seen.add(key)
-                self.pending = [known for known in self.pending if (known["test"], known["program"]) != key]
+                # A test marked absent_program used it on purpose (written back by that test's process, read again
+                # by xdist's controller at the end of the session).
+                used = (entry["test"], entry["program"])
+                self.judged.add(used)
+                self.pending = [known for known in self.pending if (known["test"], known["program"]) != used]
                 continue
-            if key not in self.seen:
-                self.seen.add(key)
+            key = (entry["test"], entry["how"], entry["program"])
+            if key in self.seen:
+                continue
+            self.seen.add(key)
+            if entry["how"] == "executes" and not entry.get("caller", "").startswith(str(_PROGRAM_AUDIT_DIR)):
+                self.executed.setdefault(entry["test"], set()).add(Path(entry["program"]).name)
+            if (entry["test"], entry["program"]) not in self.judged:
+                self.judged.add((entry["test"], entry["program"]))
                 if not provided_programs().provides(entry["program"]):
                     self.pending.append(entry)
 
@@ -113,6 +140,14 @@ def _programs_used_are_installed_by_make_test(request: pytest.FixtureRequest) ->
             log.write("".join(json.dumps({**entry, "excused": True}) + "\n" for entry in excused))
     if mine:
         pytest.fail("; ".join(_describe(entry) for entry in mine), pytrace=False)
+    # Markers say what a test exercises, and its lane follows from them (tests/lanes.py).
+    started = _audit.executed.pop(request.node.nodeid, set()) - absent
+    if started and request.node.get_closest_marker("integration") is None:
+        pytest.fail(
+            f"{request.node.nodeid} starts processes ({', '.join(sorted(started))}) but is not marked integration: "
+            "mark it @pytest.mark.integration (tests/lanes.py)",
+            pytrace=False,
+        )
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -148,3 +148,73 @@ def test_the_checks_see_circles_and_forbidden_arrows() -> None:
     # Imports inside functions count; those under TYPE_CHECKING never run.
     source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import a\ndef f():\n    import b\n"
     assert imports_of(source, {"a", "b"}) == {"b"}
+
+
+def parts() -> dict[str, list[str]]:
+    """The table under "The parts": part -> the modules and packages its Modules column names (paths under harness/)."""
+    text = ARCHITECTURE.read_text().split("## The parts", 1)[1].split("\n## ", 1)[0]
+    found: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")] if line.startswith("|") else []
+        if len(cells) == 3 and cells[0] not in ("Part", "---"):
+            found[cells[0]] = re.findall(r"`([^`]+)`", cells[1])
+    return found
+
+
+def test_every_module_is_in_exactly_one_part_of_the_architecture() -> None:
+    """A module belongs to the part that names it, else to the part that names its package; one part each."""
+    named = parts()
+    homes: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "harness").rglob("*.py")):
+        relative = path.relative_to(ROOT / "harness").as_posix()
+        if relative.startswith("_data/"):
+            continue
+        explicit = [part for part, entries in named.items() if relative in entries]
+        package = relative.rsplit("/", 1)[0] + "/" if "/" in relative else None
+        homes[relative] = explicit or [part for part, entries in named.items() if package in entries]
+    assert {module: found for module, found in homes.items() if len(found) != 1} == {}
+    listed = {entry for entries in named.values() for entry in entries}
+    assert {entry for entry in listed if not (ROOT / "harness" / entry).exists()} == set(), "a part names no module"
+
+
+PACKAGES = ("analysis", "load", "metrics", "report", "targets")
+
+
+def public_surface(package: str) -> set[str]:
+    """The names a package's `__init__.py` lists in `__all__`: its public modules and objects."""
+    tree = ast.parse((ROOT / "harness" / package / "__init__.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            return {element.value for element in node.value.elts}  # type: ignore[attr-defined]
+    return set()
+
+
+def reaches_into(importer: str, source: str) -> list[str]:
+    """What `importer` takes from another package that the package does not list in `__all__`."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            taken = [(alias.name, None) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            taken = [(node.module, alias.name) for alias in node.names]
+        else:
+            continue
+        for module, name in taken:
+            parts = module.split(".")
+            if parts[0] != "harness" or len(parts) < 2 or parts[1] not in PACKAGES:
+                continue
+            if importer == f"harness.{parts[1]}" or importer.startswith(f"harness.{parts[1]}."):
+                continue
+            member = parts[2] if len(parts) > 2 else name
+            if member is not None and member not in public_surface(parts[1]):
+                found.append(f"{importer} -> harness.{parts[1]}.{member}")
+    return found
+
+
+def test_other_parts_use_only_what_a_package_makes_public() -> None:
+    assert all(public_surface(package) for package in PACKAGES)
+    found = [line for name, path in modules().items() for line in reaches_into(name, path.read_text())]
+    assert found == []
+    assert reaches_into("harness.run", "from harness.analysis.knee import find_knee") == [
+        "harness.run -> harness.analysis.knee"
+    ]

@@ -13,7 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = [pytest.mark.integration, pytest.mark.quiet]
+pytestmark = [pytest.mark.integration, pytest.mark.load_timing]
 
 
 def test_replicas_rise_under_a_load_step_and_figures_match_the_timeline(tmp_path: Path) -> None:

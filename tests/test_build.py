@@ -110,7 +110,7 @@ def test_patch_only_touches_the_from_and_apt_lines(image: str, with_ca_bundle: b
 
 # Exclusive: its prune removes every other digits image, which a session running beside it may be using.
 @pytest.mark.integration
-@pytest.mark.exclusive
+@pytest.mark.machine_wide
 def test_build_and_containerize_the_digits_example(tmp_path: Path) -> None:
     started_s = time.monotonic()
     bento_tag = build_bento(DIGITS, tmp_path / "bentoml_home")

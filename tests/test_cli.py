@@ -46,6 +46,7 @@ def slow_down(run_dir: Path, factor: float) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+@pytest.mark.integration
 def test_report_recomputes_the_verdict_and_renders_everything(tmp_path: Path) -> None:
     run_dir = copy_run(tmp_path, "run")
     saved = json.loads((run_dir / "verdict.json").read_text())
@@ -58,12 +59,14 @@ def test_report_recomputes_the_verdict_and_renders_everything(tmp_path: Path) ->
     assert json.loads((run_dir / "verdict.json").read_text()) == saved, "the verdict is a function of the raw data"
 
 
+@pytest.mark.integration
 def test_report_on_a_missing_directory_exits_2(tmp_path: Path) -> None:
     result = harness("report", str(tmp_path / "nope"))
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and "not a run directory" in result.stderr
 
 
+@pytest.mark.integration
 def test_compare_finds_no_regression_against_itself_and_one_against_a_slower_copy(tmp_path: Path) -> None:
     baseline = copy_run(tmp_path, "baseline")
     same = copy_run(tmp_path, "same")
@@ -80,6 +83,7 @@ def test_compare_finds_no_regression_against_itself_and_one_against_a_slower_cop
     assert html.exists() and "<html" in html.read_text().lower()
 
 
+@pytest.mark.integration
 def test_validate_accepts_every_checked_in_scenario() -> None:
     for scenario in sorted((ROOT / "loadtests").glob("*.yaml")):
         result = harness("validate", str(scenario))
@@ -87,6 +91,7 @@ def test_validate_accepts_every_checked_in_scenario() -> None:
         assert "valid" in result.stdout
 
 
+@pytest.mark.integration
 def test_a_bad_override_names_the_key(tmp_path: Path) -> None:
     result = harness("validate", str(ROOT / "loadtests" / "default.yaml"), "--set", "target.replicas=-1")
     assert result.returncode == 2
@@ -190,6 +195,7 @@ def test_a_reused_run_id_is_refused_before_anything_starts(monkeypatch: pytest.M
     assert list((tmp_path / "taken").iterdir()) == []
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
 def test_report_on_a_full_disk_is_an_infrastructure_failure_and_leaves_no_temporary_file(tmp_path: Path) -> None:
     run_dir = copy_run(tmp_path, "run")
@@ -304,6 +310,7 @@ def test_validate_runs_the_preflight_of_run(tmp_path: Path) -> None:
     assert "latency_p99_ms, which needs at least 1000" in short.output
 
 
+@pytest.mark.integration
 def test_validate_loads_the_users_locustfile_as_the_load_generator_will_and_names_its_mistake(tmp_path: Path) -> None:
     scenario = tmp_path / "own-users.yaml"
     scenario.write_text(

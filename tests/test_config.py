@@ -547,7 +547,104 @@ def test_a_user_locustfile_runs_users_stages_and_its_own_requests_only() -> None
         parse_scenario(mixed)
 
 
-def test_streamed_objectives_are_refused_until_requests_stream() -> None:
+OPENAI = {
+    "name": "complete",
+    "path": "/v1/completions",
+    "openai": {"synthetic": {"input_tokens": 8, "output_tokens": 4}},
+}
+
+
+def test_streamed_objectives_are_measured_once_a_request_streams() -> None:
+    objectives = [
+        {"metric": "ttft_p95_ms", "max": 500},
+        {"metric": "goodput_fraction", "min": 0.9, "per_request": {"ttft_ms": 500, "tpot_ms": 50}},
+        {"metric": "itl_p99_ms", "max": 50, "request": "complete"},
+    ]
+    scenario = parse_scenario({**with_requests(OPENAI, {"name": "health", "method": "GET", "path": "/h"}),
+                               "objectives": objectives})  # fmt: skip
+    assert scenario.objectives[2].name == "itl_p99_ms <= 50 for complete"
+    request = scenario.requests[0] if scenario.requests else None
+    assert request is not None and request.streams and request.openai_api == "completions"
+    # Judged on the one request that does not stream, a streamed figure cannot be measured.
+    on_health = {"metric": "ttft_p95_ms", "max": 500, "request": "health"}
+    data = {**with_requests(OPENAI, {"name": "health", "method": "GET", "path": "/h"}), "objectives": [on_health]}
+    with pytest.raises(ConfigError, match="objective 'ttft_p95_ms' on request 'health' needs requests whose answers"):
+        parse_scenario(data)
+    data["objectives"] = [{"metric": "latency_p95_ms", "max": 5, "request": "predict"}]
+    with pytest.raises(ConfigError, match="names request 'predict', which is not one of: complete, health"):
+        parse_scenario(data)
+    with pytest.raises(ConfigError, match=r"which is not one of: \(no requests: section\)"):
+        parse_scenario({**minimal(), "objectives": [{"metric": "error_rate", "max": 0.1, "request": "x"}]})
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "message"),
+    [
+        ({"openai": {}}, "give prompts .* or synthetic"),
+        ({"openai": {"prompts": "p", "synthetic": {"input_tokens": 1, "output_tokens": 1}}}, "one of them"),
+        ({"openai": {"prompts": "p"}, "body_file": "b.jsonl"}, "openai builds the bodies"),
+        ({"openai": {"prompts": "p"}, "method": "PUT"}, "an openai request is a POST"),
+        ({"openai": {"prompts": "p"}, "stream": "sse"}, "read as stream openai"),
+        ({"openai": {"prompts": "p"}, "path": "/generate"}, "openai.api is needed"),
+        (
+            {
+                "openai": {"synthetic": {"input_tokens": 1, "output_tokens": 1, "token_ids": True}},
+                "path": "/v1/chat/completions",
+            },
+            "synthetic.token_ids is for completions",
+        ),
+        ({"openai": {"synthetic": {"input_tokens": {"mean": 5, "min": 8}, "output_tokens": 1}}}, "below min"),
+        ({"openai": {"synthetic": {"input_tokens": 4, "output_tokens": 1}, "max_tokens": 3}}, "remove max_tokens"),
+        ({"stream": "sse", "check": {"fields": [{"field": "a", "equals": 1}]}}, "a streamed answer is judged by"),
+    ],
+)
+def test_streamed_requests_that_cannot_be_sent_are_named(request_fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_scenario(with_requests({"name": "r", "path": "/v1/completions", **request_fields}))
+
+
+@pytest.mark.parametrize(
+    ("stage", "message"),
+    [
+        ({"arrival": "gamma", "burstiness": 0}, "greater than 0"),
+        ({"arrival": "poisson", "burstiness": 2}, "burstiness shapes gamma arrivals"),
+        ({"arrival": "trace"}, "arrival trace and a trace file go together"),
+        ({"trace": "t.txt"}, "arrival trace and a trace file go together"),
+        ({"arrival": "uniform"}, "'constant', 'poisson', 'gamma' or 'trace'"),
+    ],
+)
+def test_arrival_options_are_checked(stage: dict[str, Any], message: str) -> None:
+    data = {**minimal(), "stages": [{"name": "a", "duration_s": 5, "arrival_rate_rps": 2, **stage}]}
+    with pytest.raises(ConfigError, match=message):
+        parse_scenario(data)
+    gamma = {"name": "a", "duration_s": 5, "arrival_rate_rps": 2, "arrival": "gamma", "burstiness": 0.5}
+    assert parse_scenario({**minimal(), "stages": [gamma]}).stages[0].burstiness == 0.5
+
+
+def test_a_trace_file_is_read_relative_to_the_scenario_and_checked_before_the_run(tmp_path: Path) -> None:
+    from harness.load.plan import stage_specs
+    from harness.preflight import preflight
+
+    (tmp_path / "arrivals.txt").write_text("0\n0.5\n2\n")
+    data = {
+        **minimal(),
+        "service": {"path": str(tmp_path), "service": "service:S"},
+        "requests": [{"name": "p", "path": "/p"}],
+    }
+    data["stages"] = [
+        {"name": "a", "duration_s": 5, "arrival_rate_rps": 2, "arrival": "trace", "trace": "arrivals.txt"}
+    ]
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data))
+    scenario = load_scenario(path)
+    assert scenario.stages[0].trace == tmp_path / "arrivals.txt"
+    assert stage_specs(scenario, with_traces=True)[0].trace_s == (0.0, 0.5, 2.0)
+    (tmp_path / "arrivals.txt").write_text("0\nlater\n")
+    with pytest.raises(ConfigError, match=r"stages\[0\].trace '.*arrivals.txt': line 2: 'later' is not a number"):
+        preflight(scenario)
+
+
+def test_streamed_objectives_are_refused_without_a_request_that_streams() -> None:
     for metric, bound in (("ttft_p95_ms", {"max": 500}), ("goodput_rps", {"min": 1, "per_request": {"ttft_ms": 500}})):
         data = {**minimal(), "objectives": [{"metric": metric, **bound}]}
         with pytest.raises(ConfigError, match=f"objective '{metric[:4]}.*needs requests whose answers stream"):

@@ -33,6 +33,7 @@ def run_runtime(*arguments: str) -> None:
     subprocess.run([str(RUNTIME), *arguments], env=env, check=True, timeout=30)
 
 
+@pytest.mark.integration
 def test_create_keeps_only_capabilities_this_machine_can_hold(tmp_path: Path) -> None:
     capabilities = {name: list(ALL) for name in ("bounding", "effective", "permitted")}
     (tmp_path / "config.json").write_text(json.dumps({"process": {"capabilities": capabilities}, "root": {}}))
@@ -43,6 +44,7 @@ def test_create_keeps_only_capabilities_this_machine_can_hold(tmp_path: Path) ->
     assert written["root"] == {}
 
 
+@pytest.mark.integration
 def test_exec_keeps_only_capabilities_this_machine_can_hold(tmp_path: Path) -> None:
     process = tmp_path / "process.json"
     process.write_text(json.dumps({"args": ["sh"], "capabilities": {"bounding": list(ALL), "effective": list(ALL)}}))

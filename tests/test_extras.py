@@ -39,6 +39,7 @@ def harness_without(modules: tuple[str, ...], *args: str) -> subprocess.Complete
     ("target", "missing", "extra"),
     [("docker", ("docker",), "docker"), ("kubernetes", ("kubernetes",), "kubernetes")],
 )
+@pytest.mark.integration
 def test_a_run_on_a_target_whose_extra_is_missing_names_the_install_command(
     target: str, missing: tuple[str, ...], extra: str
 ) -> None:
@@ -49,6 +50,7 @@ def test_a_run_on_a_target_whose_extra_is_missing_names_the_install_command(
     ]
 
 
+@pytest.mark.integration
 def test_the_default_payload_without_the_digits_extra_names_it() -> None:
     result = harness_without(("sklearn",), "validate", str(DEFAULT))
     assert result.returncode == 2, result.stderr

@@ -34,6 +34,7 @@ from tests.test_verdict import stage
         ("tpot_p50_ms", "tpot_pNN_ms", "ms", False),
         ("output_tokens_per_s", "output_tokens_per_s", "tokens/s", False),
         ("goodput_rps", "goodput_rps", "rps", False),
+        ("goodput_fraction", "goodput_fraction", "", False),
         ("scale_up_within_s", "scale_up_within_s", "s", True),
         ("ready_within_s", "ready_within_s", "s", True),
         ("max_violation_s", "max_violation_s", "s", True),
@@ -113,18 +114,22 @@ def test_step_metrics_read_the_load_step() -> None:
     assert ready.unmeasurable(StepAutoscaling("step", 100.0, None, None, None, None, 1, 1, 1)) is not None
 
 
-def test_sweep_probes_are_decided_by_latency_and_errors_only() -> None:
+def test_sweep_probes_are_decided_by_latency_errors_and_the_share_of_good_requests() -> None:
     deciding = {m.syntax for m in OBJECTIVE_METRICS if m.decides_sweep_probes}
-    assert deciding == {"latency_pNN_ms", "error_rate"}
+    streamed = {"ttft_pNN_ms", "itl_pNN_ms", "tpot_pNN_ms", "goodput_fraction"}
+    assert deciding == {"latency_pNN_ms", "error_rate"} | streamed
     requests = objective_metric("error_rate").requests_to_pass
-    assert requests is not None and requests(0.01, 0.95) > 300 and requests(None, 0.95) == 0
+    assert requests is not None and requests(0.01, None, 0.95) > 300 and requests(None, None, 0.95) == 0
+    good = objective_metric("goodput_fraction").requests_to_pass
+    # Mirror images: a share of good requests >= 0.99 needs as many as an error rate <= 0.01.
+    assert good is not None and good(None, 0.99, 0.95) == requests(0.01, None, 0.95) and good(None, None, 0.95) == 0
 
 
 def test_only_answer_and_bad_input_metrics_need_something_of_the_traffic() -> None:
     nothing = Traffic(checks_answers=False, sends_bad_input=False)
     everything = Traffic(checks_answers=True, sends_bad_input=True, streams=True)
     needy = {m.syntax for m in OBJECTIVE_METRICS if m.unmeasurable_with is not None and m.unmeasurable_with(nothing)}
-    streamed = {"ttft_pNN_ms", "itl_pNN_ms", "tpot_pNN_ms", "output_tokens_per_s", "goodput_rps"}
+    streamed = {"ttft_pNN_ms", "itl_pNN_ms", "tpot_pNN_ms", "output_tokens_per_s", "goodput_rps", "goodput_fraction"}
     assert needy == {"mismatch_rate", "bad_input_5xx_rate"} | streamed
     assert all(m.unmeasurable_with is None or m.unmeasurable_with(everything) is None for m in OBJECTIVE_METRICS)
     mismatch = objective_metric("mismatch_rate").unmeasurable_with
@@ -187,6 +192,18 @@ def test_goodput_counts_the_requests_meeting_the_objectives_own_limits() -> None
     assert "500 of 600" in goodput.what
     other = _measure("goodput_rps", streamed_stage(), RequestLimits(ttft_ms=500, tpot_ms=50))
     assert other.value is None and "ttft_ms<=500,tpot_ms<=50 were not counted" in other.missing
+
+
+def test_goodput_fraction_is_the_share_of_all_requests_that_met_the_limits() -> None:
+    limits = RequestLimits(ttft_ms=500)
+    # 600 requests ended (stage() counts its requests), 500 of them good: failures count as not good.
+    share = _measure("goodput_fraction", streamed_stage(requests=600), limits)
+    assert share.value == pytest.approx(500 / 600)
+    assert share.ci_low is not None and share.ci_high is not None and share.ci_low < 500 / 600 < share.ci_high
+    assert "500/600" in share.what
+    assert fmt_metric_value("goodput_fraction", 0.9) == "90%"
+    uncounted = _measure("goodput_fraction", streamed_stage(), RequestLimits(tpot_ms=9))
+    assert uncounted.value is None and "were not counted" in uncounted.missing
 
 
 def test_goodput_objectives_need_limits_and_only_they_take_them() -> None:

@@ -62,6 +62,7 @@ def dead_owner() -> str:
 # --------------------------------------------------------------------------- owners
 
 
+@pytest.mark.integration
 def test_an_owner_is_alive_while_its_process_runs_and_not_after() -> None:
     assert owner_alive(owner_id())
     assert not owner_alive(dead_owner())
@@ -76,6 +77,7 @@ def test_an_owner_is_alive_while_its_process_runs_and_not_after() -> None:
 # --------------------------------------------------------------------------- spawn and stop
 
 
+@pytest.mark.integration
 def test_children_carry_the_mark_and_a_child_started_by_a_short_lived_thread_survives_the_thread(run_id: str) -> None:
     started: list[subprocess.Popen[bytes]] = []
     thread = threading.Thread(target=lambda: started.append(spawn(["sleep", "60"], run_id=run_id, replica="replica-1")))
@@ -104,6 +106,7 @@ ESCAPING_CHILD = (
 )
 
 
+@pytest.mark.integration
 def test_stop_tree_with_the_mark_also_stops_a_worker_whose_supervisor_was_killed(run_id: str) -> None:
     supervisor = spawn(
         [sys.executable, "-c", ESCAPING_CHILD], run_id=run_id, replica="replica-1", stdout=subprocess.PIPE
@@ -134,6 +137,7 @@ time.sleep(300)
 """
 
 
+@pytest.mark.integration
 def test_stop_tree_with_the_mark_spares_another_harnesses_process_of_the_same_run_id(run_id: str) -> None:
     """Two harnesses whose runs share an id (a run id given twice) stop only their own processes."""
     mine = spawn(["sleep", "120"], run_id=run_id, replica="loadgen")
@@ -148,6 +152,7 @@ def test_stop_tree_with_the_mark_spares_another_harnesses_process_of_the_same_ru
         theirs.wait()
 
 
+@pytest.mark.integration
 def test_after_a_sigkill_of_the_harness_its_watchdog_sweeps_every_marked_process(run_id: str) -> None:
     harness = subprocess.Popen(
         [sys.executable, "-c", FAKE_HARNESS, run_id, ESCAPING_CHILD], stdout=subprocess.PIPE, text=True, cwd=ROOT
@@ -190,7 +195,8 @@ def test_each_registered_resource_is_swept_by_its_kinds_sweeper_and_a_failure_is
 
 
 # Exclusive: a `harness run` starting beside it would sweep its dead-owner process first.
-@pytest.mark.exclusive
+@pytest.mark.integration
+@pytest.mark.machine_wide
 def test_cleanup_removes_what_dead_harnesses_left_and_spares_live_ones(run_id: str) -> None:
     orphan = subprocess.Popen(
         ["sleep", "120"], env={**os.environ, OWNER_ENV: dead_owner(), RUN_ENV: run_id}, start_new_session=True
@@ -216,7 +222,8 @@ def test_cleanup_removes_what_dead_harnesses_left_and_spares_live_ones(run_id: s
 
 
 # Exclusive: a `harness run` starting beside it would sweep its dead-owner process first.
-@pytest.mark.exclusive
+@pytest.mark.integration
+@pytest.mark.machine_wide
 def test_harness_cleanup_command_says_what_it_removed_then_that_nothing_is_left(run_id: str) -> None:
     orphan = subprocess.Popen(
         ["sleep", "120"], env={**os.environ, OWNER_ENV: dead_owner(), RUN_ENV: run_id}, start_new_session=True

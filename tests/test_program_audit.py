@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.lanes import LANES, lane_of
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "program_audit"))
@@ -19,6 +22,10 @@ from provided_programs import (  # noqa: E402
 
 INNER_CONFTEST = """
 from tests.conftest import _programs_used_are_installed_by_make_test, pytest_sessionfinish  # noqa: F401
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "integration: starts real processes")
 """
 
 INNER_TESTS = """
@@ -26,11 +33,14 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 
 def test_looks_up_a_program_nothing_installs():
     assert shutil.which("harness-audit-no-such-program") is None
 
 
+@pytest.mark.integration
 def test_a_child_process_executes_a_program_nothing_installs(tmp_path):
     child = tmp_path.parent / "child.py"
     child.write_text(
@@ -39,9 +49,14 @@ def test_a_child_process_executes_a_program_nothing_installs(tmp_path):
     subprocess.run([sys.executable, str(child)], check=True)
 
 
+@pytest.mark.integration
 def test_uses_only_installed_programs():
     assert subprocess.run(["sh", "-c", "true"]).returncode == 0
     assert shutil.which("iptables") is not None
+
+
+def test_starts_a_process_without_saying_so():
+    assert subprocess.run(["true"]).returncode == 0
 """
 
 
@@ -71,13 +86,18 @@ def test_a_test_that_uses_a_program_make_test_does_not_install_fails(tmp_path: P
     result = _run_inner_suite(tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
-    assert "3 passed, 2 errors" in output, output  # the check fails a test at its teardown
+    assert "4 passed, 3 errors" in output, output  # the check fails a test at its teardown
     assert (
         "test_inner.py::test_looks_up_a_program_nothing_installs looks up the program 'harness-audit-no-such-program', "
         "which no install step of `make test` provides"
     ) in output
     # Through PYTHONPATH, the audit reaches the test's child processes too.
     assert "executes the program 'harness-audit-child-program'" in output
+    # A test's markers say what it exercises (its lane follows from them): one that starts a process says so.
+    assert (
+        "test_inner.py::test_starts_a_process_without_saying_so starts processes (true) but is not marked integration"
+    ) in output
+    assert "test_uses_only_installed_programs starts processes" not in output
 
 
 def test_the_install_steps_of_make_test_are_read_from_the_makefile_and_its_scripts() -> None:
@@ -87,7 +107,7 @@ def test_the_install_steps_of_make_test_are_read_from_the_makefile_and_its_scrip
     # Packages only a bench installs are not among them.
     assert not any(name in packages for name in ("nginx",))
     # Programs built with Go by the lint step and for the Kubernetes target's chart rendering.
-    assert {"actionlint", "helm"} <= go_built_programs_of_make_test()
+    assert {"actionlint", "helm", "kind"} <= go_built_programs_of_make_test()
 
 
 def test_programs_are_provided_by_package_by_name_and_by_path() -> None:
@@ -98,3 +118,16 @@ def test_programs_are_provided_by_package_by_name_and_by_path() -> None:
     assert provided.provides(str(Path.home() / ".cache" / "harness-cluster" / "v1.34.4-x" / "bin" / "kubelet"))
     assert not provided.provides("harness-audit-no-such-program")
     assert not provided.provides("/opt/elsewhere/harness-audit-no-such-program")
+
+
+def test_every_combination_of_markers_has_exactly_one_lane() -> None:
+    names = ("integration", "cluster", "kind", "load_timing", "machine_wide", "absent_program")
+    for size in range(len(names) + 1):
+        for markers in itertools.combinations(names, size):
+            assert lane_of(set(markers)) in LANES
+    assert lane_of(set()) == "unit"
+    assert lane_of({"integration"}) == "local"
+    assert lane_of({"integration", "cluster"}) == "cluster"
+    assert lane_of({"integration", "kind"}) == "kind"
+    assert lane_of({"integration", "cluster", "load_timing"}) == "load-timing"
+    assert lane_of({"integration", "load_timing", "machine_wide"}) == "machine-wide"

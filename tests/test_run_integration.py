@@ -270,7 +270,7 @@ def marked(run_id: str, replica: str | None = None) -> list[psutil.Process]:
 
 
 # Quiet: the killed harness's processes and watchdog must be gone within 15 s.
-@pytest.mark.quiet
+@pytest.mark.load_timing
 def test_killed_replica_and_killed_harness_leave_nothing_and_the_run_still_renders(clean_tmp: Path) -> None:
     """SIGKILL of one replica's `bentoml serve` mid-run takes its workers with it; SIGKILL of the harness
     leaves nothing of the run after 15 s, and `harness report` judges what was written."""
@@ -364,7 +364,7 @@ def test_a_full_disk_mid_run_stops_it_with_exit_2_and_keeps_the_records(clean_tm
 
 
 # Quiet: the restarted replica must start and serve again within the stage, which a loaded machine delays.
-@pytest.mark.quiet
+@pytest.mark.load_timing
 def test_a_killed_replica_restarts_after_its_back_off_and_the_fault_stage_is_judged(clean_tmp: Path) -> None:
     """stages[].faults on the local target: replica-1 SIGKILLed 5 s in comes back after its 1 s back-off,
     replica-2 frozen for 4 s resumes; the stage is judged through both (not INCONCLUSIVE) and the verdict

@@ -3,6 +3,7 @@ records (events, metadata) that read back what was written and what older harnes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -13,6 +14,7 @@ from harness.errors import ConfigError, ReportError
 from harness.model import (
     EVENT_KINDS,
     AutoscalerSync,
+    ClientInterval,
     ContainersRemoved,
     FaultEnded,
     FaultInjected,
@@ -25,6 +27,7 @@ from harness.model import (
     MetricProposal,
     NamespaceCreated,
     ObjectApplied,
+    Probe,
     ReplicaCount,
     ReplicaCrashed,
     ReplicaReady,
@@ -32,14 +35,19 @@ from harness.model import (
     ReplicaStarted,
     ReplicaStopped,
     ReplicaUnready,
+    RequestTally,
     RunEvent,
     RunMetadata,
     RunWarning,
     ScaleDecision,
     ScrapeFailed,
+    SweepProbeRecord,
+    SweepResult,
+    SweepSummary,
     UnknownEvent,
+    request_view,
 )
-from harness.rundir import RunDirectory, SavedScenario, write_atomically
+from harness.rundir import RunDirectory, SavedScenario, read_sweep_summary, write_atomically, write_sweep_summary
 
 needs_dev_full = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
 
@@ -181,6 +189,20 @@ def test_loadgen_overhead_round_trips_and_an_older_run_has_none(tmp_path: Path) 
     assert run_dir.read_records(LoadgenOverhead) == [overhead]
 
 
+def test_client_intervals_keep_their_named_requests_and_older_records_have_none(tmp_path: Path) -> None:
+    old = RunDirectory(RECORDED).read_records(ClientInterval)
+    assert old and all(record.by_request == {} for record in old)
+    tally = RequestTally(requests=3, failures=1, errors={"http_500": 1}, latency_hdr=old[0].latency_hdr, streamed=2)
+    record = dataclasses.replace(old[0], by_request={"predict": tally, "health": RequestTally(requests=1)})
+    run_dir = RunDirectory(tmp_path / "run")
+    run_dir.create()
+    run_dir.append(record)
+    run_dir.close()
+    assert run_dir.read_records(ClientInterval) == [record]
+    view = request_view(record, "predict")
+    assert (view.requests, view.failures, view.streamed, view.stage, view.by_request) == (3, 1, 2, record.stage, {})
+
+
 def test_the_saved_scenario_is_read_field_by_field_and_tolerates_what_an_older_harness_wrote(tmp_path: Path) -> None:
     run_dir = RunDirectory(tmp_path / "run")
     run_dir.create()
@@ -206,3 +228,25 @@ def test_the_saved_scenario_is_read_field_by_field_and_tolerates_what_an_older_h
     run_dir.write_scenario("name: [unclosed\n")
     with pytest.raises(ReportError, match=r"scenario\.yaml: not valid YAML"):
         run_dir.read_saved_scenario()
+
+
+def test_the_sweep_summary_is_written_whole_and_read_back_as_it_was(tmp_path: Path) -> None:
+    search = SweepResult(
+        max_sustainable_rps=40.0,
+        bracket_low=40.0,
+        bracket_high=44.0,
+        probes=(Probe(rate_rps=40.0, passed=True), Probe(rate_rps=44.0, passed=False)),
+        reason="between 40 and 44 rps",
+    )
+    probe = SweepProbeRecord(
+        replicas=2, rate_rps=44.0, duration_s=12.5, status="FAIL", achieved_rps=None, run_dir="/r/probe-02"
+    )
+    summary = SweepSummary(
+        sweep_id="s-1", result=search, by_replicas={"2": search}, scaling_efficiency=None, probes=(probe,)
+    )
+    path = write_sweep_summary(tmp_path / "sweep-dir", summary)
+    assert path.name == "sweep.json" and json.loads(path.read_text())["by_replicas"]["2"]["bracket_high"] == 44.0
+    assert read_sweep_summary(path) == summary == read_sweep_summary(path.parent)
+    path.write_text("{}")
+    with pytest.raises(ReportError, match="not a sweep summary"):
+        read_sweep_summary(path)

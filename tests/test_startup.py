@@ -10,9 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 HEAVY = ("scipy", "plotly", "matplotlib", "jsonschema", "helm_python", "sklearn", "pandas", "docker", "kubernetes")
 
 
+@pytest.mark.integration
 def test_importing_the_cli_and_a_run_loads_no_heavy_library() -> None:
     code = (
         "import json, sys\n"
@@ -23,6 +26,7 @@ def test_importing_the_cli_and_a_run_loads_no_heavy_library() -> None:
     assert json.loads(result.stdout) == []
 
 
+@pytest.mark.integration
 def test_a_run_up_to_its_load_imports_neither_numpy_nor_rich_nor_prometheus_client() -> None:
     # What `harness run` imports before it builds (off a terminal), and the load generator's histograms.
     code = (
@@ -40,6 +44,7 @@ def test_a_run_up_to_its_load_imports_neither_numpy_nor_rich_nor_prometheus_clie
     assert json.loads(result.stdout) == []
 
 
+@pytest.mark.integration
 def test_the_helm_sdk_is_optional_and_its_absence_is_named() -> None:
     code = (
         "import sys\n"

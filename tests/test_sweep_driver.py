@@ -42,6 +42,27 @@ def test_probe_scenario_is_a_warmup_and_one_open_stage_with_latency_and_error_ob
     assert probe.output.run_id == "probe-01"
 
 
+def test_an_llm_scenarios_probes_keep_its_streamed_and_goodput_share_objectives() -> None:
+    llm = scenario(
+        requests=[{"name": "chat", "path": "/v1/chat/completions", "openai": {"prompts": "p.jsonl"}}],
+        objectives=[
+            {"metric": "ttft_p95_ms", "max": 500, "request": "chat"},
+            {"metric": "goodput_fraction", "min": 0.9, "per_request": {"ttft_ms": 500, "tpot_ms": 50}},
+            {"metric": "goodput_rps", "min": 5, "per_request": {"ttft_ms": 500}},
+            {"metric": "output_tokens_per_s", "min": 100},
+        ],
+    )
+    probe = probe_scenario(llm, 8.0, 20.0, "probe-01", index=0)
+    assert [o.metric for o in probe.objectives] == ["ttft_p95_ms", "goodput_fraction"]
+    assert probe.objectives[0].request == "chat"
+
+
+def test_a_sweep_without_an_objective_that_decides_probes_is_refused() -> None:
+    floors = scenario(objectives=[{"metric": "throughput_rps", "min": 500}])
+    with pytest.raises(ConfigError, match="for goodput, bound goodput_fraction"):
+        run_sweep(floors, initial_rps=1, max_rps=2, tolerance=0.1, min_probe_s=None, console=None)
+
+
 def test_only_pass_and_fail_decide_a_probe() -> None:
     assert probe_passed(Status.PASS) is True
     assert probe_passed(Status.FAIL) is False

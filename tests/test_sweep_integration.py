@@ -16,7 +16,7 @@ from harness.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = [pytest.mark.integration, pytest.mark.exclusive]
+pytestmark = [pytest.mark.integration, pytest.mark.machine_wide]
 
 
 @pytest.fixture
@@ -94,3 +94,57 @@ def test_sweep_brackets_the_maximum_sustainable_rate(tmp_path: Path, queue_serve
     assert len(summary["probes"]) >= 3
     for probe in summary["probes"]:
         assert Path(probe["run_dir"], "verdict.json").exists(), "every probe is a complete run directory"
+
+
+@pytest.fixture
+def llm_server() -> Iterator[str]:
+    """bench/llm_server.py generating 16 tokens for at most 4 requests at once: each takes 0.2 + 15 x 0.02 = 0.5 s
+    on average, so it serves at most 8 requests/s, and past that its queue adds to time to first token."""
+    port = free_port()
+    command = [sys.executable, str(ROOT / "bench" / "llm_server.py"), "--port", str(port), "--slots", "4"]
+    process = subprocess.Popen([*command, "--default-max-tokens", "16", "--max-lifetime-s", "600"])
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+def test_sweep_finds_the_highest_rate_that_keeps_goodput(tmp_path: Path, llm_server: str) -> None:
+    goodput = {"metric": "goodput_fraction", "min": 0.9, "per_request": {"ttft_ms": 400}}
+    scenario = tmp_path / "sweep.yaml"
+    scenario.write_text(
+        yaml.safe_dump(
+            {
+                "name": "llm-slots",
+                "target": {"kind": "external", "urls": [llm_server]},
+                "stages": [{"name": "unused", "duration_s": 1, "arrival_rate_rps": 1}],
+                "requests": [
+                    {
+                        "name": "complete",
+                        "path": "/v1/completions",
+                        "openai": {"synthetic": {"input_tokens": 8, "output_tokens": 16}},
+                    }
+                ],
+                "objectives": [goodput],
+                "output": {"dir": str(tmp_path / "reports")},
+            }
+        )
+    )
+    command = [sys.executable, "-m", "harness.cli", "sweep", str(scenario), "--initial-rps", "2", "--max-rps", "32"]
+    result = subprocess.run(
+        [*command, "--tolerance", "0.5", "--probe-s", "6"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (summary_path,) = (tmp_path / "reports").glob("*-sweep/sweep.json")
+    summary = json.loads(summary_path.read_text())
+    found, high = summary["result"]["max_sustainable_rps"], summary["result"]["bracket_high"]
+    # Below the 8 requests/s it can serve at all; at a quarter of that nobody waits for a slot.
+    assert 2 <= found < 8 and high is not None and high <= 16, summary["probes"]
+    verdicts = [json.loads(Path(probe["run_dir"], "verdict.json").read_text()) for probe in summary["probes"]]
+    assert all(v["objectives"][0]["metric"] == "goodput_fraction" for v in verdicts)

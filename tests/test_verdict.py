@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -484,3 +485,25 @@ def test_streamed_objectives_are_judged_by_the_straddle_rule() -> None:
     # Without streams, and with too few samples, the verdict says why it cannot judge.
     nothing = only(judge([stage()], [objective("itl_p99_ms", max=50)]))
     assert nothing.status is Status.INCONCLUSIVE and "no streamed request" in nothing.reason
+
+
+def test_an_objective_on_a_named_request_is_judged_on_its_figures_alone() -> None:
+    predict = stage(latency={"p95": estimate(95, 300.0, 280.0, 320.0)}, achieved_rps=30.0)
+    health = stage(latency={"p95": estimate(95, 2.0, 1.8, 2.2)})
+    steady = stage(by_request={"predict": predict, "health": health})
+    on_predict = objective("latency_p95_ms", max=200, request="predict")
+    result = only(
+        judge(
+            [steady],
+            [
+                on_predict,
+            ],
+        )
+    )
+    assert (result.status, result.measured, result.request) == (Status.FAIL, 300.0, "predict")
+    assert result.objective == "latency_p95_ms <= 200 for predict"
+    assert only(judge([steady], [objective("latency_p95_ms", max=200)])).status is Status.PASS, "the stage's own"
+    missing = only(judge([stage()], [on_predict]))
+    assert missing.status is Status.INCONCLUSIVE and "request 'predict' has no figures" in missing.reason
+    doubtful = stage(by_request={"predict": replace(predict, invalid_reasons=["load generator CPU-bound"])})
+    assert only(judge([doubtful], [on_predict])).status is Status.INCONCLUSIVE

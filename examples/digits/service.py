@@ -1,4 +1,5 @@
-"""Example model service for the harness: a scikit-learn digits classifier behind BentoML adaptive batching.
+"""Example model service for the harness: a scikit-learn digits classifier behind BentoML adaptive batching
+(/classify, JSON pixels), and the same model for one uploaded image (/classify_image, multipart/form-data).
 
 Knobs (environment): DIGITS_MODEL=logistic|forest, DIGITS_EXTRA_WORK_MS=<CPU ms burnt per image>.
 """
@@ -14,8 +15,12 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import bentoml
 import numpy as np
 from bentoml.validators import ContentType
-from pydantic import BaseModel, Field, PlainSerializer, WithJsonSchema
-from starlette.types import ASGIApp, Receive, Scope, Send
+from PIL import Image as PILImage
+from pydantic import BaseModel, Field, PlainSerializer, ValidatorFunctionWrapHandler, WithJsonSchema, WrapValidator
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from sklearn.ensemble import RandomForestClassifier
@@ -66,6 +71,47 @@ Predictions = Annotated[
     WithJsonSchema(Classification.model_json_schema()),
     ContentType("application/json"),
 ]
+
+
+# The image upload: the route, the largest body it reads (a proxy's body limit: larger ones get 413 unread) and
+# the largest side of an image it decodes (a small file can hold a huge image, a "decompression bomb").
+IMAGE_ROUTE = "/classify_image"
+MAX_UPLOAD_BYTES = 256 * 1024
+MAX_IMAGE_SIDE = 512
+
+
+def _readable_image(value: Any, handler: ValidatorFunctionWrapHandler) -> PILImage.Image:
+    """The uploaded image, decoded now, or a validation error (400) naming what is wrong with it.
+
+    BentoML opens the file with Pillow and lets its errors through: a file that is not an image, or is cut short,
+    would otherwise answer 500 (on open) or fail in the model's code (on first use). Anything Pillow raises while
+    reading uploaded bytes is the upload's fault.
+    """
+    try:
+        image: PILImage.Image = handler(value)
+        width, height = image.size
+        if max(width, height) > MAX_IMAGE_SIDE:
+            raise ValueError(f"the image is {width}x{height} pixels; at most {MAX_IMAGE_SIDE} a side")
+        image.load()
+    except ValueError:
+        raise
+    except Exception as error:
+        raise ValueError(f"not a readable image ({type(error).__name__}: {error})") from None
+    return image
+
+
+# Pillow's image type is what makes BentoML read this argument as a file part of a multipart/form-data body.
+ImageUpload = Annotated[PILImage.Image, WrapValidator(_readable_image)]
+# As for Predictions: a media type spares BentoML building the answer's JSON schema anew for every answer.
+ImagePrediction = Annotated[Prediction, ContentType("application/json")]
+
+
+def image_pixels(image: PILImage.Image) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """An image as the data set's 64 pixel values, 0 (background, black) to 16 (ink, white): in grey levels,
+    each of 8x8 blocks averaged, as the data set's images were made from larger scans."""
+    grey = image.convert("L").resize((8, 8), PILImage.Resampling.BOX)
+    pixels: np.ndarray[Any, np.dtype[np.float64]] = np.asarray(grey, dtype=np.float64).reshape(PIXELS_PER_IMAGE)
+    return pixels * (MAX_PIXEL_VALUE / 255.0)
 
 
 def held_out_mask(n_rows: int) -> np.ndarray[Any, np.dtype[np.bool_]]:
@@ -131,28 +177,98 @@ def burn_cpu(duration_ms: float) -> None:
         block = np.sin(block) * 0.5 + 0.25
 
 
-class RejectNonJsonBody:
-    """ASGI middleware answering 415 to POST bodies that are not JSON.
+async def _refuse(send: Send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
-    BentoML would otherwise parse them as forms or multipart, and a multipart Content-Type without a
-    boundary makes it answer 500. A missing Content-Type is treated as JSON, as BentoML does.
+
+def body_refusal(path: str, content_type: str, content_length: str | None) -> tuple[int, str] | None:
+    """Why a POST is refused before BentoML reads it (status, message), or None to let it through.
+
+    The image route takes multipart/form-data only, with its boundary (BentoML answers 500 without one), up to
+    MAX_UPLOAD_BYTES and with its length announced; every other route takes JSON only (BentoML would otherwise
+    parse forms there, and a form's string fields become URLs it downloads). A missing Content-Type is JSON, as
+    BentoML takes it.
     """
+    media_type = content_type.split(";")[0].strip().lower()
+    if path.rstrip("/") == IMAGE_ROUTE:
+        if media_type != "multipart/form-data":
+            return 415, f"Content-Type {media_type!r} is not supported: upload the image as multipart/form-data"
+        if "boundary=" not in content_type.lower():
+            return 400, "Content-Type multipart/form-data needs its boundary parameter"
+        if content_length is None or not content_length.isdigit():
+            return 411, "a Content-Length is required"
+        if int(content_length) > MAX_UPLOAD_BYTES:
+            return 413, f"the upload is {content_length} bytes; at most {MAX_UPLOAD_BYTES} are accepted"
+        return None
+    if media_type and media_type != "application/json" and not media_type.endswith("+json"):
+        return 415, f"Content-Type {media_type!r} is not supported: send the request body as application/json"
+    return None
+
+
+async def upload_refusal(scope: Scope, messages: list[Message]) -> tuple[int, str] | None:
+    """Why an upload's form is refused (status, message), or None: the image must be a file part. BentoML would
+    take a text field there for a URL to download (curl's `-F image=digit.png` for `-F image=@digit.png` sends the
+    name as text): any URL a client names fetched by the server, anything else a 500."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else {"type": "http.disconnect"}
+
+    try:
+        form = await Request(scope, replay).form(max_files=1, max_fields=8)
+    except (MultiPartException, HTTPException) as error:
+        return 400, f"not a valid multipart/form-data body ({getattr(error, 'message', None) or error})"
+    try:
+        if isinstance(form.get("image"), str):
+            return 400, "the image must be uploaded as a file (a part with a filename), not as a text field"
+    finally:
+        await form.close()
+    return None
+
+
+class CheckRequestBody:
+    """ASGI middleware answering 4xx to POST bodies the routes do not take (`body_refusal`) before they are read,
+    and to uploads whose image is not a file (`upload_refusal`) before BentoML parses them."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            content_type = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
-            media_type = content_type.split(";")[0].strip().lower()
-            if media_type and media_type != "application/json" and not media_type.endswith("+json"):
-                message = f"Content-Type {media_type!r} is not supported: send the request body as application/json"
-                body = json.dumps({"error": message}).encode()
-                headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-                await send({"type": "http.response.start", "status": 415, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        refusal = body_refusal(
+            scope["path"],
+            headers.get(b"content-type", b"").decode("latin-1"),
+            None if length is None else length.decode("latin-1"),
+        )
+        if refusal is not None:
+            await _refuse(send, *refusal)
+            return
+        if scope["path"].rstrip("/") != IMAGE_ROUTE:
+            await self.app(scope, receive, send)
+            return
+        # At most MAX_UPLOAD_BYTES (body_refusal checked its length): read it once, check it, pass it on.
+        messages = []
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+        refusal = await upload_refusal(scope, messages)
+        if refusal is not None:
+            await _refuse(send, *refusal)
+            return
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
 
 
 @bentoml.service(
@@ -194,6 +310,14 @@ class DigitsClassifier:
             for label, row in zip(labels, probabilities, strict=True)
         ]
 
+    @bentoml.api(route=IMAGE_ROUTE)  # type: ignore[untyped-decorator]
+    def classify_image(self, image: ImageUpload) -> ImagePrediction:
+        """Predict the digit in an uploaded image (a white digit on black, any size up to 512 pixels a side)."""
+        pixels = image_pixels(image)
+        burn_cpu(self.extra_work_ms)
+        probabilities = self.model.predict_proba(pixels.reshape(1, -1) / MAX_PIXEL_VALUE).round(4)[0]
+        return Prediction(label=int(self.model.classes_[probabilities.argmax()]), probabilities=probabilities.tolist())
+
 
 # `@bentoml.service` replaced the class with a bentoml Service object, which mypy cannot see.
-cast(Any, DigitsClassifier).add_asgi_middleware(RejectNonJsonBody)
+cast(Any, DigitsClassifier).add_asgi_middleware(CheckRequestBody)

@@ -40,6 +40,8 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
 
 from harness.analysis.failures import merge_samples
 from harness.analysis.latency import (
@@ -59,6 +61,7 @@ from harness.model import (
     StageResult,
     StageWindow,
     percentile_key,
+    request_view,
     stream_shortfall_key,
 )
 
@@ -241,17 +244,16 @@ def _stream_figure(
     return estimates, shortfalls
 
 
-def _summarize(
+def _outcomes(
     window: StageWindow,
     own: Sequence[ClientInterval],
-    counts: Sequence[ReplicaCount],
-    events: Sequence[RunEvent],
     validity: ValidityConfig,
     computed: Sequence[float],
     judged: Sequence[float],
-    loadgen_processes: int,
     stream_judged: Mapping[str, Sequence[float]],
-) -> StageResult:
+) -> dict[str, Any]:
+    """The StageResult fields of the requests recorded in `own` (all of a stage's, or one named request's):
+    counts, errors, latency and streamed figures, their sample shortfalls (rules (a) and (b4))."""
     duration_s = window.end_s - window.start_s
     requests = sum(i.requests for i in own)
     failures = sum(i.failures for i in own)
@@ -259,12 +261,14 @@ def _summarize(
     mismatches = sum(i.mismatches for i in own)
     bad_inputs = sum(i.bad_inputs for i in own)
     bad_input_5xx = sum(i.bad_input_5xx for i in own)
-    bad_input_accepted = sum(i.bad_input_accepted for i in own)
     errors: dict[str, int] = defaultdict(int)
+    good_requests: dict[str, int] = defaultdict(int)
     for interval in own:
         for kind, count in interval.errors.items():
             errors[kind] += count
-    decoded = [(i.t_start_s, LatencyHistogram.decode(i.latency_hdr)) for i in own]
+        for key, count in interval.good_requests.items():
+            good_requests[key] += count
+    decoded = [(i.t_start_s, LatencyHistogram.decode(i.latency_hdr)) for i in own if i.latency_hdr]
     histogram = LatencyHistogram.merged(h for _, h in decoded)
     latency: dict[str, PercentileEstimate] = {
         percentile_key(q): estimate_percentile_dependent(
@@ -272,14 +276,6 @@ def _summarize(
         )
         for q in computed
     }
-    ready = [c.ready for c in counts if window.start_s <= c.t_s <= window.end_s]
-    cpu = [i.loadgen_cpu_cores for i in own if i.loadgen_cpu_cores is not None]
-
-    reasons: list[str] = []
-    if duration_s <= 0:
-        reasons.append(f"stage window has no duration ({window.start_s:.3f} .. {window.end_s:.3f})")
-    if requests == 0:
-        reasons.append("no requests completed in this stage")
     shortfalls: dict[str, str] = {}
     for q in judged:
         needed = min_samples_for_percentile(q, validity.min_tail_samples)
@@ -297,10 +293,57 @@ def _summarize(
             own, figure, sorted(set(computed) | set(asked)), asked, validity
         )
         shortfalls.update(stream_shortfalls)
-    good_requests: dict[str, int] = defaultdict(int)
-    for interval in own:
-        for key, count in interval.good_requests.items():
-            good_requests[key] += count
+    return {
+        "achieved_rps": requests / duration_s if duration_s > 0 else 0.0,
+        "requests": requests,
+        "failures": failures,
+        "error_rate": failures / requests if requests else None,
+        "errors": dict(sorted(errors.items())),
+        "error_samples": merge_samples([i.error_samples for i in own]),
+        "latency": latency,
+        "sample_shortfalls": shortfalls,
+        "latency_mean_s": histogram.mean_s() if histogram.count else None,
+        "checked": checked,
+        "mismatches": mismatches,
+        "mismatch_rate": mismatches / checked if checked else None,
+        "bad_inputs": bad_inputs,
+        "bad_input_5xx": bad_input_5xx,
+        "bad_input_5xx_rate": bad_input_5xx / bad_inputs if bad_inputs else None,
+        "bad_input_accepted": sum(i.bad_input_accepted for i in own),
+        "streamed": sum(i.streamed for i in own),
+        "ttft": streamed["ttft"],
+        "itl": streamed["itl"],
+        "tpot": streamed["tpot"],
+        "input_tokens": sum(i.input_tokens for i in own),
+        "output_tokens": sum(i.output_tokens for i in own),
+        "output_tokens_squares": sum(i.output_tokens_squares for i in own),
+        "good_requests": dict(sorted(good_requests.items())),
+    }
+
+
+def _summarize(
+    window: StageWindow,
+    own: Sequence[ClientInterval],
+    counts: Sequence[ReplicaCount],
+    events: Sequence[RunEvent],
+    validity: ValidityConfig,
+    computed: Sequence[float],
+    judged: Sequence[float],
+    loadgen_processes: int,
+    stream_judged: Mapping[str, Sequence[float]],
+) -> StageResult:
+    duration_s = window.end_s - window.start_s
+    outcomes = _outcomes(window, own, validity, computed, judged, stream_judged)
+    decoded = [LatencyHistogram.decode(i.latency_hdr) for i in own if i.latency_hdr]
+    histogram = LatencyHistogram.merged(decoded)
+    ready = [c.ready for c in counts if window.start_s <= c.t_s <= window.end_s]
+    cpu = [i.loadgen_cpu_cores for i in own if i.loadgen_cpu_cores is not None]
+
+    reasons: list[str] = []
+    if duration_s <= 0:
+        reasons.append(f"stage window has no duration ({window.start_s:.3f} .. {window.end_s:.3f})")
+    if outcomes["requests"] == 0:
+        reasons.append("no requests completed in this stage")
     reasons.extend(_loadgen_reasons(window, own, histogram, validity, loadgen_processes))
     crashed: list[str] = []
     for event in events:
@@ -310,7 +353,7 @@ def _summarize(
             crashed.append(crash.replica)
             reasons.append(f"replica {crash.replica} crashed {event.t_s - window.start_s:.1f} s into the stage")
 
-    return StageResult(
+    stage = StageResult(
         name=window.name,
         judged=window.judged,
         start_s=window.start_s,
@@ -318,37 +361,44 @@ def _summarize(
         duration_s=duration_s,
         offered_users=window.users,
         offered_rps=window.arrival_rate_rps,
-        achieved_rps=requests / duration_s if duration_s > 0 else 0.0,
-        requests=requests,
-        failures=failures,
-        error_rate=failures / requests if requests else None,
-        errors=dict(sorted(errors.items())),
-        error_samples=merge_samples([i.error_samples for i in own]),
-        latency=latency,
         dropped=sum(i.dropped for i in own),
         replicas_min=min(ready) if ready else None,
         replicas_max=max(ready) if ready else None,
         loadgen_cpu_max_cores=max(cpu) if cpu else None,
         invalid_reasons=reasons,
-        sample_shortfalls=shortfalls,
-        latency_mean_s=histogram.mean_s() if histogram.count else None,
-        checked=checked,
-        mismatches=mismatches,
-        mismatch_rate=mismatches / checked if checked else None,
-        bad_inputs=bad_inputs,
-        bad_input_5xx=bad_input_5xx,
-        bad_input_5xx_rate=bad_input_5xx / bad_inputs if bad_inputs else None,
-        bad_input_accepted=bad_input_accepted,
         crashed_replicas=crashed,
-        streamed=sum(i.streamed for i in own),
-        ttft=streamed["ttft"],
-        itl=streamed["itl"],
-        tpot=streamed["tpot"],
-        input_tokens=sum(i.input_tokens for i in own),
-        output_tokens=sum(i.output_tokens for i in own),
-        output_tokens_squares=sum(i.output_tokens_squares for i in own),
-        good_requests=dict(sorted(good_requests.items())),
+        **outcomes,
     )
+    names = sorted({name for interval in own for name in interval.by_request})
+    by_request = {
+        name: _request_result(
+            stage,
+            window,
+            [request_view(i, name) for i in own if name in i.by_request],
+            validity,
+            computed,
+            judged,
+            stream_judged,
+        )
+        for name in names
+    }
+    return replace(stage, by_request=by_request)
+
+
+def _request_result(
+    stage: StageResult,
+    window: StageWindow,
+    own: Sequence[ClientInterval],
+    validity: ValidityConfig,
+    computed: Sequence[float],
+    judged: Sequence[float],
+    stream_judged: Mapping[str, Sequence[float]],
+) -> StageResult:
+    """One named request's figures in a stage: its own outcomes; the stage's load, replicas and validity (what made
+    the stage untrustworthy makes each of its requests so). It offered no rate of its own and dropped nothing: an
+    arrival is dropped before a request is chosen for it."""
+    outcomes = _outcomes(window, own, validity, computed, judged, stream_judged)
+    return replace(stage, offered_rps=None, offered_users=None, dropped=0, by_request={}, **outcomes)
 
 
 def summarize_stages(

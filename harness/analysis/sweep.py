@@ -20,33 +20,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from harness.analysis.latency import min_samples_for_percentile
+from harness.model import Probe, SweepResult
 
 # Below this fraction of initial_rps the downward search gives up (a default for min_rps).
 DOWNWARD_LIMIT_FRACTION = 1.0 / 32.0
-
-
-@dataclass(frozen=True)
-class Probe:
-    """One probe of the sweep: the arrival rate tried and whether every objective passed (None: inconclusive)."""
-
-    rate_rps: float
-    passed: bool | None
-
-
-@dataclass(frozen=True)
-class SweepResult:
-    """The outcome of a sweep: the highest rate proven sustainable and the bracket around the true maximum."""
-
-    # The highest passing rate below the lowest failing one; None when no probe passed.
-    max_sustainable_rps: float | None
-    bracket_low: float | None
-    # The lowest failing rate; None when no probe failed (the maximum is at least bracket_low).
-    bracket_high: float | None
-    probes: tuple[Probe, ...]
-    reason: str
 
 
 def _same(a: float, b: float) -> bool:

@@ -1,5 +1,8 @@
 """The Locust file the harness runs (in its own process): closed-model users, an open-model arrival
-generator, a LoadTestShape from the scenario's stages, and a per-interval recorder.
+generator, a LoadTestShape from the scenario's stages, and the writer of the per-interval records. It is the
+adapter between Locust's events and the decisions, which are plain functions it calls: what each send sends
+(`requests.choose_send`), where (`endpoints.Endpoints`), how its outcome is recorded (`recording`), the stage in
+force, the users and the arrivals' send times (`shape`).
 
 Configuration arrives as a JSON load plan whose path is in HARNESS_LOAD_PLAN (written by
 `harness.load.runner`). Each Locust process appends ClientInterval records, one JSON line per stage
@@ -16,9 +19,9 @@ import json
 import os
 import random
 import re
-import statistics
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -30,32 +33,35 @@ from gevent.event import Event
 from gevent.pool import Pool
 from gevent.server import StreamServer
 from gevent.socket import wait_read
+from geventhttpclient.connectionpool import ConnectionPool
 from locust import FastHttpUser, LoadTestShape, constant, events, task
 from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
 from locust.event import Events
 from locust.runners import MasterRunner, WorkerRunner
 
-from harness.analysis.failures import answer_sample, keep_sample
-from harness.analysis.latency import LatencyHistogram
+from harness.analysis.failures import answer_sample
 from harness.load.arrivals import arrival_offsets
+from harness.load.endpoints import Endpoints
 from harness.load.malformed import malformed_requests
 from harness.load.payloads import build_bodies
 from harness.load.plan import LoadPlan
+from harness.load.recording import IntervalRecorder, loadgen_overhead, request_latency_s
 from harness.load.requests import (
-    CheckResult,
     PreparedBody,
     ReadyRequest,
     check_answer,
+    choose_send,
     cumulative_weights,
     endpoint_request,
-    pick_weighted,
     ready_requests,
+    status_expected,
     with_alone_answers,
 )
-from harness.load.shape import WORKERS_START_WAIT_S, StagePlan, drain_over, plan_at
+from harness.load.shape import NO_USERS, ArrivalSchedule, StagePlan, plan_at, users_at, workers_may_start
+from harness.load.stream_reading import read_streamed_answer
 from harness.load.user_locustfile import load_user_classes
-from harness.model import ClientInterval, LoadgenOverhead
+from harness.model import LoadgenOverhead
 from harness.tls import client_context
 
 # A worker whose event loop is starved for a few seconds (a busy node, a CPU-heavy start) misses Locust's
@@ -63,6 +69,17 @@ from harness.tls import client_context
 # nothing (seen on the test cluster under load). Starvation shows in the records as the load generator
 # falling behind, which the verdict judges; it is no reason to end the test. Read at runtime by the master.
 locust.runners.HEARTBEAT_LIVENESS = 30
+
+
+def _send_at_once(_pool: ConnectionPool, sock: socket.socket) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+# geventhttpclient leaves Nagle's algorithm on: the last segment of a body of megabytes waits for the service's
+# delayed ACK, up to 40 ms counted as the service's latency (4 MiB bodies to a null server: p90 48 ms, 8 ms without
+# it; `python -m bench.large_bodies`). Browsers, curl, requests and Go's client all turn it off. Its documented
+# hook for socket options, on every connection of this process.
+ConnectionPool.after_connect = _send_at_once  # type: ignore[method-assign,assignment]
 
 PLAN = LoadPlan.from_json(Path(os.environ["HARNESS_LOAD_PLAN"]).read_text())
 STAGES = PLAN.stages
@@ -73,6 +90,10 @@ POD_PROCESS: str | None = os.environ.get("HARNESS_PROCESS")
 INTERVAL_LOG_PREFIX = "harness-interval "
 REQUEST_TIMEOUT_S = PLAN.request_timeout_s
 MALFORMED_FRACTION = PLAN.payload.malformed_fraction
+# The scenario names its requests (`requests:`): each gets its own figures in the records.
+NAMED_REQUESTS = PLAN.requests is not None
+# The per-request limits of the goodput objectives: streamed requests meeting each are counted.
+GOODPUT_LIMITS = PLAN.goodput_limits
 
 # The calibration of this process's own overhead (LoadgenOverhead) before the load: Poisson arrivals at
 # this rate, this many of them, to a null endpoint in this process; never longer than CALIBRATION_MAX_S
@@ -100,58 +121,14 @@ def _current_plan() -> StagePlan | None:
     return plan_at(STAGES, _elapsed_s())
 
 
-class Endpoints:
-    """Ready replica base URLs (no trailing slash), re-read from the harness's endpoints file as replicas come
-    and go."""
+class IntervalWriter:
+    """Appends the recorder's records to this process's file at the end of every interval (interval ends aligned to
+    multiples of the interval, so processes' records line up), with the CPU this process used meanwhile."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.urls: list[str] = []
-        self._mtime_ns = -1
-        self._next = 0
-        self.refresh()
-
-    def refresh(self) -> None:
-        try:
-            mtime_ns = self.path.stat().st_mtime_ns
-            if mtime_ns != self._mtime_ns:
-                urls = json.loads(self.path.read_text())
-                if urls:
-                    self.urls = [url.rstrip("/") for url in urls]
-                self._mtime_ns = mtime_ns
-        except (OSError, json.JSONDecodeError):
-            pass  # a file being replaced: keep the previous list
-
-    def next_url(self) -> str:
-        self._next = (self._next + 1) % len(self.urls)
-        return self.urls[self._next]
-
-
-class _StageAccumulator:
-    def __init__(self) -> None:
-        self.histogram = LatencyHistogram()
-        self.requests = 0
-        self.failures = 0
-        self.errors: dict[str, int] = {}
-        self.scheduled = 0
-        self.dropped = 0
-        self.send_lag_max_s = 0.0
-        self.checked = 0
-        self.mismatches = 0
-        self.bad_inputs = 0
-        self.bad_input_5xx = 0
-        self.bad_input_accepted = 0
-        self.error_samples: dict[str, list[str]] = {}
-
-
-class IntervalRecorder:
-    """Accumulates request outcomes per stage and appends one ClientInterval per stage each interval."""
-
-    def __init__(self, out_path: Path, interval_s: float, process: int) -> None:
+    def __init__(self, recorder: IntervalRecorder, out_path: Path, interval_s: float) -> None:
+        self.recorder = recorder
         self.out_path = out_path
         self.interval_s = interval_s
-        self.process = process
-        self.stages: dict[str, _StageAccumulator] = {}
         self.interval_start_s = time.time()
         self.proc = psutil.Process()
         self.cpu_s = self._cpu_time_s()
@@ -161,97 +138,24 @@ class IntervalRecorder:
         times = self.proc.cpu_times()
         return float(times.user + times.system)
 
-    def _stage(self, name: str) -> _StageAccumulator:
-        accumulator = self.stages.get(name)
-        if accumulator is None:
-            accumulator = self.stages[name] = _StageAccumulator()
-        return accumulator
-
-    def success(self, stage: str, latency_s: float) -> None:
-        accumulator = self._stage(stage)
-        accumulator.requests += 1
-        accumulator.histogram.record_s(latency_s)
-
-    def failure(self, stage: str, kind: str, sample: Callable[[], str] | None = None) -> None:
-        """A failed request of `kind`; `sample` says what it got back, and is called only while the kind's
-        samples of this interval have room (harness.analysis.failures)."""
-        accumulator = self._stage(stage)
-        accumulator.requests += 1
-        accumulator.failures += 1
-        accumulator.errors[kind] = accumulator.errors.get(kind, 0) + 1
-        if sample is not None:
-            keep_sample(accumulator.error_samples, kind, sample)
-
-    def answer_checked(self, stage: str, mismatch: bool) -> None:
-        accumulator = self._stage(stage)
-        accumulator.checked += 1
-        accumulator.mismatches += int(mismatch)
-
-    def bad_input_answered(self, stage: str, status: int) -> None:
-        # No answer at all (status 0: reset, refused, timed out) is as bad as a 5xx: the input broke something.
-        accumulator = self._stage(stage)
-        accumulator.bad_inputs += 1
-        accumulator.bad_input_5xx += int(status >= 500 or status == 0)
-        accumulator.bad_input_accepted += int(200 <= status < 300)
-
-    def scheduled(self, stage: str, lag_s: float) -> None:
-        accumulator = self._stage(stage)
-        accumulator.scheduled += 1
-        accumulator.send_lag_max_s = max(accumulator.send_lag_max_s, lag_s)
-
-    def dropped(self, stage: str) -> None:
-        # An arrival that could not be sent is a failed request from the user's point of view.
-        accumulator = self._stage(stage)
-        accumulator.dropped += 1
-        accumulator.requests += 1
-        accumulator.failures += 1
-        accumulator.errors["dropped_max_in_flight"] = accumulator.errors.get("dropped_max_in_flight", 0) + 1
-
     def flush(self) -> None:
         now_s = time.time()
         cpu_s = self._cpu_time_s()
         wall_s = max(now_s - self.interval_start_s, 1e-6)
-        cpu_cores = (cpu_s - self.cpu_s) / wall_s
         plan = _current_plan()
-        stages, self.stages = self.stages, {}
-        if plan is not None and plan.name not in stages:
-            stages[plan.name] = _StageAccumulator()  # an idle interval is a measurement too
-        lines = []
-        for name, accumulator in stages.items():
-            spec = next((s for s in STAGES if s.name == name), None)
-            offered = None
-            if spec is not None and spec.arrival_rate_rps is not None:
-                offered = spec.arrival_rate_rps / PROCESSES
-            record = ClientInterval(
-                t_start_s=self.interval_start_s,
-                t_end_s=now_s,
-                process=self.process,
-                stage=name,
-                users=self.user_count,
-                offered_rps=offered,
-                scheduled=accumulator.scheduled,
-                requests=accumulator.requests,
-                failures=accumulator.failures,
-                errors=accumulator.errors,
-                latency_hdr=accumulator.histogram.encode(),
-                dropped=accumulator.dropped,
-                send_lag_max_s=accumulator.send_lag_max_s,
-                loadgen_cpu_cores=cpu_cores,
-                checked=accumulator.checked,
-                mismatches=accumulator.mismatches,
-                bad_inputs=accumulator.bad_inputs,
-                bad_input_5xx=accumulator.bad_input_5xx,
-                bad_input_accepted=accumulator.bad_input_accepted,
-                error_samples=accumulator.error_samples,
-            )
-            lines.append(json.dumps(asdict(record), separators=(",", ":")))
-        _write_records(self.out_path, lines)
+        records = self.recorder.take(
+            self.interval_start_s,
+            now_s,
+            plan.name if plan is not None else None,
+            self.user_count,
+            (cpu_s - self.cpu_s) / wall_s,
+        )
+        _write_records(self.out_path, [json.dumps(asdict(record), separators=(",", ":")) for record in records])
         self.interval_start_s = now_s
         self.cpu_s = cpu_s
 
     def run(self) -> None:
         while True:
-            # Align interval ends to multiples of the interval so processes' records line up.
             gevent.sleep(self.interval_s - (time.time() % self.interval_s))
             self.flush()
 
@@ -263,6 +167,7 @@ _cumulative_weights: list[float] = []
 # MALFORMED_FRACTION of the sends.
 _malformed: list[ReadyRequest] = []
 _recorder: IntervalRecorder | None = None
+_writer: IntervalWriter | None = None
 _overhead: LoadgenOverhead | None = None
 # Set once the calibration has ended (or was not this process's to make).
 _calibrated = Event()
@@ -273,20 +178,6 @@ START_MESSAGE = "harness_start"
 _background: list[gevent.Greenlet] = []
 
 
-def _error_kind(status: int, error: BaseException | None) -> str:
-    if status:
-        return f"http_{status}"
-    if error is None:
-        return "unknown"
-    name = type(error).__name__
-    text = str(error).lower()
-    if "timeout" in name.lower() or "timed out" in text:
-        return "timeout"
-    if "connection" in name.lower() or "refused" in text or "reset" in text:
-        return "connection_error"
-    return f"error_{name}"
-
-
 def _send(client: FastHttpSession, rng: random.Random, stage: str, intended_s: float | None) -> None:
     """Send one request, chosen by weight, to the next ready replica and record its outcome against `stage`.
 
@@ -295,14 +186,10 @@ def _send(client: FastHttpSession, rng: random.Random, stage: str, intended_s: f
     """
     assert _recorder is not None
     if not _endpoints.urls:
-        _recorder.failure(stage, "no_ready_replica")
+        _recorder.failure(stage, None, "no_ready_replica")
         gevent.sleep(0.1)
         return
-    if _malformed and rng.random() < MALFORMED_FRACTION:
-        request = _malformed[rng.randrange(len(_malformed))]
-    else:
-        request = _requests[pick_weighted(_cumulative_weights, rng)] if len(_requests) > 1 else _requests[0]
-    body = request.bodies[rng.randrange(len(request.bodies))]
+    request, body = choose_send(_requests, _cumulative_weights, _malformed, MALFORMED_FRACTION, rng)
     global _in_flight
     _in_flight += 1
     try:
@@ -315,6 +202,8 @@ def _call(
     client: FastHttpSession, request: ReadyRequest, body: PreparedBody, stage: str, intended_s: float | None
 ) -> None:
     assert _recorder is not None
+    # The scenario's requests are recorded by name too (per-request figures); the bad-input mix by stage only.
+    name = request.name if NAMED_REQUESTS and request.counts_as_traffic else None
     # geventhttpclient sends bytes as they are; Locust's annotation is narrower than what it accepts.
     with client.request(
         request.method,
@@ -323,10 +212,15 @@ def _call(
         headers=request.headers,
         catch_response=True,
         name=request.name,
+        stream=request.stream is not None,
     ) as response:
-        latency_s = _latency_s(response.request_meta, intended_s)
         status = response.status_code or 0
-        content = response.content if request.check.reads_answer else None
+        if request.stream is not None and 200 <= status < 300 and status_expected(request.check, status):
+            _streamed(response, request, stage, name, intended_s)
+            return
+        latency_s = request_latency_s(response.request_meta, intended_s)
+        # A streamed request that failed is read whole (its error body); otherwise only when a check reads it.
+        content = response.content if request.check.reads_answer or request.stream is not None else None
         result = check_answer(request.check, status, content, body.row, body.alone_answer)
         # FastHttpUser's response has `error` only when the request failed without a status.
         error = None if status else getattr(response, "error", None)
@@ -335,43 +229,36 @@ def _call(
             return answer_sample(status, response.content if status else None, error, request.headers.values())
 
         if request.counts_as_traffic:
-            _record(stage, status, error, result, latency_s, sample)
+            _recorder.answered(stage, name, status, error, result, latency_s, sample)
         if request.check.expects_bad_input:
-            _recorder.bad_input_answered(stage, status)
+            _recorder.bad_input_answered(stage, name, status)
         if result.status_ok:
             response.success()
         else:
             response.failure(f"status {status}" if status else repr(error))
 
 
-def _latency_s(request_meta: dict[str, Any], intended_s: float | None) -> float:
-    """A request's latency from Locust's own timer, which brackets only the socket exchange (connection,
-    write, read of the whole answer); the open model adds how late the request started after `intended_s`.
-
-    Timing around `client.request` instead counted Locust's request building before the send and its
-    bookkeeping after the answer as the service's latency.
-    """
-    exchange_s = float(request_meta["response_time"]) / 1000.0
-    if intended_s is None:
-        return exchange_s
-    return max(0.0, float(request_meta["start_time"]) - intended_s) + exchange_s
-
-
-def _record(
-    stage: str,
-    status: int,
-    error: BaseException | None,
-    result: CheckResult,
-    latency_s: float,
-    sample: Callable[[], str] | None = None,
-) -> None:
-    assert _recorder is not None
-    if result.status_ok:
-        _recorder.success(stage, latency_s)
-    else:
-        _recorder.failure(stage, _error_kind(status, error), sample)
-    if result.checked:
-        _recorder.answer_checked(stage, result.mismatch is not None)
+def _streamed(response: Any, request: ReadyRequest, stage: str, name: str | None, intended_s: float | None) -> None:
+    """Read a 2xx streamed answer token by token and record its figures (harness.load.stream_reading)."""
+    assert _recorder is not None and request.stream is not None
+    meta = response.request_meta
+    started_s = float(meta["start_time"])
+    headers_at_s = started_s + float(meta["response_time"]) / 1000.0
+    outcome = read_streamed_answer(
+        response, request.stream, intended_s if intended_s is not None else started_s, headers_at_s
+    )
+    if outcome.figures is None:
+        assert outcome.error_kind is not None
+        # What broke the stream, shortened and redacted as a failed answer's body is.
+        said, status = outcome.error or "", int(response.status_code or 0)
+        _recorder.failure(
+            stage, name, outcome.error_kind, lambda: answer_sample(status, said, None, request.headers.values())
+        )
+        response.failure(f"{outcome.error_kind}: {outcome.error}")
+        return
+    _recorder.success(stage, name, outcome.figures.e2e_s)
+    _recorder.streamed(stage, name, outcome.figures)
+    response.success()
 
 
 # https URLs (the external target) are checked as target.tls says; Locust's own default is not to verify.
@@ -489,27 +376,23 @@ class ArrivalGenerator:
         self.pool = Pool(size=size)
         # Separate generators: the arrival schedule must depend on the seed and the process only,
         # not on how response timing interleaves body choices between greenlets.
-        worker = int(getattr(environment.runner, "worker_index", PLAN.process) or 0)
-        self.schedule_rng = random.Random(PLAN.seed * 104729 + worker)
-        self.body_rng = random.Random(PLAN.seed * 7919 + worker)
+        self.worker = int(getattr(environment.runner, "worker_index", PLAN.process) or 0)
+        self.schedule = ArrivalSchedule(
+            STAGES, self.worker % PROCESSES, PROCESSES, random.Random(PLAN.seed * 104729 + self.worker)
+        )
+        self.body_rng = random.Random(PLAN.seed * 7919 + self.worker)
         self.alarm = Alarm()
 
     def run(self) -> None:
-        done: set[int] = set()
         while True:
-            plan = _current_plan()
-            if plan is not None and plan.arrival_rate_rps is not None and plan.index not in done:
-                done.add(plan.index)
-                self.generate(plan)
+            due = self.schedule.due(_test_start_s, time.time()) if _test_start_s is not None else None
+            if due is not None:
+                self.generate(*due)
             gevent.sleep(0.02)
 
-    def generate(self, plan: StagePlan) -> None:
-        assert _recorder is not None and _test_start_s is not None and plan.arrival_rate_rps is not None
-        begin_s = time.time()
-        stage_end_s = _test_start_s + plan.stage_end_s
-        rate_rps = plan.arrival_rate_rps / PROCESSES
-        for offset_s in arrival_offsets(rate_rps, stage_end_s - begin_s, plan.arrival, self.schedule_rng):
-            intended_s = begin_s + offset_s
+    def generate(self, plan: StagePlan, send_times_s: Iterator[float]) -> None:
+        assert _recorder is not None
+        for intended_s in send_times_s:
             self.alarm.sleep_until(intended_s)
             _recorder.scheduled(plan.name, max(0.0, time.time() - intended_s))
             if self.pool.full():
@@ -569,7 +452,7 @@ def measure_overhead(process: int) -> LoadgenOverhead | None:
                 name="calibration",
             ) as response:
                 if response.status_code == 200 and intended_s is not None:
-                    latencies_s.append(_latency_s(response.request_meta, intended_s))
+                    latencies_s.append(request_latency_s(response.request_meta, intended_s))
                 response.success()
 
         pool = Pool(size=PLAN.max_in_flight)
@@ -587,21 +470,11 @@ def measure_overhead(process: int) -> LoadgenOverhead | None:
         pool.kill(block=False)
     finally:
         server.stop(timeout=1.0)
-    if len(latencies_s) < 2:
-        return None
-    cuts_ms = statistics.quantiles([1000.0 * latency_s for latency_s in latencies_s], n=100, method="inclusive")
-    return LoadgenOverhead(
-        process=process,
-        requests=len(latencies_s),
-        rate_rps=CALIBRATION_RATE_RPS,
-        p50_ms=cuts_ms[49],
-        p95_ms=cuts_ms[94],
-        p99_ms=cuts_ms[98],
-    )
+    return loadgen_overhead(process, latencies_s, CALIBRATION_RATE_RPS)
 
 
 class ScenarioShape(LoadTestShape):
-    """Locust's view of the scenario's stages; the decision itself is `plan_at`."""
+    """Locust's view of the scenario's stages; the decisions themselves are `users_at` and `workers_may_start`."""
 
     # A distributed master's wait for its workers' calibration: when it began, and whether it is over.
     waiting_since_s: float | None = None
@@ -609,19 +482,10 @@ class ScenarioShape(LoadTestShape):
 
     def tick(self) -> tuple[int, float] | None:
         if isinstance(self.runner, MasterRunner) and not self.workers_started and not self._start_workers():
-            return (0, 10_000.0)
-        elapsed_s = float(self.get_run_time())  # type: ignore[no-untyped-call]
-        plan = plan_at(STAGES, elapsed_s)
-        if plan is None:
-            # Drain: no new requests, but the last stage's outstanding ones may still finish and be
-            # recorded (a service that fell behind shows its queueing instead of losing it).
-            # A distributed master cannot see its workers' requests, so it drains for the full time.
-            in_flight = None if isinstance(self.runner, MasterRunner) else _in_flight
-            return None if drain_over(STAGES, elapsed_s, PLAN.drain_s, in_flight) else (0, 10_000.0)
-        if plan.arrival_rate_rps is not None:
-            # No closed-model users in an open stage; stop the previous stage's users at once.
-            return (0, 10_000.0)
-        return (plan.users or 0, plan.spawn_rate)
+            return NO_USERS
+        # A distributed master cannot see its workers' requests, so it drains for the full time.
+        in_flight = None if isinstance(self.runner, MasterRunner) else _in_flight
+        return users_at(STAGES, float(self.get_run_time()), PLAN.drain_s, in_flight)  # type: ignore[no-untyped-call]
 
     def _start_workers(self) -> bool:
         """Once every worker has calibrated (or the wait is over): start the stage clock here and in every
@@ -631,8 +495,7 @@ class ScenarioShape(LoadTestShape):
         now_s = time.time()
         if self.waiting_since_s is None:
             self.waiting_since_s = now_s
-        waiting = set(self.runner.clients.keys()) - _calibrated_workers
-        if waiting and now_s - self.waiting_since_s < WORKERS_START_WAIT_S:
+        if not workers_may_start(set(self.runner.clients.keys()), _calibrated_workers, now_s - self.waiting_since_s):
             return False
         self.reset_time()  # type: ignore[no-untyped-call]
         self.runner.send_message(START_MESSAGE)
@@ -657,7 +520,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
         # Headers are expanded here, in the load process only, so their values never reach a file of the run.
         _requests = [
             with_alone_answers(request, PLAN.alone_answers.get(request.name, {}))
-            for request in ready_requests(list(PLAN.requests), os.environ)
+            for request in ready_requests(list(PLAN.requests), os.environ, PLAN.seed)
         ]
         _cumulative_weights = cumulative_weights([config.weight for config in PLAN.requests])
     else:
@@ -699,16 +562,7 @@ def _on_user_request(response_time: float, response: Any, exception: BaseExcepti
     if _recorder is None or plan is None:
         return
     status = int(getattr(response, "status_code", 0) or 0)
-    if exception is None:
-        _recorder.success(plan.name, response_time / 1000.0)
-    else:
-        failed = 0 if 200 <= status < 300 else status
-        content = getattr(response, "content", None) if failed else None
-        _recorder.failure(
-            plan.name,
-            _error_kind(failed, exception),
-            lambda: answer_sample(failed, content, exception, ()),
-        )
+    _recorder.user_request(plan.name, response_time, status, exception, lambda: getattr(response, "content", None))
 
 
 if USER_LOCUSTFILE is not None:
@@ -737,7 +591,7 @@ def _on_start_message(environment: Environment, **_: Any) -> None:
 
 def _start_load(environment: Environment) -> None:
     """Start this process's stage clock, its interval recorder and its arrival generator."""
-    global _test_start_s, _recorder
+    global _test_start_s, _recorder, _writer
     if _test_start_s is not None:
         return
     # Set at the end of the init event, which always ends before a local runner's test starts; a worker may be
@@ -751,17 +605,18 @@ def _start_load(environment: Environment) -> None:
     if _overhead is not None:
         lines.append(json.dumps({"loadgen_overhead": asdict(_overhead)}, separators=(",", ":")))
     _write_records(out, lines)
-    _recorder = IntervalRecorder(out, PLAN.interval_s, process)
+    _recorder = IntervalRecorder(process, STAGES, PROCESSES, GOODPUT_LIMITS)
+    _writer = IntervalWriter(_recorder, out, PLAN.interval_s)
 
     def refresh_endpoints() -> None:
         while True:
             _endpoints.refresh()
-            if _recorder is not None and environment.runner is not None:
-                _recorder.user_count = environment.runner.user_count
+            if _writer is not None and environment.runner is not None:
+                _writer.user_count = environment.runner.user_count
             gevent.sleep(0.25)
 
     generator = ArrivalGenerator(environment)
-    _background.extend([gevent.spawn(refresh_endpoints), gevent.spawn(_recorder.run), gevent.spawn(generator.run)])
+    _background.extend([gevent.spawn(refresh_endpoints), gevent.spawn(_writer.run), gevent.spawn(generator.run)])
 
 
 @events.test_stop.add_listener  # type: ignore[untyped-decorator]
@@ -769,5 +624,5 @@ def _on_test_stop(environment: Environment, **_: Any) -> None:
     for greenlet in _background:
         greenlet.kill(block=False)
     _background.clear()
-    if _recorder is not None:
-        _recorder.flush()
+    if _writer is not None:
+        _writer.flush()

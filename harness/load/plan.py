@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from harness.config import RequestConfig, TlsConfig
+from harness.config import ArrivalKind, RequestConfig, TlsConfig
+from harness.errors import ConfigError
+from harness.load.arrivals import parse_trace, trace_gaps
+from harness.model import RequestLimits
 
 if TYPE_CHECKING:
     from harness.config import Scenario
@@ -28,7 +31,10 @@ class StageSpec:
     users: int | None = None
     spawn_rate: float | None = None
     arrival_rate_rps: float | None = None
-    arrival: Literal["constant", "poisson"] = "poisson"
+    arrival: ArrivalKind = "poisson"
+    burstiness: float = 1.0
+    # arrival trace: the recorded timestamps (seconds), read by the harness so the generators need no file.
+    trace_s: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,8 @@ class LoadPlan:
     alone_answers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # How https URLs are checked (the external target); file paths only, never their contents.
     tls: TlsConfig = field(default_factory=TlsConfig)
+    # The per-request limits of the scenario's goodput objectives: streamed requests meeting each are counted.
+    goodput_limits: tuple[RequestLimits, ...] = ()
 
     @property
     def planned_duration_s(self) -> float:
@@ -94,6 +102,7 @@ class LoadPlan:
                 else [request.model_dump(mode="json") for request in self.requests],
                 "alone_answers": self.alone_answers,
                 "tls": self.tls.model_dump(mode="json"),
+                "goodput_limits": [vars(limits) for limits in self.goodput_limits],
             },
             separators=(",", ":"),
             sort_keys=True,
@@ -104,7 +113,9 @@ class LoadPlan:
         data = json.loads(text)
         requests = data.get("requests")
         return cls(
-            stages=tuple(StageSpec(**stage) for stage in data["stages"]),
+            stages=tuple(
+                StageSpec(**{**stage, "trace_s": tuple(stage.get("trace_s") or ())}) for stage in data["stages"]
+            ),
             processes=int(data["processes"]),
             process=int(data["process"]),
             endpoint_path=data["endpoint_path"],
@@ -120,6 +131,7 @@ class LoadPlan:
             requests=None if requests is None else tuple(RequestConfig.model_validate(r) for r in requests),
             alone_answers=data.get("alone_answers") or {},
             tls=TlsConfig.model_validate(data.get("tls") or {}),
+            goodput_limits=tuple(RequestLimits(**limits) for limits in data.get("goodput_limits") or ()),
         )
 
 
@@ -128,8 +140,8 @@ def total_duration_s(stages: Sequence[StageSpec]) -> float:
     return sum(stage.duration_s for stage in stages)
 
 
-def stage_specs(scenario: Scenario) -> tuple[StageSpec, ...]:
-    """The load generator's view of the scenario's stages."""
+def stage_specs(scenario: Scenario, *, with_traces: bool = False) -> tuple[StageSpec, ...]:
+    """The load generator's view of the scenario's stages; `with_traces` reads their trace files (`read_trace`)."""
     return tuple(
         StageSpec(
             name=stage.name,
@@ -138,9 +150,28 @@ def stage_specs(scenario: Scenario) -> tuple[StageSpec, ...]:
             spawn_rate=stage.spawn_rate,
             arrival_rate_rps=stage.arrival_rate_rps,
             arrival=stage.arrival,
+            burstiness=stage.burstiness or 1.0,
+            trace_s=read_trace(stage.trace, f"stages[{index}].trace")
+            if with_traces and stage.trace is not None
+            else (),
         )
-        for stage in scenario.stages
+        for index, stage in enumerate(scenario.stages)
     )
+
+
+def read_trace(path: Path, where: str) -> tuple[float, ...]:
+    """A trace file's arrival timestamps (`arrivals.parse_trace`), or a ConfigError naming `where` and the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{where} '{path}': cannot read ({reason})") from error
+    try:
+        timestamps = parse_trace(text)
+        trace_gaps(timestamps)
+    except ValueError as error:
+        raise ConfigError(f"{where} '{path}': {error}") from None
+    return timestamps
 
 
 def drain_s(scenario: Scenario) -> float:
@@ -167,7 +198,7 @@ def build_load_plan(
     payload = scenario.payload
     file = payload_file if payload_file is not None else payload.file
     return LoadPlan(
-        stages=stage_specs(scenario),
+        stages=stage_specs(scenario, with_traces=True),
         processes=processes or scenario.load.processes,
         process=0,
         endpoint_path=scenario.service.endpoint,
@@ -188,4 +219,11 @@ def build_load_plan(
         requests=None if scenario.requests is None else tuple(scenario.requests),
         alone_answers=alone_answers or {},
         tls=scenario.target.tls,
+        goodput_limits=goodput_limits(scenario),
     )
+
+
+def goodput_limits(scenario: Scenario) -> tuple[RequestLimits, ...]:
+    """The distinct per-request limits of the scenario's goodput objectives."""
+    found = [o.request_limits for o in scenario.objectives if o.request_limits is not None]
+    return tuple({limits.key: limits for limits in found}.values())

@@ -1,6 +1,7 @@
-"""Requests as users define them (`requests:` in a scenario): bodies from a JSON-lines file or a template
-filled from a data set, a weighted choice between requests, headers read from the environment, and the
-checks that judge each answer. Everything but the file readers is pure; the Locust file calls it.
+"""Requests as users define them (`requests:` in a scenario): bodies from a JSON-lines file, a template filled
+from a data set, or files and form fields (harness.load.bodies), a weighted choice between requests, headers read
+from the environment, and the checks that judge each answer. Everything but the file readers is pure; the Locust
+file calls it.
 """
 
 from __future__ import annotations
@@ -12,15 +13,21 @@ import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
-from harness.config import PLACEHOLDER, FieldCheck, RequestConfig, ResponseCheck, env_references
+from harness.config import FieldCheck, RequestConfig, ResponseCheck, StreamFormat, env_references
 from harness.errors import ConfigError
+from harness.load.bodies import (
+    JSON_CONTENT_TYPE,
+    file_bodies,
+    fill_template,
+    missing_column,
+    read_jsonl,
+    request_rows,
+)
 from harness.load.json_fields import MISSING, field_at, same_json
+from harness.load.prompts import PromptError, openai_bodies
 from harness.load.reference_answers import alone_mismatch, body_key
-
-JSON_CONTENT_TYPE = "application/json"
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,8 @@ class ReadyRequest:
     check: ResponseCheck = field(default_factory=ResponseCheck)
     # False for the bad-input mix: judged by bad_input_5xx_rate only, kept out of error_rate and latency.
     counts_as_traffic: bool = True
+    # How the answer is read as it arrives (harness.load.streaming); None: whole.
+    stream: StreamFormat | None = None
 
 
 @dataclass(frozen=True)
@@ -60,78 +69,48 @@ class CheckResult:
 # --------------------------------------------------------------------------- bodies
 
 
-def read_jsonl(path: Path, where: str) -> list[Any]:
-    """The JSON documents of a JSON-lines file, one per non-empty line, or a ConfigError naming `where`."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
-        raise ConfigError(f"{where} '{path}': cannot read ({reason})") from error
-    documents = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            documents.append(json.loads(line))
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"{where} '{path}' line {number}: not valid JSON ({error.msg})") from error
-    if not documents:
-        raise ConfigError(f"{where} '{path}': empty (expected one JSON document per line)")
-    return documents
-
-
-def fill_template(template: Any, row: Mapping[str, Any]) -> Any:
-    """The template with every "{{column}}" filled from `row`: a string that is only a placeholder becomes the
-    column's value (a list stays a list), a placeholder inside a longer string becomes text. KeyError names a
-    missing column."""
-    if isinstance(template, str):
-        whole = PLACEHOLDER.fullmatch(template)
-        if whole:
-            return row[whole.group(1).strip()]
-        return PLACEHOLDER.sub(lambda match: _as_text(row[match.group(1).strip()]), template)
-    if isinstance(template, list):
-        return [fill_template(item, row) for item in template]
-    if isinstance(template, dict):
-        return {key: fill_template(value, row) for key, value in template.items()}
-    return template
-
-
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
 def _encode(document: Any) -> bytes:
     return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
 
 
-def prepare_bodies(request: RequestConfig, where: str) -> list[PreparedBody]:
-    """The bodies a request sends: each line of its body_file, or its template filled from each data set row."""
+def prepare_bodies(request: RequestConfig, where: str, seed: int = 0) -> tuple[list[PreparedBody], str | None]:
+    """The bodies a request sends and their Content-Type (None: JSON, or no body): each line of its body_file,
+    its template filled from each data set row, its files and fields (harness.load.bodies), or its OpenAI
+    generation requests (`openai`: each prompt of its data set, or synthetic prompts drawn from `seed`)."""
+    if request.openai is not None:
+        return _openai_bodies(request, where, seed), None
     if request.body_file is not None:
-        return [PreparedBody(_encode(body)) for body in read_jsonl(request.body_file, f"{where}.body_file")]
-    if request.dataset is None:
+        return [PreparedBody(_encode(body)) for body in read_jsonl(request.body_file, f"{where}.body_file")], None
+    rows = request_rows(request, where)
+    if request.sends_files:
+        content_type, encoded = file_bodies(request, rows, where)
+        if rows is None:
+            return [PreparedBody(body) for body in encoded], content_type
+        return [PreparedBody(body, row) for body, row in zip(encoded, rows, strict=True)], content_type
+    if rows is None:
         # A template without placeholders is the one body every request sends.
-        return [PreparedBody(None if request.body_template is None else _encode(request.body_template))]
-    rows = read_jsonl(request.dataset, f"{where}.dataset")
+        return [PreparedBody(None if request.body_template is None else _encode(request.body_template))], None
     prepared = []
     for number, row in enumerate(rows, start=1):
-        if not isinstance(row, dict):
-            raise ConfigError(f"{where}.dataset '{request.dataset}' line {number}: expected a JSON object (a row)")
-        for check in request.check.fields:
-            if check.expected_column is not None and check.expected_column not in row:
-                raise ConfigError(
-                    f"{where}.check: column '{check.expected_column}' is not in {where}.dataset line {number}"
-                )
         if request.body_template is None:
             prepared.append(PreparedBody(None, row))
             continue
         try:
             prepared.append(PreparedBody(_encode(fill_template(request.body_template, row)), row))
         except KeyError as error:
-            raise ConfigError(
-                f"{where}.body_template: column {error} is not in {where}.dataset line {number} "
-                f"(it has: {', '.join(map(str, row))})"
-            ) from None
-    return prepared
+            raise missing_column(error, "body_template", request, where, row, number) from None
+    return prepared, None
+
+
+def _openai_bodies(request: RequestConfig, where: str, seed: int) -> list[PreparedBody]:
+    config, api = request.openai, request.openai_api
+    assert config is not None and api is not None  # the schema requires them together
+    rows = None if config.prompts is None else read_jsonl(config.prompts, f"{where}.openai.prompts")
+    try:
+        bodies = openai_bodies(config, api, rows, random.Random(seed))
+    except PromptError as error:
+        raise ConfigError(f"{where}.openai.prompts '{config.prompts}' {error}") from None
+    return [PreparedBody(body) for body in bodies]
 
 
 # --------------------------------------------------------------------------- headers and choice
@@ -169,16 +148,46 @@ def pick_weighted(cumulative: Sequence[float], rng: random.Random) -> int:
     return min(bisect.bisect_right(cumulative, rng.random() * cumulative[-1]), len(cumulative) - 1)
 
 
-def ready_requests(configs: Sequence[RequestConfig], environ: Mapping[str, str]) -> list[ReadyRequest]:
-    """The scenario's requests with headers expanded and bodies prepared (ConfigError names the field)."""
+def choose_send(
+    requests: Sequence[ReadyRequest],
+    cumulative: Sequence[float],
+    malformed: Sequence[ReadyRequest],
+    malformed_fraction: float,
+    rng: random.Random,
+) -> tuple[ReadyRequest, PreparedBody]:
+    """What one send sends: at `malformed_fraction` of the sends one of the bad-input mix, otherwise a request drawn
+    by its weight (`cumulative`, of `requests`); then one of its bodies. All drawn from `rng`, so a seed repeats the
+    sequence."""
+    if malformed and rng.random() < malformed_fraction:
+        request = malformed[rng.randrange(len(malformed))]
+    else:
+        request = requests[pick_weighted(cumulative, rng)] if len(requests) > 1 else requests[0]
+    return request, request.bodies[rng.randrange(len(request.bodies))]
+
+
+def ready_requests(configs: Sequence[RequestConfig], environ: Mapping[str, str], seed: int = 0) -> list[ReadyRequest]:
+    """The scenario's requests with headers expanded and bodies prepared (ConfigError names the field); synthetic
+    prompts are drawn from `seed`."""
     ready = []
     for index, config in enumerate(configs):
         where = f"requests[{index}]"
         headers = expand_headers(config.headers, environ, where)
-        bodies = prepare_bodies(config, where)
+        bodies, content_type = prepare_bodies(config, where, seed)
         if bodies[0].body is not None and not any(h.lower() == "content-type" for h in headers):
-            headers["Content-Type"] = JSON_CONTENT_TYPE
-        ready.append(ReadyRequest(config.name, config.method, config.path, headers, bodies, config.check))
+            headers["Content-Type"] = content_type or JSON_CONTENT_TYPE
+        if config.stream_format in ("sse", "openai") and not any(h.lower() == "accept" for h in headers):
+            headers["Accept"] = "text/event-stream"
+        ready.append(
+            ReadyRequest(
+                config.name,
+                config.method,
+                config.path,
+                headers,
+                bodies,
+                config.check,
+                stream=config.stream_format,
+            )
+        )
     return ready
 
 

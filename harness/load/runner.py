@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from harness.errors import ConfigError, DeployError, LoadError
+from harness.load.endpoints import write_endpoints
 from harness.load.plan import LoadPlan
 from harness.model import ClientInterval, LoadgenOverhead, from_json_dict
 from harness.processes import REPLICA_ENV, RUN_ENV, free_port, spawn, stop_tree
@@ -48,13 +49,6 @@ def check_user_locustfile(path: Path, timeout_s: float = 60.0) -> list[str]:
         lines = result.stderr.strip().splitlines()
         raise ConfigError(lines[-1] if lines else f"load.locustfile '{path}': exit code {result.returncode}")
     return result.stdout.split()
-
-
-def write_endpoints(path: Path, base_urls: Sequence[str]) -> None:
-    """Atomically publish the ready replicas' base URLs to the load generator."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(sorted(base_urls)))
-    tmp.replace(path)
 
 
 class EndpointPublisher:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import itertools
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -27,6 +28,7 @@ from harness.analysis.tokens import meets_limits
 from harness.model import ClientInterval, RequestLimits
 
 DONE = "[DONE]"
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -67,31 +69,47 @@ class SseDecoder:
         if not self._started and text:
             self._started = True
             text = text.removeprefix("\ufeff")
+        if self._after_cr or "\r" in text:
+            lines = self._split_any(text)
+        else:
+            # The common case, lines ending in LF alone: str.split is the cheapest way to find them (per token, a
+            # loop over characters in Python once cost more than the rest of reading it together).
+            lines = text.split("\n")
+            self._line.append(lines.pop())
+            if lines:
+                lines[0], self._line[:-1] = "".join(self._line[:-1]) + lines[0], []
         events: list[SseEvent] = []
-        start = 0
-        for index, char in enumerate(text):
-            if char not in "\r\n":
-                continue
-            if char == "\n" and self._after_cr and index == start:
-                # The LF of a CRLF whose CR ended the previous piece of text.
-                self._after_cr = False
-                start = index + 1
-                continue
-            self._line.append(text[start:index])
-            self._after_cr = char == "\r"
-            start = index + 1
-            event = self._end_line("".join(self._line), t_s)
-            self._line.clear()
+        for line in lines:
+            event = self._end_line(line, t_s)
             if event is not None:
                 events.append(event)
-        if start < len(text):
-            self._after_cr = False
-            self._line.append(text[start:])
         return events
+
+    def _split_any(self, text: str) -> list[str]:
+        """The lines `text` completes, ending in CRLF, LF or CR (a CRLF may be split across pieces)."""
+        start = 0
+        if self._after_cr and text.startswith("\n"):
+            # The LF of a CRLF whose CR ended the previous piece of text.
+            start = 1
+        lines = []
+        for end in _LINE_END.finditer(text, start):
+            self._line.append(text[start : end.start()])
+            start = end.end()
+            lines.append("".join(self._line))
+            self._line.clear()
+        if text:
+            # A CR at the very end may be the first half of a CRLF split across pieces.
+            self._after_cr = text.endswith("\r")
+        if start < len(text):
+            self._line.append(text[start:])
+        return lines
 
     def _end_line(self, line: str, t_s: float) -> SseEvent | None:
         if not line:
             return self._dispatch(t_s)
+        if line.startswith("data: "):
+            self._data.append(line[6:])
+            return None
         if line.startswith(":"):
             return None
         name, colon, value = line.partition(":")
@@ -223,13 +241,19 @@ class StreamFigures:
 
 def stream_figures(sent_s: float, chunks: Sequence[CompletionChunk], ended_s: float) -> StreamFigures:
     """The figures of a request sent at `sent_s` whose body ended at `ended_s`, from its chunks in arrival order."""
-    if ended_s < sent_s:
-        raise ValueError(f"ended_s={ended_s} is before sent_s={sent_s}")
-    arrivals = [chunk.t_s for chunk in chunks if chunk.text]
-    if any(b < a for a, b in itertools.pairwise(arrivals)) or (arrivals and arrivals[0] < sent_s):
-        raise ValueError("chunks must arrive in order, after the send time")
     usage = next((chunk.usage for chunk in reversed(chunks) if chunk.usage is not None), None)
     error = next((chunk.error for chunk in chunks if chunk.error is not None), None)
+    arrivals = [chunk.t_s for chunk in chunks if chunk.text]
+    return _figures(sent_s, arrivals, usage, any(chunk.done for chunk in chunks), error, ended_s)
+
+
+def _figures(
+    sent_s: float, arrivals: Sequence[float], usage: Usage | None, done: bool, error: str | None, ended_s: float
+) -> StreamFigures:
+    if ended_s < sent_s:
+        raise ValueError(f"ended_s={ended_s} is before sent_s={sent_s}")
+    if any(b < a for a, b in itertools.pairwise(arrivals)) or (arrivals and arrivals[0] < sent_s):
+        raise ValueError("chunks must arrive in order, after the send time")
     output_tokens = usage.completion_tokens if usage is not None else len(arrivals)
     ttft_s = arrivals[0] - sent_s if arrivals else None
     e2e_s = ended_s - sent_s
@@ -242,7 +266,7 @@ def stream_figures(sent_s: float, chunks: Sequence[CompletionChunk], ended_s: fl
         output_tokens=output_tokens,
         input_tokens=usage.prompt_tokens if usage is not None else None,
         tokens_from_usage=usage is not None,
-        done=any(chunk.done for chunk in chunks),
+        done=done,
         error=error,
     )
 
@@ -250,6 +274,59 @@ def stream_figures(sent_s: float, chunks: Sequence[CompletionChunk], ended_s: fl
 def read_stream(sent_s: float, chunks: Sequence[tuple[float, bytes]], ended_s: float) -> StreamFigures:
     """The figures of an OpenAI-compatible SSE body received as (arrival time, bytes) chunks."""
     return stream_figures(sent_s, [completion_chunk(event) for event in decode_sse(chunks)], ended_s)
+
+
+class StreamReader:
+    """One streamed answer read piece by piece as it arrives, keeping only what its figures need (the arrival time
+    of each token, the usage, the end); `figures` when the body has ended. Formats (`requests[].stream`):
+
+    - openai: OpenAI-compatible completion chunks in Server-Sent Events (`completion_chunk`); a chunk with text is
+      a token; the stream is whole once `[DONE]` or a finish reason came. StreamFormatError for a chunk that is not
+      one.
+    - sse: Server-Sent Events; each event with data is a token, except a `[DONE]` one, which ends it.
+    - chunks: any body; each piece that arrived is a token.
+    """
+
+    def __init__(self, stream_format: str, sent_s: float) -> None:
+        if stream_format not in ("openai", "sse", "chunks"):
+            raise ValueError(f"stream format {stream_format!r}: expected openai, sse or chunks")
+        self.format = stream_format
+        self.sent_s = sent_s
+        self.arrivals: list[float] = []
+        self.usage: Usage | None = None
+        self.error: str | None = None
+        self.done = False
+        self._decoder = SseDecoder()
+
+    def feed(self, piece: bytes, t_s: float) -> None:
+        """Add the body bytes that arrived at `t_s`."""
+        if self.format == "chunks":
+            if piece:
+                self.arrivals.append(t_s)
+            return
+        for event in self._decoder.feed(piece, t_s):
+            if self.format == "sse":
+                if event.data.strip() == DONE:
+                    self.done = True
+                else:
+                    self.arrivals.append(event.t_s)
+                continue
+            chunk = completion_chunk(event)
+            if chunk.text:
+                self.arrivals.append(chunk.t_s)
+            self.usage = chunk.usage or self.usage
+            self.error = self.error or chunk.error
+            self.done = self.done or chunk.done or chunk.finish_reason is not None
+
+    @property
+    def whole(self) -> bool:
+        """Whether the stream said it was complete (openai: `[DONE]` or a finish reason); an sse or chunks stream
+        is whole when its body ended, which the caller knows."""
+        return self.done or self.format != "openai"
+
+    def figures(self, ended_s: float) -> StreamFigures:
+        """The request's figures, its body having ended at `ended_s`."""
+        return _figures(self.sent_s, self.arrivals, self.usage, self.whole, self.error, ended_s)
 
 
 # --------------------------------------------------------------------------- one interval's streamed requests

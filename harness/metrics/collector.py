@@ -43,6 +43,10 @@ class ReplicaSnapshot:
     scrape_ok: bool | None
     in_progress: float | None
     requests_total: float | None
+    # An LLM engine's gauges (ServerSample.engine_*), where the replica exports them.
+    engine_running: float | None
+    engine_waiting: float | None
+    engine_kv_cache_usage: float | None
     # Completed requests per second between this replica's two latest successful scrapes.
     requests_rps: float | None
 
@@ -241,6 +245,9 @@ class MetricsCollector:
             scrape_ok=None if server is None else server.ok,
             in_progress=None if server is None else server.in_progress,
             requests_total=None if server is None else server.requests_total,
+            engine_running=None if server is None else server.engine_running,
+            engine_waiting=None if server is None else server.engine_waiting,
+            engine_kv_cache_usage=None if server is None else server.engine_kv_cache_usage,
             requests_rps=requests_rps,
         )
 

@@ -23,6 +23,9 @@ from harness.metrics.scrape import (
     BATCH_SIZE_SUM,
     DURATION_COUNT,
     DURATION_SUM,
+    ENGINE_KV_CACHE_USAGE,
+    ENGINE_RUNNING,
+    ENGINE_WAITING,
     IN_PROGRESS,
     REQUESTS_TOTAL,
 )
@@ -30,15 +33,21 @@ from harness.model import ServerSample
 
 Fetch = Callable[[str], bytes]
 
-# ServerSample field -> (series, the label naming the API route: `endpoint` is "/classify", `method_name` "classify").
-_SERIES: Final = {
+# ServerSample field -> (series, the label naming the API route: `endpoint` is "/classify", `method_name` "classify";
+# None for an LLM engine's series, which no route labels).
+_SERIES: Final[dict[str, tuple[str, str | None]]] = {
     "requests_total": (REQUESTS_TOTAL, "endpoint"),
     "in_progress": (IN_PROGRESS, "endpoint"),
     "duration_sum_s": (DURATION_SUM, "endpoint"),
     "duration_count": (DURATION_COUNT, "endpoint"),
     "batch_size_sum": (BATCH_SIZE_SUM, "method_name"),
     "batch_size_count": (BATCH_SIZE_COUNT, "method_name"),
+    "engine_running": (ENGINE_RUNNING, None),
+    "engine_waiting": (ENGINE_WAITING, None),
+    "engine_kv_cache_usage": (ENGINE_KV_CACHE_USAGE, None),
 }
+# Combined over a pod's label sets: counts add up, the KV cache's use is its fullest one.
+_AGGREGATION: Final = {"engine_kv_cache_usage": "max"}
 # BentoML's built-in routes (health, metrics, docs), left out when no endpoint is named.
 _INFRASTRUCTURE_ROUTES: Final = (
     r"(.*/)?(readyz|livez|healthz|metrics|docs\.json|schema\.json)|/?|/static_content/.*|/assets/.*"
@@ -73,13 +82,16 @@ def replica_queries(
             f"{namespace_label}={_string(namespace)}",
             f"{pod_label}=~{_string(_alternation(pods))}",
         ]
-        if endpoints is None:
+        if route_label is None:
+            pass
+        elif endpoints is None:
             if route_label == "endpoint":
                 matchers.append(f"endpoint!~{_string(_INFRASTRUCTURE_ROUTES)}")
         else:
             routes = endpoints if route_label == "endpoint" else {e.strip("/") for e in endpoints}
             matchers.append(f"{route_label}=~{_string(_alternation(routes))}")
-        queries[field] = f"sum by ({pod_label}) ({series}{{{', '.join(matchers)}}})"
+        aggregation = _AGGREGATION.get(field, "sum")
+        queries[field] = f"{aggregation} by ({pod_label}) ({series}{{{', '.join(matchers)}}})"
     return queries
 
 
@@ -184,6 +196,9 @@ class PrometheusReplicaMetrics:
                     duration_count=values.get("duration_count"),
                     batch_size_sum=values.get("batch_size_sum"),
                     batch_size_count=values.get("batch_size_count"),
+                    engine_running=values.get("engine_running"),
+                    engine_waiting=values.get("engine_waiting"),
+                    engine_kv_cache_usage=values.get("engine_kv_cache_usage"),
                 )
             )
         return samples

@@ -27,8 +27,20 @@ DURATION_COUNT: Final = "bentoml_service_request_duration_seconds_count"
 BATCH_SIZE_SUM: Final = "bentoml_service_adaptive_batch_size_sum"
 BATCH_SIZE_COUNT: Final = "bentoml_service_adaptive_batch_size_count"
 
+# An LLM engine's state, by vLLM's names (which other servers copy): sequences being generated, requests queued, and
+# the share of the KV cache in use (0-1; vLLM before 0.9 called it gpu_cache_usage_perc). Any label set counts.
+ENGINE_RUNNING: Final = "vllm:num_requests_running"
+ENGINE_WAITING: Final = "vllm:num_requests_waiting"
+ENGINE_KV_CACHE_USAGE: Final = "vllm:kv_cache_usage_perc"
+_ENGINE_KV_CACHE_USAGE_BEFORE_0_9: Final = "vllm:gpu_cache_usage_perc"
+
 _ENDPOINT_SAMPLES: Final = frozenset({REQUESTS_TOTAL, IN_PROGRESS, DURATION_SUM, DURATION_COUNT})
 _BATCH_SAMPLES: Final = frozenset({BATCH_SIZE_SUM, BATCH_SIZE_COUNT})
+_ENGINE_SUMMED: Final = frozenset({ENGINE_RUNNING, ENGINE_WAITING})
+_ENGINE_MAX: Final = {
+    ENGINE_KV_CACHE_USAGE: ENGINE_KV_CACHE_USAGE,
+    _ENGINE_KV_CACHE_USAGE_BEFORE_0_9: ENGINE_KV_CACHE_USAGE,
+}
 
 # Routes BentoML adds to every service (possibly under a path prefix), in their last path segment.
 _INFRASTRUCTURE_SEGMENTS: Final = frozenset({"readyz", "livez", "healthz", "metrics", "docs.json", "schema.json", ""})
@@ -69,7 +81,11 @@ def parse_bentoml_metrics(
                 elif sample.name in _BATCH_SAMPLES:
                     if methods is not None and sample.labels.get("method_name", "") not in methods:
                         continue
-                else:
+                elif sample.name in _ENGINE_MAX:
+                    name = _ENGINE_MAX[sample.name]
+                    totals[name] = max(totals.get(name, 0.0), sample.value)
+                    continue
+                elif sample.name not in _ENGINE_SUMMED:
                     continue
                 totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
     except ValueError as error:
@@ -84,6 +100,9 @@ def parse_bentoml_metrics(
         duration_count=totals.get(DURATION_COUNT),
         batch_size_sum=totals.get(BATCH_SIZE_SUM),
         batch_size_count=totals.get(BATCH_SIZE_COUNT),
+        engine_running=totals.get(ENGINE_RUNNING),
+        engine_waiting=totals.get(ENGINE_WAITING),
+        engine_kv_cache_usage=totals.get(ENGINE_KV_CACHE_USAGE),
     )
 
 

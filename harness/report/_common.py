@@ -8,6 +8,7 @@ terminal table never disagree about a value or its unit.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness.analysis.failures import describe_errors
@@ -144,6 +145,31 @@ def fmt_comparison_value(metric: str, value: float | None) -> str:
     if metric.endswith("_s"):
         return fmt_ms(value)
     return fmt_number(value)
+
+
+ALL_REQUESTS = "(all)"
+
+
+def request_figures(stages: Sequence[StageResult]) -> list[tuple[str, str, StageResult]]:
+    """(stage, request, figures) of every named request in every stage, in the stages' order."""
+    return [(stage.name, name, own) for stage in stages for name, own in sorted(stage.by_request.items())]
+
+
+def streamed_figures(stages: Sequence[StageResult]) -> list[tuple[str, str, StageResult]]:
+    """(stage, request, figures) of every stage that streamed, all its requests together (`ALL_REQUESTS`), then
+    each named request that streamed."""
+    rows = []
+    for stage in stages:
+        if not stage.streamed:
+            continue
+        rows.append((stage.name, ALL_REQUESTS, stage))
+        rows += [(stage.name, name, own) for name, own in sorted(stage.by_request.items()) if own.streamed]
+    return rows
+
+
+def fmt_token_rate(stage: StageResult) -> str:
+    """A stage's (or request's) output tokens per second of the stage."""
+    return "n/a" if stage.duration_s <= 0 else f"{fmt_number(stage.output_tokens / stage.duration_s)} tokens/s"
 
 
 def status_counts(results: list[ObjectiveResult]) -> dict[Status, int]:

@@ -567,9 +567,50 @@ def server_metrics(data: RunData) -> Plot:
     return Plot("plot-server", title, caption, figure=fig)
 
 
+def engine_metrics(data: RunData) -> Plot:
+    """An LLM engine's queue, running sequences and KV-cache use per replica (vLLM's gauges in its /metrics)."""
+    title = "LLM engine: queued and running requests, KV-cache use per replica"
+    caption = (
+        "From each replica's /metrics, where it exports vLLM's gauges: requests waiting for a slot "
+        "(vllm:num_requests_waiting), sequences generating together (vllm:num_requests_running), and the share of the "
+        "KV cache in use (vllm:kv_cache_usage_perc). A queue that grows while the running count stays at its cap is "
+        "the engine's own saturation."
+    )
+    by_replica: dict[str, list[ServerSample]] = defaultdict(list)
+    for sample in data.server:
+        if sample.ok and (sample.engine_waiting is not None or sample.engine_running is not None):
+            by_replica[sample.replica].append(sample)
+    if not by_replica:
+        return Plot("plot-engine", title, caption, missing="no replica exported vLLM's engine gauges")
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
+    spacing_s = data.bucket_s * 3
+    for index, (replica, own) in enumerate(sorted(by_replica.items())):
+        colour = PALETTE[index % len(PALETTE)]
+        xs = [data.elapsed_s(sample.t_s) for sample in own]
+        series: list[tuple[str, Callable[[ServerSample], float | None], int, dict[str, str]]] = [
+            ("waiting", lambda s: s.engine_waiting, 1, {"color": colour}),
+            ("running", lambda s: s.engine_running, 1, {"color": colour, "dash": "dot"}),
+            (
+                "KV cache %",
+                lambda s: None if s.engine_kv_cache_usage is None else 100 * s.engine_kv_cache_usage,
+                2,
+                {"color": colour},
+            ),
+        ]
+        for name, value, row, line in series:
+            gx, gy = _with_gaps(xs, [value(sample) for sample in own], spacing_s)
+            fig.add_trace(go.Scatter(x=gx, y=gy, mode="lines", name=f"{replica} {name}", line=line), row=row, col=1)
+    fig.update_yaxes(title_text="requests", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title_text="KV cache in use (%)", range=[0, 100], row=2, col=1)
+    _add_stage_regions(fig, data, 2)
+    fig.update_xaxes(title_text=TIME_AXIS_TITLE, row=2, col=1)
+    fig.update_layout(**_LAYOUT, height=520)
+    return Plot("plot-engine", title, caption, figure=fig)
+
+
 def all_plots(data: RunData) -> list[Plot]:
-    """Every plot of the run report, in page order."""
-    return [
+    """Every plot of the run report, in page order; the LLM engine's only where a replica exported its gauges."""
+    plots = [
         latency_timeline(data),
         throughput_timeline(data),
         latency_vs_throughput(data),
@@ -577,3 +618,5 @@ def all_plots(data: RunData) -> list[Plot]:
         errors_timeline(data),
         server_metrics(data),
     ]
+    engine = engine_metrics(data)
+    return plots if engine.missing else [*plots, engine]

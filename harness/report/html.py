@@ -34,7 +34,10 @@ from harness.report._common import (
     fmt_seconds,
     fmt_stage,
     fmt_threshold,
+    fmt_token_rate,
+    request_figures,
     status_counts,
+    streamed_figures,
 )
 from harness.report._rundata import RunData, load_run
 from harness.rundir import RunDirectory
@@ -436,6 +439,50 @@ def stages_table(verdict: Verdict, css_id: str = "stages-table") -> str:
     )
 
 
+def requests_table(verdict: Verdict, css_id: str = "requests-table") -> str:
+    """Every named request's figures in every stage (empty when the scenario named none)."""
+    rows = [
+        [
+            stage,
+            name,
+            str(own.requests),
+            fmt_rps(own.achieved_rps),
+            f"{own.failures} ({fmt_percent(own.error_rate)})",
+            Markup("<br>".join(f"{_e(kind)}: {count}" for kind, count in sorted(own.errors.items())) or "none"),
+            _estimate_cell(own.latency.get("p50")),
+            _estimate_cell(own.latency.get("p95")),
+            _estimate_cell(own.latency.get("p99")),
+        ]
+        for stage, name, own in request_figures(verdict.stages)
+    ]
+    if not rows:
+        return ""
+    headers = ["Stage", "Request", "Requests", "Achieved", "Failures", "Errors by kind", "p50 [CI]", "p95 [CI]"]
+    return _table([*headers, "p99 [CI]"], rows, css_id=css_id)
+
+
+def streams_table(verdict: Verdict, css_id: str = "streams-table") -> str:
+    """Streamed answers' figures per stage, all requests together and per named request (empty when none streamed)."""
+    rows = [
+        [
+            stage,
+            name,
+            str(own.streamed),
+            *(_estimate_cell(estimates.get(key)) for estimates in (own.ttft, own.itl) for key in ("p50", "p95", "p99")),
+            _estimate_cell(own.tpot.get("p50")),
+            _estimate_cell(own.tpot.get("p99")),
+            fmt_token_rate(own),
+            f"{own.input_tokens} / {own.output_tokens}",
+        ]
+        for stage, name, own in streamed_figures(verdict.stages)
+    ]
+    if not rows:
+        return ""
+    figures = [f"{figure} {key}" for figure in ("TTFT", "ITL") for key in ("p50", "p95", "p99")]
+    headers = ["Stage", "Request", "Streamed", *figures, "TPOT p50", "TPOT p99", "Output", "Tokens in / out"]
+    return _table(headers, rows, css_id=css_id)
+
+
 def _metadata(data: RunData) -> str:
     meta = data.metadata
     if meta is None or meta == RunMetadata():
@@ -527,6 +574,8 @@ def render_html(data: RunData) -> str:
         _section("capacity", "Capacity plan", _capacity(data)),
         _section("saturation", "Saturation", _saturation(data)),
         _section("stages", "Stages", stages_table(verdict)),
+        *([_section("requests", "Requests", requests)] if (requests := requests_table(verdict)) else []),
+        *([_section("streams", "Streamed tokens", streams)] if (streams := streams_table(verdict)) else []),
         _section("metadata", "Run metadata", _metadata(data)),
         _section("files", "Files in this run directory", _files(data.run_dir)),
     ]

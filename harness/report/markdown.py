@@ -30,6 +30,9 @@ from harness.report._common import (
     fmt_stage,
     fmt_stage_errors,
     fmt_threshold,
+    fmt_token_rate,
+    request_figures,
+    streamed_figures,
 )
 from harness.report._rundata import RunData
 
@@ -121,6 +124,62 @@ def _stages(verdict: Verdict) -> list[str]:
     return _table(
         ["Stage", "Offered", "Achieved", "Requests", "Failures", "p50", "p95", "p99", "Replicas", "Notes"], rows
     )
+
+
+def _requests(verdict: Verdict) -> list[str]:
+    rows = request_figures(verdict.stages)
+    if not rows:
+        return []
+    return [
+        "",
+        "### Requests",
+        "",
+        *_table(
+            ["Stage", "Request", "Requests", "Achieved", "Failures", "p50", "p95", "p99"],
+            (
+                [
+                    _text(stage),
+                    _text(name),
+                    own.requests,
+                    fmt_rps(own.achieved_rps),
+                    f"{own.failures} ({fmt_percent(own.error_rate)})",
+                    fmt_estimate_ms(own.latency.get("p50")),
+                    fmt_estimate_ms(own.latency.get("p95")),
+                    fmt_estimate_ms(own.latency.get("p99")),
+                ]
+                for stage, name, own in rows
+            ),
+        ),
+    ]
+
+
+def _streams(verdict: Verdict) -> list[str]:
+    rows = streamed_figures(verdict.stages)
+    if not rows:
+        return []
+    headers = ["Stage", "Request", "Streamed", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99", "TPOT p50", "Output"]
+    return [
+        "",
+        "### Streamed tokens",
+        "",
+        *_table(
+            headers,
+            (
+                [
+                    _text(stage),
+                    _text(name),
+                    own.streamed,
+                    fmt_estimate_ms(own.ttft.get("p50")),
+                    fmt_estimate_ms(own.ttft.get("p99")),
+                    fmt_estimate_ms(own.itl.get("p50")),
+                    fmt_estimate_ms(own.itl.get("p99")),
+                    fmt_estimate_ms(own.tpot.get("p50")),
+                    fmt_token_rate(own),
+                ]
+                for stage, name, own in rows
+            ),
+        ),
+    ]
 
 
 def _capacity(data: RunData) -> list[str]:
@@ -234,6 +293,8 @@ def render_markdown(data: RunData) -> str:
         "### Stages",
         "",
         *_stages(verdict),
+        *_requests(verdict),
+        *_streams(verdict),
         "",
         "### Capacity plan",
         "",

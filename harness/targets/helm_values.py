@@ -144,10 +144,11 @@ def model_service_values(
     service_monitor: bool = False,
     pull_policy: Literal["IfNotPresent", "Never", "Always"] = "IfNotPresent",
     image_pull_secrets: Sequence[str] = (),
+    node_port: int | None = None,
 ) -> dict[str, Any]:
     """Values for charts/model-service from a scenario; `kube_version` gates version-specific HPA fields,
     `service_monitor` renders a Prometheus Operator ServiceMonitor, `image_pull_secrets` names the Secrets the pods
-    pull their image with."""
+    pull their image with, `node_port` makes the Service a NodePort."""
     service = scenario.service
     autoscaling = scenario.autoscaling
     values: dict[str, Any] = {
@@ -173,6 +174,8 @@ def model_service_values(
         },
         "serviceMonitor": {"enabled": service_monitor, "path": service.metrics_path},
     }
+    if node_port is not None:
+        values["service"] = {"nodePort": node_port}
     if autoscaling is not None and autoscaling.enabled:
         values["autoscaling"] = {"enabled": True, **hpa_spec(autoscaling, kube_version)}
     else:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import statistics
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -49,7 +48,7 @@ from harness.targets.base import OWNER_LABEL, RUN_LABEL
 from harness.targets.containerd_node import ContainerdNode
 from harness.targets.helm import MODEL_SERVICE_CHART, render_chart
 from harness.targets.helm_values import hpa_tolerance_support, model_service_values, run_id_label
-from harness.targets.kind import KindCluster
+from harness.targets.kind import KindCluster, KindConfig
 from harness.targets.kubernetes_api import (
     ClientKubernetesApi,
     KubernetesApi,
@@ -132,6 +131,7 @@ class KubernetesTarget:
         port_forward: bool = True,
         prometheus_fetch: Callable[[str], bytes] | None = None,
         kind: KindCluster | None = None,
+        register: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.scenario = scenario
         self.config = scenario.target.kubernetes
@@ -145,16 +145,25 @@ class KubernetesTarget:
         self.image_pull_secrets = list(self.config.image_pull_secrets)
         self.image = image or self.config.image or scenario.target.docker.image
         self.poll_s = poll_s
-        # Load reaches pods through port-forwards (any cluster) or at their pod IPs (the pod network is
-        # routable from here: a node on this machine, or the harness running inside the cluster).
+        # Load reaches pods through port-forwards (any cluster), at their pod IPs (the pod network is routable
+        # from here: a node on this machine, or the harness running inside the cluster), or through the
+        # Service's NodePort that a kind cluster publishes on 127.0.0.1.
         self.port_forward = port_forward and self.config.load_route == "port-forward"
         self._api = api
         self._clock = clock
         self._sleep = sleep
         self._prometheus_fetch = prometheus_fetch
         if kind is None and self.config.kind_cluster:
-            kind = KindCluster(self.config.kind_cluster, keep=self.config.keep_cluster)
+            kind = KindCluster(
+                self.config.kind_cluster,
+                kubeconfig=self.config.kubeconfig,
+                node_image=self.config.kind_node_image,
+                keep=self.config.keep_cluster,
+                run_id=self.run_id,
+                on_create=register,
+            )
         self.kind = kind
+        self._node_port_url: str | None = None
         self._state = _State()
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -177,7 +186,7 @@ class KubernetesTarget:
     @property
     def api(self) -> KubernetesApi:
         if self._api is None:
-            self._api = ClientKubernetesApi.connect(self.config.kubeconfig, self.config.context)
+            self._api = ClientKubernetesApi.connect(self.kubeconfig, self.config.context)
         return self._api
 
     def kill_replica(self, replica_id: str) -> None:
@@ -194,10 +203,15 @@ class KubernetesTarget:
     def sweep_resource(self) -> dict[str, Any]:
         return {
             "kind": "kubernetes",
-            "kubeconfig": str(self.config.kubeconfig) if self.config.kubeconfig else None,
+            "kubeconfig": str(self.kubeconfig) if self.kubeconfig else None,
             "context": self.config.context,
             "namespace": self.namespace,
         }
+
+    @property
+    def kubeconfig(self) -> Path | None:
+        """The cluster's kubeconfig file: the kind cluster's own, else the configured one (None: the default)."""
+        return self.kind.kubeconfig if self.kind is not None else self.config.kubeconfig
 
     @property
     def run_selector(self) -> str:
@@ -231,6 +245,7 @@ class KubernetesTarget:
             service_monitor=service_monitor,
             pull_policy=self.pull_policy,
             image_pull_secrets=self.image_pull_secrets,
+            node_port=KindConfig.read(self.kind.config).node_port if self.kind and self._node_port_url else None,
         )
         autoscaling = values["autoscaling"]
         if not autoscaling["enabled"]:
@@ -403,6 +418,8 @@ class KubernetesTarget:
             ]
 
     def _base_url(self, name: str, pod: dict[str, Any]) -> str:
+        if self.config.load_route == "node-port":
+            return self._node_port_url or ""
         if self.config.load_route == "pod-ip":
             pod_ip = (pod.get("status") or {}).get("podIP")
             return f"http://{pod_ip}:{CONTAINER_PORT}" if pod_ip else ""
@@ -515,15 +532,18 @@ class KubernetesTarget:
     # ------------------------------------------------------------------ internals
 
     def _prepare_kind(self, kind: KindCluster) -> None:
-        """Create or reuse the kind cluster and connect to it (the image and metrics-server follow)."""
+        """Create or reuse the kind cluster, and find the 127.0.0.1 port of its NodePort when the load goes
+        there (the image and metrics-server follow)."""
         created = kind.ensure()
         self.on_event(KindClusterUsed(kind.name, created))
-        if self._api is None:
-            # The cluster's admin credentials never enter the run directory (nightly CI uploads it): a
-            # private temporary file, read once by the client, then removed.
-            with tempfile.TemporaryDirectory(prefix="harness-kind-") as private:
-                kubeconfig = kind.write_kubeconfig(Path(private) / "kubeconfig")
-                self._api = ClientKubernetesApi.connect(kubeconfig, None)
+        if self.config.load_route == "node-port":
+            node_port = KindConfig.read(kind.config).node_port
+            if node_port is None:
+                raise DeployError(
+                    f"{kind.config} publishes no NodePort on 127.0.0.1 (nodes[].extraPortMappings)",
+                    hint="add one, or set target.kubernetes.load_route: port-forward",
+                )
+            self._node_port_url = f"http://127.0.0.1:{kind.host_port(node_port)}"
 
     def _warn_once(self, key: str, message: str, hint: str) -> None:
         if key not in self._warned:

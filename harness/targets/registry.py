@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.config import Scenario
-from harness.errors import ConfigError
+from harness.errors import ConfigError, DeployError
 from harness.model import EventSink
 from harness.targets.base import Target
 from harness.targets.kinds import TARGET_KINDS, TargetKind
@@ -24,6 +25,9 @@ class TargetContext:
     image: str | None = None
     replica_cpus: tuple[int, ...] | None = None
     on_replica_started: Callable[[str, int], None] | None = None
+    # Tells the run's watchdog about a resource the target creates as it starts (a kind cluster), to sweep
+    # should the harness die.
+    register: Callable[[dict[str, Any]], None] | None = None
 
 
 TargetFactory = Callable[[Scenario, TargetContext], Target]
@@ -69,7 +73,23 @@ def _kubernetes(scenario: Scenario, context: TargetContext) -> Target:
         on_event=context.on_event,
         run_id=context.run_id,
         image=context.image,
+        register=context.register,
     )
+
+
+def machine_preflight(scenario: Scenario) -> None:
+    """What the target needs from this machine, checked before anything is built: for a kind cluster, kind and
+    Docker working, the cluster's (or the node image's) Kubernetes version, the image load path. A failure is
+    bad input as a missing extra is (ConfigError, one line, exit 2): nothing was built or started."""
+    config = scenario.target.kubernetes
+    if scenario.target.kind == "kubernetes" and config.kind_cluster:
+        from harness.targets.kind import KindCluster, KindConfig
+
+        cluster = KindCluster(config.kind_cluster, kubeconfig=config.kubeconfig, node_image=config.kind_node_image)
+        try:
+            cluster.preflight(node_port=KindConfig.read().node_port if config.load_route == "node-port" else None)
+        except DeployError as error:
+            raise ConfigError(error.message, hint=error.hint) from error
 
 
 FACTORIES: dict[str, TargetFactory] = {

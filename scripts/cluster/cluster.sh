@@ -588,11 +588,14 @@ EOF
 }
 
 start_adapter() {
-    local kc="$STATE/addons.kubeconfig"
+    local kc="$STATE/addons.kubeconfig" config="$STATE/prometheus-adapter.yaml" rules
     mkdir -p "$STATE/prometheus-adapter"
     # Every BentoML series of a pod becomes a Pods custom metric of the same name (per pod, summed over
-    # endpoints), e.g. bentoml_service_request_in_progress, which loadtests/autoscale.yaml scales on.
-    cat >"$STATE/prometheus-adapter.yaml" <<'EOF'
+    # endpoints), e.g. bentoml_service_request_in_progress, which loadtests/autoscale.yaml scales on; an LLM
+    # engine's vLLM gauges (vllm:num_requests_waiting ...) become vllm_num_requests_waiting ..., the names the
+    # harness's local autoscaler gives them too.
+    rules="$(
+        cat <<'EOF'
 rules:
 - seriesQuery: '{__name__=~"bentoml_.*",namespace!="",pod!=""}'
   resources:
@@ -601,7 +604,20 @@ rules:
       pod: {resource: pod}
   name: {matches: "^(.*)$", as: "$1"}
   metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+- seriesQuery: '{__name__=~"vllm:.*",namespace!="",pod!=""}'
+  resources:
+    overrides:
+      namespace: {resource: namespace}
+      pod: {resource: pod}
+  name: {matches: "^vllm:(.*)$", as: "vllm_$1"}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
 EOF
+    )"
+    # The adapter reads its rules once: a cluster brought up with other rules gets its adapter restarted.
+    if [ "$(cat "$config" 2>/dev/null)" != "$rules" ]; then
+        stop_component prometheus-adapter
+        printf '%s\n' "$rules" >"$config"
+    fi
     start prometheus-adapter "$BIN/prometheus-adapter" --secure-port "$ADAPTER_PORT" --bind-address 127.0.0.1 \
         --cert-dir "$STATE/prometheus-adapter" --lister-kubeconfig "$kc" --authentication-kubeconfig "$kc" \
         --authorization-kubeconfig "$kc" --prometheus-url "http://127.0.0.1:$PROMETHEUS_PORT/" \
@@ -833,7 +849,8 @@ case "${1:-}" in
 up) serialized up ;;
 down) serialized down ;;
 status) status ;;
-build) build && echo "$BIN" ;;
+# Under the lock: a build under way (another clone's `up`) is waited for, never started twice.
+build) serialized build && echo "$BIN" ;;
 load-image)
     [ -n "${2:-}" ] || die "usage: cluster.sh load-image IMAGE"
     load_image "$2"

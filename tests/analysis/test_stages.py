@@ -16,6 +16,7 @@ from harness.model import (
     ReplicaCount,
     ReplicaCrashed,
     ReplicaStopped,
+    RequestTally,
     RunEvent,
     StageResult,
     StageWindow,
@@ -397,3 +398,56 @@ def test_a_stage_without_streams_has_no_streamed_figures() -> None:
     (result,) = summarize(steady_intervals(), stream_percentiles={"ttft": [99.0]})
     assert (result.streamed, result.ttft, result.itl, result.tpot, result.good_requests) == (0, {}, {}, {}, {})
     assert not any(key.startswith("ttft") for key in result.sample_shortfalls)
+
+
+# --------------------------------------------------------------------------- named requests
+
+
+def tally_of(record: ClientInterval) -> RequestTally:
+    """A record's outcomes as one named request's tally."""
+    return RequestTally(**{f.name: getattr(record, f.name) for f in dataclasses.fields(RequestTally)})
+
+
+def test_each_named_request_gets_its_own_figures_and_the_stage_keeps_all_together() -> None:
+    intervals = []
+    for t in range(10):
+        said = {"http_500": [f"worker {t % 3} died"]}
+        slow = dataclasses.replace(interval(float(t), [0.2] * 30, failures=2), error_samples=said)
+        fast = interval(float(t), [0.002] * 70)
+        stage_total = interval(float(t), [0.2] * 30 + [0.002] * 70, failures=2, users=10)
+        stage_total = dataclasses.replace(stage_total, error_samples=said)
+        intervals.append(
+            dataclasses.replace(stage_total, by_request={"predict": tally_of(slow), "health": tally_of(fast)})
+        )
+    (result,) = summarize(intervals)
+    assert result.requests == 1020 and result.latency["p50"].value_s == pytest.approx(0.002, rel=0.01)
+    predict, health = result.by_request["predict"], result.by_request["health"]
+    assert (predict.requests, predict.failures, predict.errors) == (320, 20, {"http_500": 20})
+    # What the failures got back stays with the request that got it (the first two distinct samples).
+    assert predict.error_samples == result.error_samples == {"http_500": ["worker 0 died", "worker 1 died"]}
+    assert health.error_samples == {}
+    assert predict.error_rate == pytest.approx(20 / 320) and predict.achieved_rps == pytest.approx(32.0)
+    assert predict.latency["p50"].value_s == pytest.approx(0.2, rel=0.01)
+    assert health.latency["p95"].value_s == pytest.approx(0.002, rel=0.01) and health.failures == 0
+    # The stage's load and validity are the requests' too; a request offers no rate of its own.
+    assert predict.offered_rps is None and predict.replicas_min == result.replicas_min and not predict.by_request
+    assert predict.invalid_reasons == result.invalid_reasons
+
+
+def test_a_requests_figures_keep_its_own_sample_rule_and_the_stages_doubts() -> None:
+    few = [
+        dataclasses.replace(
+            interval(float(t), [0.01] * 100, loadgen_cpu_cores=0.95, users=10),
+            by_request={"rare": tally_of(interval(float(t), [0.05] * 2))},
+        )
+        for t in range(10)
+    ]
+    (result,) = summarize(few, judged_percentiles=[99.0])
+    rare = result.by_request["rare"]
+    assert "p99" in rare.sample_shortfalls and "p99" not in result.sample_shortfalls
+    assert any("CPU-bound" in reason for reason in rare.invalid_reasons)
+
+
+def test_records_without_named_requests_have_none() -> None:
+    (result,) = summarize(steady_intervals())
+    assert result.by_request == {}

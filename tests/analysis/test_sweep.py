@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.stats import poisson
 
-from harness.analysis.sweep import Probe, next_rate, probe_duration_s, result
+from harness.analysis.sweep import next_rate, probe_duration_s, result
+from harness.model import Probe
 
 Oracle = Callable[[float, int], bool | None]
 

@@ -3,6 +3,7 @@ predictions, 4xx answers to every kind of bad input, metrics, adaptive batching 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -19,7 +20,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import psutil
 import pytest
+from PIL import Image
 from sklearn.datasets import load_digits
+
+from harness.load.bodies import Part, encode_multipart
 
 if TYPE_CHECKING:
     from conftest import BentoServers, ServedBento
@@ -228,6 +232,76 @@ def test_service_still_answers_after_invalid_input(digits: ServedBento) -> None:
         post(digits.base_url, body, content_type)
     answer = classify(digits.base_url, HELD_OUT_PIXELS[:3])
     assert len(answer["labels"]) == 3
+
+
+# --------------------------------------------------------------------------- image uploads
+
+IMAGES_DIR = DIGITS_DIR / "images"
+BOUNDARY = "digits-test-7f3a"
+PNG = (IMAGES_DIR / "0010.png").read_bytes()
+
+
+def upload(
+    base_url: str, body: bytes, content_type: str = f"multipart/form-data; boundary={BOUNDARY}"
+) -> tuple[int, str]:
+    request = urllib.request.Request(
+        f"{base_url}/classify_image", data=body, headers={"Content-Type": content_type}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return int(error.code), error.read().decode()
+
+
+def image_part(content: bytes, name: str = "image") -> Part:
+    return Part(name, content, "digit.png", "image/png")
+
+
+def big_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (600, 600)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_an_uploaded_png_is_classified_as_its_pixels_are(digits: ServedBento) -> None:
+    rows = [json.loads(line) for line in (IMAGES_DIR / "labels.jsonl").read_text().splitlines()][:20]
+    pixels, _ = load_digits(return_X_y=True)
+    expected = classify(digits.base_url, pixels[[row["row"] for row in rows]])
+    for index, row in enumerate(rows):
+        content = (IMAGES_DIR / row["file"]).read_bytes()
+        status, text = upload(digits.base_url, encode_multipart([image_part(content)], BOUNDARY))
+        assert status == 200, text
+        answer = json.loads(text)
+        assert answer["label"] == expected["labels"][index], row
+        # Grey levels round each pixel by at most 1/32 of a step: the probabilities barely move.
+        assert np.allclose(answer["probabilities"], expected["probabilities"][index], atol=0.01), row
+
+
+INVALID_UPLOADS: dict[str, tuple[list[Part] | bytes, str | None, int, list[str]]] = {
+    # case: (parts or body, Content-Type (None: multipart with the boundary), status, fragments of the answer)
+    "truncated": ([image_part(PNG[: len(PNG) // 2])], None, 400, ["not a readable image", "truncated"]),
+    "not_an_image": ([image_part(b"hello, not a picture")], None, 400, ["not a readable image"]),
+    "empty_file": ([image_part(b"")], None, 400, ["not a readable image"]),
+    "image_missing": ([Part("note", b"seven")], None, 400, ["image", "Field required"]),
+    "name_instead_of_file": ([Part("image", b"digit.png")], None, 400, ["uploaded as a file"]),
+    "two_files": ([image_part(PNG), image_part(PNG, "other")], None, 400, ["Maximum number of files is 1"]),
+    "too_large": ([image_part(PNG + bytes(300_000))], None, 413, ["at most 262144"]),
+    "too_many_pixels": ([image_part(big_png())], None, 400, ["600x600", "at most 512"]),
+    "no_boundary": ([image_part(PNG)], "multipart/form-data", 400, ["boundary"]),
+    "not_multipart": (b"garbage", None, 400, ["not a valid multipart"]),
+    "json": (b'{"image": "http://127.0.0.1/x.png"}', "application/json", 415, ["multipart/form-data"]),
+}
+
+
+@pytest.mark.parametrize("case", list(INVALID_UPLOADS))
+def test_broken_uploads_get_4xx_naming_the_problem(digits: ServedBento, case: str) -> None:
+    parts, content_type, expected_status, fragments = INVALID_UPLOADS[case]
+    body = parts if isinstance(parts, bytes) else encode_multipart(parts, BOUNDARY)
+    status, text = upload(digits.base_url, body, *([content_type] if content_type else []))
+    assert status == expected_status, f"{case}: status {status}, body {text}"
+    for fragment in fragments:
+        assert fragment in text, f"{case}: {fragment!r} not in {text}"
 
 
 # --------------------------------------------------------------------------- operations

@@ -148,7 +148,9 @@ def test_loadgen_values_refuse_files_too_large_for_the_cluster(tmp_path: Path, m
     monkeypatch.setattr(pod_files_module, "MAX_FILES_BYTES", 1000)
     base = scenario()
     base = base.model_copy(update={"payload": base.payload.model_copy(update={"source": "jsonl", "file": bodies})})
-    with pytest.raises(ConfigError, match=r"0-big\.jsonl 0\.0 MiB.*the harness sends at most"):
+    with pytest.raises(
+        ConfigError, match=r"^payload\.file: its 1 file\(s\) come to 1010 bytes .*the harness sends at most 1000 bytes"
+    ):
         loadgen_values(plan_of(base), "lg:2", "run-1", service_url="http://svc:3000")
 
 

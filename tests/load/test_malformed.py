@@ -11,9 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.load.bodies import Part, encode_form, encode_multipart, request_boundary, split_form, split_multipart
 from harness.load.malformed import (
     BAD_INPUT_CHECK,
+    FILE_MALFORMED,
     HUGE_BODY_BYTES,
+    HUGE_TIMES_LARGEST,
     MALFORMED,
     malformed_body,
     malformed_pool,
@@ -124,3 +127,104 @@ def test_a_wrong_shape_never_drops_a_whole_row_which_could_leave_a_valid_smaller
     if len(spoiled) < len(images):
         raise AssertionError(f"a row was dropped: {images} -> {spoiled}")
     assert spoiled != images
+
+
+# --------------------------------------------------------------------------- files and forms
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(200))
+BOUNDARY = request_boundary("upload")
+MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
+FORM = "application/x-www-form-urlencoded"
+
+
+def upload(*bodies: bytes, content_type: str = MULTIPART) -> ReadyRequest:
+    return ReadyRequest("upload", "POST", "/upload", {"Content-Type": content_type}, [PreparedBody(b) for b in bodies])
+
+
+def multipart(image: bytes = PNG, note: bytes = b"seven") -> bytes:
+    return encode_multipart([Part("image", image, "7.png", "image/png"), Part("note", note)], BOUNDARY)
+
+
+def kinds(mix: list[ReadyRequest]) -> set[str]:
+    return {request.name.removeprefix("upload [malformed ").removesuffix("]") for request in mix}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_multipart_upload_is_spoiled_as_clients_break_uploads(seed: int) -> None:
+    mix = malformed_requests([upload(multipart(), multipart(PNG[:-1]))], random.Random(seed))
+    assert kinds(mix) == {
+        "truncated",
+        "wrong_file_type",
+        "text_for_file",
+        "empty_part",
+        "missing_part",
+        "huge",
+        "no_boundary",
+    }
+    for request in mix:
+        kind = request.name.removeprefix("upload [malformed ").removesuffix("]")
+        assert request.check == BAD_INPUT_CHECK and not request.counts_as_traffic
+        content_type = request.headers["Content-Type"]
+        for body in request.bodies:
+            assert body.body is not None
+            if kind == "no_boundary":
+                assert content_type == "multipart/form-data" and body.body in (multipart(), multipart(PNG[:-1]))
+                continue
+            assert content_type == MULTIPART
+            parts = {part.name: part for part in split_multipart(body.body, BOUNDARY)}
+            image = parts.get("image")
+            if kind == "truncated":
+                assert image is not None and 0 < len(image.content) < len(PNG) - 1 and PNG.startswith(image.content)
+            elif kind == "wrong_file_type":
+                assert image is not None and image.content.startswith(b"RIFF") and image.content_type == "image/png"
+                assert image.filename == "7.png"
+            elif kind == "text_for_file":
+                assert image == Part("image", b"7.png") and len(parts) == 2
+            elif kind == "empty_part":
+                assert b"" in {part.content for part in parts.values()} and len(parts) == 2
+            elif kind == "missing_part":
+                assert len(parts) == 1
+            elif kind == "huge":
+                assert image is not None and len(body.body) > HUGE_BODY_BYTES and image.content.startswith(PNG[:-1])
+
+
+def test_a_binary_body_is_cut_replaced_emptied_blown_up_or_mislabelled() -> None:
+    mix = malformed_requests([upload(PNG, content_type="image/png")], random.Random(3))
+    assert kinds(mix) == {"truncated", "wrong_file_type", "empty_part", "huge", "wrong_content_type"}
+    by_kind = {request.name.removeprefix("upload [malformed ").removesuffix("]"): request for request in mix}
+    assert all(PNG.startswith(b.body or b"x") and b.body != PNG for b in by_kind["truncated"].bodies)
+    assert all((b.body or b"").startswith(b"RIFF") for b in by_kind["wrong_file_type"].bodies)
+    assert by_kind["wrong_file_type"].headers["Content-Type"] == "image/png"
+    assert {b.body for b in by_kind["empty_part"].bodies} == {b""}
+    assert all(len(b.body or b"") > HUGE_BODY_BYTES for b in by_kind["huge"].bodies)
+    assert by_kind["wrong_content_type"].headers["Content-Type"] == "text/plain"
+
+
+def test_a_body_of_megabytes_is_huge_at_several_times_its_size() -> None:
+    audio = b"RIFF" + bytes(3 * HUGE_BODY_BYTES)
+    mix = malformed_requests([upload(audio, content_type="audio/wav")], random.Random(0))
+    (huge,) = [request for request in mix if request.name.endswith("[malformed huge]")]
+    assert {len(b.body or b"") for b in huge.bodies} == {HUGE_TIMES_LARGEST * len(audio) + 1}
+    (other,) = [request for request in mix if request.name.endswith("[malformed wrong_file_type]")]
+    assert {b.body for b in other.bodies} == {b"This is a text file, not audio/wav.\n"}
+
+
+def test_a_form_loses_or_empties_a_field_grows_or_is_mislabelled() -> None:
+    valid = encode_form([Part("text", b"a cat"), Part("lang", b"en")])
+    mix = malformed_requests([upload(valid, content_type=FORM)], random.Random(1))
+    assert kinds(mix) == {"empty_part", "missing_part", "huge", "wrong_content_type"}
+    for request in mix:
+        for body in request.bodies:
+            fields = split_form(body.body or b"")
+            if request.name.endswith("[malformed missing_part]"):
+                assert len(fields) == 1
+            if request.name.endswith("[malformed empty_part]"):
+                assert len(fields) == 2 and b"" in {field.content for field in fields}
+
+
+def test_file_bodies_spoil_the_same_way_for_the_same_seed() -> None:
+    valid = [multipart(), multipart(PNG[:50], b"three")]
+    first = malformed_pool(valid, random.Random(9), content_type=MULTIPART)
+    assert first == malformed_pool(valid, random.Random(9), content_type=MULTIPART)
+    counts = {kind: sum(1 for body in first if body.kind == kind) for kind in FILE_MALFORMED}
+    assert counts == {kind: 0 if kind == "wrong_content_type" else 16 for kind in FILE_MALFORMED}

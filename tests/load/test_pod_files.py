@@ -17,9 +17,11 @@ from harness.errors import ConfigError
 from harness.load.plan import LoadPlan, build_load_plan
 from harness.load.pod_files import (
     CONFIGMAP_MAX_BYTES,
+    INPUTS_LAYOUT_FILE,
     MAX_FILES_BYTES,
     PART_BYTES,
     POD_FILES_DIR,
+    POD_INPUTS_DIR,
     configmap_parts,
     local_files,
     pod_plan,
@@ -103,6 +105,26 @@ def test_the_users_locustfile_and_payload_file_go_to_the_pods_too(tmp_path: Path
     assert local_files(plan_with_files(tmp_path)) == {}, "the digits payload reads no file"
 
 
+def test_an_openai_requests_prompts_go_to_the_pods_and_a_trace_inside_the_plan(tmp_path: Path) -> None:
+    prompts, trace = tmp_path / "chats.jsonl", tmp_path / "trace.txt"
+    prompts.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    trace.write_text("0\n0.5\n0.75\n")
+    openai = {"prompts": str(prompts), "max_tokens": 8}
+    plan = plan_with_files(
+        tmp_path,
+        stages=[{"name": "s", "duration_s": 5, "arrival_rate_rps": 2, "arrival": "trace", "trace": str(trace)}],
+        requests=[{"name": "chat", "path": "/v1/chat/completions", "openai": openai}],
+    )
+    assert local_files(plan) == {prompts: "0-chats.jsonl"}
+    in_pod = pod_plan(plan, workers=2)
+    assert in_pod.requests is not None and in_pod.requests[0].openai is not None
+    assert in_pod.requests[0].openai.prompts == POD_FILES_DIR / "0-chats.jsonl"
+    assert in_pod.requests[0].openai.max_tokens == 8 and in_pod.requests[0].stream is None
+    assert in_pod.stages[0].trace_s == (0.0, 0.5, 0.75)
+    assert read_plan_files(plan) == {"0-chats.jsonl": prompts.read_bytes()}
+    assert LoadPlan.from_json(in_pod.to_json()) == in_pod
+
+
 def test_a_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
     plan = plan_with_files(tmp_path, load={"locustfile": str(tmp_path / "missing.py")})
     with pytest.raises(ConfigError, match=r"missing\.py': cannot read it to send to the load generator pods"):
@@ -156,3 +178,55 @@ def test_more_than_the_limit_in_all_is_refused_in_one_line() -> None:
     files = {"0-rows.jsonl": b"x" * (MAX_FILES_BYTES // 2), "1-more.jsonl": b"x" * (MAX_FILES_BYTES // 2 + 1)}
     with pytest.raises(ConfigError, match=r"files come to 64.0 MiB \(0-rows.jsonl 32.0 MiB, 1-more.jsonl 32.0 MiB\)"):
         configmap_parts(files)
+
+
+def test_a_requests_input_files_are_laid_out_in_the_pods_as_on_this_machine(tmp_path: Path) -> None:
+    """Requests made of files: each of their files (with the data set naming them) gets a name in the pods, the
+    layout file says where each lies under inputs/<request's index>/ relative to the others, and the pod's plan
+    reads them there; a data set another request reads as JSON keeps its flat name too."""
+    images = tmp_path / "images"
+    (images / "3").mkdir(parents=True)
+    for name in ("3/a.png", "3/b.png"):
+        (images / name).write_bytes(b"\x89PNG" + name.encode())
+    labels = images / "labels.jsonl"
+    labels.write_text('{"file": "3/a.png", "label": 3}\n{"file": "3/b.png", "label": 3}\n')
+    plan = plan_with_files(
+        tmp_path,
+        requests=[
+            {"name": "json", "path": "/p", "body_template": {"x": "{{label}}"}, "dataset": str(labels)},
+            {"name": "up", "path": "/up", "dataset": str(labels), "multipart": {"image": {"file": "{{file}}"}}},
+            {"name": "raw", "path": "/raw", "files": str(images / "3"), "body_binary": {"file": "{{file}}"}},
+        ],
+    )
+    assert local_files(plan) == {labels: "0-labels.jsonl", images / "3/a.png": "1-a.png", images / "3/b.png": "2-b.png"}
+    files = read_plan_files(plan)
+    assert files[INPUTS_LAYOUT_FILE].decode().splitlines() == [
+        "0-labels.jsonl\tinputs/1/labels.jsonl",
+        "1-a.png\tinputs/1/3/a.png",
+        "2-b.png\tinputs/1/3/b.png",
+        "1-a.png\tinputs/2/a.png",
+        "2-b.png\tinputs/2/b.png",
+    ]
+    in_pod = pod_plan(plan, workers=2)
+    assert in_pod.requests is not None
+    json_request, upload, raw = in_pod.requests
+    assert json_request.dataset == POD_FILES_DIR / "0-labels.jsonl"
+    assert (
+        upload.dataset == POD_INPUTS_DIR / "1" / "labels.jsonl"
+        and upload.multipart == (plan.requests or ())[1].multipart
+    )
+    assert raw.files == POD_INPUTS_DIR / "2"
+    assert LoadPlan.from_json(in_pod.to_json()) == in_pod
+    # Without such requests there is no layout file.
+    assert INPUTS_LAYOUT_FILE not in read_plan_files(plan_with_files(tmp_path, requests=[plan.requests[0]]))
+
+
+def test_a_file_name_the_pods_cannot_lay_out_is_named(tmp_path: Path) -> None:
+    folder = tmp_path / "up"
+    folder.mkdir()
+    (folder / "a\tb.png").write_bytes(b"x")
+    plan = plan_with_files(
+        tmp_path, requests=[{"name": "up", "path": "/up", "files": str(folder), "body_binary": {"file": "{{file}}"}}]
+    )
+    with pytest.raises(ConfigError, match=r"^requests\[0\] 'up': '.*a\tb\.png' has a tab or line break in its name"):
+        read_plan_files(plan)

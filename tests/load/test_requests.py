@@ -14,13 +14,16 @@ from hypothesis import strategies as st
 
 from harness.config import RequestConfig, ResponseCheck, SameAsAlone
 from harness.errors import ConfigError
+from harness.load.bodies import fill_template
 from harness.load.reference_answers import body_key
 from harness.load.requests import (
+    PreparedBody,
+    ReadyRequest,
     check_answer,
+    choose_send,
     cumulative_weights,
     endpoint_request,
     expand_headers,
-    fill_template,
     pick_weighted,
     prepare_bodies,
     ready_requests,
@@ -48,7 +51,7 @@ def test_a_whole_placeholder_keeps_the_columns_type_and_a_partial_one_becomes_te
 
 def test_template_bodies_carry_their_row_for_the_expected_answer(tmp_path: Path) -> None:
     dataset = write_jsonl(tmp_path / "rows.jsonl", [{"x": [1, 2], "label": 0}, {"x": [3, 4], "label": 2}])
-    bodies = prepare_bodies(
+    bodies, content_type = prepare_bodies(
         request(
             body_template={"rows": ["{{x}}"]},
             dataset=str(dataset),
@@ -58,6 +61,7 @@ def test_template_bodies_carry_their_row_for_the_expected_answer(tmp_path: Path)
     )
     assert [json.loads(b.body or b"") for b in bodies] == [{"rows": [[1, 2]]}, {"rows": [[3, 4]]}]
     assert [b.row["label"] for b in bodies if b.row] == [0, 2]
+    assert content_type is None  # JSON: ready_requests sends application/json unless a header says otherwise
 
 
 def test_a_missing_column_names_the_template_the_line_and_the_columns(tmp_path: Path) -> None:
@@ -215,3 +219,43 @@ def test_same_as_alone_true_means_the_whole_answer_with_defaults() -> None:
     assert ResponseCheck.model_validate({"same_as_alone": True}).reads_answer
     with pytest.raises(ValueError, match="bodies"):
         ResponseCheck.model_validate({"same_as_alone": {"bodies": 0}})
+
+
+def _kind(name: str, bodies: int) -> ReadyRequest:
+    return ReadyRequest(name, "POST", "/" + name, {}, [PreparedBody(f"{name}{i}".encode()) for i in range(bodies)])
+
+
+def test_a_send_is_a_request_by_weight_or_the_bad_input_mix_at_its_fraction() -> None:
+    requests = [_kind("a", 3), _kind("b", 1)]
+    malformed = [_kind("bad", 2)]
+    rng = random.Random(11)
+    sends = [choose_send(requests, cumulative_weights([3.0, 1.0]), malformed, 0.2, rng) for _ in range(4000)]
+    counts = Counter(request.name for request, _ in sends)
+    assert 600 < counts["bad"] < 1000, "about a fifth"
+    assert 2 < counts["a"] / counts["b"] < 4.5, "three to one"
+    assert all(body in request.bodies for request, body in sends)
+    assert {body.body for request, body in sends if request.name == "a"} == {b"a0", b"a1", b"a2"}
+
+
+def test_without_a_bad_input_mix_a_single_request_is_always_sent() -> None:
+    (only,) = requests = [_kind("a", 2)]
+    for _ in range(50):
+        request, _body = choose_send(requests, cumulative_weights([1.0]), [], 0.5, random.Random(3))
+        assert request is only
+
+
+@given(st.integers(min_value=0, max_value=10_000), st.floats(min_value=0.0, max_value=1.0))
+def test_a_seed_repeats_the_sends(seed: int, fraction: float) -> None:
+    requests = [_kind("a", 3), _kind("b", 2), _kind("c", 1)]
+    cumulative = cumulative_weights([1.0, 2.0, 0.5])
+
+    def sends() -> list[tuple[str, bytes | None]]:
+        rng = random.Random(seed)
+        return [
+            (request.name, body.body)
+            for request, body in (
+                choose_send(requests, cumulative, [_kind("bad", 2)], fraction, rng) for _ in range(30)
+            )
+        ]
+
+    assert sends() == sends()

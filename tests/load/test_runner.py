@@ -10,6 +10,7 @@ import pytest
 from harness.config import parse_scenario
 from harness.errors import DeployError, LoadError
 from harness.load import runner
+from harness.load.endpoints import write_endpoints
 from harness.load.plan import build_load_plan
 from harness.model import ClientInterval, LoadgenOverhead
 
@@ -30,7 +31,7 @@ def test_a_locust_that_crashes_at_startup_is_a_load_error_with_its_log(
     )
     records: list[ClientInterval] = []
     endpoints = tmp_path / "endpoints.json"
-    runner.write_endpoints(endpoints, ["http://127.0.0.1:9"])
+    write_endpoints(endpoints, ["http://127.0.0.1:9"])
     plan = build_load_plan(scenario, endpoints_file=endpoints, intervals_dir=tmp_path / "intervals")
     process = runner.LocustProcess(
         plan,

@@ -9,9 +9,19 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harness.config import ArrivalKind
 from harness.load.arrivals import arrival_offsets
 from harness.load.plan import StageSpec, total_duration_s
-from harness.load.shape import MIN_DRAIN_S, drain_over, plan_at
+from harness.load.shape import (
+    MIN_DRAIN_S,
+    NO_USERS,
+    WORKERS_START_WAIT_S,
+    ArrivalSchedule,
+    drain_over,
+    plan_at,
+    users_at,
+    workers_may_start,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,3 +101,100 @@ def test_the_drain_is_over_exactly_within_its_bounds(elapsed_s: float, drain_s: 
         assert over
     elif in_flight:
         assert not over
+
+
+@given(st.lists(st.floats(min_value=0.01, max_value=1000, allow_nan=False), min_size=1, max_size=8))
+def test_the_stages_follow_one_another_each_for_exactly_its_planned_duration(durations_s: list[float]) -> None:
+    stages = [StageSpec(f"s{index}", duration_s, users=1) for index, duration_s in enumerate(durations_s)]
+    start_s = 0.0
+    for index, duration_s in enumerate(durations_s):
+        plan = plan_at(stages, start_s)
+        assert plan is not None and plan.index == index and plan.name == f"s{index}"
+        assert plan.stage_start_s == start_s and plan.stage_end_s == start_s + duration_s
+        start_s += duration_s
+    assert plan_at(stages, start_s) is None, "over exactly at the planned total"
+    assert start_s == total_duration_s(stages)
+
+
+def test_locust_runs_the_closed_stages_users_and_none_in_open_stages_or_the_drain() -> None:
+    assert users_at(STAGES, 0.0, drain_s=5, in_flight=0) == (2, 1.0)
+    assert users_at(STAGES, 5.0, drain_s=5, in_flight=0) == (8, 8.0), "no spawn rate: all at once"
+    assert users_at(STAGES, 15.0, drain_s=5, in_flight=0) == NO_USERS, "open stages are the arrival generator's"
+    assert users_at(STAGES, 20.5, drain_s=5, in_flight=0) == NO_USERS, "the drain's first tick"
+    assert users_at(STAGES, 20.0 + MIN_DRAIN_S, drain_s=5, in_flight=0) is None
+    assert users_at(STAGES, 22.0, drain_s=5, in_flight=None) == NO_USERS, "a master drains for the full time"
+    assert users_at(STAGES, 25.0, drain_s=5, in_flight=4) is None
+
+
+@given(
+    elapsed_s=st.floats(min_value=0, max_value=40, allow_nan=False),
+    drain_s=st.floats(min_value=0, max_value=10, allow_nan=False),
+    in_flight=st.one_of(st.none(), st.integers(min_value=0, max_value=5)),
+)
+def test_locust_is_told_to_stop_only_once_the_drain_is_over(
+    elapsed_s: float, drain_s: float, in_flight: int | None
+) -> None:
+    users = users_at(STAGES, elapsed_s, drain_s, in_flight)
+    plan = plan_at(STAGES, elapsed_s)
+    assert (users is None) == (plan is None and drain_over(STAGES, elapsed_s, drain_s, in_flight))
+    if plan is not None and not plan.open_model:
+        assert users == (plan.users, plan.spawn_rate)
+    elif users is not None:
+        assert users == NO_USERS
+
+
+def test_a_master_starts_its_workers_once_all_calibrated_or_the_wait_is_over() -> None:
+    assert workers_may_start(set(), set(), 0.0)
+    assert workers_may_start({"a", "b"}, {"a", "b", "gone"}, 0.0)
+    assert not workers_may_start({"a", "b"}, {"a"}, WORKERS_START_WAIT_S - 0.1)
+    assert workers_may_start({"a", "b"}, {"a"}, WORKERS_START_WAIT_S)
+
+
+def test_each_open_stage_is_scheduled_once_from_when_it_is_first_seen_to_its_end() -> None:
+    schedule = ArrivalSchedule(STAGES, process=0, processes=1, rng=random.Random(1))
+    assert schedule.due(1000.0, 1001.0) is None, "a closed stage has no arrivals"
+    due = schedule.due(1000.0, 1016.0)
+    assert due is not None
+    plan, times = due
+    assert plan.name == "open"
+    # 40/s constant from 1016 to the stage's end at 1020.
+    assert list(times) == [1016.0 + i / 40 for i in range(160)]
+    assert schedule.due(1000.0, 1017.0) is None, "already scheduled"
+    assert schedule.due(1000.0, 1021.0) is None, "the test is over"
+
+
+def test_processes_share_an_open_stage_and_a_seed_repeats_its_schedule() -> None:
+    stages = [StageSpec("open", 10, arrival_rate_rps=20.0, arrival="poisson")]
+
+    def times(process: int, seed: int) -> list[float]:
+        due = ArrivalSchedule(stages, process, 2, random.Random(seed)).due(0.0, 0.0)
+        assert due is not None
+        return list(due[1])
+
+    assert times(0, 3) == times(0, 3)
+    assert times(0, 3) != times(0, 4)
+    assert 40 < len(times(1, 5)) < 170, "about 10/s, this process's half of the stage's 20/s"
+
+
+RANDOM_KINDS: list[ArrivalKind] = ["constant", "poisson", "gamma"]
+
+
+@given(
+    start_s=st.floats(min_value=1e9, max_value=2e9, allow_nan=False),
+    seen_after_s=st.floats(min_value=15, max_value=19.999, allow_nan=False),
+    seed=st.integers(min_value=0, max_value=1000),
+    kind=st.sampled_from(RANDOM_KINDS),
+)
+def test_send_times_are_ascending_and_within_the_rest_of_the_stage(
+    start_s: float, seen_after_s: float, seed: int, kind: ArrivalKind
+) -> None:
+    stages = [*STAGES[:2], StageSpec("open", 5, arrival_rate_rps=40, arrival=kind, burstiness=0.5)]
+    now_s = start_s + seen_after_s
+    due = ArrivalSchedule(stages, 0, 1, random.Random(seed)).due(start_s, now_s)
+    if due is None:  # the float sum of start and offset fell past the stage's end
+        assert plan_at(stages, now_s - start_s) is None
+        return
+    times = list(due[1])
+    assert times == sorted(times)
+    # Before the stage's end up to the rounding of adding offsets to a time since the epoch.
+    assert all(now_s <= t <= start_s + 20.0 + 1e-6 for t in times)

@@ -14,6 +14,7 @@ from harness.load.streaming import (
     SseDecoder,
     SseEvent,
     StreamFormatError,
+    StreamReader,
     Usage,
     completion_chunk,
     decode_sse,
@@ -236,3 +237,71 @@ def test_stream_stats_become_client_interval_fields_that_round_trip() -> None:
     empty = StreamStats(limits=(fast,)).interval_fields()
     assert (empty["ttft_hdr"], empty["good_requests"]) == ("", {"ttft_ms<=250": 0})
     assert stream_figures(0.0, chunks, ended_s=0.5).output_tokens_per_s == pytest.approx(6.0)
+
+
+# --------------------------------------------------------------------------- reading a stream as it arrives
+
+
+def openai_pieces(
+    texts: list[str], start_s: float, gap_s: float, usage: tuple[int, int] | None
+) -> list[tuple[bytes, float]]:
+    events = [f"data: {json.dumps({'choices': [{'text': text, 'finish_reason': None}]})}\n\n" for text in texts]
+    if usage is not None:
+        counts = {"prompt_tokens": usage[0], "completion_tokens": usage[1]}
+        events.append(f"data: {json.dumps({'choices': [], 'usage': counts})}\n\n")
+    events.append("data: [DONE]\n\n")
+    return [(event.encode(), start_s + index * gap_s) for index, event in enumerate(events)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=1, max_value=30), st.lists(st.integers(min_value=0, max_value=3000), max_size=10))
+def test_the_incremental_reader_agrees_with_the_whole_stream_however_it_is_cut(tokens: int, cuts: list[int]) -> None:
+    pieces = openai_pieces([f"t{i}" for i in range(tokens)], 1.1, 0.02, (4, tokens))
+    body = b"".join(piece for piece, _ in pieces)
+    # Each byte is sent at its event's time; a piece cut anywhere arrives with its last byte.
+    times = [t for piece, t in pieces for _ in piece]
+    points = sorted({min(cut, len(body)) for cut in cuts} | {0, len(body)})
+    arrived = [(times[b - 1], body[a:b]) for a, b in itertools.pairwise(points)]
+    reader = StreamReader("openai", 1.0)
+    for t_s, piece in arrived:
+        reader.feed(piece, t_s)
+    assert reader.figures(times[-1]) == read_stream(1.0, arrived, ended_s=times[-1])
+    assert reader.figures(times[-1]).output_tokens == tokens and reader.figures(times[-1]).done
+    # Pieces that are whole events date each token when it was sent.
+    exact = StreamReader("openai", 1.0)
+    for piece, t_s in pieces:
+        exact.feed(piece, t_s)
+    figures = exact.figures(times[-1])
+    assert figures.ttft_s == pytest.approx(0.1) and figures.itl_s == pytest.approx((0.02,) * (tokens - 1))
+
+
+def test_an_openai_stream_without_done_or_a_finish_reason_is_not_whole() -> None:
+    reader = StreamReader("openai", 0.0)
+    reader.feed(b'data: {"choices":[{"text":"a"}]}\n\n', 0.1)
+    assert not reader.figures(0.2).done
+    reader.feed(b'data: {"choices":[{"text":"b","finish_reason":"stop"}]}\n\n', 0.3)
+    figures = reader.figures(0.3)
+    assert figures.done and figures.output_tokens == 2 and figures.itl_s == pytest.approx((0.2,))
+
+
+def test_plain_sse_counts_every_event_with_data_until_done() -> None:
+    reader = StreamReader("sse", 0.0)
+    reader.feed(b": hello\n\ndata: one\n\nevent: x\ndata: two\n\n", 0.5)
+    reader.feed(b"data: [DONE]\n\n", 0.7)
+    figures = reader.figures(0.7)
+    assert (figures.output_tokens, figures.ttft_s, figures.itl_s, figures.done) == (2, 0.5, (0.0,), True)
+
+
+def test_chunks_count_every_piece_that_brought_bytes() -> None:
+    reader = StreamReader("chunks", 0.0)
+    for t_s, piece in [(0.2, b"abc"), (0.25, b""), (0.3, b"d")]:
+        reader.feed(piece, t_s)
+    figures = reader.figures(0.35)
+    assert figures.output_tokens == 2 and figures.ttft_s == 0.2 and figures.tpot_s == pytest.approx(0.15)
+    with pytest.raises(ValueError, match="stream format"):
+        StreamReader("ndjson", 0.0)
+
+
+def test_a_chunk_that_is_not_an_openai_chunk_stops_the_reader() -> None:
+    with pytest.raises(StreamFormatError):
+        StreamReader("openai", 0.0).feed(b"data: {not json\n\n", 0.1)

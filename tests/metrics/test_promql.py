@@ -131,7 +131,7 @@ def test_samples_per_pod_with_missing_series_as_none() -> None:
     )
     source = PrometheusReplicaMetrics("http://127.0.0.1:9090", fetch, "harness", clock=lambda: 101.0)
     first, second = source.samples(PODS, endpoints={"/classify"})
-    assert len(fetch.urls) == 6 and all("time=101.000" in url for url in fetch.urls)
+    assert len(fetch.urls) == 9 and all("time=101.000" in url for url in fetch.urls)
     assert first.ok and first.requests_total == 1234 and first.in_progress == 3 and first.t_s == 100.0
     assert first.duration_sum_s is None and first.batch_size_count is None
     assert second.ok and second.requests_total == 77 and second.in_progress is None

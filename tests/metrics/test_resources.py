@@ -57,7 +57,7 @@ def _cpu_s(processes: list[psutil.Process]) -> float:
 
 
 # Exclusive: the busy children's CPU share is measured, which other tests' load would change.
-@pytest.mark.exclusive
+@pytest.mark.machine_wide
 def test_cpu_and_rss_cover_the_children(spawn_tree: SpawnTree) -> None:
     parent = spawn_tree(2, 15, 15)
     root = psutil.Process(parent.pid)
@@ -82,7 +82,7 @@ def test_cpu_and_rss_cover_the_children(spawn_tree: SpawnTree) -> None:
     assert use.rss_bytes > 2 * root.memory_info().rss
 
 
-@pytest.mark.exclusive
+@pytest.mark.machine_wide
 def test_each_call_covers_only_the_time_since_the_previous(spawn_tree: SpawnTree) -> None:
     parent = spawn_tree(1, 1.0, 15)
     sampler = ProcessTreeSampler(parent.pid)

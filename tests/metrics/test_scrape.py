@@ -231,3 +231,22 @@ def test_scrape_rejects_a_non_http_url() -> None:
     assert not sample.ok
     assert sample.error is not None and "not an http" in sample.error
     assert not math.isnan(sample.t_s)
+
+
+def test_an_llm_engines_vllm_gauges_are_read_whatever_their_labels() -> None:
+    page = (
+        "# TYPE vllm:num_requests_running gauge\n"
+        'vllm:num_requests_running{model_name="a"} 3\n'
+        'vllm:num_requests_running{model_name="b"} 1\n'
+        "# TYPE vllm:num_requests_waiting gauge\n"
+        'vllm:num_requests_waiting{model_name="a"} 7\n'
+        "# TYPE vllm:gpu_cache_usage_perc gauge\n"
+        'vllm:gpu_cache_usage_perc{model_name="a"} 0.4\n'
+        'vllm:gpu_cache_usage_perc{model_name="b"} 0.7\n'
+    )
+    sample = parse_bentoml_metrics(FIXTURE.read_text() + page, 0.0, "r1")
+    # Requests add up over models; the KV cache's use is the fullest one's (vLLM before 0.9 named it gpu_...).
+    assert (sample.engine_running, sample.engine_waiting, sample.engine_kv_cache_usage) == (4.0, 7.0, 0.7)
+    assert sample.requests_total == 10.0, "the engine's series do not change BentoML's"
+    plain = parse_bentoml_metrics(FIXTURE.read_text(), 0.0, "r1")
+    assert (plain.engine_running, plain.engine_waiting, plain.engine_kv_cache_usage) == (None, None, None)

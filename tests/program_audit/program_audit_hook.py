@@ -50,15 +50,17 @@ def _first_argument(argv: Any) -> Any:
     return None
 
 
-def _called_by_the_project(frame: FrameType | None) -> bool:
-    """Whether the first caller outside the standard library (subprocess, shutil, os) is the project's code."""
+def _project_caller(frame: FrameType | None) -> str | None:
+    """The file of the first caller outside the standard library (subprocess, shutil, os) when it is the project's
+    code, else None."""
     while frame is not None:
         filename = frame.f_code.co_filename
         if filename == __file__ or (filename.startswith(_STDLIB) and "site-packages" not in filename):
             frame = frame.f_back
             continue
-        return filename.startswith(_PROJECT) and not any(marker in filename for marker in _LIBRARY_MARKERS)
-    return False
+        ours = filename.startswith(_PROJECT) and not any(marker in filename for marker in _LIBRARY_MARKERS)
+        return filename if ours else None
+    return None
 
 
 def install(log_path: str) -> None:
@@ -70,14 +72,16 @@ def install(log_path: str) -> None:
     seen: set[tuple[str, str, str]] = set()
 
     def record(how: str, program: str | None) -> None:
-        if not program or not _called_by_the_project(sys._getframe(2)):
+        caller = _project_caller(sys._getframe(2)) if program else None
+        if caller is None:
             return
         test = os.environ.get("PYTEST_CURRENT_TEST", "")
         key = (how, program, test)
         if key in seen:
             return
         seen.add(key)
-        line = json.dumps({"test": test, "how": how, "program": program, "pid": os.getpid()}) + "\n"
+        entry = {"test": test, "how": how, "program": program, "pid": os.getpid(), "caller": caller}
+        line = json.dumps(entry) + "\n"
         try:
             # One write of a short line to a file opened for appending: lines of concurrent processes never mix.
             descriptor = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

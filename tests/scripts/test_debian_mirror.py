@@ -42,6 +42,7 @@ def mirror(
     )
 
 
+@pytest.mark.integration
 def test_a_deb822_stanza_that_lists_the_suite(tmp_path: Path) -> None:
     result = mirror(tmp_path, sources={"debian.sources": DEBIAN_SOURCES})
     assert result.returncode == 0, result.stderr
@@ -49,6 +50,7 @@ def test_a_deb822_stanza_that_lists_the_suite(tmp_path: Path) -> None:
     assert "debian.sources, which lists bookworm" in result.stderr
 
 
+@pytest.mark.integration
 def test_disabled_and_source_only_stanzas_are_skipped(tmp_path: Path) -> None:
     skipped = (
         "Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\n\n"
@@ -58,6 +60,7 @@ def test_disabled_and_source_only_stanzas_are_skipped(tmp_path: Path) -> None:
     assert result.stdout == "http://mirror.example/debian\n", result.stderr
 
 
+@pytest.mark.integration
 def test_a_classic_line_with_options(tmp_path: Path) -> None:
     listed = (
         "# deb http://commented.example/debian bookworm main\n"
@@ -69,6 +72,7 @@ def test_a_classic_line_with_options(tmp_path: Path) -> None:
     assert result.stdout == "http://classic.example/debian\n"
 
 
+@pytest.mark.integration
 def test_another_release_lends_its_mirror_but_a_security_archive_does_not(tmp_path: Path) -> None:
     trixie = "Types: deb\nURIs: http://security.example/debian-security\nSuites: trixie-security\n\n"
     trixie += "Types: deb\nURIs: http://trixie.example/debian\nSuites: trixie trixie-updates\n"
@@ -81,6 +85,7 @@ def test_another_release_lends_its_mirror_but_a_security_archive_does_not(tmp_pa
     assert refused.returncode == 1 and "only security archives" in refused.stderr
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("sources", [{}, {"debian.sources": "# nothing here\n"}])
 def test_no_apt_source_is_said_plainly(tmp_path: Path, sources: dict[str, str]) -> None:
     result = mirror(tmp_path, sources=sources)
@@ -88,6 +93,7 @@ def test_no_apt_source_is_said_plainly(tmp_path: Path, sources: dict[str, str]) 
     assert "no apt source found in" in result.stderr and "HARNESS_DEBIAN_MIRROR" in result.stderr
 
 
+@pytest.mark.integration
 def test_harness_debian_mirror_wins(tmp_path: Path) -> None:
     result = mirror(tmp_path, sources={}, HARNESS_DEBIAN_MIRROR="http://mine.example/debian")
     assert result.returncode == 0 and result.stdout == "http://mine.example/debian\n"

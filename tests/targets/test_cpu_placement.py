@@ -176,7 +176,7 @@ def tree_cores(pid: int, seconds: float) -> float:
 
 # Exclusive: how much CPU the busy tree gets is measured, which other tests' load would change.
 @pytest.mark.integration
-@pytest.mark.exclusive
+@pytest.mark.machine_wide
 def test_a_quarter_core_quota_holds_a_busy_process_tree(busy_process: subprocess.Popen[bytes]) -> None:
     run_id = f"test-{os.getpid()}-{time.monotonic_ns()}"
     limiter = CgroupCpuLimiter(run_id)
@@ -254,7 +254,7 @@ def test_without_privileges_the_limiter_degrades_to_warnings() -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.exclusive
+@pytest.mark.machine_wide
 def test_a_cpu_request_becomes_a_weight_and_no_quota(busy_process: subprocess.Popen[bytes]) -> None:
     limiter = CgroupCpuLimiter(f"test-{os.getpid()}-{time.monotonic_ns()}")
     try:

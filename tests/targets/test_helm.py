@@ -98,6 +98,7 @@ def test_render_rejects_a_directory_without_a_chart(tmp_path: Path) -> None:
         (LOADGEN_CHART, {"workers": 2}),
     ],
 )
+@pytest.mark.integration
 def test_the_helm_cli_and_the_sdk_render_the_same_manifests(chart: Path, values: dict[str, object]) -> None:
     # make test builds the CLI (Makefile: $(HELM)) and puts it on PATH; a user without one gets the SDK.
     assert shutil.which("helm") is not None, "helm is not on PATH: run the tests through make test"

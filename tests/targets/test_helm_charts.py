@@ -8,8 +8,10 @@ No Kubernetes API server can run here: this is rendering, schema validation and 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +21,11 @@ import yaml
 
 from harness.config import AutoscalingConfig, LoadgenPodsConfig, RequestConfig, Scenario, load_scenario
 from harness.errors import ConfigError
+from harness.load.bodies import relocate
 from harness.load.in_cluster import loadgen_values
 from harness.load.plan import LoadPlan, build_load_plan
-from harness.load.pod_files import pod_plan
+from harness.load.pod_files import POD_INPUTS_DIR, pod_plan
+from harness.load.requests import ready_requests
 from harness.quantity import parse_quantity
 from harness.targets.base import RUN_LABEL
 from harness.targets.helm import LOADGEN_CHART, MODEL_SERVICE_CHART, render_chart
@@ -388,6 +392,37 @@ def files_in_pods(manifests: list[dict[str, Any]]) -> dict[str, bytes]:
     return joined(configmaps)
 
 
+@pytest.mark.integration  # runs the pods' start script with /bin/sh
+def test_loadgen_pods_lay_out_the_files_of_an_upload_as_the_harness_reads_them(tmp_path: Path) -> None:
+    """loadtests/digits-images.yaml with the in-cluster generator: the workers' own start script, run here by
+    /bin/sh on the parts as the kubelet writes a projected volume's keys, joins the PNGs and their data set and lays
+    them out so that the pods' plan prepares the harness's bodies byte for byte."""
+    plan = plan_of(load_scenario(ROOT / "loadtests" / "digits-images.yaml"))
+    manifests = render_loadgen(loadgen_values(plan, "harness-loadgen:1", RUN_ID, service_url=SERVICE_URL, workers=2))
+    etc = tmp_path / "etc"
+    (etc / "harness").mkdir(parents=True)
+    (etc / "harness-parts").mkdir()
+    for configmap in (m for m in manifests if m["kind"] == "ConfigMap"):
+        for key, text in (configmap.get("data") or {}).items():
+            (etc / "harness-parts" / key).write_bytes(text.encode())
+        for key, value in (configmap.get("binaryData") or {}).items():
+            (etc / "harness-parts" / key).write_bytes(base64.b64decode(value))
+    worker = next(m for m in manifests if m["metadata"]["name"] == "loadgen-worker")
+    script = worker["spec"]["template"]["spec"]["containers"][0]["command"][2]
+    start = script[: script.index("exec locust")].replace("/etc/", f"{etc}/").replace("/results", f"{tmp_path}/results")
+    subprocess.run(["/bin/sh", "-c", start], check=True, timeout=60)
+    in_pod = LoadPlan.from_json((etc / "harness" / "load_plan.json").read_text())
+    assert in_pod.requests is not None and plan.requests is not None
+    (request,) = in_pod.requests
+    assert request.dataset == POD_INPUTS_DIR / "0" / "labels.jsonl"
+    assert sorted(path.name for path in (etc / "harness" / "inputs" / "0").iterdir())[:2] == ["0000.png", "0005.png"]
+    here = relocate(request, POD_INPUTS_DIR / "0", etc / "harness" / "inputs" / "0")
+    (pods,) = ready_requests([here], {})
+    (harness,) = ready_requests(plan.requests, {})
+    assert len(pods.bodies) == 100 and [b.body for b in pods.bodies] == [b.body for b in harness.bodies]
+    assert pods.headers == harness.headers
+
+
 def test_loadgen_jsonl_payload_goes_to_the_pods(tmp_path: Path) -> None:
     bodies = tmp_path / "bodies.jsonl"
     bodies.write_text('{"x": [1, 2]}\n{"x": [3, 4]}\n')
@@ -487,10 +522,20 @@ def test_metrics_server_manifest_is_valid_and_trusts_kind_kubelets(kube_version:
     assert by_kind(manifests, "APIService")["metadata"]["name"] == "v1beta1.metrics.k8s.io"
 
 
-def test_kind_config_is_a_kind_cluster_with_a_worker() -> None:
+def test_kind_config_is_one_node_publishing_a_node_port_on_loopback() -> None:
     config = yaml.safe_load((ROOT / "charts" / "kind-config.yaml").read_text())
     assert (config["kind"], config["apiVersion"]) == ("Cluster", "kind.x-k8s.io/v1alpha4")
-    assert [node["role"] for node in config["nodes"]] == ["control-plane", "worker"]
+    assert [node["role"] for node in config["nodes"]] == ["control-plane"]
+    (mapping,) = config["nodes"][0]["extraPortMappings"]
+    assert mapping["listenAddress"] == "127.0.0.1" and 30000 <= mapping["containerPort"] <= 32767
+
+
+def test_a_node_port_makes_the_service_a_node_port_service() -> None:
+    scenario = load_scenario(ROOT / "loadtests" / "default.yaml")
+    service = by_kind(render_model_service(model_service_values(scenario, IMAGE, RUN_ID, node_port=30080)), "Service")
+    assert service["spec"]["type"] == "NodePort" and service["spec"]["ports"][0]["nodePort"] == 30080
+    service = by_kind(render_model_service(model_service_values(scenario, IMAGE, RUN_ID)), "Service")
+    assert service["spec"]["type"] == "ClusterIP" and "nodePort" not in service["spec"]["ports"][0]
 
 
 def test_the_plan_a_worker_pod_reads_is_the_harness_plan_with_the_pods_paths() -> None:

@@ -121,6 +121,7 @@ def rollout_api(**options: Any) -> FakeKubernetesApi:
     return FakeKubernetesApi(recorded=recorded, **options)
 
 
+@pytest.mark.integration
 def test_start_applies_the_chart_labelled_and_waits_for_ready_pods(tmp_path: Path) -> None:
     api = rollout_api()
     target, recorder, clock = make_target(api, tmp_path)
@@ -167,6 +168,7 @@ def test_start_applies_the_chart_labelled_and_waits_for_ready_pods(tmp_path: Pat
     assert len(api.calls) == calls, "a second stop() must not touch the cluster"
 
 
+@pytest.mark.integration
 def test_start_scales_the_deployment_when_asked_for_more_than_min_replicas(tmp_path: Path) -> None:
     api = rollout_api(recorded={("v1", "Pod"): [fixture("pods_scaled_up.json")]})
     target, _, _ = make_target(api, tmp_path)
@@ -177,6 +179,7 @@ def test_start_scales_the_deployment_when_asked_for_more_than_min_replicas(tmp_p
         target.stop()
 
 
+@pytest.mark.integration
 def test_without_autoscaling_the_replica_count_is_rendered_and_scale_patches_it(tmp_path: Path) -> None:
     api = rollout_api()
     target, _, _ = make_target(api, tmp_path, scenario(autoscaling=None))
@@ -190,6 +193,7 @@ def test_without_autoscaling_the_replica_count_is_rendered_and_scale_patches_it(
         target.stop()
 
 
+@pytest.mark.integration
 def test_scale_is_refused_while_the_hpa_owns_the_count(tmp_path: Path) -> None:
     api = rollout_api()
     target, _, _ = make_target(api, tmp_path)
@@ -201,6 +205,7 @@ def test_scale_is_refused_while_the_hpa_owns_the_count(tmp_path: Path) -> None:
         target.stop()
 
 
+@pytest.mark.integration
 def test_image_pull_failure_names_the_cause_and_cleans_up(tmp_path: Path) -> None:
     api = rollout_api(
         recorded={("v1", "Pod"): [fixture("pods_err_image_pull.json"), fixture("pods_image_pull_backoff.json")]}
@@ -217,6 +222,7 @@ def test_image_pull_failure_names_the_cause_and_cleans_up(tmp_path: Path) -> Non
     assert api.objects == {}
 
 
+@pytest.mark.integration
 def test_crash_loop_failure_carries_the_last_log_lines(tmp_path: Path) -> None:
     api = rollout_api(
         recorded={("v1", "Pod"): [fixture("pods_crash_loop.json")]},
@@ -230,6 +236,7 @@ def test_crash_loop_failure_carries_the_last_log_lines(tmp_path: Path) -> None:
     assert api.objects == {}
 
 
+@pytest.mark.integration
 def test_unschedulable_rollout_times_out_naming_insufficient_cpu(tmp_path: Path) -> None:
     api = rollout_api(
         recorded={
@@ -250,6 +257,7 @@ def test_unschedulable_rollout_times_out_naming_insufficient_cpu(tmp_path: Path)
     target.stop()
 
 
+@pytest.mark.integration
 def test_apply_rejected_by_the_api_server_stops_and_removes_what_was_applied(tmp_path: Path) -> None:
     api = rollout_api(apply_errors={"HorizontalPodAutoscaler": fixture("status_422_invalid.json")})
     target, _, _ = make_target(api, tmp_path)
@@ -264,6 +272,7 @@ def test_apply_rejected_by_the_api_server_stops_and_removes_what_was_applied(tmp
     assert api.objects == {}
 
 
+@pytest.mark.integration
 def test_an_existing_namespace_is_used_and_kept(tmp_path: Path) -> None:
     api = rollout_api(
         gets={("v1", "Namespace", "harness"): [fixture("namespace_active.json")]},
@@ -279,6 +288,7 @@ def test_an_existing_namespace_is_used_and_kept(tmp_path: Path) -> None:
     assert "namespace_created" not in recorder.kinds()
 
 
+@pytest.mark.integration
 def test_a_terminating_namespace_is_waited_for(tmp_path: Path) -> None:
     terminating = fixture("namespace_terminating.json")
     api = rollout_api(gets={("v1", "Namespace", "harness"): [terminating, terminating, None]})
@@ -291,6 +301,7 @@ def test_a_terminating_namespace_is_waited_for(tmp_path: Path) -> None:
         target.stop()
 
 
+@pytest.mark.integration
 def test_behavior_tolerance_dropped_by_the_api_server_is_a_warning(tmp_path: Path) -> None:
     section = {**AUTOSCALING, "behavior": {"scaleUp": {"tolerance": 0.02}}}
     api = rollout_api(version="v1.33.1")
@@ -314,6 +325,7 @@ def test_behavior_tolerance_on_a_131_cluster_is_refused_before_anything_is_appli
     assert api.calls_named("apply") == [] and api.calls_named("create") == [] and api.calls_named("delete") == []
 
 
+@pytest.mark.integration
 def test_watcher_turns_hpa_status_into_scale_decisions_and_warnings(tmp_path: Path) -> None:
     hpa_sequence = [
         fixture(name)
@@ -356,6 +368,7 @@ def test_watcher_turns_hpa_status_into_scale_decisions_and_warnings(tmp_path: Pa
     assert recorder.of("replica_stopped") == [ReplicaStopped(POD_2, reason="deleted")]
 
 
+@pytest.mark.integration
 def test_an_hpa_that_stays_without_metrics_is_a_warning_with_what_to_install(tmp_path: Path) -> None:
     failing = fixture("hpa_failed_get_resource_metric.json")
     api = rollout_api(gets={("autoscaling/v2", "HorizontalPodAutoscaler", "model-service"): [failing]})
@@ -380,6 +393,7 @@ def test_an_hpa_that_stays_without_metrics_is_a_warning_with_what_to_install(tmp
     assert "metrics-server" in metrics_warning.hint
 
 
+@pytest.mark.integration
 def test_resource_use_from_pod_metrics_or_none_without_a_metrics_api(tmp_path: Path) -> None:
     api = rollout_api(recorded={("metrics.k8s.io/v1beta1", "PodMetrics"): [fixture("pod_metrics.json")]})
     target, _, _ = make_target(api, tmp_path)
@@ -405,6 +419,7 @@ def test_resource_use_from_pod_metrics_or_none_without_a_metrics_api(tmp_path: P
     assert len([d for d in recorder.of("warning") if "metrics.k8s.io is not served" in d.error]) == 1
 
 
+@pytest.mark.integration
 def test_server_samples_through_the_pod_proxy(tmp_path: Path) -> None:
     page = (ROOT / "tests" / "metrics" / "fixtures" / "bentoml_metrics.txt").read_text()
     api = rollout_api(proxy_pages={POD_1: page})
@@ -444,6 +459,7 @@ def pod_port() -> Iterator[int]:
     server.server_close()
 
 
+@pytest.mark.integration
 def test_ready_replicas_get_a_loopback_base_url_through_the_port_forward(tmp_path: Path, pod_port: int) -> None:
     api = rollout_api(port_forward_to=("127.0.0.1", pod_port))
     target, recorder, _ = make_target(api, tmp_path, port_forward=True)
@@ -475,6 +491,7 @@ def test_missing_image_is_a_clear_error(tmp_path: Path) -> None:
     assert api.calls == []
 
 
+@pytest.mark.integration
 def test_a_service_monitor_is_applied_when_reading_prometheus_on_an_operator_cluster(tmp_path: Path) -> None:
     api = rollout_api(
         recorded={("monitoring.coreos.com/v1", "ServiceMonitor"): [{"kind": "ServiceMonitorList", "items": []}]}
@@ -509,6 +526,7 @@ def test_by_default_each_run_names_its_objects_after_a_release_of_its_own(tmp_pa
     assert names[0] != names[1] and all(name.startswith("model-service-") for name in names)
 
 
+@pytest.mark.integration
 def test_an_object_of_another_run_is_named_and_never_taken_over(tmp_path: Path) -> None:
     api = rollout_api(gets={("v1", "Namespace", "harness"): [fixture("namespace_active.json")]})
     other = {
@@ -536,6 +554,7 @@ def test_an_object_of_another_run_is_named_and_never_taken_over(tmp_path: Path) 
     assert api.objects == {("apps/v1", "Deployment", "harness", "model-service"): other}
 
 
+@pytest.mark.integration
 def test_a_conflict_the_api_server_reports_is_not_forced(tmp_path: Path) -> None:
     conflict = {
         "kind": "Status",
@@ -556,6 +575,7 @@ def test_a_conflict_the_api_server_reports_is_not_forced(tmp_path: Path) -> None
     assert api.objects == {}
 
 
+@pytest.mark.integration
 def test_stop_deletes_only_the_kinds_it_applied(tmp_path: Path) -> None:
     api = rollout_api()
     target, _, _ = make_target(api, tmp_path, scenario(autoscaling=None))
@@ -568,6 +588,7 @@ def test_stop_deletes_only_the_kinds_it_applied(tmp_path: Path) -> None:
     assert swept_kinds == {"PodDisruptionBudget", "Service", "Deployment"}
 
 
+@pytest.mark.integration
 def test_a_namespace_it_created_stays_while_another_run_uses_it(tmp_path: Path) -> None:
     api = rollout_api()
     target, recorder, _ = make_target(api, tmp_path)
@@ -616,6 +637,7 @@ def test_expired_objects_go_whoever_made_them_and_a_namespace_in_use_stays() -> 
     ]
 
 
+@pytest.mark.integration
 def test_a_dead_harness_namespace_goes_unless_a_live_run_uses_it() -> None:
     import subprocess
     import sys

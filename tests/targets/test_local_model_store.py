@@ -23,6 +23,7 @@ except OSError as error:
 """
 
 
+@pytest.mark.integration
 def test_a_replica_reads_the_store_and_cannot_write_it(tmp_path: Path) -> None:
     store = tmp_path / "store" / "models"
     (store / "wine-gbc").mkdir(parents=True)

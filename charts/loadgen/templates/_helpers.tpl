@@ -102,13 +102,23 @@ harness.dev/run-id: {{ . | quote }}
 {{- end }}
 {{- end }}
 
-{{/* Joins each file's parts (<name>.0000, <name>.0001, ...: a ConfigMap holds at most 1 MiB) into /etc/harness. */}}
+{{/* Joins each file's parts (<name>.0000, <name>.0001, ...: a ConfigMap holds at most 1 MiB) into /etc/harness,
+then links the input files of requests made of files where inputs_layout.tsv says (lines "<name>\t<path>", the
+path relative to /etc/harness: inputs/<request's index>/...), laid out as on the harness's machine. */}}
 {{- define "loadgen.joinFiles" -}}
 {{- if .Values.harnessFiles }}
 for first in /etc/harness-parts/*.0000; do
   name=$(basename "$first" .0000)
   cat /etc/harness-parts/"$name".[0-9][0-9][0-9][0-9] > /etc/harness/"$name" || exit 1
 done
+if [ -f /etc/harness/inputs_layout.tsv ]; then
+  tab=$(printf '\t')
+  dir=
+  while IFS=$tab read -r name path; do
+    [ "${path%/*}" = "$dir" ] || { dir=${path%/*}; mkdir -p /etc/harness/"$dir"; } &&
+      ln /etc/harness/"$name" /etc/harness/"$path" || exit 1
+  done < /etc/harness/inputs_layout.tsv
+fi
 {{- end }}
 {{- end }}
 
