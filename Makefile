@@ -11,9 +11,10 @@ endif
 SCENARIO ?= loadtests/default.yaml
 TARGET ?= local
 # Debian packages the tests use for real: Prometheus, Pushgateway, Chromium (report test), and the test
-# cluster's container runtime, CNI plugins and iptables (scripts/cluster/cluster.sh). Docker: docker-setup.
+# cluster's container runtime, CNI plugins, iptables and image registry (scripts/cluster/cluster.sh). Docker:
+# docker-setup.
 TEST_PACKAGES := prometheus prometheus-pushgateway chromium containerd runc containernetworking-plugins iptables wrk \
-	openssl curl
+	openssl curl docker-registry
 # The test cluster's binaries are built with Go (Debian 12's is too old; the machine's is in /usr/local/go).
 export PATH := $(PATH):/usr/local/go/bin
 
@@ -143,7 +144,8 @@ system-packages:
 docker-setup:
 	bash scripts/docker-setup.sh
 
-# A real single-node Kubernetes cluster on this machine (scripts/cluster/cluster.sh); idempotent.
+# A real single-node Kubernetes cluster on this machine (scripts/cluster/cluster.sh), with its image registry on
+# 127.0.0.1:15000 and kubectl in .cluster/bin; idempotent.
 cluster: system-packages docker-setup
 	bash scripts/cluster/cluster.sh up
 

@@ -2,8 +2,11 @@
 # or container next to the service. Build it with harness.build.build_tool_image, which sends only the
 # package's modules and ca-bundle.crt (empty when there is none) as the context.
 #   docker run --rm IMAGE locust -f /opt/harness/locustfile.py ...   (HARNESS_LOAD_PLAN as for a local run)
-ARG BASE_IMAGE=harness-python:bookworm
+# The base is BentoML's own default for Python 3.11 (bentoml's CONTAINER_METADATA, debian), or the scenario's
+# build.base_image: any image with python3 and pip (uv is installed when it lacks it), root or not.
+ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
+USER root
 
 # pip/uv trust this bundle during the build only (a TLS-inspecting proxy); an empty file means none.
 COPY ca-bundle.crt /usr/local/share/harness/build-ca-bundle.crt

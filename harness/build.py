@@ -7,6 +7,7 @@ a TLS-inspecting proxy, and a slimmer system-package line (see `_slim_system_pac
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
@@ -29,6 +30,7 @@ from harness.service_env import bentoml_command, bentoml_env, model_store_home
 LOCAL_BASE_IMAGE = "harness-python:bookworm"
 IMAGE_LABEL = "harness.bento"
 BASE_IMAGE_LABEL = "harness.base-image"
+PLATFORM_LABEL = "harness.platform"
 _CA_IN_CONTEXT = "harness-ca-bundle.crt"
 _CA_IN_IMAGE = "/usr/local/share/harness/bento-ca-bundle.crt"
 _DOCKERFILE = "harness.Dockerfile"
@@ -172,7 +174,7 @@ def _slim_system_packages(dockerfile: str) -> str:
     return dockerfile[: match.start()] + line + dockerfile[match.end() :]
 
 
-def _docker_client() -> Any:
+def docker_client() -> Any:
     extras.require("docker", "building a container image")
     import docker  # imported here: the docker package must never be imported in a Locust process
     from docker.errors import DockerException
@@ -221,8 +223,9 @@ def _docker_build(
     labels: dict[str, str],
     timeout_s: float,
     build_args: dict[str, str] | None = None,
+    platform: str | None = None,
 ) -> tuple[str | None, str]:
-    """Run one `docker build --network host`; returns (error or None, the build log)."""
+    """Run one `docker build --network host` (for `platform` when given); returns (error or None, the build log)."""
     from docker.errors import DockerException
 
     log: list[str] = []
@@ -240,6 +243,7 @@ def _docker_build(
             labels=labels,
             buildargs=build_args or {},
             timeout=timeout_s,
+            **({"platform": platform} if platform else {}),
         ):
             if "stream" in chunk:
                 log.append(str(chunk["stream"]))
@@ -250,11 +254,28 @@ def _docker_build(
     return None, "".join(log)
 
 
-def _built(client: Any, tag: str, started_s: float, log: str) -> BuiltImage:
+def _built(client: Any, tag: str, started_s: float, log: str, platform: str | None = None) -> BuiltImage:
+    from docker.errors import DockerException
+
     image = _image(client, tag)
     if image is None:
         raise BuildError(f"docker build reported success but image '{tag}' does not exist; log tail: {_tail(log)}")
+    if platform is not None and image_platform(image.attrs) != platform:
+        # Not kept under the tag: a later build for the same platform would reuse it.
+        with contextlib.suppress(DockerException):
+            client.images.remove(tag, noprune=True)
+        raise BuildError(
+            f"image '{tag}' was built for {image_platform(image.attrs)}, not build.platform {platform}: its base image "
+            f"is not available for {platform}",
+            hint=f"use a base image published for {platform} (build.base_image)",
+        )
     return BuiltImage(tag=tag, size_bytes=int(image.attrs["Size"]), build_s=time.monotonic() - started_s)
+
+
+def image_platform(attrs: dict[str, Any]) -> str:
+    """An image's platform as Docker names it (linux/amd64, linux/arm64/v8), from its inspect attributes."""
+    parts = [attrs.get("Os") or "?", attrs.get("Architecture") or "?"]
+    return "/".join(parts + ([attrs["Variant"]] if attrs.get("Variant") else []))
 
 
 def _check_ca_bundle(ca_bundle: Path | None) -> None:
@@ -271,13 +292,15 @@ def containerize(
     bentoml_home: Path | None = None,
     reuse: bool = True,
     timeout_s: float = 1800,
+    platform: str | None = None,
 ) -> BuiltImage:
-    """Build a container image of a bento (`docker build --network host`); reuse one of the same bento and base."""
+    """Build a container image of a bento (`docker build --network host`, for `platform` when given); reuse one of
+    the same bento, base and platform."""
     tag = image_tag or image_tag_for(bento_tag)
     _check_ca_bundle(ca_bundle)
-    client = _docker_client()
-    # The same bento on the same base gives the same image; a different --base-image must rebuild.
-    labels = {IMAGE_LABEL: bento_tag, BASE_IMAGE_LABEL: base_image or ""}
+    client = docker_client()
+    # The same bento on the same base gives the same image; a different --base-image or platform must rebuild.
+    labels = {IMAGE_LABEL: bento_tag, BASE_IMAGE_LABEL: base_image or "", PLATFORM_LABEL: platform or ""}
     existing = _image(client, tag)
     if reuse and existing is not None and all(existing.labels.get(k) == v for k, v in labels.items()):
         return BuiltImage(tag=tag, size_bytes=int(existing.attrs["Size"]), build_s=0.0, reused=True)
@@ -291,7 +314,7 @@ def containerize(
         (context / _DOCKERFILE).write_text(
             patch_containerfile(generated.read_text(), base_image, with_ca_bundle=ca_bundle is not None)
         )
-        error, log = _docker_build(client, context, _DOCKERFILE, tag, labels, timeout_s)
+        error, log = _docker_build(client, context, _DOCKERFILE, tag, labels, timeout_s, platform=platform)
     if error is not None:
         shown_base = base_image or "the bento's own base image"
         raise BuildError(
@@ -300,7 +323,7 @@ def containerize(
             hint=f"the base image must exist locally or be pullable; `bash scripts/docker-setup.sh` builds "
             f"{LOCAL_BASE_IMAGE}",
         )
-    return _built(client, tag, started_s, log)
+    return _built(client, tag, started_s, log, platform)
 
 
 def build_service_image(
@@ -310,12 +333,13 @@ def build_service_image(
     image_tag: str | None = None,
     *,
     bentoml_home: Path | None = None,
+    platform: str | None = None,
 ) -> BuiltImage:
     """The service's container image: `bentoml build` in `bentoml_home` (default: the service's model store
-    home), then `containerize` of that bento, which reuses an image of the same bento and base."""
+    home), then `containerize` of that bento, which reuses an image of the same bento, base and platform."""
     home = bentoml_home or model_store_home(service, os.environ)
     bento_tag = build_bento(service, home)
-    return containerize(bento_tag, base_image, ca_bundle, image_tag, bentoml_home=home)
+    return containerize(bento_tag, base_image, ca_bundle, image_tag, bentoml_home=home, platform=platform)
 
 
 # The in-cluster load generator's image (charts/loadgen runs it).
@@ -332,8 +356,10 @@ def build_tool_image(
     ca_bundle: Path | None = None,
     *,
     timeout_s: float = 1800,
+    platform: str | None = None,
 ) -> BuiltImage:
-    """Build the harness's own image (dockerfiles/loadgen.Dockerfile) from the installed package.
+    """Build the harness's own image (dockerfiles/loadgen.Dockerfile) from the installed package, on `base_image`
+    (default: the Dockerfile's, BentoML's own base image) for `platform` (default: the Docker daemon's).
 
     The context holds only the package's modules (`harness/`, from a clone or a wheel alike) and `ca-bundle.crt`
     (empty when no bundle is given), so no virtualenv or report is ever sent to the daemon. The image is tagged
@@ -344,7 +370,7 @@ def build_tool_image(
     if not dockerfile.is_file():
         raise BuildError(f"{dockerfile}: no such Dockerfile")
     tag = f"{repository}:building-{os.getpid()}"
-    client = _docker_client()
+    client = docker_client()
     started_s = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="harness-image-") as scratch:
         context = Path(scratch)
@@ -352,7 +378,7 @@ def build_tool_image(
         (context / "ca-bundle.crt").write_bytes(ca_bundle.read_bytes() if ca_bundle is not None else b"")
         shutil.copyfile(dockerfile, context / "Dockerfile")
         build_args = {"BASE_IMAGE": base_image} if base_image else None
-        error, log = _docker_build(client, context, "Dockerfile", tag, {}, timeout_s, build_args)
+        error, log = _docker_build(client, context, "Dockerfile", tag, {}, timeout_s, build_args, platform)
     if error is not None:
         raise BuildError(
             f"docker build of image '{tag}' from {dockerfile.name} (base image "
@@ -360,7 +386,7 @@ def build_tool_image(
             hint=f"the base image must exist locally or be pullable; `bash scripts/docker-setup.sh` builds "
             f"{LOCAL_BASE_IMAGE}",
         )
-    built = _built(client, tag, started_s, log)
+    built = _built(client, tag, started_s, log, platform)
     image = client.images.get(tag)
     content_tag = image.id.removeprefix("sha256:")[:16]
     image.tag(repository, content_tag)
@@ -377,7 +403,7 @@ def prune_images(keep_tag: str, older_than_s: float = 0.0) -> list[str]:
     from docker.errors import APIError
 
     repository = keep_tag.rsplit(":", 1)[0]
-    client = _docker_client()
+    client = docker_client()
     removed: list[str] = []
     for image in client.images.list(name=repository, filters={"label": IMAGE_LABEL}):
         # Docker writes nanoseconds ("...T09:04:57.242711865Z"); fromisoformat takes at most microseconds.

@@ -160,11 +160,13 @@ def sweep_dead(
     cgroup_root: Path = CGROUP_ROOT,
     docker: bool = False,
     kubeconfig: Path | None = None,
+    namespace: str | None = None,
     on_line: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Everything bearing the mark of a harness of this machine that no longer runs: processes, then the
     cgroups of runs without a live watchdog that hold no process, then (`docker`) containers and (with a
-    `kubeconfig`) the cluster's namespaces and objects."""
+    `kubeconfig`) the cluster's namespaces and objects, with every harness object whose expiry has passed, whoever
+    made it (in `namespace` only, when given)."""
     lines: list[str] = []
     dead: dict[str, list[psutil.Process]] = {}
     for process, mark in marked_processes():
@@ -192,11 +194,17 @@ def sweep_dead(
         for name in remove_containers_of_dead_owners(docker_client()):
             _log(lines, on_line, f"removed container {name} of a harness that is gone")
     if kubeconfig is not None:
-        from harness.targets.kubernetes import delete_objects_of_dead_owners
+        import time
+
+        from harness.targets.kubernetes import delete_expired_objects, delete_objects_of_dead_owners
         from harness.targets.kubernetes_api import ClientKubernetesApi
 
-        for line in delete_objects_of_dead_owners(ClientKubernetesApi.connect(kubeconfig)):
-            _log(lines, on_line, f"cluster: {line} (a harness that is gone)")
+        api = ClientKubernetesApi.connect(kubeconfig)
+        for line in delete_expired_objects(api, time.time(), namespace):
+            _log(lines, on_line, f"cluster: {line}")
+        if namespace is None:
+            for line in delete_objects_of_dead_owners(api):
+                _log(lines, on_line, f"cluster: {line} (a harness that is gone)")
     return lines
 
 

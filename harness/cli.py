@@ -155,6 +155,8 @@ class TargetFlags:
     tls_no_verify: bool | None
     base_image: str | None
     ca_bundle: Path | None
+    platform: str | None
+    registry: str | None
     sets: tuple[str, ...]
 
     def overrides(self, *, urls_are_bases: bool = True) -> dict[str, Any]:
@@ -170,6 +172,8 @@ class TargetFlags:
             ("target.tls.verify", None if self.tls_no_verify is None else not self.tls_no_verify),
             ("build.base_image", self.base_image),
             ("build.ca_bundle", str(self.ca_bundle.resolve()) if self.ca_bundle else None),
+            ("build.platform", self.platform),
+            ("target.kubernetes.registry", self.registry),
         ):
             if value is not None:
                 overrides[key] = value
@@ -250,6 +254,18 @@ TARGET_OPTIONS = _options(
         type=click.Path(path_type=Path),
         envvar="HARNESS_CA_BUNDLE",
         help="CA bundle for package installs in the build. [env: HARNESS_CA_BUNDLE]",
+    ),
+    click.option(
+        "--platform",
+        envvar="HARNESS_PLATFORM",
+        help="Docker/Kubernetes targets: build the images for this platform, e.g. linux/amd64 (build.platform). "
+        "[env: HARNESS_PLATFORM]",
+    ),
+    click.option(
+        "--registry",
+        envvar="HARNESS_REGISTRY",
+        help="Kubernetes target: push the images to this registry (host[:port][/path]) with your Docker credentials "
+        "and deploy them by digest (target.kubernetes.registry). [env: HARNESS_REGISTRY]",
     ),
     SET_OPTION,
     _gathered("target", TargetFlags),
@@ -434,19 +450,30 @@ def validate(scenario: Path, sets: tuple[str, ...]) -> None:
 @click.option(
     "--kubeconfig",
     type=click.Path(path_type=Path),
-    help="Also delete the cluster objects (and namespaces) of harnesses of this machine that are gone.",
+    help="Also delete cluster objects: those of harnesses of this machine that are gone, and every harness "
+    "object (and namespace) whose expiry has passed, whoever made it.",
+)
+@click.option(
+    "--namespace",
+    help="With --kubeconfig: look in this namespace only (for a user whose rights are in one namespace).",
 )
 @_verb
-def cleanup(docker: bool, kubeconfig: Path | None) -> None:
+def cleanup(docker: bool, kubeconfig: Path | None, namespace: str | None) -> None:
     """Remove what killed runs left: processes, cgroups, containers, cluster objects.
 
-    Only what bears the mark of a harness of this machine that no longer runs is touched; every
+    Only what bears the mark of a harness of this machine that no longer runs is touched, and in a
+    cluster also what any harness created that has expired (its planned end plus a margin); every
     `harness run` does the same for processes and cgroups before it starts.
     """
     from harness.cleanup import sweep_dead
 
+    if namespace is not None and kubeconfig is None:
+        raise ConfigError("--namespace applies to the cluster sweep: give --kubeconfig too")
     lines = sweep_dead(
-        docker=docker and installed("docker") and _docker_reachable(), kubeconfig=kubeconfig, on_line=click.echo
+        docker=docker and installed("docker") and _docker_reachable(),
+        kubeconfig=kubeconfig,
+        namespace=namespace,
+        on_line=click.echo,
     )
     if not lines:
         click.echo("nothing to clean up")
@@ -457,6 +484,26 @@ def _docker_reachable() -> bool:
 
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     return not host.startswith("unix://") or Path(host.removeprefix("unix://")).exists()
+
+
+@cli.command()
+@click.argument("scenario", type=click.Path(path_type=Path))
+@click.option("--namespace", help="The namespace the Role grants rights in (default: target.kubernetes.namespace).")
+@click.option("--name", default="harness-run", show_default=True, help="The Role's (and RoleBinding's) name.")
+@click.option("--service-account", help="Also print a RoleBinding of the Role to this ServiceAccount of the namespace.")
+@click.option(
+    "--set", "sets", multiple=True, help="Override any scenario field: --set target.kubernetes.loadgen=in-cluster"
+)
+@_verb
+def rbac(scenario: Path, namespace: str | None, name: str, service_account: str | None, sets: tuple[str, ...]) -> None:
+    """Print the narrowest Role a Kubernetes run of SCENARIO needs: rights in one existing namespace, chosen by the
+    scenario's routes and features (`kubectl apply -f -` it, then bind it)."""
+    from harness.commands import rbac_manifests
+
+    click.echo(
+        rbac_manifests(scenario, _parse_set(sets), namespace=namespace, name=name, service_account=service_account),
+        nl=False,
+    )
 
 
 @cli.command()
@@ -558,12 +605,19 @@ def sweep(
     help="CA bundle for package installs in the build. [env: HARNESS_CA_BUNDLE]",
 )
 @click.option("--tag", help="Image tag (default: from the bento tag).")
+@click.option(
+    "--platform",
+    envvar="HARNESS_PLATFORM",
+    help="Build for this platform, e.g. linux/amd64 (default: build.platform, else Docker's). [env: HARNESS_PLATFORM]",
+)
 @_verb
-def build(scenario: Path, base_image: str | None, ca_bundle: Path | None, tag: str | None) -> None:
-    """Build SCENARIO's service as a bento and an OCI image."""
+def build(
+    scenario: Path, base_image: str | None, ca_bundle: Path | None, tag: str | None, platform: str | None
+) -> None:
+    """Build SCENARIO's service as a bento and an OCI image; prints its tag first."""
     from harness.commands import build_image
 
-    click.echo(build_image(scenario, base_image=base_image, ca_bundle=ca_bundle, tag=tag))
+    click.echo(build_image(scenario, base_image=base_image, ca_bundle=ca_bundle, tag=tag, platform=platform))
 
 
 @cli.command()

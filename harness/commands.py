@@ -156,13 +156,44 @@ class _JsonLog:
         self._emit("log", {"message": str(message)})
 
 
-def build_image(path: Path, *, base_image: str | None, ca_bundle: Path | None, tag: str | None) -> str:
+def build_image(
+    path: Path, *, base_image: str | None, ca_bundle: Path | None, tag: str | None, platform: str | None = None
+) -> str:
     """`harness build`: bentoml build plus containerisation; returns the image tag and figures."""
     from harness.build import build_service_image
     from harness.config import load_scenario
 
-    scenario = load_scenario(path)
+    scenario = load_scenario(path, {"build.platform": platform} if platform else None)
     image = build_service_image(
-        scenario.service, base_image or scenario.build.base_image, ca_bundle or scenario.build.ca_bundle, tag
+        scenario.service,
+        base_image or scenario.build.base_image,
+        ca_bundle or scenario.build.ca_bundle,
+        tag,
+        platform=scenario.build.platform,
     )
     return f"{image.tag} ({image.size_bytes / 2**20:.0f} MiB, built in {image.build_s:.0f} s)"
+
+
+def rbac_manifests(
+    path: Path, overrides: dict[str, Any], *, namespace: str | None, name: str, service_account: str | None
+) -> str:
+    """`harness rbac`: the narrowest Role a run of the scenario needs in its namespace (and a RoleBinding of it to
+    `service_account`), as YAML, each right's reason in a comment above it."""
+    import yaml
+
+    from harness.config import load_scenario
+    from harness.errors import ConfigError
+    from harness.targets.kubernetes_access import rights_needed, role_manifests
+
+    scenario = load_scenario(path, overrides)
+    if scenario.target.kind != "kubernetes":
+        raise ConfigError(f"{path}: target.kind is '{scenario.target.kind}'; a Role is for target.kind kubernetes")
+    where = namespace or scenario.target.kubernetes.namespace
+    rights = rights_needed(scenario)
+    reasons = [
+        f"#   {' '.join(right.verbs)} {right.shown}: {right.why}" + ("" if right.required else " (optional)")
+        for right in rights
+    ]
+    header = [f"# The rights a run of {path.name} needs in namespace {where}, and why:", *reasons]
+    manifests = role_manifests(rights, where, name, service_account)
+    return "\n".join(header) + "\n" + yaml.safe_dump_all(manifests, sort_keys=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast, get_args
 
@@ -175,6 +176,29 @@ class Resources(BaseModel):
         return self
 
 
+def _matching(pattern: str, expected: str) -> Callable[[str], str]:
+    """A validator of a string against `pattern`, whose error says what was expected instead of the pattern."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"expected {expected}")
+        return value
+
+    return check
+
+
+_platform = _matching(r"[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?", "an OS/architecture such as linux/amd64 or linux/arm64")
+# No scheme: Docker and the kubelet choose HTTPS, or HTTP for a registry they are told is insecure.
+_registry = _matching(
+    r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*",
+    "a registry host with an optional port and path, without a scheme, e.g. registry.example.com/team or "
+    "127.0.0.1:15000",
+)
+# Helm release names are DNS-1123 labels of at most 53 characters.
+_release = _matching(r"[a-z0-9]([-a-z0-9]{0,51}[a-z0-9])?", "a DNS label of at most 53 characters (a-z, 0-9, -)")
+
+
 class BuildConfig(BaseModel):
     """How the service's container image is built (docker and kubernetes targets, `harness build`)."""
 
@@ -184,6 +208,11 @@ class BuildConfig(BaseModel):
     )
     ca_bundle: LocalPath | None = Field(
         default=None, description="CA bundle for package installs during the build (TLS-intercepting proxies)"
+    )
+    platform: Annotated[str, AfterValidator(_platform)] | None = Field(
+        default=None,
+        description="the platform the images are built for, e.g. linux/amd64 (an arm64 laptop building for amd64 "
+        "nodes); default: the Docker daemon's",
     )
 
 
@@ -198,6 +227,8 @@ class DockerTargetConfig(BaseModel):
 
 
 _DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# The name of an object of the namespace (a Secret, a ServiceAccount): a DNS subdomain.
+ObjectName = Annotated[str, Field(pattern=_DNS_SUBDOMAIN, max_length=253)]
 # A label key (an optional DNS-subdomain prefix, then a name) and a label value, as Kubernetes validates them.
 _LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 _LABEL_KEY = rf"^({_DNS_SUBDOMAIN[1:-1]}/)?{_LABEL_NAME}$"
@@ -243,9 +274,9 @@ def _default_master_resources() -> Resources:
 
 class LoadgenPodsConfig(BaseModel):
     """The in-cluster load generator's pods (target.kubernetes.loadgen: in-cluster): what they request, where they
-    may run, which image pull secrets and service account they use. Requests and limits are set by default, so
-    the pods are not BestEffort: a ResourceQuota admits them, and the scheduler does not crowd them onto a node
-    with no room for them."""
+    may run, which service account they use (they pull their image with target.kubernetes.image_pull_secrets, as
+    the model's pods do). Requests and limits are set by default, so the pods are not BestEffort: a ResourceQuota
+    admits them, and the scheduler does not crowd them onto a node with no room for them."""
 
     model_config = _STRICT
     resources: Resources = Field(
@@ -261,13 +292,8 @@ class LoadgenPodsConfig(BaseModel):
         default_factory=dict, description="node labels the generator pods must run on"
     )
     tolerations: list[Toleration] = Field(default_factory=list, description="taints the generator pods tolerate")
-    image_pull_secrets: list[Annotated[str, Field(pattern=_DNS_SUBDOMAIN, max_length=253)]] = Field(
-        default_factory=list, description="Secrets (in the run's namespace) to pull the load generator's image with"
-    )
-    service_account_name: str | None = Field(
+    service_account_name: ObjectName | None = Field(
         default=None,
-        pattern=_DNS_SUBDOMAIN,
-        max_length=253,
         description="an existing service account for the generator pods; default: one of their own, with no rights "
         "and no token",
     )
@@ -281,9 +307,34 @@ class KubernetesTargetConfig(BaseModel):
         default=None, description="default: $KUBECONFIG, else ~/.kube/config, else the in-cluster service account"
     )
     context: str | None = Field(default=None, description="kubeconfig context; default: its current one")
-    namespace: str = Field(default="harness", description="namespace the chart is applied in (created if missing)")
-    release: str = Field(default="model-service", description="name of the chart's objects")
+    namespace: str = Field(
+        default="harness",
+        description="namespace the run's objects are applied in (created if missing, when the kubeconfig's user may "
+        "create namespaces)",
+    )
+    release: Annotated[str, AfterValidator(_release)] | None = Field(
+        default=None,
+        description="the Helm release the run's objects are named after; default: model-service-<6 hex digits of the "
+        "run id>, so runs sharing a namespace never share an object",
+    )
     image: str | None = Field(default=None, description="image the pods run; default: the one the harness builds")
+    registry: Annotated[str, AfterValidator(_registry)] | None = Field(
+        default=None,
+        description="push the images the run deploys (the service's, built or named and present in the local Docker "
+        "daemon, and the in-cluster load generator's) to this registry with your Docker credentials, and deploy "
+        "them by digest",
+    )
+    image_pull_secrets: list[ObjectName] = Field(
+        default_factory=list,
+        description="Secrets in the namespace that every pod of the run pulls its image with: the model's and the "
+        "in-cluster load generator's (kubectl create secret docker-registry)",
+    )
+    expiry_margin_s: float = Field(
+        default=1800,
+        gt=0,
+        description="the run's objects carry an expiry: its planned end (rollout_timeout_s and the load's duration "
+        "after it deploys) plus this margin; `harness cleanup --kubeconfig` deletes expired objects of any run",
+    )
     prometheus_url: str | None = Field(
         default=None, description="a Prometheus that scrapes the pods (metrics_route: prometheus reads it)"
     )
@@ -306,8 +357,7 @@ class KubernetesTargetConfig(BaseModel):
     loadgen_workers: int | None = Field(default=None, ge=1, le=32, description="default: load.processes")
     loadgen_pods: LoadgenPodsConfig = Field(
         default_factory=LoadgenPodsConfig,
-        description="the in-cluster generator pods' resources, nodeSelector, tolerations, image pull secrets and "
-        "service account",
+        description="the in-cluster generator pods' resources, nodeSelector, tolerations and service account",
     )
     node_containerd: LocalPath | None = Field(
         default=None,
@@ -325,6 +375,12 @@ class KubernetesTargetConfig(BaseModel):
     def _routes_have_what_they_need(self) -> KubernetesTargetConfig:
         if self.metrics_route == "prometheus" and not self.prometheus_url:
             raise ValueError("target.kubernetes.metrics_route 'prometheus' needs target.kubernetes.prometheus_url")
+        if self.registry is not None and (self.node_containerd is not None or self.kind_cluster is not None):
+            side_loaded = "node_containerd" if self.node_containerd is not None else "kind_cluster"
+            raise ValueError(
+                f"target.kubernetes.registry and target.kubernetes.{side_loaded} both bring the image to the nodes "
+                "(pulled from the registry, or loaded onto the node); choose one"
+            )
         if self.load_route == "node-port" and not self.kind_cluster:
             raise ValueError(
                 "target.kubernetes.load_route 'node-port' needs target.kubernetes.kind_cluster (the NodePort is "
@@ -536,6 +592,11 @@ def template_columns(template: Any) -> list[str]:
 def env_references(value: str) -> list[str]:
     """The environment variables a header value names as `${NAME}`."""
     return _ENV_REFERENCE.findall(value)
+
+
+def header_variables(headers: Iterable[Mapping[str, str]]) -> list[str]:
+    """The environment variables any of these requests' headers name (`${NAME}`), sorted, each once."""
+    return sorted({name for each in headers for value in each.values() for name in env_references(value)})
 
 
 class FieldCheck(BaseModel):
@@ -1006,14 +1067,53 @@ class MetricTarget(BaseModel):
 
 class ResourceMetricSource(BaseModel):
     model_config = _HPA
-    # Memory is not a sound scaling signal for model servers and the local autoscaler does not read it.
-    name: Literal["cpu"]
+    # Any resource a cluster's metrics API serves (cpu, memory); the local autoscaler reads cpu only
+    # (local_autoscaler.check_supported), a Kubernetes cluster's HPA whatever its metrics.k8s.io serves.
+    name: str = Field(min_length=1)
     target: MetricTarget
+
+
+class ContainerResourceMetricSource(ResourceMetricSource):
+    container: str = Field(min_length=1)
+
+
+class LabelSelectorRequirement(BaseModel):
+    model_config = _HPA
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] | None = None
+
+
+class LabelSelector(BaseModel):
+    model_config = _HPA
+    match_labels: dict[str, str] | None = None
+    match_expressions: list[LabelSelectorRequirement] | None = None
 
 
 class MetricIdentifier(BaseModel):
     model_config = _HPA
     name: str
+    selector: LabelSelector | None = None
+
+
+class CrossVersionObjectReference(BaseModel):
+    model_config = _HPA
+    api_version: str | None = None
+    kind: str
+    name: str
+
+
+class ObjectMetricSource(BaseModel):
+    model_config = _HPA
+    described_object: CrossVersionObjectReference
+    metric: MetricIdentifier
+    target: MetricTarget
+
+
+class ExternalMetricSource(BaseModel):
+    model_config = _HPA
+    metric: MetricIdentifier
+    target: MetricTarget
 
 
 class PodsMetricSource(BaseModel):
@@ -1031,17 +1131,34 @@ class PodsMetricSource(BaseModel):
 
 
 class MetricSpec(BaseModel):
+    """One HPA metric (autoscaling/v2 MetricSpec): its type and the source section that type names."""
+
     model_config = _HPA
-    type: Literal["Resource", "Pods"]
+    type: Literal["Resource", "ContainerResource", "Pods", "Object", "External"]
     resource: ResourceMetricSource | None = None
+    container_resource: ContainerResourceMetricSource | None = None
     pods: PodsMetricSource | None = None
+    object: ObjectMetricSource | None = None
+    external: ExternalMetricSource | None = None
 
     @model_validator(mode="after")
     def _source_for_type(self) -> MetricSpec:
-        if self.type == "Resource" and self.resource is None:
-            raise ValueError("metric type Resource needs a resource: section")
-        if self.type == "Pods" and self.pods is None:
-            raise ValueError("metric type Pods needs a pods: section")
+        sections = {
+            "Resource": "resource",
+            "ContainerResource": "container_resource",
+            "Pods": "pods",
+            "Object": "object",
+            "External": "external",
+        }
+        wanted = sections[self.type]
+        article = "an" if wanted[0] in "aeiou" else "a"
+        if getattr(self, wanted) is None:
+            raise ValueError(f"metric type {self.type} needs {article} {to_camel(wanted)}: section")
+        others = [to_camel(name) for name in sections.values() if name != wanted and getattr(self, name) is not None]
+        if others:
+            raise ValueError(
+                f"metric type {self.type} takes {article} {to_camel(wanted)}: section only, not {', '.join(others)}"
+            )
         return self
 
 

@@ -31,8 +31,16 @@ POD_METRICS: dict[str, str] = {
 
 
 def check_supported(config: AutoscalingConfig) -> None:
-    """Reject Pods metrics the local autoscaler cannot observe, naming the ones it can."""
+    """Reject metrics the local autoscaler cannot observe (it reads each replica's CPU and its BentoML /metrics),
+    naming the ones it can."""
     for metric in config.metrics:
+        if metric.type not in ("Resource", "Pods") or (metric.resource is not None and metric.resource.name != "cpu"):
+            shown = f"Resource '{metric.resource.name}'" if metric.resource is not None else metric.type
+            raise ConfigError(
+                f"autoscaling.metrics: {shown} metrics are not observed by the local autoscaler (it reads Resource "
+                f"cpu and the Pods metrics {', '.join(POD_METRICS)}); a Kubernetes cluster's HPA reads what its "
+                "metrics APIs serve"
+            )
         if metric.pods is not None and metric.pods.metric.name not in POD_METRICS:
             raise ConfigError(
                 f"autoscaling.metrics: Pods metric '{metric.pods.metric.name}' is not observed by the local "

@@ -397,6 +397,16 @@ class ImageBuilt:
 
 
 @dataclass(frozen=True)
+class ImagePushed:
+    """A local image was pushed to the target's registry; the replicas pull it by digest (`reference`)."""
+
+    kind: ClassVar[str] = "image_pushed"
+    image: str
+    reference: str
+    push_s: float
+
+
+@dataclass(frozen=True)
 class ImageLoaded:
     """A locally built image was copied onto a cluster node."""
 
@@ -475,6 +485,7 @@ Event = (
     | RunWarning
     | ScrapeFailed
     | ImageBuilt
+    | ImagePushed
     | ImageLoaded
     | ContainersRemoved
     | KindClusterUsed
@@ -499,6 +510,7 @@ EVENT_KINDS: dict[str, type[Event]] = {
         RunWarning,
         ScrapeFailed,
         ImageBuilt,
+        ImagePushed,
         ImageLoaded,
         ContainersRemoved,
         KindClusterUsed,

@@ -43,6 +43,7 @@ from harness.model import (
     CpuPlacement,
     Event,
     ImageBuilt,
+    ImagePushed,
     MachineInfo,
     RunEvent,
     RunMetadata,
@@ -51,11 +52,12 @@ from harness.model import (
 )
 from harness.preflight import preflight, tls_warnings
 from harness.processes import RunWatchdog
+from harness.push import push_image
 from harness.report.progress import ProgressSnapshot
 from harness.rundir import RunDirectory
 from harness.targets.base import InjectsFaults, LeavesResources, Target
 from harness.targets.cpu_placement import CgroupCpuLimiter, plan_cpu_placement
-from harness.targets.registry import TargetContext, make_target, target_kind
+from harness.targets.registry import TargetContext, check_infrastructure, make_target, target_kind
 from harness.tls import context_for
 
 if TYPE_CHECKING:
@@ -210,6 +212,10 @@ class Run:
         """Run the scenario; always cleans up; returns the verdict (None if no data to judge)."""
         preflight(self.scenario)
         self.warnings.extend(tls_warnings(self.scenario))
+        # Rights and APIs the target's infrastructure must grant, asked before anything is built or created.
+        for warning in check_infrastructure(self.scenario):
+            self.warnings.append(warning)
+            self.log(f"warning: {warning}")
         self.run_dir.create()
         self.run_dir.write_scenario(dump_scenario(self.scenario))
         self.metadata = run_metadata(self.scenario, self.run_id)
@@ -292,21 +298,34 @@ class Run:
 
     def _build(self) -> RunImages:
         """The images the target needs, by its kind's capabilities: the service's, unless the scenario names
-        one, and the load generator's when the load runs in the cluster."""
+        one, and the load generator's when the load runs in the cluster; pushed to the target's registry, when it
+        has one, and then named by digest."""
         scenario = self.scenario
         kind = target_kind(scenario)
-        base_image, ca_bundle = scenario.build.base_image, scenario.build.ca_bundle
+        base_image, ca_bundle, platform = scenario.build.base_image, scenario.build.ca_bundle, scenario.build.platform
         service = None
         if kind.named_image is not None:
             service = kind.named_image(scenario) or self._built(
-                lambda: build_service_image(scenario.service, base_image, ca_bundle)
+                lambda: build_service_image(scenario.service, base_image, ca_bundle, platform=platform)
             )
         loadgen = None
         if kind.load_in_cluster(scenario):
             loadgen = self._built(
-                lambda: build_tool_image(LOADGEN_DOCKERFILE, LOADGEN_REPOSITORY, base_image, ca_bundle)
+                lambda: build_tool_image(
+                    LOADGEN_DOCKERFILE, LOADGEN_REPOSITORY, base_image, ca_bundle, platform=platform
+                )
             )
+        registry = kind.image_registry(scenario)
+        if registry is not None:
+            service, loadgen = (self._pushed(image, registry) if image else None for image in (service, loadgen))
         return RunImages(service=service, loadgen=loadgen)
+
+    def _pushed(self, image: str, registry: str) -> str:
+        """Push one image to the registry, record it as an event, return its reference by digest."""
+        pushed = push_image(image, registry)
+        self.event(ImagePushed(pushed.local, pushed.reference, round(pushed.push_s, 1)))
+        self.log(f"pushed {image} as {pushed.reference}")
+        return pushed.reference
 
     def _built(self, build: Callable[[], BuiltImage]) -> str:
         """Run one build, record it as an event (the whole build's time, `bentoml build` included), return the tag."""
@@ -464,6 +483,7 @@ class Run:
                 json_file=self.run_dir.file("locust.json"),
                 workers=scenario.target.kubernetes.loadgen_workers or scenario.load.processes,
                 pods=scenario.target.kubernetes.loadgen_pods,
+                pull_secrets=scenario.target.kubernetes.image_pull_secrets,
             )
         else:
             driver = LocustProcess(

@@ -28,6 +28,7 @@ from harness.autoscaling import (
     decide,
 )
 from harness.config import AutoscalingConfig
+from harness.errors import ConfigError
 
 INFLIGHT = "bentoml_service_request_in_progress"
 NOW_S = 10_000.0
@@ -710,3 +711,29 @@ def test_property_scale_up_never_exceeds_the_policy_for_the_period(
         limit = value if kind == "Pods" else math.ceil(period_start * (1 + value / 100)) - period_start
         assert added <= limit
         current, state = d.desired_replicas, d.state
+
+
+@pytest.mark.parametrize(
+    ("metric", "named"),
+    [
+        (
+            {
+                "type": "Resource",
+                "resource": {"name": "memory", "target": {"type": "Utilization", "averageUtilization": 50}},
+            },
+            "Resource 'memory'",
+        ),
+        (
+            {"type": "External", "external": {"metric": {"name": "queue"}, "target": {"type": "Value", "value": 3}}},
+            "External",
+        ),
+    ],
+)
+def test_the_local_autoscaler_refuses_what_it_cannot_observe(metric: dict[str, Any], named: str) -> None:
+    """A cluster's HPA reads these (the Kubernetes target checks its metrics APIs instead); the local one cannot."""
+    from harness.local_autoscaler import check_supported
+
+    with pytest.raises(
+        ConfigError, match=f"autoscaling.metrics: {named} metrics are not observed by the local autoscaler"
+    ):
+        check_supported(AutoscalingConfig.model_validate({"metrics": [metric]}))

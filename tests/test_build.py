@@ -3,6 +3,8 @@ of the digits example (reused when already built), the load generator image, and
 
 from __future__ import annotations
 
+import os
+import platform
 import re
 import subprocess
 import time
@@ -181,11 +183,24 @@ def test_a_missing_ca_bundle_is_a_build_error(tmp_path: Path) -> None:
         containerize("digits_classifier:any", LOCAL_BASE_IMAGE, tmp_path / "absent.pem")
 
 
+def test_the_load_generator_image_builds_on_bentomls_base_image_by_default() -> None:
+    """No image of scripts/docker-setup.sh is needed: the default base is the one BentoML's own Dockerfiles use."""
+    from bentoml._internal.container.frontend.dockerfile import CONTAINER_METADATA
+
+    bentoml_default = CONTAINER_METADATA["debian"]["python"]["image"].format(spec_version="3.11")
+    dockerfile = (ROOT / "dockerfiles" / "loadgen.Dockerfile").read_text()
+    assert f"ARG BASE_IMAGE={bentoml_default}\n" in dockerfile
+    # A base image whose user is not root (a team's own) still gets its packages installed.
+    assert dockerfile.index("USER root") < dockerfile.index("RUN ")
+
+
 @pytest.mark.integration
 def test_the_load_generator_image_runs_locust() -> None:
-    built = build_tool_image(ROOT / "dockerfiles" / "loadgen.Dockerfile", "harness-loadgen", ca_bundle=CA_BUNDLE)
+    # No registry is reachable here: the local base image stands in for BentoML's python:3.11-slim.
+    dockerfile = ROOT / "dockerfiles" / "loadgen.Dockerfile"
+    built = build_tool_image(dockerfile, "harness-loadgen", LOCAL_BASE_IMAGE, CA_BUNDLE)
     print(f"loadgen image: {built.size_bytes / 1e6:.0f} MB in {built.build_s:.1f} s")
-    again = build_tool_image(ROOT / "dockerfiles" / "loadgen.Dockerfile", "harness-loadgen", ca_bundle=CA_BUNDLE)
+    again = build_tool_image(dockerfile, "harness-loadgen", LOCAL_BASE_IMAGE, CA_BUNDLE)
     assert again.tag == built.tag, "the same sources give the same tag"
     tags = [tag for image in docker.from_env().images.list("harness-loadgen") for tag in image.tags]
     assert built.tag in tags and not [tag for tag in tags if "building" in tag], tags
@@ -194,3 +209,16 @@ def test_the_load_generator_image_runs_locust() -> None:
     )
     assert version.stdout.startswith("locust 2.")
     assert built.size_bytes < 800e6
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the local base image is this machine's platform")
+def test_an_image_built_for_another_platform_than_asked_is_refused_and_not_kept() -> None:
+    """Docker 20.10's builder uses a local base image of another platform without a word: the image is checked."""
+    dockerfile = ROOT / "dockerfiles" / "loadgen.Dockerfile"
+    with pytest.raises(BuildError, match=r"was built for linux/amd64, not build\.platform linux/arm64"):
+        build_tool_image(dockerfile, "harness-loadgen", LOCAL_BASE_IMAGE, CA_BUNDLE, platform="linux/arm64")
+    tags = [tag for image in docker.from_env().images.list("harness-loadgen") for tag in image.tags]
+    assert f"harness-loadgen:building-{os.getpid()}" not in tags
+    built = build_tool_image(dockerfile, "harness-loadgen", LOCAL_BASE_IMAGE, CA_BUNDLE, platform="linux/amd64")
+    assert docker.from_env().images.get(built.tag).attrs["Architecture"] == "amd64"

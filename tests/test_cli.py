@@ -386,3 +386,15 @@ def test_every_error_kind_has_the_exit_code_of_whose_it_is() -> None:
         assert exit_code_of(kind("x")) == ExitCode.INFRASTRUCTURE, kind
     assert exit_code_of(ValueError("a bug")) == ExitCode.INTERNAL_ERROR
     assert len({code.value for code in ExitCode}) == len(ExitCode)
+
+
+def test_registry_and_platform_reach_the_scenario_from_flags_and_variables(tmp_path: Path) -> None:
+    """--registry and --platform (HARNESS_REGISTRY, HARNESS_PLATFORM) set target.kubernetes.registry and
+    build.platform: a value of the wrong form is named by its field before anything runs."""
+    scenario = str(ROOT / "loadtests" / "cluster.yaml")
+    out = ["--out", str(tmp_path / "reports")]
+    flag = CliRunner().invoke(cli, ["run", scenario, "--registry", "https://registry.example.com", *out])
+    assert flag.exit_code == 2 and "target.kubernetes.registry" in flag.output, flag.output
+    variable = CliRunner().invoke(cli, ["run", scenario, *out], env={"HARNESS_PLATFORM": "amd64"})
+    assert variable.exit_code == 2 and "build.platform" in variable.output, variable.output
+    assert not (tmp_path / "reports").exists()

@@ -102,6 +102,32 @@ def test_checked_in_scenarios_exist() -> None:
         (lambda d: d.update(output={"run_id": "a\\b"}), "output.run_id"),
         (lambda d: d.update(service={"path": "a\x00b", "service": "s:S"}), "service.path"),
         (
+            lambda d: d.update(target={"kind": "kubernetes", "kubernetes": {"registry": "https://registry.io/team"}}),
+            "field 'target.kubernetes.registry' = 'https://registry.io/team': expected a registry host",
+        ),
+        (
+            lambda d: d.update(
+                target={"kind": "kubernetes", "kubernetes": {"registry": "127.0.0.1:15000", "node_containerd": "/s"}}
+            ),
+            "target.kubernetes.registry and target.kubernetes.node_containerd both bring the image to the nodes",
+        ),
+        (lambda d: d.update(target={"kubernetes": {"release": "Model_1"}}), "expected a DNS label of at most 53"),
+        (lambda d: d.update(target={"kubernetes": {"image_pull_secrets": ["a b"]}}), "image_pull_secrets[0]"),
+        (lambda d: d.update(build={"platform": "amd64"}), "expected an OS/architecture such as linux/amd64"),
+        (
+            lambda d: d.update(
+                autoscaling={
+                    "metrics": [
+                        {
+                            "type": "External",
+                            "pods": {"metric": {"name": "m"}, "target": {"type": "AverageValue", "averageValue": 1}},
+                        }
+                    ]
+                }
+            ),
+            "metric type External needs an external: section",
+        ),
+        (
             lambda d: d.update(resources={"requests": {"cpu": "2"}, "limits": {"cpu": "500m"}}),
             "requests.cpu 2 is above limits.cpu 500m",
         ),
@@ -132,8 +158,8 @@ def test_checked_in_scenarios_exist() -> None:
             "target.kubernetes.loadgen_pods.node_selector.pool",
         ),
         (
-            lambda d: d.update(target=in_cluster(loadgen_pods={"image_pull_secrets": ["Team_Registry"]})),
-            "target.kubernetes.loadgen_pods.image_pull_secrets[0]",
+            lambda d: d.update(target=in_cluster(loadgen_pods={"service_account_name": "Team_Runner"})),
+            "target.kubernetes.loadgen_pods.service_account_name",
         ),
         (
             lambda d: d.update(

@@ -14,8 +14,8 @@ from harness.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-# Pages other sessions write (kind, your cluster, generative services, file inputs): linked before they land.
-PENDING = {"kind.md", "llm.md", "cluster.md", "file-inputs.md"}
+# Pages other sessions write (kind, generative services, file inputs): linked before they land.
+PENDING = {"kind.md", "llm.md", "file-inputs.md"}
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 

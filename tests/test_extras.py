@@ -92,11 +92,11 @@ def test_a_kubernetes_run_with_a_given_image_needs_no_docker(monkeypatch: pytest
 
 
 def test_building_an_image_without_the_docker_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.build import _docker_client
+    from harness.build import docker_client
 
     monkeypatch.setitem(sys.modules, "docker", None)
     with pytest.raises(MissingExtraError, match="building a container image needs the docker extra"):
-        _docker_client()
+        docker_client()
 
 
 def test_every_extra_named_here_is_one_the_package_declares() -> None:

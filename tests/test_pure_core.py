@@ -36,6 +36,8 @@ def pure_modules() -> list[Path]:
         *sorted((ROOT / "harness" / "analysis").glob("*.py")),
         *(ROOT / "harness" / name for name in ("verdict.py", "objectives.py", "quantity.py")),
         ROOT / "harness" / "targets" / "kubernetes_status.py",
+        ROOT / "harness" / "targets" / "kubernetes_objects.py",
+        ROOT / "harness" / "targets" / "kubernetes_access.py",
         ROOT / "harness" / "targets" / "readiness.py",
         ROOT / "harness" / "load" / "json_fields.py",
         ROOT / "harness" / "load" / "recording.py",

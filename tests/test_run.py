@@ -13,6 +13,7 @@ import harness.run
 from harness.build import LOADGEN_DOCKERFILE, BuiltImage
 from harness.config import Scenario, load_scenario
 from harness.model import ImageBuilt, RunEvent
+from harness.push import PushedImage
 from harness.run import Run, RunImages
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,11 +33,13 @@ def builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """What the build step asked build.py to build, with every build replaced by a fake image."""
     asked: list[str] = []
 
-    def service_image(service: Any, base_image: str | None, ca_bundle: Path | None) -> BuiltImage:
+    def service_image(service: Any, base_image: str | None, ca_bundle: Path | None, **options: Any) -> BuiltImage:
         asked.append("service")
         return BuiltImage(tag="digits:built", size_bytes=1, build_s=0.0)
 
-    def tool_image(dockerfile: Path, repository: str, base_image: str | None, ca_bundle: Path | None) -> BuiltImage:
+    def tool_image(
+        dockerfile: Path, repository: str, base_image: str | None, ca_bundle: Path | None, **options: Any
+    ) -> BuiltImage:
         asked.append(dockerfile.name)
         return BuiltImage(tag=f"{repository}:built", size_bytes=1, build_s=0.0)
 
@@ -89,3 +92,24 @@ def test_run_ids_of_one_scenario_started_in_the_same_second_differ(tmp_path: Pat
     assert harness.run.new_run_id(scenario, now, suffix="a1b2c3") == f"20261130T180606Z-{scenario.name}-a1b2c3"
     first, second = (harness.run.new_run_id(scenario, now) for _ in range(2))
     assert first != second and re.fullmatch(rf"20261130T180606Z-{scenario.name}-[0-9a-f]{{6}}", first), first
+
+
+def test_with_a_registry_every_image_is_pushed_and_deployed_by_digest(
+    tmp_path: Path, builds: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pushed: list[tuple[str, str]] = []
+
+    def push(image: str, registry: str) -> PushedImage:
+        pushed.append((image, registry))
+        return PushedImage(local=image, reference=f"{registry}/{image.split(':')[0]}@sha256:{'a' * 64}", push_s=1.0)
+
+    monkeypatch.setattr(harness.run, "push_image", push)
+    registry = "registry.example.com/team"
+    scenario = scenario_on(
+        tmp_path, "kubernetes", kubernetes={"image": None, "loadgen": "in-cluster", "registry": registry}
+    )
+    images, _ = build(scenario)
+    assert pushed == [("digits:built", registry), ("harness-loadgen:built", registry)]
+    assert images == RunImages(
+        service=f"{registry}/digits@sha256:{'a' * 64}", loadgen=f"{registry}/harness-loadgen@sha256:{'a' * 64}"
+    )

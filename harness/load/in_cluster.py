@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from harness.config import LoadgenPodsConfig, env_references
+from harness.config import LoadgenPodsConfig, header_variables
 from harness.errors import HarnessError, LoadError
 from harness.load.plan import LoadPlan
 from harness.load.pod_files import (
@@ -39,7 +39,7 @@ from harness.load.runner import IntervalTail
 from harness.load.shape import WORKERS_START_WAIT_S
 from harness.model import ClientInterval, Event, LoadgenLogResumed, RunWarning
 from harness.targets.helm import LOADGEN_CHART, render_chart
-from harness.targets.helm_values import resources_values, run_id_label, split_image
+from harness.targets.helm_values import pull_secret_refs, resources_values, run_id_label, split_image
 from harness.targets.kubernetes_api import KubernetesApi
 from harness.targets.kubernetes_status import LogTail, Problem, container_statuses, diagnose_pods
 
@@ -112,14 +112,7 @@ def marked_results(log: str) -> dict[str, str]:
 
 def env_names(plan: LoadPlan) -> list[str]:
     """The environment variables the plan's request headers name (`${NAME}`), which the pods must have."""
-    return sorted(
-        {
-            name
-            for request in plan.requests or ()
-            for value in request.headers.values()
-            for name in env_references(value)
-        }
-    )
+    return header_variables(request.headers for request in plan.requests or ())
 
 
 def env_secret(name: str, namespace: str, names: Iterable[str], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -145,7 +138,7 @@ def loadgen_values(
     env_secret_name: str = "",
 ) -> dict[str, Any]:
     """Values for charts/loadgen: the load plan, as its worker pods run it, on `workers` pods, with every file it
-    reads; the pods' resources and placement from `pods`; `pull_secrets` beside the scenario's own."""
+    reads; the pods' resources and placement from `pods`; their image pulled with the Secrets `pull_secrets`."""
     worker_count = workers or plan.processes
     pods = pods or LoadgenPodsConfig()
     files = {
@@ -153,7 +146,6 @@ def loadgen_values(
         ENDPOINTS_FILE: json.dumps([service_url]).encode(),
         **read_plan_files(plan),
     }
-    secrets = list(dict.fromkeys([*pods.image_pull_secrets, *pull_secrets]))
     return {
         "runId": run_id_label(run_id),
         "image": {**split_image(image), "pullPolicy": "IfNotPresent"},
@@ -168,7 +160,7 @@ def loadgen_values(
             "master": resources_values(pods.master_resources),
             "worker": resources_values(pods.resources),
         },
-        "imagePullSecrets": [{"name": secret} for secret in secrets],
+        "imagePullSecrets": pull_secret_refs(pull_secrets),
         "nodeSelector": dict(pods.node_selector),
         "tolerations": [toleration.model_dump(by_alias=True, exclude_none=True) for toleration in pods.tolerations],
         "serviceAccountName": pods.service_account_name or "",
@@ -300,7 +292,7 @@ class InClusterLoad:
         self.json_file = json_file
         self.workers = workers
         self.pods = pods or LoadgenPodsConfig()
-        # Secrets the target made to pull from its registry, beside the scenario's loadgen_pods.image_pull_secrets.
+        # The Secrets the pods pull their image with (target.kubernetes.image_pull_secrets, as the model's pods).
         self.pull_secrets = tuple(pull_secrets)
         # Where the header variables' values come from (the harness's own environment).
         self.environ = os.environ if environ is None else environ

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -86,6 +87,11 @@ def split_image(image: str) -> dict[str, str]:
     return {"repository": image, "tag": "latest", "digest": ""}
 
 
+def pull_secret_refs(names: Iterable[str]) -> list[dict[str, str]]:
+    """A pod spec's imagePullSecrets for Secrets named `names`, each once (both charts take the same value)."""
+    return [{"name": name} for name in dict.fromkeys(names)]
+
+
 def _amounts(amounts: ResourceAmounts) -> dict[str, str]:
     values = {"cpu": amounts.cpu, "memory": amounts.memory}
     return {name: format_quantity(value) for name, value in values.items() if value is not None}
@@ -137,15 +143,18 @@ def model_service_values(
     kube_version: str | None = None,
     service_monitor: bool = False,
     pull_policy: Literal["IfNotPresent", "Never", "Always"] = "IfNotPresent",
+    image_pull_secrets: Sequence[str] = (),
     node_port: int | None = None,
 ) -> dict[str, Any]:
     """Values for charts/model-service from a scenario; `kube_version` gates version-specific HPA fields,
-    `service_monitor` renders a Prometheus Operator ServiceMonitor, `node_port` makes the Service a NodePort."""
+    `service_monitor` renders a Prometheus Operator ServiceMonitor, `image_pull_secrets` names the Secrets the pods
+    pull their image with, `node_port` makes the Service a NodePort."""
     service = scenario.service
     autoscaling = scenario.autoscaling
     values: dict[str, Any] = {
         "runId": run_id_label(run_id),
         "image": {**split_image(image), "pullPolicy": pull_policy},
+        "imagePullSecrets": pull_secret_refs(image_pull_secrets),
         "replicaCount": scenario.target.replicas,
         # The common scrape annotations: a Prometheus with pod discovery (scripts/cluster's) finds the pods.
         "podAnnotations": {

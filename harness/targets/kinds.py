@@ -16,6 +16,10 @@ def _never(scenario: Scenario) -> bool:
     return False
 
 
+def _nowhere(scenario: Scenario) -> str | None:
+    return None
+
+
 @dataclass(frozen=True)
 class TargetKind:
     """A kind of target: what a run must know about it before it exists."""
@@ -33,6 +37,9 @@ class TargetKind:
     named_image: Callable[[Scenario], str | None] | None = None
     # The load generator runs inside the target (a Kubernetes Job) rather than on this machine.
     load_in_cluster: Callable[[Scenario], bool] = _never
+    # The registry the run pushes the images it deploys to, which the replicas then pull by digest; None: the
+    # images stay in this machine's Docker daemon (or are side-loaded onto the nodes).
+    image_registry: Callable[[Scenario], str | None] = _nowhere
     # The optional extras (harness.extras) the target's own client needs; building an image needs docker's too.
     extras: tuple[str, ...] = ()
     # Why stages[].faults cannot pause its replicas, as the scenario's error says it; None: they can be paused.
@@ -54,6 +61,7 @@ TARGET_KINDS: dict[str, TargetKind] = {
     "kubernetes": TargetKind(
         named_image=lambda scenario: scenario.target.kubernetes.image or scenario.target.docker.image,
         load_in_cluster=lambda scenario: scenario.target.kubernetes.loadgen == "in-cluster",
+        image_registry=lambda scenario: scenario.target.kubernetes.registry,
         extras=("kubernetes",),
         pause_unavailable="(the API cannot freeze a pod); kill deletes one",
         scales_itself=True,

@@ -1,14 +1,17 @@
 """The Kubernetes target: the model-service chart applied to a cluster, scaled by its HorizontalPodAutoscaler.
 
-`start` renders charts/model-service from the scenario (harness.targets.helm_values), creates the
-namespace when missing, server-side-applies every manifest labelled harness.dev/run-id=<run>, and waits
-for the rollout; when it fails it names the cause (image pull, crash loop, unschedulable) with what to do.
+`start` renders charts/model-service from the scenario (harness.targets.helm_values) under the run's own release
+name, creates the namespace when missing, server-side-applies every manifest labelled harness.dev/run-id=<run> and
+annotated with its expiry, and waits for the rollout; when it fails it names the cause (image pull, crash loop,
+unschedulable) with what to do. An object of the same name that another run or person owns is never taken over:
+the run names its owner and stops.
 A watcher thread turns pod and HPA status into run events (replica started/ready/stopped/crashed,
 scale_decision from -> to). Reading that status is pure and lives in harness.targets.kubernetes_status.
 Load and /metrics reach each pod through a port-forward (the API server's pods/portforward, as
 `kubectl port-forward`) on a 127.0.0.1 port, so the harness's local load generator and scraper work
 unchanged; `server_samples` reads /metrics through the API server's pod proxy or a Prometheus instead.
-`stop` deletes everything labelled with the run, and the namespace when it created it, also after a failure.
+`stop` deletes everything of the kinds it applied labelled with the run, also after a failure, and the namespace
+when it created it and nobody else's objects are in it.
 """
 
 from __future__ import annotations
@@ -46,7 +49,21 @@ from harness.targets.containerd_node import ContainerdNode
 from harness.targets.helm import MODEL_SERVICE_CHART, render_chart
 from harness.targets.helm_values import hpa_tolerance_support, model_service_values, run_id_label
 from harness.targets.kind import KindCluster, KindConfig
-from harness.targets.kubernetes_api import ClientKubernetesApi, KubernetesApi, PortForwardRelay, SocketLike
+from harness.targets.kubernetes_api import (
+    ClientKubernetesApi,
+    KubernetesApi,
+    KubernetesApiError,
+    PortForwardRelay,
+    SocketLike,
+)
+from harness.targets.kubernetes_objects import (
+    default_release,
+    describe_owner,
+    expired,
+    expiry_timestamp,
+    mark,
+    run_of,
+)
 from harness.targets.kubernetes_status import (
     Problem,
     container_statuses,
@@ -63,8 +80,8 @@ from harness.targets.kubernetes_status import (
 from harness.targets.serving import CONTAINER_PORT
 
 _LOG_TAIL_LINES = 12
-# Kinds the charts render (and the in-cluster load's Secret); stop() deletes every object of these kinds labelled
-# with the run.
+# Kinds the charts render and the in-cluster load's Secret; a sweep of a dead run deletes every object of these kinds
+# labelled with it (stop() deletes the kinds this run applied).
 CLEANUP_KINDS = (
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
@@ -76,6 +93,8 @@ CLEANUP_KINDS = (
     ("v1", "Secret"),
     ("v1", "ServiceAccount"),
 )
+# What keeps a namespace the harness created from being deleted: anyone's workloads and Services.
+_NAMESPACE_USER_KINDS = (("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("batch/v1", "Job"), ("v1", "Service"))
 # Two metrics-server resolutions plus two HPA syncs (15 s each): how long an HPA may report missing metrics
 # for new pods before it is a problem worth a warning.
 HPA_PROBLEM_GRACE_S = 60.0
@@ -121,6 +140,9 @@ class KubernetesTarget:
         self.on_event: EventSink = on_event or (lambda event: None)
         self.run_id = run_id or scenario.output.run_id or f"run-{int(clock())}"
         self.run_label = run_id_label(self.run_id)
+        # The release names every object of the run: its own unless the scenario names one.
+        self._release = self.config.release or default_release(self.run_id)
+        self.image_pull_secrets = list(self.config.image_pull_secrets)
         self.image = image or self.config.image or scenario.target.docker.image
         self.poll_s = poll_s
         # Load reaches pods through port-forwards (any cluster), at their pod IPs (the pod network is routable
@@ -148,6 +170,10 @@ class KubernetesTarget:
         self._watcher: threading.Thread | None = None
         self._created_namespace = False
         self._touched_cluster = False
+        # (apiVersion, kind) of every object applied, in order: stop() deletes those kinds only, so a run needs
+        # no right on a kind it never created.
+        self._applied_kinds: list[tuple[str, str]] = []
+        self._expires_at = self._expiry()
         self._deployment: str | None = None
         self._hpa_name: str | None = None
         self._pod_selector: str | None = None
@@ -200,6 +226,7 @@ class KubernetesTarget:
                 "the kubernetes target needs an image: set target.kubernetes.image (built by `harness build`)"
             )
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._expires_at = self._expiry()
         if self.kind is not None:
             self._prepare_kind(self.kind)
         self.load_image(self.image)
@@ -217,6 +244,7 @@ class KubernetesTarget:
             kube_version=self.kube_version,
             service_monitor=service_monitor,
             pull_policy=self.pull_policy,
+            image_pull_secrets=self.image_pull_secrets,
             node_port=KindConfig.read(self.kind.config).node_port if self.kind and self._node_port_url else None,
         )
         autoscaling = values["autoscaling"]
@@ -225,7 +253,7 @@ class KubernetesTarget:
         self.manifests = render_chart(
             MODEL_SERVICE_CHART,
             values,
-            release=self.config.release,
+            release=self.release,
             namespace=self.namespace,
             kube_version=self.kube_version,
         )
@@ -311,18 +339,44 @@ class KubernetesTarget:
         self.on_event(ImageLoaded(image, node, imported, round(self._clock() - started_s, 1)))
 
     def apply_run_object(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply one object labelled with the run (stop() deletes it with the others)."""
-        labels = manifest["metadata"].setdefault("labels", {})
-        labels.update({RUN_LABEL: self.run_label, OWNER_LABEL: owner_id()})
+        """Server-side apply one object labelled with the run and its expiry (stop() deletes it with the others);
+        an object of that name that is not the run's is never taken over: DeployError naming its owner."""
+        mark(manifest, self.run_label, owner_id(), self._expires_at)
+        api_version, kind = manifest["apiVersion"], manifest["kind"]
+        name = manifest["metadata"]["name"]
+        where = f"{kind} {self.namespace}/{name}"
+        hint = "set another target.kubernetes.release (by default every run has its own) or target.kubernetes.namespace"
+        existing = self.api.get(api_version, kind, self.namespace, name)
+        if existing is not None and run_of(existing) != self.run_label:
+            raise DeployError(
+                f"{where} already exists and belongs to {describe_owner(existing)}; the harness does not take over "
+                "objects it did not create",
+                hint=hint,
+            )
+        if (api_version, kind) not in self._applied_kinds:
+            self._applied_kinds.append((api_version, kind))
         self._touched_cluster = True
-        stored = self.api.apply(manifest)
-        self.on_event(ObjectApplied(manifest["kind"], manifest["metadata"]["name"]))
+        try:
+            stored = self.api.apply(manifest)
+        except KubernetesApiError as error:
+            if error.status != 409:
+                raise
+            # Created by someone else between the check above and the apply.
+            raise DeployError(
+                f"{where}: another owner's fields conflict with the run's ({error.message})", hint=hint
+            ) from error
+        self.on_event(ObjectApplied(kind, name))
         return stored
 
     @property
     def release(self) -> str:
         """The Helm release name of the run's model-service chart (charts/loadgen's is derived from it)."""
-        return self.config.release
+        return self._release
+
+    def _expiry(self) -> str:
+        """When the run's objects may be deleted by anyone: the rollout, the load, then the scenario's margin."""
+        lifetime_s = self.config.rollout_timeout_s + self.scenario.duration_s + self.config.expiry_margin_s
+        return expiry_timestamp(self._clock(), lifetime_s)
 
     def service_url(self) -> str:
         """The model-service Service's in-cluster URL (its cluster IP: no cluster DNS needed)."""
@@ -412,14 +466,29 @@ class KubernetesTarget:
 
     def _delete_run_objects(self) -> None:
         self._save_logs()
-        _, failures = delete_run_objects(self.api, self.namespace, self.run_selector)
-        if self._created_namespace:
+        _, failures = delete_run_objects(self.api, self.namespace, self.run_selector, self._applied_kinds)
+        users = (
+            namespace_users(self.api, self.namespace, lambda item: run_of(item) == self.run_label)
+            if self._created_namespace
+            else []
+        )
+        if self._created_namespace and not users:
             try:
                 self.api.delete("v1", "Namespace", None, self.namespace)
                 self._created_namespace = False
             except HarnessError as error:
                 failures.append(f"Namespace {self.namespace}: {error}")
         else:
+            if users:
+                self.on_event(
+                    RunWarning(
+                        "kubernetes",
+                        f"namespace {self.namespace}, which this run created, is left: it holds {users[0]}"
+                        + (f" and {len(users) - 1} more object(s)" if len(users) > 1 else ""),
+                        hint=f"`harness cleanup --kubeconfig` deletes it after it expires ({self._expires_at}) "
+                        "once nobody's objects are in it",
+                    )
+                )
             self._wait_for_pods_gone()
         if failures:
             raise DeployError(
@@ -494,16 +563,8 @@ class KubernetesTarget:
         while True:
             namespace = self.api.get("v1", "Namespace", None, self.namespace)
             if namespace is None:
-                self.api.create(
-                    {
-                        "apiVersion": "v1",
-                        "kind": "Namespace",
-                        "metadata": {
-                            "name": self.namespace,
-                            "labels": {RUN_LABEL: self.run_label, OWNER_LABEL: owner_id()},
-                        },
-                    }
-                )
+                manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}}
+                self.api.create(mark(manifest, self.run_label, owner_id(), self._expires_at))
                 self._created_namespace = True
                 self._touched_cluster = True
                 self.on_event(NamespaceCreated(self.namespace))
@@ -668,10 +729,14 @@ class KubernetesTarget:
 # --------------------------------------------------------------------------- sweeps (harness.cleanup)
 
 
-def delete_run_objects(api: KubernetesApi, namespace: str, selector: str) -> tuple[list[str], list[str]]:
-    """Delete every object of CLEANUP_KINDS matching `selector` in `namespace`: (deleted, failures)."""
+def delete_run_objects(
+    api: KubernetesApi, namespace: str, selector: str, kinds: Sequence[tuple[str, str]] = CLEANUP_KINDS
+) -> tuple[list[str], list[str]]:
+    """Delete every object of `kinds` (later kinds first: HPAs before Deployments) matching `selector` in
+    `namespace`: (deleted, failures)."""
     deleted, failures = [], []
-    for api_version, kind in CLEANUP_KINDS:
+    ordered = kinds if kinds is CLEANUP_KINDS else list(reversed(kinds))
+    for api_version, kind in ordered:
         try:
             listed = api.list(api_version, kind, namespace, selector)
             for item in (listed or {}).get("items") or []:
@@ -682,39 +747,96 @@ def delete_run_objects(api: KubernetesApi, namespace: str, selector: str) -> tup
     return deleted, failures
 
 
+def namespace_users(api: KubernetesApi, namespace: str, leaving: Callable[[dict[str, Any]], bool]) -> list[str]:
+    """Anyone's workloads and Services in `namespace` but those `leaving` says are going: what keeps a namespace
+    the harness created from being deleted with them. One description per object."""
+    users = []
+    for api_version, kind in _NAMESPACE_USER_KINDS:
+        listed = api.list(api_version, kind, namespace) or {}
+        for item in listed.get("items") or []:
+            if not item["metadata"].get("deletionTimestamp") and not leaving(item):
+                users.append(f"{kind} {item['metadata']['name']} of {describe_owner(item)}")
+    return users
+
+
+def delete_expired_objects(api: KubernetesApi, now_s: float, namespace: str | None = None) -> list[str]:
+    """Every object of the harness's kinds (in `namespace`, or in every namespace) whose expiry has passed,
+    whichever run or machine made it; then the expired namespaces the harness created that nobody else's objects
+    are in. One line per thing deleted or kept."""
+    lines = []
+    gone_runs: set[str] = set()
+    for api_version, kind in CLEANUP_KINDS:
+        try:
+            listed = api.list(api_version, kind, namespace, RUN_LABEL) or {}
+        except HarnessError as error:
+            lines.append(f"could not list {kind}: {error}")
+            continue
+        for item in listed.get("items") or []:
+            if not expired(item, now_s):
+                continue
+            metadata = item["metadata"]
+            api.delete(api_version, kind, metadata["namespace"], metadata["name"])
+            gone_runs.add(str(run_of(item)))
+            lines.append(f"deleted expired {kind} {metadata['namespace']}/{metadata['name']} (run {run_of(item)})")
+    if namespace is not None:
+        return lines
+    for stored in (api.list("v1", "Namespace", None, RUN_LABEL) or {}).get("items") or []:
+        name = stored["metadata"]["name"]
+        if not expired(stored, now_s) or (stored.get("status") or {}).get("phase") == "Terminating":
+            continue
+        users = namespace_users(api, name, _of_runs(gone_runs | {str(run_of(stored))}))
+        if users:
+            lines.append(f"kept expired namespace {name}: it holds {users[0]}")
+            continue
+        api.delete("v1", "Namespace", None, name)
+        lines.append(f"deleted expired namespace {name} (run {run_of(stored)})")
+    return lines
+
+
+def _of_runs(runs: set[str]) -> Callable[[dict[str, Any]], bool]:
+    return lambda item: run_of(item) in runs
+
+
 def delete_run_objects_of(resource: dict[str, Any], run_id: str) -> list[str]:
-    """A dead run's objects, as its watchdog registered the cluster: the namespace when the run created it
-    (labelled with the run), else the run's objects in it. One line per thing deleted or not."""
+    """A dead run's objects, as its watchdog registered the cluster: the run's objects, then the namespace when the
+    run created it (labelled with the run) and nobody else's objects are in it. One line per thing deleted or not."""
     kubeconfig = resource.get("kubeconfig")
     api = ClientKubernetesApi.connect(Path(kubeconfig) if kubeconfig else None, resource.get("context"))
     namespace = str(resource["namespace"])
     run_label = run_id_label(run_id)
-    selector = f"{RUN_LABEL}={run_label}"
+    deleted, failures = delete_run_objects(api, namespace, f"{RUN_LABEL}={run_label}")
+    lines = [f"deleted {name}" for name in deleted] + [f"could not delete {failure}" for failure in failures]
     stored = api.get("v1", "Namespace", None, namespace)
-    if stored is not None and (stored["metadata"].get("labels") or {}).get(RUN_LABEL) == run_label:
-        api.delete("v1", "Namespace", None, namespace)
-        return [f"deleted namespace {namespace}"]
-    deleted, failures = delete_run_objects(api, namespace, selector)
-    return [f"deleted {name}" for name in deleted] + [f"could not delete {failure}" for failure in failures]
+    if stored is not None and run_of(stored) == run_label:
+        lines.append(_delete_namespace_unless_used(api, namespace, _of_runs({run_label})))
+    return lines
+
+
+def _delete_namespace_unless_used(api: KubernetesApi, namespace: str, leaving: Callable[[dict[str, Any]], bool]) -> str:
+    users = namespace_users(api, namespace, leaving)
+    if users:
+        return f"kept namespace {namespace}: it holds {users[0]}"
+    api.delete("v1", "Namespace", None, namespace)
+    return f"deleted namespace {namespace}"
+
+
+def _of_dead_owner(item: dict[str, Any]) -> bool:
+    labels = (item.get("metadata") or {}).get("labels") or {}
+    return OWNER_LABEL in labels and not owner_alive(labels[OWNER_LABEL])
 
 
 def delete_objects_of_dead_owners(api: KubernetesApi) -> list[str]:
-    """Namespaces and objects labelled by a harness of this machine that no longer runs."""
+    """Objects labelled by a harness of this machine that no longer runs, then the namespaces such a harness created
+    that nobody else's objects are in."""
     lines = []
-    namespaces = (api.list("v1", "Namespace", None, OWNER_LABEL) or {}).get("items") or []
-    for namespace in namespaces:
-        metadata = namespace["metadata"]
-        if (
-            not owner_alive(metadata["labels"][OWNER_LABEL])
-            and namespace.get("status", {}).get("phase") != "Terminating"
-        ):
-            api.delete("v1", "Namespace", None, metadata["name"])
-            lines.append(f"deleted namespace {metadata['name']}")
     for deployment in (api.list("apps/v1", "Deployment", None, OWNER_LABEL) or {}).get("items") or []:
         metadata = deployment["metadata"]
         labels = metadata.get("labels") or {}
-        if owner_alive(labels[OWNER_LABEL]) or RUN_LABEL not in labels:
+        if not _of_dead_owner(deployment) or RUN_LABEL not in labels:
             continue
         deleted, failures = delete_run_objects(api, metadata["namespace"], f"{RUN_LABEL}={labels[RUN_LABEL]}")
         lines += [f"deleted {name}" for name in deleted] + [f"could not delete {failure}" for failure in failures]
+    for namespace in (api.list("v1", "Namespace", None, OWNER_LABEL) or {}).get("items") or []:
+        if _of_dead_owner(namespace) and namespace.get("status", {}).get("phase") != "Terminating":
+            lines.append(_delete_namespace_unless_used(api, namespace["metadata"]["name"], _of_dead_owner))
     return lines

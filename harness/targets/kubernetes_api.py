@@ -78,7 +78,8 @@ class KubernetesApi(Protocol):
     def create(self, manifest: dict[str, Any]) -> dict[str, Any]: ...
 
     def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply under the harness's field manager, taking over conflicting fields."""
+        """Server-side apply under the harness's field manager; a field another manager owns with another value is
+        never taken over: KubernetesApiError with status 409 naming that manager."""
         ...
 
     def delete(
@@ -104,6 +105,16 @@ class KubernetesApi(Protocol):
 
     def follow_pod_log(self, namespace: str, pod: str, container: str) -> Iterator[str]:
         """A container's log lines as they are written, from the start, until the container ends."""
+        ...
+
+    def may(self, verb: str, group: str, resource: str, namespace: str | None, *, name: str = "") -> bool:
+        """Whether the kubeconfig's user may do `verb` on `resource` ("pods", "pods/log") of API `group` ("" for
+        the core group) in `namespace` (None: cluster-wide), as the API server answers a SelfSubjectAccessReview."""
+        ...
+
+    def served_resources(self, group_version: str) -> tuple[str, ...] | None:
+        """The resource names an API group version serves ("pods", "pods/bentoml_requests"), by discovery; None
+        when the cluster does not serve it (or its aggregated server is down)."""
         ...
 
 
@@ -263,7 +274,7 @@ class ClientKubernetesApi:
                 name=metadata["name"],
                 namespace=metadata.get("namespace"),
                 field_manager=FIELD_MANAGER,
-                force_conflicts=True,
+                force_conflicts=False,
             ),
         )
         return dict(applied.to_dict())
@@ -334,6 +345,43 @@ class ClientKubernetesApi:
             response.release_conn()
         if pending:
             yield pending.decode("utf-8", errors="replace")
+
+    def may(self, verb: str, group: str, resource: str, namespace: str | None, *, name: str = "") -> bool:
+        kind, _, subresource = resource.partition("/")
+        client = self._client
+        attributes = client.V1ResourceAttributes(
+            verb=verb, group=group, resource=kind, subresource=subresource, name=name, namespace=namespace
+        )
+        body = client.V1SelfSubjectAccessReview(
+            spec=client.V1SelfSubjectAccessReviewSpec(resource_attributes=attributes)
+        )
+        authorization = client.AuthorizationV1Api(self._api_client)
+        review = self._call(
+            f"SelfSubjectAccessReview of {verb} {resource}",
+            lambda: authorization.create_self_subject_access_review(body),
+        )
+        return bool(review.status.allowed)
+
+    def served_resources(self, group_version: str) -> tuple[str, ...] | None:
+        path = f"/api/{group_version}" if group_version == "v1" else f"/apis/{group_version}"
+
+        def get() -> Any:
+            method, url, headers, _, _ = self._api_client.param_serialize(
+                method="GET", resource_path=path, auth_settings=["BearerToken"]
+            )
+            response = self._api_client.call_api(method, url, header_params=headers)
+            response.read()
+            return response
+
+        response = self._call(f"discovery of {group_version}", get)
+        # An aggregated API that is registered but down answers 503.
+        if response.status in (404, 503):
+            return None
+        if response.status >= 400:
+            message = status_message(response.data, f"HTTP {response.status}")
+            raise KubernetesApiError(f"discovery of {group_version}: {message}", status=int(response.status))
+        listed = json.loads(response.data)
+        return tuple(str(resource["name"]) for resource in listed.get("resources") or [])
 
     def open_port_forward(self, namespace: str, pod: str, port: int) -> SocketLike:
         from kubernetes.stream import portforward

@@ -100,12 +100,32 @@ FACTORIES: dict[str, TargetFactory] = {
 }
 
 
+def _kubernetes_cluster(scenario: Scenario) -> list[str]:
+    from harness.targets.kubernetes_preflight import check_cluster
+
+    return check_cluster(scenario)
+
+
+# What a run asks the target's infrastructure before it builds anything (a cluster: the user's rights, the metrics
+# APIs its HPA reads), by kind of target.
+INFRASTRUCTURE_CHECKS: dict[str, Callable[[Scenario], list[str]]] = {"kubernetes": _kubernetes_cluster}
+
+
+def check_infrastructure(scenario: Scenario) -> list[str]:
+    """Ask the scenario's target infrastructure what the run needs of it: warnings, or a HarnessError that stops the
+    run before anything is built or created."""
+    check = INFRASTRUCTURE_CHECKS.get(scenario.target.kind)
+    return check(scenario) if check is not None else []
+
+
 def extras_needed(scenario: Scenario) -> tuple[str, ...]:
     """The optional extras a run of the scenario needs: its target's, and docker's when it builds an image (the
-    service's when the scenario names none, the load generator's when the load runs in the cluster)."""
+    service's when the scenario names none, the load generator's when the load runs in the cluster) or pushes one
+    to a registry."""
     kind = target_kind(scenario)
     builds = (kind.named_image is not None and not kind.named_image(scenario)) or kind.load_in_cluster(scenario)
-    return tuple(dict.fromkeys([*kind.extras, *(["docker"] if builds else [])]))
+    pushes = kind.image_registry(scenario) is not None
+    return tuple(dict.fromkeys([*kind.extras, *(["docker"] if builds or pushes else [])]))
 
 
 def target_kind(scenario: Scenario) -> TargetKind:

@@ -2,14 +2,17 @@
 # A real single-node Kubernetes cluster on this machine, for `make test` and `make loadtest TARGET=cluster`.
 #
 #   cluster.sh up      build the binaries once (cached), start every component, wait until the node is Ready
-#   cluster.sh down    stop everything; leave no process, mount, network namespace, cgroup or iptables rule
+#   cluster.sh down    stop everything; leave no process, mount, network namespace, cgroup, iptables rule or key,
+#                      and put back the sysctls `up` changed
 #   cluster.sh status  one line per component: running or not
 #   cluster.sh load-image IMAGE   copy a Docker image into the cluster's containerd (no registry needed)
 #
 # Components, all host processes listening on 127.0.0.1 only: etcd, kube-apiserver, kube-controller-manager
 # (with its real Deployment, ReplicaSet and HorizontalPodAutoscaler controllers), kube-scheduler, kubelet
 # with its own containerd and Debian's runc, kube-proxy (iptables), metrics-server (metrics.k8s.io), Debian's
-# Prometheus scraping the pods, and prometheus-adapter serving custom.metrics.k8s.io from it. The node is
+# Prometheus scraping the pods, prometheus-adapter serving custom.metrics.k8s.io from it, and Debian's
+# docker-registry on 127.0.0.1:$REGISTRY_PORT (htpasswd user `harness`, password in $STATE/registry/auth/password),
+# the one registry the node may pull from. The node is
 # called `localhost`, so the API server, metrics-server and Prometheus reach the kubelet on 127.0.0.1. Pods
 # live in network namespaces on a bridge of this machine (POD_CIDR) and have no default route; a FORWARD rule
 # drops anything from the bridge to another interface, so no packet of the cluster leaves the machine.
@@ -18,7 +21,11 @@
 # (scripts/cluster/go.mod pins them) into $HARNESS_CLUSTER_CACHE, keyed by go.mod and go.sum, so a second
 # `make cluster`, also in another clone, takes seconds. The cluster's state is machine-wide
 # (/var/lib/harness-cluster, /run/harness-cluster): one cluster per machine, shared by every clone; the
-# admin kubeconfig is copied to <repo>/.cluster/kubeconfig.
+# admin kubeconfig is copied to <repo>/.cluster/kubeconfig, and kubectl of the same version is linked as
+# <repo>/.cluster/bin/kubectl.
+#
+# Sourced (`source cluster.sh`), it only defines its functions: tests/cluster run `network` and `down` in a
+# network, mount and PID namespace of their own to check what `down` puts back on the host.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,7 +34,8 @@ K8S_VERSION="v1.34.4"
 CACHE_ROOT="${HARNESS_CLUSTER_CACHE:-$HOME/.cache/harness-cluster}"
 STATE="${HARNESS_CLUSTER_STATE:-/var/lib/harness-cluster}"
 RUN="${HARNESS_CLUSTER_RUN:-/run/harness-cluster}"
-KUBECONFIG_OUT="$ROOT/.cluster/kubeconfig"
+KUBECONFIG_OUT="${HARNESS_CLUSTER_KUBECONFIG:-$ROOT/.cluster/kubeconfig}"
+TOOLS_OUT="$(dirname "$KUBECONFIG_OUT")/bin"
 NODE="localhost"
 POD_CIDR="10.244.0.0/24"
 POD_GATEWAY="10.244.0.1"
@@ -39,11 +47,16 @@ ETCD_PEER_PORT=12380
 METRICS_SERVER_PORT=14443
 ADAPTER_PORT=14444
 PROMETHEUS_PORT=19090
+REGISTRY_PORT=15000
+REGISTRY_USER=harness
 CONTAINERD_SOCK="$RUN/containerd/containerd.sock"
+# What `up` changes on the host beyond its own files, recorded before the first change so `down` puts it back.
+HOST_RECORD="$STATE/host"
+HOST_SYSCTLS=(net/ipv4/ip_forward net/bridge/bridge-nf-call-iptables)
 PAUSE_IMAGE="harness.local/pause:1"
 # Components in start order; `down` stops them in reverse.
 COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy
-    metrics-server pod-discovery prometheus prometheus-adapter)
+    metrics-server pod-discovery prometheus prometheus-adapter registry)
 
 log() { echo "cluster: $*" >&2; }
 die() {
@@ -74,15 +87,10 @@ build() {
     tmp="$bin.tmp"
     rm -rf "$tmp"
     mkdir -p "$tmp"
-    local version_flags="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION"
-    version_flags+=" -X k8s.io/component-base/version.gitMajor=1"
-    version_flags+=" -X k8s.io/component-base/version.gitMinor=34"
-    version_flags+=" -X k8s.io/component-base/version.gitTreeState=clean"
-    version_flags+=" -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
     (
         cd "$HERE"
         export CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false"
-        go build -trimpath -ldflags="-s -w $version_flags" -o "$tmp/" \
+        go build -trimpath -ldflags="-s -w $(version_flags)" -o "$tmp/" \
             k8s.io/kubernetes/cmd/kube-apiserver \
             k8s.io/kubernetes/cmd/kube-controller-manager \
             k8s.io/kubernetes/cmd/kube-scheduler \
@@ -100,6 +108,29 @@ build() {
     mv "$tmp" "$bin"
     log "binaries built in $((SECONDS - started)) s"
     BIN="$bin"
+}
+
+version_flags() {
+    echo "-X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1" \
+        "-X k8s.io/component-base/version.gitMinor=34 -X k8s.io/component-base/version.gitTreeState=clean" \
+        "-X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
+}
+
+build_kubectl() {
+    # kubectl of the cluster's version, for the steps of docs/cluster.md; built beside the other binaries once.
+    # Its extra modules are resolved in a copy of go.mod and go.sum, so the binaries' cache key stays the same.
+    [ -x "$BIN/kubectl" ] && return
+    local modfile
+    modfile="$(mktemp -d)"
+    cp "$HERE/go.mod" "$HERE/go.sum" "$modfile/"
+    (
+        cd "$HERE"
+        export CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false"
+        go build -modfile "$modfile/go.mod" -trimpath -ldflags="-s -w $(version_flags)" -o "$BIN/kubectl.tmp" \
+            k8s.io/kubernetes/cmd/kubectl
+    ) || die "building kubectl failed (see the Go output above)"
+    rm -rf "$modfile"
+    mv "$BIN/kubectl.tmp" "$BIN/kubectl"
 }
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -289,6 +320,61 @@ EOF
         iptables -I FORWARD 1 -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT
 }
 
+# kube_chains: "COMMAND TABLE CHAIN" for every KUBE-* chain of iptables and ip6tables (the kubelet's KUBE-FIREWALL
+# and canaries, kube-proxy's service chains).
+kube_chains() {
+    local command
+    for command in iptables ip6tables; do
+        command -v "$command-save" >/dev/null || continue
+        "$command-save" 2>/dev/null |
+            awk -v command="$command" '/^\*/ {table = substr($0, 2)} /^:KUBE-/ {print command, table, substr($1, 2)}'
+    done
+}
+
+# record_host: before the first change of a fresh `up`, the sysctls it sets and the KUBE-* chains already there.
+# A later `up` of the running cluster keeps the first record.
+record_host() {
+    local sysctl file
+    mkdir -p "$HOST_RECORD"
+    for sysctl in "${HOST_SYSCTLS[@]}"; do
+        file="$HOST_RECORD/${sysctl##*/}"
+        if [ ! -f "$file" ] && [ -e "/proc/sys/$sysctl" ]; then
+            cat "/proc/sys/$sysctl" >"$file"
+        fi
+    done
+    [ -f "$HOST_RECORD/iptables-chains" ] || kube_chains >"$HOST_RECORD/iptables-chains"
+}
+
+# restore_host: the recorded sysctl values back (without a record, e.g. a cluster started by an older version of
+# this script, they are left as they are); every KUBE-* chain that was not there before, with the rules of other
+# chains that jump to it; the cluster's FORWARD rules.
+restore_host() {
+    local sysctl file command table rule leftovers chains chain
+    for sysctl in "${HOST_SYSCTLS[@]}"; do
+        file="$HOST_RECORD/${sysctl##*/}"
+        if [ -f "$file" ] && [ -e "/proc/sys/$sysctl" ]; then
+            cat "$file" >"/proc/sys/$sysctl"
+        fi
+    done
+    leftovers="$(kube_chains | grep -vxF -f <(cat "$HOST_RECORD/iptables-chains" 2>/dev/null; echo) || true)"
+    while read -r command table; do
+        [ -n "$command" ] || continue
+        chains=" $(awk -v c="$command" -v t="$table" '$1 == c && $2 == t {printf "%s ", $3}' <<<"$leftovers")"
+        "$command-save" -t "$table" | awk -v chains="$chains" '/^-A / {
+            target = ""
+            for (i = 3; i < NF; i++) if ($i == "-j" || $i == "-g") target = $(i + 1)
+            if (index(chains, " " target " ") && !index(chains, " " $2 " ")) print substr($0, 4)
+        }' | while IFS= read -r rule; do
+            eval "$command -t $table -D $rule" 2>/dev/null || log "could not delete rule '$rule' ($command, $table)"
+        done
+        for chain in $chains; do "$command" -t "$table" -F "$chain" 2>/dev/null || true; done
+        for chain in $chains; do "$command" -t "$table" -X "$chain" 2>/dev/null || log "could not delete chain $chain"; done
+    done < <(awk '{print $1, $2}' <<<"$leftovers" | sort -u)
+    iptables -D FORWARD -i "$BRIDGE" ! -o "$BRIDGE" -j DROP 2>/dev/null || true
+    iptables -D FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT 2>/dev/null || true
+    rm -rf "$HOST_RECORD"
+}
+
 start_containerd() {
     mkdir -p "$RUN/containerd" "$STATE/containerd"
     cat >"$STATE/containerd.toml" <<EOF
@@ -321,14 +407,17 @@ state = "$RUN/containerd/state"
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = "$STATE/registries"
 EOF
-    # No registry may be tried from here: a pull of an image that was not loaded goes to a closed loopback
-    # port and fails at once (ErrImagePull), for Docker Hub and for every other registry.
-    local registry
-    for registry in _default docker.io; do
+    # No registry outside this machine may be tried from here: a pull of an image that was not loaded goes to a
+    # closed loopback port and fails at once (ErrImagePull), for Docker Hub and for every other registry but the
+    # cluster's own (start_registry), which is served over plain HTTP on 127.0.0.1.
+    local registry server
+    for registry in _default docker.io "127.0.0.1:$REGISTRY_PORT"; do
+        server="http://127.0.0.1:9"
+        [ "$registry" = "127.0.0.1:$REGISTRY_PORT" ] && server="http://$registry"
         mkdir -p "$STATE/registries/$registry"
         cat >"$STATE/registries/$registry/hosts.toml" <<EOF
-server = "http://127.0.0.1:9"
-[host."http://127.0.0.1:9"]
+server = "$server"
+[host."$server"]
   capabilities = ["pull", "resolve"]
 EOF
     done
@@ -560,6 +649,40 @@ spec:
     done
 }
 
+start_registry() {
+    # Debian's docker-registry with htpasswd authentication: pushes need the user's Docker credentials and pulls
+    # an image pull secret, as on a team's registry. Plain HTTP on loopback (Docker treats 127.0.0.0/8 as an
+    # insecure registry by default). The password is made once; bcrypt through Python's crypt (libxcrypt).
+    local dir="$STATE/registry"
+    mkdir -p "$dir/auth" "$dir/storage"
+    chmod 700 "$dir/auth"
+    if [ ! -s "$dir/auth/password" ] || [ ! -s "$dir/auth/htpasswd" ]; then
+        (umask 077 && openssl rand -hex 16 >"$dir/auth/password")
+        python3 -W ignore -c '
+import crypt, sys
+password = open(sys.argv[2]).read().strip()
+print(sys.argv[1] + ":" + crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH)))' \
+            "$REGISTRY_USER" "$dir/auth/password" >"$dir/auth/htpasswd"
+    fi
+    cat >"$dir/config.yml" <<EOF
+version: 0.1
+log: {level: warn, accesslog: {disabled: true}}
+storage:
+  filesystem: {rootdirectory: $dir/storage}
+  delete: {enabled: true}
+http:
+  addr: 127.0.0.1:$REGISTRY_PORT
+auth:
+  htpasswd: {realm: harness-cluster, path: $dir/auth/htpasswd}
+EOF
+    if ! running registry; then
+        # Blobs of images deleted since (tests delete what they pushed) go while nothing can push.
+        docker-registry garbage-collect --delete-untagged "$dir/config.yml" >>"$STATE/logs/registry.log" 2>&1 || true
+    fi
+    start registry docker-registry serve "$dir/config.yml"
+    wait_for registry 30 curl -s -o /dev/null "http://127.0.0.1:$REGISTRY_PORT/v2/" || fail_with_log registry
+}
+
 node_ready() {
     api GET "/api/v1/nodes/$NODE" | python3 -c '
 import json, sys
@@ -577,11 +700,12 @@ sys.exit(0 if any(c["type"] == "Available" and c["status"] == "True" for c in co
 
 up() {
     [ "$(id -u)" -eq 0 ] || die "the cluster needs root (containerd, kubelet, iptables)"
-    for tool in containerd runc ctr iptables openssl curl prometheus; do
+    for tool in containerd runc ctr iptables openssl curl prometheus docker-registry; do
         command -v "$tool" >/dev/null || die "$tool is missing; run: make system-packages"
     done
     [ -x /usr/lib/cni/bridge ] || die "CNI plugins are missing; run: make system-packages"
     build
+    build_kubectl
     local started=$SECONDS name alive=0
     for name in "${COMPONENTS[@]}"; do
         if running "$name"; then alive=1; fi
@@ -594,6 +718,9 @@ up() {
     fi
     mkdir -p "$STATE" "$RUN"
     chmod 700 "$STATE"
+    if [ "$alive" -eq 0 ]; then
+        record_host
+    fi
     pki
     network
     start_containerd
@@ -611,10 +738,12 @@ up() {
     register_metrics_apis
     wait_for metrics.k8s.io 90 api_available v1beta1.metrics.k8s.io || fail_with_log metrics-server
     wait_for custom.metrics.k8s.io 90 api_available v1beta1.custom.metrics.k8s.io || fail_with_log prometheus-adapter
-    mkdir -p "$(dirname "$KUBECONFIG_OUT")"
+    start_registry
+    mkdir -p "$(dirname "$KUBECONFIG_OUT")" "$TOOLS_OUT"
     install -m 600 "$STATE/admin.kubeconfig" "$KUBECONFIG_OUT"
+    ln -sf "$BIN/kubectl" "$TOOLS_OUT/kubectl"
     log "ready in $((SECONDS - started)) s: node $NODE, API https://127.0.0.1:$APISERVER_PORT," \
-        "Prometheus http://127.0.0.1:$PROMETHEUS_PORT; kubeconfig $KUBECONFIG_OUT"
+        "Prometheus http://127.0.0.1:$PROMETHEUS_PORT, registry 127.0.0.1:$REGISTRY_PORT; kubeconfig $KUBECONFIG_OUT"
 }
 
 # ------------------------------------------------------------------------------------------ down
@@ -681,16 +810,17 @@ down() {
     awk '$2 ~ "^/run/netns/cni-" {print $2}' /proc/mounts | xargs -r -n1 umount -l 2>/dev/null || true
     rm -f /run/netns/cni-* 2>/dev/null || true
     ip link delete "$BRIDGE" 2>/dev/null || true
-    iptables -D FORWARD -i "$BRIDGE" ! -o "$BRIDGE" -j DROP 2>/dev/null || true
-    iptables -D FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT 2>/dev/null || true
+    restore_host
     # The kubelet's cgroups (cgroup v1: one tree per controller; v2: one tree), deepest first.
     find /sys/fs/cgroup -depth -type d -name 'kubepods*' 2>/dev/null | while read -r dir; do
         find "$dir" -depth -type d -exec rmdir {} \; 2>/dev/null || true
     done
-    # Cluster data goes (etcd, certificates, pod volumes); containerd's image store is kept for the next `up`.
+    # Cluster data goes (etcd, pod volumes, every key and certificate, the kubeconfigs, the registry's password);
+    # containerd's image store and the registry's images are kept for the next `up`.
     rm -rf "$RUN" "$STATE/etcd" "$STATE/kubelet" "$STATE/cni-ipam" "$STATE/prometheus" "$STATE/logs" \
-        "$STATE/prometheus-targets.json"
-    rm -f "$KUBECONFIG_OUT"
+        "$STATE/prometheus-targets.json" "$STATE/pki" "$STATE/metrics-server" "$STATE/prometheus-adapter" \
+        "$STATE/registry/auth"
+    rm -f "$STATE"/*.kubeconfig "$KUBECONFIG_OUT" "$TOOLS_OUT/kubectl"
     log "stopped"
 }
 
@@ -709,6 +839,11 @@ serialized() {
     flock 9
     "$@"
 }
+
+# Sourced: the functions only.
+if [ "${BASH_SOURCE[0]}" != "$0" ]; then
+    return 0
+fi
 
 case "${1:-}" in
 up) serialized up ;;

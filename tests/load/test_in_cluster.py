@@ -83,7 +83,6 @@ def test_loadgen_values_place_the_pods_as_the_scenario_says() -> None:
             "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
             "node_selector": {"pool": "loadgen"},
             "tolerations": [{"key": "dedicated", "value": "loadgen", "effect": "NoSchedule"}],
-            "image_pull_secrets": ["team-registry"],
             "service_account_name": "loadgen-sa",
         }
     )
@@ -93,7 +92,7 @@ def test_loadgen_values_place_the_pods_as_the_scenario_says() -> None:
         "run-1",
         service_url="http://svc:3000",
         pods=pods,
-        pull_secrets=["run-registry", "team-registry"],
+        pull_secrets=["team-registry", "run-registry", "team-registry"],
         env_secret_name="model-service-loadgen-env",
     )
     assert values["resources"]["worker"] == {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
@@ -101,7 +100,7 @@ def test_loadgen_values_place_the_pods_as_the_scenario_says() -> None:
     assert values["tolerations"] == [
         {"key": "dedicated", "operator": "Equal", "value": "loadgen", "effect": "NoSchedule"}
     ]
-    # The scenario's secrets, then the target's own (its registry's), each once.
+    # target.kubernetes.image_pull_secrets, as the model's pods take them, each once.
     assert values["imagePullSecrets"] == [{"name": "team-registry"}, {"name": "run-registry"}]
     assert values["serviceAccountName"] == "loadgen-sa"
     assert values["envSecret"] == "model-service-loadgen-env"

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -86,6 +88,59 @@ def assert_nothing_left(cluster: RealCluster, target: KubernetesTarget) -> None:
     assert run_objects(api, target.namespace, target.run_label) == []
 
 
+def token_kubeconfig(cluster: RealCluster, account: str, namespace: str, path: Path) -> Path:
+    """A kubeconfig holding nothing but a 10-minute token of ServiceAccount `account` (created here) of
+    `namespace`, as a team's admin hands one to a CI job."""
+    from kubernetes import client, config
+
+    api = admin(cluster)
+    api.apply({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account, "namespace": namespace}})
+    core = client.CoreV1Api(config.new_client_from_config(config_file=str(cluster.kubeconfig)))
+    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 600}}
+    token = core.create_namespaced_service_account_token(account, namespace, request).status.token
+    kubeconfig = yaml.safe_load(cluster.kubeconfig.read_text())
+    kubeconfig["users"] = [{"name": account, "user": {"token": token}}]
+    kubeconfig["contexts"][0]["context"]["user"] = account
+    path.write_text(yaml.safe_dump(kubeconfig))
+    return path
+
+
+def registry_auth(cluster: RealCluster) -> str:
+    """The `auth` of a Docker config.json entry: base64 of user:password."""
+    return base64.b64encode(f"{cluster.registry_user}:{cluster.registry_password}".encode()).decode()
+
+
+def pull_secret(cluster: RealCluster, namespace: str, name: str = "harness-pull") -> None:
+    """A dockerconfigjson Secret of the cluster registry's credentials, as `kubectl create secret docker-registry`."""
+    config = {"auths": {cluster.registry: {"auth": registry_auth(cluster)}}}
+    admin(cluster).create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/dockerconfigjson",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()},
+        }
+    )
+
+
+def delete_from_registry(cluster: RealCluster, reference: str) -> None:
+    """Delete an image a test pushed (`<registry>/<name>@sha256:...`) from the cluster's registry; its blobs go at
+    the registry's next garbage collection (cluster.sh up)."""
+    name, digest = reference.removeprefix(f"{cluster.registry}/").split("@")
+    credentials = base64.b64encode(f"{cluster.registry_user}:{cluster.registry_password}".encode()).decode()
+    request = urllib.request.Request(
+        f"http://{cluster.registry}/v2/{name}/manifests/{digest}",
+        method="DELETE",
+        headers={"Authorization": f"Basic {credentials}"},
+    )
+    try:
+        urllib.request.urlopen(request, timeout=ANSWER_S).close()
+    except urllib.error.HTTPError as error:
+        if error.code != 404:
+            raise
+
+
 def failing_start(target: KubernetesTarget) -> DeployError:
     try:
         with pytest.raises(DeployError) as raised:
@@ -112,6 +167,18 @@ def harness_run(scenario: dict[str, Any], path: Path) -> subprocess.CompletedPro
         capture_output=True,
         text=True,
         timeout=600,
+        check=False,
+    )
+
+
+def harness_cleanup(cluster: RealCluster) -> subprocess.CompletedProcess[str]:
+    """`harness cleanup --no-docker --kubeconfig` of the cluster's admin, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", "cleanup", "--no-docker", "--kubeconfig", str(cluster.kubeconfig)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
         check=False,
     )
 

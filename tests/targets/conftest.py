@@ -46,11 +46,20 @@ def loadgen_image() -> str:
 
 @dataclass(frozen=True)
 class RealCluster:
-    """The single-node cluster of scripts/cluster/cluster.sh, as the tests reach it."""
+    """The single-node cluster of scripts/cluster/cluster.sh, as the tests reach it, with its image registry
+    (Debian's docker-registry, htpasswd user `harness`) and kubectl of its version."""
 
     kubeconfig: Path
     containerd: Path
     prometheus_url: str
+    registry: str = "127.0.0.1:15000"
+    registry_user: str = "harness"
+    registry_password_file: Path = Path("/var/lib/harness-cluster/registry/auth/password")
+    tools: Path = ROOT / ".cluster" / "bin"
+
+    @property
+    def registry_password(self) -> str:
+        return self.registry_password_file.read_text().strip()
 
 
 @pytest.fixture(scope="session")

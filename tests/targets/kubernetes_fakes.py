@@ -45,11 +45,19 @@ def no_logs(pod: str, container: str, previous: bool) -> str:
 
 
 def _matches(labels: dict[str, str], selector: str | None) -> bool:
+    """A label selector of `key=value`, `key!=value` and `key` (exists) requirements, as the API server reads it."""
     if not selector:
         return True
     for requirement in selector.split(","):
-        key, _, value = requirement.partition("=")
-        if labels.get(key) != value:
+        if "!=" in requirement:
+            key, value = requirement.split("!=", 1)
+            if labels.get(key) == value:
+                return False
+        elif "=" in requirement:
+            key, value = requirement.split("=", 1)
+            if labels.get(key) != value:
+                return False
+        elif requirement not in labels:
             return False
     return True
 
@@ -83,6 +91,8 @@ class FakeKubernetesApi:
         proxy_pages: dict[str, str] | None = None,
         apply_errors: dict[str, dict[str, Any]] | None = None,
         port_forward_to: tuple[str, int] | None = None,
+        denied: set[tuple[str, str, str]] | None = None,
+        served: dict[str, tuple[str, ...]] | None = None,
     ) -> None:
         self.version = version
         self.recorded = {key: list(value) for key, value in (recorded or {}).items()}
@@ -92,6 +102,9 @@ class FakeKubernetesApi:
         self.proxy_pages = proxy_pages or {}
         self.apply_errors = apply_errors or {}
         self.port_forward_to = port_forward_to
+        # (verb, group, resource) a SelfSubjectAccessReview answers no to; the metrics API versions served.
+        self.denied = denied or set()
+        self.served = served or {}
         self.objects: dict[tuple[str, str, str | None, str], dict[str, Any]] = {}
         self.calls: list[tuple[Any, ...]] = []
 
@@ -99,6 +112,23 @@ class FakeKubernetesApi:
 
     def calls_named(self, name: str) -> list[tuple[Any, ...]]:
         return [call for call in self.calls if call[0] == name]
+
+    def put(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        labels: dict[str, str],
+        annotations: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Store an object as if someone (another run, a person) had created it."""
+        metadata: dict[str, Any] = {"name": name, "labels": labels, "annotations": annotations or {}}
+        if namespace is not None:
+            metadata["namespace"] = namespace
+        stored = {"apiVersion": api_version, "kind": kind, "metadata": metadata}
+        self.objects[(api_version, kind, namespace, name)] = stored
+        return stored
 
     def stored(self, kind: str) -> list[dict[str, Any]]:
         return [obj for (_, k, _, _), obj in self.objects.items() if k == kind]
@@ -138,7 +168,7 @@ class FakeKubernetesApi:
             for (v, k, ns, _), obj in sorted(self.objects.items(), key=lambda entry: str(entry[0]))
             if v == api_version
             and k == kind
-            and ns == namespace
+            and (namespace is None or ns == namespace)
             and _matches(obj["metadata"].get("labels") or {}, label_selector)
         ]
         return {"apiVersion": api_version, "kind": kind + "List", "metadata": {"resourceVersion": "1"}, "items": items}
@@ -210,6 +240,14 @@ class FakeKubernetesApi:
     def follow_pod_log(self, namespace: str, pod: str, container: str) -> Iterator[str]:
         self.calls.append(("follow_pod_log", pod, container))
         yield from self.logs.get((pod, False), "").splitlines()
+
+    def may(self, verb: str, group: str, resource: str, namespace: str | None, *, name: str = "") -> bool:
+        self.calls.append(("may", verb, group, resource, namespace))
+        return (verb, group, resource) not in self.denied
+
+    def served_resources(self, group_version: str) -> tuple[str, ...] | None:
+        self.calls.append(("served_resources", group_version))
+        return self.served.get(group_version)
 
     def open_port_forward(self, namespace: str, pod: str, port: int) -> SocketLike:
         self.calls.append(("open_port_forward", pod, port))

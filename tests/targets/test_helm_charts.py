@@ -465,12 +465,17 @@ def test_loadgen_requests_with_a_large_data_set_a_secret_and_placement(tmp_path:
         {
             "node_selector": {"pool": "loadgen"},
             "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}],
-            "image_pull_secrets": ["team-registry"],
             "service_account_name": "loadgen-runner",
         }
     )
     values = loadgen_values(
-        plan_of(scenario), "harness-loadgen:1", RUN_ID, service_url=SERVICE_URL, pods=pods, env_secret_name="lg-env"
+        plan_of(scenario),
+        "harness-loadgen:1",
+        RUN_ID,
+        service_url=SERVICE_URL,
+        pods=pods,
+        pull_secrets=["team-registry"],
+        env_secret_name="lg-env",
     )
     manifests = render_loadgen(values)
     # The plan's ConfigMap and two parts of the data set; no account of the chart's own when the scenario names one.

@@ -189,13 +189,14 @@ def test_get_and_list_return_api_server_json(api: ClientKubernetesApi) -> None:
     assert api.list("metrics.k8s.io/v1beta1", "PodMetrics", "harness") is None
 
 
-def test_apply_is_a_server_side_apply_patch(api: ClientKubernetesApi) -> None:
+def test_apply_is_a_server_side_apply_patch_that_never_forces(api: ClientKubernetesApi) -> None:
     manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "harness", "labels": {"a": "b"}}}
     assert api.apply(manifest)["metadata"]["labels"] == {"a": "b"}
     (request,) = [r for r in FakeApiServer.requests if r[0] == "PATCH"]
     _, _, query, headers, body = request
     assert headers["Content-Type"] == "application/apply-patch+yaml"
-    assert query["fieldManager"] == [FIELD_MANAGER] and query["force"] == ["true"]
+    # Another manager's field is never taken over: the API server answers 409 instead.
+    assert query["fieldManager"] == [FIELD_MANAGER] and query["force"] == ["false"]
     assert json.loads(body) == manifest
 
 

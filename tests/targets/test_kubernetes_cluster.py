@@ -3,7 +3,8 @@ kubelet, containerd, metrics-server, Prometheus and prometheus-adapter on this m
 
 Rollout and readiness, /metrics of every pod by each route (pod proxy, Prometheus, port-forward), CPU and
 memory from metrics.k8s.io, cleanup by label with the namespace, and the failure paths a user meets first:
-an image the node does not have, a crash loop, an OOM kill, a forbidden service account, no cluster at all.
+a crash loop, an OOM kill, a forbidden service account, no cluster at all (an image that cannot be pulled is
+test_kubernetes_cluster_shared.py's).
 Each ends in one DeployError naming the cause, and nothing of the run is left in the cluster. A SIGKILLed
 harness has its namespace deleted by its watchdog. The runs that drive load (the real HPA, load from inside
 the cluster) are in test_kubernetes_cluster_load.py.
@@ -33,10 +34,12 @@ from tests.targets.cluster_support import (
     assert_nothing_left,
     cluster_scenario,
     failing_start,
+    harness_cleanup,
     harness_run,
     new_namespace,
     post_json,
     run_objects,
+    token_kubeconfig,
 )
 from tests.targets.conftest import DIGITS_DIR, ROOT, RealCluster
 from tests.waiting import wait_until
@@ -141,17 +144,6 @@ def test_restricted_namespace_prometheus_route_pod_ip_load_and_scaling(
 # --------------------------------------------------------------------------- failure paths
 
 
-def test_an_image_the_node_does_not_have_is_named(cluster: RealCluster, tmp_path: Path) -> None:
-    # Not side-loaded, so the kubelet pulls; every registry is a closed loopback port on the test cluster.
-    scenario = cluster_scenario(
-        cluster, "harness-no-such-image:1", new_namespace(), target__kubernetes__node_containerd=None
-    )
-    target = KubernetesTarget(scenario, tmp_path)
-    error = failing_start(target)
-    assert "cannot pull image" in str(error) and "harness-no-such-image:1" in str(error)
-    assert_nothing_left(cluster, target)
-
-
 def test_a_crash_looping_pod_is_named_with_its_log(cluster: RealCluster, digits_image: str, tmp_path: Path) -> None:
     scenario = cluster_scenario(cluster, digits_image, new_namespace(), service__env={"DIGITS_MODEL": "bogus"})
     target = KubernetesTarget(scenario, tmp_path)
@@ -185,18 +177,8 @@ def test_a_forbidden_service_account_is_one_error_and_touches_nothing(
 ) -> None:
     api = admin(cluster)
     account = f"harness-nobody-{uuid.uuid4().hex[:6]}"
-    api.apply({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account, "namespace": "default"}})
     try:
-        from kubernetes import client, config
-
-        core = client.CoreV1Api(config.new_client_from_config(config_file=str(cluster.kubeconfig)))
-        request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 600}}
-        token = core.create_namespaced_service_account_token(account, "default", request).status.token
-        kubeconfig = yaml.safe_load(cluster.kubeconfig.read_text())
-        kubeconfig["users"] = [{"name": account, "user": {"token": token}}]
-        kubeconfig["contexts"][0]["context"]["user"] = account
-        restricted = tmp_path / "restricted.kubeconfig"
-        restricted.write_text(yaml.safe_dump(kubeconfig))
+        restricted = token_kubeconfig(cluster, account, "default", tmp_path / "restricted.kubeconfig")
         namespace = new_namespace()
         scenario = cluster_scenario(cluster, digits_image, namespace, target__kubernetes__kubeconfig=str(restricted))
         target = KubernetesTarget(scenario, tmp_path)
@@ -290,14 +272,7 @@ def test_harness_cleanup_deletes_namespaces_of_dead_harnesses_only(cluster: Real
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {OWNER_LABEL: owner}}}
         )
     try:
-        result = subprocess.run(
-            [sys.executable, "-m", "harness.cli", "cleanup", "--no-docker", "--kubeconfig", str(cluster.kubeconfig)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        result = harness_cleanup(cluster)
         assert result.returncode == 0, result.stderr
         assert f"cluster: deleted namespace {left} (a harness that is gone)" in result.stdout
         assert live not in result.stdout

@@ -27,19 +27,25 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.config import parse_scenario
 from harness.errors import LoadError
 from harness.load.in_cluster import InClusterLoad
 from harness.load.plan import build_load_plan
 from harness.load.pod_files import PART_BYTES
 from harness.targets.base import RUN_LABEL
 from harness.targets.kubernetes import CLEANUP_KINDS, KubernetesTarget
+from harness.targets.kubernetes_access import rights_needed, role_manifests
 from harness.targets.kubernetes_api import ClientKubernetesApi
 from tests.targets.cluster_support import (
     WAIT_S,
     admin,
     cluster_scenario,
+    delete_from_registry,
     new_namespace,
+    pull_secret,
+    registry_auth,
     run_cli,
+    token_kubeconfig,
 )
 from tests.targets.conftest import DIGITS_DIR, ROOT, RealCluster
 from tests.waiting import wait_until
@@ -215,9 +221,9 @@ class ConnectionCutter:
         self.cut()
 
 
-def kubeconfig_through(cluster: RealCluster, port: int, path: Path) -> Path:
-    """The cluster's kubeconfig with its API server reached at 127.0.0.1:`port` (its certificate names the IP)."""
-    config = yaml.safe_load(cluster.kubeconfig.read_text())
+def kubeconfig_through(kubeconfig: Path, port: int, path: Path) -> Path:
+    """A kubeconfig of the cluster with its API server reached at 127.0.0.1:`port` (its certificate names the IP)."""
+    config = yaml.safe_load(kubeconfig.read_text())
     for entry in config["clusters"]:
         entry["cluster"]["server"] = f"https://127.0.0.1:{port}"
     path.write_text(yaml.safe_dump(config))
@@ -280,7 +286,11 @@ def test_in_cluster_requests_checks_answers_alone_bad_input_and_a_dropped_log_st
     """requests: with a data set over 1 MiB, a header whose value is a secret of the harness's environment, a
     check of status, a field and the answer alone, and the bad-input mix, sent by two workers in the cluster. The
     harness reaches the API server through a relay that cuts every connection once both workers have printed
-    records: their log streams break mid-load, are followed again, and no record is lost or doubled."""
+    records: their log streams break mid-load, are followed again, and no record is lost or doubled.
+
+    As a CI job on a team's cluster runs it: with nothing but a ServiceAccount bound to the Role `harness rbac`
+    prints for the scenario, in a namespace an admin made, the service's and the generators' images pushed to the
+    cluster's registry and pulled by digest with a pull secret (side-loading off)."""
     token = f"harness-test-{uuid.uuid4().hex[:12]}"
     data = in_cluster_scenario(
         cluster,
@@ -311,38 +321,90 @@ def test_in_cluster_requests_checks_answers_alone_bad_input_and_a_dropped_log_st
             {"metric": "bad_input_5xx_rate", "max": 0.05},
         ],
     )
-    data["target"]["kubernetes"]["loadgen_workers"] = 2
-    namespace = data["target"]["kubernetes"]["namespace"]
-    server = urllib.parse.urlsplit(yaml.safe_load(cluster.kubeconfig.read_text())["clusters"][0]["cluster"]["server"])
-    cutter = ConnectionCutter((server.hostname or "127.0.0.1", server.port or 443))
-    data["target"]["kubernetes"]["kubeconfig"] = str(kubeconfig_through(cluster, cutter.port, tmp_path / "kubeconfig"))
-    reports = tmp_path / "reports"
-    path = tmp_path / "requests.yaml"
-    path.write_text(yaml.safe_dump({**data, "output": {"dir": str(reports)}}))
+    kubernetes = data["target"]["kubernetes"]
+    kubernetes["loadgen_workers"] = 2
+    del kubernetes["node_containerd"]
+    kubernetes |= {"registry": f"{cluster.registry}/harness-test", "image_pull_secrets": ["harness-pull"]}
+    namespace = kubernetes["namespace"]
     api = admin(cluster)
-    env = {**os.environ, "DIGITS_CONTENT_TYPE": f"application/json; x-harness-test={token}"}
-    with subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "run", str(path)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    ) as run:
-        try:
-            wait_until(
-                lambda: len(counts := worker_records_printed(api, namespace)) == 2 and min(counts) >= 3,
-                "both workers printing records",
-                300,
-            )
-            assert cutter.cut() > 0
-            output, _ = run.communicate(timeout=300)
-        finally:
-            run.kill()
-            cutter.close()
-    assert run.returncode in (0, 1, 3), output[-3000:]
-    (run_dir,) = [p for p in reports.iterdir() if p.is_dir()]
-    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    pushed: list[str] = []
+    try:
+        pull_secret(cluster, namespace)
+        env = {**os.environ, "DIGITS_CONTENT_TYPE": f"application/json; x-harness-test={token}"}
+        for manifest in role_manifests(rights_needed(parse_scenario(data)), namespace, "run", "harness-ci"):
+            api.create(manifest)
+        account = token_kubeconfig(cluster, "harness-ci", namespace, tmp_path / "ci.kubeconfig")
+        # `docker login` into credentials of this test's own, as a user's ~/.docker/config.json holds them.
+        (tmp_path / "docker").mkdir()
+        (tmp_path / "docker" / "config.json").write_text(
+            json.dumps({"auths": {cluster.registry: {"auth": registry_auth(cluster)}}})
+        )
+        env["DOCKER_CONFIG"] = str(tmp_path / "docker")
+        clusters = yaml.safe_load(cluster.kubeconfig.read_text())["clusters"]
+        server = urllib.parse.urlsplit(clusters[0]["cluster"]["server"])
+        cutter = ConnectionCutter((server.hostname or "127.0.0.1", server.port or 443))
+        kubernetes["kubeconfig"] = str(kubeconfig_through(account, cutter.port, tmp_path / "kubeconfig"))
+        reports = tmp_path / "reports"
+        path = tmp_path / "requests.yaml"
+        path.write_text(yaml.safe_dump({**data, "output": {"dir": str(reports)}}))
+        with subprocess.Popen(
+            [sys.executable, "-m", "harness.cli", "run", str(path)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        ) as run:
+            try:
+                wait_until(
+                    lambda: len(counts := worker_records_printed(api, namespace)) == 2 and min(counts) >= 3,
+                    "both workers printing records",
+                    300,
+                )
+                assert cutter.cut() > 0
+                output, _ = run.communicate(timeout=300)
+            finally:
+                run.kill()
+                cutter.close()
+        assert run.returncode in (0, 1, 3), output[-3000:]
+        (run_dir,) = [p for p in reports.iterdir() if p.is_dir()]
+        events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+        pushed = sorted(event["detail"]["reference"] for event in events if event["kind"] == "image_pushed")
+        assert_deployed_from_the_registry(cluster, api, namespace, run_dir, events, pushed)
+        assert_requests_in_cluster(run_dir, events, token)
+    finally:
+        api.delete("v1", "Namespace", None, namespace)
+        for reference in pushed:
+            delete_from_registry(cluster, reference)
+    wait_until(lambda: api.get("v1", "Namespace", None, namespace) is None, f"namespace {namespace} gone", WAIT_S)
+
+
+def assert_deployed_from_the_registry(
+    cluster: RealCluster,
+    api: ClientKubernetesApi,
+    namespace: str,
+    run_dir: Path,
+    events: list[dict[str, Any]],
+    pushed: list[str],
+) -> None:
+    """Both images went to the registry and both kinds of pods pulled them by digest with the pull secret; the
+    run's objects are gone and the namespace it did not create is kept."""
+    repositories = [reference.split("@")[0] for reference in pushed]
+    expected = [f"{cluster.registry}/harness-test/{name}" for name in ("digits_classifier", "harness-loadgen")]
+    assert repositories == expected, pushed
+    kinds = [event["kind"] for event in events]
+    assert "image_loaded" not in kinds and "namespace_created" not in kinds
+    service_manifests = (run_dir / "work" / "replicas" / "manifests.yaml").read_text()
+    loadgen_manifests = (run_dir / "work" / "load" / "loadgen-manifests.yaml").read_text()
+    for reference, manifests in zip(pushed, (service_manifests, loadgen_manifests), strict=True):
+        assert reference in manifests and "harness-pull" in manifests, manifests[:2000]
+    assert run_objects_left(api, namespace) == []
+    assert api.get("v1", "Namespace", None, namespace) is not None
+
+
+def assert_requests_in_cluster(run_dir: Path, events: list[dict[str, Any]], token: str) -> None:
+    """What the requests test asserts of the run directory."""
     resumed = [event["detail"] for event in events if event["kind"] == "loadgen_log_resumed"]
     assert len({detail["pod"] for detail in resumed}) == 2 and all(d["records_read"] >= 1 for d in resumed), resumed
     records = [json.loads(line) for line in (run_dir / "client_intervals.jsonl").read_text().splitlines()]
@@ -366,7 +428,6 @@ def test_in_cluster_requests_checks_answers_alone_bad_input_and_a_dropped_log_st
     assert {o["status"] for o in verdict["objectives"]} <= {"PASS", "WARN"}, verdict["objectives"]
     # The header's value went to the pods as a Secret and nowhere into the run directory.
     assert not [p for p in run_dir.rglob("*") if p.is_file() and token.encode() in p.read_bytes()]
-    wait_until(lambda: api.get("v1", "Namespace", None, namespace) is None, f"namespace {namespace} gone", WAIT_S)
 
 
 def run_objects_left(api: ClientKubernetesApi, namespace: str) -> list[str]:

@@ -24,7 +24,13 @@ from harness.errors import ConfigError, DeployError
 from harness.model import Event, ReplicaStopped, ResourceUse, RunEvent
 from harness.processes import owner_id
 from harness.targets.base import OWNER_LABEL, RUN_LABEL
-from harness.targets.kubernetes import HPA_PROBLEM_GRACE_S, KubernetesTarget
+from harness.targets.kubernetes import (
+    HPA_PROBLEM_GRACE_S,
+    KubernetesTarget,
+    delete_expired_objects,
+    delete_objects_of_dead_owners,
+)
+from harness.targets.kubernetes_objects import EXPIRES_ANNOTATION, expiry_timestamp
 from harness.targets.kubernetes_status import parse_time
 from tests.waiting import wait_until
 
@@ -51,7 +57,10 @@ def scenario(autoscaling: dict[str, Any] | None = AUTOSCALING, **kubernetes: Any
     target = base.target.model_copy(
         update={
             "kind": "kubernetes",
-            "kubernetes": base.target.kubernetes.model_copy(update={"image": IMAGE, **kubernetes}),
+            # The recorded pods belong to release model-service (by default every run has its own).
+            "kubernetes": base.target.kubernetes.model_copy(
+                update={"image": IMAGE, "release": "model-service", **kubernetes}
+            ),
         }
     )
     output = base.output.model_copy(update={"run_id": RUN_ID})
@@ -116,6 +125,7 @@ def rollout_api(**options: Any) -> FakeKubernetesApi:
 def test_start_applies_the_chart_labelled_and_waits_for_ready_pods(tmp_path: Path) -> None:
     api = rollout_api()
     target, recorder, clock = make_target(api, tmp_path)
+    started_s = clock.now_s
     try:
         target.start(2)
         assert [call[1] for call in api.calls_named("apply")] == [
@@ -124,12 +134,19 @@ def test_start_applies_the_chart_labelled_and_waits_for_ready_pods(tmp_path: Pat
             "Deployment",
             "HorizontalPodAutoscaler",
         ]
+        # Every object expires at the planned end (the rollout budget and the load) plus the margin.
+        expires = expiry_timestamp(started_s, 300 + scenario().duration_s + 1800)
         for kind in ("PodDisruptionBudget", "Service", "Deployment", "HorizontalPodAutoscaler"):
             (stored,) = api.stored(kind)
             assert stored["metadata"]["labels"][RUN_LABEL] == RUN_ID
             assert stored["metadata"]["labels"][OWNER_LABEL] == owner_id(), "this harness process owns it"
+            assert stored["metadata"]["annotations"] == {EXPIRES_ANNOTATION: expires}
         (namespace,) = api.stored("Namespace")
-        assert namespace["metadata"] == {"name": "harness", "labels": {RUN_LABEL: RUN_ID, OWNER_LABEL: owner_id()}}
+        assert namespace["metadata"] == {
+            "name": "harness",
+            "labels": {RUN_LABEL: RUN_ID, OWNER_LABEL: owner_id()},
+            "annotations": {EXPIRES_ANNOTATION: expires},
+        }
         # minReplicas is 2, so the HPA starts where asked and the harness leaves spec.replicas alone.
         assert api.calls_named("scale") == []
         assert clock.sleeps == 1
@@ -493,3 +510,151 @@ def test_a_service_monitor_is_applied_when_reading_prometheus_on_an_operator_clu
         assert "ServiceMonitor" not in [call[1] for call in api.calls_named("apply")]
     finally:
         target.stop()
+
+
+# --------------------------------------------------------------------------- a cluster shared with others
+
+
+def test_by_default_each_run_names_its_objects_after_a_release_of_its_own(tmp_path: Path) -> None:
+    names = []
+    for run_id in ("20250301T120000Z-digits-aaaaaa", "20250301T120000Z-digits-bbbbbb"):
+        shared = scenario(release=None).model_copy(
+            update={"output": scenario().output.model_copy(update={"run_id": run_id})}
+        )
+        target, _, _ = make_target(FakeKubernetesApi(), tmp_path / run_id, shared)
+        names.append(target.release)
+    assert names[0] != names[1] and all(name.startswith("model-service-") for name in names)
+
+
+@pytest.mark.integration
+def test_an_object_of_another_run_is_named_and_never_taken_over(tmp_path: Path) -> None:
+    api = rollout_api(gets={("v1", "Namespace", "harness"): [fixture("namespace_active.json")]})
+    other = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "model-service",
+            "namespace": "harness",
+            "labels": {RUN_LABEL: "20250301T115900Z-nightly-c0ffee", OWNER_LABEL: "ci-host-4321-99"},
+        },
+        "spec": {"replicas": 2},
+    }
+    api.objects[("apps/v1", "Deployment", "harness", "model-service")] = other
+    target, _, _ = make_target(api, tmp_path)
+    with pytest.raises(DeployError) as raised:
+        target.start(2)
+    target.stop()
+    assert raised.value.message == (
+        "Deployment harness/model-service already exists and belongs to harness run 20250301T115900Z-nightly-c0ffee "
+        "(harness process ci-host-4321-99); the harness does not take over objects it did not create"
+    )
+    assert raised.value.hint is not None and "target.kubernetes.release" in raised.value.hint
+    assert ("apply", "Deployment", "model-service") not in api.calls
+    # The other run's Deployment is as it was; what this run applied before meeting it is gone.
+    assert api.objects == {("apps/v1", "Deployment", "harness", "model-service"): other}
+
+
+@pytest.mark.integration
+def test_a_conflict_the_api_server_reports_is_not_forced(tmp_path: Path) -> None:
+    conflict = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": 'Apply failed with 1 conflict: conflict with "kubectl-client-side-apply" using apps/v1: '
+        ".spec.replicas",
+        "reason": "Conflict",
+        "code": 409,
+    }
+    api = rollout_api(apply_errors={"Deployment": conflict})
+    target, _, _ = make_target(api, tmp_path)
+    with pytest.raises(
+        DeployError, match=r'another owner\'s fields conflict .*conflict with "kubectl-client-side-apply"'
+    ):
+        target.start(2)
+    target.stop()
+    assert api.objects == {}
+
+
+@pytest.mark.integration
+def test_stop_deletes_only_the_kinds_it_applied(tmp_path: Path) -> None:
+    api = rollout_api()
+    target, _, _ = make_target(api, tmp_path, scenario(autoscaling=None))
+    target.start(2)
+    target.stop()
+    deleted_kinds = {call[1] for call in api.calls_named("delete")}
+    swept_kinds = {call[1] for call in api.calls_named("list") if call[3] == target.run_selector}
+    assert deleted_kinds == {"PodDisruptionBudget", "Service", "Deployment", "Namespace"}
+    # No right on a kind the run never created is needed to clean up its own objects.
+    assert swept_kinds == {"PodDisruptionBudget", "Service", "Deployment"}
+
+
+@pytest.mark.integration
+def test_a_namespace_it_created_stays_while_another_run_uses_it(tmp_path: Path) -> None:
+    api = rollout_api()
+    target, recorder, _ = make_target(api, tmp_path)
+    target.start(2)
+    # Another run deploys into the namespace this one created.
+    theirs = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "model-service-d4e5f6", "namespace": "harness"},
+    }
+    theirs["metadata"]["labels"] = {RUN_LABEL: "20250301T120100Z-other-d4e5f6"}
+    api.objects[("v1", "Service", "harness", "model-service-d4e5f6")] = theirs
+    target.stop()
+    assert "Namespace" not in {call[1] for call in api.calls_named("delete")}
+    assert list(api.objects.values())[-1] == theirs and len(api.stored("Namespace")) == 1
+    (warning,) = [d for d in recorder.of("warning") if "namespace harness" in d.error]
+    assert "it holds Service model-service-d4e5f6 of harness run 20250301T120100Z-other-d4e5f6" in warning.error
+
+
+def test_expired_objects_go_whoever_made_them_and_a_namespace_in_use_stays() -> None:
+    now_s = 1_740_830_400.0
+    past, future = expiry_timestamp(now_s, -1), expiry_timestamp(now_s, 600)
+    api = FakeKubernetesApi()
+
+    def put(kind: str, api_version: str, name: str, namespace: str | None, run: str, expires: str) -> None:
+        api.put(api_version, kind, namespace, name, {RUN_LABEL: run}, {EXPIRES_ANNOTATION: expires})
+
+    put("Namespace", "v1", "dead", None, "run-dead", past)
+    put("Deployment", "apps/v1", "model-service-1", "dead", "run-dead", past)
+    put("Namespace", "v1", "shared", None, "run-dead-too", past)
+    put("Service", "v1", "model-service-2", "shared", "run-dead-too", past)
+    put("Service", "v1", "model-service-3", "shared", "run-alive", future)
+    put("Job", "batch/v1", "loadgen-master", "elsewhere", "run-alive", future)
+    lines = delete_expired_objects(api, now_s)
+    assert lines == [
+        "deleted expired Service shared/model-service-2 (run run-dead-too)",
+        "deleted expired Deployment dead/model-service-1 (run run-dead)",
+        "deleted expired namespace dead (run run-dead)",
+        "kept expired namespace shared: it holds Service model-service-3 of harness run run-alive",
+    ]
+    assert sorted(name for (_, _, _, name) in api.objects) == ["loadgen-master", "model-service-3", "shared"]
+    # In one namespace only, for a user whose rights end there: no namespace is touched.
+    put("Service", "v1", "model-service-4", "shared", "run-late", past)
+    assert delete_expired_objects(api, now_s, "shared") == [
+        "deleted expired Service shared/model-service-4 (run run-late)"
+    ]
+
+
+@pytest.mark.integration
+def test_a_dead_harness_namespace_goes_unless_a_live_run_uses_it() -> None:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead = owner_id(child.pid)
+    child.wait()
+    api = FakeKubernetesApi()
+
+    def put(kind: str, api_version: str, name: str, namespace: str | None, run: str, owner: str) -> None:
+        api.put(api_version, kind, namespace, name, {RUN_LABEL: run, OWNER_LABEL: owner})
+
+    for namespace in ("alone", "shared"):
+        put("Namespace", "v1", namespace, None, "run-dead", dead)
+        put("Deployment", "apps/v1", "model-service-dead", namespace, "run-dead", dead)
+    put("Deployment", "apps/v1", "model-service-live", "shared", "run-live", owner_id())
+    lines = delete_objects_of_dead_owners(api)
+    assert "deleted Deployment alone/model-service-dead" in lines and "deleted namespace alone" in lines
+    assert "kept namespace shared: it holds Deployment model-service-live of harness run run-live " in " ".join(lines)
+    assert sorted(name for (_, _, _, name) in api.objects) == ["model-service-live", "shared"]
