@@ -1,12 +1,12 @@
-"""Sweeping what a run left behind: its marked processes, its cgroups, its containers, its cluster objects.
+"""Cleaning up what a run left behind: its marked processes, its cgroups, its containers, its cluster objects.
 
-`sweep_run` is what a run's watchdog (harness.processes.RunWatchdog) does once the harness is gone;
-`sweep_dead` is `harness cleanup`, and what every `harness run` does first: everything bearing the mark of a
+`clean_up_run` is what a run's watchdog (harness.processes.RunWatchdog) does once the harness is gone;
+`clean_up_dead_runs` is `harness cleanup`, and what every `harness run` does first: everything bearing the mark of a
 harness that no longer runs on this machine. What belongs to a live harness, or to another machine, is
 never touched (harness.processes.owner_alive).
 
 Run as `python -m harness.cleanup --watch RUN_ID OWNER` it is the watchdog: it reads resource lines from
-stdin until the harness closes the pipe, then sweeps.
+stdin until the harness closes the pipe, then cleans up.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def _kill(pid: int) -> None:
 
 
 def _live_watched_runs() -> set[str]:
-    """Run ids whose watchdog still runs: their harness is alive, or their sweep is under way."""
+    """Run ids whose watchdog still runs: their harness is alive, or their clean-up is under way."""
     runs = set()
     for process in psutil.process_iter(["cmdline"]):
         cmdline = process.info.get("cmdline") or []
@@ -89,10 +89,10 @@ def _cgroup_has_processes(group: Path) -> bool:
     return False
 
 
-# --------------------------------------------------------------------------- sweeps
+# --------------------------------------------------------------------------- clean-up
 
 
-def sweep_run(
+def clean_up_run(
     run_id: str,
     owner: str,
     resources: Iterable[dict[str, Any]] = (),
@@ -113,49 +113,49 @@ def sweep_run(
         else:
             _log(lines, on_line, f"run {run_id}: could not remove cgroup {group}")
     for resource in resources:
-        for line in _sweep_resource(run_id, resource):
+        for line in _remove_leftover(run_id, resource):
             _log(lines, on_line, line)
     return lines
 
 
-def _sweep_containers(resource: dict[str, Any], run_id: str) -> list[str]:
+def _remove_containers(resource: dict[str, Any], run_id: str) -> list[str]:
     from harness.targets.docker import docker_client, remove_run_containers
 
     return [f"removed container {name}" for name in remove_run_containers(docker_client(), run_id)]
 
 
-def _sweep_cluster_objects(resource: dict[str, Any], run_id: str) -> list[str]:
+def _delete_cluster_objects(resource: dict[str, Any], run_id: str) -> list[str]:
     from harness.targets.kubernetes import delete_run_objects_of
 
     return delete_run_objects_of(resource, run_id)
 
 
-def _sweep_kind_cluster(resource: dict[str, Any], run_id: str) -> list[str]:
+def _delete_kind_cluster(resource: dict[str, Any], run_id: str) -> list[str]:
     from harness.targets.kind import delete_cluster_of
 
     return delete_cluster_of(resource, run_id)
 
 
-# A target's `sweep_resource()` kind -> what sweeps it (the targets' modules are imported only when needed).
-_SWEEPERS: dict[str, Callable[[dict[str, Any], str], list[str]]] = {
-    "docker": _sweep_containers,
-    "kubernetes": _sweep_cluster_objects,
-    "kind": _sweep_kind_cluster,
+# A target's `leftover_resource()` kind -> what removes it (the targets' modules are imported only when needed).
+_LEFTOVER_REMOVERS: dict[str, Callable[[dict[str, Any], str], list[str]]] = {
+    "docker": _remove_containers,
+    "kubernetes": _delete_cluster_objects,
+    "kind": _delete_kind_cluster,
 }
 
 
-def _sweep_resource(run_id: str, resource: dict[str, Any]) -> list[str]:
+def _remove_leftover(run_id: str, resource: dict[str, Any]) -> list[str]:
     kind = resource.get("kind")
-    sweeper = _SWEEPERS.get(str(kind))
-    if sweeper is None:
+    remove = _LEFTOVER_REMOVERS.get(str(kind))
+    if remove is None:
         return [f"run {run_id}: unknown resource {resource}"]
     try:
-        return [f"run {run_id}: {line}" for line in sweeper(resource, run_id)]
-    except Exception as error:  # a sweep reports what it could not do and goes on
-        return [f"run {run_id}: could not sweep {kind}: {error}"]
+        return [f"run {run_id}: {line}" for line in remove(resource, run_id)]
+    except Exception as error:  # a clean-up reports what it could not do and goes on
+        return [f"run {run_id}: could not remove its {kind} leftovers: {error}"]
 
 
-def sweep_dead(
+def clean_up_dead_runs(
     *,
     cgroup_root: Path = CGROUP_ROOT,
     docker: bool = False,
@@ -212,7 +212,7 @@ def sweep_dead(
 
 
 def watch(run_id: str, owner: str, stream: Iterable[str]) -> list[str]:
-    """Read resource lines until the harness closes the pipe; sweep the run unless it finished cleanly
+    """Read resource lines until the harness closes the pipe; clean up the run unless it finished cleanly
     (then only its processes and cgroups, in case a worker escaped)."""
     resources: list[dict[str, Any]] = []
     finished = False
@@ -223,7 +223,7 @@ def watch(run_id: str, owner: str, stream: Iterable[str]) -> list[str]:
                 finished = True
             elif isinstance(message, dict) and "kind" in message:
                 resources.append(message)
-    return sweep_run(run_id, owner, [] if finished else resources)
+    return clean_up_run(run_id, owner, [] if finished else resources)
 
 
 def main(argv: list[str]) -> int:

@@ -465,11 +465,11 @@ def cleanup(docker: bool, kubeconfig: Path | None, namespace: str | None) -> Non
     cluster also what any harness created that has expired (its planned end plus a margin); every
     `harness run` does the same for processes and cgroups before it starts.
     """
-    from harness.cleanup import sweep_dead
+    from harness.cleanup import clean_up_dead_runs
 
     if namespace is not None and kubeconfig is None:
-        raise ConfigError("--namespace applies to the cluster sweep: give --kubeconfig too")
-    lines = sweep_dead(
+        raise ConfigError("--namespace applies to the cluster's clean-up: give --kubeconfig too")
+    lines = clean_up_dead_runs(
         docker=docker and installed("docker") and _docker_reachable(),
         kubeconfig=kubeconfig,
         namespace=namespace,

@@ -12,7 +12,7 @@ Three layers, so that nothing of a run outlives it:
 - children get a parent-death signal, forked from one thread that lives as long as the harness (the kernel
   sends that signal when the *thread* that forked the child ends, not the process);
 - a watchdog process (`RunWatchdog`), in a session of its own, waits on a pipe from the harness; when the
-  harness dies, by SIGKILL included, the pipe closes and the watchdog sweeps the run (`harness.cleanup`).
+  harness dies, by SIGKILL included, the pipe closes and the watchdog cleans up after the run (`harness.cleanup`).
 """
 
 from __future__ import annotations
@@ -293,10 +293,10 @@ def stop_tree(
 
 
 class RunWatchdog:
-    """A process that outlives the harness to sweep a run after it: `harness.cleanup.sweep_run` runs there
+    """A process that outlives the harness to clean up after a run: `harness.cleanup.clean_up_run` runs there
     when the pipe from the harness closes without a `finished` line (SIGKILL, OOM kill, a crash).
 
-    Resources a sweep must know beyond marked processes and cgroups (a Docker daemon, a cluster namespace)
+    Resources a clean-up must know beyond marked processes and cgroups (a Docker daemon, a cluster namespace)
     are registered as they are created, one JSON line each.
     """
 
@@ -319,11 +319,11 @@ class RunWatchdog:
         self._lock = threading.Lock()
 
     def register(self, resource: dict[str, Any]) -> None:
-        """Tell the watchdog about a resource to sweep if the harness dies."""
+        """Tell the watchdog about a resource to remove if the harness dies."""
         self._send(resource)
 
     def finish(self) -> None:
-        """The run cleaned up after itself: the watchdog sweeps only the run's processes and cgroups (in case a
+        """The run cleaned up after itself: the watchdog cleans up only the run's processes and cgroups (in case a
         worker escaped), not the registered containers or cluster objects, then exits."""
         self._send({"finished": True})
         with self._lock:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness import __version__
 from harness.build import LOADGEN_DOCKERFILE, LOADGEN_REPOSITORY, BuiltImage, build_service_image, build_tool_image
-from harness.cleanup import sweep_dead
+from harness.cleanup import clean_up_dead_runs
 from harness.config import Scenario, dump_scenario
 from harness.errors import DeployError, HarnessError, ReportError
 from harness.exit_codes import ExitCode
@@ -68,7 +68,7 @@ if TYPE_CHECKING:
 
 def new_run_id(scenario: Scenario, now: dt.datetime | None = None, suffix: str | None = None) -> str:
     """`<UTC second>-<scenario>-<6 random hex digits>`. The run id names the run directory and marks the run's
-    processes, cgroups, containers and cluster objects, which its stop and sweeps remove: two runs of one
+    processes, cgroups, containers and cluster objects, which its stop and clean-ups remove: two runs of one
     scenario started in the same second (two CI jobs, two test workers) must not share it, or the first to
     end kills the other's load generator."""
     stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
@@ -348,7 +348,7 @@ class Run:
         harness die, are swept by its watchdog. Returns the run's work directory."""
         work_dir = self.run_dir.path / "work"
         (work_dir / "load").mkdir(parents=True, exist_ok=True)
-        for line in sweep_dead(docker=target_kind(self.scenario).uses_docker):
+        for line in clean_up_dead_runs(docker=target_kind(self.scenario).uses_docker):
             self.log(f"cleanup: {line}")
         self.watchdog = RunWatchdog(self.run_id)
         self.resources.add("watchdog", self.watchdog.finish)
@@ -371,7 +371,7 @@ class Run:
         )
         target = make_target(scenario, context)
         if isinstance(target, LeavesResources) and self.watchdog is not None:
-            self.watchdog.register(target.sweep_resource())
+            self.watchdog.register(target.leftover_resource())
         self.resources.add("target", target.stop)
         initial = scenario.target.replicas
         autoscaling = scenario.autoscaling

@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from harness import cleanup
-from harness.cleanup import sweep_dead, sweep_run, watch
+from harness.cleanup import clean_up_dead_runs, clean_up_run, watch
 from harness.processes import (
     OWNER_ENV,
     REPLICA_ENV,
@@ -182,11 +182,13 @@ def test_each_registered_resource_is_swept_by_its_kinds_sweeper_and_a_failure_is
     def unreachable(resource: dict[str, Any], run_id: str) -> list[str]:
         raise RuntimeError("daemon gone")
 
-    monkeypatch.setitem(cleanup._SWEEPERS, "docker", unreachable)
-    monkeypatch.setitem(cleanup._SWEEPERS, "kubernetes", lambda resource, run_id: [f"deleted {resource['ns']}"])
+    monkeypatch.setitem(cleanup._LEFTOVER_REMOVERS, "docker", unreachable)
+    monkeypatch.setitem(
+        cleanup._LEFTOVER_REMOVERS, "kubernetes", lambda resource, run_id: [f"deleted {resource['ns']}"]
+    )
     resources = [json.dumps({"kind": "docker"}) + "\n", json.dumps({"kind": "kubernetes", "ns": "ns-1"}) + "\n"]
     assert watch("test-crashed", owner_id(), resources) == [
-        "run test-crashed: could not sweep docker: daemon gone",
+        "run test-crashed: could not remove its docker leftovers: daemon gone",
         "run test-crashed: deleted ns-1",
     ]
 
@@ -207,13 +209,13 @@ def test_cleanup_removes_what_dead_harnesses_left_and_spares_live_ones(run_id: s
     group = limiter.create("replica-1", 0.5)
     try:
         assert group is not None and group.exists(), limiter.warnings
-        lines = sweep_dead()
+        lines = clean_up_dead_runs()
         assert f"run {run_id}: killed 1 process(es) of a harness that is gone" in lines
         assert f"run {run_id}: removed cgroup {limiter.run_group}" in lines
         assert not group.exists() and limiter.run_group is not None and not limiter.run_group.exists()
         orphan.wait(timeout=GONE_WITHIN_S)
         assert alive.poll() is None, "a live harness's process is never swept"
-        assert sweep_run(run_id + "-live", "someone-else") == [], "a sweep matches the owner too"
+        assert clean_up_run(run_id + "-live", "someone-else") == [], "a sweep matches the owner too"
         assert alive.poll() is None
     finally:
         stop_tree(alive, grace_s=1)

@@ -77,9 +77,9 @@ class InjectsFaults(Protocol):
 @runtime_checkable
 class LeavesResources(Protocol):
     """A target whose replicas live outside the harness's processes (containers, cluster objects): what a
-    sweep needs to remove them if the harness dies (harness.cleanup, via the run's watchdog)."""
+    clean-up needs to remove them if the harness dies (harness.cleanup, via the run's watchdog)."""
 
-    def sweep_resource(self) -> dict[str, Any]:
+    def leftover_resource(self) -> dict[str, Any]:
         """A JSON-able description with a "kind" harness.cleanup knows ("docker", "kubernetes")."""
         ...
 

@@ -198,7 +198,7 @@ class DockerTarget:
 
     # ------------------------------------------------------------------ Target protocol
 
-    def sweep_resource(self) -> dict[str, Any]:
+    def leftover_resource(self) -> dict[str, Any]:
         return {"kind": "docker"}
 
     def start(self, replicas: int) -> None:
@@ -330,7 +330,7 @@ class DockerTarget:
             for replica in replicas:
                 replica.stopping = True
                 replica.ready = False
-        # Creations in flight finish first, so no container appears after the sweep below.
+        # Creations in flight finish first, so no container appears after the removal below.
         for worker in workers:
             worker.join(timeout=60)
         removers = [threading.Thread(target=self._remove, args=(r, 0), daemon=True) for r in replicas]

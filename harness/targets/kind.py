@@ -368,7 +368,7 @@ class KindCluster:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def sweep_resource(self) -> dict[str, Any]:
+    def leftover_resource(self) -> dict[str, Any]:
         """What the watchdog needs to delete this cluster if the harness dies (harness.cleanup)."""
         return {
             "kind": "kind",
@@ -393,10 +393,10 @@ class KindCluster:
             self._kind(*self._delete_args(), timeout_s=300, what="deleting a cluster a harness that is gone left")
             _forget_owner(self.name)
         # Registered before it exists: a harness killed during `kind create` leaves no half-made cluster.
-        self._on_create(self.sweep_resource())
+        self._on_create(self.leftover_resource())
         OWNERS_DIR.mkdir(parents=True, exist_ok=True)
         _owner_file(self.name).write_text(
-            json.dumps({**self.sweep_resource(), "owner": owner_id(), "run_id": self.run_id})
+            json.dumps({**self.leftover_resource(), "owner": owner_id(), "run_id": self.run_id})
         )
         self.created = True
         create = ["create", "cluster", "--name", self.name, "--config", str(self.config)]

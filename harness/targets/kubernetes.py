@@ -80,8 +80,8 @@ from harness.targets.kubernetes_status import (
 from harness.targets.serving import CONTAINER_PORT
 
 _LOG_TAIL_LINES = 12
-# Kinds the charts render and the in-cluster load's Secret; a sweep of a dead run deletes every object of these kinds
-# labelled with it (stop() deletes the kinds this run applied).
+# Kinds the charts render and the in-cluster load's Secret; the clean-up of a dead run deletes every object of these
+# kinds labelled with it (stop() deletes the kinds this run applied).
 CLEANUP_KINDS = (
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
@@ -200,7 +200,7 @@ class KubernetesTarget:
     def resume_replica(self, replica_id: str) -> None:
         raise DeployError("pause is not available on the kubernetes target (the API cannot freeze a pod)")
 
-    def sweep_resource(self) -> dict[str, Any]:
+    def leftover_resource(self) -> dict[str, Any]:
         return {
             "kind": "kubernetes",
             "kubeconfig": str(self.kubeconfig) if self.kubeconfig else None,
@@ -726,7 +726,7 @@ class KubernetesTarget:
         )
 
 
-# --------------------------------------------------------------------------- sweeps (harness.cleanup)
+# --------------------------------------------------------------------------- leftovers (harness.cleanup)
 
 
 def delete_run_objects(

@@ -25,7 +25,7 @@ class TargetContext:
     image: str | None = None
     replica_cpus: tuple[int, ...] | None = None
     on_replica_started: Callable[[str, int], None] | None = None
-    # Tells the run's watchdog about a resource the target creates as it starts (a kind cluster), to sweep
+    # Tells the run's watchdog about a resource the target creates as it starts (a kind cluster), to remove
     # should the harness die.
     register: Callable[[dict[str, Any]], None] | None = None
 

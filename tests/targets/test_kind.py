@@ -137,7 +137,7 @@ def test_creates_a_missing_cluster_with_its_own_kubeconfig_and_deletes_it(tmp_pa
         "harness.local/kind-node:v1.34.4-x",
     ]
     # The watchdog knew the cluster before kind started creating it, and the owner is recorded.
-    assert registered == [kind.sweep_resource()] and registered[0]["kind"] == "kind"
+    assert registered == [kind.leftover_resource()] and registered[0]["kind"] == "kind"
     assert (cluster_owner("harness") or {}).get("owner") == owner_id()
     kind.delete()
     kind.delete()
