@@ -18,12 +18,13 @@ import signal
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 import psutil
 
 from harness.exit_codes import ExitCode
+from harness.model import Leftover
 from harness.processes import OWNER_ENV, RUN_ENV, kill_all, marked_processes, owner_alive
+from harness.rundir import leftover_from_json
 from harness.targets.cpu_placement import CGROUP_PREFIX, remove_cgroup
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -95,7 +96,7 @@ def _cgroup_has_processes(group: Path) -> bool:
 def clean_up_run(
     run_id: str,
     owner: str,
-    resources: Iterable[dict[str, Any]] = (),
+    resources: Iterable[Leftover] = (),
     *,
     cgroup_root: Path = CGROUP_ROOT,
     on_line: Callable[[str], None] | None = None,
@@ -118,37 +119,37 @@ def clean_up_run(
     return lines
 
 
-def _remove_containers(resource: dict[str, Any], run_id: str) -> list[str]:
+def _remove_containers(resource: Leftover, run_id: str) -> list[str]:
     from harness.targets.docker import docker_client, remove_run_containers
 
     return [f"removed container {name}" for name in remove_run_containers(docker_client(), run_id)]
 
 
-def _delete_cluster_objects(resource: dict[str, Any], run_id: str) -> list[str]:
+def _delete_cluster_objects(resource: Leftover, run_id: str) -> list[str]:
     from harness.targets.kubernetes import delete_run_objects_of
 
     return delete_run_objects_of(resource, run_id)
 
 
-def _delete_kind_cluster(resource: dict[str, Any], run_id: str) -> list[str]:
+def _delete_kind_cluster(resource: Leftover, run_id: str) -> list[str]:
     from harness.targets.kind import delete_cluster_of
 
     return delete_cluster_of(resource, run_id)
 
 
 # A target's `leftover_resource()` kind -> what removes it (the targets' modules are imported only when needed).
-_LEFTOVER_REMOVERS: dict[str, Callable[[dict[str, Any], str], list[str]]] = {
+_LEFTOVER_REMOVERS: dict[str, Callable[[Leftover, str], list[str]]] = {
     "docker": _remove_containers,
     "kubernetes": _delete_cluster_objects,
     "kind": _delete_kind_cluster,
 }
 
 
-def _remove_leftover(run_id: str, resource: dict[str, Any]) -> list[str]:
-    kind = resource.get("kind")
-    remove = _LEFTOVER_REMOVERS.get(str(kind))
+def _remove_leftover(run_id: str, resource: Leftover) -> list[str]:
+    kind = resource.kind
+    remove = _LEFTOVER_REMOVERS.get(kind)
     if remove is None:
-        return [f"run {run_id}: unknown resource {resource}"]
+        return [f"run {run_id}: unknown resource kind {kind!r}"]
     try:
         return [f"run {run_id}: {line}" for line in remove(resource, run_id)]
     except Exception as error:  # a clean-up reports what it could not do and goes on
@@ -185,9 +186,9 @@ def clean_up_dead_runs(
     # kind clusters a dead harness created, should its watchdog have died too (the owner records are files).
     from harness.targets.kind import delete_cluster_of, leaked_clusters
 
-    for leaked in leaked_clusters(watched):
-        for line in delete_cluster_of(leaked, str(leaked.get("run_id"))):
-            _log(lines, on_line, f"run {leaked.get('run_id')}: {line} (a harness that is gone)")
+    for run_id, leaked in leaked_clusters(watched):
+        for line in delete_cluster_of(leaked, run_id):
+            _log(lines, on_line, f"run {run_id}: {line} (a harness that is gone)")
     if docker:
         from harness.targets.docker import docker_client, remove_containers_of_dead_owners
 
@@ -214,15 +215,15 @@ def clean_up_dead_runs(
 def watch(run_id: str, owner: str, stream: Iterable[str]) -> list[str]:
     """Read resource lines until the harness closes the pipe; clean up the run unless it finished cleanly
     (then only its processes and cgroups, in case a worker escaped)."""
-    resources: list[dict[str, Any]] = []
+    resources: list[Leftover] = []
     finished = False
     for line in stream:
         with contextlib.suppress(json.JSONDecodeError):
             message = json.loads(line)
-            if message.get("finished"):
+            if isinstance(message, dict) and message.get("finished"):
                 finished = True
-            elif isinstance(message, dict) and "kind" in message:
-                resources.append(message)
+            elif (leftover := leftover_from_json(message)) is not None:
+                resources.append(leftover)
     return clean_up_run(run_id, owner, [] if finished else resources)
 
 

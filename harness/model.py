@@ -796,6 +796,21 @@ class FaultImpact:
 
 
 @dataclass(frozen=True)
+class Leftover:
+    """What a target leaves outside the harness's processes, for the run's watchdog and `harness cleanup` to remove
+    should the harness die: `kind` names its remover in harness.cleanup ("docker": the run's containers;
+    "kubernetes": its objects in `namespace`; "kind": the kind `cluster` it created); the other fields are what that
+    remover needs. Sent to the watchdog and kept in kind's owner records as JSON (rundir.leftover_to_json)."""
+
+    kind: str
+    kubeconfig: str | None = None
+    context: str | None = None
+    namespace: str | None = None
+    cluster: str | None = None
+    kind_binary: str | None = None
+
+
+@dataclass(frozen=True)
 class Probe:
     """One probe of the sweep: the arrival rate tried and whether every objective passed (None: inconclusive)."""
 

@@ -36,6 +36,9 @@ from typing import IO, Any
 
 import psutil
 
+from harness.model import Leftover
+from harness.rundir import leftover_to_json
+
 OWNER_ENV = "HARNESS_OWNER"
 RUN_ENV = "HARNESS_RUN_ID"
 REPLICA_ENV = "HARNESS_REPLICA"
@@ -318,9 +321,9 @@ class RunWatchdog:
         self._pipe: IO[str] | None = os.fdopen(write_end, "w")
         self._lock = threading.Lock()
 
-    def register(self, resource: dict[str, Any]) -> None:
+    def register(self, resource: Leftover) -> None:
         """Tell the watchdog about a resource to remove if the harness dies."""
-        self._send(resource)
+        self._send(leftover_to_json(resource))
 
     def finish(self) -> None:
         """The run cleaned up after itself: the watchdog cleans up only the run's processes and cgroups (in case a

@@ -33,6 +33,7 @@ from harness.errors import ConfigError, ReportError, StorageError
 from harness.model import (
     EVENT_KINDS,
     ClientInterval,
+    Leftover,
     LoadgenOverhead,
     ReplicaCount,
     ReplicaSample,
@@ -103,6 +104,21 @@ def _record_from_json(cls: type[T], data: Any) -> T:
 
 
 SWEEP_SUMMARY_FILE = "sweep.json"
+
+
+def leftover_to_json(leftover: Leftover) -> dict[str, Any]:
+    """A leftover as the watchdog's pipe and kind's owner records carry it (unset fields left out)."""
+    return {key: value for key, value in to_json_dict(leftover).items() if value is not None}
+
+
+def leftover_from_json(data: Any) -> Leftover | None:
+    """A leftover from its JSON (keys this version does not know are ignored); None when it is not one."""
+    if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
+        return None
+    try:
+        return from_json_dict(Leftover, data, ignore_unknown=True)
+    except (TypeError, ValueError):
+        return None
 
 
 def write_sweep_summary(sweep_dir: Path, summary: SweepSummary) -> Path:

@@ -13,13 +13,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
 
 from harness import cleanup
 from harness.cleanup import clean_up_dead_runs, clean_up_run, watch
+from harness.model import Leftover
 from harness.processes import (
     OWNER_ENV,
     REPLICA_ENV,
@@ -173,20 +173,25 @@ def test_a_finished_run_tells_its_watchdog_and_nothing_registered_is_swept() -> 
     # `watch` is the watchdog's loop: a run that finished leaves registered resources to their owner.
     assert watch("test-finished", owner_id(), [json.dumps({"kind": "docker"}) + "\n", '{"finished": true}\n']) == []
     lines = watch("test-crashed", owner_id(), [json.dumps({"kind": "nonsense"}) + "\n"])
-    assert lines == ["run test-crashed: unknown resource {'kind': 'nonsense'}"]
+    assert lines == ["run test-crashed: unknown resource kind 'nonsense'"]
+    # What is not a leftover at all (no kind) is not one to remove.
+    assert watch("test-crashed", owner_id(), ['{"cluster": "c"}\n', "[1]\n", "not json\n"]) == []
 
 
 def test_each_registered_resource_is_swept_by_its_kinds_sweeper_and_a_failure_is_one_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def unreachable(resource: dict[str, Any], run_id: str) -> list[str]:
+    def unreachable(resource: Leftover, run_id: str) -> list[str]:
         raise RuntimeError("daemon gone")
 
     monkeypatch.setitem(cleanup._LEFTOVER_REMOVERS, "docker", unreachable)
     monkeypatch.setitem(
-        cleanup._LEFTOVER_REMOVERS, "kubernetes", lambda resource, run_id: [f"deleted {resource['ns']}"]
+        cleanup._LEFTOVER_REMOVERS, "kubernetes", lambda resource, run_id: [f"deleted {resource.namespace}"]
     )
-    resources = [json.dumps({"kind": "docker"}) + "\n", json.dumps({"kind": "kubernetes", "ns": "ns-1"}) + "\n"]
+    resources = [
+        json.dumps({"kind": "docker"}) + "\n",
+        json.dumps({"kind": "kubernetes", "namespace": "ns-1", "from_a_newer_harness": 1}) + "\n",
+    ]
     assert watch("test-crashed", owner_id(), resources) == [
         "run test-crashed: could not remove its docker leftovers: daemon gone",
         "run test-crashed: deleted ns-1",

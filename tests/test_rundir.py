@@ -22,6 +22,7 @@ from harness.model import (
     ImageLoaded,
     ImagePushed,
     KindClusterUsed,
+    Leftover,
     LoadgenLogResumed,
     LoadgenOverhead,
     MetricProposal,
@@ -47,7 +48,15 @@ from harness.model import (
     UnknownEvent,
     request_view,
 )
-from harness.rundir import RunDirectory, SavedScenario, read_sweep_summary, write_atomically, write_sweep_summary
+from harness.rundir import (
+    RunDirectory,
+    SavedScenario,
+    leftover_from_json,
+    leftover_to_json,
+    read_sweep_summary,
+    write_atomically,
+    write_sweep_summary,
+)
 
 needs_dev_full = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
 
@@ -250,3 +259,12 @@ def test_the_sweep_summary_is_written_whole_and_read_back_as_it_was(tmp_path: Pa
     path.write_text("{}")
     with pytest.raises(ReportError, match="not a sweep summary"):
         read_sweep_summary(path)
+
+
+def test_a_leftover_goes_to_json_without_unset_fields_and_comes_back_as_it_was() -> None:
+    cluster = Leftover(kind="kind", cluster="harness", kubeconfig="/k", kind_binary=None)
+    assert leftover_to_json(cluster) == {"kind": "kind", "cluster": "harness", "kubeconfig": "/k"}
+    assert leftover_from_json(leftover_to_json(cluster)) == cluster
+    # kind's owner records carry more keys (owner, run_id): ignored; what has no kind is no leftover.
+    assert leftover_from_json({"kind": "docker", "owner": "o", "run_id": "r"}) == Leftover(kind="docker")
+    assert [leftover_from_json(data) for data in ({"cluster": "c"}, [1], {"kind": 3}, None)] == [None] * 4

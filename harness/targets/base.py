@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from harness.errors import DeployError
-from harness.model import EventSink, ReplicaInfo, ReplicaRestarting, ResourceUse, ServerSample
+from harness.model import EventSink, Leftover, ReplicaInfo, ReplicaRestarting, ResourceUse, ServerSample
 
 R = TypeVar("R")
 
@@ -79,8 +79,8 @@ class LeavesResources(Protocol):
     """A target whose replicas live outside the harness's processes (containers, cluster objects): what a
     clean-up needs to remove them if the harness dies (harness.cleanup, via the run's watchdog)."""
 
-    def leftover_resource(self) -> dict[str, Any]:
-        """A JSON-able description with a "kind" harness.cleanup knows ("docker", "kubernetes")."""
+    def leftover_resource(self) -> Leftover:
+        """What of it harness.cleanup must remove should the harness die."""
         ...
 
 

@@ -25,6 +25,7 @@ from harness.errors import DeployError
 from harness.model import (
     ContainersRemoved,
     EventSink,
+    Leftover,
     ReplicaCrashed,
     ReplicaInfo,
     ReplicaReady,
@@ -198,8 +199,8 @@ class DockerTarget:
 
     # ------------------------------------------------------------------ Target protocol
 
-    def leftover_resource(self) -> dict[str, Any]:
-        return {"kind": "docker"}
+    def leftover_resource(self) -> Leftover:
+        return Leftover(kind="docker")
 
     def start(self, replicas: int) -> None:
         """Start `replicas` containers and block until all are ready, or raise DeployError with the cause."""

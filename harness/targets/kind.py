@@ -31,7 +31,9 @@ from typing import Any, Literal
 import yaml
 
 from harness.errors import DeployError
+from harness.model import Leftover
 from harness.processes import marked_env, owner_alive, owner_id
+from harness.rundir import leftover_from_json, leftover_to_json
 from harness.targets.helm import CHARTS_DIR, MODEL_SERVICE_CHART
 from harness.targets.kubernetes_api import KubernetesApi
 
@@ -230,12 +232,12 @@ def _forget_owner(name: str) -> None:
         _owner_file(name).unlink()
 
 
-def delete_cluster_of(resource: dict[str, Any], run_id: str) -> list[str]:
+def delete_cluster_of(resource: Leftover, run_id: str) -> list[str]:
     """A dead run's kind cluster, as its watchdog registered it (harness.cleanup); one line per thing done."""
-    name = str(resource["cluster"])
-    command = [str(resource.get("kind_binary") or "kind"), "delete", "cluster", "--name", name]
-    if resource.get("kubeconfig"):
-        command += ["--kubeconfig", str(resource["kubeconfig"])]
+    name = str(resource.cluster)
+    command = [resource.kind_binary or "kind", "delete", "cluster", "--name", name]
+    if resource.kubeconfig:
+        command += ["--kubeconfig", resource.kubeconfig]
     result = run_command(command, 300)
     if result.returncode != 0:
         return [f"could not delete kind cluster {name}: {(result.stderr or result.stdout).strip()[-_TAIL_CHARS:]}"]
@@ -244,14 +246,18 @@ def delete_cluster_of(resource: dict[str, Any], run_id: str) -> list[str]:
     return [f"deleted kind cluster {name}" + (f" ({late} node container(s) created late removed)" if late else "")]
 
 
-def leaked_clusters(live_runs: set[str]) -> list[dict[str, Any]]:
-    """Clusters recorded in OWNERS_DIR whose harness is gone and whose run has no live watchdog either."""
+def leaked_clusters(live_runs: set[str]) -> list[tuple[str, Leftover]]:
+    """Clusters recorded in OWNERS_DIR whose harness is gone and whose run has no live watchdog either, with their
+    run ids."""
     leaked = []
     with contextlib.suppress(OSError):
         for path in sorted(OWNERS_DIR.glob("*.json")):
             record = cluster_owner(path.stem)
-            if record is not None and not owner_alive(record["owner"]) and record.get("run_id") not in live_runs:
-                leaked.append({**record, "cluster": path.stem})
+            if record is None or owner_alive(record["owner"]) or record.get("run_id") in live_runs:
+                continue
+            leftover = leftover_from_json({**record, "kind": "kind", "cluster": path.stem})
+            if leftover is not None:
+                leaked.append((str(record.get("run_id")), leftover))
     return leaked
 
 
@@ -271,7 +277,7 @@ class KindCluster:
         config: Path = KIND_CONFIG,
         keep: bool = False,
         run_id: str = "",
-        on_create: Callable[[dict[str, Any]], None] | None = None,
+        on_create: Callable[[Leftover], None] | None = None,
         run: Runner | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
@@ -368,14 +374,11 @@ class KindCluster:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def leftover_resource(self) -> dict[str, Any]:
+    def leftover_resource(self) -> Leftover:
         """What the watchdog needs to delete this cluster if the harness dies (harness.cleanup)."""
-        return {
-            "kind": "kind",
-            "cluster": self.name,
-            "kubeconfig": str(self.kubeconfig),
-            "kind_binary": shutil.which("kind"),
-        }
+        return Leftover(
+            kind="kind", cluster=self.name, kubeconfig=str(self.kubeconfig), kind_binary=shutil.which("kind")
+        )
 
     def ensure(self) -> bool:
         """Create the cluster unless it exists (then write its kubeconfig); True when this call created it. A
@@ -396,7 +399,7 @@ class KindCluster:
         self._on_create(self.leftover_resource())
         OWNERS_DIR.mkdir(parents=True, exist_ok=True)
         _owner_file(self.name).write_text(
-            json.dumps({**self.leftover_resource(), "owner": owner_id(), "run_id": self.run_id})
+            json.dumps({**leftover_to_json(self.leftover_resource()), "owner": owner_id(), "run_id": self.run_id})
         )
         self.created = True
         create = ["create", "cluster", "--name", self.name, "--config", str(self.config)]

@@ -35,6 +35,7 @@ from harness.model import (
     EventSink,
     ImageLoaded,
     KindClusterUsed,
+    Leftover,
     NamespaceCreated,
     ObjectApplied,
     ReplicaInfo,
@@ -131,7 +132,7 @@ class KubernetesTarget:
         port_forward: bool = True,
         prometheus_fetch: Callable[[str], bytes] | None = None,
         kind: KindCluster | None = None,
-        register: Callable[[dict[str, Any]], None] | None = None,
+        register: Callable[[Leftover], None] | None = None,
     ) -> None:
         self.scenario = scenario
         self.config = scenario.target.kubernetes
@@ -200,13 +201,13 @@ class KubernetesTarget:
     def resume_replica(self, replica_id: str) -> None:
         raise DeployError("pause is not available on the kubernetes target (the API cannot freeze a pod)")
 
-    def leftover_resource(self) -> dict[str, Any]:
-        return {
-            "kind": "kubernetes",
-            "kubeconfig": str(self.kubeconfig) if self.kubeconfig else None,
-            "context": self.config.context,
-            "namespace": self.namespace,
-        }
+    def leftover_resource(self) -> Leftover:
+        return Leftover(
+            kind="kubernetes",
+            kubeconfig=str(self.kubeconfig) if self.kubeconfig else None,
+            context=self.config.context,
+            namespace=self.namespace,
+        )
 
     @property
     def kubeconfig(self) -> Path | None:
@@ -797,12 +798,12 @@ def _of_runs(runs: set[str]) -> Callable[[dict[str, Any]], bool]:
     return lambda item: run_of(item) in runs
 
 
-def delete_run_objects_of(resource: dict[str, Any], run_id: str) -> list[str]:
+def delete_run_objects_of(resource: Leftover, run_id: str) -> list[str]:
     """A dead run's objects, as its watchdog registered the cluster: the run's objects, then the namespace when the
     run created it (labelled with the run) and nobody else's objects are in it. One line per thing deleted or not."""
-    kubeconfig = resource.get("kubeconfig")
-    api = ClientKubernetesApi.connect(Path(kubeconfig) if kubeconfig else None, resource.get("context"))
-    namespace = str(resource["namespace"])
+    kubeconfig = resource.kubeconfig
+    api = ClientKubernetesApi.connect(Path(kubeconfig) if kubeconfig else None, resource.context)
+    namespace = str(resource.namespace)
     run_label = run_id_label(run_id)
     deleted, failures = delete_run_objects(api, namespace, f"{RUN_LABEL}={run_label}")
     lines = [f"deleted {name}" for name in deleted] + [f"could not delete {failure}" for failure in failures]

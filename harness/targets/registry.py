@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from harness.config import Scenario
 from harness.errors import ConfigError, DeployError
-from harness.model import EventSink
+from harness.model import EventSink, Leftover
 from harness.targets.base import Target
 from harness.targets.kinds import TARGET_KINDS, TargetKind
 
@@ -27,7 +26,7 @@ class TargetContext:
     on_replica_started: Callable[[str, int], None] | None = None
     # Tells the run's watchdog about a resource the target creates as it starts (a kind cluster), to remove
     # should the harness die.
-    register: Callable[[dict[str, Any]], None] | None = None
+    register: Callable[[Leftover], None] | None = None
 
 
 TargetFactory = Callable[[Scenario, TargetContext], Target]

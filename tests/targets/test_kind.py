@@ -18,7 +18,7 @@ from test_kubernetes_target import IMAGE, make_target, rollout_api, scenario
 
 from harness import cleanup
 from harness.errors import DeployError
-from harness.model import KindClusterUsed
+from harness.model import KindClusterUsed, Leftover
 from harness.processes import owner_id
 from harness.targets import kind as kind_module
 from harness.targets.kind import (
@@ -117,7 +117,7 @@ def cluster(runner: FakeKindRunner, tmp_path: Path | None = None, **options: Any
 
 def test_creates_a_missing_cluster_with_its_own_kubeconfig_and_deletes_it(tmp_path: Path) -> None:
     runner = FakeKindRunner(["other"])
-    registered: list[dict[str, Any]] = []
+    registered: list[Leftover] = []
     kind = cluster(runner, tmp_path, node_image="harness.local/kind-node:v1.34.4-x", on_create=registered.append)
     assert kind.ensure() is True
     kubeconfig = str(tmp_path / ".cluster" / "kind-harness.kubeconfig")
@@ -137,7 +137,7 @@ def test_creates_a_missing_cluster_with_its_own_kubeconfig_and_deletes_it(tmp_pa
         "harness.local/kind-node:v1.34.4-x",
     ]
     # The watchdog knew the cluster before kind started creating it, and the owner is recorded.
-    assert registered == [kind.leftover_resource()] and registered[0]["kind"] == "kind"
+    assert registered == [kind.leftover_resource()] and registered[0].kind == "kind"
     assert (cluster_owner("harness") or {}).get("owner") == owner_id()
     kind.delete()
     kind.delete()
@@ -150,7 +150,7 @@ def test_creates_a_missing_cluster_with_its_own_kubeconfig_and_deletes_it(tmp_pa
 
 def test_reuses_an_existing_cluster_and_never_deletes_it(tmp_path: Path) -> None:
     runner = FakeKindRunner(["harness"])
-    registered: list[dict[str, Any]] = []
+    registered: list[Leftover] = []
     kind = cluster(runner, tmp_path, on_create=registered.append)
     assert kind.ensure() is False
     kind.delete()
@@ -166,7 +166,7 @@ def test_a_cluster_left_by_a_harness_that_is_gone_is_deleted_and_created_anew(tm
     gone = f"{owner_id().split('-')[0]}-{child.pid}-1"
     owners_dir.mkdir()
     (owners_dir / "harness.json").write_text(f'{{"owner": "{gone}", "run_id": "old"}}')
-    assert [leaked["cluster"] for leaked in leaked_clusters(set())] == ["harness"]
+    assert [(run_id, leaked.cluster) for run_id, leaked in leaked_clusters(set())] == [("old", "harness")]
     assert leaked_clusters({"old"}) == [], "a run whose watchdog still runs is its watchdog's to sweep"
     runner = FakeKindRunner(["harness"])
     kind = cluster(runner, tmp_path)
