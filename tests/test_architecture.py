@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import functools
 import re
 from pathlib import Path
 
@@ -180,13 +181,14 @@ def test_every_module_is_in_exactly_one_part_of_the_architecture() -> None:
 PACKAGES = ("analysis", "load", "metrics", "report", "targets")
 
 
-def public_surface(package: str) -> set[str]:
+@functools.cache
+def public_surface(package: str) -> frozenset[str]:
     """The names a package's `__init__.py` lists in `__all__`: its public modules and objects."""
     tree = ast.parse((ROOT / "harness" / package / "__init__.py").read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
-            return {element.value for element in node.value.elts}  # type: ignore[attr-defined]
-    return set()
+            return frozenset(element.value for element in node.value.elts)  # type: ignore[attr-defined]
+    return frozenset()
 
 
 def reaches_into(importer: str, source: str) -> list[str]:
