@@ -360,11 +360,7 @@ class InClusterLoad:
         generator that cannot start."""
         assert self.started_s is not None
         while not self._stop.is_set():
-            try:
-                listed = self.target.api.list("v1", "Pod", self.target.namespace, self._pod_selector) or {}
-            except HarnessError:
-                listed = {}  # the API server did not answer this time: the next poll asks again
-            pods = list(listed.get("items") or [])
+            pods = self._pods()
             for pod in pods:
                 name = pod["metadata"]["name"]
                 phase = (pod.get("status") or {}).get("phase")
@@ -378,22 +374,34 @@ class InClusterLoad:
                 self._note_failed_workers(pods)
             self._stop.wait(self.poll_s)
 
+    def _pods(self) -> list[dict[str, Any]]:
+        """The generator's pods; none when the API server did not answer this time (the next poll asks again)."""
+        try:
+            listed = self.target.api.list("v1", "Pod", self.target.namespace, self._pod_selector) or {}
+        except HarnessError:
+            return []
+        return list(listed.get("items") or [])
+
     def _check_start(self, pods: list[dict[str, Any]]) -> None:
-        assert self.started_s is not None
         running = [pod for pod in pods if (pod.get("status") or {}).get("phase") == "Running"]
         if len(running) == len(pods) == self.workers + 1:
             return
+        assert self.started_s is not None
+        failure = self._start_failure(pods, waited_s=time.time() - self.started_s)
+        if failure is not None:
+            self._failure = failure
+            self._stop.set()
+
+    def _start_failure(self, pods: list[dict[str, Any]], *, waited_s: float) -> LoadError | None:
+        """Why the generator cannot start, as the run's error; None while nothing says so (yet)."""
         try:
             events = list((self.target.api.list("v1", "Event", self.target.namespace) or {}).get("items") or [])
         except HarnessError:
             events = []
-        waited_s = time.time() - self.started_s
         problem = start_problem(pods, events, self._jobs, self._log_tail, waited_s=waited_s, grace_s=self.start_grace_s)
-        if problem is not None:
-            self._failure = LoadError(
-                f"the in-cluster load generator cannot start: {problem.message}", hint=problem.hint
-            )
-            self._stop.set()
+        if problem is None:
+            return None
+        return LoadError(f"the in-cluster load generator cannot start: {problem.message}", hint=problem.hint)
 
     def _note_failed_workers(self, pods: list[dict[str, Any]]) -> None:
         """A worker that fails once the load runs stops sending its share of the arrivals: the report says so."""
@@ -532,10 +540,16 @@ class InClusterLoad:
         if "locust.json" in results:
             self.json_file.write_text(results["locust.json"])
         if self.tail.test_start_s is None:
-            raise LoadError(
-                f"the in-cluster load generator sent nothing (master {'completed' if finished else 'failed'}): "
-                f"{self.log_tail()}",
-                hint=f"kubectl -n {self.target.namespace} logs job/{self._master_job}",
+            # The master Job can end before the watcher's next look at the pods: the same diagnosis is made here,
+            # so which of the two sees a crashed generator first does not change what the run says.
+            raise (
+                self._failure
+                or self._start_failure(self._pods(), waited_s=math.inf)
+                or LoadError(
+                    f"the in-cluster load generator sent nothing (master {'completed' if finished else 'failed'}): "
+                    f"{self.log_tail()}",
+                    hint=f"kubectl -n {self.target.namespace} logs job/{self._master_job}",
+                )
             )
         return 0 if finished else 1
 

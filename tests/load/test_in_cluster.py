@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from urllib3.exceptions import ProtocolError
 
 from harness.config import LoadgenPodsConfig, RequestConfig, Scenario, load_scenario
-from harness.errors import ConfigError
+from harness.errors import ConfigError, LoadError
 from harness.load import pod_files as pod_files_module
 from harness.load.in_cluster import (
     START_GRACE_S,
@@ -253,6 +254,50 @@ def test_pods_the_cluster_refuses_to_create_are_named_from_the_jobs_events() -> 
     assert start_problem([], [earlier], jobs, tail_of, waited_s=START_GRACE_S) is None
 
 
+class CrashedGenerator:
+    """A stand-in for the API server after the generator crashed on its locustfile (a fake: the real crash is
+    tested on the cluster, where which poll sees it first depends on timing): the master Job has failed and its
+    pod's container exited with code 1."""
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        assert kind == "Job"
+        return {"status": {"conditions": [{"type": "Failed", "status": "True"}]}}
+
+    def list(self, api_version: str, kind: str, namespace: str | None, selector: str = "") -> dict[str, Any]:
+        if kind == "Event":
+            return {"items": []}
+        crashed = generator_pod("lg-master-x", "Failed", state={"terminated": {"exitCode": 1, "reason": "Error"}})
+        return {"items": [crashed]}
+
+    def pod_log(self, namespace: str, pod: str, container: str, tail_lines: int, previous: bool) -> str:
+        return "Traceback (most recent call last):\nModuleNotFoundError: No module named 'kubernetes'\n"
+
+
+def test_a_master_job_that_fails_before_the_watcher_looks_is_named_as_a_generator_that_cannot_start(
+    tmp_path: Path,
+) -> None:
+    """The watcher thread and wait() both see a crash; whichever sees it first, the run says the same."""
+    load = InClusterLoad(
+        LoadgenTarget(CrashedGenerator()),  # type: ignore[arg-type]
+        plan_of(scenario()),
+        tmp_path,
+        lambda record: None,
+        image="lg:1",
+        json_file=tmp_path / "locust.json",
+        workers=1,
+        poll_s=0.01,
+    )
+    load.intervals_dir.mkdir()
+    load.started_s = time.time()  # started, but its watcher has not looked at the pods yet
+    with pytest.raises(LoadError) as raised:
+        load.wait(poll_s=0.0)
+    assert str(raised.value) == (
+        "the in-cluster load generator cannot start: load generator pod lg-master-x exited with code 1 (Error); "
+        "last log lines: Traceback (most recent call last): | ModuleNotFoundError: No module named 'kubernetes' "
+        "(kubectl logs -n ns lg-master-x)"
+    )
+
+
 # --------------------------------------------------------------------------- a log stream that breaks
 
 
@@ -281,7 +326,7 @@ class BreakingLogs:
 class LoadgenTarget:
     """What InClusterLoad reads of the Kubernetes target, around BreakingLogs."""
 
-    def __init__(self, api: BreakingLogs) -> None:
+    def __init__(self, api: BreakingLogs | CrashedGenerator) -> None:
         self.api = api
         self.namespace = "ns"
         self.run_id = "run-1"
