@@ -183,7 +183,7 @@ test: setup system-packages docker-setup cluster kind-setup lint $(HELM)
 	@mkdir -p test-output
 	@# The project's own bytecode, for the same reason as the install's (its sources change, so here).
 	@$(BIN)/python -m compileall -q harness bench examples tests > /dev/null
-	@$(PYTEST) --lane cluster --basetemp=/tmp/harness-test-cluster-lane \
+	@$(PYTEST) -n 2 --dist loadgroup --lane cluster --basetemp=/tmp/harness-test-cluster-lane \
 		> test-output/cluster-lane.log 2>&1 & cluster=$$!; \
 	$(PYTEST) --lane kind --basetemp=/tmp/harness-test-kind-lane \
 		> test-output/kind-lane.log 2>&1 & kind=$$!; \
@@ -202,6 +202,7 @@ test: setup system-packages docker-setup cluster kind-setup lint $(HELM)
 	[ $$local -eq 0 ] && [ $$unit_status -eq 0 ] && [ $$quiet -eq 0 ] && [ $$cluster_status -eq 0 ] \
 		&& [ $$kind_status -eq 0 ]
 	$(PYTEST) --lane machine-wide
+	$(PYTEST) -n 2 --lane capacity
 
 # wrk measures the same servers beside the harness (a Debian package).
 bench: setup

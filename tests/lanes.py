@@ -8,7 +8,9 @@ What a test exercises, by marker (pyproject.toml's [tool.pytest.ini_options] mar
 - `kind`: creates kind clusters from the node image of make kind-setup (one at a time, beside the cluster lane);
 - `load_timing`: asserts rates or times of load it drives, which CPU-heavy neighbours would stretch;
 - `machine_wide`: measures CPU shares or load rates, or acts on the whole machine (sweeps of dead harnesses,
-  image prunes), so nothing else may run beside it.
+  image prunes), so nothing else may run beside it;
+- `capacity`: searches a server's capacity by load near it (`harness sweep`): light on CPU itself, it needs
+  light neighbours, so two run at once after the machine-wide lane and beside nothing else.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 # In the order `make test` starts them; the Makefile says which run beside which.
-LANES = ("cluster", "kind", "unit", "local", "load-timing", "machine-wide")
+LANES = ("cluster", "kind", "unit", "local", "load-timing", "machine-wide", "capacity")
 
 
 def lane_of(markers: Collection[str]) -> str:
@@ -24,6 +26,8 @@ def lane_of(markers: Collection[str]) -> str:
     (beside only the cluster lane's end), then the cluster, then tests that start processes, then the rest."""
     if "machine_wide" in markers:
         return "machine-wide"
+    if "capacity" in markers:
+        return "capacity"
     if "load_timing" in markers:
         return "load-timing"
     if "cluster" in markers:

@@ -121,7 +121,7 @@ def test_programs_are_provided_by_package_by_name_and_by_path() -> None:
 
 
 def test_every_combination_of_markers_has_exactly_one_lane() -> None:
-    names = ("integration", "cluster", "kind", "load_timing", "machine_wide", "absent_program")
+    names = ("integration", "cluster", "kind", "load_timing", "machine_wide", "capacity", "absent_program")
     for size in range(len(names) + 1):
         for markers in itertools.combinations(names, size):
             assert lane_of(set(markers)) in LANES
@@ -131,3 +131,5 @@ def test_every_combination_of_markers_has_exactly_one_lane() -> None:
     assert lane_of({"integration", "kind"}) == "kind"
     assert lane_of({"integration", "cluster", "load_timing"}) == "load-timing"
     assert lane_of({"integration", "load_timing", "machine_wide"}) == "machine-wide"
+    assert lane_of({"integration", "capacity"}) == "capacity"
+    assert lane_of({"integration", "capacity", "machine_wide"}) == "machine-wide"

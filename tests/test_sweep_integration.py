@@ -16,7 +16,7 @@ from harness.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = [pytest.mark.integration, pytest.mark.machine_wide]
+pytestmark = [pytest.mark.integration, pytest.mark.capacity]
 
 
 @pytest.fixture

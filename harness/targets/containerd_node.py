@@ -5,8 +5,13 @@ does for kind nodes, so pods start without a registry.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from harness.errors import DeployError
@@ -84,8 +89,26 @@ class ContainerdNode:
         except (ValueError, KeyError, TypeError):
             return None
 
+    @contextlib.contextmanager
+    def _importing(self) -> Iterator[None]:
+        """Held while one harness checks for and imports an image: another harness side-loading into the same
+        node at once (two runs sharing a cluster) waits, then finds the image there, instead of importing the
+        same content beside it."""
+        digest = hashlib.sha256(str(self.address.resolve()).encode()).hexdigest()[:16]
+        lock_file = Path(tempfile.gettempdir()) / f"harness-containerd-import-{digest}.lock"
+        with lock_file.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def load_image(self, image: str) -> bool:
         """Import a local Docker image unless the node already has it (same id); True when it imported."""
+        with self._importing():
+            return self._load_image(image)
+
+    def _load_image(self, image: str) -> bool:
         if self.image_id(image) == docker_image_id(image):
             return False
         try:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,24 +27,47 @@ MACHINE_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 CLUSTER_SCRIPT = ROOT / "scripts" / "cluster" / "cluster.sh"
 
 
+def once_per_session(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[], str]) -> str:
+    """A session fixture's value made once for the whole test session, however many xdist workers ask (the cluster
+    lane runs two): the first makes it, the others wait and read it. Two workers building the digits example
+    would make two bento versions, two images and two imports into the node."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's base directory, shared by its workers and cleared at its start
+    made = root / f"{name}.value"
+    with (root / f"{name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not made.exists():
+            made.write_text(make())
+        return made.read_text()
+
+
 @pytest.fixture(scope="session")
 def digits_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The digits example's image, built for real (Docker's layer cache keeps repeated builds short)."""
-    home = tmp_path_factory.mktemp("bentoml_home")
-    service = ServiceConfig(path=DIGITS_DIR, service="service:DigitsClassifier")
-    ca_bundle = MACHINE_CA_BUNDLE if MACHINE_CA_BUNDLE.is_file() else None
-    tag = build_service_image(service, LOCAL_BASE_IMAGE, ca_bundle, bentoml_home=home).tag
-    # Every test session builds a new bento version; older test images need not pile up, while the image of a
-    # session running beside this one (make test runs two) stays.
-    prune_images(tag, older_than_s=3600)
-    return tag
+
+    def build() -> str:
+        home = tmp_path_factory.mktemp("bentoml_home")
+        service = ServiceConfig(path=DIGITS_DIR, service="service:DigitsClassifier")
+        ca_bundle = MACHINE_CA_BUNDLE if MACHINE_CA_BUNDLE.is_file() else None
+        tag = build_service_image(service, LOCAL_BASE_IMAGE, ca_bundle, bentoml_home=home).tag
+        # Every test session builds a new bento version; older test images need not pile up, while the image of
+        # a session running beside this one (make test runs the cluster and local lanes at once) stays.
+        prune_images(tag, older_than_s=3600)
+        return tag
+
+    return once_per_session(tmp_path_factory, "digits_image", build)
 
 
 @pytest.fixture(scope="session")
-def loadgen_image() -> str:
+def loadgen_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The in-cluster load generator's image, as a run builds it (Docker's cache makes a rebuild short)."""
     ca_bundle = MACHINE_CA_BUNDLE if MACHINE_CA_BUNDLE.is_file() else None
-    return build_tool_image(LOADGEN_DOCKERFILE, LOADGEN_REPOSITORY, LOCAL_BASE_IMAGE, ca_bundle).tag
+    return once_per_session(
+        tmp_path_factory,
+        "loadgen_image",
+        lambda: build_tool_image(LOADGEN_DOCKERFILE, LOADGEN_REPOSITORY, LOCAL_BASE_IMAGE, ca_bundle).tag,
+    )
 
 
 @dataclass(frozen=True)
@@ -63,9 +89,13 @@ class RealCluster:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> RealCluster:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> RealCluster:
     """The real cluster on this machine, started when it is not running (`make test` starts it first)."""
-    subprocess.run(["bash", str(CLUSTER_SCRIPT), "up"], check=True, timeout=3600)
+    once_per_session(
+        tmp_path_factory,
+        "cluster",
+        lambda: str(subprocess.run(["bash", str(CLUSTER_SCRIPT), "up"], check=True, timeout=3600).returncode),
+    )
     return RealCluster(
         kubeconfig=ROOT / ".cluster" / "kubeconfig",
         containerd=Path("/run/harness-cluster/containerd/containerd.sock"),

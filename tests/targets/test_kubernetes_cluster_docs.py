@@ -48,7 +48,8 @@ def test_run_on_your_cluster_as_the_page_says(cluster: RealCluster, digits_image
             f"export PATH={cluster.tools}:{Path(sys.executable).parent}:$PATH",
             f"export DOCKER_CONFIG={tmp_path / 'docker-config'}",
             f"NAMESPACE={namespace}",
-            f"REGISTRY={cluster.registry}/harness-test",
+            # A repository of this test's own: another test deleting the same image from its own cannot touch it.
+            f"REGISTRY={cluster.registry}/harness-test-docs",
             f"REGISTRY_USER={cluster.registry_user}",
             f'REGISTRY_PASSWORD="$(cat {cluster.registry_password_file})"',
             f"IMAGE={digits_image}",
@@ -82,7 +83,7 @@ def test_run_on_your_cluster_as_the_page_says(cluster: RealCluster, digits_image
         kinds = [event["kind"] for event in events]
         # Pulled from the registry by digest, never side-loaded.
         (pushed,) = [event["detail"] for event in events if event["kind"] == "image_pushed"]
-        expected = rf"{cluster.registry}/harness-test/digits_classifier@sha256:[0-9a-f]{{64}}"
+        expected = rf"{cluster.registry}/harness-test-docs/digits_classifier@sha256:[0-9a-f]{{64}}"
         assert re.fullmatch(expected, pushed["reference"]), pushed
         assert "image_loaded" not in kinds and "namespace_created" not in kinds
         manifests = (run_dir / "work" / "replicas" / "manifests.yaml").read_text()

@@ -134,6 +134,8 @@ def test_an_object_someone_else_owns_is_named_and_left_as_it_was(
 # --------------------------------------------------------------------------- expiry
 
 
+# With the other cluster-wide cleanup and the watchdog test (tests/targets/test_kubernetes_cluster.py).
+@pytest.mark.xdist_group("cleanup")
 def test_cleanup_deletes_what_expired_whoever_made_it(cluster: RealCluster) -> None:
     api = admin(cluster)
     now_s = time.time()
