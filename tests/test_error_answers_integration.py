@@ -54,6 +54,8 @@ def test_a_service_answering_400_to_a_bare_list_is_explained_everywhere(tmp_path
     assert f"errors: users-2: {described}" in terminal, result.stdout[-3000:]
     # Markdown markup in the answer is backslash-escaped in report.md.
     assert f"- users-2: {described}" in re.sub(r"\\(.)", r"\1", (run_dir / "report.md").read_text())
-    (bottleneck,) = verdict["bottlenecks"]
-    assert bottleneck["cause"] == "failing_requests" and bottleneck["evidence"] == f"{described} (100%)"
+    # The failing answers explain the FAIL; whether the replica also counts as CPU-bound (2 users sending as fast
+    # as it answers) depends on what else the machine runs, so only this cause is asserted.
+    (bottleneck,) = [b for b in verdict["bottlenecks"] if b["cause"] == "failing_requests"]
+    assert bottleneck["evidence"] == f"{described} (100%)"
     assert "unexplained" not in result.stdout
