@@ -178,7 +178,8 @@ kind-setup: docker-setup $(KIND)
 # - last, every test marked `machine_wide` alone (CPU-share and load-rate measurements, sweeps of dead
 #   harnesses, an image prune). Each lane's output is printed after it ends.
 # Measured from fresh clones: 11:46, 12:32 and 11:36 (the previous two-phase layout: 15:23-16:27).
-PYTEST = PATH=$(CURDIR)/$(BIN):$(dir $(HELM)):$(dir $(KIND)):$$PATH $(BIN)/pytest --durations=15
+PYTEST_PATH = PATH=$(CURDIR)/$(BIN):$(dir $(HELM)):$(dir $(KIND)):$$PATH
+PYTEST = $(PYTEST_PATH) $(BIN)/pytest --durations=15
 test: setup system-packages docker-setup cluster kind-setup lint $(HELM)
 	@mkdir -p test-output
 	@# The project's own bytecode, for the same reason as the install's (its sources change, so here).
@@ -187,10 +188,10 @@ test: setup system-packages docker-setup cluster kind-setup lint $(HELM)
 		> test-output/cluster-lane.log 2>&1 & cluster=$$!; \
 	$(PYTEST) --lane kind --basetemp=/tmp/harness-test-kind-lane \
 		> test-output/kind-lane.log 2>&1 & kind=$$!; \
-	$(PYTEST) -n 1 --lane unit --basetemp=/tmp/harness-test-unit-lane \
+	$(PYTEST_PATH) nice -n 5 $(BIN)/pytest --durations=15 -n 1 --lane unit --basetemp=/tmp/harness-test-unit-lane \
 		> test-output/unit-lane.log 2>&1 & unit=$$!; \
 	trap 'kill $$cluster $$kind $$unit 2>/dev/null' INT TERM; \
-	$(PYTEST) -n 2 --dist loadfile --lane local \
+	$(PYTEST) -n 3 --dist loadfile --lane local \
 		--basetemp=/tmp/harness-test-local-lane; local=$$?; \
 	wait $$unit; unit_status=$$?; \
 	echo "---- unit tests (run beside the ones above) ----"; cat test-output/unit-lane.log; \
