@@ -190,20 +190,23 @@ test: setup system-packages docker-setup cluster kind-setup lint $(HELM)
 		> test-output/kind-lane.log 2>&1 & kind=$$!; \
 	$(PYTEST_PATH) nice -n 5 $(BIN)/pytest --durations=15 -n 1 --lane unit --basetemp=/tmp/harness-test-unit-lane \
 		> test-output/unit-lane.log 2>&1 & unit=$$!; \
-	trap 'kill $$cluster $$kind $$unit 2>/dev/null' INT TERM; \
+	trap 'kill $$cluster $$kind $$unit $$timing 2>/dev/null' INT TERM; \
 	$(PYTEST) -n 3 --dist loadfile --lane local \
 		--basetemp=/tmp/harness-test-local-lane; local=$$?; \
 	wait $$unit; unit_status=$$?; \
 	echo "---- unit tests (run beside the ones above) ----"; cat test-output/unit-lane.log; \
-	$(PYTEST) -n 2 --dist loadfile --lane load-timing --basetemp=/tmp/harness-test-load-timing-lane; quiet=$$?; \
 	wait $$cluster; cluster_status=$$?; \
 	echo "---- cluster tests (run beside the ones above) ----"; cat test-output/cluster-lane.log; \
 	wait $$kind; kind_status=$$?; \
 	echo "---- kind tests (run beside the ones above) ----"; cat test-output/kind-lane.log; \
-	[ $$local -eq 0 ] && [ $$unit_status -eq 0 ] && [ $$quiet -eq 0 ] && [ $$cluster_status -eq 0 ] \
-		&& [ $$kind_status -eq 0 ]
+	$(PYTEST) -n 2 --dist loadfile --lane load-timing --basetemp=/tmp/harness-test-load-timing-lane \
+		> test-output/load-timing-lane.log 2>&1 & timing=$$!; \
+	$(PYTEST) -n 2 --lane capacity --basetemp=/tmp/harness-test-capacity-lane; capacity=$$?; \
+	wait $$timing; quiet=$$?; \
+	echo "---- load-timing tests (run beside the capacity tests) ----"; cat test-output/load-timing-lane.log; \
+	[ $$local -eq 0 ] && [ $$unit_status -eq 0 ] && [ $$quiet -eq 0 ] && [ $$capacity -eq 0 ] \
+		&& [ $$cluster_status -eq 0 ] && [ $$kind_status -eq 0 ]
 	$(PYTEST) --lane machine-wide
-	$(PYTEST) -n 2 --lane capacity
 
 # wrk measures the same servers beside the harness (a Debian package).
 bench: setup

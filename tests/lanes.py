@@ -9,8 +9,8 @@ What a test exercises, by marker (pyproject.toml's [tool.pytest.ini_options] mar
 - `load_timing`: asserts rates or times of load it drives, which CPU-heavy neighbours would stretch;
 - `machine_wide`: measures CPU shares or load rates, or acts on the whole machine (sweeps of dead harnesses,
   image prunes), so nothing else may run beside it;
-- `capacity`: searches a server's capacity by load near it (`harness sweep`): light on CPU itself, it needs
-  light neighbours, so two run at once after the machine-wide lane and beside nothing else.
+- `capacity`: searches a server's capacity by load near it (`harness sweep`): light on CPU itself (about a fifth
+  of a core each), it needs light neighbours: two at once beside the load-timing tests, after the heavy lanes.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ LANES = ("cluster", "kind", "unit", "local", "load-timing", "machine-wide", "cap
 
 
 def lane_of(markers: Collection[str]) -> str:
-    """The one lane a test with these markers runs in: what needs the machine alone first, then timing-bound load
-    (beside only the cluster lane's end), then the cluster, then tests that start processes, then the rest."""
+    """The one lane a test with these markers runs in: what needs the machine alone first, then capacity searches
+    and timing-bound load (beside each other only), then the cluster, then tests that start processes, then the
+    rest."""
     if "machine_wide" in markers:
         return "machine-wide"
     if "capacity" in markers:

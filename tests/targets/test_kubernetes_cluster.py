@@ -264,8 +264,7 @@ def test_a_sigkilled_harness_has_its_namespace_deleted_by_its_watchdog(
     wait_until(lambda: api.get("v1", "Namespace", None, namespace) is None, "the namespace gone", WAIT_S)
 
 
-# Cluster-wide cleanup and a killed harness's watchdog, one at a time: `harness cleanup` beside the killed run
-# would delete its namespace before the watchdog is seen to.
+# In the watchdog test's group (above).
 @pytest.mark.xdist_group("cleanup")
 def test_harness_cleanup_deletes_namespaces_of_dead_harnesses_only(cluster: RealCluster) -> None:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
