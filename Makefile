@@ -126,10 +126,13 @@ HELM := $(HOME)/.cache/harness-tools/helm-$(HELM_VERSION)/helm
 $(HELM):
 	GOBIN=$(dir $@) go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
 
+# mypy's cache outside the clone: a fresh clone of unchanged sources is checked in 0.5 s instead of 15 s (mypy
+# validates each cached module by its content).
+MYPY_CACHE ?= $(HOME)/.cache/harness-mypy
 lint: setup $(ACTIONLINT)
 	$(BIN)/ruff format --check harness tests bench examples
 	$(BIN)/ruff check harness tests bench examples
-	$(BIN)/mypy
+	$(BIN)/mypy --cache-dir $(MYPY_CACHE)
 	bash scripts/install-system-packages.sh shellcheck
 	shellcheck --severity=warning scripts/*.sh scripts/cluster/*.sh scripts/kind/*.sh .ci/run
 	$(ACTIONLINT)
@@ -161,23 +164,24 @@ $(KIND):
 kind-setup: docker-setup $(KIND)
 	bash scripts/kind/node-image.sh build
 
-# Lanes on a 2-core machine, measured with a CPU sampler (CI25): the CPU was only 75% busy while the light
-# tests ran beside the cluster tests, and 10-45% busy while the old machine-wide phase (5.3 min) ran alone. So
-# (each test's lane is derived from its markers in tests/lanes.py):
-# - the cluster tests one at a time, in the background (9-10 min, mostly waiting on the controller and the
-#   HPA; on two workers of their own they measured 14:26-16:44 in all, no better and more variable);
+# Lanes on a 2-core machine (each test's lane is derived from its markers in tests/lanes.py). Measured with
+# per-lane cpuacct cgroups: the CPU is saturated until the heavy lanes end (about 1,600 CPU-seconds in all, the
+# local tests the largest share), so the layout keeps waits overlapping and leaves only light work for the end:
+# - the cluster tests two at a time, in the background (--dist loadgroup: the two HPA-timed tests, and the
+#   cluster-wide cleanups with the watchdog test, never beside each other; mostly waiting on the controller and
+#   the HPA: 13:28 one at a time with the machine to itself, 10-11 min two at a time inside make test);
 # - the kind tests one at a time, in the background beside them (tests/targets/test_kind_cluster.py: the
 #   nightly's `make loadtest TARGET=kind` with the HPA 1 -> >= 2 and back, the three kill cases, preflight;
-#   5:20 alone here, mostly waiting on the HPA; they need kind-setup, not the test cluster);
-# - the unit tests on one pytest-xdist worker, in the background from the start: spread over the light
-#   tests' idle CPU rather than crowding the cluster tests' first pods (on two workers the first cluster test
-#   took 122 s instead of 79 s);
-# - the light local integration tests on two workers (--dist loadfile: a test file stays on one worker, its
-#   module fixtures start servers once); then, once the unit tests are done, the tests marked `load_timing` (load
-#   with timing bounds) two at a time, beside only the cluster tests' end;
-# - last, every test marked `machine_wide` alone (CPU-share and load-rate measurements, sweeps of dead
-#   harnesses, an image prune). Each lane's output is printed after it ends.
-# Measured from fresh clones: 11:46, 12:32 and 11:36 (the previous two-phase layout: 15:23-16:27).
+#   6-7.5 min inside make test);
+# - the unit tests on one pytest-xdist worker at nice 5, in the background from the start: pure CPU, they take
+#   what the others leave;
+# - the local integration tests on two workers (--dist loadfile: a test file stays on one worker, its module
+#   fixtures start servers once; the README quick start, minutes of pip and two runs, is handed out first);
+# - once those lanes ended, the tests marked `load_timing` (load with timing bounds) two at a time beside the
+#   two `capacity` sweeps (light: about a fifth of a core each);
+# - last, every test marked `machine_wide` alone (CPU-share measurements, sweeps of dead harnesses, an image
+#   prune). Each lane's output is printed after it ends.
+# Measured from fresh clones: see docs/development.md.
 PYTEST_PATH = PATH=$(CURDIR)/$(BIN):$(dir $(HELM)):$(dir $(KIND)):$$PATH
 PYTEST = $(PYTEST_PATH) $(BIN)/pytest --durations=15
 test: setup system-packages docker-setup cluster kind-setup lint $(HELM)
@@ -191,7 +195,7 @@ test: setup system-packages docker-setup cluster kind-setup lint $(HELM)
 	$(PYTEST_PATH) nice -n 5 $(BIN)/pytest --durations=15 -n 1 --lane unit --basetemp=/tmp/harness-test-unit-lane \
 		> test-output/unit-lane.log 2>&1 & unit=$$!; \
 	trap 'kill $$cluster $$kind $$unit $$timing 2>/dev/null' INT TERM; \
-	$(PYTEST) -n 3 --dist loadfile --lane local \
+	$(PYTEST) -n 2 --dist loadfile --lane local \
 		--basetemp=/tmp/harness-test-local-lane; local=$$?; \
 	wait $$unit; unit_status=$$?; \
 	echo "---- unit tests (run beside the ones above) ----"; cat test-output/unit-lane.log; \

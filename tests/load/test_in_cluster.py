@@ -277,17 +277,7 @@ def test_a_master_job_that_fails_before_the_watcher_looks_is_named_as_a_generato
     tmp_path: Path,
 ) -> None:
     """The watcher thread and wait() both see a crash; whichever sees it first, the run says the same."""
-    load = InClusterLoad(
-        LoadgenTarget(CrashedGenerator()),  # type: ignore[arg-type]
-        plan_of(scenario()),
-        tmp_path,
-        lambda record: None,
-        image="lg:1",
-        json_file=tmp_path / "locust.json",
-        workers=1,
-        poll_s=0.01,
-    )
-    load.intervals_dir.mkdir()
+    load, _ = in_cluster_load(tmp_path, CrashedGenerator())
     load.started_s = time.time()  # started, but its watcher has not looked at the pods yet
     with pytest.raises(LoadError) as raised:
         load.wait(poll_s=0.0)
@@ -341,8 +331,9 @@ def record_line(n: int) -> str:
     return f'harness-interval {{"t_start_s":{10.0 + n},"t_end_s":{11.0 + n},"stage":"s"}}'
 
 
-def follower(tmp_path: Path, streams: list[list[str | Exception]]) -> tuple[InClusterLoad, LoadgenTarget]:
-    target = LoadgenTarget(BreakingLogs(streams))
+def in_cluster_load(tmp_path: Path, api: BreakingLogs | CrashedGenerator) -> tuple[InClusterLoad, LoadgenTarget]:
+    """One worker's in-cluster load on the default scenario, reading the API server through `api`."""
+    target = LoadgenTarget(api)
     load = InClusterLoad(
         target,  # type: ignore[arg-type]
         plan_of(scenario()),
@@ -355,6 +346,10 @@ def follower(tmp_path: Path, streams: list[list[str | Exception]]) -> tuple[InCl
     )
     load.intervals_dir.mkdir()
     return load, target
+
+
+def follower(tmp_path: Path, streams: list[list[str | Exception]]) -> tuple[InClusterLoad, LoadgenTarget]:
+    return in_cluster_load(tmp_path, BreakingLogs(streams))
 
 
 def test_a_broken_log_stream_is_followed_again_and_no_record_is_lost_or_doubled(tmp_path: Path) -> None:
