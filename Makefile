@@ -195,7 +195,7 @@ test: setup system-packages docker-setup cluster kind-setup lint $(HELM)
 	$(PYTEST_PATH) nice -n 5 $(BIN)/pytest --durations=15 -n 1 --lane unit --basetemp=/tmp/harness-test-unit-lane \
 		> test-output/unit-lane.log 2>&1 & unit=$$!; \
 	trap 'kill $$cluster $$kind $$unit $$timing 2>/dev/null' INT TERM; \
-	$(PYTEST) -n 2 --dist loadfile --lane local \
+	$(PYTEST) -n 2 --dist loadfile --no-loadscope-reorder --lane local \
 		--basetemp=/tmp/harness-test-local-lane; local=$$?; \
 	wait $$unit; unit_status=$$?; \
 	echo "---- unit tests (run beside the ones above) ----"; cat test-output/unit-lane.log; \

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,17 +56,18 @@ def _markers(item: pytest.Item) -> set[str]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Files with a test marked starts_first go first: pytest-xdist hands out work in this order, and a test of
-    # minutes handed out last would end its lane alone.
-    first = {item.path for item in items if item.get_closest_marker("starts_first")}
-    items.sort(key=lambda item: item.path not in first)
     lane = config.getoption("--lane")
-    if lane is None:
-        return
-    deselected = [item for item in items if lane_of(_markers(item)) != lane]
-    if deselected:
-        config.hook.pytest_deselected(items=deselected)
-        items[:] = [item for item in items if lane_of(_markers(item)) == lane]
+    if lane is not None:
+        deselected = [item for item in items if lane_of(_markers(item)) != lane]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = [item for item in items if lane_of(_markers(item)) == lane]
+    # The order pytest-xdist hands out files in (the Makefile's --no-loadscope-reorder keeps it): files with a test
+    # marked starts_first, as collected, then the others by their number of tests, most first (xdist's own order).
+    # A file of minutes handed out last would end its lane alone.
+    first = {item.path for item in items if item.get_closest_marker("starts_first")}
+    tests_in = Counter(item.path for item in items)
+    items.sort(key=lambda item: (False, 0) if item.path in first else (True, -tests_in[item.path]))
 
 
 class _ProgramAudit:

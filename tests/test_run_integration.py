@@ -136,6 +136,8 @@ def test_run_verdict_agrees_with_raw_data(clean_tmp: Path) -> None:
     assert leftover_processes(str(tmp_path)) == []
 
 
+# Its file holds minutes of runs: handed out first in its lane.
+@pytest.mark.starts_first
 def test_two_locust_processes_each_load_every_stage_from_its_start_to_its_end(clean_tmp: Path) -> None:
     """load.processes: 2. Each worker measures its overhead before its load, and the master holds the stage
     clock until both have: once a worker still calibrating started its load 2 s late while the master's clock
