@@ -176,12 +176,14 @@ kind-setup: docker-setup $(KIND)
 # - the unit tests on one pytest-xdist worker at nice 5, in the background from the start: pure CPU, they take
 #   what the others leave;
 # - the local integration tests on two workers (--dist loadfile: a test file stays on one worker, its module
-#   fixtures start servers once; the README quick start, minutes of pip and two runs, is handed out first);
+#   fixtures start servers once; files with a test marked starts_first, the README quick start's and the run
+#   integration tests', are handed out first: tests/conftest.py orders them, --no-loadscope-reorder keeps it);
 # - once those lanes ended, the tests marked `load_timing` (load with timing bounds) two at a time beside the
 #   two `capacity` sweeps (light: about a fifth of a core each);
 # - last, every test marked `machine_wide` alone (CPU-share measurements, sweeps of dead harnesses, an image
 #   prune). Each lane's output is printed after it ends.
-# Measured from fresh clones: see docs/development.md.
+# Measured from fresh clones with the machine to itself: 16:33, 15:42, 15:26 (with the cluster tests one at a
+# time: 19:44-20:32); lane by lane in docs/development.md.
 PYTEST_PATH = PATH=$(CURDIR)/$(BIN):$(dir $(HELM)):$(dir $(KIND)):$$PATH
 PYTEST = $(PYTEST_PATH) $(BIN)/pytest --durations=15
 test: setup system-packages docker-setup cluster kind-setup lint $(HELM)
