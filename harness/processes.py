@@ -1,4 +1,4 @@
-"""Every process the harness starts, in one place: started with a mark, stopped completely, swept when its
+"""Every process the harness starts, in one place: started with a mark, stopped completely, cleaned up when its
 owner is gone.
 
 The mark is a set of environment variables every descendant inherits, BentoML's and Locust's workers too:
@@ -61,7 +61,7 @@ def owner_id(pid: int | None = None) -> str:
 
 def owner_alive(owner: str) -> bool:
     """Whether the owner still runs. An owner on another host, or a mark this harness did not write, counts
-    as alive: only what provably belongs to a dead harness of this machine is ever swept."""
+    as alive: only what provably belongs to a dead harness of this machine is ever cleaned up."""
     try:
         host, pid, started = owner.split("-")
         if host != _host_tag():

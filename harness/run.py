@@ -345,7 +345,7 @@ class Run:
 
     def _prepare(self) -> Path:
         """What earlier runs left when their harness was killed goes first; this run's own leftovers, should the
-        harness die, are swept by its watchdog. Returns the run's work directory."""
+        harness die, are removed by its watchdog. Returns the run's work directory."""
         work_dir = self.run_dir.path / "work"
         (work_dir / "load").mkdir(parents=True, exist_ok=True)
         for line in clean_up_dead_runs(docker=target_kind(self.scenario).uses_docker):

@@ -97,11 +97,8 @@ class ContainerdNode:
         digest = hashlib.sha256(str(self.address.resolve()).encode()).hexdigest()[:16]
         lock_file = Path(tempfile.gettempdir()) / f"harness-containerd-import-{digest}.lock"
         with lock_file.open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, however the block ends
+            yield
 
     def load_image(self, image: str) -> bool:
         """Import a local Docker image unless the node already has it (same id); True when it imported."""

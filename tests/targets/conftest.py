@@ -91,11 +91,12 @@ class RealCluster:
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> RealCluster:
     """The real cluster on this machine, started when it is not running (`make test` starts it first)."""
-    once_per_session(
-        tmp_path_factory,
-        "cluster",
-        lambda: str(subprocess.run(["bash", str(CLUSTER_SCRIPT), "up"], check=True, timeout=3600).returncode),
-    )
+
+    def start() -> str:
+        subprocess.run(["bash", str(CLUSTER_SCRIPT), "up"], check=True, timeout=3600)
+        return "up"
+
+    once_per_session(tmp_path_factory, "cluster", start)
     return RealCluster(
         kubeconfig=ROOT / ".cluster" / "kubeconfig",
         containerd=Path("/run/harness-cluster/containerd/containerd.sock"),
