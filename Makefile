@@ -173,12 +173,13 @@ kind-setup: docker-setup $(KIND)
 # - the kind tests one at a time, in the background beside them (tests/targets/test_kind_cluster.py: the
 #   nightly's `make loadtest TARGET=kind` with the HPA 1 -> >= 2 and back, the three kill cases, preflight;
 #   6-7.5 min inside make test);
-# - the unit tests on one pytest-xdist worker at nice 5, in the background from the start: pure CPU, they take
-#   what the others leave;
+# - the unit tests on two pytest-xdist workers under SCHED_IDLE (chrt --idle), in the background from the start:
+#   pure CPU (about 100 CPU-seconds) that runs only on a core nothing else wants, so it never slows the lanes
+#   that decide the total; it finishes in the idle gaps of the waits at the end and is waited for last;
 # - the local integration tests on two workers (--dist loadfile: a test file stays on one worker, its module
 #   fixtures start servers once; files with a test marked starts_first, the README quick start's and the run
 #   integration tests', are handed out first: tests/conftest.py orders them, --no-loadscope-reorder keeps it);
-# - once those lanes ended, the tests marked `load_timing` (load with timing bounds) two at a time beside the
+# - once the local, cluster and kind lanes ended, the tests marked `load_timing` (load with timing bounds) two at a time beside the
 #   two `capacity` sweeps (light: about a fifth of a core each);
 # - last, every test marked `machine_wide` alone (CPU-share measurements, sweeps of dead harnesses, an image
 #   prune). Each lane's output is printed after it ends.
@@ -194,13 +195,11 @@ test: setup system-packages docker-setup cluster kind-setup lint $(HELM)
 		> test-output/cluster-lane.log 2>&1 & cluster=$$!; \
 	$(PYTEST) --lane kind --basetemp=/tmp/harness-test-kind-lane \
 		> test-output/kind-lane.log 2>&1 & kind=$$!; \
-	$(PYTEST_PATH) nice -n 5 $(BIN)/pytest --durations=15 -n 1 --lane unit --basetemp=/tmp/harness-test-unit-lane \
+	$(PYTEST_PATH) chrt --idle 0 $(BIN)/pytest --durations=15 -n 2 --lane unit --basetemp=/tmp/harness-test-unit-lane \
 		> test-output/unit-lane.log 2>&1 & unit=$$!; \
 	trap 'kill $$cluster $$kind $$unit $$timing 2>/dev/null' INT TERM; \
 	$(PYTEST) -n 2 --dist loadfile --no-loadscope-reorder --lane local \
 		--basetemp=/tmp/harness-test-local-lane; local=$$?; \
-	wait $$unit; unit_status=$$?; \
-	echo "---- unit tests (run beside the ones above) ----"; cat test-output/unit-lane.log; \
 	wait $$cluster; cluster_status=$$?; \
 	echo "---- cluster tests (run beside the ones above) ----"; cat test-output/cluster-lane.log; \
 	wait $$kind; kind_status=$$?; \
@@ -210,6 +209,8 @@ test: setup system-packages docker-setup cluster kind-setup lint $(HELM)
 	$(PYTEST) -n 2 --lane capacity --basetemp=/tmp/harness-test-capacity-lane; capacity=$$?; \
 	wait $$timing; quiet=$$?; \
 	echo "---- load-timing tests (run beside the capacity tests) ----"; cat test-output/load-timing-lane.log; \
+	wait $$unit; unit_status=$$?; \
+	echo "---- unit tests (run beside all of the above, on idle CPU only) ----"; cat test-output/unit-lane.log; \
 	[ $$local -eq 0 ] && [ $$unit_status -eq 0 ] && [ $$quiet -eq 0 ] && [ $$capacity -eq 0 ] \
 		&& [ $$cluster_status -eq 0 ] && [ $$kind_status -eq 0 ]
 	$(PYTEST) --lane machine-wide

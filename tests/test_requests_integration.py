@@ -96,8 +96,9 @@ def test_weighted_requests_with_a_secret_header_and_checked_answers(tmp_path: Pa
     result = run(scenario(tmp_path), {"CHECKED_API_KEY": SECRET, "CHECKED_TOKEN": SECRET})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     figures = steady(tmp_path)
-    # Every predict carried the key (the service answers 401 without it); only load shedding (503, see below) may fail.
-    assert set(figures["errors"]) <= {"http_503"}, figures["errors"]
+    # Every predict carried the key (the service answers 401 without it), and the service sheds no load (its
+    # max_latency_ms is far above what 8 users can queue): nothing fails.
+    assert figures["errors"] == {}, figures["errors"]
     assert figures["checked"] > 200 and figures["mismatches"] == 0
     locust = json.loads((run_dir(tmp_path) / "locust.json").read_text())
     counts = {stat["name"]: stat["num_requests"] for stat in locust}
@@ -129,10 +130,8 @@ def test_a_service_wrong_when_batched_and_500_on_bad_input_fails_both_objectives
     print(f"bad inputs {figures['bad_inputs']}, 5xx {figures['bad_input_5xx']}; {figures['mismatches']} mismatches")
     assert figures["bad_input_5xx"] > 0
     # Right statuses for the valid requests: only the answers' labels give the batching bug away; the spoiled
-    # requests stay out of failures whatever they got (their 500s above are not among the failures). A 503 is
-    # BentoML's adaptive batching shedding load when its queue outgrows max_latency_ms on a busy machine: a true
-    # answer of an overloaded service, the only failure a valid request may get here.
-    assert set(figures["errors"]) <= {"http_503"}, figures["errors"]
+    # requests stay out of failures whatever they got (their 500s above are not among the failures).
+    assert figures["errors"] == {}, figures["errors"]
     # The 500s are the bodies that are not JSON: every one of them got one, counted as a failed bad input.
     locust = {stat["name"]: stat for stat in json.loads((run_dir(tmp_path) / "locust.json").read_text())}
     not_json = locust["predict [malformed not_json]"]
