@@ -179,8 +179,8 @@ kind-setup: docker-setup $(KIND)
 # - the local integration tests on two workers (--dist loadfile: a test file stays on one worker, its module
 #   fixtures start servers once; files with a test marked starts_first, the README quick start's and the run
 #   integration tests', are handed out first: tests/conftest.py orders them, --no-loadscope-reorder keeps it);
-# - once the local, cluster and kind lanes ended, the tests marked `load_timing` (load with timing bounds) two at a time beside the
-#   two `capacity` sweeps (light: about a fifth of a core each);
+# - once the local, cluster and kind lanes ended, the tests marked `load_timing` (load with timing bounds) two at
+#   a time beside the two `capacity` sweeps (light: about a fifth of a core each);
 # - last, every test marked `machine_wide` alone (CPU-share measurements, sweeps of dead harnesses, an image
 #   prune). Each lane's output is printed after it ends.
 # Measured from fresh clones with the machine to itself: 16:33, 15:42, 15:26 (with the cluster tests one at a

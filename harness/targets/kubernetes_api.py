@@ -319,13 +319,19 @@ class ClientKubernetesApi:
         return str(text)
 
     def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str, *, timeout_s: float = 5.0) -> str:
-        response = self._call(
-            f"GET pod {pod}:{port}{path} through the API server proxy",
-            lambda: self._core.connect_get_namespaced_pod_proxy_with_path(
+        def get() -> bytes:
+            response = self._core.connect_get_namespaced_pod_proxy_with_path(
                 f"{pod}:{port}", namespace, path.lstrip("/"), _preload_content=False, _request_timeout=timeout_s
-            ),
-        )
-        return bytes(response.data).decode("utf-8", errors="replace")
+            )
+            # The body is read here, inside _call: a read that times out mid-body (a busy API server) raises
+            # urllib3's own error, which must become a DeployError like any other unreachable answer.
+            try:
+                return bytes(response.data)
+            finally:
+                response.release_conn()
+
+        body = self._call(f"GET pod {pod}:{port}{path} through the API server proxy", get)
+        return bytes(body).decode("utf-8", errors="replace")
 
     def follow_pod_log(self, namespace: str, pod: str, container: str) -> Iterator[str]:
         response = self._call(

@@ -26,6 +26,7 @@ from harness.targets.kubernetes_api import (
 )
 
 POD = "model-service-6d4cf56db6-2xk9p"
+STALLED_POD = "model-service-6d4cf56db6-stall"
 METRICS_PAGE = (Path(__file__).parents[1] / "metrics" / "fixtures" / "bentoml_metrics.txt").read_text()
 
 
@@ -88,6 +89,8 @@ class FakeApiServer(http.server.BaseHTTPRequestHandler):
     """Answers the requests the adapter makes with recorded API-server responses; records every request."""
 
     requests: ClassVar[list[tuple[str, str, dict[str, list[str]], dict[str, str], bytes]]] = []
+    # Set when a test is done with the stalled pod's answer.
+    release: ClassVar[threading.Event] = threading.Event()
 
     def _answer(self, status: int, body: Any, content_type: str = "application/json") -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -121,6 +124,17 @@ class FakeApiServer(http.server.BaseHTTPRequestHandler):
             return self._answer(400, status)
         if method == "GET" and path == f"/api/v1/namespaces/harness/pods/{POD}:3000/proxy/metrics":
             return self._answer(200, METRICS_PAGE.encode(), "text/plain; version=0.0.4")
+        if method == "GET" and path == f"/api/v1/namespaces/harness/pods/{STALLED_POD}:3000/proxy/metrics":
+            # Headers and half the page, then nothing until the test lets go: a read that times out mid-body.
+            data = METRICS_PAGE.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.release.wait(30)
+            return None
         if method == "PATCH" and path == "/apis/apps/v1/namespaces/harness/deployments/model-service/scale":
             return self._answer(403, fixture("status_403_forbidden.json"))
         return self._answer(404, dict(NOT_FOUND, message=f'"{path}" not found'))
@@ -211,6 +225,17 @@ def test_pod_log_and_proxy(api: ClientKubernetesApi) -> None:
     # No previous container: the API server answers 400, which is an empty log, not an error.
     assert api.pod_log("harness", POD, "model-service", tail_lines=12, previous=False) == ""
     assert api.pod_proxy_get("harness", POD, 3000, "/metrics") == METRICS_PAGE
+
+
+def test_a_proxy_answer_that_stalls_mid_body_is_a_deploy_error(api: ClientKubernetesApi) -> None:
+    """A busy API server that sends the headers and then stalls: the read timeout surfaces as a HarnessError, which
+    the metrics collector records as a failed scrape, never as urllib3's own error that would stop it."""
+    FakeApiServer.release.clear()
+    try:
+        with pytest.raises(DeployError, match=f"GET pod {STALLED_POD}:3000/metrics through the API server proxy"):
+            api.pod_proxy_get("harness", STALLED_POD, 3000, "/metrics", timeout_s=0.3)
+    finally:
+        FakeApiServer.release.set()
 
 
 def test_api_errors_carry_the_status_message(api: ClientKubernetesApi) -> None:
