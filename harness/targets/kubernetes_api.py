@@ -320,7 +320,7 @@ class ClientKubernetesApi:
 
     def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str, *, timeout_s: float = 5.0) -> str:
         def get() -> bytes:
-            response = self._core.connect_get_namespaced_pod_proxy_with_path(
+            response: Any = self._core.connect_get_namespaced_pod_proxy_with_path(
                 f"{pod}:{port}", namespace, path.lstrip("/"), _preload_content=False, _request_timeout=timeout_s
             )
             # The body is read here, inside _call: a read that times out mid-body (a busy API server) raises
