@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+from harness.analysis.distributions import chi2_quantile, normal_quantile
+
 
 def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion; (0, 1) when there are no trials."""
@@ -14,9 +16,7 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tu
         return 0.0, 1.0
     if not 0 <= successes <= trials:
         raise ValueError(f"successes={successes} must be within 0..trials={trials}")
-    from scipy.stats import norm  # imported where used: scipy alone takes about a second to import
-
-    z = float(norm.ppf(0.5 + confidence / 2))
+    z = normal_quantile(0.5 + confidence / 2)
     p = successes / trials
     denominator = 1 + z * z / trials
     centre = (p + z * z / (2 * trials)) / denominator
@@ -32,9 +32,7 @@ def requests_to_pass_error_rate(max_error_rate: float, confidence: float = 0.95)
     upper bound at 0 failures is z^2 / (n + z^2), below max when n > z^2 (1 - max) / max."""
     if not 0 < max_error_rate < 1:
         raise ValueError(f"max_error_rate={max_error_rate} must be within (0, 1)")
-    from scipy.stats import norm  # imported where used: scipy alone takes about a second to import
-
-    z = float(norm.ppf(0.5 + confidence / 2))
+    z = normal_quantile(0.5 + confidence / 2)
     return math.floor(z * z * (1 - max_error_rate) / max_error_rate) + 1
 
 
@@ -43,8 +41,6 @@ def garwood_interval(count: int, confidence: float = 0.95) -> tuple[float, float
     if count < 0:
         raise ValueError(f"count={count} must be >= 0")
     alpha = 1 - confidence
-    from scipy.stats import chi2
-
-    low = 0.0 if count == 0 else float(chi2.ppf(alpha / 2, 2 * count)) / 2
-    high = float(chi2.ppf(1 - alpha / 2, 2 * count + 2)) / 2
+    low = 0.0 if count == 0 else chi2_quantile(alpha / 2, 2 * count) / 2
+    high = chi2_quantile(1 - alpha / 2, 2 * count + 2) / 2
     return low, high

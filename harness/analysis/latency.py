@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
+from harness.analysis.distributions import binomial_cdf, binomial_quantile_guess, student_t_quantile
 from harness.errors import MetricsError
 from harness.model import PercentileEstimate
 
@@ -182,21 +183,18 @@ def order_statistic_ranks(n: int, q: float, confidence: float = 0.95) -> tuple[i
         raise ValueError(f"confidence={confidence} must be within (0, 1)")
     if n < 1 or q <= 0 or q >= 100:
         return None, None
-    # scipy takes about a second to import: only where it is used, so that start-up stays fast.
-    from scipy.stats import binom
-
     p = float(_exact(q) / 100)
     tail = (1.0 - confidence) / 2.0
-    # ppf gives the smallest x with F(x) >= level; the loops settle floating-point ties either way.
-    j = int(binom.ppf(tail, n, p)) + 1
-    while j >= 1 and binom.cdf(j - 1, n, p) > tail:
+    # From about the right rank, the loops walk to the exact one, settling floating-point ties either way.
+    j = binomial_quantile_guess(tail, n, p) + 1
+    while j >= 1 and binomial_cdf(j - 1, n, p) > tail:
         j -= 1
-    while j < n and binom.cdf(j, n, p) <= tail:
+    while j < n and binomial_cdf(j, n, p) <= tail:
         j += 1
-    k = int(binom.ppf(1.0 - tail, n, p)) + 1
-    while k >= 2 and binom.cdf(k - 2, n, p) >= 1.0 - tail:
+    k = binomial_quantile_guess(1.0 - tail, n, p) + 1
+    while k >= 2 and binomial_cdf(k - 2, n, p) >= 1.0 - tail:
         k -= 1
-    while k <= n and binom.cdf(k - 1, n, p) < 1.0 - tail:
+    while k <= n and binomial_cdf(k - 1, n, p) < 1.0 - tail:
         k += 1
     return (j if j >= 1 else None), (k if k <= n else None)
 
@@ -307,11 +305,9 @@ def sectioning_interval(
     k = len(section_values_s)
     if k < 2 or point_s <= 0 or min(section_values_s) <= 0:
         return None
-    from scipy.stats import t
-
     log_point = math.log(point_s)
     spread = math.sqrt(sum((math.log(value) - log_point) ** 2 for value in section_values_s) / (k - 1))
-    half_width = float(t.ppf((1 + confidence) / 2, k - 1)) * spread / math.sqrt(k)
+    half_width = student_t_quantile((1 + confidence) / 2, k - 1) * spread / math.sqrt(k)
     return point_s * math.exp(-half_width), point_s * math.exp(half_width)
 
 

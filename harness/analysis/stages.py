@@ -43,6 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from harness.analysis.distributions import poisson_quantile
 from harness.analysis.failures import merge_samples
 from harness.analysis.latency import (
     LatencyHistogram,
@@ -80,10 +81,7 @@ POISSON_NOISE_QUANTILE = 0.001
 
 
 def _arrivals_short(actual: int, expected: float, shortfall: float) -> bool:
-    # scipy takes about a second to import: only where it is used, so that start-up stays fast.
-    from scipy.stats import poisson
-
-    return actual < (1.0 - shortfall) * expected and actual < poisson.ppf(POISSON_NOISE_QUANTILE, expected)
+    return actual < (1.0 - shortfall) * expected and actual < poisson_quantile(POISSON_NOISE_QUANTILE, expected)
 
 
 def _loadgen_reasons(

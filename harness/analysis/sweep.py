@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from harness.analysis.distributions import gamma_upper_quantile
 from harness.analysis.latency import min_samples_for_percentile
 from harness.model import Probe, SweepResult
 
@@ -159,7 +160,5 @@ def probe_duration_s(
     if not 0 < shortfall_probability < 1:
         raise ValueError(f"shortfall_probability={shortfall_probability} must be within (0, 1)")
     needed = min_samples_for_percentile(percentile, min_tail_samples)
-    from scipy.stats import gamma  # imported where used: scipy alone takes about a second to import
-
-    expected = float(gamma.isf(shortfall_probability, needed))
+    expected = gamma_upper_quantile(shortfall_probability, needed)
     return max(float(min_duration_s), expected / rate_rps)
