@@ -13,6 +13,7 @@ import os
 import selectors
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,7 +22,35 @@ from harness import extras
 from harness.errors import DeployError
 
 FIELD_MANAGER = "harness"
+# The groups every API server serves: failing to find or list one of their kinds is the server's trouble (busy,
+# restarting), never "not served"; only an optional API (metrics.k8s.io, an aggregated or custom one) may be absent
+# or down.
+_BUILT_IN_GROUPS = frozenset(
+    {
+        "",
+        "apps",
+        "authorization.k8s.io",
+        "autoscaling",
+        "batch",
+        "coordination.k8s.io",
+        "discovery.k8s.io",
+        "events.k8s.io",
+        "networking.k8s.io",
+        "policy",
+        "rbac.authorization.k8s.io",
+        "scheduling.k8s.io",
+        "storage.k8s.io",
+    }
+)
+# Answers a busy or restarting API server gives that the same read may not get a moment later.
+_TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+# A read (discovery, get, list) is tried this many times on a transient answer, 0.5 s then 1 s apart.
+_READ_ATTEMPTS = 3
 _RELAY_BUFFER_BYTES = 65536
+
+
+def _built_in(api_version: str) -> bool:
+    return (api_version.split("/", 1)[0] if "/" in api_version else "") in _BUILT_IN_GROUPS
 
 
 class KubernetesApiError(DeployError):
@@ -187,7 +216,7 @@ class ClientKubernetesApi:
         if self._dynamic_client is None:
             from kubernetes.dynamic import DynamicClient
 
-            self._dynamic_client = self._call(
+            self._dynamic_client = self._read(
                 "API discovery",
                 lambda: DynamicClient(self._api_client),  # type: ignore[no-untyped-call]
             )
@@ -197,17 +226,37 @@ class ClientKubernetesApi:
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
         dynamic = self._dynamic
-        try:
-            return self._call(
-                f"discovery of {kind} ({api_version})",
-                lambda: dynamic.resources.get(api_version=api_version, kind=kind),
-            )
-        except ResourceNotFoundError as error:
-            raise KubernetesApiError(
-                f"the cluster does not serve {kind} ({api_version})",
-                status=404,
-                hint="install the API that provides it (a CRD or an aggregated API), or disable what renders it",
-            ) from error
+        for attempt in range(_READ_ATTEMPTS):
+            try:
+                return self._read(
+                    f"discovery of {kind} ({api_version})",
+                    lambda: dynamic.resources.get(api_version=api_version, kind=kind),
+                )
+            except ResourceNotFoundError as error:
+                if _built_in(api_version) and attempt < _READ_ATTEMPTS - 1:
+                    # A built-in kind exists on every cluster: a busy server's discovery answer was lost (the
+                    # client then holds its group empty), so discovery is asked again.
+                    time.sleep(0.5 * 2**attempt)
+                    dynamic.resources.invalidate_cache()
+                    continue
+                raise KubernetesApiError(
+                    f"the cluster does not serve {kind} ({api_version})",
+                    status=404,
+                    hint="install the API that provides it (a CRD or an aggregated API), or disable what renders it",
+                ) from error
+        raise AssertionError("unreachable")
+
+    def _read(self, action: str, function: Callable[[], Any]) -> Any:
+        """`_call` for a request that changes nothing, tried again on a transient answer or a lost connection."""
+        for attempt in range(_READ_ATTEMPTS):
+            try:
+                return self._call(action, function)
+            except DeployError as error:
+                transient = not isinstance(error, KubernetesApiError) or error.status in _TRANSIENT_STATUSES
+                if not transient or attempt == _READ_ATTEMPTS - 1:
+                    raise
+            time.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")
 
     def _call(self, action: str, function: Callable[[], Any]) -> Any:
         from kubernetes.client.exceptions import ApiException
@@ -232,7 +281,7 @@ class ClientKubernetesApi:
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         resource = self._resource(api_version, kind)
         try:
-            found = self._call(f"get {kind} {name}", lambda: resource.get(name=name, namespace=namespace))
+            found = self._read(f"get {kind} {name}", lambda: resource.get(name=name, namespace=namespace))
         except KubernetesApiError as error:
             if error.status == 404:
                 return None
@@ -242,15 +291,20 @@ class ClientKubernetesApi:
     def list(
         self, api_version: str, kind: str, namespace: str | None, label_selector: str | None = None
     ) -> dict[str, Any] | None:
+        # None only for an optional API: a built-in kind that cannot be listed is an error, never an empty answer
+        # (`harness cleanup` would report nothing to clean up).
+        optional = not _built_in(api_version)
         try:
             resource = self._resource(api_version, kind)
         except KubernetesApiError:
-            return None
+            if optional:
+                return None
+            raise
         try:
-            found = self._call(f"list {kind}", lambda: resource.get(namespace=namespace, label_selector=label_selector))
+            found = self._read(f"list {kind}", lambda: resource.get(namespace=namespace, label_selector=label_selector))
         except KubernetesApiError as error:
             # An aggregated API (metrics.k8s.io) that is registered but down answers 503.
-            if error.status in (404, 503):
+            if optional and error.status in (404, 503):
                 return None
             raise
         return dict(found.to_dict())

@@ -91,6 +91,8 @@ class FakeApiServer(http.server.BaseHTTPRequestHandler):
     requests: ClassVar[list[tuple[str, str, dict[str, list[str]], dict[str, str], bytes]]] = []
     # Set when a test is done with the stalled pod's answer.
     release: ClassVar[threading.Event] = threading.Event()
+    # How many more lists of namespaces a busy API server answers 503 to.
+    busy_lists: ClassVar[int] = 0
 
     def _answer(self, status: int, body: Any, content_type: str = "application/json") -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -111,6 +113,11 @@ class FakeApiServer(http.server.BaseHTTPRequestHandler):
             return self._answer(200, fixture("version.json"))
         if method == "GET" and path in DISCOVERY:
             return self._answer(200, DISCOVERY[path])
+        if method == "GET" and path == "/api/v1/namespaces":
+            if FakeApiServer.busy_lists > 0:
+                FakeApiServer.busy_lists -= 1
+                return self._answer(503, dict(NOT_FOUND, code=503, reason="ServiceUnavailable", message="busy"))
+            return self._answer(200, {"kind": "NamespaceList", "apiVersion": "v1", "metadata": {}, "items": []})
         if method == "GET" and path == "/api/v1/namespaces/harness":
             return self._answer(200, fixture("namespace_active.json"))
         if method == "PATCH" and path == "/api/v1/namespaces/harness":
@@ -236,6 +243,26 @@ def test_a_proxy_answer_that_stalls_mid_body_is_a_deploy_error(api: ClientKubern
             api.pod_proxy_get("harness", STALLED_POD, 3000, "/metrics", timeout_s=0.3)
     finally:
         FakeApiServer.release.set()
+
+
+def test_a_busy_api_servers_503_to_a_list_is_asked_again(api: ClientKubernetesApi) -> None:
+    FakeApiServer.busy_lists = 1
+    listed = api.list("v1", "Namespace", None, "harness.dev/owner")
+    assert listed is not None and listed["items"] == []
+    assert len([r for r in FakeApiServer.requests if r[1] == "/api/v1/namespaces"]) == 2
+
+
+def test_a_built_in_kind_that_cannot_be_listed_is_an_error_not_an_empty_answer(api: ClientKubernetesApi) -> None:
+    """Only an optional API (metrics.k8s.io) that is down lists as None; a cluster that cannot list its namespaces
+    must not make `harness cleanup` report nothing to clean up."""
+    FakeApiServer.busy_lists = 3
+    try:
+        with pytest.raises(KubernetesApiError) as raised:
+            api.list("v1", "Namespace", None, "harness.dev/owner")
+    finally:
+        FakeApiServer.busy_lists = 0
+    assert raised.value.status == 503
+    assert len([r for r in FakeApiServer.requests if r[1] == "/api/v1/namespaces"]) == 3
 
 
 def test_api_errors_carry_the_status_message(api: ClientKubernetesApi) -> None:
