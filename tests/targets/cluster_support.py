@@ -25,6 +25,10 @@ from tests.targets.conftest import DIGITS_DIR, ROOT, RealCluster
 from tests.waiting import wait_until
 
 WAIT_S = 120.0
+# The only failure the digits example's valid requests may get in a cluster test: BentoML's adaptive batching
+# answers 503 once its queue outgrows max_latency_ms, the true answer of a pod short of CPU on a node that make
+# test's other lanes load (7 of 209 requests in one run). Any other status is a bug the tests look for.
+LOAD_SHEDDING = frozenset({"http_503"})
 # How long one request to a healthy pod (through the API server's proxy, a port-forward or Prometheus) may take:
 # generous, since the cluster runs beside the other lanes of `make test` and how fast it answers is not under test.
 ANSWER_S = 30.0

@@ -21,6 +21,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from harness.targets.kubernetes import CLEANUP_KINDS, KubernetesTarget
 from harness.targets.kubernetes_access import rights_needed, role_manifests
 from harness.targets.kubernetes_api import ClientKubernetesApi
 from tests.targets.cluster_support import (
+    LOAD_SHEDDING,
     WAIT_S,
     admin,
     cluster_scenario,
@@ -431,11 +433,16 @@ def assert_requests_in_cluster(run_dir: Path, events: list[dict[str, Any]], toke
     # Every classify answer was checked (status, field, answer alone) and agreed; bad input met 4xx, never 5xx.
     assert sum(r["checked"] for r in records) > 50 and sum(r["mismatches"] for r in records) == 0
     assert sum(r["bad_inputs"] for r in records) > 0 and sum(r["bad_input_5xx"] for r in records) == 0
-    # A header value lost on the way would have every classify answered 415; a busy machine may time out a few.
-    failures = sum(r["failures"] for r in records)
-    assert failures <= 0.02 * sum(r["requests"] for r in records), [r["errors"] for r in records if r["errors"]]
+    # A header value lost on the way would have every classify answered 415; load shedding is allowed, so
+    # error_rate is not asserted.
+    errors: Counter[str] = Counter()
+    for record in records:
+        errors.update(record["errors"])
+    assert set(errors) <= LOAD_SHEDDING, errors
     verdict = json.loads((run_dir / "verdict.json").read_text())
-    assert {o["status"] for o in verdict["objectives"]} <= {"PASS", "WARN"}, verdict["objectives"]
+    judged = [o for o in verdict["objectives"] if o["metric"] != "error_rate"]
+    assert {o["metric"] for o in judged} == {"mismatch_rate", "bad_input_5xx_rate"}, verdict["objectives"]
+    assert {o["status"] for o in judged} <= {"PASS", "WARN"}, verdict["objectives"]
     # The header's value went to the pods as a Secret and nowhere into the run directory.
     assert not [p for p in run_dir.rglob("*") if p.is_file() and token.encode() in p.read_bytes()]
 
@@ -483,7 +490,8 @@ def test_in_cluster_runs_the_users_own_locustfile(cluster: RealCluster, digits_i
     run_dir = run_cli(data, tmp_path, "locustfile")
     records = [json.loads(line) for line in (run_dir / "client_intervals.jsonl").read_text().splitlines()]
     stage = [record for record in records if record["stage"] == "users-4"]
-    assert sum(r["requests"] for r in stage) > 20 and sum(r["failures"] for r in stage) == 0
+    assert sum(r["requests"] for r in stage) > 20
+    assert {kind for r in stage for kind in r["errors"]} <= LOAD_SHEDDING, [r["errors"] for r in stage]
     totals = json.loads((run_dir / "locust.json").read_text())
     assert {e["name"] for e in totals if e["num_requests"]} == {"user-classify"}
 
