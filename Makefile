@@ -190,19 +190,17 @@ kind-setup: docker-setup $(KIND)
 # against 3.2 CPU-seconds). Empty, the variable is unset for Python, in the tests and every process they start.
 PYTEST_PATH = PYTHONDONTWRITEBYTECODE= PATH=$(CURDIR)/$(BIN):$(dir $(HELM)):$(dir $(KIND)):$$PATH
 PYTEST = $(PYTEST_PATH) $(BIN)/pytest --durations=15
-test: setup system-packages docker-setup cluster kind-setup $(HELM)
+test: setup system-packages docker-setup cluster kind-setup lint $(HELM)
 	@mkdir -p test-output
 	@# The project's own bytecode, for the same reason as the install's (its sources change, so here).
 	@$(BIN)/python -m compileall -q harness bench examples tests > /dev/null
-	@# Lint beside the lanes rather than before them (about 10 s); its output and status come at the end.
-	@$(MAKE) --no-print-directory lint > test-output/lint.log 2>&1 & lint=$$!; \
-	$(PYTEST) -n 2 --dist loadgroup --lane cluster --basetemp=/tmp/harness-test-cluster-lane \
+	@$(PYTEST) -n 2 --dist loadgroup --lane cluster --basetemp=/tmp/harness-test-cluster-lane \
 		> test-output/cluster-lane.log 2>&1 & cluster=$$!; \
 	$(PYTEST) --lane kind --basetemp=/tmp/harness-test-kind-lane \
 		> test-output/kind-lane.log 2>&1 & kind=$$!; \
 	$(PYTEST_PATH) chrt --idle 0 $(BIN)/pytest --durations=15 -n 2 --lane unit --basetemp=/tmp/harness-test-unit-lane \
 		> test-output/unit-lane.log 2>&1 & unit=$$!; \
-	trap 'kill $$lint $$cluster $$kind $$unit $$timing 2>/dev/null' INT TERM; \
+	trap 'kill $$cluster $$kind $$unit $$timing 2>/dev/null' INT TERM; \
 	$(PYTEST) -n 2 --dist loadfile --no-loadscope-reorder --lane local \
 		--basetemp=/tmp/harness-test-local-lane; local=$$?; \
 	wait $$cluster; cluster_status=$$?; \
@@ -216,10 +214,8 @@ test: setup system-packages docker-setup cluster kind-setup $(HELM)
 	echo "---- load-timing tests (run beside the capacity tests) ----"; cat test-output/load-timing-lane.log; \
 	wait $$unit; unit_status=$$?; \
 	echo "---- unit tests (run beside all of the above, on idle CPU only) ----"; cat test-output/unit-lane.log; \
-	wait $$lint; lint_status=$$?; \
-	echo "---- make lint (run beside the first lanes) ----"; cat test-output/lint.log; \
 	[ $$local -eq 0 ] && [ $$unit_status -eq 0 ] && [ $$quiet -eq 0 ] && [ $$capacity -eq 0 ] \
-		&& [ $$cluster_status -eq 0 ] && [ $$kind_status -eq 0 ] && [ $$lint_status -eq 0 ]
+		&& [ $$cluster_status -eq 0 ] && [ $$kind_status -eq 0 ]
 	$(PYTEST) --lane machine-wide
 
 # wrk measures the same servers beside the harness (a Debian package).
