@@ -183,8 +183,10 @@ kind-setup: docker-setup $(KIND)
 #   a time beside the two `capacity` sweeps (light: about a fifth of a core each);
 # - last, every test marked `machine_wide` alone (CPU-share measurements, sweeps of dead harnesses, an image
 #   prune). Each lane's output is printed after it ends.
-# Measured from fresh clones with the machine to itself: 16:33, 15:42, 15:26 (with the cluster tests one at a
-# time: 19:44-20:32); lane by lane in docs/development.md.
+# Measured from fresh clones with the machine to itself: 14:52 (15:01 before the last cut; 15:26-16:33 before
+# this session's; with the cluster tests one at a time: 19:44-20:32); lane by lane in docs/development.md.
+# No line of this recipe may contain $(MAKE): the program audit (tests/program_audit) reads the install steps with
+# `make -n -B test`, and make runs such a line even under -n, so every pytest process would start the lanes again.
 # pytest caches each test module as it rewrote its asserts, in __pycache__, unless PYTHONDONTWRITEBYTECODE is set:
 # then each of make test's 15 pytest processes rewrites and compiles every test module again at collection (7.4
 # against 3.2 CPU-seconds). Empty, the variable is unset for Python, in the tests and every process they start.
