@@ -49,6 +49,11 @@ _READ_ATTEMPTS = 3
 _RELAY_BUFFER_BYTES = 65536
 
 
+def _retry_pause_s(attempt: int) -> float:
+    """The pause before try `attempt + 1` of a read: 0.5 s, then 1 s."""
+    return 0.5 * 2.0 ** (attempt - 1)
+
+
 def _built_in(api_version: str) -> bool:
     return (api_version.split("/", 1)[0] if "/" in api_version else "") in _BUILT_IN_GROUPS
 
@@ -226,37 +231,39 @@ class ClientKubernetesApi:
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
         dynamic = self._dynamic
-        for attempt in range(_READ_ATTEMPTS):
+        # A built-in kind exists on every cluster: not found, a busy server's discovery answer was lost (the client
+        # then holds its group empty), so discovery is asked again.
+        attempts = _READ_ATTEMPTS if _built_in(api_version) else 1
+        not_found: ResourceNotFoundError | None = None
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(_retry_pause_s(attempt))
+                dynamic.resources.invalidate_cache()
             try:
                 return self._read(
                     f"discovery of {kind} ({api_version})",
                     lambda: dynamic.resources.get(api_version=api_version, kind=kind),
                 )
             except ResourceNotFoundError as error:
-                if _built_in(api_version) and attempt < _READ_ATTEMPTS - 1:
-                    # A built-in kind exists on every cluster: a busy server's discovery answer was lost (the
-                    # client then holds its group empty), so discovery is asked again.
-                    time.sleep(0.5 * 2**attempt)
-                    dynamic.resources.invalidate_cache()
-                    continue
-                raise KubernetesApiError(
-                    f"the cluster does not serve {kind} ({api_version})",
-                    status=404,
-                    hint="install the API that provides it (a CRD or an aggregated API), or disable what renders it",
-                ) from error
-        raise AssertionError("unreachable")
+                not_found = error
+        raise KubernetesApiError(
+            f"the cluster does not serve {kind} ({api_version})",
+            status=404,
+            hint="install the API that provides it (a CRD or an aggregated API), or disable what renders it",
+        ) from not_found
 
     def _read(self, action: str, function: Callable[[], Any]) -> Any:
         """`_call` for a request that changes nothing, tried again on a transient answer or a lost connection."""
-        for attempt in range(_READ_ATTEMPTS):
+        for attempt in range(1, _READ_ATTEMPTS):
             try:
                 return self._call(action, function)
-            except DeployError as error:
-                transient = not isinstance(error, KubernetesApiError) or error.status in _TRANSIENT_STATUSES
-                if not transient or attempt == _READ_ATTEMPTS - 1:
+            except KubernetesApiError as error:
+                if error.status not in _TRANSIENT_STATUSES:
                     raise
-            time.sleep(0.5 * 2**attempt)
-        raise AssertionError("unreachable")
+            except DeployError:
+                pass
+            time.sleep(_retry_pause_s(attempt))
+        return self._call(action, function)
 
     def _call(self, action: str, function: Callable[[], Any]) -> Any:
         from kubernetes.client.exceptions import ApiException
