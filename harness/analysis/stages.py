@@ -7,7 +7,8 @@ on that percentile become INCONCLUSIVE); the others each add a reason to `invali
 (a) Too few samples: for every judged percentile q, the successful requests n must satisfy
     n >= ceil(min_tail_samples / (1 - q/100)) (`min_samples_for_percentile`).
 (b) The load generator, not the service, was the bottleneck:
-    (b1) any interval's `loadgen_cpu_cores` (one process's CPU) >= `loadgen_cpu_saturation`;
+    (b1) any interval's `loadgen_cpu_cores` (one process's CPU), less what one clock tick of CPU time makes
+         of it (`loadgen_cores_at_least`), >= `loadgen_cpu_saturation`;
     (b2) fewer load-generator processes reported results for the stage than were started, so the
          stage's totals are missing a process's share;
     (b3) open model only: the arrivals actually sent (scheduled - dropped) fell short of
@@ -84,6 +85,21 @@ def _arrivals_short(actual: int, expected: float, shortfall: float) -> bool:
     return actual < (1.0 - shortfall) * expected and actual < poisson_quantile(POISSON_NOISE_QUANTILE, expected)
 
 
+# Linux counts a process's CPU time in clock ticks of 1/USER_HZ = 10 ms (/proc/<pid>/stat, what psutil reads), so
+# an interval's CPU is known to within one tick: a 6 ms interval charged one tick read 1.69 cores, and one CI run's
+# stage was INCONCLUSIVE for it. A 1 s interval reads at most 0.01 cores high.
+CPU_TIME_TICK_S = 0.01
+
+
+def loadgen_cores_at_least(interval: ClientInterval) -> float | None:
+    """The cores the interval's load-generator process surely used: what it read, less one clock tick of CPU time
+    spread over the interval; None when not measured."""
+    wall_s = interval.t_end_s - interval.t_start_s
+    if interval.loadgen_cpu_cores is None or wall_s <= 0:
+        return None
+    return max(0.0, interval.loadgen_cpu_cores - CPU_TIME_TICK_S / wall_s)
+
+
 def _loadgen_reasons(
     window: StageWindow,
     own: Sequence[ClientInterval],
@@ -92,11 +108,9 @@ def _loadgen_reasons(
     loadgen_processes: int,
 ) -> list[str]:
     reasons: list[str] = []
-    saturated = [
-        i for i in own if i.loadgen_cpu_cores is not None and i.loadgen_cpu_cores >= validity.loadgen_cpu_saturation
-    ]
+    saturated = [i for i in own if (loadgen_cores_at_least(i) or 0.0) >= validity.loadgen_cpu_saturation]
     if saturated:
-        worst = max(saturated, key=lambda i: i.loadgen_cpu_cores or 0.0)
+        worst = max(saturated, key=lambda i: loadgen_cores_at_least(i) or 0.0)
         reasons.append(
             f"load generator CPU-bound: process {worst.process} used {worst.loadgen_cpu_cores:.2f} cores "
             f"(limit {validity.loadgen_cpu_saturation:g} per process) in {len(saturated)} interval(s)"
@@ -335,7 +349,7 @@ def _summarize(
     decoded = [LatencyHistogram.decode(i.latency_hdr) for i in own if i.latency_hdr]
     histogram = LatencyHistogram.merged(decoded)
     ready = [c.ready for c in counts if window.start_s <= c.t_s <= window.end_s]
-    cpu = [i.loadgen_cpu_cores for i in own if i.loadgen_cpu_cores is not None]
+    cpu = [cores for i in own if (cores := loadgen_cores_at_least(i)) is not None]
 
     reasons: list[str] = []
     if duration_s <= 0:

@@ -9,7 +9,7 @@ from _records import RUN_START_S, interval
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.analysis.stages import summarize_stages
+from harness.analysis.stages import CPU_TIME_TICK_S, loadgen_cores_at_least, summarize_stages
 from harness.config import ValidityConfig
 from harness.model import (
     ClientInterval,
@@ -84,7 +84,8 @@ def test_valid_stage_figures() -> None:
     assert p95.value_s is not None and 0.028 <= p95.value_s <= 0.030
     assert p95.ci_low_s is not None and p95.ci_high_s is not None
     assert stage.replicas_min == 2 and stage.replicas_max == 3
-    assert stage.loadgen_cpu_max_cores == pytest.approx(0.5)
+    # 0.5 cores read over 1 s: at least 0.49 (one 10 ms tick of CPU time less).
+    assert stage.loadgen_cpu_max_cores == pytest.approx(0.49)
 
 
 def test_intervals_belong_to_stages_by_their_stage_field() -> None:
@@ -160,6 +161,35 @@ def test_loadgen_cpu_saturation_in_any_interval() -> None:
     relaxed = ValidityConfig(loadgen_cpu_saturation=1.0)
     (stage,) = summarize(intervals, validity=relaxed)
     assert stage.invalid_reasons == []
+
+
+def test_a_short_interval_charged_one_clock_tick_is_not_cpu_saturation() -> None:
+    """A CI run's stage went INCONCLUSIVE on a 6 ms first interval that read 1.69 cores: one 10 ms tick."""
+    intervals = steady_intervals(loadgen_cpu_cores=0.03)
+    intervals[0] = interval(0.0, [0.01] * 100, length_s=0.006, loadgen_cpu_cores=1.69, process=0, users=10)
+    (stage,) = summarize(intervals)
+    assert stage.invalid_reasons == []
+    assert stage.loadgen_cpu_max_cores is not None and stage.loadgen_cpu_max_cores < 0.05
+    # Two ticks in 6 ms are more than one core: that a process cannot have used unless it ran two threads at once.
+    intervals[0] = interval(0.0, [0.01] * 100, length_s=0.006, loadgen_cpu_cores=3.4, process=0, users=10)
+    (stage,) = summarize(intervals)
+    assert "CPU-bound" in stage.invalid_reasons[0] and "3.40 cores" in stage.invalid_reasons[0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    cores=st.floats(min_value=0.0, max_value=4.0, allow_nan=False),
+    length_s=st.floats(min_value=0.001, max_value=30.0, allow_nan=False),
+)
+def test_the_cores_an_interval_surely_used_are_at_most_one_tick_below_what_it_read(
+    cores: float, length_s: float
+) -> None:
+    measured = interval(0.0, length_s=length_s, loadgen_cpu_cores=cores)
+    at_least = loadgen_cores_at_least(measured)
+    assert at_least is not None and 0.0 <= at_least <= cores
+    assert cores - at_least <= CPU_TIME_TICK_S / (measured.t_end_s - measured.t_start_s) + 1e-9
+    if length_s >= 1.0:
+        assert cores - at_least <= 0.01 + 1e-9
 
 
 def test_missing_loadgen_process_is_invalid() -> None:

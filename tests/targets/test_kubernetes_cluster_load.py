@@ -431,7 +431,12 @@ def assert_requests_in_cluster(run_dir: Path, events: list[dict[str, Any]], toke
     assert locust_traffic == pytest.approx(sum(r["requests"] for r in records), abs=4)
     assert {e["name"] for e in totals} >= {"classify", "live"}
     # Every classify answer was checked (status, field, answer alone) and agreed; bad input met 4xx, never 5xx.
-    assert sum(r["checked"] for r in records) > 50 and sum(r["mismatches"] for r in records) == 0
+    # How many were answered is the machine's: one make test had 126 of 154 shed (503) by a pod short of CPU.
+    classify = next(e for e in totals if e["name"] == "classify")
+    checked = sum(r["checked"] for r in records)
+    # (Within the 4 requests Locust's count and the records' may differ by, above.)
+    assert checked > 0 and checked == pytest.approx(classify["num_requests"] - classify["num_failures"], abs=4)
+    assert sum(r["mismatches"] for r in records) == 0
     assert sum(r["bad_inputs"] for r in records) > 0 and sum(r["bad_input_5xx"] for r in records) == 0
     # A header value lost on the way would have every classify answered 415; load shedding is allowed, so
     # error_rate is not asserted.
