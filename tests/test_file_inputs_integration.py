@@ -56,8 +56,9 @@ def test_the_digits_image_upload_answers_every_kind_of_broken_upload_with_4xx(tm
     data["target"]["replicas"] = 1
     data["stages"] = [
         {"name": "warmup", "duration_s": 3, "users": 2, "spawn_rate": 2, "judged": False},
-        {"name": "mixed", "duration_s": 20, "users": 8, "spawn_rate": 8},
-        {"name": "open", "duration_s": 10, "arrival_rate_rps": 30},
+        # An open stage: its 300 sends, and with the seeded mix which of them are broken, are the same on a busy
+        # machine as on a quiet one (a closed stage of 8 users for 20 s kept a core busy on a shared machine).
+        {"name": "mixed", "duration_s": 10, "arrival_rate_rps": 30, "arrival": "constant"},
     ]
     data["payload"]["malformed_fraction"] = 0.5
     # As in tests/test_bad_input_integration.py: bounds a busy machine meets, which a 5xx or a spoiled request
@@ -69,19 +70,16 @@ def test_the_digits_image_upload_answers_every_kind_of_broken_upload_with_4xx(tm
     result = run(scenario)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     stages, locust, verdict = results(tmp_path)
-    for name in ("mixed", "open"):
-        stage = stages[name]
-        print(
-            f"{name}: {stage['bad_inputs']} broken uploads, {stage['bad_input_5xx']} 5xx, "
-            f"{stage['bad_input_accepted']} 2xx; {stage['requests']} valid, {stage['failures']} failed, "
-            f"{stage['mismatches']} of {stage['checked']} labels wrong"
-        )
-        assert stage["bad_input_5xx"] == 0 and stage["bad_input_accepted"] == 0
-        # The model's own error on these images is 4 in 100; load must not make it much worse.
-        assert stage["checked"] == stage["requests"] and stage["mismatches"] <= 0.1 * stage["checked"]
-        assert stage["failures"] <= 0.03 * stage["requests"], stage["errors"]
+    stage = stages["mixed"]
+    print(
+        f"{stage['bad_inputs']} broken uploads, {stage['bad_input_5xx']} 5xx, {stage['bad_input_accepted']} 2xx; "
+        f"{stage['requests']} valid, {stage['failures']} failed, {stage['mismatches']} of {stage['checked']} wrong"
+    )
+    assert stage["bad_input_5xx"] == 0 and stage["bad_input_accepted"] == 0
+    # The model's own error on these images is 4 in 100; load must not make it much worse.
+    assert stage["checked"] == stage["requests"] and stage["mismatches"] <= 0.1 * stage["checked"]
+    assert stage["failures"] <= 0.03 * stage["requests"], stage["errors"]
     assert stages["mixed"]["bad_inputs"] > 100 and stages["mixed"]["requests"] > 100
-    assert stages["open"]["bad_inputs"] > 50 and stages["open"]["requests"] > 50
     statuses = {(o["metric"], o["stage"]): o["status"] for o in verdict["objectives"]}
     assert set(statuses.values()) == {"PASS"}, statuses
     # Every kind was sent and answered 4xx (Locust counts any other status as a failure).
