@@ -97,7 +97,7 @@ def loadgen_cores_at_least(interval: ClientInterval) -> float | None:
     wall_s = interval.t_end_s - interval.t_start_s
     if interval.loadgen_cpu_cores is None or wall_s <= 0:
         return None
-    return max(0.0, interval.loadgen_cpu_cores - CPU_TIME_TICK_S / wall_s)
+    return round(max(0.0, interval.loadgen_cpu_cores - CPU_TIME_TICK_S / wall_s), 4)
 
 
 def _loadgen_reasons(

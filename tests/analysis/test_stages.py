@@ -186,10 +186,11 @@ def test_the_cores_an_interval_surely_used_are_at_most_one_tick_below_what_it_re
 ) -> None:
     measured = interval(0.0, length_s=length_s, loadgen_cpu_cores=cores)
     at_least = loadgen_cores_at_least(measured)
-    assert at_least is not None and 0.0 <= at_least <= cores
-    assert cores - at_least <= CPU_TIME_TICK_S / (measured.t_end_s - measured.t_start_s) + 1e-9
+    rounding = 0.5e-4  # to four decimals, as the verdict keeps it
+    assert at_least is not None and 0.0 <= at_least <= cores + rounding
+    assert cores - at_least <= CPU_TIME_TICK_S / (measured.t_end_s - measured.t_start_s) + rounding
     if length_s >= 1.0:
-        assert cores - at_least <= 0.01 + 1e-9
+        assert cores - at_least <= 0.01 + rounding
 
 
 def test_missing_loadgen_process_is_invalid() -> None:
