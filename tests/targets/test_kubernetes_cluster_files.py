@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 UPLOAD_KINDS = {"truncated", "wrong_file_type", "text_for_file", "empty_part", "missing_part", "huge", "no_boundary"}
 
 
+@pytest.mark.usefixtures("loadgen_image")  # built once before any run builds it: see conftest
 def test_in_cluster_uploads_of_png_files_answered_2xx_and_broken_ones_4xx(
     cluster: RealCluster, digits_image: str, tmp_path: Path
 ) -> None:

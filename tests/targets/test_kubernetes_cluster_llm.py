@@ -35,6 +35,7 @@ def llm_image(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 # Not beside the autoscale test (make test runs the cluster lane two tests at a time): both time the HPA on a
 # loaded node.
+@pytest.mark.usefixtures("loadgen_image")  # built once before any run builds it: see conftest
 @pytest.mark.xdist_group("hpa-timing")
 def test_the_llm_scenario_streams_and_its_engine_queue_scales_the_hpa(
     cluster: RealCluster, llm_image: str, tmp_path: Path

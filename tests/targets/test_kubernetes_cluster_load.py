@@ -96,6 +96,7 @@ def run_restricted_in_cluster(
     return run_cli(scenario, tmp_path, f"in-cluster-{workers}")
 
 
+@pytest.mark.usefixtures("loadgen_image")  # built once before any run builds it: see conftest
 @pytest.mark.parametrize("workers", [1, 2])
 def test_in_cluster_generators_stream_their_records_and_agree_with_one(
     cluster: RealCluster, digits_image: str, tmp_path: Path, workers: int
@@ -291,6 +292,7 @@ def worker_records_printed(api: ClientKubernetesApi, namespace: str) -> list[int
     return counts
 
 
+@pytest.mark.usefixtures("loadgen_image")  # built once before any run builds it: see conftest
 def test_in_cluster_requests_checks_answers_alone_bad_input_and_a_dropped_log_stream(
     cluster: RealCluster, digits_image: str, tmp_path: Path
 ) -> None:
@@ -479,6 +481,7 @@ class Classifier(FastHttpUser):
 """
 
 
+@pytest.mark.usefixtures("loadgen_image")  # built once before any run builds it: see conftest
 def test_in_cluster_runs_the_users_own_locustfile(cluster: RealCluster, digits_image: str, tmp_path: Path) -> None:
     """load.locustfile in the cluster: the user's class, delivered as a ConfigMap, sends the users stage's load and
     its requests are recorded like the harness's own."""
