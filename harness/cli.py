@@ -553,6 +553,11 @@ def compare(baseline: Path, candidate: Path, alpha: float, min_effect: float, ht
 @click.option("--tolerance", type=float, default=0.05, show_default=True, help="Stop when the bracket is this tight.")
 @click.option("--probe-s", type=float, help="Minimum probe duration (default: long enough for the percentiles).")
 @click.option(
+    "--warmup-s",
+    type=float,
+    help="Each probe's unjudged warm-up at its rate, seconds; 0 for none (default: 5).",
+)
+@click.option(
     "--replicas",
     "replica_counts",
     type=int,
@@ -571,6 +576,7 @@ def sweep(
     max_rps: float,
     tolerance: float,
     probe_s: float | None,
+    warmup_s: float | None,
     replica_counts: tuple[int, ...],
 ) -> int:
     """Search the maximum sustainable arrival rate of SCENARIO's service under its objectives."""
@@ -586,6 +592,7 @@ def sweep(
         max_rps=max_rps,
         tolerance=tolerance,
         probe_s=probe_s,
+        warmup_s=warmup_s,
         replica_counts=replica_counts,
         json_lines=json_lines,
     )

@@ -118,13 +118,14 @@ def sweep_scenario(
     max_rps: float,
     tolerance: float,
     probe_s: float | None,
+    warmup_s: float | None = None,
     replica_counts: tuple[int, ...] = (),
     json_lines: bool = False,
 ) -> int:
     """`harness sweep`: bracket-then-bisect search for the maximum sustainable arrival rate; with `json_lines`
     every line is a JSON object: {"type": "log" | "probe" | "result", ...}."""
     from harness.config import load_scenario
-    from harness.sweep import run_sweep
+    from harness.sweep import WARMUP_S, run_sweep
 
     def emit(kind: str, fields: dict[str, Any]) -> None:
         print(json.dumps({"type": kind, **fields}), flush=True)
@@ -136,6 +137,7 @@ def sweep_scenario(
         max_rps=max_rps,
         tolerance=tolerance,
         min_probe_s=probe_s,
+        warmup_s=WARMUP_S if warmup_s is None else warmup_s,
         console=_JsonLog(emit) if json_lines else _console(),
         replica_counts=replica_counts,
         on_probe=(lambda record: emit("probe", to_json_dict(record))) if json_lines else lambda record: None,

@@ -22,19 +22,19 @@ from harness.rundir import write_sweep_summary
 from harness.targets.kinds import TARGET_KINDS
 from harness.targets.registry import target_kind
 
-# A probe's warm-up: long enough for connections, batching and caches to settle.
+# A probe's warm-up by default (--warmup-s): long enough for connections, batching and caches to settle.
 WARMUP_S = 5.0
 # Hard bound on probes, whatever the tolerance: a sweep must end.
 MAX_PROBES = 24
 
 
-def probe_scenario(scenario: Scenario, rate_rps: float, duration_s: float, run_id: str, index: int) -> Scenario:
-    """The scenario reduced to a warm-up and one judged open-model stage at `rate_rps`; each probe gets
-    its own arrival seed, so a retried probe is a new sample rather than the same schedule again."""
-    stages = [
-        Stage(name="warmup", duration_s=WARMUP_S, arrival_rate_rps=rate_rps, judged=False),
-        Stage(name="probe", duration_s=duration_s, arrival_rate_rps=rate_rps, arrival="poisson"),
-    ]
+def probe_scenario(
+    scenario: Scenario, rate_rps: float, duration_s: float, run_id: str, index: int, warmup_s: float = WARMUP_S
+) -> Scenario:
+    """The scenario reduced to a warm-up of `warmup_s` (none at 0) and one judged open-model stage at `rate_rps`;
+    each probe gets its own arrival seed, so a retried probe is a new sample rather than the same schedule again."""
+    warmup = [Stage(name="warmup", duration_s=warmup_s, arrival_rate_rps=rate_rps, judged=False)] if warmup_s else []
+    stages = [*warmup, Stage(name="probe", duration_s=duration_s, arrival_rate_rps=rate_rps, arrival="poisson")]
     objectives = [o.model_copy(update={"stages": None}) for o in scenario.objectives if o.kind.decides_sweep_probes]
     return scenario.model_copy(
         update={
@@ -59,6 +59,7 @@ def _search(
     max_rps: float,
     tolerance: float,
     min_probe_s: float | None,
+    warmup_s: float,
     console: Any,
     label: str,
     on_probe: Callable[[SweepProbeRecord], None],
@@ -99,7 +100,7 @@ def _search(
         duration_s = max(duration_s, 1.2 * requests_to_pass / rate)
         run_id = f"{label}probe-{len(probes) + 1:02d}-{rate:.1f}rps"
         console.print(f"{label}probe {len(probes) + 1}: {rate:.1f} rps for {duration_s:.0f} s")
-        outcome = Run(probe_scenario(base, rate, duration_s, run_id, len(probes))).execute()
+        outcome = Run(probe_scenario(base, rate, duration_s, run_id, len(probes), warmup_s)).execute()
         status = outcome.verdict.status if outcome.verdict else Status.INCONCLUSIVE
         probes.append(Probe(rate_rps=rate, passed=probe_passed(status)))
         probe_stage = next((s for s in outcome.verdict.stages if s.name == "probe"), None) if outcome.verdict else None
@@ -130,6 +131,7 @@ def run_sweep(
     tolerance: float,
     min_probe_s: float | None,
     console: Any,
+    warmup_s: float = WARMUP_S,
     replica_counts: Sequence[int] = (),
     on_probe: Callable[[SweepProbeRecord], None] = lambda record: None,
     on_result: Callable[[SweepSummary], None] = lambda summary: None,
@@ -146,6 +148,8 @@ def run_sweep(
             f"harness sweep needs an objective that can decide a probe ({deciding}): a rate floor such as "
             "throughput_rps or goodput_rps fails every probe below it; for goodput, bound goodput_fraction"
         )
+    if warmup_s < 0:
+        raise ConfigError(f"--warmup-s: a probe's warm-up must be >= 0 seconds, got {warmup_s:g}")
     counts = list(dict.fromkeys(replica_counts)) or [scenario.target.replicas]
     if any(count < 1 for count in counts):
         raise ConfigError(f"--replicas: replica counts must be >= 1, got {counts}")
@@ -170,6 +174,7 @@ def run_sweep(
             max_rps=max_rps,
             tolerance=tolerance,
             min_probe_s=min_probe_s,
+            warmup_s=warmup_s,
             console=console,
             label=label,
             on_probe=on_probe,

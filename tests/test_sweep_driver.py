@@ -42,6 +42,18 @@ def test_probe_scenario_is_a_warmup_and_one_open_stage_with_latency_and_error_ob
     assert probe.output.run_id == "probe-01"
 
 
+def test_a_probes_warmup_is_as_long_as_asked_and_absent_at_zero() -> None:
+    short = probe_scenario(scenario(), 42.0, 12.0, "probe-01", index=0, warmup_s=2.0)
+    assert [(s.name, s.duration_s) for s in short.stages] == [("warmup", 2.0), ("probe", 12.0)]
+    bare = probe_scenario(scenario(), 42.0, 12.0, "probe-01", index=0, warmup_s=0.0)
+    assert [(s.name, s.duration_s, s.judged) for s in bare.stages] == [("probe", 12.0, True)]
+
+
+def test_a_negative_warmup_is_refused_naming_the_option() -> None:
+    with pytest.raises(ConfigError, match=r"^--warmup-s: a probe's warm-up must be >= 0 seconds, got -1$"):
+        run_sweep(scenario(), initial_rps=1, max_rps=2, tolerance=0.1, min_probe_s=None, console=None, warmup_s=-1)
+
+
 def test_an_llm_scenarios_probes_keep_its_streamed_and_goodput_share_objectives() -> None:
     llm = scenario(
         requests=[{"name": "chat", "path": "/v1/chat/completions", "openai": {"prompts": "p.jsonl"}}],

@@ -76,6 +76,9 @@ def test_sweep_brackets_the_maximum_sustainable_rate(tmp_path: Path, queue_serve
             "0.5",
             "--probe-s",
             "6",
+            # At 10 ms a request, the queue settles within about a second of a new rate.
+            "--warmup-s",
+            "2",
         ],
         cwd=ROOT,
         capture_output=True,
