@@ -108,9 +108,13 @@ def _loadgen_reasons(
     loadgen_processes: int,
 ) -> list[str]:
     reasons: list[str] = []
-    saturated = [i for i in own if (loadgen_cores_at_least(i) or 0.0) >= validity.loadgen_cpu_saturation]
+    saturated = [
+        (i, cores)
+        for i in own
+        if (cores := loadgen_cores_at_least(i)) is not None and cores >= validity.loadgen_cpu_saturation
+    ]
     if saturated:
-        worst = max(saturated, key=lambda i: loadgen_cores_at_least(i) or 0.0)
+        worst, _ = max(saturated, key=lambda pair: pair[1])
         reasons.append(
             f"load generator CPU-bound: process {worst.process} used {worst.loadgen_cpu_cores:.2f} cores "
             f"(limit {validity.loadgen_cpu_saturation:g} per process) in {len(saturated)} interval(s)"
